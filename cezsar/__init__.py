@@ -1,0 +1,2 @@
+"""CEZSAR reproducibility package."""
+__version__ = "0.1.0"

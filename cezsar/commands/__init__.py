@@ -1,0 +1,1 @@
+"""Thin argparse front-ends, one file per `cezsar` subcommand."""

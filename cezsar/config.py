@@ -1,0 +1,130 @@
+"""Paths and typed configs with the paper's defaults (one place, cookiecutter-data-science style).
+
+Every default cites where it comes from: the paper (section / equation), the released code, or
+DESIGN.md §7 when the two disagree and we chose.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# --- paths -------------------------------------------------------------------------------------
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = PROJ_ROOT / "data"
+RAW_DIR = DATA_DIR / "raw"  # never modified
+INTERIM_DIR = DATA_DIR / "interim"  # features, object top-k, sentence cache
+PROCESSED_DIR = DATA_DIR / "processed"  # triplet files
+CLASSES_DIR = DATA_DIR / "classes"  # tracked: official class lists
+DESCRIPTIONS_DIR = DATA_DIR / "descriptions"  # tracked: our class descriptions
+SPLITS_DIR = DATA_DIR / "splits"  # tracked: the class subsets of every protocol run
+FIGURES_DIR = PROJ_ROOT / "figures"  # written only by the notebooks
+RUNS_DIR = PROJ_ROOT / "runs"  # executed notebooks and results.json per parameter set
+
+
+def cache_dir() -> Path:
+    """The package-owned cache for offline resources (models, WordNet) and the sentence cache.
+
+    `CEZSAR_CACHE` overrides; otherwise `$XDG_CACHE_HOME/cezsar` or `~/.cache/cezsar`.
+    """
+    env = os.environ.get("CEZSAR_CACHE")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cezsar"
+
+
+# --- stage configs -----------------------------------------------------------------------------
+@dataclass
+class ExtractConfig:
+    backbone: str = "efficientnet_lite0"  # DESIGN §5: BiT-M-R152x2 when its .npz is given, else EfficientNet-Lite0
+    weights: str | None = None  # path to BiT .npz / ResNet-152 .pth; None = the offline default
+    fps: float = 1.0  # paper §3.2: one frame per second
+    image_size: int = 160  # EfficientNet input side; DESIGN §6: 160 px is ~3x faster than 224 on 2 cores
+    batch: int = 32  # frames per CNN forward
+    topk_objects: int = 5  # per-second object classes kept (indices + scores) for mining and Eq. 9
+    max_seconds: float | None = None  # decode at most this many seconds (None = whole video)
+
+
+@dataclass
+class TextConfig:
+    model: str = "minilm"  # DESIGN §5: all-MiniLM-L6-v2 offline; "mpnet" (768-d) or a path; paper: paraphrase-distilroberta-base-v2
+    batch: int = 64  # sentences per SBERT forward
+
+
+@dataclass
+class MiningConfig:
+    tau: float = 0.8  # paper §3.4 footnote 7: similar if cos > 1 - tau
+    n_negatives: int = 10  # paper §3.4 footnote 8: n = 10
+    windows_per_segment: int = 3  # paper §3.4: three random windows per segment
+    window_seconds: float = 10.0  # paper §3.4: windows of up to 10 s
+    object_positives: int = 2  # paper §3.4: two object sentences most similar to the caption
+    objects_per_window: int = 5  # released code: top-5 objects over the window are the candidates
+    rule: str = "released"  # DESIGN §7: "released" = negatives have cos > 1 - tau (hard, related)
+    exclude_same_video: bool = False  # switch: never draw a negative from the anchor's own video
+    max_sim: float | None = None  # switch: paraphrase guard, drop candidates with cos >= max_sim
+    val_fraction: float = 0.1  # share of *videos* held out for early stopping (never split by triplet)
+    block: int = 4096  # rows of the similarity matrix computed at once (bounds memory)
+    seed: int = 0
+
+
+@dataclass
+class ModelConfig:
+    feat_dim: int = 1280  # CNN feature size: 1280 EfficientNet-Lite0, 4096 BiT-M-R152x2 (paper §3.2 d_c)
+    text_dim: int = 384  # SBERT size: 384 MiniLM, 768 paper SBERT (Eq. 6)
+    d_model: int = 512  # paper §4: transformer d_model
+    n_heads: int = 2  # paper §4: heads
+    n_layers: int = 1  # paper §4: layers
+    emb_dim: int = 128  # paper §3.2 footnote 6: d_emb = 128
+    max_len: int = 15  # paper §4: stacks of up to 15 features
+    dropout: float = 0.1  # torch's TransformerEncoderLayer default (the paper does not say)
+    positional: bool = True  # paper Eq. 3 input: sinusoidal PE; released code has none
+    released_sem: bool = False  # released SEM: Dropout + Linear + LayerNorm instead of FC+ReLU (Eq. 6)
+
+
+@dataclass
+class TrainConfig:
+    lr: float = 1e-4  # paper §4
+    betas: tuple[float, float] = (0.9, 0.99)  # paper §4
+    weight_decay: float = 1e-5  # paper §4
+    batch: int = 128  # paper §4
+    epochs: int = 25  # paper §4
+    patience: int = 10  # paper §4: early stopping
+    margin: float = 1.0  # Eq. 7 epsilon; released code: 1.0
+    window: str = "paper"  # "paper": the mined window is the visual input; "released": first 16 s of the segment
+    seed: int = 0
+    device: str = "auto"  # auto = CUDA when present (bf16 autocast there), else CPU
+
+
+@dataclass
+class EvalConfig:
+    alpha: float = 0.8  # Eq. 9, paper §5
+    beta: float = 0.2  # Eq. 9; 0 = VE only
+    n_objects: int = 3  # DESIGN §7: top-3 objects per video for O(v)
+    normalize_terms: bool = True  # DESIGN §7: L2-normalise VE and SE(O) before the sum; False = released
+    runs: int = 50  # paper §4: 50 random class subsets
+    max_seconds: float | None = None  # released code: first 16 s; None = whole clip
+
+
+def to_dict(cfg) -> dict:
+    """A config as a plain dict (for checkpoints and results JSON)."""
+    return asdict(cfg)
+
+
+@dataclass
+class Paths:
+    """Where a parameter set puts its data (notebooks and CLI share it)."""
+
+    root: Path = field(default_factory=lambda: DATA_DIR)
+
+    @property
+    def raw(self) -> Path:
+        return self.root / "raw"
+
+    @property
+    def interim(self) -> Path:
+        return self.root / "interim"
+
+    @property
+    def processed(self) -> Path:
+        return self.root / "processed"
