@@ -1,0 +1,321 @@
+"""Evaluation protocols (paper §4, DESIGN.md §8): seeded class subsets, saved once and reused, and runs.
+
+A protocol "0/N" tests on N unseen classes; a run is one seeded random subset of N classes (seed s uses
+`numpy.random.default_rng(s)`), all the test videos of those classes, and accuracy over videos. The class
+lists of every run are written once to a split file and from then on read, never regenerated, so every
+model is scored on the same subsets even if numpy's generator changed. The real datasets' split files live
+in `data/splits/` (tracked); custom datasets (SynthActions, a user's own) keep theirs beside the results.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cezsar.config import CLASSES_DIR, SPLITS_DIR
+from cezsar.zsar import topk_correct
+
+STD_DDOF = 1  # sample standard deviation over runs (numpy ddof=1), recorded in every results file
+DEFAULT_RUNS = 50  # paper §4: 50 random class subsets
+
+# paper §4 / DESIGN §8: protocol name -> (number of test classes, runs)
+PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
+    "ucf101": {"0/101": (101, 1), "0/50": (50, 50), "0/20": (20, 50)},
+    "kinetics400": {"0/400": (400, 1), "0/100": (100, 50), "0/25": (25, 50)},
+    "hmdb51": {"0/51": (51, 1), "0/25": (25, 50)},
+}
+REAL_DATASETS = tuple(PROTOCOLS)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation protocol: which classes are tested and how many seeded runs."""
+
+    dataset: str  # dataset kind: ucf101, kinetics400, hmdb51 (or a custom name)
+    name: str  # "0/50", "0/all", or "split:<stem>" for a supplied split file (TruZe)
+    n_classes: int  # test classes per run
+    runs: int  # seeded runs (seeds 0 .. runs-1); 1 when every class is tested
+    split_file: str | None = None  # the {"training", "testing"} JSON whose testing part is tested (TruZe)
+
+    @property
+    def slug(self) -> str:
+        """File-name form of the protocol: "0/50" -> "0-50"."""
+        return self.name.replace("/", "-").replace(":", "-")
+
+
+def get_protocol(dataset: str, spec: str, n_total: int, runs: int | None = None,
+                 split_file: str | Path | None = None) -> Protocol:
+    """Parse a protocol spec against a dataset with `n_total` classes.
+
+    Specs: "0/N" (N random classes; 1 run when N is every class, else `runs` or 50), "0/all", and "truze"
+    or "split" with `split_file` (the testing part of a {"training", "testing"} split, one run). A spec
+    that needs more classes than the dataset has is an error naming both numbers.
+    """
+    spec = spec.strip().lower()
+    if spec in ("truze", "split"):
+        if split_file is None:
+            raise ValueError(f"protocol {spec!r} needs a split file (e.g. ucf101_truezsl_splits.json: "
+                             "the TruZe 67/34 split, whose 34 testing classes are evaluated)")
+        stem = Path(split_file).stem
+        return Protocol(dataset, f"split:{stem}", -1, 1, str(split_file))
+    if not spec.startswith("0/"):
+        raise ValueError(f"unknown protocol {spec!r}: use 0/N, 0/all or truze (known for {dataset}: "
+                         f"{', '.join(PROTOCOLS.get(dataset, {})) or 'generic 0/N'})")
+    tail = spec[2:]
+    if tail == "all":
+        return Protocol(dataset, "0/all", n_total, 1)
+    try:
+        n = int(tail)
+    except ValueError:
+        raise ValueError(f"protocol {spec!r}: the part after '0/' must be a class count or 'all'") from None
+    if n < 1 or n > n_total:
+        raise ValueError(f"protocol {spec!r} needs {n} test classes but dataset {dataset!r} has {n_total}")
+    if n == n_total:
+        return Protocol(dataset, spec, n, 1)
+    paper_runs = PROTOCOLS.get(dataset, {}).get(spec, (n, DEFAULT_RUNS))[1]
+    return Protocol(dataset, spec, n, int(runs) if runs else paper_runs)
+
+
+def make_runs(classes: Sequence[str], n: int, runs: int, first_seed: int = 0) -> list[dict]:
+    """The class subsets of `runs` seeded runs: seed s draws n classes without replacement with
+    `numpy.random.default_rng(s)`, listed in the dataset's official order."""
+    out = []
+    for seed in range(first_seed, first_seed + runs):
+        if n >= len(classes):
+            pick = np.arange(len(classes))
+        else:
+            pick = np.sort(np.random.default_rng(seed).choice(len(classes), size=n, replace=False))
+        out.append({"seed": seed, "classes": [classes[i] for i in pick]})
+    return out
+
+
+def split_path(protocol: Protocol, out_dir: str | Path | None = None) -> Path:
+    """Where a protocol's split file lives: data/splits/ for the real datasets, else `<out_dir>/splits/`."""
+    base = SPLITS_DIR if out_dir is None else Path(out_dir) / "splits"
+    return base / f"{protocol.dataset}_{protocol.slug}.json"
+
+
+def is_official(kind: str, classes: Sequence[str]) -> bool:
+    """True when `classes` is exactly the official class list `data/classes/<kind>.txt` (normalised)."""
+    from cezsar.datasets import normalize_class
+
+    path = CLASSES_DIR / f"{kind}.txt"
+    if kind not in REAL_DATASETS or not path.is_file():
+        return False
+    official = [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
+    return sorted(official) == sorted(classes)
+
+
+def atomic_write_json(path: str | Path, obj: object) -> None:
+    """Write JSON through a temp file in the same folder and os.replace (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a tracked file should be readable by all
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _testing_classes(protocol: Protocol, classes: Sequence[str]) -> list[str]:
+    from cezsar.datasets import read_split
+
+    split = read_split(protocol.split_file, list(classes))
+    return [c for c in classes if c in set(split.testing)]  # official order
+
+
+def load_or_create_splits(protocol: Protocol, classes: Sequence[str], path: str | Path) -> dict:
+    """The split file of `protocol`: read when it exists (never regenerated), else generated and written.
+
+    Reading validates it: same dataset and protocol, at least `protocol.runs` runs (the first ones are
+    used), every class known to `classes` (an unknown class is an error naming it and the file).
+    Returns {"dataset", "protocol", "n_classes", "runs": [{"seed", "classes"}], "path"}.
+    """
+    path = Path(path)
+    known = set(classes)
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ValueError(f"split file {path}: not valid JSON ({err})") from None
+        if data.get("dataset") != protocol.dataset or data.get("protocol") != protocol.name:
+            raise ValueError(f"split file {path} is for {data.get('dataset')} {data.get('protocol')}, "
+                             f"not {protocol.dataset} {protocol.name}")
+        runs = data.get("runs", [])
+        if len(runs) < protocol.runs:
+            raise ValueError(f"split file {path} holds {len(runs)} runs, {protocol.runs} requested")
+        for r in runs[:protocol.runs]:
+            unknown = [c for c in r["classes"] if c not in known]
+            if unknown:
+                raise ValueError(f"split file {path}, run seed {r['seed']}: unknown class(es) {unknown[:5]} "
+                                 f"(not in the dataset's {len(known)} classes)")
+        return {**data, "runs": runs[:protocol.runs], "path": str(path)}
+    if protocol.split_file is not None:
+        test = _testing_classes(protocol, classes)
+        runs = [{"seed": 0, "classes": test}]
+        n = len(test)
+        how = f"testing part of {Path(protocol.split_file).name}"
+    else:
+        n = protocol.n_classes
+        runs = make_runs(list(classes), n, protocol.runs)
+        how = "seed s: numpy.random.default_rng(s).choice(C, n, replace=False), kept in official order"
+    data = {"dataset": protocol.dataset, "protocol": protocol.name, "n_classes": n,
+            "n_dataset_classes": len(classes), "generator": how, "runs": runs}
+    atomic_write_json(path, data)
+    return {**data, "path": str(path)}
+
+
+def evaluate_runs(scores: np.ndarray, labels: np.ndarray, classes: Sequence[str], runs: Sequence[dict]) -> list[dict]:
+    """Accuracy of every run from one (V, C) score matrix over all classes.
+
+    Restricting the columns to a run's classes and the rows to their videos is the same as scoring that
+    run from scratch (cosine is per pair), so the matrix is computed once and each run is an index job.
+    Returns per run {"seed", "classes", "n_videos", "top1", "top5"} (top-5 = 1.0 when a run has <= 5 classes).
+    """
+    scores = np.asarray(scores, np.float32)
+    labels = np.asarray(labels, np.int64)
+    col = {c: i for i, c in enumerate(classes)}
+    order = np.argsort(labels, kind="stable")  # videos grouped by class: a run's rows are slices
+    bounds = np.searchsorted(labels[order], np.arange(len(classes) + 1))
+    out = []
+    for r in runs:
+        cols = np.array([col[c] for c in r["classes"]], np.int64)
+        rows = np.concatenate([order[bounds[c]:bounds[c + 1]] for c in cols]) if len(cols) else np.zeros(0, np.int64)
+        local = np.full(len(classes), -1, np.int64)
+        local[cols] = np.arange(len(cols))
+        sub = scores[np.ix_(rows, cols)]  # (V_run, C_run)
+        y = local[labels[rows]]
+        top1 = float((sub.argmax(1) == y).mean()) if len(rows) else float("nan")
+        top5 = float(topk_correct(sub, y, 5).mean()) if len(rows) else float("nan")
+        out.append({"seed": int(r["seed"]), "classes": list(r["classes"]), "n_videos": int(len(rows)),
+                    "top1": top1, "top5": top5})
+    return out
+
+
+def summarize(run_results: Sequence[dict]) -> dict:
+    """Mean and sample std (ddof = STD_DDOF) of top-1/top-5 over runs; std is None for a single run."""
+    out: dict = {"n_runs": len(run_results), "std_ddof": STD_DDOF}
+    for key in ("top1", "top5"):
+        vals = np.array([r[key] for r in run_results], np.float64)
+        out[f"{key}_mean"] = float(vals.mean()) if len(vals) else float("nan")
+        out[f"{key}_std"] = float(vals.std(ddof=STD_DDOF)) if len(vals) > STD_DDOF else None
+    return out
+
+
+def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], encoder: Any,
+                  method: str = "cezsar", model: Any = None, alpha: float = 0.8, beta: float = 0.2,
+                  normalize_terms: bool = True, n_objects: int = 3, max_seconds: float | None = None,
+                  all_sentences: bool = False, skip_missing: bool = False) -> dict:
+    """Videos and class prototypes of a ClassDataset in the space a method scores in.
+
+    method "cezsar": VidE (Eq. 9; VE only when beta = 0) and SEM prototypes (Eq. 6) from `model`;
+    method "objects": the SBERT space of the objects-only baseline (`baselines.sbert_space`).
+    Validates first: a class without a description and a video without features are errors naming them
+    (with `skip_missing`, videos without features are left out and listed under "skipped").
+    Returns {"videos" (V, d), "prototypes" (C, d), "scores" (V, C), "labels" (V,), "video_ids", "classes",
+    "skipped"}.
+    """
+    from cezsar import baselines, zsar
+
+    classes = list(dataset.classes)
+    no_desc = [c for c in classes if not descriptions.get(c)]
+    if no_desc:
+        raise ValueError(f"{len(no_desc)} class(es) have no description: {no_desc[:10]}")
+    col = {c: i for i, c in enumerate(classes)}
+    bad_label = [(v.video_id, v.label) for v in dataset.videos if v.label not in col]
+    if bad_label:
+        raise ValueError(f"video(s) labelled with a class outside the dataset: {bad_label[:5]}")
+    have = set(store.ids)
+    missing = [v.video_id for v in dataset.videos if v.video_id not in have]
+    if missing and not skip_missing:
+        raise ValueError(f"{len(missing)} video(s) have no features in {getattr(store, 'root', 'the store')}: "
+                         f"{missing[:10]} (extract them, or pass skip_missing to leave them out and list them)")
+    videos = [v for v in dataset.videos if v.video_id in have]
+    ids = [v.video_id for v in videos]
+    labels = np.array([col[v.label] for v in videos], np.int64)
+    sents = [descriptions[c] if all_sentences else descriptions[c][:1] for c in classes]
+    flat = [s for ss in sents for s in ss]
+    emb = np.asarray(encoder.encode(flat), np.float32)  # (sum n_c, text_dim)
+    offs = np.cumsum([0] + [len(ss) for ss in sents])
+    desc_emb = emb if not all_sentences else [emb[offs[i]:offs[i + 1]] for i in range(len(classes))]
+    need_objects = method == "objects" or beta != 0
+    obj_ids = sentences = None
+    if need_objects:
+        from cezsar.objects import object_sentences
+
+        obj_ids = zsar.video_objects(store, ids, n_objects, max_seconds)
+        sentences = object_sentences(store.label_space)
+    if method == "objects":
+        space = baselines.sbert_space(obj_ids, sentences, desc_emb, encoder.encode)
+        vid, proto = space["videos"], space["prototypes"]
+    elif method == "cezsar":
+        if model is None:
+            raise ValueError("method 'cezsar' needs a trained model (a checkpoint)")
+        model.eval()
+        max_len = getattr(getattr(model, "cfg", None), "max_len", 15)
+        ve = zsar.encode_videos(model, store, ids, max_len=max_len, max_seconds=max_seconds)
+        obj_se = zsar.object_embeddings(model, obj_ids, sentences, encoder.encode) if need_objects else None
+        vid = zsar.video_embedding(ve, obj_se, alpha, beta, normalize_terms)
+        proto = zsar.class_prototypes(model, desc_emb)
+    else:
+        raise ValueError(f"unknown method {method!r}: use 'cezsar' or 'objects'")
+    return {"videos": vid, "prototypes": proto, "scores": zsar.cosine_scores(vid, proto), "labels": labels,
+            "video_ids": ids, "classes": classes, "skipped": missing}
+
+
+def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path) -> dict:
+    """Score every run of `protocol` on embedded data (`embed_dataset`'s dict); results dict with stable
+    names: {"protocol", "n_classes", "split_file", "n_runs", "std_ddof", "top1_mean", "top1_std",
+    "top5_mean", "top5_std", "chance", "runs": [...]} plus "confusion"/"per_class" for a single run."""
+    from cezsar.zsar import metrics
+
+    splits = load_or_create_splits(protocol, emb["classes"], split_file)
+    runs = evaluate_runs(emb["scores"], emb["labels"], emb["classes"], splits["runs"])
+    out = {"protocol": protocol.name, "n_classes": splits["n_classes"], "split_file": splits["path"],
+           **summarize(runs), "chance": 1.0 / max(splits["n_classes"], 1), "runs": runs}
+    if len(runs) == 1:
+        col = {c: i for i, c in enumerate(emb["classes"])}
+        cols = np.array([col[c] for c in runs[0]["classes"]], np.int64)
+        local = np.full(len(col), -1, np.int64)
+        local[cols] = np.arange(len(cols))
+        rows = np.flatnonzero(local[emb["labels"]] >= 0)
+        m = metrics(emb["scores"][np.ix_(rows, cols)], local[emb["labels"][rows]], runs[0]["classes"])
+        out["confusion"], out["per_class"] = m["confusion"], m["per_class"]
+    return out
+
+
+def write_official_splits(kinds: Sequence[str] = REAL_DATASETS, runs: int = DEFAULT_RUNS) -> list[Path]:
+    """Write data/splits/<kind>_<protocol>.json for every random protocol of the real datasets from the
+    official class lists data/classes/<kind>.txt (existing files are kept as they are)."""
+    from cezsar.datasets import normalize_class
+
+    written = []
+    for kind in kinds:
+        path = CLASSES_DIR / f"{kind}.txt"
+        if not path.is_file():
+            raise FileNotFoundError(f"official class list {path} is missing")
+        classes = [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
+        for name in PROTOCOLS[kind]:
+            proto = get_protocol(kind, name, len(classes), runs)
+            target = split_path(proto)
+            load_or_create_splits(proto, classes, target)
+            written.append(target)
+    return written
+
+
+if __name__ == "__main__":  # python -m cezsar.protocols: (re)write the missing official split files
+    for p in write_official_splits():
+        print(p)
