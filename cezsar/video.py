@@ -1,0 +1,211 @@
+"""Decoding at 1 frame per second (paper §3.2; DESIGN.md §7 "frame sampling", §11).
+
+Sampling rule (documented, used everywhere): a video of duration d seconds gives
+T = max(1, floor(d)) frames; frame i is the first frame whose timestamp is at or after i seconds from
+the stream start (i = 0 .. T-1). So row i of a feature stack is second i, as in the released features
+(whose code kept n // 25 frames of a 25-fps re-encode, i.e. floor(d) rows). A clip shorter than 1 s
+gives its first frame.
+
+Why the start of each second rather than its middle: encoders very often put a keyframe on whole
+seconds (keyint = fps, or a multiple of it), so a frame at i s is one seek plus one decoded frame,
+while i + 0.5 s would always need half a GOP decoded.
+
+How it decodes only what it needs: one cheap demux pass (no decoding) lists the keyframe timestamps;
+for each target it seeks to the last keyframe before it only when that keyframe lies beyond the frame
+already decoded, and otherwise keeps decoding forward. With a keyframe every second this decodes one
+frame per second; with very long GOPs it degrades gracefully to a single forward pass (never worse
+than decoding everything).
+"""
+from __future__ import annotations
+
+import bisect
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+# Timestamps are compared with this slack (seconds): container rounding puts a frame meant for
+# exactly i s at i - 1e-5 s.
+_EPS = 1e-3
+# A file whose header promises more than this many seconds beyond the last packet is truncated.
+_TRUNCATION_SLACK = 1.0
+
+
+class VideoDecodeError(RuntimeError):
+    """A video that cannot be decoded; `path` and `reason` say which and why."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+def _open(path: Path):
+    import av
+
+    if not path.exists():
+        raise VideoDecodeError(path, "file not found")
+    if path.stat().st_size == 0:
+        raise VideoDecodeError(path, "empty file (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as err:
+        raise VideoDecodeError(path, f"not a readable video container ({type(err).__name__}: {err})") from err
+    if not container.streams.video:
+        kinds = sorted({s.type for s in container.streams}) or ["none"]
+        container.close()
+        raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
+    return container
+
+
+def _keyframe_index(container, stream, path: Path, limit_s: float | None) -> tuple[list[int], float, int]:
+    """Demux (no decoding) the video packets: keyframe pts list, data end time (s), first pts."""
+    import av
+
+    tb = stream.time_base
+    keys: list[int] = []
+    first: int | None = None
+    end_pts: int | None = None
+    n_packets = 0
+    limit_pts = None if limit_s is None else int((limit_s + 2.0) / tb)
+    try:
+        for packet in container.demux(stream):
+            ts = packet.pts if packet.pts is not None else packet.dts
+            if ts is None:
+                continue  # the flushing packet at the end
+            n_packets += 1
+            first = ts if first is None else min(first, ts)
+            stop = ts + (packet.duration or 0)
+            end_pts = stop if end_pts is None else max(end_pts, stop)
+            if packet.is_keyframe:
+                keys.append(ts)
+            if limit_pts is not None and first is not None and ts - first > limit_pts:
+                break
+    except av.error.FFmpegError as err:
+        if n_packets == 0:
+            raise VideoDecodeError(path, f"unreadable video data ({err})") from err
+        # damaged tail: keep what was readable; the truncation check below decides
+    if n_packets == 0 or first is None or end_pts is None:
+        raise VideoDecodeError(path, "no video packets (truncated or empty stream)")
+    if end_pts == first and stream.average_rate:
+        end_pts = first + int(1 / (float(stream.average_rate) * tb))  # one frame with no packet duration
+    return sorted(set(keys)), float((end_pts - first) * tb), first
+
+
+def _declared_duration(container, stream) -> float | None:
+    if stream.duration:
+        return float(stream.duration * stream.time_base)
+    if container.duration:
+        return container.duration / 1_000_000  # AV_TIME_BASE
+    return None
+
+
+def decode_1fps(
+    path: str | Path, max_seconds: float | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """Decode one RGB frame per second (paper §3.2): uint8 (T, H, W, 3), frame i at i s (module doc).
+
+    Args:
+        path: any container/codec FFmpeg reads (mp4, avi, mkv, webm ...).
+        max_seconds: keep at most ceil(max_seconds) frames (seconds 0 .. ceil-1); None = whole video.
+        size: (width, height) to rescale each kept frame to while decoding (libswscale, cheap); None
+            keeps the native size.
+
+    Raises:
+        VideoDecodeError: zero-byte, missing, non-video, audio-only, truncated or undecodable files.
+    """
+    import av
+
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame threads: helps the forward-decoding stretches
+        tb: Fraction = stream.time_base
+        keys, data_s, first_pts = _keyframe_index(container, stream, path, max_seconds)
+        declared = _declared_duration(container, stream)
+        if max_seconds is None and declared is not None and declared - data_s > _TRUNCATION_SLACK:
+            raise VideoDecodeError(
+                path, f"truncated: header says {declared:.2f} s, data ends at {data_s:.2f} s"
+            )
+        n = max(1, math.floor(data_s + _EPS))
+        if max_seconds is not None:
+            n = min(n, max(1, math.ceil(max_seconds - _EPS)))
+        frames: list[np.ndarray] = []
+        decoder = None
+        cur_pts: int | None = None  # pts of the last decoded frame
+        last = None
+        for i in range(n):
+            target = first_pts + int(round(i / tb))  # pts of second i
+            k = bisect.bisect_right(keys, target + int(_EPS / tb)) - 1
+            key_pts = keys[k] if k >= 0 else first_pts
+            if decoder is None or cur_pts is None or key_pts > cur_pts:
+                # a keyframe lies between what is decoded and the target: jump to it
+                container.seek(int(key_pts), stream=stream, backward=True, any_frame=False)
+                decoder = container.decode(stream)
+            picked = None
+            try:
+                for frame in decoder:
+                    if frame.pts is None:
+                        continue
+                    cur_pts = frame.pts
+                    last = frame
+                    if (frame.pts - target) * tb >= -_EPS:
+                        picked = frame
+                        break
+            except av.error.FFmpegError as err:
+                raise VideoDecodeError(path, f"decoding failed near {i} s ({err})") from err
+            if picked is None:
+                # stream ended before second i: accept the final frame only for the last second,
+                # whose timestamp can fall short of the rounded duration
+                if last is not None and i == n - 1 and (target - last.pts) * tb <= 1.0:
+                    picked = last
+                else:
+                    raise VideoDecodeError(path, f"no frame at {i} s (expected {n} frames, got {i})")
+            if size is not None:
+                picked = picked.reformat(width=size[0], height=size[1])
+            frames.append(picked.to_ndarray(format="rgb24"))
+        return np.stack(frames)  # (T, H, W, 3)
+    except av.error.FFmpegError as err:
+        raise VideoDecodeError(path, f"decoding failed ({err})") from err
+    finally:
+        container.close()
+
+
+def decode_all_then_subsample(path: str | Path) -> np.ndarray:
+    """Reference implementation for tests and benchmarks: decode every frame, keep frame i at i s.
+
+    Same sampling rule as `decode_1fps`, computed the slow, obvious way.
+    """
+    import av
+
+    path = Path(path)
+    container = _open(path)
+    try:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        kept: list[np.ndarray] = []
+        first = None
+        last = None
+        for frame in container.decode(stream):
+            if frame.pts is None:
+                continue
+            first = frame.pts if first is None else first
+            last = frame
+            if float((frame.pts - first) * stream.time_base) >= len(kept) - _EPS:
+                kept.append(frame.to_ndarray(format="rgb24"))
+        if not kept:
+            raise VideoDecodeError(path, "no decodable frames")
+        return np.stack(kept)  # (T, H, W, 3); may hold one row more than decode_1fps for a partial last second
+    finally:
+        container.close()
+
+
+VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv")
+
+
+def video_files(root: str | Path, exts: tuple[str, ...] = VIDEO_EXTS) -> list[Path]:
+    """Every file under `root` whose extension looks like a video, sorted (for `--dataset folder`)."""
+    root = Path(root)
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
