@@ -101,17 +101,6 @@ def split_path(protocol: Protocol, out_dir: str | Path | None = None) -> Path:
     return base / f"{protocol.dataset}_{protocol.slug}.json"
 
 
-def is_official(kind: str, classes: Sequence[str]) -> bool:
-    """True when `classes` is exactly the official class list `data/classes/<kind>.txt` (normalised)."""
-    from cezsar.datasets import normalize_class
-
-    path = CLASSES_DIR / f"{kind}.txt"
-    if kind not in REAL_DATASETS or not path.is_file():
-        return False
-    official = [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
-    return sorted(official) == sorted(classes)
-
-
 def atomic_write_json(path: str | Path, obj: object) -> None:
     """Write JSON through a temp file in the same folder and os.replace (never a half-written file)."""
     path = Path(path)
@@ -295,6 +284,52 @@ def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path) -> 
         m = metrics(emb["scores"][np.ix_(rows, cols)], local[emb["labels"][rows]], runs[0]["classes"])
         out["confusion"], out["per_class"] = m["confusion"], m["per_class"]
     return out
+
+
+def official_classes(kind: str) -> list[str] | None:
+    """The normalised official class list data/classes/<kind>.txt, or None when there is none."""
+    from cezsar.datasets import normalize_class
+
+    path = CLASSES_DIR / f"{kind}.txt"
+    if kind not in REAL_DATASETS or not path.is_file():
+        return None
+    return [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]], encoder: Any, protocol: str,
+                   method: str = "cezsar", model: Any = None, runs: int | None = None,
+                   split_file: str | Path | None = None, out_dir: str | Path | None = None,
+                   emb: dict | None = None, **embed_kw: Any) -> dict:
+    """Embed a ClassDataset (unless `emb` is given) and score one protocol: the results dict.
+
+    Real datasets (classes = data/classes/<kind>.txt) use the tracked data/splits/ files, drawn in the
+    official class order; any other dataset (SynthActions, a user's) keeps its split files under
+    `<out_dir>/splits/` (out_dir required then). `embed_kw` goes to `embed_dataset` (alpha, beta,
+    normalize_terms, n_objects, max_seconds, all_sentences, skip_missing). To score several protocols,
+    call `embed_dataset` once and pass its dict as `emb`.
+    """
+    if emb is None:
+        emb = embed_dataset(dataset, store, descriptions, encoder, method=method, model=model, **embed_kw)
+    official = official_classes(dataset.kind)
+    real = official is not None and sorted(official) == sorted(emb["classes"])
+    if real:  # draw subsets in the official order so the files match write_official_splits
+        old_col = {c: i for i, c in enumerate(emb["classes"])}
+        perm = np.array([old_col[c] for c in official], np.int64)  # new column j = old column perm[j]
+        inv = np.argsort(perm)  # old label -> new label
+        emb = {**emb, "classes": official, "scores": emb["scores"][:, perm], "labels": inv[emb["labels"]]}
+    elif out_dir is None:
+        raise ValueError(f"dataset {dataset.kind!r} is not the official class list: give out_dir, where its "
+                         "split files are written (data/splits/ holds only the real datasets' files)")
+    proto = get_protocol(dataset.kind, protocol, len(emb["classes"]), runs, split_file)
+    res = evaluate_protocol(emb, proto, split_path(proto, None if real else out_dir))
+    alpha, beta = embed_kw.get("alpha", 0.8), embed_kw.get("beta", 0.2)
+    variant = "O" if method == "objects" else ("VE" if beta == 0 else "VE+O")
+    return {"dataset": dataset.kind, "method": method, "variant": variant,
+            "alpha": None if method == "objects" else alpha, "beta": None if method == "objects" else beta,
+            "normalize_terms": embed_kw.get("normalize_terms", True), "n_objects": embed_kw.get("n_objects", 3),
+            "max_seconds": embed_kw.get("max_seconds"), "all_sentences": embed_kw.get("all_sentences", False),
+            "n_dataset_videos": len(dataset.videos), "n_videos": len(emb["video_ids"]),
+            "skipped_videos": emb["skipped"], **res}
 
 
 def write_official_splits(kinds: Sequence[str] = REAL_DATASETS, runs: int = DEFAULT_RUNS) -> list[Path]:

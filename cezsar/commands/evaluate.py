@@ -1,0 +1,120 @@
+"""`cezsar evaluate`: zero-shot accuracy of a trained model (or the objects-only baseline) under a protocol.
+
+Reads a class dataset, its extracted features and its class descriptions, embeds videos and prototypes
+(paper §3.5, Eqs. 8-9), scores every seeded run of the protocol (paper §4) and writes a results JSON with
+every run's seed, classes and accuracy, the mean and the sample std (ddof recorded).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "Zero-shot evaluation (Eqs. 8-9) of a checkpoint or the objects-only baseline under a protocol."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, choices=("ucf101", "kinetics400", "hmdb51"),
+                        help="dataset layout read by cezsar.datasets.load_dataset")
+    parser.add_argument("--root", required=True, help="dataset folder (or the authors' ucf101 JSON / a Kinetics CSV)")
+    parser.add_argument("--features", required=True, help="feature folder written by `cezsar extract`")
+    parser.add_argument("--model", default=None, help="checkpoint (best.pt); required for --method cezsar")
+    parser.add_argument("--method", default="cezsar", choices=("cezsar", "objects"),
+                        help="cezsar: Eq. 9 in the joint space; objects: Estevam et al.'s SBERT objects-only baseline")
+    parser.add_argument("--protocol", default="0/all",
+                        help="0/N (N random test classes), 0/all, or truze (with --split-file); paper: "
+                             "ucf101 0/101 0/50 0/20, kinetics400 0/400 0/100 0/25, hmdb51 0/51 0/25")
+    parser.add_argument("--runs", type=int, default=None, help="seeded runs for 0/N (default 50; 1 for all classes)")
+    parser.add_argument("--split-file", default=None,
+                        help="{training, testing} JSON whose testing classes are evaluated (TruZe: ucf101_truezsl_splits.json)")
+    parser.add_argument("--alpha", type=float, default=0.8, help="Eq. 9 weight of VE(v) (paper: 0.8)")
+    parser.add_argument("--beta", type=float, default=0.2, help="Eq. 9 weight of SE(O(v)) (paper: 0.2; 0 = VE only)")
+    parser.add_argument("--released-sum", action="store_true",
+                        help="add VE and SE(O) unnormalised, as the released code does (default: L2-normalise each)")
+    parser.add_argument("--n-objects", type=int, default=3, help="objects per video for O(v) (DESIGN §7: 3)")
+    parser.add_argument("--max-seconds", type=float, default=None,
+                        help="use only the first N seconds of each clip (released code: 16; default whole clip)")
+    parser.add_argument("--descriptions", default=None,
+                        help="class descriptions (JSON or folder of <class>.txt); default data/descriptions/<dataset>.json "
+                             "for the real datasets, else <root>/../descriptions/<dataset>.json")
+    parser.add_argument("--all-sentences", action="store_true",
+                        help="average the prototypes of every description sentence (default: the first one)")
+    parser.add_argument("--text-model", default=None,
+                        help="SBERT model (minilm, mpnet, a path); default: the checkpoint's, else minilm")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="leave out videos without features (listed in the results) instead of failing")
+    parser.add_argument("--device", default="cpu", help="torch device for the model and SBERT")
+    parser.add_argument("--out", required=True, help="results JSON; custom datasets keep split files beside it")
+    parser.add_argument("--json", action="store_true", help="print the results as one JSON document")
+
+
+def default_descriptions(kind: str, root: str | Path, official: bool) -> Path:
+    """data/descriptions/<kind>.json for a real dataset, else the SynthActions place <root>/../descriptions/."""
+    from cezsar.config import DESCRIPTIONS_DIR
+
+    ours = DESCRIPTIONS_DIR / f"{kind}.json"
+    beside = Path(root).resolve().parent / "descriptions" / f"{kind}.json"
+    order = [ours, beside] if official else [beside, ours]
+    for p in order:
+        if p.exists():
+            return p
+    raise FileNotFoundError(f"no class descriptions for {kind}: tried {order[0]} and {order[1]}; pass --descriptions")
+
+
+def _meta(path: Path) -> dict | None:
+    if path.is_file() and path.suffix == ".json":
+        data = json.loads(path.read_text())
+        return data.get("_meta") if isinstance(data, dict) else None
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from cezsar import protocols
+    from cezsar.datasets import DatasetError, load_dataset, read_descriptions
+    from cezsar.features import FeatureStore
+    from cezsar.text import SentenceEncoder
+
+    try:
+        dataset = load_dataset(args.dataset, args.root)
+        official = protocols.official_classes(args.dataset)
+        is_real = official is not None and sorted(official) == sorted(dataset.classes)
+        desc_path = Path(args.descriptions) if args.descriptions else default_descriptions(args.dataset, args.root, is_real)
+        descriptions = read_descriptions(desc_path)
+        store = FeatureStore(args.features)
+        model, ckpt_meta = None, {}
+        if args.method == "cezsar":
+            if not args.model:
+                raise ValueError("--method cezsar needs --model CHECKPOINT (or use --method objects)")
+            from cezsar.train import load_checkpoint
+
+            model, ckpt_meta = load_checkpoint(args.model)
+            model.to(args.device)
+        ckpt_text = ckpt_meta.get("text_model") if isinstance(ckpt_meta, dict) else None
+        text_model = args.text_model or ckpt_text or "minilm"
+        if ckpt_text and args.text_model and args.text_model != ckpt_text:
+            raise ValueError(f"--text-model {args.text_model} differs from the checkpoint's {ckpt_text}: the SEM "
+                             "was trained on that model's sentence space")
+        encoder = SentenceEncoder(text_model, device=args.device)
+        out = Path(args.out)
+        res = protocols.run_evaluation(
+            dataset, store, descriptions, encoder, args.protocol, method=args.method, model=model, runs=args.runs,
+            split_file=args.split_file, out_dir=out.parent, alpha=args.alpha, beta=args.beta,
+            normalize_terms=not args.released_sum, n_objects=args.n_objects, max_seconds=args.max_seconds,
+            all_sentences=args.all_sentences, skip_missing=args.skip_missing)
+    except (DatasetError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    res = {**res, "checkpoint": str(Path(args.model).resolve()) if model is not None else None,
+           "descriptions": {"path": str(desc_path), "meta": _meta(desc_path)},
+           "dataset_root": str(args.root), "features": str(args.features), "text_model": encoder.model_id,
+           "backbone": getattr(store, "backbone", None) or getattr(store, "meta", {}).get("backbone")}
+    protocols.atomic_write_json(out, res)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        std = f" ± {100 * res['top1_std']:.1f}" if res["top1_std"] is not None else ""
+        print(f"{args.dataset} {res['protocol']} {res['variant']}: top-1 {100 * res['top1_mean']:.1f}{std} %, "
+              f"top-5 {100 * res['top5_mean']:.1f} % over {res['n_runs']} run(s) of {res['n_classes']} classes "
+              f"(chance {100 * res['chance']:.1f} %) -> {out}")
+    return 0
