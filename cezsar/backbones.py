@@ -1,0 +1,146 @@
+"""Frame encoders: an ImageNet CNN per frame -> pooled features and class logits (paper §3.2, §3.5).
+
+One interface, `FrameEncoder.encode(frames uint8 (T, H, W, 3) RGB) -> (features float32 (T, D),
+logits float32 (T, C))`, over three backbones (DESIGN.md §5, §7 "frame CNN"):
+
+| name | D | C | label space | preprocessing | weights |
+|---|---|---|---|---|---|
+| efficientnet_lite0 (default offline) | 1280 | 1000 | imagenet1k | [-1, 1] | pip package (cezsar.resources) |
+| bit_m_r152x2 (the released features) | 4096 | 21843 | imagenet21k | [-1, 1] | user's BiT-M-R152x2.npz |
+| resnet152 (the paper's wording) | 2048 | 1000 | imagenet1k | ImageNet mean/std | user's torchvision .pth |
+
+Every frame is resized to a square `image_size` x `image_size` (the whole frame, no crop: wide video
+keeps its edges, where actors often are). The colour order is RGB throughout (the released code fed
+BGR frames as RGB, DESIGN §7).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+BACKBONES = ("efficientnet_lite0", "bit_m_r152x2", "resnet152")
+_ALIASES = {"efficientnet": "efficientnet_lite0", "effnet": "efficientnet_lite0", "bit": "bit_m_r152x2",
+            "bit-m-r152x2": "bit_m_r152x2", "resnet-152": "resnet152"}
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+_HALF = (0.5, 0.5, 0.5)  # (x - 0.5) / 0.5 maps [0, 1] to [-1, 1]
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> CUDA when present, else CPU."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class FrameEncoder:
+    """A frozen ImageNet CNN applied frame by frame, with its own preprocessing.
+
+    Attributes: name, dim (pooled feature size D), num_classes (C), label_space ("imagenet1k" |
+    "imagenet21k"), image_size, batch (frames per forward), device.
+    """
+
+    def __init__(self, name: str, model: nn.Module, features: Callable[[torch.Tensor], torch.Tensor],
+                 head: Callable[[torch.Tensor], torch.Tensor], dim: int, num_classes: int, label_space: str,
+                 image_size: int, mean: tuple[float, ...], std: tuple[float, ...], device: str = "cpu",
+                 batch: int = 32) -> None:
+        self.name, self.dim, self.num_classes, self.label_space = name, dim, num_classes, label_space
+        self.image_size, self.batch = int(image_size), int(batch)
+        self.device = resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self._features, self._head = features, head
+        self._mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
+
+    def preprocess(self, frames: np.ndarray) -> torch.Tensor:
+        """uint8 (T, H, W, 3) RGB -> normalised float (T, 3, S, S) on the device."""
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8 (T, H, W, 3) RGB, got {frames.dtype} {frames.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
+        x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (T, H, W, 3) -> (T, 3, H, W) in [0, 1]
+        s = self.image_size
+        if x.shape[-2:] != (s, s):
+            x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
+        return (x - self._mean) / self._std
+
+    @torch.inference_mode()
+    def encode(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Pooled features float32 (T, D) and ImageNet logits float32 (T, C) for T frames."""
+        feats, logits = [], []
+        for i in range(0, len(frames), self.batch):
+            x = self.preprocess(frames[i:i + self.batch])  # (B, 3, S, S)
+            f = self._features(x)  # (B, D)
+            feats.append(f.float().cpu().numpy())
+            logits.append(self._head(f).float().cpu().numpy())
+        if not feats:
+            return np.zeros((0, self.dim), np.float32), np.zeros((0, self.num_classes), np.float32)
+        return np.concatenate(feats).astype(np.float32), np.concatenate(logits).astype(np.float32)
+
+    def info(self) -> dict:
+        return {"backbone": self.name, "dim": self.dim, "label_space": self.label_space,
+                "num_classes": self.num_classes, "image_size": self.image_size}
+
+
+def efficientnet_lite0(weights: str | Path | None = None, device: str = "cpu", image_size: int = 160,
+                       batch: int = 32) -> FrameEncoder:
+    """EfficientNet-Lite0, ImageNet-1k (DESIGN §5 default): inputs in [-1, 1], D = 1280, C = 1000."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from cezsar.resources import efficientnet_lite0_weights
+
+    path = Path(weights) if weights else efficientnet_lite0_weights()
+    # static "same" padding is computed for image_size, so build the net for the size we feed it
+    model = EfficientNet.from_name("efficientnet-lite0", image_size=image_size)
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(sd, strict=True)
+    except RuntimeError as err:
+        raise ValueError(f"{path}: not an EfficientNet-Lite0 state dict: {err}") from err
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        return model.extract_features(x).mean(dim=(2, 3))  # (B, 1280, h, w) -> (B, 1280)
+
+    return FrameEncoder("efficientnet_lite0", model, features, model._fc, 1280, 1000, "imagenet1k",
+                        image_size, _HALF, _HALF, device, batch)
+
+
+def bit_m_r152x2(weights: str | Path | None, device: str = "cpu", image_size: int = 160,
+                 batch: int = 32) -> FrameEncoder:
+    """BiT-M-R152x2, ImageNet-21k (the released features): inputs in [-1, 1], D = 4096, C = 21843."""
+    from cezsar.bit import load_bit_npz
+
+    if not weights:
+        raise FileNotFoundError(
+            "BiT-M-R152x2 needs its weights: --weights BiT-M-R152x2.npz "
+            "(https://storage.googleapis.com/bit_models/BiT-M-R152x2.npz); offline, use efficientnet_lite0")
+    model = load_bit_npz(weights)
+    label_space = "imagenet21k" if model.head.out_features == 21843 else "imagenet1k"
+    return FrameEncoder("bit_m_r152x2", model, model.features, model.head, model.dim,
+                        model.head.out_features, label_space, image_size, _HALF, _HALF, device, batch)
+
+
+def resnet152(weights: str | Path | None, device: str = "cpu", image_size: int = 160,
+              batch: int = 32) -> FrameEncoder:
+    """ResNet-152 from torchvision's ImageNet-1k .pth: ImageNet mean/std, D = 2048, C = 1000."""
+    from cezsar.resnet import load_resnet152
+
+    if not weights:
+        raise FileNotFoundError("resnet152 needs --weights: torchvision's resnet152-*.pth state dict")
+    model = load_resnet152(weights)
+    return FrameEncoder("resnet152", model, model.features, model.fc, model.dim, model.fc.out_features,
+                        "imagenet1k", image_size, _IMAGENET_MEAN, _IMAGENET_STD, device, batch)
+
+
+def get_encoder(name: str = "efficientnet_lite0", weights: str | Path | None = None, device: str = "cpu",
+                image_size: int = 160, batch: int = 32) -> FrameEncoder:
+    """The frame encoder by name (see module table); `weights` is a path or None for the offline default."""
+    key = _ALIASES.get(name.lower(), name.lower())
+    builders = {"efficientnet_lite0": efficientnet_lite0, "bit_m_r152x2": bit_m_r152x2, "resnet152": resnet152}
+    if key not in builders:
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+    return builders[key](weights, device=device, image_size=image_size, batch=batch)

@@ -1,0 +1,92 @@
+"""Objects in a video: per-second ImageNet top-k -> WordNet synsets -> object sentences O(v).
+
+Paper §3.5 and Eq. 9: the objects recognised in a video are turned into sentences and embedded with the
+same SBERT as the class descriptions; the mining of §3.4 also draws object positives from them. A class
+index is mapped to its WordNet 3.0 synset *by offset* (the ImageNet id `n02124075` is noun offset
+2124075), and its sentence is "lemma: definition" of that exact synset (DESIGN.md §7 "objects at eval";
+the released code took the definitions of every sense of the lemma, mixing unrelated meanings).
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+
+LABEL_SPACES = {"imagenet1k": "imagenet1k_wnids.txt", "imagenet21k": "imagenet21k_wnids.txt"}
+
+
+def imagenet_wnids(label_space: str) -> list[str]:
+    """WordNet ids of the classifier's classes in class-index order (package data, see cezsar/data/)."""
+    if label_space not in LABEL_SPACES:
+        raise ValueError(f"unknown label space {label_space!r}; expected one of {sorted(LABEL_SPACES)}")
+    text = resources.files("cezsar.data").joinpath(LABEL_SPACES[label_space]).read_text()
+    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+
+
+def _sentence(synset) -> str:
+    lemma = synset.lemmas()[0].name().replace("_", " ")
+    return f"{lemma}: {synset.definition()}"
+
+
+@lru_cache(maxsize=None)
+def _sentences(label_space: str) -> tuple[str, ...]:
+    from nltk.corpus import wordnet as wn
+    from nltk.corpus.reader.wordnet import WordNetError
+
+    from cezsar.resources import ensure_wordnet
+
+    ensure_wordnet()
+    out = []
+    for wnid in imagenet_wnids(label_space):
+        try:
+            out.append(_sentence(wn.synset_from_pos_and_offset("n", int(wnid[1:]))))
+        except (WordNetError, ValueError) as err:
+            raise LookupError(f"{label_space}: WordNet 3.0 has no noun synset for {wnid} ({err})") from err
+    return tuple(out)
+
+
+def object_sentences(label_space: str) -> list[str]:
+    """One sentence "lemma: definition" per class index of `label_space` (cached per process)."""
+    return list(_sentences(label_space))
+
+
+def topk_from_logits(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame top-k classes: indices int32 (T, k) by decreasing softmax probability, scores float16 (T, k).
+
+    Only the top-k of the softmax is kept on disk: for 21,843 classes the full logits would be
+    ~40x larger than the features themselves.
+    """
+    logits = np.asarray(logits, dtype=np.float64)  # (T, C)
+    k = min(k, logits.shape[1])
+    z = logits - logits.max(axis=1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(axis=1, keepdims=True)  # (T, C) softmax
+    # stable sort on -p: ties resolve to the lower class index, so results are reproducible
+    idx = np.argsort(-p, axis=1, kind="stable")[:, :k]  # (T, k)
+    scores = np.take_along_axis(p, idx, axis=1)
+    return idx.astype(np.int32), scores.astype(np.float16)
+
+
+def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: float, k: int) -> list[int]:
+    """Top-k classes of the window [start, end) seconds (paper §3.4 windows, Eq. 9 O(v)).
+
+    Rows floor(start) .. ceil(end)-1 of the per-second top-K are pooled by summing each class's
+    probability over the seconds (a class outside a second's top-K counts 0 there), so an object seen
+    briefly but confidently competes with one seen long but weakly. A window past the end of the video
+    falls back to its last second. Ties go to the lower class id.
+    """
+    indices = np.asarray(indices)
+    scores = np.asarray(scores, dtype=np.float64)
+    t = len(indices)
+    if t == 0 or k <= 0:
+        return []
+    lo = min(max(0, math.floor(start)), t - 1)
+    hi = max(lo + 1, min(t, math.ceil(end)))
+    ids = indices[lo:hi].ravel()  # (W*K,)
+    totals: dict[int, float] = {}
+    for c, s in zip(ids.tolist(), scores[lo:hi].ravel().tolist()):
+        totals[c] = totals.get(c, 0.0) + s
+    ranked = sorted(totals.items(), key=lambda cs: (-cs[1], cs[0]))
+    return [c for c, _ in ranked[:k]]
