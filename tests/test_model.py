@@ -1,0 +1,107 @@
+"""The joint embedder (paper §3.2): padding, batch independence, positional encoding, shapes at real dims."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cezsar.config import ModelConfig
+from cezsar.model import JointEmbedder
+
+TINY = dict(feat_dim=24, text_dim=10, d_model=32, n_heads=2, emb_dim=16, dropout=0.0)
+
+
+def tiny(**kw) -> JointEmbedder:
+    torch.manual_seed(0)
+    return JointEmbedder(ModelConfig(**{**TINY, **kw}))
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_padding_never_changes_the_output(train_mode):
+    model = tiny().train(train_mode)  # eval takes torch's fused fast path, train the reference path
+    x = torch.randn(3, 6, 24)
+    with torch.no_grad():
+        bare = model.encode_video(x)  # (3, 16) no padding at all
+        for extra, fill in [(1, 0.0), (9, 7.5), (4, float("nan"))]:
+            padded = torch.cat([x, torch.full((3, extra, 24), fill)], dim=1)  # (3, 6 + extra, 24)
+            mask = torch.zeros(3, 6 + extra, dtype=torch.bool)
+            mask[:, :6] = True
+            out = model.encode_video(padded, mask)
+            assert torch.isfinite(out).all()
+            torch.testing.assert_close(out, bare, atol=1e-5, rtol=1e-5)
+
+
+def test_ragged_batch_matches_each_clip_alone():
+    model = tiny().eval()
+    lengths = [2, 7, 5]
+    clips = [torch.randn(n, 24) for n in lengths]
+    x = torch.zeros(3, 7, 24)
+    mask = torch.zeros(3, 7, dtype=torch.bool)
+    for i, c in enumerate(clips):
+        x[i, : len(c)] = c
+        mask[i, : len(c)] = True
+    with torch.no_grad():
+        batch = model.encode_video(x, mask)
+        for i, c in enumerate(clips):
+            torch.testing.assert_close(batch[i], model.encode_video(c[None])[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_a_clip_does_not_depend_on_the_rest_of_its_batch(train_mode):
+    """Regression test for the released code's attention over the batch axis (batch_first unset)."""
+    model = tiny().train(train_mode)
+    x = torch.randn(4, 5, 24)
+    with torch.no_grad():
+        first = model.encode_video(x)[0]
+        other = x.clone()
+        other[1:] = torch.randn(3, 5, 24) * 3
+        torch.testing.assert_close(model.encode_video(other)[0], first, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(model.encode_video(x[:1])[0], first, atol=1e-5, rtol=1e-5)
+
+
+def test_positional_encoding_makes_order_matter():
+    x = torch.randn(2, 8, 24)
+    with torch.no_grad():
+        with_pe = tiny(positional=True).eval()
+        diff = (with_pe.encode_video(x) - with_pe.encode_video(x.flip(1))).abs().max()
+        assert diff > 1e-3  # reversing the frames changes the embedding
+        # without PE, attention + mean are permutation invariant: the released variant ignores order
+        no_pe = tiny(positional=False).eval()
+        torch.testing.assert_close(no_pe.encode_video(x.flip(1)), no_pe.encode_video(x), atol=1e-5, rtol=1e-5)
+
+
+def test_long_clip_beyond_the_position_table():
+    model = tiny().eval()
+    with torch.no_grad():
+        out = model.encode_video(torch.randn(1, 300, 24))  # evaluation may feed a whole clip
+    assert out.shape == (1, 16) and torch.isfinite(out).all()
+
+
+def test_sem_variants_and_shape_errors():
+    model = tiny()
+    s = torch.randn(5, 10)
+    out = model.encode_text(s)
+    assert out.shape == (5, 16) and (out >= 0).all()  # Eq. 6 ends in a ReLU
+    released = tiny(released_sem=True).eval()
+    r = released.encode_text(s)
+    torch.testing.assert_close(r.mean(-1), torch.zeros(5), atol=1e-5, rtol=0)  # LayerNorm output
+    with pytest.raises(ValueError, match="text_dim|sentence"):
+        model.encode_text(torch.randn(5, 11))
+    with pytest.raises(ValueError, match="features"):
+        model.encode_video(torch.randn(2, 3, 23))
+
+
+def test_real_dims_forward_backward():
+    torch.manual_seed(0)
+    cfg = ModelConfig()  # 1280-d features, 384-d text, d_model 512, 2 heads, 128-d joint space
+    model = JointEmbedder(cfg)
+    x = torch.randn(4, cfg.max_len, cfg.feat_dim)
+    mask = torch.ones(4, cfg.max_len, dtype=torch.bool)
+    mask[1, 9:] = False
+    v = model.encode_video(x, mask)
+    s = model.encode_text(torch.randn(4, cfg.text_dim))
+    assert v.shape == (4, 128) and s.shape == (4, 128)
+    (v.sum() + s.sum()).backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_video(x[1:2, :9]), model.encode_video(x, mask)[1:2], atol=1e-5, rtol=1e-5)
