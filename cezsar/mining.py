@@ -1,0 +1,418 @@
+"""Hard negative mining: (video window, positive sentence, negative sentence) triplets (paper §3.4, DESIGN §7).
+
+Per captioned segment, `windows_per_segment` seeded random windows of up to `window_seconds`; each window's
+positives are the caption plus, when object data exists, the `object_positives` object sentences of its
+top objects most similar to the caption. Per positive, `n_negatives` caption sentences are drawn uniformly
+without replacement from the admissible set. Rule "released" (default, the released code's): a candidate is
+admissible when cos(pos, cand) > 1 - tau and it is not the same sentence (exact text) — hard, related
+negatives. Rule "different" (a literal reading of the paper's "sufficiently different"): cos <= 1 - tau.
+Switches: `exclude_same_video` (no candidate that captions the anchor's video), `max_sim` (drop cos >=
+max_sim, a paraphrase guard). A negative is never the caption of its own segment.
+
+The similarity work is blockwise: `block` unique positive sentences x all candidates at a time, so memory
+is O(block * candidates). Sampling is vectorised: rejection draws in flat arrays for positives with many
+admissible candidates, exact masked sampling (nonzero + random keys) for the rest; no Python loop over pairs.
+"""
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from cezsar.config import MiningConfig, to_dict
+
+HIST_EDGES = np.round(np.linspace(-1.0, 1.0, 21), 2)  # cosine bins of width 0.1 for the summary histograms
+_ARRAYS = ("video", "segment", "start", "end", "pos", "neg", "val")
+_VOLATILE = ("time",)  # summary keys left out of the file, so the same seed gives the same bytes
+
+
+@dataclass
+class TripletSet:
+    """Mined triplets as index arrays into `sentences` / `video_ids` (DESIGN §2: ints, not copies)."""
+
+    sentences: list[str]
+    video_ids: list[str]
+    video: np.ndarray  # int32 (N,) index into video_ids
+    start: np.ndarray  # float32 (N,) window start, seconds
+    end: np.ndarray  # float32 (N,) window end, seconds
+    pos: np.ndarray  # int32 (N,) positive sentence id
+    neg: np.ndarray  # int32 (N,) negative sentence id
+    val: np.ndarray  # bool (N,) True = validation video (split by video, never by triplet)
+    summary: dict = field(default_factory=dict)
+    text_model: str = ""
+    segment: np.ndarray | None = None  # int32 (N,) captioned segment the window comes from
+
+    def __len__(self) -> int:
+        return int(self.pos.shape[0])
+
+    def save(self, path: str | Path) -> None:
+        """Atomic, deterministic .npz (no pickle; fixed zip timestamps; timings left out)."""
+        path = Path(path)
+        meta = {"sentences": self.sentences, "video_ids": self.video_ids, "text_model": self.text_model,
+                "summary": {k: v for k, v in self.summary.items() if k not in _VOLATILE}}
+        arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
+        arrays["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"), np.uint8)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, arr in arrays.items():
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+                zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue(),
+                            compress_type=zipfile.ZIP_DEFLATED)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TripletSet":
+        """Read a file written by `save`; errors name the file."""
+        path = Path(path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
+                arrays = {name: z[name] for name in _ARRAYS if name in z.files}
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
+            raise ValueError(f"{path}: not a triplet file ({err})") from err
+        missing = [n for n in _ARRAYS if n != "segment" and n not in arrays]
+        if missing:
+            raise ValueError(f"{path}: triplet file lacks {', '.join(missing)}")
+        ts = cls(meta["sentences"], meta["video_ids"], summary=meta["summary"], text_model=meta["text_model"],
+                 **arrays)
+        n = len(ts)
+        if any(a.shape != (n,) for a in arrays.values()):
+            raise ValueError(f"{path}: triplet arrays differ in length")
+        if n and (ts.pos.max() >= len(ts.sentences) or ts.neg.max() >= len(ts.sentences)
+                  or ts.video.max() >= len(ts.video_ids)):
+            raise ValueError(f"{path}: sentence or video index out of range")
+        return ts
+
+
+# --- pure pieces --------------------------------------------------------------------------------------
+def admissible(sim: np.ndarray, pos_ids: np.ndarray, cand_ids: np.ndarray, tau: float,
+               rule: str = "released", max_sim: float | None = None) -> np.ndarray:
+    """The τ rule of paper §3.4 (DESIGN §7) on a block of cosines -> bool (B, C).
+
+    Args:
+        sim: cosines (B, C) between B positives and C candidates.
+        pos_ids, cand_ids: sentence ids (B,), (C,); equal ids = the same sentence text, never admissible.
+        tau: "released": admissible when cos > 1 - tau; "different": when cos <= 1 - tau.
+        max_sim: when set, also drop cos >= max_sim (paraphrase guard).
+    """
+    if rule == "released":
+        mask = sim > 1.0 - tau
+    elif rule == "different":
+        mask = sim <= 1.0 - tau
+    else:
+        raise ValueError(f"unknown negative rule {rule!r} (expected 'released' or 'different')")
+    mask &= pos_ids[:, None] != cand_ids[None, :]  # (B, C)
+    if max_sim is not None:
+        mask &= sim < max_sim
+    return mask
+
+
+def _pair_member(a: np.ndarray, b: np.ndarray, keys: np.ndarray, nb: int) -> np.ndarray:
+    """Whether each (a[i], b[i]) is in `keys` (sorted int64 a * nb + b)."""
+    q = a.astype(np.int64) * nb + b
+    i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
+    return keys[i] == q
+
+
+def draw_negatives(mask: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Generator,
+                   banned: np.ndarray | None = None, videos: np.ndarray | None = None,
+                   video_of_cand: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Up to n distinct admissible columns per unit, uniform without replacement (paper §3.4 footnote 8).
+
+    Args:
+        mask: admissible (B, C) for a block of positive rows.
+        rows: (U,) row of `mask` each unit (a positive in a window) uses.
+        banned: (U,) one more column per unit that is never drawn (the caption of its segment), or None.
+        videos, video_of_cand: for exclude_same_video, each unit's video and the caption structure
+            (csr offsets per video (V+1,), candidate columns (M,), sorted pair keys col * V + video).
+    Returns:
+        neg (U, n) int64 columns, -1 where a unit has fewer than n; count (U,) admissible per unit.
+    """
+    n_units, n_cand = len(rows), mask.shape[1]
+    neg = np.full((n_units, n), -1, dtype=np.int64)
+    count = np.count_nonzero(mask, axis=1)[rows].astype(np.int64)  # (U,)
+    nv = 0
+    if video_of_cand is not None:
+        offsets, cols, keys = video_of_cand
+        nv = len(offsets) - 1
+        lens = offsets[videos + 1] - offsets[videos]
+        u = np.repeat(np.arange(n_units), lens)  # one entry per (unit, caption of its video)
+        c = cols[_ranges(offsets[videos], lens)]
+        count -= np.bincount(u, weights=mask[rows[u], c], minlength=n_units).astype(np.int64)
+    if banned is not None:
+        own = banned >= 0
+        hit = np.zeros(n_units, dtype=bool)
+        hit[own] = mask[rows[own], banned[own]]
+        if video_of_cand is not None:  # already subtracted when the banned caption is in the unit's video
+            hit[own] &= ~_pair_member(banned[own], videos[own], keys, nv)
+        count -= hit
+    # rejection draws where admissible candidates are plentiful: expected 2n + 8 hits per unit
+    m = np.ceil((2 * n + 8) * n_cand / np.maximum(count, 1)).astype(np.int64)
+    dense = (count >= 2 * n) & (m <= n_cand // 4)
+    done = np.zeros(n_units, dtype=bool)
+    if dense.any():
+        du = np.flatnonzero(dense)
+        uu = np.repeat(du, m[du])  # (draws,) unit of each draw, grouped, in draw order
+        cc = rng.integers(0, n_cand, size=len(uu))
+        ok = mask[rows[uu], cc]
+        if banned is not None:
+            ok &= cc != banned[uu]
+        if video_of_cand is not None:
+            ok &= ~_pair_member(cc, videos[uu], keys, nv)
+        uu, cc = uu[ok], cc[ok]
+        _, first = np.unique(uu * n_cand + cc, return_index=True)  # first draw of each (unit, column)
+        first.sort()  # back to draw order within each unit
+        uu, cc = uu[first], cc[first]
+        rank = _rank_in_group(uu)
+        keep = rank < n
+        neg[uu[keep], rank[keep]] = cc[keep]
+        got = np.bincount(uu[keep], minlength=n_units)
+        done = dense & (got == n)
+    rest = np.flatnonzero(~done)  # few admissible (or an unlucky draw): exact sampling over the row
+    step = max(1, mask.shape[0])
+    for i in range(0, len(rest), step):  # chunks of at most `block` units bound the memory
+        eu = rest[i:i + step]
+        sub = mask[rows[eu]]  # (E, C) copy
+        if banned is not None:
+            own = banned[eu] >= 0
+            sub[np.flatnonzero(own), banned[eu][own]] = False
+        if video_of_cand is not None:
+            lens = offsets[videos[eu] + 1] - offsets[videos[eu]]
+            sub[np.repeat(np.arange(len(eu)), lens), cols[_ranges(offsets[videos[eu]], lens)]] = False
+        r, c = np.nonzero(sub)
+        order = np.lexsort((rng.random(len(r)), r))  # random order within each row
+        r, c = r[order], c[order]
+        rank = _rank_in_group(r)
+        keep = rank < n
+        neg[eu[r[keep]], rank[keep]] = c[keep]
+    return neg, count
+
+
+def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """Concatenated aranges [starts[i], starts[i] + lens[i]) without a Python loop."""
+    total = int(lens.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lens)
+    return np.arange(total) - np.repeat(ends - lens, lens) + np.repeat(starts, lens)
+
+
+def _rank_in_group(groups: np.ndarray) -> np.ndarray:
+    """Position of each element inside its run of equal values (groups must be contiguous)."""
+    if len(groups) == 0:
+        return np.zeros(0, dtype=np.int64)
+    starts = np.r_[0, np.flatnonzero(np.diff(groups)) + 1]
+    lens = np.diff(np.r_[starts, len(groups)])
+    return np.arange(len(groups)) - np.repeat(starts, lens)
+
+
+def random_windows(start: np.ndarray, end: np.ndarray, per_segment: int, seconds: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """`per_segment` random windows of up to `seconds` inside each segment (paper §3.4) -> (S, W) starts, ends.
+
+    A segment no longer than `seconds` gives itself as every window.
+    """
+    length = (end - start)[:, None]  # (S, 1)
+    slack = np.maximum(length - seconds, 0.0)
+    w0 = start[:, None] + rng.random((len(start), per_segment)) * slack  # (S, W)
+    w1 = np.where(slack > 0, w0 + seconds, end[:, None])
+    return w0, w1
+
+
+def video_split(n_videos: int, fraction: float, seed: int) -> np.ndarray:
+    """Seeded validation flags per video (DESIGN §7: by video, so no video is on both sides) -> bool (V,)."""
+    val = np.zeros(n_videos, dtype=bool)
+    if fraction <= 0 or n_videos < 2:
+        return val
+    n_val = min(max(int(round(fraction * n_videos)), 1), n_videos - 1)
+    val[np.random.default_rng([seed, 2]).permutation(n_videos)[:n_val]] = True
+    return val
+
+
+def _normalise(emb: np.ndarray, sentences: Sequence[str]) -> np.ndarray:
+    emb = np.asarray(emb, dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(sentences):
+        raise ValueError(f"sentence embeddings have shape {emb.shape}, expected ({len(sentences)}, dim)")
+    norm = np.linalg.norm(emb, axis=1)
+    bad = np.flatnonzero(~np.isfinite(norm) | (norm == 0))
+    if len(bad):
+        raise ValueError(f"sentence embedding #{bad[0]} is zero or not finite: {sentences[bad[0]]!r:.80}")
+    return emb / norm[:, None]
+
+
+def _embed(fn: Any, sentences: list[str]) -> tuple[np.ndarray, str]:
+    if hasattr(fn, "encode"):
+        return fn.encode(sentences), str(getattr(fn, "model_id", type(fn).__name__))
+    return fn(sentences), str(getattr(fn, "model_id", getattr(fn, "__name__", "callable")))
+
+
+def _stats(x: np.ndarray) -> dict:
+    if len(x) == 0:
+        return {"mean": 0.0, "median": 0.0, "min": 0, "max": 0}
+    return {"mean": round(float(x.mean()), 3), "median": float(np.median(x)), "min": int(x.min()),
+            "max": int(x.max())}
+
+
+# --- the miner ----------------------------------------------------------------------------------------
+def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.ndarray, w1: np.ndarray,
+                      store: Any, cfg: MiningConfig) -> tuple[np.ndarray, list[str]]:
+    """Top objects of every window -> (S, W, K) ImageNet classes (-1 = none) and the object sentences."""
+    from cezsar.objects import object_sentences, window_objects
+
+    k = cfg.objects_per_window
+    classes = np.full(w0.shape + (k,), -1, dtype=np.int64)  # (S, W, K)
+    cache: dict[int, Any] = {}
+    for s in range(w0.shape[0]):  # a loop over windows (object lookup is per video file), not over pairs
+        v = int(captions_vid[s])
+        if v not in cache:
+            cache[v] = store.objects(video_ids[v])
+        obj = cache[v]
+        if obj is None:
+            continue
+        for w in range(w0.shape[1]):
+            top = list(window_objects(obj[0], obj[1], float(w0[s, w]), float(w1[s, w]), k))[:k]
+            classes[s, w, :len(top)] = top
+    return classes, object_sentences(store.label_space)
+
+
+def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, store: Any = None,
+         cfg: MiningConfig | None = None) -> TripletSet:
+    """Mine (window, positive, negative) triplets with the τ rule (paper §3.4; DESIGN §7).
+
+    Args:
+        captions: `datasets.Captions` (or anything with `.segments` of (video_id, start, end, sentence)).
+        sent_emb_fn: a `text.SentenceEncoder` or a callable list[str] -> (N, dim) embeddings.
+        store: a `features.FeatureStore` for object positives; None (or a video without object data)
+            = captions-only for that video.
+        cfg: the mining config (τ, n, windows, switches, block, seed).
+    Returns:
+        The TripletSet; `summary` counts triplets, positives short of n, admissible statistics and the
+        cosine histograms of all positive-candidate pairs and of the drawn negatives.
+    """
+    cfg = cfg or MiningConfig()
+    t0 = time.perf_counter()
+    segs = list(captions.segments)
+    if not segs:
+        raise ValueError("mine: the captions hold no segments")
+    # sentence table: unique caption texts first (they are the candidates), object sentences after
+    sid: dict[str, int] = {}
+    seg_sid = np.array([sid.setdefault(s.sentence, len(sid)) for s in segs], dtype=np.int64)
+    n_cand = len(sid)
+    vid_index: dict[str, int] = {}
+    seg_vid = np.array([vid_index.setdefault(s.video_id, len(vid_index)) for s in segs], dtype=np.int64)
+    video_ids = list(vid_index)
+    seg_start = np.array([s.start for s in segs], dtype=np.float64)
+    seg_end = np.array([s.end for s in segs], dtype=np.float64)
+    n_videos = len(video_ids)
+
+    w0, w1 = random_windows(seg_start, seg_end, cfg.windows_per_segment, cfg.window_seconds,
+                            np.random.default_rng([cfg.seed, 0]))  # (S, W)
+    obj_cls = None
+    if store is not None and cfg.object_positives > 0:
+        obj_cls, obj_text = _object_positives(seg_vid, video_ids, w0, w1, store, cfg)  # (S, W, K)
+        used = np.unique(obj_cls[obj_cls >= 0])
+        cls_sid = np.full(max(len(obj_text), 1), -1, dtype=np.int64)
+        for c in used:
+            cls_sid[c] = sid.setdefault(obj_text[c], len(sid))
+    sentences = list(sid)
+    t_emb = time.perf_counter()
+    raw, text_model = _embed(sent_emb_fn, sentences)
+    emb = _normalise(raw, sentences)  # (S_all, d) unit rows: dot = cosine
+    t_mine = time.perf_counter()
+
+    # positives: (segment, window, sentence); the caption in every window, then its object sentences
+    n_seg, n_win = w0.shape
+    u_seg = [np.repeat(np.arange(n_seg), n_win)]
+    u_win = [np.tile(np.arange(n_win), n_seg)]
+    u_pos = [np.repeat(seg_sid, n_win)]
+    if obj_cls is not None:
+        osid = np.where(obj_cls >= 0, cls_sid[np.maximum(obj_cls, 0)], -1)  # (S, W, K)
+        sim = np.einsum("swkd,sd->swk", emb[np.maximum(osid, 0)], emb[seg_sid])  # (S, W, K)
+        sim[(osid < 0) | (osid == seg_sid[:, None, None])] = -np.inf
+        top = np.argsort(-sim, axis=2, kind="stable")[:, :, :cfg.object_positives]  # (S, W, P)
+        top_sim = np.take_along_axis(sim, top, 2)
+        s_i, w_i, p_i = np.nonzero(np.isfinite(top_sim))
+        u_seg.append(s_i)
+        u_win.append(w_i)
+        u_pos.append(osid[s_i, w_i, top[s_i, w_i, p_i]])
+    u_seg, u_win, u_pos = (np.concatenate(a) for a in (u_seg, u_win, u_pos))
+    u_vid = seg_vid[u_seg]
+    n_units, n = len(u_pos), cfg.n_negatives
+
+    video_of_cand = None
+    if cfg.exclude_same_video:
+        pairs = np.unique(seg_vid * n_cand + seg_sid)  # (video, caption) pairs, sorted by video
+        pv, pc = pairs // n_cand, pairs % n_cand
+        offsets = np.searchsorted(pv, np.arange(n_videos + 1))
+        video_of_cand = (offsets, pc, np.sort(pc * n_videos + pv))
+    banned = np.where(u_pos != seg_sid[u_seg], seg_sid[u_seg], -1)  # own caption, for object positives
+
+    rng = np.random.default_rng([cfg.seed, 1])
+    pos_rows = np.unique(u_pos)
+    row_of_unit = np.searchsorted(pos_rows, u_pos)
+    by_row = np.argsort(row_of_unit, kind="stable")
+    bounds = np.searchsorted(row_of_unit[by_row], np.arange(0, len(pos_rows) + cfg.block, cfg.block))
+    cand = emb[:n_cand]  # (C, d)
+    cand_ids = np.arange(n_cand)
+    neg = np.full((n_units, n), -1, dtype=np.int64)
+    count = np.zeros(n_units, dtype=np.int64)
+    hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
+    neg_hist = np.zeros_like(hist)
+    stride = max(1, n_cand // 4096)
+    for bi, b0 in enumerate(range(0, len(pos_rows), cfg.block)):
+        rows = pos_rows[b0:b0 + cfg.block]
+        sim = emb[rows] @ cand.T  # (B, C)
+        mask = admissible(sim, rows, cand_ids, cfg.tau, cfg.rule, cfg.max_sim)
+        # pair histogram over every `stride`-th candidate: exact up to 8k candidates, a sample beyond
+        bins = np.clip(((sim[:, ::stride] + 1.0) * 10.0).astype(np.intp), 0, len(hist) - 1)  # (B, C/stride)
+        bins[rows[:, None] == cand_ids[None, ::stride]] = -1  # a sentence against itself is not a pair
+        hist += np.bincount(bins[bins >= 0], minlength=len(hist))
+        del bins
+        ub = by_row[bounds[bi]:bounds[bi + 1]]  # units whose positive is in this block
+        if len(ub) == 0:
+            continue
+        local = row_of_unit[ub] - b0
+        nb, cb = draw_negatives(mask, local, n, rng, banned[ub],
+                                u_vid[ub] if video_of_cand is not None else None, video_of_cand)
+        neg[ub], count[ub] = nb, cb
+        got = nb >= 0
+        ns = sim[np.repeat(local, n).reshape(-1, n)[got], nb[got]]
+        neg_hist += np.histogram(ns, bins=HIST_EDGES)[0]
+    t_done = time.perf_counter()
+
+    # triplets, unit-major; the split is by video
+    keep = neg >= 0  # (U, n)
+    t_unit = np.repeat(np.arange(n_units), keep.sum(1))
+    val_video = video_split(n_videos, cfg.val_fraction, cfg.seed)
+    trip_vid = u_vid[t_unit]
+    ts = TripletSet(
+        sentences=sentences, video_ids=video_ids,
+        video=trip_vid.astype(np.int32), segment=u_seg[t_unit].astype(np.int32),
+        start=w0[u_seg, u_win][t_unit].astype(np.float32), end=w1[u_seg, u_win][t_unit].astype(np.float32),
+        pos=u_pos[t_unit].astype(np.int32), neg=neg[keep].astype(np.int32), val=val_video[trip_vid],
+        text_model=text_model)
+    n_obj = int((u_pos != seg_sid[u_seg]).sum())
+    ts.summary = {
+        "triplets": len(ts), "val_triplets": int(ts.val.sum()),
+        "segments": n_seg, "videos": n_videos, "val_videos": int(val_video.sum()),
+        "zero_length_segments": int((seg_end <= seg_start).sum()),
+        "sentences": len(sentences), "candidates": n_cand,
+        "positives": n_units, "caption_positives": n_units - n_obj, "object_positives": n_obj,
+        "positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
+        "admissible": _stats(count),
+        "sim_hist": {"edges": HIST_EDGES.tolist(), "counts": hist.tolist(), "candidate_stride": stride},
+        "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()},
+        "tau": cfg.tau, "rule": cfg.rule, "seed": cfg.seed, "config": to_dict(cfg), "text_model": text_model,
+        "time": {"prepare_s": round(t_emb - t0, 3), "embed_s": round(t_mine - t_emb, 3),
+                 "mine_s": round(t_done - t_mine, 3), "total_s": round(time.perf_counter() - t0, 3)},
+    }
+    return ts

@@ -1,0 +1,224 @@
+"""Hard negative mining: the vectorised miner against a plain-loop reference, rule properties, split, bytes."""
+from __future__ import annotations
+
+import sys
+from collections import Counter
+import types
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cezsar.config import MiningConfig
+from cezsar.datasets import Captions, Segment
+from cezsar.mining import TripletSet, draw_negatives, mine, random_windows
+
+REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "activitynet_captions" / "train.json"
+
+
+def make_corpus(n_videos: int = 30, seed: int = 0, dim: int = 16):
+    """Captions whose embeddings form topic clusters, with duplicate texts across and within videos."""
+    rng = np.random.default_rng(seed)
+    topics = rng.normal(size=(5, dim))
+    segs, vecs = [], {}
+    for v in range(n_videos):
+        dur = float(rng.uniform(20, 120))
+        for j in range(int(rng.integers(2, 6))):
+            a = float(rng.uniform(0, dur - 2))
+            b = float(min(dur, a + rng.uniform(1, 40)))
+            text = f"topic {v % 5} sentence {int(rng.integers(0, 60))}"  # repeats happen on purpose
+            vecs.setdefault(text, topics[v % 5] + rng.normal(scale=1.2, size=dim))
+            segs.append(Segment(f"v_{v:03d}", a, b, text))
+    durations = {s.video_id: max(x.end for x in segs if x.video_id == s.video_id) for s in segs}
+    return Captions(segs, durations, {}, {}), (lambda sents: np.stack([vecs[s] for s in sents]))
+
+
+def reference_admissible(ts: TripletSet, emb_fn, captions, cfg: MiningConfig) -> dict:
+    """Plain loops: per (segment, window, positive), the admissible candidate texts under cfg's rule."""
+    cands = list(dict.fromkeys(s.sentence for s in captions.segments))
+    in_video: dict[str, set[str]] = {}
+    for s in captions.segments:
+        in_video.setdefault(s.video_id, set()).add(s.sentence)
+    out = {}
+    for seg_i, seg in enumerate(captions.segments):
+        p = emb_fn([seg.sentence])[0]
+        allowed = set()
+        for c in cands:
+            q = emb_fn([c])[0]
+            cos = float(p @ q / (np.linalg.norm(p) * np.linalg.norm(q)))
+            ok = cos > 1 - cfg.tau and c != seg.sentence
+            if cfg.exclude_same_video and c in in_video[seg.video_id]:
+                ok = False
+            if cfg.max_sim is not None and cos >= cfg.max_sim:
+                ok = False
+            if ok:
+                allowed.add(c)
+        out[seg_i] = allowed
+    return out
+
+
+def grouped(ts: TripletSet) -> dict:
+    """(segment, window start) -> set of negative texts, and the list (to check distinctness)."""
+    groups: dict = {}
+    for seg, st, neg in zip(ts.segment, ts.start, ts.neg):
+        groups.setdefault((int(seg), float(st)), []).append(ts.sentences[neg])
+    return groups
+
+
+@pytest.mark.parametrize("switches", [{}, {"exclude_same_video": True}, {"max_sim": 0.9}, {"tau": 0.6}])
+def test_miner_equals_loop_reference(switches):
+    captions, emb_fn = make_corpus()
+    # n larger than any admissible set: the drawn negatives ARE the admissible set
+    cfg = replace(MiningConfig(), n_negatives=10_000, block=7, **switches)
+    ts = mine(captions, emb_fn, None, cfg)
+    ref = reference_admissible(ts, emb_fn, captions, cfg)
+    groups = grouped(ts)
+    assert len(ts) == sum(cfg.windows_per_segment * len(r) for r in ref.values())
+    for (seg_i, _), got in groups.items():
+        cnt = Counter(got)  # windows of a short segment share a start: each text then appears once per window
+        assert set(cnt) == ref[seg_i], f"segment {seg_i}"
+        assert len(set(cnt.values())) == 1
+    counts = np.array([len(ref[i]) for i in ref for _ in range(cfg.windows_per_segment)])
+    assert ts.summary["admissible"]["max"] == counts.max()
+    assert ts.summary["admissible"]["mean"] == pytest.approx(counts.mean(), abs=1e-3)
+    assert ts.summary["positives_short"] == cfg.windows_per_segment * len(captions.segments)
+    assert 0 < ts.summary["admissible"]["mean"] < ts.summary["candidates"]  # the rule does select
+
+
+def test_small_n_draws_from_the_reference_set():
+    captions, emb_fn = make_corpus(n_videos=60, seed=1)
+    cfg = replace(MiningConfig(), n_negatives=4, tau=0.9, block=16)
+    ts = mine(captions, emb_fn, None, cfg)
+    ref = reference_admissible(ts, emb_fn, captions, cfg)
+    for (seg_i, _), negs in grouped(ts).items():
+        k = min(4, len(ref[seg_i]))  # triplets are unit-major: windows sharing a start follow each other
+        assert k > 0 and len(negs) % k == 0
+        for i in range(0, len(negs), k):
+            assert len(set(negs[i:i + k])) == k
+        assert set(negs) <= ref[seg_i]
+    assert all(ts.sentences[p] != ts.sentences[n] for p, n in zip(ts.pos, ts.neg))
+
+
+def test_rejection_path_is_uniform_and_exact_path_agrees():
+    rng = np.random.default_rng(0)
+    cols = 400
+    row = np.zeros(cols, dtype=bool)
+    row[rng.choice(cols, 200, replace=False)] = True  # dense: rejection draws
+    sparse = np.zeros(cols, dtype=bool)
+    sparse[rng.choice(cols, 30, replace=False)] = True  # few admissible: exact masked sampling
+    mask = np.stack([row, sparse])
+    units = np.r_[np.zeros(4000, int), np.ones(2000, int)]
+    neg, count = draw_negatives(mask, units, 5, np.random.default_rng(1))
+    assert (count == np.where(units == 0, 200, 30)).all() and (neg >= 0).all()
+    assert all(len(set(r)) == 5 for r in neg)
+    for r, n_adm, draws in ((0, 200, 4000), (1, 30, 2000)):
+        freq = np.bincount(neg[units == r].ravel(), minlength=cols)
+        assert (freq[~mask[r]] == 0).all()
+        expect = draws * 5 / n_adm  # 100 and 333 per admissible column under uniform sampling
+        assert freq[mask[r]].min() > 0.5 * expect and freq[mask[r]].max() < 1.5 * expect
+
+
+def test_tau_monotone_and_no_self_negative():
+    captions, emb_fn = make_corpus(seed=2)
+    totals = []
+    for tau in (0.5, 0.7, 0.9, 1.1):
+        ts = mine(captions, emb_fn, None, replace(MiningConfig(), tau=tau, n_negatives=10_000))
+        totals.append(len(ts))
+        assert not np.any(np.array(ts.sentences)[ts.pos] == np.array(ts.sentences)[ts.neg])
+    assert totals == sorted(totals) and totals[0] < totals[-1]
+
+
+def test_exclude_same_video():
+    captions, emb_fn = make_corpus(seed=3)
+    texts_of = {}
+    for s in captions.segments:
+        texts_of.setdefault(s.video_id, set()).add(s.sentence)
+    base = mine(captions, emb_fn, None, replace(MiningConfig(), tau=1.0, n_negatives=10_000))
+    leaks = sum(base.sentences[n] in texts_of[base.video_ids[v]] for v, n in zip(base.video, base.neg))
+    assert leaks > 0  # the released rule does draw captions of the anchor's own video
+    ts = mine(captions, emb_fn, None, replace(MiningConfig(), tau=1.0, exclude_same_video=True))
+    assert all(ts.sentences[n] not in texts_of[ts.video_ids[v]] for v, n in zip(ts.video, ts.neg))
+
+
+def test_video_split_and_windows():
+    captions, emb_fn = make_corpus(n_videos=40, seed=4)
+    cfg = replace(MiningConfig(), val_fraction=0.25)
+    ts = mine(captions, emb_fn, None, cfg)
+    val_v, train_v = set(ts.video[ts.val]), set(ts.video[~ts.val])
+    assert not val_v & train_v and len(val_v) == 10 and len(train_v) == 30
+    seg = captions.segments
+    s0 = np.array([seg[i].start for i in ts.segment])
+    s1 = np.array([seg[i].end for i in ts.segment])
+    assert (ts.start >= s0 - 1e-4).all() and (ts.end <= s1 + 1e-4).all()
+    assert (ts.end - ts.start <= cfg.window_seconds + 1e-4).all()
+    short = s1 - s0 <= cfg.window_seconds
+    np.testing.assert_allclose(ts.start[short], s0[short], atol=1e-4)
+    w0, w1 = random_windows(np.array([0.0]), np.array([100.0]), 50, 10.0, np.random.default_rng(0))
+    assert len(np.unique(w0)) == 50 and np.allclose(w1 - w0, 10.0)
+
+
+def test_same_seed_same_bytes(tmp_path):
+    captions, emb_fn = make_corpus(seed=5)
+    a, b, c = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "c.npz"
+    mine(captions, emb_fn, None, MiningConfig(seed=3)).save(a)
+    mine(captions, emb_fn, None, MiningConfig(seed=3)).save(b)
+    mine(captions, emb_fn, None, MiningConfig(seed=4)).save(c)
+    assert a.read_bytes() == b.read_bytes() != c.read_bytes()
+    ts = TripletSet.load(a)
+    assert ts.pos.dtype == np.int32 and ts.val.dtype == bool and len(ts) == ts.summary["triplets"]
+    assert ts.sentences[0] == captions.segments[0].sentence
+
+
+def test_object_positives(monkeypatch):
+    captions, emb_fn = make_corpus(n_videos=10, seed=6)
+    labels = [f"object {i}: a thing" for i in range(8)]
+    vecs = {t: np.random.default_rng(i).normal(size=16) for i, t in enumerate(labels)}
+
+    def window_objects(indices, scores, start, end, k):
+        return [int(i) for i in indices[int(start), :k]]
+
+    fake = types.SimpleNamespace(object_sentences=lambda space: labels, window_objects=window_objects)
+    monkeypatch.setitem(sys.modules, "cezsar.objects", fake)
+
+    class Store:
+        label_space = "imagenet1k"
+
+        def objects(self, vid):  # video 0 has no object data: captions-only there
+            if vid == "v_000":
+                return None
+            idx = np.tile(np.arange(8, dtype=np.int32)[None, :3], (200, 1))
+            return idx, np.ones_like(idx, dtype=np.float16)
+
+    both = lambda s: np.stack([vecs[x] if x in vecs else emb_fn([x])[0] for x in s])  # noqa: E731
+    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3))
+    n_seg0 = sum(s.video_id == "v_000" for s in captions.segments)
+    s = ts.summary
+    assert s["object_positives"] == 2 * 3 * (len(captions.segments) - n_seg0)
+    assert s["caption_positives"] == 3 * len(captions.segments)
+    obj = np.array([ts.sentences[p] in vecs for p in ts.pos])
+    assert obj.any() and not any(ts.sentences[n] in vecs for n in ts.neg)  # negatives are captions only
+    own = [captions.segments[g].sentence for g in ts.segment]
+    assert all(ts.sentences[n] != o for n, o in zip(ts.neg, own))  # never the segment's own caption
+
+
+@pytest.mark.slow
+def test_real_captions_subset():
+    """Real ActivityNet captions + real MiniLM on a 2,000-sentence slice (the full 37k run is the benchmark)."""
+    if not REF.exists():
+        pytest.skip("reference data absent")
+    from cezsar.datasets import read_activitynet
+    from cezsar.text import SentenceEncoder
+
+    cap = read_activitynet(REF)
+    sub = Captions(cap.segments[:2000], cap.durations, {}, {})
+    enc = SentenceEncoder("minilm")
+    means = []
+    for tau in (0.7, 0.8, 0.9):
+        ts = mine(sub, enc, None, MiningConfig(tau=tau))
+        s = ts.summary
+        assert s["segments"] == 2000 and s["caption_positives"] == 6000
+        means.append(s["admissible"]["mean"])
+        assert 10 * (6000 - s["positives_short"]) <= s["triplets"] == len(ts) <= 60000
+        assert not np.any(np.array(ts.sentences)[ts.pos] == np.array(ts.sentences)[ts.neg])
+    assert means[0] < means[1] < means[2]
