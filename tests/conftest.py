@@ -1,0 +1,22 @@
+"""Shared fixtures: where the real reference annotations live (skip when absent)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+PROJ_ROOT = Path(__file__).resolve().parents[1]
+REFERENCE_DATA = PROJ_ROOT.parent / "shared" / "reference-data"
+
+
+@pytest.fixture(scope="session")
+def reference_data() -> Path:
+    """`../shared/reference-data` (real annotation files); tests that need it skip when it is absent."""
+    if not REFERENCE_DATA.is_dir():
+        pytest.skip(f"reference data not present at {REFERENCE_DATA}")
+    return REFERENCE_DATA

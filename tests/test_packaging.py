@@ -1,0 +1,41 @@
+"""The two README commands and the declared dependencies stay consistent."""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_has_the_same_packages_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = {r.strip() for r in project["dependencies"]} | set(project["optional-dependencies"]["dev"])
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    pip = {p for p in pip if not p.startswith("-e")}
+    assert {_name(p) for p in pip} == {_name(d) for d in declared}
+    # pins must agree exactly (torch above all: unpinned it pulls a multi-GB CUDA build)
+    assert {p for p in pip if "==" in p} == {d.split("  ")[0] for d in declared if "==" in d}
+    assert "torch==2.13.0" in pip
+
+
+def test_console_script_and_module_entry_point_agree():
+    out = subprocess.run([sys.executable, "-m", "cezsar", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    for cmd in ("doctor", "setup", "synth", "check-data", "extract", "mine", "train", "evaluate", "classify"):
+        assert cmd in out.stdout, f"subcommand {cmd} missing from `cezsar --help`"
+
+
+def test_ci_entry_point_calls_run_tests_and_fails_on_no_tests():
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "./run_tests.sh" in ci
+    assert 'rc" -eq 5' in (ROOT / "run_tests.sh").read_text()
