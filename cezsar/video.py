@@ -164,7 +164,8 @@ def decode_1fps(
                 else:
                     raise VideoDecodeError(path, f"no frame at {i} s (expected {n} frames, got {i})")
             if size is not None:
-                picked = picked.reformat(width=size[0], height=size[1])
+                # AREA averages source pixels: no aliasing when shrinking HD frames to ~160 px
+                picked = picked.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA")
             frames.append(picked.to_ndarray(format="rgb24"))
         return np.stack(frames)  # (T, H, W, 3)
     except av.error.FFmpegError as err:
@@ -209,3 +210,35 @@ def video_files(root: str | Path, exts: tuple[str, ...] = VIDEO_EXTS) -> list[Pa
     """Every file under `root` whose extension looks like a video, sorted (for `--dataset folder`)."""
     root = Path(root)
     return sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+
+
+def write_video(path: str | Path, frames, fps: int = 30, gop: int | None = None, codec: str = "libx264") -> Path:
+    """Encode RGB uint8 frames (an iterable of (H, W, 3), even H and W) to a video file with PyAV.
+
+    `gop` is the keyframe interval in frames (None = the codec default, 250 for libx264). Used by the
+    tests, the benchmarks and the synthetic data; written atomically.
+    """
+    import av
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{path.suffix}")  # keep the suffix: it picks the container
+    container = av.open(str(tmp), "w")
+    try:
+        stream = None
+        for img in frames:
+            if stream is None:
+                stream = container.add_stream(codec, rate=fps)
+                stream.height, stream.width = img.shape[:2]
+                stream.pix_fmt = "yuv420p"
+                if gop:
+                    stream.codec_context.gop_size = gop
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(img), format="rgb24")):
+                container.mux(packet)
+        if stream is None:
+            raise ValueError(f"{path}: no frames to write")
+        for packet in stream.encode():
+            container.mux(packet)
+    finally:
+        container.close()
+    tmp.replace(path)
+    return path

@@ -1,0 +1,95 @@
+"""`cezsar extract`: 1-fps CNN features and object top-k for every video of a dataset (paper §3.2)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
+KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--shard must look like K/N (e.g. 0/4), got {text!r}") from err
+    if not (n >= 1 and 0 <= k < n):
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", required=True, choices=KINDS,
+                        help="activitynet: <root>/*.json captions + video files under <root> named <video_id>.*; "
+                        "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.datasets); folder: every video "
+                        "file under --root, id = file name without extension")
+    parser.add_argument("--root", required=True, help="dataset folder")
+    parser.add_argument("--out", required=True, help="output folder for <id>.npy, objects/, report.json")
+    parser.add_argument("--backbone", default=None,
+                        help="efficientnet_lite0 (default, offline) | bit_m_r152x2 (needs --weights .npz) | "
+                        "resnet152 (needs --weights .pth); default: bit_m_r152x2 when --weights is a .npz")
+    parser.add_argument("--weights", default=None, help="BiT-M-R152x2.npz or torchvision resnet152 .pth")
+    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                        help="process only shard K of N (videos at sorted-id position = K mod N)")
+    parser.add_argument("--batch", type=int, default=32, help="frames per CNN forward (default 32)")
+    parser.add_argument("--image-size", type=int, default=160, help="square input side in px (default 160)")
+    parser.add_argument("--max-seconds", type=float, default=None, help="encode at most this many seconds")
+    parser.add_argument("--topk", type=int, default=5, help="object classes kept per second (default 5)")
+    parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
+
+
+def collect_videos(kind: str, root: str | Path) -> list:
+    """The videos of a dataset as cezsar.datasets.Video records (path None when the file is absent)."""
+    from cezsar import datasets as ds
+    from cezsar.video import video_files
+
+    root = Path(root)
+    if not root.is_dir() and kind in ("folder", "activitynet"):
+        raise ds.DatasetError(f"{root}: not a folder")
+    if kind in ("ucf101", "hmdb51", "kinetics400"):
+        return list(ds.load_dataset(kind, root).videos)
+    files: dict[str, Path] = {}
+    for p in video_files(root):
+        if p.stem in files:
+            raise ds.DatasetError(f"two videos share the id {p.stem!r}: {files[p.stem]} and {p}")
+        files[p.stem] = p
+    if kind == "folder":
+        return [ds.Video(vid, p, "") for vid, p in sorted(files.items())]
+    ids: set[str] = set()
+    for js in sorted(root.glob("*.json")):
+        ids.update(ds.read_activitynet(js).durations)
+    if not ids:  # no captions next to the videos: take every video file
+        ids = set(files)
+    return [ds.Video(vid, files.get(vid), "") for vid in sorted(ids)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from cezsar.backbones import get_encoder
+    from cezsar.config import ExtractConfig
+    from cezsar.datasets import DatasetError
+    from cezsar.features import extract
+
+    backbone = args.backbone or ("bit_m_r152x2" if (args.weights or "").endswith(".npz") else "efficientnet_lite0")
+    cfg = ExtractConfig(backbone=backbone, weights=args.weights, image_size=args.image_size, batch=args.batch,
+                        topk_objects=args.topk, max_seconds=args.max_seconds)
+    try:
+        videos = collect_videos(args.dataset, args.root)
+        encoder = get_encoder(backbone, args.weights, device=args.device, image_size=args.image_size,
+                              batch=args.batch)
+        report = extract(videos, args.out, cfg, shard=args.shard, encoder=encoder, progress=not args.no_progress)
+    except (DatasetError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['done']}/{report['videos']} videos done ({report['encoded']} encoded, {report['reused']} "
+              f"reused), {len(report['skipped'])} skipped, {report['frames']} frames at {report['frames_per_s']} "
+              f"frames/s -> {args.out}")
+        for s in report["skipped"]:
+            print(f"  skipped {s['video_id']}: {s['reason']}")
+    return 0

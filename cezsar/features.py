@@ -1,0 +1,288 @@
+"""Feature extraction over a dataset and the feature store that reads it back (paper §3.2; DESIGN §2, §10, §11).
+
+Output folder (the released features' layout, so those drop in unchanged):
+    <out>/<video_id>.npy            float32 (T, D), row i = second i (cezsar.video sampling rule)
+    <out>/objects/<video_id>.npz    {"indices": int32 (T, K), "scores": float16 (T, K) softmax probs}
+    <out>/features.json             {"backbone", "dim", "label_space", "topk", "image_size"}
+    <out>/report.json               (report_shard<k>of<n>.json for a shard)
+
+Restartable: every file is written to a temp name and renamed, the .npy last, so a video counts as
+finished only when both of its files are complete and valid; a rerun skips those and redoes the rest
+(a corrupt file is redone, not trusted). `shard=(k, n)` takes the videos whose position in the id-sorted
+list is k mod n, so n job-array tasks cover a dataset exactly once. A thread decodes the next videos
+while the CNN encodes the current one (§11: decoding overlaps the CNN). A bad video never stops the run:
+it is listed in the report with its reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Protocol
+
+import numpy as np
+
+from cezsar.config import ExtractConfig
+
+
+class VideoLike(Protocol):  # cezsar.datasets.Video or anything with these fields
+    video_id: str
+    path: Path | None
+    label: str
+
+
+class FeatureError(ValueError):
+    """A feature file that is unreadable or inconsistent; the message names the file."""
+
+
+# --- atomic writes ---------------------------------------------------------------------------------
+def _tmp(path: Path) -> Path:
+    # hidden + pid: concurrent shards never share a temp name, and FeatureStore ignores them
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp(path)
+    with open(tmp, "wb") as fh:
+        write(fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
+    _atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
+
+
+def save_json_atomic(path: Path, obj) -> None:
+    _atomic_write(path, lambda fh: fh.write((json.dumps(obj, indent=1) + "\n").encode()))
+
+
+# --- validity of finished outputs ------------------------------------------------------------------
+def _check_stack(path: Path, dim: int | None) -> np.ndarray:
+    """Load a feature stack and check it; FeatureError names the file otherwise."""
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise FeatureError(f"{path}: unreadable .npy ({err})") from err
+    if arr.ndim == 1 and dim is not None and arr.shape[0] == dim:
+        arr = arr[None]  # a one-second stack saved flat
+    if arr.ndim != 2 or arr.shape[0] == 0:
+        raise FeatureError(f"{path}: expected a (T, D) stack with T >= 1, got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise FeatureError(f"{path}: feature dim {arr.shape[1]} != {dim} of this store")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise FeatureError(f"{path}: dtype {arr.dtype} is not floating point")
+    if not np.isfinite(arr).all():
+        raise FeatureError(f"{path}: contains NaN or inf")
+    return arr.astype(np.float32, copy=False)
+
+
+def _check_objects(path: Path, t: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            idx, sc = z["indices"], z["scores"]
+    except (OSError, ValueError, KeyError, EOFError) as err:
+        raise FeatureError(f"{path}: unreadable objects file ({err})") from err
+    if idx.ndim != 2 or idx.shape != sc.shape or (t is not None and idx.shape[0] != t):
+        raise FeatureError(f"{path}: objects shapes {idx.shape}/{sc.shape} do not match T={t}")
+    return idx, sc
+
+
+def _finished(out: Path, vid: str, dim: int, topk: int) -> bool:
+    try:
+        t = len(_check_stack(out / f"{vid}.npy", dim))
+        idx, _ = _check_objects(out / "objects" / f"{vid}.npz", t)
+    except (FeatureError, FileNotFoundError):
+        return False
+    return idx.shape[1] == topk
+
+
+# --- extraction --------------------------------------------------------------------------------------
+def shard_videos(videos: Iterable[VideoLike], shard: tuple[int, int] = (0, 1)) -> list[VideoLike]:
+    """The videos of shard k of n: position in the id-sorted list mod n == k (deterministic)."""
+    k, n = shard
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"shard must be K/N with 0 <= K < N, got {k}/{n}")
+    by_id: dict[str, VideoLike] = {}
+    for v in videos:
+        if v.video_id in by_id:
+            raise ValueError(f"duplicate video id {v.video_id!r} ({by_id[v.video_id].path} and {v.path})")
+        by_id[v.video_id] = v
+    return [by_id[i] for j, i in enumerate(sorted(by_id)) if j % n == k]
+
+
+_END = object()
+
+
+def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int], q: queue.Queue, stop: threading.Event) -> None:
+    """Producer thread: decode videos in order into `q` as (video, frames | None, reason | None)."""
+    from cezsar.video import VideoDecodeError, decode_1fps
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.2)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    try:
+        for v in todo:
+            if v.path is None:
+                item = (v, None, "no video file")
+            else:
+                try:
+                    item = (v, decode_1fps(v.path, cfg.max_seconds, size=size), None)
+                except VideoDecodeError as err:
+                    item = (v, None, err.reason)
+            if not put(item):
+                return
+        put(_END)
+    except Exception as err:  # a bug, not a bad video: hand it to the main thread to re-raise
+        put(err)
+
+
+def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig | None = None,
+            shard: tuple[int, int] = (0, 1), encoder=None, progress: bool = True) -> dict:
+    """Encode every video of the shard at 1 fps into `out_dir` (module doc); returns the report dict.
+
+    Report: backbone, shard, videos, done (finished videos, old and new), encoded (this run), reused
+    (valid from an earlier run), skipped [{video_id, path, reason}], frames (encoded this run), seconds,
+    frames_per_s.
+    """
+    from tqdm import tqdm
+
+    from cezsar.objects import topk_from_logits
+
+    cfg = cfg or ExtractConfig()
+    out = Path(out_dir)
+    (out / "objects").mkdir(parents=True, exist_ok=True)
+    if encoder is None:
+        from cezsar.backbones import get_encoder
+
+        encoder = get_encoder(cfg.backbone, cfg.weights, image_size=cfg.image_size, batch=cfg.batch)
+    meta = {"backbone": encoder.name, "dim": int(encoder.dim), "label_space": encoder.label_space,
+            "topk": int(cfg.topk_objects), "image_size": int(encoder.image_size)}
+    meta_path = out / "features.json"
+    if meta_path.exists():
+        old = json.loads(meta_path.read_text())
+        clash = {k: (old.get(k), v) for k, v in meta.items() if old.get(k) != v}
+        if clash:
+            raise ValueError(f"{meta_path}: folder holds other features {clash} (old, new); use another --out")
+    else:
+        save_json_atomic(meta_path, meta)
+
+    mine = shard_videos(videos, shard)
+    t0 = time.perf_counter()
+    todo, reused = [], 0
+    for v in mine:
+        if _finished(out, v.video_id, meta["dim"], meta["topk"]):
+            reused += 1
+        else:
+            todo.append(v)
+
+    q: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+    size = (encoder.image_size, encoder.image_size)
+    producer = threading.Thread(target=_prefetch, args=(todo, cfg, size, q, stop), daemon=True)
+    producer.start()
+    skipped, encoded, frames = [], 0, 0
+    try:
+        with tqdm(total=len(todo), desc=f"extract {shard[0]}/{shard[1]}", disable=not progress, unit="video") as bar:
+            while True:
+                item = q.get()
+                if item is _END:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                v, stack, reason = item
+                if stack is None:
+                    skipped.append({"video_id": v.video_id, "path": str(v.path), "reason": reason})
+                else:
+                    feats, logits = encoder.encode(stack)  # (T, D), (T, C)
+                    idx, sc = topk_from_logits(logits, cfg.topk_objects)  # (T, K) each
+                    # objects first, stack last: a .npy on disk implies its objects are complete
+                    _atomic_write(out / "objects" / f"{v.video_id}.npz",
+                                  lambda fh: np.savez(fh, indices=idx, scores=sc))
+                    save_npy_atomic(out / f"{v.video_id}.npy", feats.astype(np.float32))
+                    encoded += 1
+                    frames += len(feats)
+                bar.update(1)
+    finally:
+        stop.set()
+        producer.join(timeout=5)
+    seconds = time.perf_counter() - t0
+    report = {"backbone": encoder.name, "shard": list(shard), "videos": len(mine), "done": reused + encoded,
+              "encoded": encoded, "reused": reused, "skipped": skipped, "frames": frames,
+              "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds > 0 else 0.0,
+              "config": asdict(cfg)}
+    name = "report.json" if shard[1] == 1 else f"report_shard{shard[0]}of{shard[1]}.json"
+    save_json_atomic(out / name, report)
+    return report
+
+
+# --- loading side ------------------------------------------------------------------------------------
+@dataclass
+class _Meta:
+    backbone: str | None
+    dim: int
+    label_space: str | None
+
+
+class FeatureStore:
+    """A folder of `<video_id>.npy` stacks (ours, or the released BiT features with no features.json).
+
+    `.ids` (sorted), `.dim`, `.label_space` (None for released features), `.load(id)` -> float32 (T, D)
+    checked for shape and NaN, `.objects(id)` -> (indices int32 (T, K), scores float16 (T, K)) | None.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"feature folder not found: {self.root}")
+        self.ids = sorted(p.stem for p in self.root.glob("*.npy") if not p.name.startswith("."))
+        meta_path = self.root / "features.json"
+        if meta_path.exists():
+            m = json.loads(meta_path.read_text())
+            self.meta = _Meta(m.get("backbone"), int(m["dim"]), m.get("label_space"))
+        elif self.ids:
+            first = self.root / f"{self.ids[0]}.npy"
+            try:
+                shape = np.load(first, mmap_mode="r", allow_pickle=False).shape
+            except (OSError, ValueError) as err:
+                raise FeatureError(f"{first}: unreadable .npy ({err})") from err
+            self.meta = _Meta(None, int(shape[-1]), None)  # released features: dim from the first file
+        else:
+            raise FeatureError(f"{self.root}: no <video_id>.npy files and no features.json")
+        self.dim, self.label_space, self.backbone = self.meta.dim, self.meta.label_space, self.meta.backbone
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __contains__(self, video_id: str) -> bool:
+        return (self.root / f"{video_id}.npy").exists()
+
+    def path(self, video_id: str) -> Path:
+        return self.root / f"{video_id}.npy"
+
+    def load(self, video_id: str) -> np.ndarray:
+        """float32 (T, D) for one video; FeatureError naming the file when it is missing or bad."""
+        p = self.path(video_id)
+        if not p.exists():
+            raise FeatureError(f"{p}: no features for video {video_id!r}")
+        return _check_stack(p, self.dim)
+
+    def length(self, video_id: str) -> int:
+        """T without reading the data (memory-mapped header)."""
+        return int(np.load(self.path(video_id), mmap_mode="r", allow_pickle=False).shape[0])
+
+    def objects(self, video_id: str) -> tuple[np.ndarray, np.ndarray] | None:
+        p = self.root / "objects" / f"{video_id}.npz"
+        return _check_objects(p) if p.exists() else None
