@@ -204,10 +204,13 @@ def _check_pyav() -> str:
 
 
 def _check_text(name: str) -> str:
+    import tempfile
+
     from cezsar.text import SentenceEncoder
 
-    enc = SentenceEncoder(name, cache_dir=None)
-    emb = enc.encode(["a person rides a horse"], use_cache=False)
+    with tempfile.TemporaryDirectory() as tmp:  # an empty cache, so the model really runs
+        enc = SentenceEncoder(name, cache_dir=tmp)
+        emb = enc.encode(["a person rides a horse"])
     return f"{enc.model_id}: encoded 1 sentence -> {emb.shape[1]}-d ({text_model_path(name)})"
 
 
