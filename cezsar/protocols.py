@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cezsar.config import CLASSES_DIR, SPLITS_DIR
-from cezsar.zsar import topk_correct
+from cezsar.zsar import true_class_rank
 
 STD_DDOF = 1  # sample standard deviation over runs (numpy ddof=1), recorded in every results file
 DEFAULT_RUNS = 50  # paper §4: 50 random class subsets
@@ -174,21 +174,27 @@ def evaluate_runs(scores: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     run from scratch (cosine is per pair), so the matrix is computed once and each run is an index job.
     Returns per run {"seed", "classes", "n_videos", "top1", "top5"} (top-5 = 1.0 when a run has <= 5 classes).
     """
-    scores = np.asarray(scores, np.float32)
     labels = np.asarray(labels, np.int64)
     col = {c: i for i, c in enumerate(classes)}
     order = np.argsort(labels, kind="stable")  # videos grouped by class: a run's rows are slices
-    bounds = np.searchsorted(labels[order], np.arange(len(classes) + 1))
+    scores = np.asarray(scores, np.float32)[order]  # (V, C), copied once instead of once per run
+    labels = labels[order]
+    bounds = np.searchsorted(labels, np.arange(len(classes) + 1))
     out = []
     for r in runs:
         cols = np.array([col[c] for c in r["classes"]], np.int64)
-        rows = np.concatenate([order[bounds[c]:bounds[c + 1]] for c in cols]) if len(cols) else np.zeros(0, np.int64)
         local = np.full(len(classes), -1, np.int64)
         local[cols] = np.arange(len(cols))
-        sub = scores[np.ix_(rows, cols)]  # (V_run, C_run)
-        y = local[labels[rows]]
-        top1 = float((sub.argmax(1) == y).mean()) if len(rows) else float("nan")
-        top5 = float(topk_correct(sub, y, 5).mean()) if len(rows) else float("nan")
+        if len(cols) == len(classes) and bool((cols == np.arange(len(classes))).all()):
+            rows = np.arange(len(labels))
+            sub = scores  # every class in official order: no copy
+        else:
+            rows = np.concatenate([np.arange(bounds[c], bounds[c + 1]) for c in cols]) if len(cols) else \
+                np.zeros(0, np.int64)
+            sub = scores[np.ix_(rows, cols)]  # (V_run, C_run)
+        rank = true_class_rank(sub, local[labels[rows]])  # one pass gives top-1 and top-5
+        top1 = float((rank < 1).mean()) if len(rows) else float("nan")
+        top5 = float((rank < 5).mean()) if len(rows) else float("nan")
         out.append({"seed": int(r["seed"]), "classes": list(r["classes"]), "n_videos": int(len(rows)),
                     "top1": top1, "top5": top5})
     return out

@@ -95,18 +95,27 @@ def predict(scores: np.ndarray) -> np.ndarray:
     return np.asarray(scores).argmax(axis=1)
 
 
-def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Whether each video's true class is among its k best-scoring classes, (V,) bool.
+def true_class_rank(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """How many classes beat each video's true class, (V,) int: 0 = correct under Eq. 8's argmax.
 
-    Counts the classes scoring strictly higher than the true one, so ties favour the true class only as
-    far as argmax does for k = 1 (a true class tied with a lower index loses top-1, like `predict`).
+    A class beats the truth when it scores higher, or scores the same with a lower index (argmax keeps the
+    first maximum), so rank 0 is exactly `predict(scores) == labels` and rank < k is top-k.
     """
     scores = np.asarray(scores)
-    labels = np.asarray(labels)
+    labels = np.asarray(labels, np.int64)
     true = scores[np.arange(len(labels)), labels][:, None]  # (V, 1)
-    cols = np.arange(scores.shape[1])[None, :]
-    higher = (scores > true) | ((scores == true) & (cols < labels[:, None]))  # (V, C) beats the truth
-    return higher.sum(1) < k
+    rank = np.count_nonzero(scores > true, axis=1)  # (V,)
+    eq = scores == true  # (V, C); exact float ties are rare, so handle them only on the rows that have one
+    tied = np.flatnonzero(np.count_nonzero(eq, axis=1) > 1)
+    if len(tied):
+        cols = np.arange(scores.shape[1])[None, :]
+        rank[tied] += (eq[tied] & (cols < labels[tied, None])).sum(1)
+    return rank
+
+
+def topk_correct(scores: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Whether each video's true class is among its k best-scoring classes, (V,) bool (ties as argmax)."""
+    return true_class_rank(scores, labels) < k
 
 
 def metrics(scores: np.ndarray, labels: np.ndarray, classes: Sequence[str] | None = None) -> dict:
