@@ -221,3 +221,75 @@ def test_bad_input_errors_name_the_item(tmp_path):
     assert res["skipped_videos"] == ["v2_1"] and res["n_videos"] == 19
     with pytest.raises(ValueError, match="out_dir"):
         P.run_evaluation(ds, store, desc, enc, "0/all", model=model, beta=0.0, skip_missing=True)
+
+
+# --- `cezsar evaluate` on a small on-disk dataset: real layout, real SBERT, real WordNet sentences ---------
+def _write_ucf(tmp_path: Path, n_per_class: int = 2) -> tuple[Path, Path, dict]:
+    """UCF-101 layout (classInd + testlist, no video files) and a feature folder with ImageNet objects."""
+    root = tmp_path / "ucf101"
+    (root / "ucfTrainTestlist").mkdir(parents=True)
+    classes = {"PettingCat": 281, "DrinkingEspresso": 967, "RidingMoped": 665}  # ImageNet-1k class per action
+    (root / "ucfTrainTestlist" / "classInd.txt").write_text(
+        "".join(f"{i} {c}\n" for i, c in enumerate(classes, 1)))
+    ids = {c: [f"v_{c}_g01_c{j:02d}" for j in range(1, n_per_class + 1)] for c in classes}
+    (root / "ucfTrainTestlist" / "testlist01.txt").write_text(
+        "".join(f"{c}/{v}.avi\n" for c in classes for v in ids[c]))
+    feats = tmp_path / "features"
+    (feats / "objects").mkdir(parents=True)
+    (feats / "features.json").write_text(json.dumps({"backbone": "efficientnet_lite0", "dim": 8,
+                                                     "label_space": "imagenet1k", "topk": 2}))
+    rng = np.random.default_rng(0)
+    for c, obj in classes.items():
+        for v in ids[c]:
+            t = 6
+            np.save(feats / f"{v}.npy", rng.normal(size=(t, 8)).astype(np.float32))
+            idx = np.tile(np.array([[obj, 0]], np.int32), (t, 1))  # the action's object, then "tench"
+            sc = np.tile(np.array([[0.7, 0.1]], np.float16), (t, 1))
+            np.savez(feats / "objects" / f"{v}.npz", indices=idx, scores=sc)
+    desc = {"_meta": {"source": "test"}, "petting cat": ["A person strokes a pet cat on the sofa."],
+            "drinking espresso": ["Someone drinks a small cup of strong coffee in a cafe."],
+            "riding moped": ["A rider drives a small motorbike along a street."]}
+    (tmp_path / "descriptions").mkdir()
+    (tmp_path / "descriptions" / "ucf101.json").write_text(json.dumps(desc))
+    return root, feats, desc
+
+
+@pytest.mark.slow
+def test_cli_evaluate_objects_and_cezsar(tmp_path, capsys):
+    import torch
+
+    from cezsar.cli import main
+    from cezsar.config import ModelConfig, to_dict
+    from cezsar.model import JointEmbedder
+    from cezsar.train import CHECKPOINT_VERSION
+
+    root, feats, desc = _write_ucf(tmp_path)
+    out = tmp_path / "res" / "objects.json"
+    base = ["evaluate", "--dataset", "ucf101", "--root", str(root), "--features", str(feats)]
+    assert main(base + ["--method", "objects", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["variant"] == "O" and res["n_videos"] == 6 and res["n_runs"] == 1
+    assert res["top1_mean"] == 1.0  # each action's own object sentence matches its description
+    assert res["descriptions"]["meta"] == {"source": "test"} and res["backbone"] == "efficientnet_lite0"
+    assert Path(res["split_file"]).parent == out.parent / "splits"  # custom dataset: not data/splits
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(feat_dim=8, text_dim=384, d_model=16, n_heads=2)
+    ckpt = tmp_path / "best.pt"
+    torch.save({"version": CHECKPOINT_VERSION, "model_cfg": to_dict(cfg), "model": JointEmbedder(cfg).state_dict(),
+                "text_model": "minilm"}, ckpt)
+    out2 = tmp_path / "res" / "cezsar.json"
+    capsys.readouterr()
+    assert main(base + ["--model", str(ckpt), "--protocol", "0/2", "--runs", "3", "--out", str(out2), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads(out2.read_text())
+    assert printed["variant"] == "VE+O" and (printed["alpha"], printed["beta"]) == (0.8, 0.2)
+    assert printed["checkpoint"] == str(ckpt.resolve()) and printed["n_runs"] == 3
+    assert [len(r["classes"]) for r in printed["runs"]] == [2, 2, 2]
+
+    bad = dict(desc)
+    del bad["riding moped"]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    assert main(base + ["--method", "objects", "--descriptions", str(tmp_path / "bad.json"),
+                        "--out", str(tmp_path / "x.json")]) == 1
+    assert "riding moped" in capsys.readouterr().err

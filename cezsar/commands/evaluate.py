@@ -69,12 +69,26 @@ def _meta(path: Path) -> dict | None:
     return None
 
 
+def _text_encoder(flag: str | None, ckpt_text: str | None, device: str):
+    """SentenceEncoder for --text-model, else the checkpoint's (a name, or a cache id like "minilm-384d-…"
+    whose registered prefix is then used), else minilm."""
+    from cezsar.text import SentenceEncoder
+
+    if flag:
+        return SentenceEncoder(flag, device=device)
+    if ckpt_text:
+        for name in ("minilm", "mpnet"):
+            if ckpt_text == name or ckpt_text.startswith(name + "-"):
+                return SentenceEncoder(name, device=device)
+        return SentenceEncoder(ckpt_text, device=device)
+    return SentenceEncoder("minilm", device=device)
+
+
 def run(args: argparse.Namespace) -> int:
     from cezsar import protocols
     from cezsar.datasets import DatasetError, load_dataset, read_descriptions
     from cezsar.features import FeatureStore
-    from cezsar.text import SentenceEncoder
-
+    from cezsar.resources import ResourceMissing
     try:
         dataset = load_dataset(args.dataset, args.root)
         official = protocols.official_classes(args.dataset)
@@ -91,24 +105,26 @@ def run(args: argparse.Namespace) -> int:
             model, ckpt_meta = load_checkpoint(args.model)
             model.to(args.device)
         ckpt_text = ckpt_meta.get("text_model") if isinstance(ckpt_meta, dict) else None
-        text_model = args.text_model or ckpt_text or "minilm"
-        if ckpt_text and args.text_model and args.text_model != ckpt_text:
-            raise ValueError(f"--text-model {args.text_model} differs from the checkpoint's {ckpt_text}: the SEM "
-                             "was trained on that model's sentence space")
-        encoder = SentenceEncoder(text_model, device=args.device)
+        encoder = _text_encoder(args.text_model, ckpt_text, args.device)
+        if model is not None and encoder.dim != model.cfg.text_dim:
+            raise ValueError(f"text model {encoder.model_id} gives {encoder.dim}-d sentences but the checkpoint's "
+                             f"SEM takes {model.cfg.text_dim}-d (trained with {ckpt_text}); pass --text-model")
+        if ckpt_text and ckpt_text not in (encoder.model, encoder.model_id):
+            print(f"warning: the checkpoint was trained with text model {ckpt_text}, evaluating with "
+                  f"{encoder.model_id}", file=sys.stderr)
         out = Path(args.out)
         res = protocols.run_evaluation(
             dataset, store, descriptions, encoder, args.protocol, method=args.method, model=model, runs=args.runs,
             split_file=args.split_file, out_dir=out.parent, alpha=args.alpha, beta=args.beta,
             normalize_terms=not args.released_sum, n_objects=args.n_objects, max_seconds=args.max_seconds,
             all_sentences=args.all_sentences, skip_missing=args.skip_missing)
-    except (DatasetError, ValueError, FileNotFoundError) as err:
+    except (DatasetError, ValueError, FileNotFoundError, ResourceMissing) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     res = {**res, "checkpoint": str(Path(args.model).resolve()) if model is not None else None,
            "descriptions": {"path": str(desc_path), "meta": _meta(desc_path)},
            "dataset_root": str(args.root), "features": str(args.features), "text_model": encoder.model_id,
-           "backbone": getattr(store, "backbone", None) or getattr(store, "meta", {}).get("backbone")}
+           "backbone": getattr(store, "backbone", None)}
     protocols.atomic_write_json(out, res)
     if args.json:
         print(json.dumps(res))
