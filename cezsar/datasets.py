@@ -1,11 +1,9 @@
 """Readers of the real dataset formats (DESIGN.md §4) into small typed records.
 
-Real annotation files have quirks (captions past the video's end, reversed segments, leading spaces,
-duplicates, a stray quote). Each reader keeps or repairs them explicitly and counts every case in
-`problems` with a few `examples`, so nothing is dropped silently. Input that cannot be read sensibly
-(malformed JSON/CSV, missing keys, wrong types, an unknown class) raises `DatasetError` naming the file
-and the offending item.
-"""
+Real annotation quirks (captions past the video's end, reversed segments, leading spaces, duplicates)
+are kept or repaired explicitly and counted in `problems` with a few `examples`, never dropped silently.
+Unreadable input (malformed JSON/CSV, missing keys, wrong types, unknown class) raises `DatasetError`
+naming the file and the item."""
 from __future__ import annotations
 
 import csv
@@ -96,28 +94,21 @@ def _loose_key(name: str) -> str:
 
 
 class _ClassIndex:
-    """Maps raw names onto a dataset's classes.
-
-    Falls back to letters and digits only when that is unambiguous: UCF's "HandStandPushups" files vs
-    "HandstandPushups" in classInd.txt, the authors' Kinetics split that drops "(sport)" parentheses.
-    """
+    """Maps raw names onto a dataset's classes; falls back to letters and digits only when unambiguous
+    (UCF's "HandStandPushups" files vs "HandstandPushups" in classInd.txt; the authors' Kinetics split
+    drops parentheses: "hurling sport")."""
 
     def __init__(self, classes: Iterable[str], source: str) -> None:
-        self.classes = list(classes)
-        self._exact = {c: c for c in self.classes}
-        loose: dict[str, list[str]] = defaultdict(list)
-        for c in self.classes:
-            loose[_loose_key(c)].append(c)
-        self._loose = {k: v[0] for k, v in loose.items() if len(v) == 1}
-        self.source = source
+        self.classes, self.source = list(classes), source
+        keys = [_loose_key(c) for c in self.classes]
+        self._loose = {k: c for k, c in zip(keys, self.classes) if keys.count(k) == 1}
 
     def get(self, raw: str) -> str | None:
         key = normalize_class(raw)
-        return self._exact.get(key) or self._loose.get(_loose_key(key))
+        return key if key in self.classes else self._loose.get(_loose_key(key))
 
     def resolve(self, raw: str, where: str) -> str:
-        found = self.get(raw)
-        if found is None:
+        if (found := self.get(raw)) is None:
             raise DatasetError(f"{where}: unknown class {raw!r} (not among the {len(self.classes)} classes "
                                f"of {self.source})")
         return found
@@ -140,8 +131,8 @@ def _load_json(path: Path):
             return json.load(f)
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    except FileNotFoundError as err:
-        raise DatasetError(f"{path}: no such file") from err
+    except (FileNotFoundError, UnicodeDecodeError) as err:
+        raise DatasetError(f"{path}: cannot read: {err}") from err
 
 
 def _number(value, where: str) -> float:
@@ -174,10 +165,9 @@ def read_activitynet(path: str | Path) -> Captions:
             raise DatasetError(f"{where}: missing key(s) {', '.join(missing)}")
         duration = _number(entry["duration"], f"{where} duration")
         stamps, sents = entry["timestamps"], entry["sentences"]
-        if not isinstance(stamps, list) or not isinstance(sents, list):
-            raise DatasetError(f"{where}: timestamps and sentences must be lists")
-        if len(stamps) != len(sents):
-            raise DatasetError(f"{where}: {len(stamps)} timestamps but {len(sents)} sentences")
+        if not isinstance(stamps, list) or not isinstance(sents, list) or len(stamps) != len(sents):
+            raise DatasetError(f"{where}: timestamps and sentences must be lists of one length, got "
+                               f"{stamps!r:.40} and {sents!r:.40}")
         durations[vid] = duration
         seen: set[str] = set()
         for i, (stamp, sent) in enumerate(zip(stamps, sents)):
@@ -226,8 +216,6 @@ def read_descriptions(path: str | Path) -> dict[str, list[str]]:
     `{class: [sentences]}` JSON, or a folder of `<class>.txt` files (one sentence each).
     """
     path = Path(path)
-    raw: dict[str, list[str]] = {}
-    names: dict[str, str] = {}
     if path.is_dir():
         files = sorted(path.glob("*.txt"))
         if not files:
@@ -237,26 +225,16 @@ def read_descriptions(path: str | Path) -> dict[str, list[str]]:
         data = _load_json(path)
         if not isinstance(data, dict):
             raise DatasetError(f"{path}: expected an object {{class: [sentences]}}, got {type(data).__name__}")
-        items = []
-        for name, value in data.items():
-            if name == "_meta":
-                continue
-            if isinstance(value, str):
-                value = [value]
-            if not isinstance(value, list) or not all(isinstance(s, str) for s in value):
-                raise DatasetError(f"{path}: class {name!r}: expected a list of sentences, got {value!r:.60}")
-            items.append((name, value, f"{path}: class {name!r}"))
-    for name, sentences, where in items:
-        key = normalize_class(name)
-        if key in names:
-            raise DatasetError(f"{where}: classes {names[key]!r} and {name!r} both normalise to {key!r}")
-        names[key] = name
-        cleaned = [_clean_sentence(s) for s in sentences]
-        cleaned = [s for s in cleaned if s]
-        if not cleaned:
+        items = [(name, [v] if isinstance(v, str) else v, f"{path}: class {name!r}")
+                 for name, v in data.items() if name != "_meta"]
+    out: dict[str, list[str]] = {}
+    for key, (name, sentences, where) in zip(_unique_classes([i[0] for i in items], str(path)), items):
+        if not isinstance(sentences, list) or not all(isinstance(s, str) for s in sentences):
+            raise DatasetError(f"{where}: expected a list of sentences, got {sentences!r:.60}")
+        out[key] = [c for c in map(_clean_sentence, sentences) if c]
+        if not out[key]:
             raise DatasetError(f"{where}: empty description")
-        raw[key] = cleaned
-    return raw
+    return out
 
 
 def read_split(path: str | Path, classes: Iterable[str]) -> Split:
@@ -276,14 +254,12 @@ def read_split(path: str | Path, classes: Iterable[str]) -> Split:
         names = data.get(part, [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise DatasetError(f"{path}: {part!r} must be a list of class names")
-        resolved: list[str] = []
-        for raw in names:
-            cls = index.resolve(raw, f"{path} ({part})")
-            if cls in resolved:
+        out[part] = []
+        for cls in (index.resolve(raw, f"{path} ({part})") for raw in names):
+            if cls in out[part]:
                 probs.add(f"duplicate_{part}", cls)
-                continue
-            resolved.append(cls)
-        out[part] = resolved
+            else:
+                out[part].append(cls)
     for cls in set(out["training"]) & set(out["testing"]):
         probs.add("train_test_overlap", cls)
     return Split(out["training"], out["testing"], dict(probs.counts))
@@ -306,21 +282,16 @@ def _file_index(folders: Iterable[Path]) -> dict[str, Path]:
 
 
 def _finish(kind: str, classes: list[str], videos: list[Video], probs: _Problems) -> ClassDataset:
-    seen: set[str] = set()
-    unique = []
+    unique: dict[str, Video] = {}
     for v in videos:
-        if v.video_id in seen:
+        if v.video_id in unique:
             probs.add("duplicate_video", f"{v.video_id} listed again; kept once")
-            continue
-        seen.add(v.video_id)
-        unique.append(v)
-        if v.path is None:
+        elif unique.setdefault(v.video_id, v).path is None:
             probs.add("missing_video", v.video_id)
-    used = {v.label for v in unique}
-    for cls in classes:
-        if cls not in used:
-            probs.add("class_without_videos", cls)
-    return ClassDataset(kind, classes, unique, dict(probs.counts), dict(probs.examples))
+    used = {v.label for v in unique.values()}
+    for cls in (c for c in classes if c not in used):
+        probs.add("class_without_videos", cls)
+    return ClassDataset(kind, classes, list(unique.values()), dict(probs.counts), dict(probs.examples))
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:

@@ -61,7 +61,7 @@ def test_activitynet_quirks_repaired_and_counted(tmp_path):
     ('{"v_a": {"duration": 1,\n "timestamps": [[0, 1]], "sentences": ["x"]', "line 2"),
     ('{"v_a": {"duration": 1, "sentences": ["x"]}}', "v_a: missing key(s) timestamps"),
     ('{"v_a": {"duration": "long", "timestamps": [[0, 1]], "sentences": ["x"]}}', "v_a duration"),
-    ('{"v_a": {"duration": 5, "timestamps": [[0, 1]], "sentences": ["x", "y"]}}', "1 timestamps but 2"),
+    ('{"v_a": {"duration": 5, "timestamps": [[0, 1]], "sentences": ["x", "y"]}}', "lists of one length"),
     ('{"v_a": {"duration": 5, "timestamps": [[0, 1]], "sentences": [7]}}', "sentence #0"),
     ('[1, 2]', "expected an object"),
 ])
@@ -164,7 +164,7 @@ def test_descriptions_all_forms(tmp_path):
     ({"archery": []}, "class 'archery': empty description"),
     ({"archery": ["  "]}, "empty description"),
     ({"archery": [3]}, "expected a list of sentences"),
-    ({"Archery": ["a"], "archery": ["b"]}, "both normalise to 'archery'"),
+    ({"Archery": ["a"], "archery": ["b"]}, "'Archery' and 'archery' both normalise to 'archery'"),
 ])
 def test_descriptions_bad_input(tmp_path, content, message):
     path = write(tmp_path / "d.json", json.dumps(content))
