@@ -239,6 +239,8 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
         raise ValueError(f"{len(missing)} video(s) have no features in {getattr(store, 'root', 'the store')}: "
                          f"{missing[:10]} (extract them, or pass skip_missing to leave them out and list them)")
     videos = [v for v in dataset.videos if v.video_id in have]
+    if not videos:
+        raise ValueError(f"none of the {len(dataset.videos)} videos of {dataset.kind} has features in the store")
     ids = [v.video_id for v in videos]
     labels = np.array([col[v.label] for v in videos], np.int64)
     sents = [descriptions[c] if all_sentences else descriptions[c][:1] for c in classes]
