@@ -88,36 +88,49 @@ class ResNetV2(nn.Module):
         return self.head(self.features(x))
 
 
-def _hwio_to_oihw(k: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(k.transpose(3, 2, 0, 1)))
+def npz_layout(model: ResNetV2, prefix: str = "resnet/") -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Official .npz key -> (state-dict name, shape in the file): conv kernels HWIO, head (1, 1, C, K)."""
+    lay: dict[str, tuple[str, tuple[int, ...]]] = {}
 
+    def conv(key: str, name: str, m: nn.Conv2d) -> None:
+        o, i, kh, kw = m.weight.shape
+        lay[f"{prefix}{key}/{_CONV}/kernel"] = (f"{name}.weight", (kh, kw, i, o))
 
-def bit_state_from_npz(weights: dict[str, np.ndarray], model: ResNetV2, prefix: str = "resnet/") -> dict[str, torch.Tensor]:
-    """Map the official BiT .npz key layout onto `model`'s state-dict names (kernels HWIO -> OIHW)."""
-    sd: dict[str, torch.Tensor] = OrderedDict()
+    def gn(key: str, name: str, m: nn.GroupNorm) -> None:
+        lay[f"{prefix}{key}/gamma"] = (f"{name}.weight", (m.num_channels,))
+        lay[f"{prefix}{key}/beta"] = (f"{name}.bias", (m.num_channels,))
 
-    def get(key: str) -> np.ndarray:
-        full = prefix + key
-        if full not in weights:
-            raise KeyError(f"BiT weights: missing key {full!r}")
-        return np.asarray(weights[full], dtype=np.float32)
-
-    sd["root.weight"] = _hwio_to_oihw(get(f"root_block/{_CONV}/kernel"))
+    conv("root_block", "root", model.root)
     for s, stage in enumerate(model.stages):
         for u, unit in enumerate(stage):
-            src = f"block{s + 1}/unit{u + 1:02d}/"
-            dst = f"stages.{s}.{u}."
+            src, dst = f"block{s + 1}/unit{u + 1:02d}", f"stages.{s}.{u}"
             for i, letter in enumerate("abc", start=1):
-                sd[f"{dst}conv{i}.weight"] = _hwio_to_oihw(get(f"{src}{letter}/{_CONV}/kernel"))
-                sd[f"{dst}gn{i}.weight"] = torch.from_numpy(get(f"{src}{letter}/group_norm/gamma").reshape(-1))
-                sd[f"{dst}gn{i}.bias"] = torch.from_numpy(get(f"{src}{letter}/group_norm/beta").reshape(-1))
+                conv(f"{src}/{letter}", f"{dst}.conv{i}", getattr(unit, f"conv{i}"))
+                gn(f"{src}/{letter}/group_norm", f"{dst}.gn{i}", getattr(unit, f"gn{i}"))
             if unit.proj is not None:
-                sd[f"{dst}proj.weight"] = _hwio_to_oihw(get(f"{src}a/proj/{_CONV}/kernel"))
-    sd["norm.weight"] = torch.from_numpy(get("group_norm/gamma").reshape(-1))
-    sd["norm.bias"] = torch.from_numpy(get("group_norm/beta").reshape(-1))
-    head = get("head/conv2d/kernel")  # (1, 1, C_in, C_out)
-    sd["head.weight"] = torch.from_numpy(np.ascontiguousarray(head.reshape(head.shape[-2], head.shape[-1]).T))
-    sd["head.bias"] = torch.from_numpy(get("head/conv2d/bias").reshape(-1))
+                conv(f"{src}/a/proj", f"{dst}.proj", unit.proj)
+    gn("group_norm", "norm", model.norm)
+    k, c = model.head.weight.shape
+    lay[f"{prefix}head/conv2d/kernel"] = ("head.weight", (1, 1, c, k))
+    lay[f"{prefix}head/conv2d/bias"] = ("head.bias", (k,))
+    return lay
+
+
+def bit_state_from_npz(weights, model: ResNetV2, prefix: str = "resnet/") -> dict[str, torch.Tensor]:
+    """Map the official BiT .npz key layout onto `model`'s state-dict names (kernels HWIO -> OIHW)."""
+    sd: dict[str, torch.Tensor] = OrderedDict()
+    for key, (name, shape) in npz_layout(model, prefix).items():
+        if key not in weights:
+            raise KeyError(f"BiT weights: missing key {key!r}")
+        a = np.asarray(weights[key], dtype=np.float32)
+        if a.size != int(np.prod(shape)):
+            raise ValueError(f"BiT weights: {key!r} has shape {a.shape}, expected {shape}")
+        a = a.reshape(shape)
+        if name == "head.weight":
+            a = a[0, 0].T  # (C, K) -> Linear's (K, C)
+        elif len(shape) == 4:
+            a = a.transpose(3, 2, 0, 1)  # HWIO -> OIHW
+        sd[name] = torch.from_numpy(np.ascontiguousarray(a))
     return sd
 
 
@@ -125,20 +138,19 @@ def load_bit_npz(path: str | Path, units: tuple[int, ...] = R152_UNITS, width: i
     """Build BiT-M-R{depth}x{width} and load Google's official .npz (default R152x2, 21,843 classes).
 
     The head size is read from the file, so BiT-S (1,000 classes) files load as well. Strict: a missing
-    or unexpected tensor is an error naming the key.
+    or misshapen tensor is an error naming the key.
     """
     path = Path(path)
     with np.load(path) as npz:
-        weights = {k: npz[k] for k in npz.files}
-    head_bias = weights.get("resnet/head/conv2d/bias")
-    if head_bias is None:
-        raise KeyError(f"{path}: not a BiT .npz (no 'resnet/head/conv2d/bias')")
-    model = ResNetV2(units, width, num_classes=int(head_bias.shape[-1]))
-    sd = bit_state_from_npz(weights, model)
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as err:
-        raise ValueError(f"{path}: BiT weights do not fit R{units}x{width}: {err}") from err
+        if "resnet/head/conv2d/bias" not in npz.files:
+            raise KeyError(f"{path}: not a BiT .npz (no 'resnet/head/conv2d/bias')")
+        with torch.device("meta"):  # skip a random init that the file overwrites anyway
+            model = ResNetV2(units, width, num_classes=int(npz["resnet/head/conv2d/bias"].shape[-1]))
+        try:
+            sd = bit_state_from_npz(npz, model)
+            model.load_state_dict(sd, strict=True, assign=True)
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise ValueError(f"{path}: BiT weights do not fit R{units}x{width}: {err}") from err
     return model.eval()
 
 
@@ -146,28 +158,15 @@ def random_bit_npz(path: str | Path, units: tuple[int, ...] = R152_UNITS, width:
                    num_classes: int = 21843, seed: int = 0) -> None:
     """Write random weights in the official key layout (tests and GPU speed benchmarks only)."""
     rng = np.random.default_rng(seed)
-    model = ResNetV2(units, width, num_classes)
+    with torch.device("meta"):  # only the shapes are needed: no memory for the module itself
+        model = ResNetV2(units, width, num_classes)
     out: dict[str, np.ndarray] = {}
-
-    def conv(name: str, m: nn.Conv2d) -> None:
-        o, i, kh, kw = m.weight.shape
-        out[f"resnet/{name}/{_CONV}/kernel"] = rng.standard_normal((kh, kw, i, o), dtype=np.float32)
-
-    def gn(name: str, m: nn.GroupNorm) -> None:
-        out[f"resnet/{name}/group_norm/gamma"] = (1 + 0.1 * rng.standard_normal(m.num_channels)).astype(np.float32)
-        out[f"resnet/{name}/group_norm/beta"] = (0.1 * rng.standard_normal(m.num_channels)).astype(np.float32)
-
-    conv("root_block", model.root)
-    for s, stage in enumerate(model.stages):
-        for u, unit in enumerate(stage):
-            pre = f"block{s + 1}/unit{u + 1:02d}"
-            for i, letter in enumerate("abc", start=1):
-                conv(f"{pre}/{letter}", getattr(unit, f"conv{i}"))
-                gn(f"{pre}/{letter}", getattr(unit, f"gn{i}"))
-            if unit.proj is not None:
-                conv(f"{pre}/a/proj", unit.proj)
-    out["resnet/group_norm/gamma"] = np.ones(model.dim, np.float32)
-    out["resnet/group_norm/beta"] = np.zeros(model.dim, np.float32)
-    out["resnet/head/conv2d/kernel"] = (0.01 * rng.standard_normal((1, 1, model.dim, num_classes))).astype(np.float32)
-    out["resnet/head/conv2d/bias"] = np.zeros(num_classes, np.float32)
+    for key, (name, shape) in npz_layout(model).items():
+        if key.endswith("/kernel"):
+            fan_in = int(np.prod(shape[:-1]))
+            out[key] = (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(fan_in)).astype(np.float32)
+        elif key.endswith("/gamma"):
+            out[key] = (1 + 0.1 * rng.standard_normal(shape)).astype(np.float32)
+        else:  # beta, bias
+            out[key] = (0.1 * rng.standard_normal(shape)).astype(np.float32)
     np.savez(path, **out)

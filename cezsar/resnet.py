@@ -77,9 +77,10 @@ def load_resnet152(path: str | Path) -> ResNet:
     if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
         sd = sd["state_dict"]
     num_classes = int(sd["fc.bias"].shape[0]) if "fc.bias" in sd else 1000
-    model = ResNet(R152_LAYERS, num_classes)
+    with torch.device("meta"):  # skip a random init that the checkpoint overwrites anyway
+        model = ResNet(R152_LAYERS, num_classes)
     try:
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except RuntimeError as err:
         raise ValueError(f"{path}: not a torchvision ResNet-152 state dict: {err}") from err
     return model.eval()
