@@ -70,8 +70,9 @@ def test_split_naming_an_unknown_class_is_an_error_naming_it(tmp_path):
     path.write_text(json.dumps({"dataset": "custom", "protocol": "0/2", "n_classes": 2,
                                 "runs": [{"seed": 0, "classes": ["a", "zebra dancing"]}]}))
     proto = P.get_protocol("custom", "0/2", 3, runs=1)
-    with pytest.raises(ValueError, match=r"zebra dancing.*|s\.json"):
+    with pytest.raises(ValueError) as err:
         P.load_or_create_splits(proto, ["a", "b", "c"], path)
+    assert "zebra dancing" in str(err.value) and str(path) in str(err.value)
     wrong = P.get_protocol("custom", "0/1", 3, runs=1)
     with pytest.raises(ValueError, match="is for custom 0/2"):
         P.load_or_create_splits(wrong, ["a", "b", "c"], path)
