@@ -406,13 +406,20 @@ def generate(out: str | Path, seed: int = 0, size: str = "default", workers: int
     out = Path(out)
     files, jobs = _plan(seed, size)
     check_zero_shot(files)
+    if (out / "synthactions.json").exists():  # ours from an earlier run: drop clips of another size/seed
+        planned = {out / job[0] for job in jobs}
+        for folder in ("activitynet/videos", "ucf101", "kinetics400/clips"):
+            for p in (out / folder).rglob("*") if (out / folder).is_dir() else []:
+                if p.suffix in (".mp4", ".avi") and p not in planned:
+                    p.unlink()
     for rel, content in files.items():
         if isinstance(content, str):
             _write_text(out / rel, content)
         else:
             _write_json(out / rel, content)
-    workers = workers or min(2, os.cpu_count() or 1)
-    if workers > 1 and len(jobs) > 50:  # below that, starting the processes costs more than it saves
+    if workers is None:  # below ~50 videos, starting processes costs more than it saves
+        workers = min(2, os.cpu_count() or 1) if len(jobs) > 50 else 1
+    if workers > 1:
         import multiprocessing as mp
         from functools import partial
 
