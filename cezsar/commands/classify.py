@@ -1,0 +1,90 @@
+"""`cezsar classify`: zero-shot labels for any video(s) from any label list (paper §3.5, Eqs. 8-9).
+
+Without --model it runs the objects-only method (no training needed); with a checkpoint, Eq. 9. Labels
+are checked before anything is loaded or decoded. An unreadable video prints an error line naming it on
+stderr and makes the exit code 1, while the other videos are still classified and printed. Exit code 2:
+unusable arguments (labels, descriptions, checkpoint).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "Classify videos against your own labels, zero-shot (objects-only, or Eq. 9 with --model)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("videos", nargs="+", metavar="VIDEO", help="video file(s) any FFmpeg build reads")
+    parser.add_argument("--labels", required=True, metavar='FILE|"a, b, ..."',
+                        help="a file with one label per line (blank lines, # comments skipped) or a comma list")
+    parser.add_argument("--descriptions", default=None, metavar="JSON",
+                        help="{label: [sentences]} (our descriptions format): richer sentences for the labels "
+                        "it covers; others use their own text")
+    parser.add_argument("--model", default=None, metavar="CKPT",
+                        help="a CEZSAR checkpoint (best.pt) -> Eq. 9; without it the objects-only method runs")
+    parser.add_argument("--alpha", type=float, default=None, help="Eq. 9 weight of VE(v) (default 0.8, paper §5)")
+    parser.add_argument("--beta", type=float, default=None, help="Eq. 9 weight of SE(O(v)) (default 0.2; 0 = VE only)")
+    parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (default 5)")
+    parser.add_argument("--objects", type=int, default=None, metavar="K",
+                        help="objects per video for O(v) and the explanation (default 3, DESIGN §7)")
+    parser.add_argument("--text-model", default=None,
+                        help="SBERT model (minilm, mpnet, a path); default minilm, or the checkpoint's")
+    parser.add_argument("--max-seconds", type=float, default=None, help="decode at most the first N seconds")
+    parser.add_argument("--backbone", default="efficientnet_lite0",
+                        help="frame CNN (efficientnet_lite0 offline; bit_m_r152x2 / resnet152 need --weights)")
+    parser.add_argument("--weights", default=None, help="weights file for --backbone bit_m_r152x2 / resnet152")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--json", action="store_true",
+                        help="print JSON: one object per video, a list when several videos are given")
+
+
+def format_result(res: dict) -> str:
+    """A short readable block for one video's result dict."""
+    from cezsar.classify import METHOD_NOTES
+
+    head = f"{res['video']}  ({res['seconds']} s decoded; {METHOD_NOTES.get(res['method'], res['method'])})"
+    width = max(len(x["label"]) for x in res["labels"])
+    rows = [f"  {i + 1}. {x['label']:<{width}}  {x['score']:+.3f}" for i, x in enumerate(res["labels"])]
+    objs = ", ".join(f"{o['lemma']} {o['score']:.2f}" for o in res["objects"])
+    return "\n".join([head, *rows, f"  objects seen (mean prob.): {objs}"])
+
+
+def run(args: argparse.Namespace) -> int:
+    from cezsar.classify import CheckpointMismatch, LabelError, load_classifier, prepare_labels
+    from cezsar.video import VideoDecodeError
+
+    if args.top_k < 1 or (args.objects is not None and args.objects < 1):
+        print("error: --top-k and --objects must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        labels = prepare_labels(args.labels, args.descriptions)  # before any model load or decoding
+    except (LabelError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for note in labels.notes:
+        print(note, file=sys.stderr)
+    if args.model is None and (args.alpha is not None or args.beta is not None):
+        print("note: --alpha/--beta apply to Eq. 9 with --model; the objects-only method ignores them", file=sys.stderr)
+    try:
+        clf = load_classifier(args.model, text_model=args.text_model, alpha=args.alpha, beta=args.beta,
+                              n_objects=args.objects, backbone=args.backbone, weights=args.weights, device=args.device)
+    except (CheckpointMismatch, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    results, failed = [], 0
+    for path in args.videos:
+        try:
+            res = clf.classify(path, labels, top_k=args.top_k, max_seconds=args.max_seconds)
+        except VideoDecodeError as err:
+            failed += 1
+            print(f"error: cannot classify {path}: {err.reason}", file=sys.stderr)
+            continue
+        results.append(res)
+        if not args.json:
+            print(format_result(res), flush=True)
+    if args.json:
+        print(json.dumps(results[0] if len(args.videos) == 1 and results else results, indent=1))
+    if failed:
+        print(f"{failed} of {len(args.videos)} video(s) could not be classified", file=sys.stderr)
+    return 1 if failed else 0
