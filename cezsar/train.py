@@ -1,0 +1,289 @@
+"""Contrastive training of the joint embedder (paper §3.3 and §4) in the MAE engine style:
+`train_one_epoch` / `evaluate` / `fit`, with per-epoch atomic checkpoints that resume bit-for-bit on CPU.
+
+Data arrives through the fast path of `cezsar.featurebank`: one contiguous feature array, windows as
+row-index matrices, each distinct window and sentence forwarded once per batch.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+import random
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cezsar.config import ModelConfig, TrainConfig, to_dict
+from cezsar.featurebank import FastPathConfig, TripletTensors, build_bank, epoch_order, to_tensors, window_index
+from cezsar.model import JointEmbedder
+
+CHECKPOINT_VERSION = 1
+
+
+def triplet_loss(v: Tensor, s_pos: Tensor, s_neg: Tensor, margin: float = 1.0) -> Tensor:
+    """Eq. 7 per triplet: max(||v - s_p|| - ||v - s_n|| + margin, 0), Euclidean distance. Returns (B,).
+
+    Plain norms (no eps inside the difference, unlike torch's TripletMarginLoss) so the value is exactly
+    the paper's formula.
+    """
+    d_pos = torch.linalg.vector_norm(v - s_pos, dim=-1)  # (B,)
+    d_neg = torch.linalg.vector_norm(v - s_neg, dim=-1)  # (B,)
+    return torch.clamp(d_pos - d_neg + margin, min=0.0)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" = CUDA when present, else CPU (DESIGN §7 optimiser row: bf16 autocast on CUDA)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state() -> dict:
+    """RNG states as tensors and plain types, so `torch.load(weights_only=True)` can read them back."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def batch_loss(model: JointEmbedder, data: TripletTensors, b: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """Eq. 7 for triplets `b`; each distinct window and sentence is embedded once and shared.
+
+    Returns (per-triplet loss (B,), d_pos < d_neg (B,) bool).
+    """
+    x, mask, inv_v = data.video_batch(b)
+    s, inv_p, inv_n = data.text_batch(b)
+    ve = model.encode_video(x, mask).float()  # (U, d_emb) fp32 for the loss under bf16 autocast
+    se = model.encode_text(s).float()  # (Us, d_emb)
+    v, sp, sn = ve[inv_v], se[inv_p], se[inv_n]  # (B, d_emb) each
+    loss = triplet_loss(v, sp, sn, margin)
+    with torch.no_grad():
+        correct = torch.linalg.vector_norm(v - sp, dim=-1) < torch.linalg.vector_norm(v - sn, dim=-1)
+    return loss, correct
+
+
+def _autocast(device: torch.device):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+def train_one_epoch(model: JointEmbedder, data: TripletTensors, optimizer: torch.optim.Optimizer, order: np.ndarray,
+                    cfg: TrainConfig, device: torch.device, progress: bool = False, limit_steps: int | None = None,
+                    desc: str = "train") -> dict:
+    """One pass over the triplets in `order` (batch cfg.batch); returns {"loss", "steps", "triplets", "seconds"}."""
+    from tqdm.auto import tqdm
+
+    model.train()
+    order_t = torch.as_tensor(order, dtype=torch.int64).to(device)
+    steps = (len(order) + cfg.batch - 1) // cfg.batch
+    if limit_steps is not None:
+        steps = min(steps, limit_steps)
+    total = torch.zeros((), dtype=torch.float64, device=device)  # summed on device: no sync per step
+    seen = 0
+    t0 = time.perf_counter()
+    for i in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
+        b = order_t[i * cfg.batch:(i + 1) * cfg.batch]
+        with _autocast(device):
+            loss, _ = batch_loss(model, data, b, cfg.margin)
+        mean = loss.mean()
+        optimizer.zero_grad(set_to_none=True)
+        mean.backward()
+        optimizer.step()
+        total += loss.detach().sum().double()
+        seen += len(b)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    seconds = time.perf_counter() - t0
+    return {"loss": float(total) / max(seen, 1), "steps": steps, "triplets": seen, "seconds": seconds}
+
+
+@torch.no_grad()
+def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: TrainConfig, device: torch.device) -> dict:
+    """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split)."""
+    model.eval()
+    if len(idx) == 0:
+        return {"loss": float("nan"), "acc": float("nan")}
+    win = data.win.cpu().numpy()
+    order = torch.as_tensor(idx[np.argsort(win[idx], kind="stable")], dtype=torch.int64).to(device)  # share windows
+    total, correct = 0.0, 0
+    for i in range(0, len(order), cfg.batch):
+        b = order[i:i + cfg.batch]
+        with _autocast(device):
+            loss, ok = batch_loss(model, data, b, cfg.margin)
+        total += float(loss.double().sum())
+        correct += int(ok.sum())
+    return {"loss": total / len(idx), "acc": correct / len(idx)}
+
+
+# --- checkpoints ---------------------------------------------------------------------------------
+def _atomic_save(obj, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[JointEmbedder, dict]:
+    """Rebuild the trained JointEmbedder (eval mode) from `last.pt`/`best.pt`; meta = everything else stored."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    ckpt = torch.load(path, map_location=device, weights_only=True)
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}")
+    model = JointEmbedder(ModelConfig(**ckpt["model_cfg"])).to(device)
+    model.load_state_dict(ckpt["model"])
+    model.eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
+    return model, meta
+
+
+def _write_logs(history: list[dict], out: Path) -> None:
+    _atomic_text(json.dumps(history, indent=1), out / "log.json")
+    buf = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    _atomic_text(buf.getvalue(), out / "log.csv")
+
+
+# --- the whole run -------------------------------------------------------------------------------
+def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast: FastPathConfig, cache: Path,
+            device: torch.device) -> tuple[TripletTensors, dict]:
+    """Validate the inputs, build (or reuse) the feature bank and move everything to `device`."""
+    n = len(triplets.video)
+    for name in ("start", "end", "pos", "neg", "val"):
+        if len(getattr(triplets, name)) != n:
+            raise ValueError(f"triplets: array {name!r} has {len(getattr(triplets, name))} rows, 'video' has {n}")
+    if n == 0:
+        raise ValueError("triplets: the set is empty")
+    if text_emb.shape[0] != len(triplets.sentences):
+        raise ValueError(f"text_emb has {text_emb.shape[0]} rows for {len(triplets.sentences)} triplet sentences")
+    if store.dim != model_cfg.feat_dim or text_emb.shape[1] != model_cfg.text_dim:
+        raise ValueError(f"dims: features {store.dim}, text {text_emb.shape[1]}; model expects "
+                         f"{model_cfg.feat_dim}, {model_cfg.text_dim}")
+    bank, offsets = build_bank(store, list(triplets.video_ids), cache / f"featurebank-{fast.bank_dtype}.npy",
+                               fast.bank_dtype)
+    rows, mask, win, stats = window_index(np.asarray(triplets.video), np.asarray(triplets.start),
+                                          np.asarray(triplets.end), offsets, model_cfg.max_len)
+    data = to_tensors(bank, rows, mask, win, np.asarray(triplets.pos), np.asarray(triplets.neg),
+                      np.asarray(text_emb, dtype=np.float32), device)
+    return data, {**stats, "triplets": n, "videos": len(triplets.video_ids), "bank_rows": int(offsets[-1])}
+
+
+def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = None,
+        model_cfg: ModelConfig | None = None, out_dir: str | os.PathLike = ".", resume: bool = False, *,
+        fast: FastPathConfig | None = None, text_model: str | None = None, progress: bool = True,
+        on_epoch_end: Callable[[dict], None] | None = None) -> dict:
+    """Train the joint embedder on a TripletSet (paper §3.3-§4); writes last.pt, best.pt, log.csv, log.json.
+
+    feat_dim / text_dim of `model_cfg` are taken from `store.dim` and `text_emb`. Early stopping watches
+    the mean loss on the video-level validation triplets (`triplets.val`; the training loss when there are
+    none). `resume=True` continues from `out_dir/last.pt` (from scratch when it is absent).
+    """
+    train_cfg = train_cfg or TrainConfig()
+    fast = fast or FastPathConfig()
+    model_cfg = dataclasses.replace(model_cfg or ModelConfig(), feat_dim=int(store.dim), text_dim=int(text_emb.shape[1]))
+    if train_cfg.window != "paper":
+        raise NotImplementedError("window='released' (first 16 s of the segment) needs segment bounds, which a "
+                                  "TripletSet does not carry; only window='paper' is implemented")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(train_cfg.device)
+    text_model = text_model or getattr(triplets, "text_model", None)
+    data, stats = prepare(triplets, store, text_emb, model_cfg, fast, Path(fast.cache_dir or out / "cache"), device)
+    val_mask = np.asarray(triplets.val, dtype=bool)
+    train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+    if len(train_idx) == 0:
+        raise ValueError("triplets: every triplet is in the validation split")
+
+    seed_everything(train_cfg.seed)
+    model = JointEmbedder(model_cfg).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, betas=tuple(train_cfg.betas),
+                                  weight_decay=train_cfg.weight_decay)
+    meta = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
+            "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
+            "text_model": text_model, "n_triplets": int(len(triplets.video))}
+    state = {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = torch.load(last, map_location=device, weights_only=True)
+        for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
+            if ckpt.get(key) != meta[key]:
+                raise ValueError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}")
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = {k: ckpt[k] for k in state}
+        set_rng_state(ckpt["rng"])
+
+    history: list[dict] = list(state["history"])
+    for epoch in range(state["epoch"] + 1, train_cfg.epochs):
+        if state["bad_epochs"] >= train_cfg.patience:
+            break
+        order = epoch_order(data.win.cpu().numpy(), train_idx, train_cfg.seed, epoch, fast.group)
+        tr = train_one_epoch(model, data, optimizer, order, train_cfg, device, progress, desc=f"epoch {epoch}")
+        va = evaluate(model, data, val_idx, train_cfg, device)
+        score = va["loss"] if len(val_idx) else tr["loss"]
+        improved = score < state["best_score"]
+        state["epoch"] = epoch
+        if improved:
+            state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        has_val = len(val_idx) > 0  # None, not NaN, in the logs: NaN is not valid JSON
+        history.append({"epoch": epoch, "train_loss": tr["loss"], "val_loss": va["loss"] if has_val else None,
+                        "val_acc": va["acc"] if has_val else None,
+                        "seconds": round(tr["seconds"], 3),
+                        "triplets_per_s": round(tr["triplets"] / max(tr["seconds"], 1e-9), 1)})
+        state["history"] = history
+        ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state()}
+        _atomic_save(ckpt, last)
+        if improved:
+            _atomic_save(ckpt, out / "best.pt")
+        _write_logs(history, out)
+        if on_epoch_end is not None:
+            on_epoch_end(history[-1])
+
+    return {"out_dir": str(out), "device": str(device), "epochs_run": len(history),
+            "best_epoch": state["best_epoch"], "best_score": state["best_score"],
+            "stopped_early": state["bad_epochs"] >= train_cfg.patience and len(history) < train_cfg.epochs,
+            "final_train_loss": history[-1]["train_loss"] if history else None,
+            "final_val_loss": history[-1]["val_loss"] if history else None, "data": stats, "history": history}
