@@ -93,13 +93,14 @@ class TripletSet:
 
 
 # --- pure pieces --------------------------------------------------------------------------------------
-def admissible(sim: np.ndarray, pos_ids: np.ndarray, cand_ids: np.ndarray, tau: float,
+def admissible(sim: np.ndarray, pos_ids: np.ndarray, cand_ids: np.ndarray | None, tau: float,
                rule: str = "released", max_sim: float | None = None) -> np.ndarray:
     """The τ rule of paper §3.4 (DESIGN §7) on a block of cosines -> bool (B, C).
 
     Args:
         sim: cosines (B, C) between B positives and C candidates.
         pos_ids, cand_ids: sentence ids (B,), (C,); equal ids = the same sentence text, never admissible.
+            cand_ids None: column j is sentence j (then only the B self entries are touched, not B x C).
         tau: "released": admissible when cos > 1 - tau; "different": when cos <= 1 - tau.
         max_sim: when set, also drop cos >= max_sim (paraphrase guard).
     """
@@ -109,7 +110,11 @@ def admissible(sim: np.ndarray, pos_ids: np.ndarray, cand_ids: np.ndarray, tau: 
         mask = sim <= 1.0 - tau
     else:
         raise ValueError(f"unknown negative rule {rule!r} (expected 'released' or 'different')")
-    mask &= pos_ids[:, None] != cand_ids[None, :]  # (B, C)
+    if cand_ids is None:
+        own = np.flatnonzero(pos_ids < sim.shape[1])
+        mask[own, pos_ids[own]] = False
+    else:
+        mask &= pos_ids[:, None] != cand_ids[None, :]  # (B, C)
     if max_sim is not None:
         mask &= sim < max_sim
     return mask
@@ -367,12 +372,12 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     count = np.zeros(n_units, dtype=np.int64)
     hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
     neg_hist = np.zeros_like(hist)
-    stride = max(1, n_cand // 4096)
+    stride = max(1, n_cand // 1024)
     for bi, b0 in enumerate(range(0, len(pos_rows), cfg.block)):
         rows = pos_rows[b0:b0 + cfg.block]
         sim = emb[rows] @ cand.T  # (B, C)
-        mask = admissible(sim, rows, cand_ids, cfg.tau, cfg.rule, cfg.max_sim)
-        # pair histogram over every `stride`-th candidate: exact up to 8k candidates, a sample beyond
+        mask = admissible(sim, rows, None, cfg.tau, cfg.rule, cfg.max_sim)  # candidates = ids 0..C-1
+        # pair histogram over every `stride`-th candidate: exact up to 2k candidates, a sample beyond
         bins = np.clip(((sim[:, ::stride] + 1.0) * 10.0).astype(np.intp), 0, len(hist) - 1)  # (B, C/stride)
         bins[rows[:, None] == cand_ids[None, ::stride]] = -1  # a sentence against itself is not a pair
         hist += np.bincount(bins[bins >= 0], minlength=len(hist))

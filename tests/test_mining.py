@@ -86,9 +86,11 @@ def test_miner_equals_loop_reference(switches):
     assert 0 < ts.summary["admissible"]["mean"] < ts.summary["candidates"]  # the rule does select
 
 
-def test_small_n_draws_from_the_reference_set():
+@pytest.mark.parametrize("switches", [{}, {"exclude_same_video": True, "max_sim": 0.95}])
+def test_small_n_draws_from_the_reference_set(switches):
+    """n = 4 of ~100 admissible: the rejection-draw path, checked against the loop reference's sets."""
     captions, emb_fn = make_corpus(n_videos=60, seed=1)
-    cfg = replace(MiningConfig(), n_negatives=4, tau=0.9, block=16)
+    cfg = replace(MiningConfig(), n_negatives=4, tau=0.9, block=16, **switches)
     ts = mine(captions, emb_fn, None, cfg)
     ref = reference_admissible(ts, emb_fn, captions, cfg)
     for (seg_i, _), negs in grouped(ts).items():
@@ -222,3 +224,31 @@ def test_real_captions_subset():
         assert 10 * (6000 - s["positives_short"]) <= s["triplets"] == len(ts) <= 60000
         assert not np.any(np.array(ts.sentences)[ts.pos] == np.array(ts.sentences)[ts.neg])
     assert means[0] < means[1] < means[2]
+
+
+@pytest.mark.slow
+def test_cli_mine_real_minilm(tmp_path, capsys):
+    """`cezsar mine` end to end on a tiny ActivityNet-form file with the real MiniLM encoder."""
+    import json
+
+    from cezsar.cli import main
+
+    data = {
+        "v_a": {"duration": 30.0, "timestamps": [[0, 25], [5, 9]],
+                "sentences": ["A man rides a horse on a beach.", " A man is riding a brown horse."]},
+        "v_b": {"duration": 40.0, "timestamps": [[2, 30], [10, 38]],
+                "sentences": ["A woman chops onions in a kitchen.", "A cook slices vegetables on a board."]},
+        "v_c": {"duration": 20.0, "timestamps": [[0, 20]], "sentences": ["Two kids play football in a park."]},
+    }
+    src, out = tmp_path / "train.json", tmp_path / "trip.npz"
+    src.write_text(json.dumps(data))
+    argv = ["mine", "--captions", str(src), "--out", str(out), "--negatives", "2", "--tau", "0.95",
+            "--cache-dir", str(tmp_path / "cache"), "--json"]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    ts = TripletSet.load(out)
+    assert summary["triplets"] == len(ts) > 0 and summary["encoded_now"] == 5
+    assert "384d" in ts.text_model and summary["segments"] == 5
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)["encoded_now"] == 0  # the second run reads the cache
+    assert main(["mine", "--captions", str(tmp_path / "missing.json"), "--out", str(out)]) == 1
