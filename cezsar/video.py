@@ -121,9 +121,13 @@ def decode_1fps(
     container = _open(path)
     try:
         stream = container.streams.video[0]
-        stream.thread_type = "AUTO"  # frame threads: helps the forward-decoding stretches
         tb: Fraction = stream.time_base
         keys, data_s, first_pts = _keyframe_index(container, stream, path, max_seconds)
+        # Frame threads delay output by one frame per thread, and after every seek those frames are
+        # decoded for nothing; so slice threads when seeks dominate (keyframes <= 2 s apart), frame
+        # threads for long GOPs where the decoder mostly runs forward.
+        gap = float(np.median(np.diff(keys)) * tb) if len(keys) > 1 else float("inf")
+        stream.thread_type = "SLICE" if gap <= 2.0 else "AUTO"
         declared = _declared_duration(container, stream)
         if max_seconds is None and declared is not None and declared - data_s > _TRUNCATION_SLACK:
             raise VideoDecodeError(
@@ -174,7 +178,7 @@ def decode_1fps(
         container.close()
 
 
-def decode_all_then_subsample(path: str | Path) -> np.ndarray:
+def decode_all_then_subsample(path: str | Path, size: tuple[int, int] | None = None) -> np.ndarray:
     """Reference implementation for tests and benchmarks: decode every frame, keep frame i at i s.
 
     Same sampling rule as `decode_1fps`, computed the slow, obvious way.
@@ -195,6 +199,8 @@ def decode_all_then_subsample(path: str | Path) -> np.ndarray:
             first = frame.pts if first is None else first
             last = frame
             if float((frame.pts - first) * stream.time_base) >= len(kept) - _EPS:
+                if size is not None:
+                    frame = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA")
                 kept.append(frame.to_ndarray(format="rgb24"))
         if not kept:
             raise VideoDecodeError(path, "no decodable frames")

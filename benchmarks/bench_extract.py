@@ -1,0 +1,139 @@
+"""Extraction speed as ratios measured in one run (DESIGN.md §11): prints one JSON document.
+
+- pipeline_vs_cnn_only: frames/s of `features.extract` (seek-decoding in a prefetch thread, CNN, atomic
+  writes) over frames/s of the CNN alone on pre-decoded frames. Goal >= 0.8 (decoding hidden behind the CNN).
+- decode_speedup: seconds of the reference decoder (decode every frame, keep one per second) over seconds
+  of `video.decode_1fps`, on the same clips. Goal >= 3.
+- pipeline_speedup: the reference pipeline (decode everything, then the CNN, no overlap) over ours.
+
+Clips are generated here: 30-fps, 640x360 by default, with a keyframe every second (`--gop 30`, common
+for streaming encodes) or libx264's default 250-frame GOP (`--gop 0`) where no decoder can skip much.
+Absolute frames/s depend on the machine; only a GPU run (with its device named) reports them as such.
+
+    python benchmarks/bench_extract.py [--clips 4 --seconds 8 --gop 30] [--backbone bit --device cuda]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cezsar.backbones import FrameEncoder, get_encoder, resolve_device  # noqa: E402
+from cezsar.config import ExtractConfig  # noqa: E402
+from cezsar.datasets import Video  # noqa: E402
+from cezsar.features import extract  # noqa: E402
+from cezsar.video import decode_1fps, decode_all_then_subsample, write_video  # noqa: E402
+
+
+def make_clips(root: Path, n: int, seconds: float, fps: int, size: tuple[int, int], gop: int | None) -> list[Path]:
+    """Moving textured clips (a real photograph panning) so the codec does real work."""
+    from skimage import data, transform
+
+    w, h = size
+    photo = (transform.resize(data.chelsea(), (h, 2 * w), anti_aliasing=True) * 255).astype(np.uint8)
+    paths = []
+    for i in range(n):
+        frames = (np.roll(photo, -(j * 4 + 37 * i), axis=1)[:, :w] for j in range(int(seconds * fps)))
+        paths.append(write_video(root / f"clip{i:02d}.mp4", frames, fps=fps, gop=gop))
+    return paths
+
+
+def timed(fn, repeat: int = 1) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def bit_random(device: str, image_size: int, batch: int) -> FrameEncoder:
+    """BiT-M-R152x2 with random weights: speed only (no weights are available here)."""
+    from cezsar.bit import ResNetV2
+
+    model = ResNetV2()
+    return FrameEncoder("bit_m_r152x2", model, model.features, model.head, model.dim, 21843, "imagenet21k",
+                        image_size, (0.5,) * 3, (0.5,) * 3, device, batch)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clips", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--width", type=int, default=640)
+    ap.add_argument("--height", type=int, default=360)
+    ap.add_argument("--gop", type=int, default=30, help="keyframe interval in frames; 0 = libx264 default (250)")
+    ap.add_argument("--backbone", default="efficientnet_lite0", help="efficientnet_lite0 | bit (random weights)")
+    ap.add_argument("--image-size", type=int, default=160)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--repeat", type=int, default=2, help="best of N for the decode timings")
+    args = ap.parse_args()
+
+    if args.backbone.startswith("bit"):
+        enc = bit_random(args.device, args.image_size, args.batch)
+    else:
+        enc = get_encoder(args.backbone, device=args.device, image_size=args.image_size, batch=args.batch)
+    s = (enc.image_size, enc.image_size)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        clips = make_clips(root, args.clips, args.seconds, args.fps, (args.width, args.height), args.gop or None)
+        decoded = [decode_1fps(p, size=s) for p in clips]
+        frames = sum(len(d) for d in decoded)
+        enc.encode(decoded[0][:2])  # warm-up (lazy init, cuDNN autotune)
+        sync = torch.cuda.synchronize if enc.device.type == "cuda" else (lambda: None)
+
+        def cnn_only() -> None:
+            for d in decoded:
+                enc.encode(d)
+            sync()
+
+        t_cnn = timed(cnn_only)
+        t_seek = timed(lambda: [decode_1fps(p, size=s) for p in clips], args.repeat)
+        t_ref = timed(lambda: [decode_all_then_subsample(p, size=s) for p in clips], args.repeat)
+        ref_frames = [decode_all_then_subsample(p)[: len(d)] for p, d in zip(clips, decoded)]
+
+        def reference_pipeline() -> None:
+            for p, d in zip(clips, decoded):
+                enc.encode(decode_all_then_subsample(p, size=s)[: len(d)])
+            sync()
+
+        t_ref_pipe = timed(reference_pipeline)
+        videos = [Video(p.stem, p, "") for p in clips]
+        t0 = time.perf_counter()
+        rep = extract(videos, root / "out", ExtractConfig(batch=args.batch, image_size=enc.image_size),
+                      encoder=enc, progress=False)
+        t_pipe = time.perf_counter() - t0
+        assert rep["frames"] == frames and not rep["skipped"]
+        same = all(np.array_equal(decode_1fps(p), r) for p, r in zip(clips, ref_frames))
+
+    out = {
+        "benchmark": "extract",
+        "device": torch.cuda.get_device_name(0) if enc.device.type == "cuda" else f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)",
+        "backbone": enc.name, "image_size": enc.image_size, "batch": args.batch,
+        "clips": args.clips, "seconds_per_clip": args.seconds, "fps": args.fps,
+        "resolution": f"{args.width}x{args.height}", "gop": args.gop or 250, "frames": frames,
+        "cnn_only_frames_per_s": round(frames / t_cnn, 1),
+        "pipeline_frames_per_s": round(frames / t_pipe, 1),
+        "pipeline_vs_cnn_only": round(t_cnn / t_pipe, 3),
+        "decode_seek_s": round(t_seek, 3), "decode_reference_s": round(t_ref, 3),
+        "decode_speedup": round(t_ref / t_seek, 2),
+        "pipeline_speedup": round(t_ref_pipe / t_pipe, 2),
+        "seek_equals_reference": same,
+        "goals": {"pipeline_vs_cnn_only": ">= 0.8", "decode_speedup": ">= 3"},
+    }
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
