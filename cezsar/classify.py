@@ -77,7 +77,7 @@ def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
     """Labels from a file (one per line; blank lines and `#` comments skipped) or "a, b, c"; or a list.
 
     Whitespace is trimmed and duplicates (same `normalize_class` form) dropped, the first spelling kept.
-    Returns (labels, notes); raises LabelError when nothing usable is left.
+    Returns (labels, notes); raises LabelError when fewer than two distinct labels are left.
     """
     if isinstance(spec, str):
         path = Path(spec)
@@ -106,11 +106,15 @@ def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
             continue
         seen[key] = label
     labels = list(seen.values())
-    if not labels:
-        what = "only duplicates" if raw else "no labels"
-        raise LabelError(f"{where}: {what}; give a file with one label per line or \"label a, label b, ...\"")
-    if len(labels) == 1:
-        notes.append("warning: a single label always ranks first; add the alternatives to compare against")
+    if len(labels) < 2:  # ranking needs alternatives: one label would always come first
+        if not labels:
+            what = "no labels"
+        elif len(raw) > 1:
+            what = f"only duplicates of {labels[0]!r}"
+        else:
+            what = f"a single label ({labels[0]!r}) has nothing to be ranked against"
+        raise LabelError(f"{where}: {what}; give at least two labels, in a file (one per line) or as "
+                         "\"label a, label b, ...\"")
     return labels, notes
 
 
@@ -270,8 +274,8 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
         from cezsar.train import load_checkpoint
 
         net, meta = load_checkpoint(model, device=device)
-        ckpt_text = meta.get("text_model") or None
-        name = text_model or (_checkpoint_text_name(ckpt_text) if ckpt_text else "minilm")
+        ckpt_text = meta.get("text_model") or None  # the SentenceEncoder.model_id used in training
+        name = text_model or meta.get("text_model_name") or (_checkpoint_text_name(ckpt_text) if ckpt_text else "minilm")
         text = SentenceEncoder(name, cache_dir=cache_dir, device=device)
         if ckpt_text and ckpt_text not in (text.model_id, name):
             raise CheckpointMismatch(
@@ -314,6 +318,7 @@ def classify_videos(paths: str | Path | Sequence[str | Path], labels: str | Sequ
     label_set = prepare_labels(labels, descriptions)  # errors before any model load or decoding
     clf = classifier or load_classifier(model, text_model=text_model, alpha=alpha, beta=beta,
                                         n_objects=n_objects, device=device)
+    clf.prototypes(label_set)  # label sentences encoded once, before the first video
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     out = []
     for p in paths:

@@ -72,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     except (CheckpointMismatch, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    clf.prototypes(labels)  # label sentences encoded once, as part of the set-up
     results, failed = [], 0
     for path in args.videos:
         try:
