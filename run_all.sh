@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 PARAMS="${1:-params/embedded.yaml}"
 [ -f "$PARAMS" ] || { echo "run_all: no parameter file $PARAMS" >&2; exit 2; }
 NAME="$(basename "${PARAMS%.*}")"
-OUT="runs/$NAME"
+OUT="${CEZSAR_RUNS_DIR:-runs}/$NAME"
 mkdir -p "$OUT"
 NOTEBOOKS_DIR="${CEZSAR_NOTEBOOKS:-notebooks}"
 shopt -s nullglob
@@ -23,7 +23,7 @@ for nb in "${books[@]}"; do
   t0=$SECONDS
   base="$(basename "$nb")"
   echo "[run_all] ($i/${#books[@]}) $base ..."
-  if ! "$PY" -m papermill "$nb" "$OUT/$base" -f "$PARAMS" -p run_name "$NAME" --cwd "$NOTEBOOKS_DIR" \
+  if ! "$PY" -m papermill "$nb" "$OUT/$base" -f "$PARAMS" -p run_name "$NAME" -p run_dir "$OUT" --cwd "$NOTEBOOKS_DIR" \
        --log-level WARNING --no-progress-bar > "$OUT/${base%.ipynb}.log" 2>&1; then
     echo "[run_all] FAILED: $base (see $OUT/$base and $OUT/${base%.ipynb}.log)" >&2
     tail -n 25 "$OUT/${base%.ipynb}.log" >&2

@@ -47,7 +47,7 @@ class Layout:
         return self.work / "models" / f"tau{tau:.2f}"
 
 
-def layout(mode: str, data_root: str, work_dir: str, run_name: str, figures_dir: str = "figures",
+def layout(mode: str, data_root: str, work_dir: str, run_dir: str, figures_dir: str = "figures",
            anet_captions: str = "", anet_videos: str = "", anet_features: str = "", ucf101_root: str = "",
            ucf101_features: str = "", kinetics400_root: str = "", kinetics400_features: str = "") -> Layout:
     """The Layout of a parameter set. Embedded mode derives every path from `data_root` (SynthActions);
@@ -59,7 +59,7 @@ def layout(mode: str, data_root: str, work_dir: str, run_name: str, figures_dir:
                       work / "features" / "activitynet", {k: root / k for k in TEST_SETS},
                       {k: work / "features" / k for k in TEST_SETS},
                       {k: root / "descriptions" / f"{k}.json" for k in TEST_SETS}, root / "groups.json", work,
-                      config.RUNS_DIR / run_name, resolve(figures_dir))
+                      resolve(run_dir), resolve(figures_dir))
     if mode != "paper":
         raise ValueError(f"mode must be 'embedded' or 'paper', not {mode!r}")
     return Layout(mode, resolve(anet_captions), resolve(anet_videos) if anet_videos else None,
@@ -69,7 +69,7 @@ def layout(mode: str, data_root: str, work_dir: str, run_name: str, figures_dir:
                    "kinetics400": resolve(kinetics400_features) if kinetics400_features
                    else work / "features" / "kinetics400"},
                   {k: config.DESCRIPTIONS_DIR / f"{k}.json" for k in TEST_SETS}, None, work,
-                  config.RUNS_DIR / run_name, resolve(figures_dir))
+                  resolve(run_dir), resolve(figures_dir))
 
 
 # --- 00: data ----------------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, ecfg: Eval
     store = FeatureStore(lay.test_features[kind])
     enc = SentenceEncoder(text_model)
     model = load_checkpoint(checkpoint)[0] if checkpoint else None
-    protocols = protocols or table_protocols(kind, len(ds.classes))
+    protocols = table_protocols(kind, len(ds.classes)) if protocols is None else protocols
     out: dict = {"_emb": {}}
     for variant in methods:
         method, beta = ("objects", 0.0) if variant == "O" else ("cezsar", 0.0 if variant == "VE" else ecfg.beta)
@@ -239,7 +239,7 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, ecfg: Eval
         out[variant] = {}
         for col, proto in protocols.items():
             res = P.run_evaluation(ds, store, desc, enc, proto, method=method, model=model, runs=ecfg.runs,
-                                   out_dir=lay.work / "splits", emb=emb, alpha=ecfg.alpha, beta=beta,
+                                   out_dir=lay.work, emb=emb, alpha=ecfg.alpha, beta=beta,
                                    normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects)
             res.update(checkpoint=str(checkpoint) if checkpoint and method == "cezsar" else None,
                        descriptions=str(lay.descriptions[kind]), text_model=text_model,

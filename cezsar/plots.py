@@ -93,3 +93,18 @@ def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, 
 
 # Paper §5: UCF-101 0/101 with Eq. 9; τ = 0.8 is Table 1's VE + O row.
 PAPER_TAU = {0.7: 47.8, 0.8: 50.9, 0.9: 48.3}
+
+
+def loss_curves(history: list[dict]) -> Figure:
+    """Training and validation triplet loss (Eq. 7) per epoch, from `train.fit`'s history."""
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    ep = [h["epoch"] + 1 for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    if any(h.get("val_loss") is not None for h in history):
+        ax.plot(ep, [h["val_loss"] for h in history], "s-", label="validation (held-out videos)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("triplet loss (Eq. 7)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

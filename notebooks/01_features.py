@@ -1,0 +1,61 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Features
+# **Purpose.** Encode every video at one frame per second (paper §3.2) with an ImageNet CNN: per video a feature
+# stack `(T, D)` (the released features' layout, `<video_id>.npy`) and the per-second top-k ImageNet objects used
+# for mining (§3.4) and for O(v) in Eq. 9. Resumable: finished videos are skipped on a rerun.
+#
+# **Inputs.** the videos of notebook 00. **Outputs.** `<work_dir>/features/{activitynet,ucf101,kinetics400}/` with
+# `report.json` (done, skipped with reasons, frames/s).
+
+# %% tags=["parameters"]
+run_name: str = "embedded"  # name of this parameter set
+run_dir: str = "runs/embedded"  # executed notebooks and results.json
+mode: str = "embedded"  # "embedded" or "paper"
+data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
+work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
+figures_dir: str = "figures"  # tables and figures
+backbone: str = "efficientnet_lite0"  # frame CNN: efficientnet_lite0 (offline) | bit_m_r152x2 (paper) | resnet152
+backbone_weights: str = ""  # weights file for bit_m_r152x2 (.npz) or resnet152 (.pth); empty = offline default
+image_size: int = 160  # CNN input side in pixels (160 is ~3x faster than 224 on CPU)
+anet_captions: str = ""  # paper mode paths (see 00_data)
+anet_videos: str = ""  # paper mode
+anet_features: str = ""  # paper mode
+ucf101_root: str = ""  # paper mode
+ucf101_features: str = ""  # paper mode
+kinetics400_root: str = ""  # paper mode
+kinetics400_features: str = ""  # paper mode
+
+# %%
+from cezsar import pipeline, widgets
+from cezsar.config import ExtractConfig
+
+# %%
+widgets.tuner(globals(), ["backbone", "image_size"])
+
+# %%
+layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
+                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+
+# %% [markdown]
+# ## Extract features and objects for the training corpus and both test sets
+
+# %%
+reports = pipeline.extract_features(layout, ExtractConfig(backbone=backbone, weights=backbone_weights or None,
+                                                          image_size=image_size))
+reports

@@ -1,0 +1,71 @@
+# ---
+# jupyter:
+#   jupytext:
+#     cell_metadata_filter: tags,-all
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Training the joint embedding
+# **Purpose.** Train the Visual and Sentence Embedding Modules (Eqs. 1–6) with the triplet loss (Eq. 7): AdamW
+# lr 1e-4, β (0.9, 0.99), weight decay 1e-5, batch 128, 25 epochs, early stopping 10 on video-level validation
+# triplets (paper §4). A checkpoint per epoch; a rerun resumes.
+#
+# **Inputs.** triplets (02), features (01). **Outputs.** `<work_dir>/models/tau<τ>/{best,last}.pt`, `log.csv`, and
+# the loss curves.
+
+# %% tags=["parameters"]
+run_name: str = "embedded"  # name of this parameter set
+run_dir: str = "runs/embedded"  # executed notebooks and results.json
+mode: str = "embedded"  # "embedded" or "paper"
+data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
+work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
+figures_dir: str = "figures"  # tables and figures
+text_model: str = "minilm"  # SBERT model used for the triplets
+tau: float = 0.8  # which triplet file to train on
+epochs: int = 25  # paper §4
+patience: int = 10  # paper §4: early stopping
+batch: int = 128  # paper §4
+seed: int = 0  # initialisation and batch order
+device: str = "auto"  # auto = CUDA when present (bf16 autocast), else CPU
+anet_captions: str = ""  # paper mode paths (see 00_data)
+anet_videos: str = ""  # paper mode
+anet_features: str = ""  # paper mode
+ucf101_root: str = ""  # paper mode
+ucf101_features: str = ""  # paper mode
+kinetics400_root: str = ""  # paper mode
+kinetics400_features: str = ""  # paper mode
+
+# %%
+from cezsar import pipeline, plots, widgets
+from cezsar.config import TrainConfig
+
+# %%
+widgets.tuner(globals(), ["epochs", "patience", "batch", "seed"])
+
+# %%
+layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
+                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+
+# %% [markdown]
+# ## Train (resumes from the last checkpoint when there is one)
+
+# %%
+history = pipeline.train_model(layout, tau, TrainConfig(epochs=epochs, patience=patience, batch=batch, seed=seed,
+                                                        device=device), text_model)
+{k: v for k, v in history.items() if k != "history"}
+
+# %% [markdown]
+# ## Loss curves
+
+# %%
+plots.loss_curves(history["history"])

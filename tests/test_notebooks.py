@@ -1,0 +1,106 @@
+"""The notebooks: their conventions (DESIGN §9), their .py pairs, and a headless end-to-end run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+EXPECTED = ["00_data", "01_features", "02_mining", "03_training", "04_tau_ablation", "05_tables", "06_figures"]
+
+
+def test_the_seven_notebooks_exist_in_order():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_conventions(path: Path):
+    nb = nbformat.read(path, as_version=4)
+    cells = nb.cells
+    assert cells[0].cell_type == "markdown" and "Purpose" in cells[0].source and "Outputs" in cells[0].source
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    assert cells.index(tagged[0]) == 1, "the parameters cell comes right after the purpose cell"
+    for line in tagged[0].source.splitlines():
+        if line.strip():  # flat typed values with a comment each: `name: type = value  # help`
+            assert ":" in line.split("=")[0] and "#" in line, f"untyped or uncommented parameter: {line}"
+    code = [c for c in cells if c.cell_type == "code"]
+    for c in code:
+        for line in c.source.splitlines():
+            assert not line.lstrip().startswith(("def ", "class ", "async def ")), f"{path.name}: {line}"
+        assert c.get("outputs", []) == [] and c.get("execution_count") is None, f"{path.name}: outputs not stripped"
+    assert any("widgets.tuner(" in c.source for c in code), "a widget cell to retune the parameters"
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_py_pair_is_in_sync(path: Path):
+    import jupytext
+
+    pair = path.with_suffix(".py")
+    assert pair.exists(), f"{pair.name} missing (jupytext percent pair)"
+    a = [(c.cell_type, c.source) for c in nbformat.read(path, as_version=4).cells]
+    b = [(c.cell_type, c.source) for c in jupytext.read(pair).cells]
+    assert a == b, f"{path.name} and {pair.name} differ: run `jupytext --sync notebooks/*.ipynb`"
+
+
+TINY = {
+    "mode": "embedded", "synth_seed": 0, "synth_size": "small", "backbone": "efficientnet_lite0",
+    "backbone_weights": "", "image_size": 160, "text_model": "minilm", "tau": 0.8, "tau_values": "0.8,0.9",
+    "n_negatives": 10, "epochs": 2, "patience": 10, "batch": 128, "seed": 0, "device": "cpu", "alpha": 0.8,
+    "beta": 0.2, "runs": 3,
+}
+
+
+def _run_all(params: dict, tmp: Path, notebooks: Path | None = None) -> subprocess.CompletedProcess:
+    import yaml
+
+    pfile = tmp / "tiny.yaml"
+    pfile.write_text(yaml.safe_dump(params))
+    env = {**os.environ, "CEZSAR_RUNS_DIR": str(tmp / "runs")}
+    if notebooks:
+        env["CEZSAR_NOTEBOOKS"] = str(notebooks)
+    return subprocess.run(["bash", str(ROOT / "run_all.sh"), str(pfile)], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=1500)
+
+
+@pytest.mark.slow
+def test_run_all_executes_every_notebook_on_a_tiny_parameter_set(tmp_path: Path):
+    params = {**TINY, "data_root": str(tmp_path / "raw"), "work_dir": str(tmp_path / "work"),
+              "figures_dir": str(tmp_path / "figures")}
+    out = _run_all(params, tmp_path)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    figs = tmp_path / "figures"
+    for name in ("table1.md", "table1.csv", "table2.md", "table2.csv", "fig1_tsne.png", "fig3_confusion.png",
+                 "tau_ablation.png", "tau_ablation.md"):
+        assert (figs / name).stat().st_size > 0, name
+    run = tmp_path / "runs" / "tiny"
+    results = json.loads((run / "results.json").read_text())
+    assert set(results["datasets"]) == {"ucf101", "kinetics400"}
+    assert {"O", "VE", "VE+O"} <= set(results["datasets"]["ucf101"]["methods"])
+    for stem in EXPECTED:
+        assert (run / f"{stem}.ipynb").stat().st_size > 0
+    assert "Estevam et al. (O)" in (figs / "table1.md").read_text()  # the cited literature rows
+
+
+@pytest.mark.slow
+def test_run_all_stops_at_a_failing_notebook_and_names_it(tmp_path: Path):
+    books = tmp_path / "books"
+    books.mkdir()
+    good = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                             "language": "python"}})
+    good.cells = [nbformat.v4.new_code_cell("x: int = 1  # a value", metadata={"tags": ["parameters"]})]
+    bad = nbformat.v4.new_notebook(metadata=good.metadata)
+    bad.cells = [good.cells[0], nbformat.v4.new_code_cell("raise RuntimeError('boom in the middle')")]
+    nbformat.write(good, books / "00_ok.ipynb")
+    nbformat.write(bad, books / "01_broken.ipynb")
+    nbformat.write(good, books / "02_never.ipynb")
+    out = _run_all({"x": 2}, tmp_path, notebooks=books)
+    assert out.returncode != 0
+    assert "FAILED: 01_broken.ipynb" in out.stderr
+    assert not (tmp_path / "runs" / "tiny" / "02_never.ipynb").exists()
