@@ -90,6 +90,16 @@ def batch_loss(model: JointEmbedder, data: TripletTensors, b: Tensor, margin: fl
     return loss, correct
 
 
+def make_optimizer(model: JointEmbedder, cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW with the paper's lr, betas and weight decay (§4).
+
+    The fused kernel updates all parameters in one pass: on CPU the optimiser step is ~5x cheaper than
+    torch's default loop, and with window sharing that step is a large part of a batch's cost.
+    """
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                             fused=True)
+
+
 def _autocast(device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
@@ -211,13 +221,16 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
 
 def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = None,
         model_cfg: ModelConfig | None = None, out_dir: str | os.PathLike = ".", resume: bool = False, *,
-        fast: FastPathConfig | None = None, text_model: str | None = None, progress: bool = True,
+        fast: FastPathConfig | None = None, text_model: str | None = None, text_model_name: str | None = None,
+        progress: bool = True,
         on_epoch_end: Callable[[dict], None] | None = None) -> dict:
     """Train the joint embedder on a TripletSet (paper §3.3-§4); writes last.pt, best.pt, log.csv, log.json.
 
     feat_dim / text_dim of `model_cfg` are taken from `store.dim` and `text_emb`. Early stopping watches
     the mean loss on the video-level validation triplets (`triplets.val`; the training loss when there are
     none). `resume=True` continues from `out_dir/last.pt` (from scratch when it is absent).
+    `text_model` is the sentence encoder's id (default: the triplets'), `text_model_name` the name to
+    rebuild it with (`SentenceEncoder(name)`); both go into the checkpoint for evaluation.
     """
     train_cfg = train_cfg or TrainConfig()
     fast = fast or FastPathConfig()
@@ -237,11 +250,10 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
 
     seed_everything(train_cfg.seed)
     model = JointEmbedder(model_cfg).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=train_cfg.lr, betas=tuple(train_cfg.betas),
-                                  weight_decay=train_cfg.weight_decay)
+    optimizer = make_optimizer(model, train_cfg)
     meta = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
             "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
-            "text_model": text_model, "n_triplets": int(len(triplets.video))}
+            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video))}
     state = {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
     if resume and last.is_file():

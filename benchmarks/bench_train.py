@@ -1,0 +1,233 @@
+"""Benchmark: training throughput (triplets/s) of the fast data path against the released code's style.
+
+Reference, as the released code feeds its model: the triplets are a pickled list of (video id, start, end,
+positive, negative); a torch Dataset does one `np.load` of the video's feature file per triplet, slices and
+zero-pads its window; a DataLoader (batch 128, shuffled) collates them; every triplet's window goes through
+the VEM. Fast path (`cezsar.featurebank` + `cezsar.train.train_one_epoch`): one contiguous feature array,
+windows as row-index matrices, each distinct window and sentence forwarded once per batch. Same model, same
+optimiser, same number of steps, in the same process; the ratio is what to read on a noisy machine.
+
+    python benchmarks/bench_train.py                      # small workload, both paths, ratio (CPU ok)
+    python benchmarks/bench_train.py --scale paper        # ~12,000 videos x ~120 s x 4096-d fp16, ~3 M
+                                                          # triplets: one full epoch (GPU machine)
+    python benchmarks/bench_train.py --scale paper --limit-steps 20 --videos 500   # CPU: extrapolate
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import pickle
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cezsar.config import ModelConfig, TrainConfig
+from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
+from cezsar.model import JointEmbedder
+from cezsar.train import make_optimizer, resolve_device, train_one_epoch, triplet_loss
+
+SCALES = {  # videos, seconds (min, max), feature dim, windows per video, triplets per window, sentences
+    "small": dict(videos=40, seconds=(40, 80), dim=1280, windows=8, per_window=30, sentences=3000, dtype="float32"),
+    # paper §3.4/§4: ~12,000 ActivityNet videos (~120 s), 4096-d features, ~3 M triplets (3 positives x 10
+    # negatives per window -> ~100,000 windows)
+    "paper": dict(videos=12000, seconds=(60, 180), dim=4096, windows=9, per_window=28, sentences=150000,
+                  dtype="float16"),
+}
+
+
+def workload(spec: dict, seed: int = 0) -> dict:
+    """Random video lengths and triplets shaped like mined ActivityNet triplets (windows of 3-10 s)."""
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(spec["seconds"][0], spec["seconds"][1] + 1, spec["videos"])
+    w_video = np.repeat(np.arange(spec["videos"]), spec["windows"])  # (W,)
+    dur = rng.uniform(3, 10, len(w_video))
+    w_start = rng.uniform(0, np.maximum(lengths[w_video] - dur, 0))
+    k = spec["per_window"]
+    video = np.repeat(w_video, k).astype(np.int32)
+    start = np.repeat(w_start, k).astype(np.float32)
+    end = np.repeat(w_start + dur, k).astype(np.float32)
+    pos = np.repeat(rng.integers(0, spec["sentences"], (len(w_video), 3)), k // 3 + 1, axis=1)[:, :k].reshape(-1)
+    neg = rng.integers(0, spec["sentences"], len(video))
+    return {"lengths": lengths, "video": video, "start": start, "end": end, "pos": pos.astype(np.int32),
+            "neg": neg.astype(np.int32)}
+
+
+class RefDataset(torch.utils.data.Dataset):
+    """The released code's per-sample path: one np.load per triplet, zero padding to max_len."""
+
+    def __init__(self, triplets: list, feat_dir: Path, text: np.ndarray, max_len: int) -> None:
+        self.triplets, self.dir, self.text, self.max_len = triplets, feat_dir, text, max_len
+
+    def __len__(self) -> int:
+        return len(self.triplets)
+
+    def __getitem__(self, i: int):
+        vid, s, e, p, n = self.triplets[i]
+        feats = np.load(self.dir / f"{vid}.npy").astype(np.float32)  # (T, D) the whole video, every sample
+        lo = min(int(math.floor(s)), len(feats) - 1)
+        win = feats[lo:max(int(math.ceil(e)), lo + 1)][: self.max_len]  # (t, D)
+        x = np.zeros((self.max_len, feats.shape[1]), np.float32)
+        x[: len(win)] = win
+        mask = np.arange(self.max_len) < len(win)
+        return torch.from_numpy(x), torch.from_numpy(mask), torch.from_numpy(self.text[p]), torch.from_numpy(self.text[n])
+
+
+def run_reference(model, opt, loader, steps: int) -> dict:
+    model.train()
+    t0, c0, seen = time.perf_counter(), time.process_time(), 0
+    for i, (x, mask, sp, sn) in enumerate(loader):
+        if i == steps:
+            break
+        loss = triplet_loss(model.encode_video(x, mask), model.encode_text(sp), model.encode_text(sn)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen += len(x)
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"triplets": seen, "seconds": round(dt, 3), "cpu_seconds": round(cpu, 3),
+            "triplets_per_s": round(seen / dt, 1), "triplets_per_cpu_s": round(seen / cpu, 1)}
+
+
+def run_fast(model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: int | None, group: int, epoch: int) -> dict:
+    order = epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, epoch, group)
+    c0 = time.process_time()
+    r = train_one_epoch(model, data, opt, order, cfg, device, limit_steps=steps)
+    cpu = time.process_time() - c0
+    return {"triplets": r["triplets"], "seconds": round(r["seconds"], 3), "cpu_seconds": round(cpu, 3),
+            "triplets_per_s": round(r["triplets"] / r["seconds"], 1),
+            "triplets_per_cpu_s": round(r["triplets"] / max(cpu, 1e-9), 1), "steps": r["steps"]}
+
+
+def fresh(cfg: ModelConfig, device) -> tuple[JointEmbedder, torch.optim.Optimizer]:
+    torch.manual_seed(0)
+    model = JointEmbedder(cfg).to(device)
+    return model, make_optimizer(model, TrainConfig())  # the same fused AdamW for both paths
+
+
+def small(args, device) -> dict:
+    spec = SCALES["small"]
+    w = workload(spec)
+    rng = np.random.default_rng(1)
+    text = rng.normal(size=(spec["sentences"], 384)).astype(np.float32)
+    cfg = ModelConfig(feat_dim=spec["dim"], text_dim=384)
+    tcfg = TrainConfig(batch=args.batch)
+    with tempfile.TemporaryDirectory() as tmp:
+        feat_dir = Path(tmp) / "features"
+        feat_dir.mkdir()
+        ids = [f"vid{i:05d}" for i in range(spec["videos"])]
+        for vid, n in zip(ids, w["lengths"]):
+            np.save(feat_dir / f"{vid}.npy", rng.normal(size=(int(n), spec["dim"])).astype(np.float32))
+        # reference setup: the triplets as a pickled python list, unpickled before training
+        tuples = [(ids[v], float(s), float(e), int(p), int(n))
+                  for v, s, e, p, n in zip(w["video"], w["start"], w["end"], w["pos"], w["neg"])]
+        (Path(tmp) / "triplets.pkl").write_bytes(pickle.dumps(tuples))
+        t0 = time.perf_counter()
+        triplets = pickle.loads((Path(tmp) / "triplets.pkl").read_bytes())
+        ref_setup = time.perf_counter() - t0
+        loader = torch.utils.data.DataLoader(RefDataset(triplets, feat_dir, text, cfg.max_len), batch_size=args.batch,
+                                             shuffle=True, num_workers=0, generator=torch.Generator().manual_seed(0))
+
+        class Store:
+            dir, dim = feat_dir, spec["dim"]
+
+            def __init__(self):
+                self.ids = ids
+
+            def load(self, vid):
+                return np.load(feat_dir / f"{vid}.npy")
+
+        t0 = time.perf_counter()
+        bank, offsets = build_bank(Store(), ids, Path(tmp) / "cache" / "bank.npy", args.bank_dtype)
+        rows, mask, win, _ = window_index(w["video"], w["start"], w["end"], offsets, cfg.max_len)
+        data = to_tensors(bank, rows, mask, win, w["pos"], w["neg"], text, device)
+        fast_setup = time.perf_counter() - t0
+
+        results = {"reference": [], "fast": [], "fast_iid": []}
+        for rnd in range(args.rounds):  # interleaved rounds: machine noise hits both paths alike
+            model, opt = fresh(cfg, device)
+            run_reference(model, opt, loader, 1)  # warm-up
+            results["reference"].append(run_reference(model, opt, loader, args.steps))
+            model, opt = fresh(cfg, device)
+            run_fast(model, opt, data, tcfg, device, 1, 0, 99)
+            results["fast"].append(run_fast(model, opt, data, tcfg, device, args.steps, 0, rnd))
+            model, opt = fresh(cfg, device)
+            results["fast_iid"].append(run_fast(model, opt, data, tcfg, device, args.steps, 1, rnd))
+    best = {k: max(r["triplets_per_s"] for r in v) for k, v in results.items()}
+    best_cpu = {k: max(r["triplets_per_cpu_s"] for r in v) for k, v in results.items()}
+    return {"scale": "small", "workload": {**{k: v for k, v in spec.items() if k != "seconds"},
+                                           "triplets": int(len(w["video"])), "windows": int(len(rows))},
+            "setup_s": {"reference_unpickle": round(ref_setup, 3), "fast_bank_and_index": round(fast_setup, 3)},
+            "rounds": results, "best_triplets_per_s": best, "best_triplets_per_cpu_s": best_cpu,
+            "ratio_fast_vs_reference": round(best["fast"] / best["reference"], 2),
+            "ratio_fast_iid_vs_reference": round(best["fast_iid"] / best["reference"], 2),
+            # CPU seconds of this process: steadier than wall time when other jobs share the cores
+            "cpu_ratio_fast_vs_reference": round(best_cpu["fast"] / best_cpu["reference"], 2),
+            "cpu_ratio_fast_iid_vs_reference": round(best_cpu["fast_iid"] / best_cpu["reference"], 2)}
+
+
+def paper(args, device) -> dict:
+    spec = dict(SCALES["paper"])
+    if args.videos:
+        spec["videos"] = args.videos  # a smaller bank only; the step cost does not depend on it
+    w = workload(spec)
+    n_full = SCALES["paper"]["videos"] * SCALES["paper"]["windows"] * SCALES["paper"]["per_window"]
+    t0 = time.perf_counter()
+    lengths = w["lengths"]
+    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    # the bank is random fp16 made where it will live (no 12 GB file needed to time the training step)
+    gen = torch.Generator(device=device).manual_seed(0)
+    bank_t = torch.randn(int(offsets[-1]), spec["dim"], generator=gen, device=device).to(torch.float16) \
+        if device.type == "cpu" else torch.randn(int(offsets[-1]), spec["dim"], generator=gen, device=device,
+                                                dtype=torch.float16)
+    rows, mask, win, _ = window_index(w["video"], w["start"], w["end"], offsets, 15)
+    text = np.random.default_rng(1).normal(size=(spec["sentences"], 384)).astype(np.float32)
+    data = to_tensors(np.zeros((1, spec["dim"]), np.float16), rows, mask, win, w["pos"], w["neg"], text, device)
+    data.bank = bank_t
+    setup = time.perf_counter() - t0
+    cfg = ModelConfig(feat_dim=spec["dim"], text_dim=384)
+    model, opt = fresh(cfg, device)
+    tcfg = TrainConfig(batch=args.batch)
+    run_fast(model, opt, data, tcfg, device, 3, args.group, 99)  # warm-up
+    r = run_fast(model, opt, data, tcfg, device, args.limit_steps, args.group, 0)
+    steps_full = math.ceil(n_full / args.batch)
+    epoch_s = r["seconds"] / r["steps"] * steps_full
+    out = {"scale": "paper", "workload": {**{k: v for k, v in spec.items() if k != "seconds"},
+                                          "triplets": int(len(w["video"])), "windows": int(len(rows)),
+                                          "bank_rows": int(offsets[-1]), "bank_gib": round(bank_t.numel() * 2 / 2**30, 2)},
+           "setup_s": round(setup, 2), "group": args.group, "fast": r,
+           "epoch_s": round(epoch_s, 1), "projected_25_epochs_min": round(25 * epoch_s / 60, 2),
+           "extrapolated": args.limit_steps is not None}
+    if device.type == "cuda":
+        out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--scale", choices=tuple(SCALES), default="small")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--batch", type=int, default=128, help="triplets per step (paper §4: 128)")
+    ap.add_argument("--steps", type=int, default=6, help="small: timed steps per path and round")
+    ap.add_argument("--rounds", type=int, default=2, help="small: interleaved rounds (best kept)")
+    ap.add_argument("--bank-dtype", choices=("float16", "float32"), default="float32")
+    ap.add_argument("--limit-steps", type=int, default=None, help="paper: time this many steps and extrapolate")
+    ap.add_argument("--videos", type=int, default=None, help="paper: fewer videos in the bank (CPU memory)")
+    ap.add_argument("--group", type=int, default=0, help="paper: triplets of a window per batch (0 = all)")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads (default: torch's; 1 is steadier on a shared machine)")
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    res = small(args, device) if args.scale == "small" else paper(args, device)
+    dev = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    print(json.dumps({"device": f"{device.type}: {dev}", "torch_threads": torch.get_num_threads(), **res}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""`cezsar train --triplets FILE --features DIR --out DIR`: contrastive training of the joint embedder
+(paper §3.3 and §4)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "Train the joint embedder on mined triplets with the Eq. 7 triplet loss (paper §3.3-§4)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cezsar.config import TrainConfig
+
+    d = TrainConfig()
+    parser.add_argument("--triplets", required=True, help="triplet file written by `cezsar mine` (.npz)")
+    parser.add_argument("--features", required=True, help="feature folder written by `cezsar extract`")
+    parser.add_argument("--out", required=True, help="run folder: last.pt, best.pt, log.csv, log.json, cache/")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, paper §4)")
+    parser.add_argument("--batch", type=int, default=d.batch, help=f"triplets per batch (default {d.batch}, paper §4)")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr}, paper §4)")
+    parser.add_argument("--patience", type=int, default=d.patience,
+                        help=f"early-stopping patience in epochs on the validation loss (default {d.patience})")
+    parser.add_argument("--device", default=d.device, help="auto (CUDA when present, default), cpu or cuda")
+    parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt when it exists")
+    parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    parser.add_argument("--text-model", default="minilm",
+                        help="sentence encoder for the triplet sentences: minilm (default), mpnet or a folder; "
+                        "should be the one `cezsar mine` used")
+    parser.add_argument("--cache-dir", default=None, help="sentence cache root (default: the package cache)")
+    parser.add_argument("--group", type=int, default=0,
+                        help="triplets of one window kept together per batch: 0 = all (fast, default), "
+                        "1 = i.i.d. shuffle like the released code")
+    parser.add_argument("--bank-dtype", choices=("float16", "float32"), default="float16",
+                        help="storage of the contiguous feature array (default float16)")
+    parser.add_argument("--no-positional", action="store_true", help="released VEM: no positional encoding")
+    parser.add_argument("--released-sem", action="store_true", help="released SEM: Dropout + Linear + LayerNorm")
+    parser.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+    parser.add_argument("--json", action="store_true", help="print the run summary as one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cezsar.config import ModelConfig, TrainConfig
+    from cezsar.featurebank import FastPathConfig
+    from cezsar.features import FeatureError, FeatureStore
+    from cezsar.mining import TripletSet
+    from cezsar.text import SentenceEncoder
+    from cezsar.train import fit
+
+    if args.epochs < 1 or args.batch < 1 or args.group < 0:
+        print("error: --epochs and --batch must be at least 1, --group at least 0", file=sys.stderr)
+        return 2
+    try:
+        triplets = TripletSet.load(args.triplets)
+        store = FeatureStore(args.features)
+    except (OSError, ValueError, KeyError, FeatureError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    encoder = SentenceEncoder(args.text_model, cache_dir=args.cache_dir)
+    if triplets.text_model and triplets.text_model != encoder.model_id:
+        print(f"warning: {args.triplets} was mined with text model {triplets.text_model!r}, training uses "
+              f"{encoder.model_id!r}", file=sys.stderr)
+    text_emb = encoder.encode(triplets.sentences, progress=args.progress)  # (S, text_dim)
+    train_cfg = TrainConfig(lr=args.lr, batch=args.batch, epochs=args.epochs, patience=args.patience,
+                            seed=args.seed, device=args.device)
+    model_cfg = ModelConfig(positional=not args.no_positional, released_sem=args.released_sem)
+    fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype)
+    try:
+        res = fit(triplets, store, text_emb, train_cfg, model_cfg, args.out, resume=args.resume, fast=fast,
+                  text_model=encoder.model_id, text_model_name=args.text_model, progress=args.progress)
+    except (ValueError, KeyError, FeatureError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    for row in res["history"]:
+        val = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f} (acc {row['val_acc']:.3f})"
+        print(f"epoch {row['epoch']:3d}  train {row['train_loss']:.4f}  val {val}  "
+              f"{row['seconds']:.1f} s  {row['triplets_per_s']:.0f} triplets/s")
+    d = res["data"]
+    print(f"{d['triplets']:,} triplets, {d['windows']:,} windows, {d['videos']:,} videos on {res['device']}; "
+          f"best epoch {res['best_epoch']} (score {res['best_score']:.4f})"
+          f"{', stopped early' if res['stopped_early'] else ''} -> {res['out_dir']}")
+    return 0
