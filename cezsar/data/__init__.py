@@ -1,0 +1,1 @@
+"""Package data: ImageNet class id lists (see README.md here)."""
