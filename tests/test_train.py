@@ -245,3 +245,31 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert a["history"][-1]["train_loss"] == b["history"][-1]["train_loss"]
     assert [r["val_loss"] for r in a["history"]] == [r["val_loss"] for r in b["history"]]
+
+
+@pytest.mark.slow
+def test_cli_trains_on_real_sentence_vectors_and_resumes_a_finished_run(tmp_path, capsys):
+    """`cezsar train` end to end: a real TripletSet file, the real FeatureStore, real MiniLM sentences."""
+    from cezsar.cli import main
+    from cezsar.mining import TripletSet
+
+    toy, _, _ = make_toy(tmp_path / "feats")
+    actions = ["a man swims laps in a pool", "a woman plays a grand piano", "children ride bicycles down a street",
+               "a chef chops onions in a kitchen"]
+    sentences = [f"{actions[int(s.split()[1])]} ({s.split()[-1]})" for s in toy.sentences]
+    ts = TripletSet(sentences, toy.video_ids, toy.video, toy.start, toy.end, toy.pos, toy.neg, toy.val)
+    ts.save(tmp_path / "triplets.npz")
+    argv = ["train", "--triplets", str(tmp_path / "triplets.npz"), "--features", str(tmp_path / "feats"),
+            "--out", str(tmp_path / "run"), "--epochs", "3", "--batch", "32", "--lr", "1e-3", "--device", "cpu",
+            "--json"]
+    assert main(argv) == 0
+    res = json.loads(capsys.readouterr().out)
+    hist = res["history"]
+    assert len(hist) == 3 and hist[-1]["val_loss"] < hist[0]["val_loss"]
+    _, meta = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert meta["text_dim"] == 384 and meta["text_model"].startswith("minilm")
+    assert main(argv + ["--resume"]) == 0  # finished: nothing more to do, same history
+    assert json.loads(capsys.readouterr().out)["history"] == hist
+    assert main(["train", "--triplets", str(tmp_path / "triplets.npz"), "--features", str(tmp_path / "nope"),
+                 "--out", str(tmp_path / "run2")]) == 1
+    assert "nope" in capsys.readouterr().err
