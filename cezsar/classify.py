@@ -275,14 +275,16 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
 
         net, meta = load_checkpoint(model, device=device)
         ckpt_text = meta.get("text_model") or None  # the SentenceEncoder.model_id used in training
-        name = text_model or meta.get("text_model_name") or (_checkpoint_text_name(ckpt_text) if ckpt_text else "minilm")
+        name = (text_model or meta.get("text_model_name")
+                or (_checkpoint_text_name(ckpt_text) if ckpt_text else "minilm"))
         text = SentenceEncoder(name, cache_dir=cache_dir, device=device)
         if ckpt_text and ckpt_text not in (text.model_id, name):
             raise CheckpointMismatch(
                 f"{model}: trained with text model {ckpt_text!r}, but {name!r} gives {text.model_id!r}; the SEM "
                 f"only understands the sentence space it was trained on (pass --text-model matching the checkpoint)")
         if int(meta.get("text_dim", net.cfg.text_dim)) != text.dim:
-            raise CheckpointMismatch(f"{model}: SEM expects {net.cfg.text_dim}-d sentences, {text.model_id} gives {text.dim}-d")
+            raise CheckpointMismatch(f"{model}: SEM expects {net.cfg.text_dim}-d sentences, "
+                                     f"{text.model_id} gives {text.dim}-d")
     else:
         text = SentenceEncoder(text_model or "minilm", cache_dir=cache_dir, device=device)
     frames = get_encoder(backbone, weights, device=device, image_size=image_size)
