@@ -160,9 +160,10 @@ def draw_negatives(mask: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Ge
         if video_of_cand is not None:  # already subtracted when the banned caption is in the unit's video
             hit[own] &= ~_pair_member(banned[own], videos[own], keys, nv)
         count -= hit
-    # rejection draws where admissible candidates are plentiful: expected 2n + 8 hits per unit
-    m = np.ceil((2 * n + 8) * n_cand / np.maximum(count, 1)).astype(np.int64)
-    dense = (count >= 2 * n) & (m <= n_cand // 4)
+    # rejection draws where admissible candidates are plentiful (expected 1.5n + 6 hits per unit); a draw
+    # costs ~15x an element of the exact path's row scan, so rows needing more than C/16 draws go exact
+    m = np.ceil((1.5 * n + 6) * n_cand / np.maximum(count, 1)).astype(np.int64)
+    dense = (count >= 2 * n) & (m <= n_cand // 16)
     done = np.zeros(n_units, dtype=bool)
     if dense.any():
         du = np.flatnonzero(dense)

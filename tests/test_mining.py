@@ -17,7 +17,7 @@ from cezsar.mining import TripletSet, draw_negatives, mine, random_windows
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "activitynet_captions" / "train.json"
 
 
-def make_corpus(n_videos: int = 30, seed: int = 0, dim: int = 16):
+def make_corpus(n_videos: int = 30, seed: int = 0, dim: int = 16, pool: int = 60):
     """Captions whose embeddings form topic clusters, with duplicate texts across and within videos."""
     rng = np.random.default_rng(seed)
     topics = rng.normal(size=(5, dim))
@@ -27,7 +27,7 @@ def make_corpus(n_videos: int = 30, seed: int = 0, dim: int = 16):
         for j in range(int(rng.integers(2, 6))):
             a = float(rng.uniform(0, dur - 2))
             b = float(min(dur, a + rng.uniform(1, 40)))
-            text = f"topic {v % 5} sentence {int(rng.integers(0, 60))}"  # repeats happen on purpose
+            text = f"topic {v % 5} sentence {int(rng.integers(0, pool))}"  # repeats happen on purpose
             vecs.setdefault(text, topics[v % 5] + rng.normal(scale=1.2, size=dim))
             segs.append(Segment(f"v_{v:03d}", a, b, text))
     durations = {s.video_id: max(x.end for x in segs if x.video_id == s.video_id) for s in segs}
@@ -88,12 +88,13 @@ def test_miner_equals_loop_reference(switches):
 
 @pytest.mark.parametrize("switches", [{}, {"exclude_same_video": True, "max_sim": 0.95}])
 def test_small_n_draws_from_the_reference_set(switches):
-    """n = 3 of 30-100 admissible: both sampling paths (rejection draws above 4(2n + 8) = 56, exact below)."""
-    captions, emb_fn = make_corpus(n_videos=60, seed=1)
-    n = 3
-    cfg = replace(MiningConfig(), n_negatives=n, tau=0.9, block=16, **switches)
+    """n = 2 of 75-185 admissible: both sampling paths (rejection draws when (1.5n + 6) C / k <= C // 16)."""
+    captions, emb_fn = make_corpus(n_videos=100, seed=1, pool=100)
+    n = 2
+    cfg = replace(MiningConfig(), n_negatives=n, tau=1.0, block=16, **switches)
     ts = mine(captions, emb_fn, None, cfg)
-    assert ts.summary["admissible"]["min"] < 4 * (2 * n + 8) < ts.summary["admissible"]["max"]
+    c = ts.summary["candidates"]
+    assert ts.summary["admissible"]["min"] < (1.5 * n + 6) * c / (c // 16) < ts.summary["admissible"]["max"]
     ref = reference_admissible(ts, emb_fn, captions, cfg)
     for (seg_i, _), negs in grouped(ts).items():
         k = min(n, len(ref[seg_i]))  # triplets are unit-major: windows sharing a start follow each other
@@ -106,17 +107,17 @@ def test_small_n_draws_from_the_reference_set(switches):
 
 def test_rejection_path_is_uniform_and_exact_path_agrees():
     rng = np.random.default_rng(0)
-    cols = 400
+    cols = 800
     row = np.zeros(cols, dtype=bool)
-    row[rng.choice(cols, 200, replace=False)] = True  # dense: rejection draws
+    row[rng.choice(cols, 400, replace=False)] = True  # dense: (1.5n + 6) C / k = 27 <= C // 16 rejection draws
     sparse = np.zeros(cols, dtype=bool)
     sparse[rng.choice(cols, 30, replace=False)] = True  # few admissible: exact masked sampling
     mask = np.stack([row, sparse])
-    units = np.r_[np.zeros(4000, int), np.ones(2000, int)]
+    units = np.r_[np.zeros(8000, int), np.ones(2000, int)]
     neg, count = draw_negatives(mask, units, 5, np.random.default_rng(1))
-    assert (count == np.where(units == 0, 200, 30)).all() and (neg >= 0).all()
+    assert (count == np.where(units == 0, 400, 30)).all() and (neg >= 0).all()
     assert all(len(set(r)) == 5 for r in neg)
-    for r, n_adm, draws in ((0, 200, 4000), (1, 30, 2000)):
+    for r, n_adm, draws in ((0, 400, 8000), (1, 30, 2000)):
         freq = np.bincount(neg[units == r].ravel(), minlength=cols)
         assert (freq[~mask[r]] == 0).all()
         expect = draws * 5 / n_adm  # 100 and 333 per admissible column under uniform sampling
