@@ -73,4 +73,4 @@ figs["fig3"]
 # ## Classify a real video against any label list (objects-only: no training needed)
 
 # %%
-classify.classify_videos([classify.sample_video()], demo_labels, max_seconds=10)
+classify.classify_videos([classify.packaged_video()], demo_labels, max_seconds=10)
