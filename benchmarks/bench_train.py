@@ -200,7 +200,9 @@ def paper(args, device) -> dict:
                                           "triplets": int(len(w["video"])), "windows": int(len(rows)),
                                           "bank_rows": int(offsets[-1]), "bank_gib": round(bank_t.numel() * 2 / 2**30, 2)},
            "setup_s": round(setup, 2), "group": args.group, "fast": r,
+           "full_triplets": n_full, "steps_per_epoch": steps_full,
            "epoch_s": round(epoch_s, 1), "projected_25_epochs_min": round(25 * epoch_s / 60, 2),
+           "epoch_cpu_s": round(r["cpu_seconds"] / r["steps"] * steps_full, 1),
            "extrapolated": args.limit_steps is not None}
     if device.type == "cuda":
         out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)

@@ -160,8 +160,9 @@ def epoch_order(win: np.ndarray, idx: np.ndarray, seed: int, epoch: int, group: 
     starts = np.r_[0, np.flatnonzero(np.diff(ws)) + 1]  # first position of each window
     pos = np.arange(len(ws)) - np.repeat(starts, np.diff(np.r_[starts, len(ws)]))  # rank inside its window
     chunk = pos // group if group > 0 else np.zeros_like(pos)
-    _, gid = np.unique(np.stack([ws, chunk], 1), axis=0, return_inverse=True)
-    gkey = rng.random(int(gid.max()) + 1 if len(gid) else 0)[gid.reshape(-1)]
+    # rows are sorted by (window, chunk): a new group starts wherever either changes (O(N), no sort)
+    gid = np.cumsum(np.r_[False, (np.diff(ws) != 0) | (np.diff(chunk) != 0)])
+    gkey = rng.random(int(gid[-1]) + 1 if len(gid) else 0)[gid]
     return idx[by_win[np.lexsort((pos, gkey))]]
 
 

@@ -71,6 +71,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, FeatureError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
+    d = res["data"]
+    if d["past_end"]:
+        print(f"warning: {d['past_end']:,} of {d['windows']:,} windows start after their video's last feature "
+              "row; they use the last second", file=sys.stderr)
     if args.json:
         print(json.dumps(res))
         return 0
@@ -78,7 +82,6 @@ def run(args: argparse.Namespace) -> int:
         val = "-" if row["val_loss"] is None else f"{row['val_loss']:.4f} (acc {row['val_acc']:.3f})"
         print(f"epoch {row['epoch']:3d}  train {row['train_loss']:.4f}  val {val}  "
               f"{row['seconds']:.1f} s  {row['triplets_per_s']:.0f} triplets/s")
-    d = res["data"]
     print(f"{d['triplets']:,} triplets, {d['windows']:,} windows, {d['videos']:,} videos on {res['device']}; "
           f"best epoch {res['best_epoch']} (score {res['best_score']:.4f})"
           f"{', stopped early' if res['stopped_early'] else ''} -> {res['out_dir']}")
