@@ -32,6 +32,32 @@ def _sentence(synset) -> str:
 
 @lru_cache(maxsize=None)
 def _sentences(label_space: str) -> tuple[str, ...]:
+    """The sentences, from a disk cache keyed by the wnid list; built once from WordNet.
+
+    nltk spends ~20 s loading WordNet on these machines; the 1000 (or 21,843) sentences are a few
+    hundred kB, so every later process (classify, evaluation) reads them from the cache instead.
+    """
+    import hashlib
+    import json
+
+    from cezsar.config import cache_dir
+
+    wnids = imagenet_wnids(label_space)
+    key = hashlib.sha256("\n".join(wnids).encode()).hexdigest()[:12]
+    path = cache_dir() / "objects" / f"{label_space}-wordnet3.0-{key}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if len(cached) == len(wnids):
+            return tuple(cached)
+    out = _wordnet_sentences(label_space, wnids)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)
+    return tuple(out)
+
+
+def _wordnet_sentences(label_space: str, wnids: list[str]) -> list[str]:
     from nltk.corpus import wordnet as wn
     from nltk.corpus.reader.wordnet import WordNetError
 
@@ -39,12 +65,12 @@ def _sentences(label_space: str) -> tuple[str, ...]:
 
     ensure_wordnet()
     out = []
-    for wnid in imagenet_wnids(label_space):
+    for wnid in wnids:
         try:
             out.append(_sentence(wn.synset_from_pos_and_offset("n", int(wnid[1:]))))
         except (WordNetError, ValueError) as err:
             raise LookupError(f"{label_space}: WordNet 3.0 has no noun synset for {wnid} ({err})") from err
-    return tuple(out)
+    return out
 
 
 def object_sentences(label_space: str) -> list[str]:

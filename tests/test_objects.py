@@ -28,6 +28,22 @@ def test_object_sentences_real_wordnet() -> None:
     assert object_sentences("imagenet1k") is not sents  # callers get a fresh list over the cached tuple
 
 
+def test_object_sentence_cache_equals_a_fresh_wordnet_build(tmp_path, monkeypatch) -> None:
+    from cezsar import objects
+
+    monkeypatch.setenv("CEZSAR_CACHE", str(tmp_path))
+    objects._sentences.cache_clear()
+    try:
+        built = objects.object_sentences("imagenet1k")  # empty cache: built from WordNet, then written
+        files = list((tmp_path / "objects").glob("imagenet1k-*.json"))
+        assert len(files) == 1
+        objects._sentences.cache_clear()
+        assert objects.object_sentences("imagenet1k") == built  # read back from the disk cache
+        assert built == objects._wordnet_sentences("imagenet1k", imagenet_wnids("imagenet1k"))
+    finally:
+        objects._sentences.cache_clear()
+
+
 def test_topk_from_logits() -> None:
     logits = np.array([[0.0, 3.0, 1.0, 3.0], [5.0, 0.0, 0.0, 0.0]], np.float32)
     idx, sc = topk_from_logits(logits, 2)
