@@ -46,6 +46,18 @@ def loop_reference(emb: np.ndarray, pos: list[int], n: int, tau: float, seed: in
     return out, pairs
 
 
+def exact_loop_reference(emb: np.ndarray, pos: list[int], n: int, tau: float, seed: int) -> list[list[int]]:
+    """The same output as the miner by plain loops: every pair's cosine (exact admissible set), then n drawn."""
+    rnd = random.Random(seed)
+    out = []
+    for i in pos:
+        a = emb[i]
+        adm = [j for j in range(emb.shape[0])
+               if j != i and float(np.dot(a, emb[j]) / (np.linalg.norm(a) * np.linalg.norm(emb[j]))) > 1 - tau]
+        out.append(rnd.sample(adm, min(n, len(adm))))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--captions", default=str(REF))
@@ -77,24 +89,38 @@ def main() -> None:
     res["miner_full_mine_s"] = default["mine_s"]
     res["miner_per_positive_ms"] = round(1000 * default["mine_s"] / default["positives"], 4)
 
-    # loop reference on a seeded subset of caption positives, same τ = 0.8 and n = 10
+    # loop references on seeded subsets of caption positives (n = 10), extrapolated per positive
     rng = np.random.default_rng(0)
     pos = rng.choice(len(sentences), size=min(args.subset, len(sentences)), replace=False).tolist()
-    t = time.perf_counter()
-    negs, pairs = loop_reference(emb, pos, 10, 0.8, seed=0)
-    loop_s = time.perf_counter() - t
     u = emb / np.linalg.norm(emb, axis=1, keepdims=True)
-    ok = all(float(u[i] @ u[j]) > 0.2 and j != i for i, g in zip(pos, negs) for j in g)
-    per_pos = loop_s / len(pos)
+    res["loop_reference"] = {"note": "released style: per positive, random partners one at a time, a cosine "
+                             "each, until n admissible (capped at 10 C draws); per-positive cost on the subset "
+                             "x all positives of the full run (3 windows x 37,421 captions)"}
+    for key, run in res["tau"].items():
+        tau = float(key)
+        t = time.perf_counter()
+        negs, pairs = loop_reference(emb, pos, 10, tau, seed=0)
+        per_pos = (time.perf_counter() - t) / len(pos)
+        extrap = per_pos * run["positives"]
+        res["loop_reference"][key] = {
+            "positives_run": len(pos), "pairs_evaluated": pairs, "per_positive_ms": round(1000 * per_pos, 3),
+            "negatives_satisfy_rule": all(float(u[i] @ u[j]) > 1 - tau and j != i
+                                          for i, g in zip(pos, negs) for j in g),
+            "extrapolated_full_s": round(extrap, 1), "miner_s": run["mine_s"],
+            "speedup": round(extrap / run["mine_s"], 2)}
+    # the same output as the miner (exact admissible set per positive) by a per-pair loop: a few positives
+    few = pos[:3]
+    t = time.perf_counter()
+    exact_loop_reference(emb, few, 10, 0.8, seed=0)
+    per_pos = (time.perf_counter() - t) / len(few)
     extrap = per_pos * default["positives"]
-    res["loop_reference"] = {
-        "positives_run": len(pos), "seconds": round(loop_s, 2), "pairs_evaluated": pairs,
-        "per_positive_ms": round(1000 * per_pos, 3), "negatives_satisfy_rule": ok,
-        "extrapolated_full_s": round(extrap, 1),
-        "note": "per-positive cost on the subset x all positives of the full run (3 windows x 37,421 captions)",
-    }
-    res["speedup"] = round(extrap / default["mine_s"], 1)
-    res["goals"] = {"speedup_ge_100": res["speedup"] >= 100, "full_mine_le_60s": default["mine_s"] <= 60}
+    res["exact_loop_reference"] = {
+        "note": "per pair over all candidates (the miner's exact admissible sets), tau 0.8, extrapolated",
+        "positives_run": len(few), "per_positive_ms": round(1000 * per_pos, 1),
+        "extrapolated_full_s": round(extrap, 1), "speedup": round(extrap / default["mine_s"], 1)}
+    res["speedup"] = res["loop_reference"].get("0.8", {}).get("speedup")
+    res["goals"] = {"speedup_ge_100": bool(res["speedup"] and res["speedup"] >= 100),
+                    "full_mine_le_60s": default["mine_s"] <= 60}
     print(json.dumps(res, indent=1))
 
 
