@@ -9,87 +9,22 @@ negatives. Rule "different" (a literal reading of the paper's "sufficiently diff
 Switches: `exclude_same_video` (no candidate that captions the anchor's video), `max_sim` (drop cos >=
 max_sim, a paraphrase guard). A negative is never the caption of its own segment.
 
-The similarity work is blockwise: `block` unique positive sentences x all candidates at a time, so memory
-is O(block * candidates). Sampling is vectorised: rejection draws in flat arrays for positives with many
+Strategy "exact": the similarity work is blockwise, `block` unique positive sentences x all candidates at
+a time, so memory is O(block * candidates); strategy "sample" (`mining_sample`, the default above
+AUTO_EXACT_MAX candidates) evaluates random candidate batches only, as the released per-pair loop does. Sampling is vectorised: rejection draws in flat arrays for positives with many
 admissible candidates, exact masked sampling (nonzero + random keys) for the rest; no Python loop over pairs.
 """
 from __future__ import annotations
 
-import io
-import json
 import time
-import zipfile
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from cezsar.config import MiningConfig, to_dict
+from cezsar.triplets import TripletSet  # noqa: F401  (re-exported: callers import it from here)
 
 HIST_EDGES = np.round(np.linspace(-1.0, 1.0, 21), 2)  # cosine bins of width 0.1 for the summary histograms
-_ARRAYS = ("video", "segment", "start", "end", "pos", "neg", "val")
-_VOLATILE = ("time",)  # summary keys left out of the file, so the same seed gives the same bytes
-
-
-@dataclass
-class TripletSet:
-    """Mined triplets as index arrays into `sentences` / `video_ids` (DESIGN §2: ints, not copies)."""
-
-    sentences: list[str]
-    video_ids: list[str]
-    video: np.ndarray  # int32 (N,) index into video_ids
-    start: np.ndarray  # float32 (N,) window start, seconds
-    end: np.ndarray  # float32 (N,) window end, seconds
-    pos: np.ndarray  # int32 (N,) positive sentence id
-    neg: np.ndarray  # int32 (N,) negative sentence id
-    val: np.ndarray  # bool (N,) True = validation video (split by video, never by triplet)
-    summary: dict = field(default_factory=dict)
-    text_model: str = ""
-    segment: np.ndarray | None = None  # int32 (N,) captioned segment the window comes from
-
-    def __len__(self) -> int:
-        return int(self.pos.shape[0])
-
-    def save(self, path: str | Path) -> None:
-        """Atomic, deterministic .npz (no pickle; fixed zip timestamps; timings left out)."""
-        path = Path(path)
-        meta = {"sentences": self.sentences, "video_ids": self.video_ids, "text_model": self.text_model,
-                "summary": {k: v for k, v in self.summary.items() if k not in _VOLATILE}}
-        arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
-        arrays["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"), np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, arr in arrays.items():
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-                zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue(),
-                            compress_type=zipfile.ZIP_DEFLATED)
-        tmp.replace(path)
-
-    @classmethod
-    def load(cls, path: str | Path) -> "TripletSet":
-        """Read a file written by `save`; errors name the file."""
-        path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(bytes(z["meta"]).decode("utf-8"))
-                arrays = {name: z[name] for name in _ARRAYS if name in z.files}
-        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as err:
-            raise ValueError(f"{path}: not a triplet file ({err})") from err
-        missing = [n for n in _ARRAYS if n != "segment" and n not in arrays]
-        if missing:
-            raise ValueError(f"{path}: triplet file lacks {', '.join(missing)}")
-        ts = cls(meta["sentences"], meta["video_ids"], summary=meta["summary"], text_model=meta["text_model"],
-                 **arrays)
-        n = len(ts)
-        if any(a.shape != (n,) for a in arrays.values()):
-            raise ValueError(f"{path}: triplet arrays differ in length")
-        if n and (ts.pos.max() >= len(ts.sentences) or ts.neg.max() >= len(ts.sentences)
-                  or ts.video.max() >= len(ts.video_ids)):
-            raise ValueError(f"{path}: sentence or video index out of range")
-        return ts
 
 
 # --- pure pieces --------------------------------------------------------------------------------------
@@ -104,17 +39,23 @@ def admissible(sim: np.ndarray, pos_ids: np.ndarray, cand_ids: np.ndarray | None
         tau: "released": admissible when cos > 1 - tau; "different": when cos <= 1 - tau.
         max_sim: when set, also drop cos >= max_sim (paraphrase guard).
     """
+    mask = rule_mask(sim, tau, rule, max_sim)
+    if cand_ids is None:
+        own = np.flatnonzero(pos_ids < sim.shape[1])
+        mask[own, pos_ids[own]] = False
+    else:
+        mask &= pos_ids[:, None] != cand_ids[None, :]  # (B, C)
+    return mask
+
+
+def rule_mask(sim: np.ndarray, tau: float, rule: str = "released", max_sim: float | None = None) -> np.ndarray:
+    """The cosine part of the τ rule (paper §3.4), elementwise on any shape (identity checks are the caller's)."""
     if rule == "released":
         mask = sim > 1.0 - tau
     elif rule == "different":
         mask = sim <= 1.0 - tau
     else:
         raise ValueError(f"unknown negative rule {rule!r} (expected 'released' or 'different')")
-    if cand_ids is None:
-        own = np.flatnonzero(pos_ids < sim.shape[1])
-        mask[own, pos_ids[own]] = False
-    else:
-        mask &= pos_ids[:, None] != cand_ids[None, :]  # (B, C)
     if max_sim is not None:
         mask &= sim < max_sim
     return mask
@@ -201,6 +142,51 @@ def draw_negatives(mask: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Ge
         keep = rank < n
         neg[eu[r[keep]], rank[keep]] = c[keep]
     return neg, count
+
+
+class _ExactMiner:
+    """The exact blockwise path over a subset of units: `block` positive sentences x all candidates at a time."""
+
+    def __init__(self, emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np.ndarray, u_vid: np.ndarray,
+                 video_of_cand: tuple | None, cfg: MiningConfig, rng: np.random.Generator) -> None:
+        self.emb, self.n_cand, self.u_pos, self.banned, self.u_vid = emb, n_cand, u_pos, banned, u_vid
+        self.video_of_cand, self.cfg, self.rng = video_of_cand, cfg, rng
+
+    def __call__(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """-> neg (k, n) candidate ids (-1 = none), exact admissible count (k,), pair and negative histograms."""
+        cfg, n, n_cand, emb = self.cfg, self.cfg.n_negatives, self.n_cand, self.emb
+        u_pos, banned, u_vid = self.u_pos[units], self.banned[units], self.u_vid[units]
+        pos_rows = np.unique(u_pos)
+        row_of_unit = np.searchsorted(pos_rows, u_pos)
+        by_row = np.argsort(row_of_unit, kind="stable")
+        bounds = np.searchsorted(row_of_unit[by_row], np.arange(0, len(pos_rows) + cfg.block, cfg.block))
+        cand = emb[:n_cand]  # (C, d)
+        cand_ids = np.arange(n_cand)
+        neg = np.full((len(units), n), -1, dtype=np.int64)
+        count = np.zeros(len(units), dtype=np.int64)
+        hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
+        neg_hist = np.zeros_like(hist)
+        stride = max(1, n_cand // 1024)
+        for bi, b0 in enumerate(range(0, len(pos_rows), cfg.block)):
+            rows = pos_rows[b0:b0 + cfg.block]
+            sim = emb[rows] @ cand.T  # (B, C)
+            mask = admissible(sim, rows, None, cfg.tau, cfg.rule, cfg.max_sim)  # candidates = ids 0..C-1
+            # pair histogram over every `stride`-th candidate: exact up to 2k candidates, a sample beyond
+            bins = np.clip(((sim[:, ::stride] + 1.0) * 10.0).astype(np.intp), 0, len(hist) - 1)  # (B, C/stride)
+            bins[rows[:, None] == cand_ids[None, ::stride]] = -1  # a sentence against itself is not a pair
+            hist += np.bincount(bins[bins >= 0], minlength=len(hist))
+            del bins
+            ub = by_row[bounds[bi]:bounds[bi + 1]]  # units whose positive is in this block
+            if len(ub) == 0:
+                continue
+            local = row_of_unit[ub] - b0
+            nb, cb = draw_negatives(mask, local, n, self.rng, banned[ub],
+                                    u_vid[ub] if self.video_of_cand is not None else None, self.video_of_cand)
+            neg[ub], count[ub] = nb, cb
+            got = nb >= 0
+            ns = sim[np.repeat(local, n).reshape(-1, n)[got], nb[got]]
+            neg_hist += np.histogram(ns, bins=HIST_EDGES)[0]
+        return neg, count, hist, neg_hist
 
 
 def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -291,7 +277,7 @@ def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.nda
 
 
 def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, store: Any = None,
-         cfg: MiningConfig | None = None) -> TripletSet:
+         cfg: MiningConfig | None = None, strategy: str = "auto") -> TripletSet:
     """Mine (window, positive, negative) triplets with the τ rule (paper §3.4; DESIGN §7).
 
     Args:
@@ -300,10 +286,15 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         store: a `features.FeatureStore` for object positives; None (or a video without object data)
             = captions-only for that video.
         cfg: the mining config (τ, n, windows, switches, block, seed).
+        strategy: "exact" (every positive x candidate cosine: exact admissible sets and statistics),
+            "sample" (`mining_sample`: random candidate batches per positive, exact fallback for positives
+            short of n), "auto" (exact up to AUTO_EXACT_MAX candidates, sample above).
     Returns:
         The TripletSet; `summary` counts triplets, positives short of n, admissible statistics and the
         cosine histograms of all positive-candidate pairs and of the drawn negatives.
     """
+    from cezsar.mining_sample import pick_strategy, sample_negatives  # it builds on this module's pieces
+
     cfg = cfg or MiningConfig()
     t0 = time.perf_counter()
     segs = list(captions.segments)
@@ -313,6 +304,7 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     sid: dict[str, int] = {}
     seg_sid = np.array([sid.setdefault(s.sentence, len(sid)) for s in segs], dtype=np.int64)
     n_cand = len(sid)
+    strategy = pick_strategy(strategy, n_cand)
     vid_index: dict[str, int] = {}
     seg_vid = np.array([vid_index.setdefault(s.video_id, len(vid_index)) for s in segs], dtype=np.int64)
     video_ids = list(vid_index)
@@ -363,36 +355,16 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     banned = np.where(u_pos != seg_sid[u_seg], seg_sid[u_seg], -1)  # own caption, for object positives
 
     rng = np.random.default_rng([cfg.seed, 1])
-    pos_rows = np.unique(u_pos)
-    row_of_unit = np.searchsorted(pos_rows, u_pos)
-    by_row = np.argsort(row_of_unit, kind="stable")
-    bounds = np.searchsorted(row_of_unit[by_row], np.arange(0, len(pos_rows) + cfg.block, cfg.block))
-    cand = emb[:n_cand]  # (C, d)
-    cand_ids = np.arange(n_cand)
-    neg = np.full((n_units, n), -1, dtype=np.int64)
-    count = np.zeros(n_units, dtype=np.int64)
-    hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
-    neg_hist = np.zeros_like(hist)
-    stride = max(1, n_cand // 1024)
-    for bi, b0 in enumerate(range(0, len(pos_rows), cfg.block)):
-        rows = pos_rows[b0:b0 + cfg.block]
-        sim = emb[rows] @ cand.T  # (B, C)
-        mask = admissible(sim, rows, None, cfg.tau, cfg.rule, cfg.max_sim)  # candidates = ids 0..C-1
-        # pair histogram over every `stride`-th candidate: exact up to 2k candidates, a sample beyond
-        bins = np.clip(((sim[:, ::stride] + 1.0) * 10.0).astype(np.intp), 0, len(hist) - 1)  # (B, C/stride)
-        bins[rows[:, None] == cand_ids[None, ::stride]] = -1  # a sentence against itself is not a pair
-        hist += np.bincount(bins[bins >= 0], minlength=len(hist))
-        del bins
-        ub = by_row[bounds[bi]:bounds[bi + 1]]  # units whose positive is in this block
-        if len(ub) == 0:
-            continue
-        local = row_of_unit[ub] - b0
-        nb, cb = draw_negatives(mask, local, n, rng, banned[ub],
-                                u_vid[ub] if video_of_cand is not None else None, video_of_cand)
-        neg[ub], count[ub] = nb, cb
-        got = nb >= 0
-        ns = sim[np.repeat(local, n).reshape(-1, n)[got], nb[got]]
-        neg_hist += np.histogram(ns, bins=HIST_EDGES)[0]
+    exact = _ExactMiner(emb, n_cand, u_pos, banned, u_vid, video_of_cand, cfg, rng)
+    if strategy == "exact":
+        neg, count, hist, neg_hist = exact(np.arange(n_units))
+        stats = {"positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
+                 "admissible": _stats(count),
+                 "sim_hist": {"edges": HIST_EDGES.tolist(), "counts": hist.tolist(),
+                              "candidate_stride": max(1, n_cand // 1024)},
+                 "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()}}
+    else:
+        neg, stats = sample_negatives(emb, n_cand, u_pos, banned, u_vid, video_of_cand, cfg, rng, exact)
     t_done = time.perf_counter()
 
     # triplets, unit-major; the split is by video
@@ -413,10 +385,7 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         "zero_length_segments": int((seg_end <= seg_start).sum()),
         "sentences": len(sentences), "candidates": n_cand,
         "positives": n_units, "caption_positives": n_units - n_obj, "object_positives": n_obj,
-        "positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
-        "admissible": _stats(count),
-        "sim_hist": {"edges": HIST_EDGES.tolist(), "counts": hist.tolist(), "candidate_stride": stride},
-        "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()},
+        "strategy": strategy, **stats,
         "tau": cfg.tau, "rule": cfg.rule, "seed": cfg.seed, "config": to_dict(cfg), "text_model": text_model,
         "time": {"prepare_s": round(t_emb - t0, 3), "embed_s": round(t_mine - t_emb, 3),
                  "mine_s": round(t_done - t_mine, 3), "total_s": round(time.perf_counter() - t0, 3)},

@@ -255,3 +255,108 @@ def test_cli_mine_real_minilm(tmp_path, capsys):
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["encoded_now"] == 0  # the second run reads the cache
     assert main(["mine", "--captions", str(tmp_path / "missing.json"), "--out", str(out)]) == 1
+
+
+# --- the sampled strategy (mining_sample): same rule, random candidate batches, exact fallback -------------
+def _units(ts: TripletSet, ref: dict, n: int) -> list:
+    """Split each (segment, window start) run into units of min(n, |admissible|) negatives (unit-major)."""
+    out = []
+    for (seg_i, _), negs in grouped(ts).items():
+        k = min(n, len(ref[seg_i]))
+        assert k > 0 and len(negs) % k == 0
+        out += [(seg_i, negs[i:i + k]) for i in range(0, len(negs), k)]
+    return out
+
+
+@pytest.mark.parametrize("switches", [{}, {"exclude_same_video": True, "max_sim": 0.95}])
+def test_sample_strategy_obeys_the_rule(switches):
+    captions, emb_fn = make_corpus(n_videos=100, seed=1, pool=100)
+    cfg = replace(MiningConfig(), n_negatives=5, tau=0.9, **switches)
+    ts = mine(captions, emb_fn, None, cfg, strategy="sample")
+    s = ts.summary
+    assert s["strategy"] == "sample" and s["sim_hist_source"] == "sampled pairs"
+    assert s["sample"]["fallback_positives"] < s["positives"] // 4  # most positives took the sampled path
+    ref = reference_admissible(ts, emb_fn, captions, cfg)
+    units = _units(ts, ref, 5)
+    assert len(units) == s["positives"]
+    for seg_i, negs in units:
+        assert len(set(negs)) == len(negs) == 5  # distinct, and every positive has >= 53 admissible here
+        assert set(negs) <= ref[seg_i]  # brute-force rule, exclusions included
+    assert all(ts.sentences[p] != ts.sentences[q] for p, q in zip(ts.pos, ts.neg))
+    exact = mine(captions, emb_fn, None, cfg, strategy="exact").summary["admissible"]["mean"]
+    assert s["admissible_estimate"]["mean"] == pytest.approx(exact, rel=0.15)
+
+
+def test_sample_fallback_gives_exact_sets_to_short_positives():
+    captions, emb_fn = make_corpus(n_videos=100, seed=1, pool=100)
+    cfg = replace(MiningConfig(), n_negatives=60, tau=0.9)  # admissible sets span 53..155: some short of n
+    ts = mine(captions, emb_fn, None, cfg, strategy="sample")
+    ref = reference_admissible(ts, emb_fn, captions, cfg)
+    short = sum(cfg.windows_per_segment for r in ref.values() if len(r) < 60)
+    assert 0 < short == ts.summary["positives_short"] < ts.summary["positives"]
+    for seg_i, negs in _units(ts, ref, 60):
+        assert len(set(negs)) == len(negs)
+        if len(ref[seg_i]) < 60:
+            assert set(negs) == ref[seg_i]  # a short positive gets its whole (exact) admissible set
+        else:
+            assert len(negs) == 60 and set(negs) <= ref[seg_i]
+
+
+def test_sample_same_seed_same_bytes(tmp_path):
+    captions, emb_fn = make_corpus(seed=5)
+    paths = [tmp_path / f"{i}.npz" for i in range(3)]
+    for p, seed in zip(paths, (3, 3, 4)):
+        mine(captions, emb_fn, None, MiningConfig(seed=seed, tau=1.0), strategy="sample").save(p)
+    assert paths[0].read_bytes() == paths[1].read_bytes() != paths[2].read_bytes()
+    assert TripletSet.load(paths[0]).summary["strategy"] == "sample"
+
+
+def test_sample_draws_uniformly_from_the_admissible_set(monkeypatch):
+    """One positive text in 400 segments (1,200 units) with 300 admissible of 2,300 candidates: 20 hits each."""
+    rng = np.random.default_rng(7)
+    d = 12
+    anchor = np.eye(d)[0]
+    vecs = {"anchor": anchor}
+    segs = [Segment(f"a{i}", 0.0, 5.0, "anchor") for i in range(400)]
+    for i in range(2300):
+        noise = rng.normal(size=d)
+        noise[0] = 0.0
+        noise /= np.linalg.norm(noise)
+        c = 0.8 if i < 300 else rng.uniform(-0.3, 0.3)  # admissible (cos > 0.5) iff i < 300
+        vecs[f"cand {i}"] = c * anchor + np.sqrt(1 - c * c) * noise
+        segs.append(Segment(f"c{i}", 0.0, 5.0, f"cand {i}"))
+    captions = Captions(segs, {s.video_id: 5.0 for s in segs}, {}, {})
+    n = 5
+    import cezsar.mining as mining
+
+    exact_units = []
+    real_call = mining._ExactMiner.__call__
+    monkeypatch.setattr(mining._ExactMiner, "__call__",
+                        lambda self, units: exact_units.append(units.copy()) or real_call(self, units))
+    ts = mine(captions, lambda s: np.stack([vecs[x] for x in s]), None,
+              MiningConfig(tau=0.5, n_negatives=n), strategy="sample")
+    fell_back = np.concatenate(exact_units) if exact_units else np.zeros(0, int)
+    assert (fell_back < 1200).sum() < 60  # units 0..1199 are the anchor's: (nearly) all took the sampled path
+    is_anchor = np.array(ts.sentences)[ts.pos] == "anchor"
+    assert is_anchor.sum() == 1200 * n
+    negs = ts.neg[is_anchor].reshape(1200, n)
+    assert all(len(set(r)) == n for r in negs)
+    freq = Counter(ts.sentences[j] for j in negs.ravel())
+    assert set(freq) <= {f"cand {i}" for i in range(300)}
+    f = np.array([freq.get(f"cand {i}", 0) for i in range(300)])
+    expect = 1200 * n / 300
+    chi2 = float(((f - expect) ** 2 / expect).sum())  # ~ chi-square, 299 dof: mean 299, sd 24.5
+    assert f.min() > 0.25 * expect and f.max() < 2.5 * expect and chi2 < 299 + 6 * 24.5
+
+
+def test_auto_strategy_threshold(monkeypatch):
+    import cezsar.mining_sample as ms
+
+    captions, emb_fn = make_corpus(seed=8)
+    assert ms.pick_strategy("auto", ms.AUTO_EXACT_MAX) == "exact"
+    assert ms.pick_strategy("auto", ms.AUTO_EXACT_MAX + 1) == "sample"
+    assert mine(captions, emb_fn, None, MiningConfig()).summary["strategy"] == "exact"
+    monkeypatch.setattr(ms, "AUTO_EXACT_MAX", 10)
+    assert mine(captions, emb_fn, None, MiningConfig()).summary["strategy"] == "sample"
+    with pytest.raises(ValueError, match="strategy"):
+        mine(captions, emb_fn, None, MiningConfig(), strategy="fast")
