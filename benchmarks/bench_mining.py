@@ -1,4 +1,4 @@
-"""Benchmark: the blockwise miner vs a per-pair loop in the released code's style, on the real captions.
+"""Benchmark: the miner (exact and sample strategies) vs a per-pair loop in the released style, real captions.
 
 Prints one JSON document. The loop reference (for each positive, draw random partners one at a time and
 compute the cosine each time until n admissible are found, as the released code does) runs on a seeded
@@ -6,6 +6,7 @@ subset of positives; its per-positive cost is extrapolated to all positives (sta
 Sentence embeddings come from the on-disk cache (the first run encodes, later runs are free); mining
 time is measured after embedding. Usage:
     python benchmarks/bench_mining.py [--captions train.json] [--subset 300] [--taus 0.7,0.8,0.9]
+                                      [--strategies exact,sample]
 """
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ def main() -> None:
     ap.add_argument("--captions", default=str(REF))
     ap.add_argument("--subset", type=int, default=300, help="positives run through the loop reference")
     ap.add_argument("--taus", default="0.7,0.8,0.9")
+    ap.add_argument("--strategies", default="exact,sample", help="mine() strategies to time (last = the default)")
     args = ap.parse_args()
     if not Path(args.captions).exists():
         print(json.dumps({"skipped": f"{args.captions} absent"}))
@@ -78,15 +80,24 @@ def main() -> None:
     cached = lambda s: enc.encode(s)  # noqa: E731  (all cached now: mining time excludes encoding)
 
     res["tau"] = {}
+    u_all = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     for tau in [float(x) for x in args.taus.split(",")]:
-        ts = mine(cap, cached, None, MiningConfig(tau=tau))
-        s = ts.summary
-        res["tau"][str(tau)] = {"triplets": s["triplets"], "val_triplets": s["val_triplets"],
-                                "positives": s["positives"], "positives_short": s["positives_short"],
-                                "positives_none": s["positives_none"], "admissible": s["admissible"],
-                                "mine_s": s["time"]["mine_s"], "neg_sim_hist": s["neg_sim_hist"]["counts"]}
-    default = res["tau"].get("0.8") or next(iter(res["tau"].values()))
-    res["miner_full_mine_s"] = default["mine_s"]
+        row: dict = {}
+        for strategy in args.strategies.split(","):
+            ts = mine(cap, cached, None, MiningConfig(tau=tau), strategy=strategy)
+            s = ts.summary
+            cos = np.einsum("nd,nd->n", u_all[ts.pos], u_all[ts.neg])  # (N,) every mined pair, re-checked
+            row[strategy] = {
+                "triplets": s["triplets"], "val_triplets": s["val_triplets"], "positives": s["positives"],
+                "positives_short": s["positives_short"], "positives_none": s["positives_none"],
+                "admissible": s.get("admissible") or s["admissible_estimate"],
+                "negatives_satisfy_rule": bool((cos > 1 - tau).all() and (ts.pos != ts.neg).all()),
+                "mine_s": s["time"]["mine_s"], "neg_sim_hist": s["neg_sim_hist"]["counts"],
+                **({"sample": s["sample"]} if "sample" in s else {})}
+        res["tau"][str(tau)] = row
+    first = args.strategies.split(",")[-1]
+    default = (res["tau"].get("0.8") or next(iter(res["tau"].values())))[first]
+    res["miner_full_mine_s"] = {k: v["mine_s"] for k, v in (res["tau"].get("0.8") or {}).items()}
     res["miner_per_positive_ms"] = round(1000 * default["mine_s"] / default["positives"], 4)
 
     # loop references on seeded subsets of caption positives (n = 10), extrapolated per positive
@@ -101,13 +112,16 @@ def main() -> None:
         t = time.perf_counter()
         negs, pairs = loop_reference(emb, pos, 10, tau, seed=0)
         per_pos = (time.perf_counter() - t) / len(pos)
-        extrap = per_pos * run["positives"]
+        some = next(iter(run.values()))
+        extrap = per_pos * some["positives"]
         res["loop_reference"][key] = {
-            "positives_run": len(pos), "pairs_evaluated": pairs, "per_positive_ms": round(1000 * per_pos, 3),
+            "positives_run": len(pos), "pairs_evaluated": pairs, "pairs_per_positive": round(pairs / len(pos), 1),
+            "per_positive_ms": round(1000 * per_pos, 3),
             "negatives_satisfy_rule": all(float(u[i] @ u[j]) > 1 - tau and j != i
                                           for i, g in zip(pos, negs) for j in g),
-            "extrapolated_full_s": round(extrap, 1), "miner_s": run["mine_s"],
-            "speedup": round(extrap / run["mine_s"], 2)}
+            "extrapolated_full_s": round(extrap, 1),
+            **{f"{k}_s": v["mine_s"] for k, v in run.items()},
+            **{f"speedup_{k}": round(extrap / v["mine_s"], 2) for k, v in run.items()}}
     # the same output as the miner (exact admissible set per positive) by a per-pair loop: a few positives
     few = pos[:3]
     t = time.perf_counter()
@@ -117,10 +131,11 @@ def main() -> None:
     res["exact_loop_reference"] = {
         "note": "per pair over all candidates (the miner's exact admissible sets), tau 0.8, extrapolated",
         "positives_run": len(few), "per_positive_ms": round(1000 * per_pos, 1),
-        "extrapolated_full_s": round(extrap, 1), "speedup": round(extrap / default["mine_s"], 1)}
-    res["speedup"] = res["loop_reference"].get("0.8", {}).get("speedup")
-    res["goals"] = {"speedup_ge_100": bool(res["speedup"] and res["speedup"] >= 100),
-                    "full_mine_le_60s": default["mine_s"] <= 60}
+        "extrapolated_full_s": round(extrap, 1), "speedup": round(extrap / default["mine_s"], 1),
+        "speedup_of": first}
+    res["speedup"] = {k: res["loop_reference"].get("0.8", {}).get(f"speedup_{k}") for k in args.strategies.split(",")}
+    res["goals"] = {"speedup_ge_100": (res["speedup"].get(first) or 0) >= 100, "full_mine_le_60s": default["mine_s"] <= 60,
+                    "judged_on": f"{first} strategy, tau 0.8"}
     print(json.dumps(res, indent=1))
 
 

@@ -19,6 +19,7 @@ sentence order across the groups, and the group size shrinks when needed, so the
 from __future__ import annotations
 
 import contextlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import numpy as np
@@ -28,7 +29,8 @@ from cezsar.mining import HIST_EDGES, _pair_member, _rank_in_group, _stats, rule
 
 AUTO_EXACT_MAX = 20_000  # "auto" mines exactly up to this many candidates (SynthActions ~420, ActivityNet 37k)
 GROUP = 32  # positives sharing one candidate batch: amortises the gather, turns dot products into a matmul
-ROUNDS = 4
+ROUNDS = 8
+THREADS = 2  # chunks scored at once
 CHUNK_BYTES = 32 << 20  # gathered candidate embeddings per step (bounds memory)
 
 
@@ -42,9 +44,9 @@ def pick_strategy(strategy: str, n_cand: int) -> str:
 
 
 def _bucket(x: np.ndarray) -> np.ndarray:
-    """Round draw counts up to 16 * sqrt(2)^k (few distinct batch shapes, at most ~41% extra draws)."""
-    k = np.ceil(2 * np.log2(np.maximum(x, 16) / 16.0) - 1e-9)
-    return np.ceil(16 * np.sqrt(2.0) ** k - 1e-6).astype(np.int64)
+    """Round draw counts up to 16 * 2^(k/4) (few distinct batch shapes, at most ~19% extra draws)."""
+    k = np.ceil(4 * np.log2(np.maximum(x, 16) / 16.0) - 1e-9)
+    return np.ceil(16 * 2.0 ** (k / 4) - 1e-6).astype(np.int64)
 
 
 def _one_blas_thread() -> Any:
@@ -81,9 +83,30 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
     hits = np.zeros(n_units, dtype=np.int64)
     hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
     active = np.arange(n_units)
-    need_draws = np.full(n_units, 6 * n, dtype=np.int64)  # ~ n hits at the 0.2 hit rate of tau 0.8
+    need_draws = np.full(n_units, 2 * n, dtype=np.int64)  # round 1: a first look at each hit rate
     fallback = np.zeros(0, dtype=np.int64)
     used_rounds = 0
+    first_round = True
+
+    def score(uu: np.ndarray, cc: np.ndarray, with_hist: bool) -> tuple:
+        """Cosines of each group's positives (k, g) with its draws (k, m) -> hits per unit, hist, hits in order."""
+        pos = u_pos[np.maximum(uu, 0)]  # (k, g); -1 = padding, scored against row 0 and dropped
+        with _one_blas_thread():
+            sim = np.matmul(emb[pos], cand[cc].transpose(0, 2, 1))  # (k, g, m)
+        c3 = np.broadcast_to(cc[:, None, :], sim.shape)
+        real = (uu >= 0)[:, :, None]
+        ok = rule_mask(sim, cfg.tau, cfg.rule, cfg.max_sim) & (c3 != pos[:, :, None]) & real
+        ok &= c3 != banned[np.maximum(uu, 0)][:, :, None]
+        if video_of_cand is not None:
+            vid = np.broadcast_to(u_vid[np.maximum(uu, 0)][:, :, None], sim.shape)
+            ok &= ~_pair_member(c3.ravel(), vid.ravel(), video_of_cand[2], nv).reshape(sim.shape)
+        h = np.zeros(len(hist), dtype=np.int64)
+        if with_hist:  # round 1 only: its draws are uniform for every positive, later rounds favour rare ones
+            bins = np.clip(((sim + 1.0) * 10.0).astype(np.intp), 0, len(hist) - 1)  # (k, g, m)
+            h = np.bincount(bins[real & (c3 != pos[:, :, None])], minlength=len(hist))
+        k_i, g_i, m_i = np.nonzero(ok)  # C order: per unit, its hits in draw order
+        return uu, ok.sum(axis=2), h, uu[k_i, g_i], cc[k_i, m_i], sim[k_i, g_i, m_i]
+
     for _ in range(rounds):
         if len(active) == 0:
             break
@@ -100,29 +123,18 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
             grid[:len(us)] = us
             grid = grid.reshape(g, n_grp).T  # (G, g) units, -1 = padding; neighbours go to different groups
             step = max(1, CHUNK_BYTES // int(m * cand.shape[1] * 4))
-            for g0 in range(0, n_grp, step):
-                uu = grid[g0:g0 + step]  # (k, g)
-                cc = rng.integers(0, n_cand, size=(len(uu), int(m)))  # (k, m) shared draws
-                with _one_blas_thread():
-                    sim = np.matmul(emb[u_pos[np.maximum(uu, 0)]], cand[cc].transpose(0, 2, 1))  # (k, g, m)
-                pos = u_pos[np.maximum(uu, 0)][:, :, None]
-                c3 = np.broadcast_to(cc[:, None, :], sim.shape)
-                ok = rule_mask(sim, cfg.tau, cfg.rule, cfg.max_sim) & (c3 != pos)
-                ok &= c3 != banned[np.maximum(uu, 0)][:, :, None]
-                if video_of_cand is not None:
-                    vid = np.broadcast_to(u_vid[np.maximum(uu, 0)][:, :, None], sim.shape)
-                    ok &= ~_pair_member(c3.ravel(), vid.ravel(), video_of_cand[2], nv).reshape(sim.shape)
-                real = uu >= 0  # (k, g)
-                ok &= real[:, :, None]
-                draws[uu[real]] += int(m)
-                hits[uu[real]] += ok.sum(axis=2)[real]
-                self_pair = c3 == pos
-                bins = np.clip(((sim + 1.0) * 10.0).astype(np.intp), 0, len(hist) - 1)  # (k, g, m)
-                hist += np.bincount(bins[real[:, :, None] & ~self_pair], minlength=len(hist))
-                k_i, g_i, m_i = np.nonzero(ok)  # C order: per unit, its hits in draw order
-                new_u.append(uu[k_i, g_i])
-                new_c.append(cc[k_i, m_i])
-                new_s.append(sim[k_i, g_i, m_i])
+            cc_all = rng.integers(0, n_cand, size=(n_grp, int(m)))  # (G, m) shared draws, drawn up front
+            jobs = [(grid[g0:g0 + step], cc_all[g0:g0 + step]) for g0 in range(0, n_grp, step)]
+            with ThreadPoolExecutor(THREADS) as pool:  # matmul and gathers release the GIL
+                for uu, n_hit, h, nu, nc, ns in pool.map(lambda job: score(*job, first_round), jobs):
+                    real = uu >= 0
+                    draws[uu[real]] += int(m)
+                    hits[uu[real]] += n_hit[real]
+                    hist += h
+                    new_u.append(nu)
+                    new_c.append(nc)
+                    new_s.append(ns)
+        first_round = False
         # merge with what each unit already holds (earlier rounds first), first occurrence of each candidate
         have = neg[active] >= 0  # (A, n)
         all_u = np.concatenate([np.repeat(active, have.sum(1))] + new_u)
@@ -140,8 +152,11 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
         got[active] = np.bincount(all_u[keep], minlength=n_units)[active]
         active = active[got[active] < n]
         # next round: enough draws for the missing ones at the observed hit rate (+ a margin)
-        rate = (hits[active] + 0.5) / (draws[active] + 1.0)
-        need_draws[active] = np.ceil((1.5 * (n - got[active]) + 4) / rate).astype(np.int64)
+        # hit rate shrunk toward the corpus-wide rate (8 pseudo-draws): a unit's own 20-odd first draws
+        # alone give a noisy rate, and 1 / noisy rate overshoots
+        prior = (hits.sum() + 0.5) / (draws.sum() + 1.0)
+        rate = (hits[active] + 8 * prior) / (draws[active] + 8.0)
+        need_draws[active] = np.ceil((n - got[active] + 0.5) / rate).astype(np.int64)
         dear = need_draws[active] > n_cand // 8  # sampling would cost more than scoring the whole row
         fallback = np.concatenate([fallback, active[dear]])
         active = active[~dear]

@@ -30,6 +30,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"random windows per segment (default {d.windows_per_segment})")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
                         help=f"share of videos held out for validation (default {d.val_fraction})")
+    parser.add_argument("--strategy", choices=("auto", "exact", "sample"), default="auto",
+                        help="exact: every positive x candidate cosine; sample: random candidate batches per "
+                        "positive with an exact fallback for short ones; auto (default): exact up to 20,000 "
+                        "candidates, sample above")
     parser.add_argument("--block", type=int, default=d.block, help=f"similarity rows per block (default {d.block})")
     parser.add_argument("--text-model", default="minilm", help="minilm (default), mpnet, or a local model folder")
     parser.add_argument("--cache-dir", default=None, help="sentence cache root (default: the package cache)")
@@ -62,20 +66,25 @@ def run(args: argparse.Namespace) -> int:
 
         store = FeatureStore(args.features)
     encoder = SentenceEncoder(args.text_model, cache_dir=args.cache_dir)
-    ts = mine(captions, lambda s: encoder.encode(s, progress=args.progress), store, cfg)
+    ts = mine(captions, lambda s: encoder.encode(s, progress=args.progress), store, cfg, strategy=args.strategy)
     ts.text_model = ts.summary["text_model"] = encoder.model_id
     ts.save(args.out)
     s = dict(ts.summary, out=str(args.out), encoded_now=encoder.encoded)
     if args.json:
         print(json.dumps(s))
         return 0
-    adm = s["admissible"]
     print(f"{s['triplets']:,} triplets ({s['val_triplets']:,} validation) -> {args.out}")
     print(f"  {s['segments']:,} segments in {s['videos']:,} videos ({s['val_videos']:,} held out); "
           f"positives {s['positives']:,} = {s['caption_positives']:,} captions + {s['object_positives']:,} objects")
-    print(f"  rule {s['rule']}, tau {s['tau']}: admissible per positive mean {adm['mean']}, median {adm['median']}, "
-          f"min {adm['min']}, max {adm['max']}; {s['positives_short']:,} positives with fewer than "
-          f"{cfg.n_negatives} ({s['positives_none']:,} with none)")
+    if "admissible" in s:  # exact strategy: exact counts for every positive
+        adm = s["admissible"]
+        counts = f"mean {adm['mean']}, median {adm['median']}, min {adm['min']}, max {adm['max']}"
+    else:  # sample strategy: an estimate from the draws (exact for the positives that fell back)
+        adm = s["admissible_estimate"]
+        counts = f"~mean {adm['mean']}, ~median {adm['median']} (estimated from {s['sample']['pairs_evaluated']:,} " \
+                 f"sampled pairs; {s['sample']['fallback_positives']:,} positives mined exactly)"
+    print(f"  strategy {s['strategy']}, rule {s['rule']}, tau {s['tau']}: admissible per positive {counts}; "
+          f"{s['positives_short']:,} positives with fewer than {cfg.n_negatives} ({s['positives_none']:,} with none)")
     t = s["time"]
     print(f"  time: embed {t['embed_s']} s ({encoder.encoded:,} sentences encoded, the rest cached), "
           f"mine {t['mine_s']} s, total {t['total_s']} s")
