@@ -227,6 +227,12 @@ def test_real_captions_subset():
         assert 10 * (6000 - s["positives_short"]) <= s["triplets"] == len(ts) <= 60000
         assert not np.any(np.array(ts.sentences)[ts.pos] == np.array(ts.sentences)[ts.neg])
     assert means[0] < means[1] < means[2]
+    ts = mine(sub, enc, None, MiningConfig(tau=0.8), strategy="sample")  # the sampled path on real text
+    e = enc.encode(ts.sentences)
+    e = e / np.linalg.norm(e, axis=1, keepdims=True)
+    assert ts.summary["strategy"] == "sample" and ts.summary["triplets"] >= 10 * (6000 - ts.summary["positives_short"])
+    assert (np.einsum("nd,nd->n", e[ts.pos], e[ts.neg]) > 0.2).all() and not (ts.pos == ts.neg).any()
+    assert ts.summary["admissible_estimate"]["mean"] == pytest.approx(means[1], rel=0.1)
 
 
 @pytest.mark.slow
