@@ -300,7 +300,8 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     segs = list(captions.segments)
     if not segs:
         raise ValueError("mine: the captions hold no segments")
-    # sentence table: unique caption texts first (they are the candidates), object sentences after
+    # sentence table: unique caption texts first, object sentences after; candidates are the captions, plus
+    # the object sentences when cfg.object_negatives (the default)
     sid: dict[str, int] = {}
     seg_sid = np.array([sid.setdefault(s.sentence, len(sid)) for s in segs], dtype=np.int64)
     n_cand = len(sid)
@@ -322,6 +323,8 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         for c in used:
             cls_sid[c] = sid.setdefault(obj_text[c], len(sid))
     sentences = list(sid)
+    if cfg.object_negatives:
+        n_cand = len(sid)  # object sentences (appended after the captions) are candidates too
     t_emb = time.perf_counter()
     raw, text_model = _embed(sent_emb_fn, sentences)
     emb = _normalise(raw, sentences)  # (S_all, d) unit rows: dot = cosine

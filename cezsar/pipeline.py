@@ -172,9 +172,14 @@ def mine_triplets(lay: Layout, cfg: MiningConfig, text_model: str = "minilm") ->
     from cezsar.mining import TripletSet, mine
     from cezsar.text import SentenceEncoder
 
+    from cezsar.config import to_dict
+
     path = lay.triplets(cfg.tau)
     if path.exists():
-        return {"path": str(path), "reused": True, **TripletSet.load(path).summary}
+        old = TripletSet.load(path)
+        if old.summary.get("config") == to_dict(cfg):
+            return {"path": str(path), "reused": True, **old.summary}
+        _set_aside(path)  # mined with other settings: keep it, but mine anew
     store = FeatureStore(lay.train_features) if lay.train_features.is_dir() else None
     trip = mine(datasets.read_activitynet(lay.captions), SentenceEncoder(text_model), store, cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -193,6 +198,17 @@ def train_model(lay: Layout, tau: float, cfg: TrainConfig, text_model: str = "mi
     trip = TripletSet.load(lay.triplets(tau))
     text_emb = SentenceEncoder(text_model).encode(trip.sentences)  # (S, text_dim), cached on disk
     out = lay.model_dir(tau)
+    last = out / "last.pt"
+    if last.exists():  # resume only a run of the same triplets and training settings
+        import torch
+
+        from cezsar.config import to_dict
+
+        meta = torch.load(last, map_location="cpu", weights_only=True)
+        same = {k: v for k, v in _plain(to_dict(cfg)).items() if k not in _RESUMABLE}
+        was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in _RESUMABLE}
+        if meta.get("n_triplets") != len(trip) or same != was:
+            _set_aside(out)
     history = fit(trip, FeatureStore(lay.train_features), text_emb, cfg, out_dir=out, resume=True,
                   text_model=text_model, progress=False)
     return {"model_dir": str(out), "checkpoint": str(out / "best.pt"), **history}
@@ -264,6 +280,18 @@ def tau_ablation(lay: Layout, taus: list[float], mcfg: MiningConfig, tcfg: Train
         rows.append({"tau": tau, "triplets": mined.get("triplets"), "top1": r["top1_mean"],
                      "top5": r["top5_mean"], "n_classes": r["n_classes"], "seconds": time.perf_counter() - t0})
     return {"dataset": "ucf101", "protocol": "0/all", "rows": rows}
+
+
+_RESUMABLE = ("epochs", "patience", "device")  # changing these continues a run instead of restarting it
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def _set_aside(path: Path) -> None:
+    """Rename a stale result (other settings) to `<name>.stale-<time>` rather than deleting finished work."""
+    path.rename(path.with_name(f"{path.name}.stale-{time.strftime('%Y%m%d-%H%M%S')}"))
 
 
 def save_json(obj: dict, path: Path) -> Path:

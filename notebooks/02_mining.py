@@ -33,6 +33,8 @@ figures_dir: str = "figures"  # tables and figures
 text_model: str = "minilm"  # SBERT: minilm (offline, 384-d) | mpnet (768-d) | a path or hub id
 tau: float = 0.8  # paper §3.4: sentences are similar when cos > 1 - tau
 n_negatives: int = 10  # paper §3.4: n = 10 negatives per positive
+object_positives: int = 2  # paper §3.4: object sentences per window added as positives (0 = captions only)
+object_negatives: bool = True  # object sentences also serve as negatives (see MiningConfig)
 seed: int = 0  # windows, negatives and the video split
 anet_captions: str = ""  # paper mode paths (see 00_data)
 anet_videos: str = ""  # paper mode
@@ -57,5 +59,6 @@ layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_c
 # ## Mine the triplets
 
 # %%
-summary = pipeline.mine_triplets(layout, MiningConfig(tau=tau, n_negatives=n_negatives, seed=seed), text_model)
+summary = pipeline.mine_triplets(layout, MiningConfig(tau=tau, n_negatives=n_negatives, object_positives=object_positives,
+                                                           object_negatives=object_negatives, seed=seed), text_model)
 {k: v for k, v in summary.items() if "hist" not in k}

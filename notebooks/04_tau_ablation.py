@@ -32,6 +32,8 @@ figures_dir: str = "figures"  # tables and figures
 text_model: str = "minilm"  # SBERT model
 tau_values: str = "0.7,0.8,0.9"  # paper §5: the thresholds compared
 n_negatives: int = 10  # paper §3.4
+object_positives: int = 2  # paper §3.4: object sentences per window added as positives (0 = captions only)
+object_negatives: bool = True  # object sentences also serve as negatives (see MiningConfig)
 epochs: int = 25  # paper §4
 patience: int = 10  # paper §4
 batch: int = 128  # paper §4
@@ -63,7 +65,8 @@ layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_c
 
 # %%
 ablation = pipeline.tau_ablation(layout, [float(t) for t in tau_values.split(",")],
-                                 MiningConfig(n_negatives=n_negatives, seed=seed),
+                                 MiningConfig(n_negatives=n_negatives, object_positives=object_positives,
+                                              object_negatives=object_negatives, seed=seed),
                                  TrainConfig(epochs=epochs, patience=patience, batch=batch, seed=seed, device=device),
                                  EvalConfig(alpha=alpha, beta=beta), text_model)
 ablation

@@ -52,7 +52,7 @@ def test_py_pair_is_in_sync(path: Path):
 TINY = {
     "mode": "embedded", "synth_seed": 0, "synth_size": "small", "backbone": "efficientnet_lite0",
     "backbone_weights": "", "image_size": 160, "text_model": "minilm", "tau": 0.8, "tau_values": "0.8,0.9",
-    "n_negatives": 10, "epochs": 2, "patience": 10, "batch": 128, "seed": 0, "device": "cpu", "alpha": 0.8,
+    "n_negatives": 10, "object_positives": 0, "epochs": 2, "patience": 10, "batch": 128, "seed": 0, "device": "cpu", "alpha": 0.8,
     "beta": 0.2, "runs": 3,
 }
 
