@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 START=$SECONDS
 source scripts/setup_env.sh
+SETUP_S=$((SECONDS - START))
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 PARAMS="${1:-params/embedded.yaml}"
 [ -f "$PARAMS" ] || { echo "run_all: no parameter file $PARAMS" >&2; exit 2; }
@@ -31,4 +32,4 @@ for nb in "${books[@]}"; do
   fi
   echo "[run_all]      $base done in $((SECONDS - t0)) s"
 done
-echo "[run_all] all ${#books[@]} notebooks done in $((SECONDS - START)) s; executed notebooks in $OUT/, figures and tables in figures/, results in $OUT/results.json"
+echo "[run_all] all ${#books[@]} notebooks done in $((SECONDS - START - SETUP_S)) s (set-up ${SETUP_S} s); executed notebooks in $OUT/, figures and tables in figures/, results in $OUT/results.json"
