@@ -24,7 +24,7 @@ for nb in "${books[@]}"; do
   t0=$SECONDS
   base="$(basename "$nb")"
   echo "[run_all] ($i/${#books[@]}) $base ..."
-  if ! "$PY" -m papermill "$nb" "$OUT/$base" -f "$PARAMS" -p run_name "$NAME" -p run_dir "$OUT" --cwd "$NOTEBOOKS_DIR" \
+  if ! "$PY" -m papermill "$nb" "$OUT/$base" -f "$PARAMS" -p params_file "$PARAMS" -p run_dir "$OUT" --cwd "$NOTEBOOKS_DIR" \
        --log-level WARNING --no-progress-bar > "$OUT/${base%.ipynb}.log" 2>&1; then
     echo "[run_all] FAILED: $base (see $OUT/$base and $OUT/${base%.ipynb}.log)" >&2
     tail -n 25 "$OUT/${base%.ipynb}.log" >&2

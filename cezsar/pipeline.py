@@ -72,6 +72,26 @@ def layout(mode: str, data_root: str, work_dir: str, run_dir: str, figures_dir: 
                   resolve(run_dir), resolve(figures_dir))
 
 
+LAYOUT_KEYS = ("mode", "data_root", "work_dir", "run_dir", "figures_dir", "anet_captions", "anet_videos",
+               "anet_features", "ucf101_root", "ucf101_features", "kinetics400_root", "kinetics400_features")
+
+
+def layout_from(params_file: str, overrides: dict | None = None) -> Layout:
+    """The Layout of a notebook: every path comes from the parameter file (params/*.yaml), so the paths are
+    written in one place; values of the same names in `overrides` (papermill's injected parameters, i.e. the
+    notebook's `globals()`) win. `run_dir` defaults to runs/<parameter file name>."""
+    import yaml
+
+    path = resolve(params_file)
+    if not path.is_file():
+        raise FileNotFoundError(f"parameter file not found: {path}")
+    values = {k: "" for k in LAYOUT_KEYS}
+    values.update(mode="embedded", figures_dir="figures", run_dir=f"runs/{path.stem}")
+    values.update({k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k in LAYOUT_KEYS})
+    values.update({k: (overrides or {})[k] for k in LAYOUT_KEYS if k in (overrides or {})})
+    return layout(**{k: str(v) for k, v in values.items()})
+
+
 # --- 00: data ----------------------------------------------------------------------------------
 def prepare_data(lay: Layout, seed: int = 0, size: str = "default") -> dict:
     """Notebook 00: generate SynthActions (embedded; skipped when the same seed and size exist) or check

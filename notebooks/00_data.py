@@ -25,21 +25,9 @@
 # every dataset part (videos, segments, classes, annotation problems).
 
 # %% tags=["parameters"]
-run_name: str = "embedded"  # name of this parameter set (runs/<run_name>/)
-run_dir: str = "runs/embedded"  # where run_all.sh writes executed notebooks and results.json
-mode: str = "embedded"  # "embedded" = SynthActions on CPU; "paper" = the real datasets
-data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
-work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints of this parameter set
-figures_dir: str = "figures"  # tables and figures
+params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
 synth_seed: int = 0  # SynthActions seed: same seed, byte-identical annotations
 synth_size: str = "default"  # "default" (the run_all size) or "small" (tests)
-anet_captions: str = ""  # paper mode: ActivityNet Captions train.json
-anet_videos: str = ""  # paper mode: raw ActivityNet videos (empty when released features are used)
-anet_features: str = ""  # paper mode: released features folder (<video_id>.npy)
-ucf101_root: str = ""  # paper mode: UCF-101 root (classInd.txt, testlist01.txt, videos)
-ucf101_features: str = ""  # paper mode: UCF-101 features folder (empty = extract here)
-kinetics400_root: str = ""  # paper mode: Kinetics-400 root (test.csv, clips/)
-kinetics400_features: str = ""  # paper mode: Kinetics-400 features folder (empty = extract here)
 
 # %%
 from cezsar import pipeline, widgets
@@ -54,8 +42,7 @@ widgets.tuner(globals(), ["synth_seed", "synth_size"])
 # ## Where everything lives
 
 # %%
-layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
-                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+layout = pipeline.layout_from(params_file, globals())
 layout
 
 # %% [markdown]

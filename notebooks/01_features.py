@@ -24,22 +24,10 @@
 # `report.json` (done, skipped with reasons, frames/s).
 
 # %% tags=["parameters"]
-run_name: str = "embedded"  # name of this parameter set
-run_dir: str = "runs/embedded"  # executed notebooks and results.json
-mode: str = "embedded"  # "embedded" or "paper"
-data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
-work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
-figures_dir: str = "figures"  # tables and figures
+params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
 backbone: str = "efficientnet_lite0"  # frame CNN: efficientnet_lite0 (offline) | bit_m_r152x2 (paper) | resnet152
 backbone_weights: str = ""  # weights file for bit_m_r152x2 (.npz) or resnet152 (.pth); empty = offline default
 image_size: int = 160  # CNN input side in pixels (160 is ~3x faster than 224 on CPU)
-anet_captions: str = ""  # paper mode paths (see 00_data)
-anet_videos: str = ""  # paper mode
-anet_features: str = ""  # paper mode
-ucf101_root: str = ""  # paper mode
-ucf101_features: str = ""  # paper mode
-kinetics400_root: str = ""  # paper mode
-kinetics400_features: str = ""  # paper mode
 
 # %%
 from cezsar import pipeline, widgets
@@ -49,8 +37,7 @@ from cezsar.config import ExtractConfig
 widgets.tuner(globals(), ["backbone", "image_size"])
 
 # %%
-layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
-                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+layout = pipeline.layout_from(params_file, globals())
 
 # %% [markdown]
 # ## Extract features and objects for the training corpus and both test sets

@@ -24,25 +24,13 @@
 # summary (triplets, positives short of n, similarity histogram).
 
 # %% tags=["parameters"]
-run_name: str = "embedded"  # name of this parameter set
-run_dir: str = "runs/embedded"  # executed notebooks and results.json
-mode: str = "embedded"  # "embedded" or "paper"
-data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
-work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
-figures_dir: str = "figures"  # tables and figures
+params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
 text_model: str = "minilm"  # SBERT: minilm (offline, 384-d) | mpnet (768-d) | a path or hub id
 tau: float = 0.8  # paper §3.4: sentences are similar when cos > 1 - tau
 n_negatives: int = 10  # paper §3.4: n = 10 negatives per positive
 object_positives: int = 2  # paper §3.4: object sentences per window added as positives (0 = captions only)
 object_negatives: bool = True  # object sentences also serve as negatives (see MiningConfig)
 seed: int = 0  # windows, negatives and the video split
-anet_captions: str = ""  # paper mode paths (see 00_data)
-anet_videos: str = ""  # paper mode
-anet_features: str = ""  # paper mode
-ucf101_root: str = ""  # paper mode
-ucf101_features: str = ""  # paper mode
-kinetics400_root: str = ""  # paper mode
-kinetics400_features: str = ""  # paper mode
 
 # %%
 from cezsar import pipeline, widgets
@@ -52,8 +40,7 @@ from cezsar.config import MiningConfig
 widgets.tuner(globals(), ["tau", "n_negatives", "seed"])
 
 # %%
-layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
-                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+layout = pipeline.layout_from(params_file, globals())
 
 # %% [markdown]
 # ## Mine the triplets

@@ -24,12 +24,7 @@
 # the loss curves.
 
 # %% tags=["parameters"]
-run_name: str = "embedded"  # name of this parameter set
-run_dir: str = "runs/embedded"  # executed notebooks and results.json
-mode: str = "embedded"  # "embedded" or "paper"
-data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
-work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
-figures_dir: str = "figures"  # tables and figures
+params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
 text_model: str = "minilm"  # SBERT model used for the triplets
 tau: float = 0.8  # which triplet file to train on
 epochs: int = 25  # paper §4
@@ -37,13 +32,6 @@ patience: int = 10  # paper §4: early stopping
 batch: int = 128  # paper §4
 seed: int = 0  # initialisation and batch order
 device: str = "auto"  # auto = CUDA when present (bf16 autocast), else CPU
-anet_captions: str = ""  # paper mode paths (see 00_data)
-anet_videos: str = ""  # paper mode
-anet_features: str = ""  # paper mode
-ucf101_root: str = ""  # paper mode
-ucf101_features: str = ""  # paper mode
-kinetics400_root: str = ""  # paper mode
-kinetics400_features: str = ""  # paper mode
 
 # %%
 from cezsar import pipeline, plots, widgets
@@ -53,8 +41,7 @@ from cezsar.config import TrainConfig
 widgets.tuner(globals(), ["epochs", "patience", "batch", "seed"])
 
 # %%
-layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
-                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+layout = pipeline.layout_from(params_file, globals())
 
 # %% [markdown]
 # ## Train (resumes from the last checkpoint when there is one)

@@ -23,12 +23,7 @@
 # **Inputs.** features (01). **Outputs.** `figures/tau_ablation.png`, `figures/tau_ablation.md`.
 
 # %% tags=["parameters"]
-run_name: str = "embedded"  # name of this parameter set
-run_dir: str = "runs/embedded"  # executed notebooks and results.json
-mode: str = "embedded"  # "embedded" or "paper"
-data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
-work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
-figures_dir: str = "figures"  # tables and figures
+params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
 text_model: str = "minilm"  # SBERT model
 tau_values: str = "0.7,0.8,0.9"  # paper §5: the thresholds compared
 n_negatives: int = 10  # paper §3.4
@@ -41,13 +36,6 @@ seed: int = 0  # mining and training seed
 device: str = "auto"  # auto = CUDA when present
 alpha: float = 0.8  # Eq. 9 weight of VE
 beta: float = 0.2  # Eq. 9 weight of SE(O(v))
-anet_captions: str = ""  # paper mode paths (see 00_data)
-anet_videos: str = ""  # paper mode
-anet_features: str = ""  # paper mode
-ucf101_root: str = ""  # paper mode
-ucf101_features: str = ""  # paper mode
-kinetics400_root: str = ""  # paper mode
-kinetics400_features: str = ""  # paper mode
 
 # %%
 from cezsar import pipeline, report, widgets
@@ -57,8 +45,7 @@ from cezsar.config import EvalConfig, MiningConfig, TrainConfig
 widgets.tuner(globals(), ["tau_values", "epochs", "alpha", "beta"])
 
 # %%
-layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
-                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+layout = pipeline.layout_from(params_file, globals())
 
 # %% [markdown]
 # ## Mine, train and evaluate for each τ

@@ -25,24 +25,12 @@
 # seed, classes, accuracy), `figures/table1.{md,csv}`, `figures/table2.{md,csv}`.
 
 # %% tags=["parameters"]
-run_name: str = "embedded"  # name of this parameter set
-run_dir: str = "runs/embedded"  # executed notebooks and results.json
-mode: str = "embedded"  # "embedded" or "paper"
-data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
-work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
-figures_dir: str = "figures"  # tables and figures
+params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
 text_model: str = "minilm"  # SBERT model (must match the checkpoint's)
 tau: float = 0.8  # which trained model to evaluate (paper: 0.8)
 alpha: float = 0.8  # Eq. 9 weight of VE
 beta: float = 0.2  # Eq. 9 weight of SE(O(v))
 runs: int = 50  # paper §4: random class subsets per protocol
-anet_captions: str = ""  # paper mode paths (see 00_data)
-anet_videos: str = ""  # paper mode
-anet_features: str = ""  # paper mode
-ucf101_root: str = ""  # paper mode
-ucf101_features: str = ""  # paper mode
-kinetics400_root: str = ""  # paper mode
-kinetics400_features: str = ""  # paper mode
 
 # %%
 from IPython.display import Markdown
@@ -54,8 +42,7 @@ from cezsar.config import EvalConfig
 widgets.tuner(globals(), ["tau", "alpha", "beta", "runs"])
 
 # %%
-layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
-                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+layout = pipeline.layout_from(params_file, globals())
 
 # %% [markdown]
 # ## Evaluate every method under every protocol

@@ -24,25 +24,13 @@
 # `figures/fig3_confusion.png`.
 
 # %% tags=["parameters"]
-run_name: str = "embedded"  # name of this parameter set
-run_dir: str = "runs/embedded"  # executed notebooks and results.json
-mode: str = "embedded"  # "embedded" or "paper"
-data_root: str = "data/raw/synthactions"  # SynthActions root (embedded mode)
-work_dir: str = "data/interim/embedded"  # features, triplets, checkpoints
-figures_dir: str = "figures"  # tables and figures
+params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
 text_model: str = "minilm"  # SBERT model (must match the checkpoint's)
 tau: float = 0.8  # which trained model
 alpha: float = 0.8  # Eq. 9 weight of VE
 beta: float = 0.2  # Eq. 9 weight of SE(O(v))
 seed: int = 0  # t-SNE seed
 demo_labels: str = "a rabbit in a meadow, a car race, cooking in a kitchen, playing the piano, swimming in a pool"  # labels for the classify demo
-anet_captions: str = ""  # paper mode paths (see 00_data)
-anet_videos: str = ""  # paper mode
-anet_features: str = ""  # paper mode
-ucf101_root: str = ""  # paper mode
-ucf101_features: str = ""  # paper mode
-kinetics400_root: str = ""  # paper mode
-kinetics400_features: str = ""  # paper mode
 
 # %%
 from cezsar import classify, pipeline, report, widgets
@@ -52,8 +40,7 @@ from cezsar.config import EvalConfig
 widgets.tuner(globals(), ["alpha", "beta", "seed", "demo_labels"])
 
 # %%
-layout = pipeline.layout(mode, data_root, work_dir, run_dir, figures_dir, anet_captions, anet_videos, anet_features,
-                         ucf101_root, ucf101_features, kinetics400_root, kinetics400_features)
+layout = pipeline.layout_from(params_file, globals())
 
 # %% [markdown]
 # ## Fig. 1 and Fig. 3 (UCF-form test set)
