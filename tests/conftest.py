@@ -20,3 +20,14 @@ def reference_data() -> Path:
     if not REFERENCE_DATA.is_dir():
         pytest.skip(f"reference data not present at {REFERENCE_DATA}")
     return REFERENCE_DATA
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared machine (and keeps CPU results stable)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,6 +17,7 @@ from cezsar.commands.extract import collect_videos
 from cezsar.config import ExtractConfig
 from cezsar.features import FeatureError, FeatureStore, extract, shard_videos
 from cezsar.video import write_video
+from media import write_audio_only
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 GOOD = {"clip_a": 3.0, "clip_b": 5.0, "clip_c": 2.0, "clip_d": 4.0, "tiny": 0.3}  # id -> seconds
@@ -47,21 +48,6 @@ def _clip(path: Path, seconds: float, seed: int) -> None:
     write_video(path, (np.roll(base, 3 * (j // 25), axis=1) for j in range(n)), fps=25, gop=25)
 
 
-def _audio_only(path: Path) -> None:
-    tmp = path.with_suffix(".m4a")
-    with av.open(str(tmp), "w") as c:
-        s = c.add_stream("aac", rate=16000)
-        wave = (0.2 * np.sin(np.arange(16000) / 3)).astype(np.float32)[None]  # (1, N) mono
-        for i in range(0, wave.shape[1], 1024):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, i:i + 1024]), format="fltp", layout="mono")
-            fr.sample_rate = 16000
-            for pk in s.encode(fr):
-                c.mux(pk)
-        for pk in s.encode():
-            c.mux(pk)
-    tmp.rename(path)
-
-
 def make_corpus(root: Path, good: dict[str, float] = GOOD, bad: bool = True) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     for i, (vid, sec) in enumerate(sorted(good.items())):
@@ -71,7 +57,7 @@ def make_corpus(root: Path, good: dict[str, float] = GOOD, bad: bool = True) -> 
         data = (root / "clip_b.mp4").read_bytes()
         (root / "trunc.mp4").write_bytes(data[: len(data) // 2])
         (root / "text.mp4").write_text("not a video\n" * 30)
-        _audio_only(root / "audio_only.mp4")
+        write_audio_only(root / "audio_only.mp4")
     return root
 
 

@@ -10,13 +10,7 @@ from cezsar.model import JointEmbedder
 TINY = dict(feat_dim=24, text_dim=10, d_model=32, n_heads=2, emb_dim=16, dropout=0.0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one thread avoids OpenMP spin-waits on a shared machine (and keeps CPU results stable)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny tensors: see conftest
 
 
 def tiny(**kw) -> JointEmbedder:

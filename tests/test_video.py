@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from cezsar.video import VideoDecodeError, decode_1fps, decode_all_then_subsample, write_video
+from media import write_audio_only
 
 H, W, BITS = 48, 64, 6  # 6 bars of 8 px encode the second's number in binary
 
@@ -78,20 +79,7 @@ def _bad(tmp_path: Path, kind: str) -> Path:
         p = tmp_path / "trunc.mp4"
         p.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     elif kind == "audio":
-        p = tmp_path / "audio.m4a"
-        c = av.open(str(p), "w")
-        s = c.add_stream("aac", rate=16000)
-        t = np.arange(16000 * 2) / 16000
-        wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]  # (1, N) mono
-        for i in range(0, wave.shape[1], 1024):
-            fr = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, i:i + 1024]), format="fltp", layout="mono")
-            fr.sample_rate = 16000
-            for pk in s.encode(fr):
-                c.mux(pk)
-        for pk in s.encode():
-            c.mux(pk)
-        c.close()
-        p = p.rename(tmp_path / "audio.mp4")
+        p = write_audio_only(tmp_path / "audio.mp4", seconds=2.0)
     else:
         p = tmp_path / "missing.mp4"
     return p
