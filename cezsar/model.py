@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from cezsar.config import ModelConfig
 
@@ -35,11 +36,19 @@ class SinusoidalPositionalEncoding(nn.Module):
         pe[:, 1::2] = torch.cos(pos * div[: d_model // 2])
         return pe  # (L, d_model)
 
-    def forward(self, x: Tensor) -> Tensor:
-        t = x.shape[1]
+    def _ensure(self, t: int) -> None:
         if t > self.pe.shape[0]:
             self.pe = self._table(t, self.d_model).to(self.pe.device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        t = x.shape[1]
+        self._ensure(t)
         return x + self.pe[:t].to(x.dtype)  # (B, T, d_model)
+
+    def at(self, position: Tensor, length: int) -> Tensor:
+        """The codes of the time steps `position` (N,) int64 of clips up to `length` long: (N, d_model)."""
+        self._ensure(length)
+        return self.pe[position]  # (N, d_model)
 
 
 class VisualEmbedder(nn.Module):
@@ -80,6 +89,97 @@ class VisualEmbedder(nn.Module):
         pooled = h.sum(dim=1) / n  # (B, d_model) masked mean over time
         return torch.relu(self.out(pooled))  # (B, d_emb)  Eq. 5
 
+    def forward_packed(self, x: Tensor, mask: Tensor, index: Tensor | None = None) -> Tensor:
+        """`forward` on packed ("varlen") input: the same Eqs. 1-5 with the same parameters, computed on the
+        valid rows only. The training fast path uses it (`cezsar.train.batch_loss`); zero-shot evaluation and
+        classification keep `forward`.
+
+        x: (N, feat_dim), the valid rows of a padded (U, T) batch in row-major order, i.e. `padded[mask]`;
+        mask: (U, T) bool, True = valid row; index: (N,) int64, the flat position u * T + j of each row of x
+        (`mask.reshape(-1).nonzero()`, computed when not given). Returns (U, d_emb).
+
+        Everything that acts on one time step at a time — the projection and ReLU of Eq. 1, the positional
+        code, the heads' q/k/v projections and W^0 of Eq. 3, the residuals and LayerNorms, the feed-forward
+        network of Eq. 4, their dropouts, and the mean and projection of Eq. 5 — runs on the N valid rows:
+        padding is ~25 % of a training batch's rows, and those rows were computed only to be thrown away.
+        Only the scaled dot-product attention itself (Eq. 2) needs the (U, T) layout; it gets the key padding
+        mask, as `forward` does. Equal to `forward` up to float rounding (tests/test_model.py) with dropout off;
+        in training the CPU dropout masks come from `dropout_cpu`, so they differ from `forward`'s draws.
+        """
+        u, t = mask.shape
+        if index is None:
+            index = mask.reshape(-1).nonzero().squeeze(1)  # (N,)
+        h = torch.relu(self.proj(x))  # (N, d_model)  Eq. 1
+        if self.pe is not None:
+            # position j of a row = its column in the padded layout, as `forward` adds pe[:T]
+            h = h + self.pe.at(index % t, t).to(h.dtype)  # (N, d_model)
+        keys = mask[:, None, None, :]  # (U, 1, 1, T) True = a valid key, for every head and query
+        for layer in self.layers:
+            h = _encoder_layer_packed(layer, h, keys, index)  # (N, d_model)  Eqs. 2-4
+        d = h.shape[-1]
+        # the mean of Eq. 5 over valid steps: scatter into a zero (U, T) grid and sum, as `forward` sums its
+        # zeroed padding (index_copy/sum, not index_add: no atomics, so the sum is deterministic on a GPU too)
+        grid = h.new_zeros(u * t, d).index_copy(0, index, h).view(u, t, d)  # (U, T, d_model)
+        n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (U, 1)
+        pooled = grid.sum(dim=1) / n  # (U, d_model)
+        return torch.relu(self.out(pooled))  # (U, d_emb)  Eq. 5
+
+
+def dropout_cpu(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout, as `F.dropout`, with a cheaper mask on CPU.
+
+    torch's CPU `bernoulli_` draws the mask one element at a time (~10 ns each on the project's machine,
+    ~9-12 % of a training step). This draws 64-bit words from the same default generator (so it follows `torch.manual_seed` and
+    checkpointed RNG state) and uses each as two 32-bit uniforms: an element is kept when its word is
+    >= the p-quantile, i.e. with probability 1 - p up to 2^-32. Kept elements are scaled by 1 / (1 - p) as
+    F.dropout does. On other devices F.dropout itself is used (its fused kernel is already cheap).
+    """
+    if not training or p == 0.0:
+        return x
+    if x.device.type != "cpu" or p >= 1.0:
+        return F.dropout(x, p, training=True)
+    n = x.numel()
+    words = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2 ** 63), None)  # (ceil(N/2),) full range
+    uniform = words.view(torch.int32)[:n].view(x.shape)  # (*x.shape) int32, uniform on [-2^31, 2^31)
+    threshold = -(2 ** 31) + round(p * 2 ** 32)  # P(uniform < threshold) = p
+    noise = (uniform >= threshold).to(x.dtype).div_(1.0 - p)  # (*x.shape) 0 or 1 / (1 - p), as F.dropout
+    return x * noise
+
+
+def _encoder_layer_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor) -> Tensor:
+    """One `nn.TransformerEncoderLayer` (Eqs. 2-4) on packed rows h (N, d_model), with that layer's own
+    parameters and settings (norm_first, activation, dropout probabilities); keys: (U, 1, 1, T) bool."""
+    if layer.norm_first:
+        h = h + _self_attention_packed(layer, layer.norm1(h), keys, index)
+        return h + _feed_forward_packed(layer, layer.norm2(h))
+    h = layer.norm1(h + _self_attention_packed(layer, h, keys, index))  # (N, d_model)  Eqs. 2-3
+    return layer.norm2(h + _feed_forward_packed(layer, h))  # (N, d_model)  Eq. 4
+
+
+def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor) -> Tensor:
+    """Multi-head self-attention (Eqs. 2-3) as `nn.MultiheadAttention` computes it, projections on packed rows."""
+    attn = layer.self_attn
+    if not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn:
+        raise NotImplementedError("packed attention supports the packed q/k/v projection only")
+    u, _, _, t = keys.shape
+    d, heads = attn.embed_dim, attn.num_heads
+    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (N, 3 d_model)
+    # only the dot products need the padded layout; padded queries give rows that are dropped below
+    grid = qkv.new_zeros(u * t, 3 * d).index_copy(0, index, qkv)  # (U T, 3 d_model)
+    q, k, v = grid.view(u, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (U, heads, T, d_head) each
+    p = attn.dropout if layer.training else 0.0  # on the attention weights, as MultiheadAttention does
+    o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)  # (U, heads, T, d_head)  Eq. 2
+    o = o.transpose(1, 2).reshape(u * t, d)[index]  # (N, d_model) valid rows only
+    o = attn.out_proj(o)  # (N, d_model)  W^0 of Eq. 3
+    return dropout_cpu(o, layer.dropout1.p, layer.training)
+
+
+def _feed_forward_packed(layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor:
+    """The position-wise feed-forward block of Eq. 4 with its two dropouts, as `TransformerEncoderLayer`."""
+    f = layer.activation(layer.linear1(h))  # (N, dim_feedforward)
+    f = layer.linear2(dropout_cpu(f, layer.dropout.p, layer.training))  # (N, d_model)
+    return dropout_cpu(f, layer.dropout2.p, layer.training)
+
 
 class SentenceEmbedder(nn.Module):
     """SEM, paper Eq. 6: FC+ReLU from the SBERT vector to d_emb.
@@ -114,6 +214,15 @@ class JointEmbedder(nn.Module):
         if mask is not None and mask.shape != x.shape[:2]:
             raise ValueError(f"mask shape {tuple(mask.shape)} does not match features {tuple(x.shape[:2])}")
         return self.vem(x, mask)
+
+    def encode_video_packed(self, x: Tensor, mask: Tensor, index: Tensor | None = None) -> Tensor:
+        """Eqs. 1-5 on packed input (`VisualEmbedder.forward_packed`): x (N, feat_dim) = the valid rows of a
+        (U, T) batch, mask (U, T) bool, index (N,) optional flat positions. Returns (U, d_emb)."""
+        if x.dim() != 2 or x.shape[-1] != self.cfg.feat_dim:
+            raise ValueError(f"encode_video_packed expects (N, {self.cfg.feat_dim}) rows, got {tuple(x.shape)}")
+        if mask.dim() != 2 or (index is not None and index.shape != x.shape[:1]):
+            raise ValueError(f"mask {tuple(mask.shape)} / index must be (U, T) / ({x.shape[0]},)")
+        return self.vem.forward_packed(x, mask, index)
 
     def encode_text(self, s: Tensor) -> Tensor:
         """Eq. 6. s: (B, text_dim) SBERT vectors. Returns (B, d_emb)."""

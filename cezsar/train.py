@@ -77,11 +77,13 @@ def set_rng_state(state: dict) -> None:
 def batch_loss(model: JointEmbedder, data: TripletTensors, b: Tensor, margin: float) -> tuple[Tensor, Tensor]:
     """Eq. 7 for triplets `b`; each distinct window and sentence is embedded once and shared.
 
+    The windows go through the packed VEM (Eqs. 1-5 on their valid rows only, `encode_video_packed`): the
+    same function as `encode_video` on the padded batch, without the padding's compute.
     Returns (per-triplet loss (B,), d_pos < d_neg (B,) bool).
     """
-    x, mask, inv_v = data.video_batch(b)
+    x, mask, index, inv_v = data.packed_video_batch(b)
     s, inv_p, inv_n = data.text_batch(b)
-    ve = model.encode_video(x, mask).float()  # (U, d_emb) fp32 for the loss under bf16 autocast
+    ve = model.encode_video_packed(x, mask, index).float()  # (U, d_emb) fp32 for the loss under bf16 autocast
     se = model.encode_text(s).float()  # (Us, d_emb)
     v, sp, sn = ve[inv_v], se[inv_p], se[inv_n]  # (B, d_emb) each
     loss = triplet_loss(v, sp, sn, margin)

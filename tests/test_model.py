@@ -108,3 +108,74 @@ def test_real_dims_forward_backward():
     model.eval()
     with torch.no_grad():
         torch.testing.assert_close(model.encode_video(x[1:2, :9]), model.encode_video(x, mask)[1:2], atol=1e-5, rtol=1e-5)
+
+
+# --- the packed ("varlen") VEM of the training fast path ---------------------------------------------
+def ragged(lengths: list[int], t: int, feat_dim: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
+    """A padded batch (B, t, feat_dim) whose padding is NaN (it must never be read) and its mask (B, t)."""
+    x = torch.randn(len(lengths), t, feat_dim)
+    mask = torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]  # (B, t)
+    x[~mask] = float("nan")
+    return x, mask
+
+
+@pytest.mark.parametrize("positional,norm_first", [(True, False), (False, False), (True, True)])
+def test_packed_forward_matches_padded_forward_and_its_gradients(positional, norm_first):
+    model = tiny(positional=positional, n_layers=2).eval()  # eval: dropout off, the two paths are one function
+    for layer in model.vem.layers:
+        layer.norm_first = norm_first  # not a ModelConfig knob; the packed path must still follow the layer
+    x, mask = ragged([3, 9, 1, 6, 9], 10)  # a trailing all-padding column, as a trimmed batch may not have
+    padded = model.encode_video(x, mask)  # (5, 16)
+    packed = model.encode_video_packed(x[mask], mask)  # (5, 16) from the 28 valid rows only
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+    index = mask.reshape(-1).nonzero().squeeze(1)  # (28,) what the fast path precomputes
+    torch.testing.assert_close(model.encode_video_packed(x[mask], mask, index), packed, atol=0, rtol=0)
+    params = [p for n, p in model.named_parameters() if n.startswith("vem.")]
+    weights = torch.randn(5, 16)  # a loss whose gradient differs per clip and per output unit
+    g_padded = torch.autograd.grad((padded * weights).sum(), params)
+    g_packed = torch.autograd.grad((packed * weights).sum(), params)
+    for (name, _), a, b in zip([(n, p) for n, p in model.named_parameters() if n.startswith("vem.")], g_packed, g_padded):
+        assert torch.isfinite(a).all(), name
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_packed_forward_at_real_dims_matches_padded_forward():
+    torch.manual_seed(0)
+    cfg = ModelConfig()  # 1280-d features, d_model 512, 2 heads: the benchmark's and training's model
+    model = JointEmbedder(cfg).eval()
+    x, mask = ragged([15, 4, 9, 1], cfg.max_len, cfg.feat_dim)
+    with torch.no_grad():  # the padded side takes torch's fused inference kernel here
+        torch.testing.assert_close(model.encode_video_packed(x[mask], mask), model.encode_video(x, mask),
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_packed_training_forward_is_seeded_and_drops_out():
+    model = tiny(dropout=0.1).train()
+    x, mask = ragged([4, 7, 2], 7)
+    rows = x[mask]  # (13, 24)
+
+    def run(seed: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        torch.manual_seed(seed)
+        out = model.encode_video_packed(rows, mask)  # (3, 16)
+        return out, torch.autograd.grad(out.square().sum(), list(model.vem.parameters()))
+
+    (a, ga), (b, gb) = run(5), run(5)
+    assert torch.equal(a, b) and all(torch.equal(p, q) for p, q in zip(ga, gb))  # same seed, same masks
+    assert not torch.equal(run(6)[0], a)  # another seed, other masks
+    with torch.no_grad():
+        assert not torch.allclose(model.eval().encode_video_packed(rows, mask), a)  # dropout was on
+
+
+def test_cpu_dropout_keeps_one_minus_p_and_scales_like_f_dropout():
+    from cezsar.model import dropout_cpu
+
+    x = torch.randn(400, 1001)  # an odd element count: the last 64-bit word is used half
+    torch.manual_seed(0)
+    y = dropout_cpu(x, 0.1, training=True)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.9) < 0.003  # 400,400 draws: ~6 standard deviations
+    scale = torch.ones(()).div_(0.9)  # F.dropout's noise: a float32 1 / (1 - p), then one product
+    torch.testing.assert_close(y[kept], x[kept] * scale, atol=0, rtol=0)
+    torch.manual_seed(0)
+    assert torch.equal(dropout_cpu(x, 0.1, training=True), y)
+    assert dropout_cpu(x, 0.1, training=False) is x and dropout_cpu(x, 0.0, training=True) is x

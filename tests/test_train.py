@@ -1,5 +1,5 @@
-"""Triplet training (paper §3.3-§4): Eq. 7 by hand, overfitting, learning, the fast path against a naive
-per-triplet forward, checkpoints and bit-for-bit resume after SIGKILL."""
+"""Triplet training (paper §3.3-§4): Eq. 7 by hand, overfitting, learning, the fast path (shared windows, packed
+VEM) against a naive per-triplet forward, checkpoints and bit-for-bit resume after SIGKILL."""
 from __future__ import annotations
 
 import json
@@ -142,8 +142,8 @@ def test_shared_window_batch_equals_naive_per_triplet_forward(tmp_path):
                       torch.device("cpu"))
     b = np.arange(0, 120, 2)  # 60 triplets over few windows: many shared windows and sentences
     torch.manual_seed(1)
-    model = JointEmbedder(cfg).train()
-    fast, _ = batch_loss(model, data, torch.as_tensor(b), 1.0)
+    model = JointEmbedder(cfg).train()  # TINY has dropout 0: train mode computes what eval mode does
+    fast, _ = batch_loss(model, data, torch.as_tensor(b), 1.0)  # shared windows through the packed VEM
     fast = fast.mean()
     g_fast = torch.autograd.grad(fast, list(model.parameters()))
     naive = []
@@ -159,6 +159,47 @@ def test_shared_window_batch_equals_naive_per_triplet_forward(tmp_path):
     torch.testing.assert_close(fast, naive, atol=1e-5, rtol=1e-5)
     for a, c in zip(g_fast, g_naive):
         torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-4)
+
+
+def test_packed_batch_is_the_padded_batch_without_its_padding(tmp_path):
+    """`packed_video_batch` (what batch_loss forwards) against `video_batch` + the padded `encode_video`."""
+    trip, store, text = make_toy(tmp_path / "feats")
+    cfg = ModelConfig(feat_dim=store.dim, text_dim=text.shape[1], **{**TINY, "dropout": 0.1})
+    data, _ = prepare(trip, store, text, cfg, FastPathConfig(bank_dtype="float32"), tmp_path / "cache",
+                      torch.device("cpu"))
+    b = torch.as_tensor(np.arange(3, 200, 3))  # 66 triplets, windows of several lengths
+    x, mask, inv = data.video_batch(b)  # (U, t, D), (U, t), (B,)
+    px, pmask, index, pinv = data.packed_video_batch(b)  # (N, D), (U, t), (N,), (B,)
+    assert torch.equal(pmask, mask) and torch.equal(pinv, inv) and len(set(mask.sum(1).tolist())) > 2
+    assert torch.equal(px, x[mask]) and torch.equal(index, mask.reshape(-1).nonzero().squeeze(1))
+    torch.manual_seed(1)
+    model = JointEmbedder(cfg).eval()  # dropout off: both layouts compute one function
+    padded, packed = model.encode_video(x, mask), model.encode_video_packed(px, pmask, index)
+    torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
+    g_padded = torch.autograd.grad(padded.sum(), list(model.vem.parameters()))
+    g_packed = torch.autograd.grad(packed.sum(), list(model.vem.parameters()))
+    for a, c in zip(g_packed, g_padded):
+        torch.testing.assert_close(a, c, atol=1e-5, rtol=1e-4)
+
+
+def test_a_training_step_is_seeded(tmp_path):
+    """Dropout on (cezsar.model.dropout_cpu and the attention's): same seed, same loss and gradients."""
+    trip, store, text = make_toy(tmp_path / "feats")
+    cfg = ModelConfig(feat_dim=store.dim, text_dim=text.shape[1], **{**TINY, "dropout": 0.2})
+    data, _ = prepare(trip, store, text, cfg, FastPathConfig(bank_dtype="float32"), tmp_path / "cache",
+                      torch.device("cpu"))
+    torch.manual_seed(1)
+    model = JointEmbedder(cfg).train()
+    b = torch.as_tensor(np.arange(0, 120, 2))
+
+    def step(seed: int):
+        torch.manual_seed(seed)
+        loss = batch_loss(model, data, b, 1.0)[0].mean()
+        return loss, torch.autograd.grad(loss, list(model.parameters()))
+
+    (la, ga), (lb, gb) = step(7), step(7)
+    assert torch.equal(la, lb) and all(torch.equal(p, q) for p, q in zip(ga, gb))
+    assert not torch.equal(step(8)[0], la)
 
 
 def test_feature_bank_is_reused_and_rebuilt_when_features_change(tmp_path):
