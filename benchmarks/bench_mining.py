@@ -87,12 +87,16 @@ def main() -> None:
             ts = mine(cap, cached, None, MiningConfig(tau=tau), strategy=strategy)
             s = ts.summary
             cos = np.einsum("nd,nd->n", u_all[ts.pos], u_all[ts.neg])  # (N,) every mined pair, re-checked
+            use = np.bincount(ts.neg, minlength=s["candidates"])  # times each candidate serves as a negative
             row[strategy] = {
                 "triplets": s["triplets"], "val_triplets": s["val_triplets"], "positives": s["positives"],
                 "positives_short": s["positives_short"], "positives_none": s["positives_none"],
                 "admissible": s.get("admissible") or s["admissible_estimate"],
                 "negatives_satisfy_rule": bool((cos > 1 - tau).all() and (ts.pos != ts.neg).all()),
                 "mine_s": s["time"]["mine_s"], "neg_sim_hist": s["neg_sim_hist"]["counts"],
+                # pools shared by many positives would leave candidates unused: compare with the exact strategy
+                "negative_usage": {"candidates_used": round(float((use > 0).mean()), 4),
+                                   "usage_std_over_mean": round(float(use.std() / use.mean()), 3)},
                 **({"sample": s["sample"]} if "sample" in s else {})}
         res["tau"][str(tau)] = row
     first = args.strategies.split(",")[-1]

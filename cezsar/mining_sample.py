@@ -2,19 +2,27 @@
 
 The released code draws random partners for a positive one at a time and keeps the admissible ones; the
 exact strategy (`mining.mine(strategy="exact")`) instead scores every positive against every candidate.
-Here every positive still only scores random candidates, but all positives at once: per round, positives
-are dealt into groups of `group`, each group draws `m` uniform candidate ids (with replacement),
-and one batched matmul (groups, group, d) x (groups, d, m) scores them. A positive keeps, in draw order,
-the first n distinct candidates that pass the same rule as the exact path (`rule_mask`, not itself, not
-its segment's caption, not its video's captions under exclude_same_video): i.i.d. uniform draws
-deduplicated in order give a uniform draw without replacement from the admissible set. Short positives
-get further rounds sized from their observed hit rate; those whose hit rate makes sampling dearer than a
-full row (or still short after `rounds`) go to the exact path, so every positive with fewer than n
-admissible candidates gets exactly its exact set. Positives in one group share candidate draws: each
-positive's own negatives stay uniform, draws of different positives in a group are not independent.
-Units of the same sentence (the windows of a segment, repeated captions) are dealt side by side in
-sentence order across the groups, and the group size shrinks when needed, so they never share a group
-(they would get the same draws, hence the same negatives).
+Here every positive still only scores random candidates, but all positives at once. Per round, positives
+are dealt into groups of up to `group`; each group gets a *pool* of `m` distinct random candidates (slices
+of a random permutation) and one batched matmul (groups, group, d) x (groups, d, m) scores them. Each
+positive reads its group's pool cyclically from its own random start and keeps, in that order, the first n
+candidates that pass the same rule as the exact path (`rule_mask`, not itself, not its segment's caption,
+not its video's captions under exclude_same_video). A pool is a uniformly random arrangement of distinct
+candidates and so is any cyclic reading of it, so a positive's negatives are a uniform draw without
+replacement from its admissible set; the random start keeps positives of one group that admit the same
+candidates from taking the same ones. Draws of different positives in a group are still not independent,
+and the more positives share a pool, the fewer candidates a round reaches: on the 37k real ActivityNet
+captions at tau 0.8, groups of 128 use every candidate as a negative with a usage spread (std / mean 0.46)
+close to independent draws' (0.43, exact strategy), while groups of 512 leave 31% of the candidates unused.
+Short positives get further rounds sized from their observed hit rate; those whose hit rate makes sampling
+dearer than a full row (or still short after `rounds`) go to the exact path, so every positive with fewer
+than n admissible candidates gets exactly its exact set. Units of the same sentence (the windows of a
+segment, repeated captions) are dealt side by side in sentence order across the groups, and the group size
+shrinks when needed, so they never share a pool.
+
+Cost: one GEMM per chunk of groups, then work on the hits only (flat indices of the admissible pairs, the
+cyclic order as ranks computed by counting, no sort over pairs), so a pair costs a few tens of nanoseconds
+all told (benchmarks/bench_mining.py against the released per-pair loop).
 """
 from __future__ import annotations
 
@@ -28,10 +36,11 @@ from cezsar.config import MiningConfig
 from cezsar.mining import HIST_EDGES, _pair_member, _rank_in_group, _stats, rule_mask
 
 AUTO_EXACT_MAX = 20_000  # "auto" mines exactly up to this many candidates (SynthActions ~420, ActivityNet 37k)
-GROUP = 32  # positives sharing one candidate batch: amortises the gather, turns dot products into a matmul
+GROUP = 128  # positives sharing one pool: one (group x d) x (d x m) GEMM; more sharing leaves candidates unused (below)
 ROUNDS = 8
-THREADS = 2  # chunks scored at once
-CHUNK_BYTES = 32 << 20  # gathered candidate embeddings per step (bounds memory)
+MIN_DRAWS = 48  # smallest pool: narrower GEMMs cost more per pair than the extra draws
+THREADS = 2  # chunks scored at once (BLAS single-threaded inside each)
+CHUNK_PAIRS = 1 << 20  # positive-candidate pairs per chunk (~4 MB of cosines: bounds memory, stays in cache)
 
 
 def pick_strategy(strategy: str, n_cand: int) -> str:
@@ -60,6 +69,96 @@ def _one_blas_thread() -> Any:
     return threadpool_limits(1, user_api="blas")
 
 
+class _Pools:
+    """Candidate pools, distinct within a pool: consecutive slices of a stream of random permutations."""
+
+    def __init__(self, rng: np.random.Generator, n_cand: int) -> None:
+        self.rng, self.n_cand = rng, n_cand
+        self.perm, self.at = rng.permutation(n_cand), 0
+
+    def take(self, n_pools: int, m: int) -> np.ndarray:
+        """(n_pools, m) candidate ids (m <= n_cand); a pool never straddles two permutations."""
+        out = []
+        while n_pools > 0:
+            fit = min((self.n_cand - self.at) // m, n_pools)
+            if fit == 0:
+                self.perm, self.at = self.rng.permutation(self.n_cand), 0
+                continue
+            out.append(self.perm[self.at:self.at + fit * m].reshape(fit, m))
+            self.at += fit * m
+            n_pools -= fit
+        return np.concatenate(out)
+
+
+def _deal(us: np.ndarray, u_pos: np.ndarray, group: int) -> np.ndarray:
+    """Units (in sentence order) -> (G, g) groups, -1 = padding; units of one sentence land in different groups."""
+    mult = int(np.bincount(u_pos[us]).max())  # most units sharing one sentence
+    g = max(1, min(group, len(us) // mult))
+    n_grp = -(-len(us) // g)
+    grid = np.full(n_grp * g, -1, dtype=np.int64)
+    grid[:len(us)] = us
+    return grid.reshape(g, n_grp).T  # (G, g): neighbours in sentence order go to different groups
+
+
+class _Scorer:
+    """Scores chunks of groups against their pools and returns the admissible pairs in cyclic order."""
+
+    def __init__(self, emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np.ndarray, u_vid: np.ndarray,
+                 video_of_cand: tuple | None, cfg: MiningConfig) -> None:
+        self.emb, self.cand, self.u_pos, self.banned, self.u_vid = emb, emb[:n_cand], u_pos, banned, u_vid
+        self.video_of_cand, self.cfg = video_of_cand, cfg
+        self.nv = len(video_of_cand[0]) - 1 if video_of_cand is not None else 0
+        self.any_banned = bool((banned >= 0).any())
+
+    def __call__(self, grid: np.ndarray, pools: np.ndarray, start: np.ndarray, with_hist: bool) -> tuple:
+        """grid (k, g) units, pools (k, m) candidates, start (k, g) cyclic start of each unit.
+
+        Returns (unit, candidate, cosine, rank) of every admissible pair, with rank the pair's position among
+        its unit's admissible pairs when the pool is read from `start` cyclically, plus the histogram of a
+        sample of the cosines (one positive per group; round 1 only).
+        """
+        k, g = grid.shape
+        m = pools.shape[1]
+        cfg = self.cfg
+        pos = self.u_pos[np.maximum(grid, 0)]  # (k, g); padding scored against a real row, dropped below
+        sim = np.matmul(self.emb[pos], self.cand[pools].transpose(0, 2, 1))  # (k, g, m); BLAS single-threaded
+        flat = np.flatnonzero(rule_mask(sim, cfg.tau, cfg.rule, cfg.max_sim))  # hits, in (group, unit, draw) order
+        slot = flat // m  # (H,) position in grid.ravel()
+        col = flat - slot * m
+        u = grid.ravel()[slot]
+        c = pools.ravel()[(slot // g) * m + col]
+        uu = np.maximum(u, 0)
+        ok = c != self.u_pos[uu]  # not the same sentence
+        if (grid < 0).any():
+            ok &= u >= 0
+        if self.any_banned:
+            ok &= c != self.banned[uu]  # not its segment's caption (object positives)
+        if self.video_of_cand is not None:
+            ok &= ~_pair_member(c, self.u_vid[uu], self.video_of_cand[2], self.nv)
+        if not ok.all():
+            flat, slot, col, u, c = flat[ok], slot[ok], col[ok], u[ok], c[ok]
+        s = sim.reshape(-1)[flat]
+        # cyclic reading from start: draws [start, m) first, then [0, start). Hits are sorted by slot and,
+        # inside a slot, by draw, so each rank is a count, not a sort: an unwrapped hit's rank is the number
+        # of unwrapped hits before it in its slot; a wrapped one's adds every unwrapped hit of the slot
+        n_hit = len(slot)
+        per_slot = np.bincount(slot, minlength=k * g)
+        first = np.cumsum(per_slot) - per_slot  # index of each slot's first hit
+        unwrapped = col >= start.reshape(-1)[slot]
+        cum = np.cumsum(unwrapped)  # unwrapped hits up to and including each hit
+        before = np.zeros(k * g + 1, dtype=np.int64)
+        before[1:] = np.cumsum(np.bincount(slot, weights=unwrapped, minlength=k * g).astype(np.int64))
+        seen_unwrapped = cum - before[slot]  # inclusive, within the slot
+        idx = np.arange(n_hit) - first[slot]  # position of the hit within its slot
+        rank = np.where(unwrapped, seen_unwrapped - 1,
+                        idx - seen_unwrapped + (before[slot + 1] - before[slot]))
+        hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
+        if with_hist:  # a sample of the pairs: every group's first positive against its whole pool
+            row = sim[:, 0, :][(grid[:, 0] >= 0)[:, None] & (pools != pos[:, :1])]
+            hist = np.histogram(row, bins=len(hist), range=(-1.0, 1.0))[0]
+        return u, c, s, rank, hist
+
+
 def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np.ndarray, u_vid: np.ndarray,
                      video_of_cand: tuple | None, cfg: MiningConfig, rng: np.random.Generator,
                      exact: Callable[[np.ndarray], tuple], rounds: int = ROUNDS, group: int | None = None
@@ -67,15 +166,19 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
     """Up to n negatives per positive (unit) by batched random draws (paper §3.4 footnote 8) -> neg (U, n), summary.
 
     Args:
-        emb: unit-norm sentence embeddings (S, d); rows 0..n_cand-1 are the candidates (caption texts).
+        emb: unit-norm sentence embeddings (S, d); rows 0..n_cand-1 are the candidates.
         u_pos, banned, u_vid: per unit its positive sentence id, the caption never drawn (-1 none), its video.
         video_of_cand: the caption-of-video structure of `mining.draw_negatives` (exclude_same_video) or None.
         exact: the exact path over a subset of units -> (neg, count, pair hist, negative hist).
     """
+    score = _Scorer(emb, n_cand, u_pos, banned, u_vid, video_of_cand, cfg)
+    with _one_blas_thread():
+        return _sample(score, n_cand, u_pos, cfg, rng, exact, rounds, group or GROUP)
+
+
+def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, rng: np.random.Generator,
+            exact: Callable[[np.ndarray], tuple], rounds: int, group: int) -> tuple[np.ndarray, dict]:
     n, n_units = cfg.n_negatives, len(u_pos)
-    group = group or GROUP
-    cand = emb[:n_cand]  # (C, d)
-    nv = len(video_of_cand[0]) - 1 if video_of_cand is not None else 0
     neg = np.full((n_units, n), -1, dtype=np.int64)
     neg_sim = np.zeros((n_units, n), dtype=np.float32)
     got = np.zeros(n_units, dtype=np.int64)
@@ -86,77 +189,62 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
     need_draws = np.full(n_units, 2 * n, dtype=np.int64)  # round 1: a first look at each hit rate
     fallback = np.zeros(0, dtype=np.int64)
     used_rounds = 0
-    first_round = True
     share1 = np.zeros(n_units)
-
-    def score(uu: np.ndarray, cc: np.ndarray, with_hist: bool) -> tuple:
-        """Cosines of each group's positives (k, g) with its draws (k, m) -> hits per unit, hist, hits in order."""
-        pos = u_pos[np.maximum(uu, 0)]  # (k, g); -1 = padding, scored against row 0 and dropped
-        with _one_blas_thread():
-            sim = np.matmul(emb[pos], cand[cc].transpose(0, 2, 1))  # (k, g, m)
-        c3 = np.broadcast_to(cc[:, None, :], sim.shape)
-        real = (uu >= 0)[:, :, None]
-        ok = rule_mask(sim, cfg.tau, cfg.rule, cfg.max_sim) & (c3 != pos[:, :, None]) & real
-        ok &= c3 != banned[np.maximum(uu, 0)][:, :, None]
-        if video_of_cand is not None:
-            vid = np.broadcast_to(u_vid[np.maximum(uu, 0)][:, :, None], sim.shape)
-            ok &= ~_pair_member(c3.ravel(), vid.ravel(), video_of_cand[2], nv).reshape(sim.shape)
-        h = np.zeros(len(hist), dtype=np.int64)
-        if with_hist:  # round 1 only: its draws are uniform for every positive, later rounds favour rare ones
-            bins = np.clip(((sim + 1.0) * 10.0).astype(np.intp), 0, len(hist) - 1)  # (k, g, m)
-            h = np.bincount(bins[real & (c3 != pos[:, :, None])], minlength=len(hist))
-        k_i, g_i, m_i = np.nonzero(ok)  # C order: per unit, its hits in draw order
-        return uu, ok.sum(axis=2), h, uu[k_i, g_i], cc[k_i, m_i], sim[k_i, g_i, m_i]
-
-    for _ in range(rounds):
+    source = _Pools(rng, n_cand)
+    by_sentence = np.argsort(u_pos, kind="stable")  # dealing order: units of one sentence side by side
+    for r in range(rounds):
         if len(active) == 0:
             break
         used_rounds += 1
-        m_unit = np.minimum(_bucket(need_draws[active]), n_cand)
-        new_u, new_c, new_s = [], [], []
-        for m in np.unique(m_unit):  # groups of positives needing about the same number of draws
-            us = active[m_unit == m]
-            us = us[np.lexsort((rng.random(len(us)), u_pos[us]))]  # units of one sentence side by side
-            mult = int(np.unique(u_pos[us], return_counts=True)[1].max())
-            g = max(1, min(group, len(us) // mult))  # the units of one sentence land in different groups
-            n_grp = -(-len(us) // g)
-            grid = np.full(n_grp * g, -1, dtype=np.int64)
-            grid[:len(us)] = us
-            grid = grid.reshape(g, n_grp).T  # (G, g) units, -1 = padding; neighbours go to different groups
-            step = max(1, CHUNK_BYTES // int(m * cand.shape[1] * 4))
-            cc_all = rng.integers(0, n_cand, size=(n_grp, int(m)))  # (G, m) shared draws, drawn up front
-            jobs = [(grid[g0:g0 + step], cc_all[g0:g0 + step]) for g0 in range(0, n_grp, step)]
-            with ThreadPoolExecutor(THREADS) as pool:  # matmul and gathers release the GIL
-                for uu, n_hit, h, nu, nc, ns in pool.map(lambda job: score(*job, first_round), jobs):
-                    real = uu >= 0
-                    draws[uu[real]] += int(m)
-                    hits[uu[real]] += n_hit[real]
-                    hist += h
-                    new_u.append(nu)
-                    new_c.append(nc)
-                    new_s.append(ns)
-        if first_round:  # a fixed number of draws per positive: an unbiased admissible-share estimate
+        is_active = np.zeros(n_units, dtype=bool)
+        is_active[active] = True
+        ordered = by_sentence[is_active[by_sentence]]  # active units in sentence order
+        m_of = np.zeros(n_units, dtype=np.int64)
+        m_of[active] = np.minimum(np.maximum(_bucket(need_draws[active]), MIN_DRAWS), n_cand)
+        found = []
+        with ThreadPoolExecutor(THREADS) as pool:
+            jobs = []
+            for m in np.unique(m_of[active]):  # groups of positives needing about the same number of draws
+                grid = _deal(ordered[m_of[ordered] == m], u_pos, group)  # (G, g)
+                pools = source.take(len(grid), int(m))  # (G, m)
+                start = rng.integers(0, m, size=grid.shape)  # (G, g) where each unit starts reading its pool
+                step = max(1, CHUNK_PAIRS // (grid.shape[1] * int(m)))
+                jobs += [(grid[i:i + step], pools[i:i + step], start[i:i + step], r == 0)
+                         for i in range(0, len(grid), step)]
+            for res in pool.map(lambda job: score(*job), jobs):
+                hist += res[4]
+                found.append(res[:4])
+        draws[active] += m_of[active]
+        fu, fc, fs, frank = (np.concatenate(a) for a in zip(*found))
+        hits += np.bincount(fu, minlength=n_units)
+        if r == 0:  # a fixed number of draws per positive: an unbiased admissible-share estimate
             share1 = hits / np.maximum(draws, 1)
-        first_round = False
-        # merge with what each unit already holds (earlier rounds first), first occurrence of each candidate
-        have = neg[active] >= 0  # (A, n)
-        all_u = np.concatenate([np.repeat(active, have.sum(1))] + new_u)
-        all_c = np.concatenate([neg[active][have]] + new_c)
-        all_s = np.concatenate([neg_sim[active][have]] + new_s)
-        order = np.argsort(all_u, kind="stable")
-        all_u, all_c, all_s = all_u[order], all_c[order], all_s[order]
-        _, first = np.unique(all_u * n_cand + all_c, return_index=True)
-        first.sort()
-        all_u, all_c, all_s = all_u[first], all_c[first], all_s[first]
-        rank = _rank_in_group(all_u)
-        keep = rank < n
-        neg[all_u[keep], rank[keep]] = all_c[keep]
-        neg_sim[all_u[keep], rank[keep]] = all_s[keep]
-        got[active] = np.bincount(all_u[keep], minlength=n_units)[active]
+        # a unit's new negatives go after the ones it holds; a candidate it already holds (from an earlier
+        # round's pool) is skipped, which shifts its later hits down: those few units are re-ranked by sort
+        slot = got[fu] + frank  # (H,) place in the unit's row of `neg`; >= n: not needed
+        take = np.flatnonzero(slot < n)
+        held = take[got[fu[take]] > 0]  # only these can repeat a held candidate
+        if len(held):
+            hu = active[got[active] > 0]
+            have = neg[hu] >= 0
+            keys = np.sort(np.repeat(hu, have.sum(1)) * n_cand + neg[hu][have])
+            dup = held[_pair_member(fu[held], fc[held], keys, n_cand)]
+            if len(dup):  # rare: re-rank every hit of those units without the repeats, by sort
+                redo = np.isin(fu, np.unique(fu[dup]))
+                slot[redo] = n
+                ri = np.flatnonzero(redo)
+                ri = ri[~_pair_member(fu[ri], fc[ri], keys, n_cand)]
+                ri = ri[np.lexsort((frank[ri], fu[ri]))]
+                slot[ri] = got[fu[ri]] + _rank_in_group(fu[ri])
+                take = np.flatnonzero(slot < n)
+        at = fu[take] * n + slot[take]
+        neg.reshape(-1)[at] = fc[take]
+        neg_sim.reshape(-1)[at] = fs[take]
+        got[active] = (neg[active] >= 0).sum(1)
         active = active[got[active] < n]
-        # next round: enough draws for the missing ones at the observed hit rate (+ a margin)
-        # hit rate shrunk toward the corpus-wide rate (8 pseudo-draws): a unit's own 20-odd first draws
-        # alone give a noisy rate, and 1 / noisy rate overshoots
+        # next round: enough draws for the missing ones at the observed hit rate (+ a margin), the rate
+        # shrunk toward the corpus-wide rate (8 pseudo-draws): a unit's own 20-odd first draws alone give a
+        # noisy rate, and 1 / noisy rate overshoots
         prior = (hits.sum() + 0.5) / (draws.sum() + 1.0)
         rate = (hits[active] + 8 * prior) / (draws[active] + 8.0)
         need_draws[active] = np.ceil((n - got[active] + 0.5) / rate).astype(np.int64)
@@ -171,7 +259,7 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
         neg[fallback] = neg_f
     sampled = np.ones(n_units, dtype=bool)
     sampled[fallback] = False
-    neg_hist += np.histogram(neg_sim[sampled][neg[sampled] >= 0], bins=HIST_EDGES)[0]
+    neg_hist += np.histogram(neg_sim[(neg >= 0) & sampled[:, None]], bins=len(hist), range=(-1.0, 1.0))[0]
     # admissible count ~ admissible share of the draws x candidates (exact for the fallback positives).
     # Mean: round 1's fixed-size draws (unbiased); median: all draws (more of them, but positives stop once
     # they hold n, which tilts a sparse positive's share up a little)
