@@ -125,39 +125,53 @@ class VisualEmbedder(nn.Module):
         return torch.relu(self.out(pooled))  # (U, d_emb)  Eq. 5
 
 
-def dropout_cpu(x: Tensor, p: float, training: bool) -> Tensor:
-    """Inverted dropout, as `F.dropout`, with a cheaper mask on CPU.
+def _cpu_dropout_noise(x: Tensor, p: float) -> Tensor:
+    """F.dropout's noise for x on CPU: 0 with probability p, else 1 / (1 - p) (a float32 scalar, as F.dropout
+    divides). torch's CPU `bernoulli_` draws one element at a time (~10 ns each on the project's machine,
+    ~9 % of a training step); here each 64-bit word drawn from the default generator (so the mask follows
+    `torch.manual_seed` and the checkpointed RNG state) gives two 32-bit uniforms, and an element is dropped
+    when its uniform is below the p-quantile: probability p up to 2^-32."""
+    n = x.numel()
+    words = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2 ** 63), None)  # (ceil(n/2),) full range
+    uniform = words.view(torch.int32)[:n].view(x.shape)  # (*x.shape) int32, uniform on [-2^31, 2^31)
+    threshold = -(2 ** 31) + round(p * 2 ** 32)  # P(uniform < threshold) = p
+    scale = torch.ones((), dtype=x.dtype).div_(1.0 - p)  # () the value F.dropout's noise.div_(1 - p) holds
+    return (uniform >= threshold) * scale  # (*x.shape) bool x scale: one pass, no float mask to divide
 
-    torch's CPU `bernoulli_` draws the mask one element at a time (~10 ns each on the project's machine,
-    ~9-12 % of a training step). This draws 64-bit words from the same default generator (so it follows `torch.manual_seed` and
-    checkpointed RNG state) and uses each as two 32-bit uniforms: an element is kept when its word is
-    >= the p-quantile, i.e. with probability 1 - p up to 2^-32. Kept elements are scaled by 1 / (1 - p) as
-    F.dropout does. On other devices F.dropout itself is used (its fused kernel is already cheap).
-    """
+
+def dropout_cpu(x: Tensor, p: float, training: bool) -> Tensor:
+    """Inverted dropout, as `F.dropout`, with a cheaper mask on CPU (`_cpu_dropout_noise`); on other devices
+    F.dropout itself (its fused kernel is already cheap)."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training=True)
-    n = x.numel()
-    words = torch.empty((n + 1) // 2, dtype=torch.int64).random_(-(2 ** 63), None)  # (ceil(N/2),) full range
-    uniform = words.view(torch.int32)[:n].view(x.shape)  # (*x.shape) int32, uniform on [-2^31, 2^31)
-    threshold = -(2 ** 31) + round(p * 2 ** 32)  # P(uniform < threshold) = p
-    noise = (uniform >= threshold).to(x.dtype).div_(1.0 - p)  # (*x.shape) 0 or 1 / (1 - p), as F.dropout
-    return x * noise
+    return x * _cpu_dropout_noise(x, p)
+
+
+def _add_dropout(h: Tensor, x: Tensor, p: float, training: bool) -> Tensor:
+    """h + dropout(x), the residual of a TransformerEncoderLayer; on CPU one addcmul instead of a product and a
+    sum over (N, d_model)."""
+    if not training or p == 0.0 or x.device.type != "cpu" or p >= 1.0:
+        return h + dropout_cpu(x, p, training)
+    return torch.addcmul(h, x, _cpu_dropout_noise(x, p))
 
 
 def _encoder_layer_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor) -> Tensor:
     """One `nn.TransformerEncoderLayer` (Eqs. 2-4) on packed rows h (N, d_model), with that layer's own
     parameters and settings (norm_first, activation, dropout probabilities); keys: (U, 1, 1, T) bool."""
+    p1, p2, train = layer.dropout1.p, layer.dropout2.p, layer.training
     if layer.norm_first:
-        h = h + _self_attention_packed(layer, layer.norm1(h), keys, index)
-        return h + _feed_forward_packed(layer, layer.norm2(h))
-    h = layer.norm1(h + _self_attention_packed(layer, h, keys, index))  # (N, d_model)  Eqs. 2-3
-    return layer.norm2(h + _feed_forward_packed(layer, h))  # (N, d_model)  Eq. 4
+        h = _add_dropout(h, _self_attention_packed(layer, layer.norm1(h), keys, index), p1, train)
+        return _add_dropout(h, _feed_forward_packed(layer, layer.norm2(h)), p2, train)
+    a = _self_attention_packed(layer, h, keys, index)  # (N, d_model)  Eqs. 2-3
+    h = layer.norm1(_add_dropout(h, a, p1, train))  # (N, d_model)
+    return layer.norm2(_add_dropout(h, _feed_forward_packed(layer, h), p2, train))  # (N, d_model)  Eq. 4
 
 
 def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor) -> Tensor:
-    """Multi-head self-attention (Eqs. 2-3) as `nn.MultiheadAttention` computes it, projections on packed rows."""
+    """Multi-head self-attention (Eqs. 2-3) as `nn.MultiheadAttention` computes it, projections on packed rows
+    (the caller applies dropout1)."""
     attn = layer.self_attn
     if not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn:
         raise NotImplementedError("packed attention supports the packed q/k/v projection only")
@@ -170,15 +184,13 @@ def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: T
     p = attn.dropout if layer.training else 0.0  # on the attention weights, as MultiheadAttention does
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)  # (U, heads, T, d_head)  Eq. 2
     o = o.transpose(1, 2).reshape(u * t, d)[index]  # (N, d_model) valid rows only
-    o = attn.out_proj(o)  # (N, d_model)  W^0 of Eq. 3
-    return dropout_cpu(o, layer.dropout1.p, layer.training)
+    return attn.out_proj(o)  # (N, d_model)  W^0 of Eq. 3
 
 
 def _feed_forward_packed(layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor:
-    """The position-wise feed-forward block of Eq. 4 with its two dropouts, as `TransformerEncoderLayer`."""
+    """The position-wise feed-forward network of Eq. 4 with its inner dropout (the caller applies dropout2)."""
     f = layer.activation(layer.linear1(h))  # (N, dim_feedforward)
-    f = layer.linear2(dropout_cpu(f, layer.dropout.p, layer.training))  # (N, d_model)
-    return dropout_cpu(f, layer.dropout2.p, layer.training)
+    return layer.linear2(dropout_cpu(f, layer.dropout.p, layer.training))  # (N, d_model)
 
 
 class SentenceEmbedder(nn.Module):

@@ -130,11 +130,11 @@ def test_packed_forward_matches_padded_forward_and_its_gradients(positional, nor
     torch.testing.assert_close(packed, padded, atol=1e-5, rtol=1e-5)
     index = mask.reshape(-1).nonzero().squeeze(1)  # (28,) what the fast path precomputes
     torch.testing.assert_close(model.encode_video_packed(x[mask], mask, index), packed, atol=0, rtol=0)
-    params = [p for n, p in model.named_parameters() if n.startswith("vem.")]
+    names, params = zip(*[(n, p) for n, p in model.named_parameters() if n.startswith("vem.")])
     weights = torch.randn(5, 16)  # a loss whose gradient differs per clip and per output unit
     g_padded = torch.autograd.grad((padded * weights).sum(), params)
     g_packed = torch.autograd.grad((packed * weights).sum(), params)
-    for (name, _), a, b in zip([(n, p) for n, p in model.named_parameters() if n.startswith("vem.")], g_packed, g_padded):
+    for name, a, b in zip(names, g_packed, g_padded):
         assert torch.isfinite(a).all(), name
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
