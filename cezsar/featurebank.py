@@ -1,6 +1,7 @@
 """The fast training data path (DESIGN.md §11): every feature stack in one contiguous array with per-video
 offsets, windows as precomputed row-index matrices, and batches that forward each distinct window and
-sentence once.
+sentence once, packed: only the windows' valid rows are gathered and go through the VEM
+(`JointEmbedder.encode_video_packed`).
 
 The bank is a `.npy` file written once (atomically) and memory-mapped; on a GPU it is copied whole to the
 device so that building a batch is a single gather. The released code instead did one `np.load` per sample
@@ -182,7 +183,8 @@ class TripletTensors:
     text: Tensor  # (S, text_dim) float32 SBERT vectors
 
     def video_batch(self, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Distinct windows of triplets `b`: (x (U, T, D) float32, mask (U, T), inverse (B,))."""
+        """Distinct windows of triplets `b`, padded for `encode_video`: (x (U, T, D) float32, mask (U, T),
+        inverse (B,)). Training uses `packed_video_batch`; this layout is its reference in the tests."""
         uw, inv = torch.unique(self.win[b], return_inverse=True)
         mask = self.mask[uw]  # (U, L)
         t = int(mask.sum(1).max())  # trim the all-padding tail; padding never changes the output

@@ -119,7 +119,7 @@ class VisualEmbedder(nn.Module):
         d = h.shape[-1]
         # the mean of Eq. 5 over valid steps: scatter into a zero (U, T) grid and sum, as `forward` sums its
         # zeroed padding (index_copy/sum, not index_add: no atomics, so the sum is deterministic on a GPU too)
-        grid = h.new_zeros(u * t, d).index_copy(0, index, h).view(u, t, d)  # (U, T, d_model)
+        grid = h.new_zeros(u * t, d).index_copy_(0, index, h).view(u, t, d)  # (U, T, d_model) in place: no clone
         n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (U, 1)
         pooled = grid.sum(dim=1) / n  # (U, d_model)
         return torch.relu(self.out(pooled))  # (U, d_emb)  Eq. 5
@@ -179,7 +179,7 @@ def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: T
     d, heads = attn.embed_dim, attn.num_heads
     qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (N, 3 d_model)
     # only the dot products need the padded layout; padded queries give rows that are dropped below
-    grid = qkv.new_zeros(u * t, 3 * d).index_copy(0, index, qkv)  # (U T, 3 d_model)
+    grid = qkv.new_zeros(u * t, 3 * d).index_copy_(0, index, qkv)  # (U T, 3 d_model) in place: no clone
     q, k, v = grid.view(u, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (U, heads, T, d_head) each
     p = attn.dropout if layer.training else 0.0  # on the attention weights, as MultiheadAttention does
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)  # (U, heads, T, d_head)  Eq. 2

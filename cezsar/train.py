@@ -2,7 +2,8 @@
 `train_one_epoch` / `evaluate` / `fit`, with per-epoch atomic checkpoints that resume bit-for-bit on CPU.
 
 Data arrives through the fast path of `cezsar.featurebank`: one contiguous feature array, windows as
-row-index matrices, each distinct window and sentence forwarded once per batch.
+row-index matrices, each distinct window and sentence forwarded once per batch, the windows packed (their
+valid rows only through the VEM, `JointEmbedder.encode_video_packed`).
 """
 from __future__ import annotations
 
