@@ -225,15 +225,11 @@ def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, r
         take = np.flatnonzero(slot < n)
         held = take[got[fu[take]] > 0]  # only these can repeat a held candidate
         if len(held):
-            hu = active[got[active] > 0]
-            have = neg[hu] >= 0
-            keys = np.sort(np.repeat(hu, have.sum(1)) * n_cand + neg[hu][have])
-            dup = held[_pair_member(fu[held], fc[held], keys, n_cand)]
+            dup = held[(neg[fu[held]] == fc[held][:, None]).any(axis=1)]  # (held, n) compare: no sort
             if len(dup):  # rare: re-rank every hit of those units without the repeats, by sort
-                redo = np.isin(fu, np.unique(fu[dup]))
+                redo = np.flatnonzero(np.isin(fu, np.unique(fu[dup])))
                 slot[redo] = n
-                ri = np.flatnonzero(redo)
-                ri = ri[~_pair_member(fu[ri], fc[ri], keys, n_cand)]
+                ri = redo[~(neg[fu[redo]] == fc[redo][:, None]).any(axis=1)]
                 ri = ri[np.lexsort((frank[ri], fu[ri]))]
                 slot[ri] = got[fu[ri]] + _rank_in_group(fu[ri])
                 take = np.flatnonzero(slot < n)
