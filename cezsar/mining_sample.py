@@ -17,8 +17,9 @@ close to independent draws' (0.43, exact strategy), while groups of 512 leave 31
 Short positives get further rounds sized from their observed hit rate; those whose hit rate makes sampling
 dearer than a full row (or still short after `rounds`) go to the exact path, so every positive with fewer
 than n admissible candidates gets exactly its exact set. Units of the same sentence (the windows of a
-segment, repeated captions) are dealt side by side in sentence order across the groups, and the group size
-shrinks when needed, so they never share a pool.
+segment, repeated captions) never read the same candidates in a round: up to KMAX of them form one GEMM
+row whose pool has one part per unit (one embedding gathered, a wider GEMM); more are dealt one per row
+across different groups.
 
 Cost: one GEMM per chunk of groups, then work on the hits only (flat indices of the admissible pairs, the
 cyclic order as ranks computed by counting, no sort over pairs), so a pair costs a few tens of nanoseconds
@@ -38,6 +39,7 @@ from cezsar.mining import HIST_EDGES, _pair_member, _rank_in_group, _stats, rule
 AUTO_EXACT_MAX = 20_000  # "auto" mines exactly up to this many candidates (SynthActions ~420, ActivityNet 37k)
 GROUP = 128  # positives sharing one pool: one (group x d) x (d x m) GEMM; more sharing leaves candidates unused (below)
 ROUNDS = 8
+KMAX = 4  # units of one sentence scored as one GEMM row (the windows of a caption: 3)
 MIN_DRAWS = 48  # smallest pool: narrower GEMMs cost more per pair than the extra draws
 THREADS = 2  # chunks scored at once (BLAS single-threaded inside each)
 CHUNK_PAIRS = 1 << 20  # positive-candidate pairs per chunk (~4 MB of cosines: bounds memory, stays in cache)
@@ -100,6 +102,36 @@ def _deal(us: np.ndarray, u_pos: np.ndarray, group: int) -> np.ndarray:
     return grid.reshape(g, n_grp).T  # (G, g): neighbours in sentence order go to different groups
 
 
+def _layouts(us: np.ndarray, u_pos: np.ndarray, group: int, m: int, n_cand: int) -> list[np.ndarray]:
+    """Units (in sentence order) -> unit grids (G, g, K), -1 = padding: row (G, g) shares one positive sentence.
+
+    Sentences with K = 2..KMAX units here become one GEMM row whose pool is K parts of m, unit q reading
+    part q: the row's embedding is gathered once and the GEMM is K times wider (both cheaper per pair), and
+    the units of a sentence get disjoint candidates. The rest are dealt one unit per row (`_deal`).
+    """
+    sent = u_pos[us]
+    starts = np.r_[0, np.flatnonzero(np.diff(sent)) + 1]  # first unit of each sentence
+    cnt = np.diff(np.r_[starts, len(us)])
+    per_unit = np.repeat(cnt, cnt)
+    out, single = [], np.ones(len(us), dtype=bool)
+    for k in range(2, KMAX + 1):
+        if k * m > n_cand:
+            break
+        sel = per_unit == k
+        if not sel.any():
+            continue
+        single &= ~sel
+        block = us[sel].reshape(-1, k)  # (Q, K) the units of one sentence per row
+        g = min(group, len(block))
+        n_grp = -(-len(block) // g)
+        grid = np.full((n_grp * g, k), -1, dtype=np.int64)
+        grid[:len(block)] = block
+        out.append(grid.reshape(n_grp, g, k))
+    if single.any():
+        out.append(_deal(us[single], u_pos, group)[:, :, None])
+    return out
+
+
 class _Scorer:
     """Scores chunks of groups against their pools and returns the admissible pairs in cyclic order."""
 
@@ -111,22 +143,24 @@ class _Scorer:
         self.any_banned = bool((banned >= 0).any())
 
     def __call__(self, grid: np.ndarray, pools: np.ndarray, start: np.ndarray, with_hist: bool) -> tuple:
-        """grid (k, g) units, pools (k, m) candidates, start (k, g) cyclic start of each unit.
+        """grid (k, g, K) units, pools (k, K * m) candidates, start (k, g, K) cyclic start of each unit.
 
-        Returns (unit, candidate, cosine, rank) of every admissible pair, with rank the pair's position among
-        its unit's admissible pairs when the pool is read from `start` cyclically, plus the histogram of a
-        sample of the cosines (one positive per group; round 1 only).
+        The units of a row share one positive sentence; unit q of a row reads part q (m candidates) of its
+        group's pool. Returns (unit, candidate, cosine, rank) of every admissible pair, with rank the pair's
+        position among its unit's admissible pairs when its part is read from `start` cyclically, plus the
+        histogram of a sample of the cosines (each group's first row; round 1 only).
         """
-        k, g = grid.shape
-        m = pools.shape[1]
+        k, g, kk = grid.shape
+        m = pools.shape[1] // kk
         cfg = self.cfg
-        pos = self.u_pos[np.maximum(grid, 0)]  # (k, g); padding scored against a real row, dropped below
-        sim = np.matmul(self.emb[pos], self.cand[pools].transpose(0, 2, 1))  # (k, g, m); BLAS single-threaded
+        row = grid.max(axis=2)  # (k, g) a unit of each row (-1: padding row)
+        pos = self.u_pos[np.maximum(row, 0)]  # (k, g) positive sentence of each row; padding rows dropped below
+        sim = np.matmul(self.emb[pos], self.cand[pools].transpose(0, 2, 1))  # (k, g, K*m); BLAS single-threaded
         flat = np.flatnonzero(rule_mask(sim, cfg.tau, cfg.rule, cfg.max_sim))  # hits, in (group, unit, draw) order
-        slot = flat // m  # (H,) position in grid.ravel()
+        slot = flat // m  # (H,) position in grid.ravel(): rows of K parts of m draws
         col = flat - slot * m
         u = grid.ravel()[slot]
-        c = pools.ravel()[(slot // g) * m + col]
+        c = pools.ravel()[(slot // (g * kk)) * (kk * m) + (slot % kk) * m + col]
         uu = np.maximum(u, 0)
         ok = c != self.u_pos[uu]  # not the same sentence
         if (grid < 0).any():
@@ -142,20 +176,21 @@ class _Scorer:
         # inside a slot, by draw, so each rank is a count, not a sort: an unwrapped hit's rank is the number
         # of unwrapped hits before it in its slot; a wrapped one's adds every unwrapped hit of the slot
         n_hit = len(slot)
-        per_slot = np.bincount(slot, minlength=k * g)
+        n_slot = k * g * kk
+        per_slot = np.bincount(slot, minlength=n_slot)
         first = np.cumsum(per_slot) - per_slot  # index of each slot's first hit
         unwrapped = col >= start.reshape(-1)[slot]
         cum = np.cumsum(unwrapped)  # unwrapped hits up to and including each hit
-        before = np.zeros(k * g + 1, dtype=np.int64)
-        before[1:] = np.cumsum(np.bincount(slot, weights=unwrapped, minlength=k * g).astype(np.int64))
+        before = np.zeros(n_slot + 1, dtype=np.int64)
+        before[1:] = np.cumsum(np.bincount(slot, weights=unwrapped, minlength=n_slot).astype(np.int64))
         seen_unwrapped = cum - before[slot]  # inclusive, within the slot
         idx = np.arange(n_hit) - first[slot]  # position of the hit within its slot
         rank = np.where(unwrapped, seen_unwrapped - 1,
                         idx - seen_unwrapped + (before[slot + 1] - before[slot]))
         hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
         if with_hist:  # a sample of the pairs: every group's first positive against its whole pool
-            row = sim[:, 0, :][(grid[:, 0] >= 0)[:, None] & (pools != pos[:, :1])]
-            hist = np.histogram(row, bins=len(hist), range=(-1.0, 1.0))[0]
+            first_rows = sim[:, 0, :][(row[:, 0] >= 0)[:, None] & (pools != pos[:, :1])]
+            hist = np.histogram(first_rows, bins=len(hist), range=(-1.0, 1.0))[0]
         return u, c, s, rank, hist
 
 
@@ -205,12 +240,12 @@ def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, r
         with ThreadPoolExecutor(THREADS) as pool:
             jobs = []
             for m in np.unique(m_of[active]):  # groups of positives needing about the same number of draws
-                grid = _deal(ordered[m_of[ordered] == m], u_pos, group)  # (G, g)
-                pools = source.take(len(grid), int(m))  # (G, m)
-                start = rng.integers(0, m, size=grid.shape)  # (G, g) where each unit starts reading its pool
-                step = max(1, CHUNK_PAIRS // (grid.shape[1] * int(m)))
-                jobs += [(grid[i:i + step], pools[i:i + step], start[i:i + step], r == 0)
-                         for i in range(0, len(grid), step)]
+                for grid in _layouts(ordered[m_of[ordered] == m], u_pos, group, int(m), n_cand):  # (G, g, K)
+                    pools = source.take(len(grid), int(m) * grid.shape[2])  # (G, K*m)
+                    start = rng.integers(0, m, size=grid.shape)  # (G, g, K) where each unit starts reading
+                    step = max(1, CHUNK_PAIRS // (grid.shape[1] * grid.shape[2] * int(m)))
+                    jobs += [(grid[i:i + step], pools[i:i + step], start[i:i + step], r == 0)
+                             for i in range(0, len(grid), step)]
             for res in pool.map(lambda job: score(*job), jobs):
                 hist += res[4]
                 found.append(res[:4])
