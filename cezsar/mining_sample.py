@@ -274,7 +274,7 @@ def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, r
         at = fu[take] * n + slot[take]
         neg.reshape(-1)[at] = fc[take]
         neg_sim.reshape(-1)[at] = fs[take]
-        got[active] = (neg[active] >= 0).sum(1)
+        got += np.bincount(fu[take], minlength=n_units)
         active = active[got[active] < n]
         # next round: enough draws for the missing ones at the observed hit rate (+ a margin), the rate
         # shrunk toward the corpus-wide rate (8 pseudo-draws): a unit's own 20-odd first draws alone give a
