@@ -22,8 +22,9 @@ row whose pool has one part per unit (one embedding gathered, a wider GEMM); mor
 across different groups.
 
 Cost: one GEMM per chunk of groups, then work on the hits only (flat indices of the admissible pairs, the
-cyclic order as ranks computed by counting, no sort over pairs), so a pair costs a few tens of nanoseconds
-all told (benchmarks/bench_mining.py against the released per-pair loop).
+cyclic order as ranks computed by counting, no sort over pairs), merged into the units' rows by the chunk's
+own thread (a unit is in one chunk per round); a pair costs a few tens of nanoseconds all told
+(benchmarks/bench_mining.py against the released per-pair loop).
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ ROUNDS = 8
 KMAX = 4  # units of one sentence scored as one GEMM row (the windows of a caption: 3)
 MIN_DRAWS = 48  # smallest pool: narrower GEMMs cost more per pair than the extra draws
 THREADS = 2  # chunks scored at once (BLAS single-threaded inside each)
-CHUNK_PAIRS = 1 << 16  # positive-candidate pairs per chunk: gathered rows and cosines stay in cache (2x faster than 1M)
+CHUNK_PAIRS = 1 << 18  # pairs per chunk: operands stay in cache (1M: 1.5x slower), few enough GIL hand-offs (64k: 1.3x slower)
 
 
 def pick_strategy(strategy: str, n_cand: int) -> str:
@@ -133,7 +134,8 @@ def _layouts(us: np.ndarray, u_pos: np.ndarray, group: int, m: int, n_cand: int)
 
 
 class _Scorer:
-    """Scores chunks of groups against their pools and returns the admissible pairs in cyclic order."""
+    """Scores chunks of groups against their pools and appends each unit's admissible draws, in its cyclic
+    order, to the negatives it holds."""
 
     def __init__(self, emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np.ndarray, u_vid: np.ndarray,
                  video_of_cand: tuple | None, cfg: MiningConfig) -> None:
@@ -141,14 +143,22 @@ class _Scorer:
         self.video_of_cand, self.cfg = video_of_cand, cfg
         self.nv = len(video_of_cand[0]) - 1 if video_of_cand is not None else 0
         self.any_banned = bool((banned >= 0).any())
+        n_units, n = len(u_pos), cfg.n_negatives
+        # per-unit state, updated by the chunks themselves: a unit is in exactly one chunk per round, so
+        # the two threads never touch the same row
+        self.neg = np.full((n_units, n), -1, dtype=np.int64)  # negatives held, in draw order
+        self.neg_sim = np.zeros((n_units, n), dtype=np.float32)
+        self.got = np.zeros(n_units, dtype=np.int64)  # negatives held
+        self.draws = np.zeros(n_units, dtype=np.int64)  # candidates scored
+        self.hits = np.zeros(n_units, dtype=np.int64)  # admissible among them
 
     def __call__(self, grid: np.ndarray, pools: np.ndarray, start: np.ndarray, with_hist: bool) -> tuple:
         """grid (k, g, K) units, pools (k, K * m) candidates, start (k, g, K) cyclic start of each unit.
 
         The units of a row share one positive sentence; unit q of a row reads part q (m candidates) of its
-        group's pool. Returns (unit, candidate, cosine, rank) of every admissible pair, with rank the pair's
-        position among its unit's admissible pairs when its part is read from `start` cyclically, plus the
-        histogram of a sample of the cosines (each group's first row; round 1 only).
+        group's pool from its `start` cyclically and takes admissible candidates until it holds n, skipping
+        ones it already holds. Returns the histogram of a sample of the cosines (each group's first row;
+        round 1 only).
         """
         k, g, kk = grid.shape
         m = pools.shape[1] // kk
@@ -194,7 +204,37 @@ class _Scorer:
         if with_hist:  # a sample of the pairs: every group's first positive against its whole pool
             first_rows = sim[:, 0, :][(row[:, 0] >= 0)[:, None] & (pools != pos[:, :1])]
             hist = np.histogram(first_rows, bins=len(hist), range=(-1.0, 1.0))[0]
-        return u, c, s, rank, hist
+        units = grid.reshape(-1)  # (n_slot,) the unit of each slot, -1 = padding; distinct within a round
+        real = units >= 0
+        self.draws[units[real]] += m
+        self.hits[units[real]] += per_slot[real]
+        self._append(u, c, s, rank, slot, units)
+        return hist
+
+    def _append(self, u: np.ndarray, c: np.ndarray, s: np.ndarray, rank: np.ndarray, slot: np.ndarray,
+                units: np.ndarray) -> None:
+        """Hits (unit, candidate, cosine, rank in the unit's reading order) -> after the negatives it holds."""
+        n, neg, got = self.cfg.n_negatives, self.neg, self.got
+        at = got[u] + rank  # (H,) place in the unit's row; >= n: not needed
+        take = np.flatnonzero(at < n)
+        held = take[got[u[take]] > 0]  # only units holding some (from earlier rounds' pools) can repeat one
+        if len(held):
+            dup = held[(neg[u[held]] == c[held][:, None]).any(axis=1)]  # (held, n) compare: no sort
+            if len(dup):  # a few units: re-rank every hit of those units without the repeats, by sort
+                marked = np.zeros(len(units), dtype=bool)
+                marked[slot[dup]] = True
+                redo = np.flatnonzero(marked[slot])
+                at[redo] = n
+                ri = redo[~(neg[u[redo]] == c[redo][:, None]).any(axis=1)]
+                ri = ri[np.lexsort((rank[ri], u[ri]))]
+                at[ri] = got[u[ri]] + _rank_in_group(u[ri])
+                take = np.flatnonzero(at < n)
+        flat = u[take] * n + at[take]
+        neg.reshape(-1)[flat] = c[take]
+        self.neg_sim.reshape(-1)[flat] = s[take]
+        kept = np.bincount(slot[take], minlength=len(units))  # (n_slot,) taken per slot
+        real = units >= 0
+        got[units[real]] += kept[real]  # slots and units are one-to-one here: a plain fancy += is exact
 
 
 def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np.ndarray, u_vid: np.ndarray,
@@ -217,11 +257,7 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
 def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, rng: np.random.Generator,
             exact: Callable[[np.ndarray], tuple], rounds: int, group: int) -> tuple[np.ndarray, dict]:
     n, n_units = cfg.n_negatives, len(u_pos)
-    neg = np.full((n_units, n), -1, dtype=np.int64)
-    neg_sim = np.zeros((n_units, n), dtype=np.float32)
-    got = np.zeros(n_units, dtype=np.int64)
-    draws = np.zeros(n_units, dtype=np.int64)
-    hits = np.zeros(n_units, dtype=np.int64)
+    neg, neg_sim, got, draws, hits = score.neg, score.neg_sim, score.got, score.draws, score.hits
     hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
     active = np.arange(n_units)
     need_draws = np.full(n_units, 2 * n, dtype=np.int64)  # round 1: a first look at each hit rate
@@ -239,42 +275,19 @@ def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, r
         ordered = by_sentence[is_active[by_sentence]]  # active units in sentence order
         m_of = np.zeros(n_units, dtype=np.int64)
         m_of[active] = np.minimum(np.maximum(_bucket(need_draws[active]), MIN_DRAWS), n_cand)
-        found = []
+        jobs = []  # all random draws are made here, in order: the result does not depend on thread timing
+        for m in np.unique(m_of[active]):  # groups of positives needing about the same number of draws
+            for grid in _layouts(ordered[m_of[ordered] == m], u_pos, group, int(m), n_cand):  # (G, g, K)
+                pools = source.take(len(grid), int(m) * grid.shape[2])  # (G, K*m)
+                start = rng.integers(0, m, size=grid.shape)  # (G, g, K) where each unit starts reading
+                step = max(1, CHUNK_PAIRS // (grid.shape[1] * grid.shape[2] * int(m)))
+                jobs += [(grid[i:i + step], pools[i:i + step], start[i:i + step], r == 0)
+                         for i in range(0, len(grid), step)]
         with ThreadPoolExecutor(THREADS) as pool:
-            jobs = []
-            for m in np.unique(m_of[active]):  # groups of positives needing about the same number of draws
-                for grid in _layouts(ordered[m_of[ordered] == m], u_pos, group, int(m), n_cand):  # (G, g, K)
-                    pools = source.take(len(grid), int(m) * grid.shape[2])  # (G, K*m)
-                    start = rng.integers(0, m, size=grid.shape)  # (G, g, K) where each unit starts reading
-                    step = max(1, CHUNK_PAIRS // (grid.shape[1] * grid.shape[2] * int(m)))
-                    jobs += [(grid[i:i + step], pools[i:i + step], start[i:i + step], r == 0)
-                             for i in range(0, len(grid), step)]
-            for res in pool.map(lambda job: score(*job), jobs):
-                hist += res[4]
-                found.append(res[:4])
-        draws[active] += m_of[active]
-        fu, fc, fs, frank = (np.concatenate(a) for a in zip(*found))
-        hits += np.bincount(fu, minlength=n_units)
+            for h in pool.map(lambda job: score(*job), jobs):
+                hist += h
         if r == 0:  # a fixed number of draws per positive: an unbiased admissible-share estimate
             share1 = hits / np.maximum(draws, 1)
-        # a unit's new negatives go after the ones it holds; a candidate it already holds (from an earlier
-        # round's pool) is skipped, which shifts its later hits down: those few units are re-ranked by sort
-        slot = got[fu] + frank  # (H,) place in the unit's row of `neg`; >= n: not needed
-        take = np.flatnonzero(slot < n)
-        held = take[got[fu[take]] > 0]  # only these can repeat a held candidate
-        if len(held):
-            dup = held[(neg[fu[held]] == fc[held][:, None]).any(axis=1)]  # (held, n) compare: no sort
-            if len(dup):  # rare: re-rank every hit of those units without the repeats, by sort
-                redo = np.flatnonzero(np.isin(fu, np.unique(fu[dup])))
-                slot[redo] = n
-                ri = redo[~(neg[fu[redo]] == fc[redo][:, None]).any(axis=1)]
-                ri = ri[np.lexsort((frank[ri], fu[ri]))]
-                slot[ri] = got[fu[ri]] + _rank_in_group(fu[ri])
-                take = np.flatnonzero(slot < n)
-        at = fu[take] * n + slot[take]
-        neg.reshape(-1)[at] = fc[take]
-        neg_sim.reshape(-1)[at] = fs[take]
-        got += np.bincount(fu[take], minlength=n_units)
         active = active[got[active] < n]
         # next round: enough draws for the missing ones at the observed hit rate (+ a margin), the rate
         # shrunk toward the corpus-wide rate (8 pseudo-draws): a unit's own 20-odd first draws alone give a
