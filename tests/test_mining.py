@@ -175,7 +175,8 @@ def test_same_seed_same_bytes(tmp_path):
     assert ts.sentences[0] == captions.segments[0].sentence
 
 
-def test_object_positives(monkeypatch):
+@pytest.mark.parametrize("strategy", ["auto", "sample"])  # auto = exact here; sample: the banned-caption path
+def test_object_positives(monkeypatch, strategy):
     captions, emb_fn = make_corpus(n_videos=10, seed=6)
     labels = [f"object {i}: a thing" for i in range(8)]
     vecs = {t: np.random.default_rng(i).normal(size=16) for i, t in enumerate(labels)}
@@ -196,18 +197,20 @@ def test_object_positives(monkeypatch):
             return idx, np.ones_like(idx, dtype=np.float16)
 
     both = lambda s: np.stack([vecs[x] if x in vecs else emb_fn([x])[0] for x in s])  # noqa: E731
-    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, object_negatives=False))
+    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, object_negatives=False), strategy=strategy)
     n_seg0 = sum(s.video_id == "v_000" for s in captions.segments)
     s = ts.summary
     assert s["object_positives"] == 2 * 3 * (len(captions.segments) - n_seg0)
     assert s["caption_positives"] == 3 * len(captions.segments)
+    if strategy == "sample":
+        assert s["strategy"] == "sample" and s["sample"]["fallback_positives"] < s["positives"] // 4
     obj = np.array([ts.sentences[p] in vecs for p in ts.pos])
     assert obj.any() and not any(ts.sentences[n] in vecs for n in ts.neg)  # negatives are captions only
     own = [captions.segments[g].sentence for g in ts.segment]
     assert all(ts.sentences[n] != o for n, o in zip(ts.neg, own))  # never the segment's own caption
 
     # default: object sentences are candidates too, so both kinds of sentence occur as positives and negatives
-    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, tau=1.5))  # tau > 1: every pair admissible
+    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, tau=1.5), strategy=strategy)  # tau > 1: all admissible
     assert ts.summary["candidates"] == len(ts.sentences)
     assert any(ts.sentences[n] in vecs for n in ts.neg) and any(ts.sentences[n] not in vecs for n in ts.neg)
     assert all(n != p for n, p in zip(ts.neg, ts.pos))
