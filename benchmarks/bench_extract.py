@@ -10,7 +10,7 @@ Clips are generated here: 30-fps, 640x360 by default, with a keyframe every seco
 for streaming encodes) or libx264's default 250-frame GOP (`--gop 0`) where no decoder can skip much.
 Absolute frames/s depend on the machine; only a GPU run (with its device named) reports them as such.
 
-    python benchmarks/bench_extract.py [--clips 4 --seconds 8 --gop 30] [--backbone bit --device cuda]
+    python benchmarks/bench_extract.py [--clips 4 --seconds 8 --gop 30] [--backbone bit --device cuda] [--threads 1]
 """
 from __future__ import annotations
 
@@ -84,7 +84,11 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--repeat", type=int, default=2, help="best of N for the decode timings")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="torch CPU threads for the CNN (default: torch's, one per core); fewer leave cores to decoding")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     if args.backbone.startswith("bit"):
         enc = bit_random(args.device, args.image_size, args.batch)
