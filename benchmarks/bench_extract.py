@@ -28,7 +28,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cezsar.backbones import FrameEncoder, get_encoder, resolve_device  # noqa: E402
+from cezsar.backbones import FrameEncoder, get_encoder  # noqa: E402
 from cezsar.config import ExtractConfig  # noqa: E402
 from cezsar.datasets import Video  # noqa: E402
 from cezsar.features import extract  # noqa: E402

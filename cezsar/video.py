@@ -183,8 +183,6 @@ def decode_all_then_subsample(path: str | Path, size: tuple[int, int] | None = N
 
     Same sampling rule as `decode_1fps`, computed the slow, obvious way.
     """
-    import av
-
     path = Path(path)
     container = _open(path)
     try:
@@ -192,12 +190,10 @@ def decode_all_then_subsample(path: str | Path, size: tuple[int, int] | None = N
         stream.thread_type = "AUTO"
         kept: list[np.ndarray] = []
         first = None
-        last = None
         for frame in container.decode(stream):
             if frame.pts is None:
                 continue
             first = frame.pts if first is None else first
-            last = frame
             if float((frame.pts - first) * stream.time_base) >= len(kept) - _EPS:
                 if size is not None:
                     frame = frame.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA")
