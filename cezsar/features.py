@@ -16,7 +16,6 @@ it is listed in the report with its reason.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import threading
 import time
@@ -26,6 +25,7 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
+from cezsar.atomic import write_atomic, write_json
 from cezsar.config import ExtractConfig
 
 
@@ -37,30 +37,6 @@ class VideoLike(Protocol):  # cezsar.datasets.Video or anything with these field
 
 class FeatureError(ValueError):
     """A feature file that is unreadable or inconsistent; the message names the file."""
-
-
-# --- atomic writes ---------------------------------------------------------------------------------
-def _tmp(path: Path) -> Path:
-    # hidden + pid: concurrent shards never share a temp name, and FeatureStore ignores them
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
-
-
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
-    with open(tmp, "wb") as fh:
-        write(fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def save_npy_atomic(path: Path, arr: np.ndarray) -> None:
-    _atomic_write(path, lambda fh: np.save(fh, arr, allow_pickle=False))
-
-
-def save_json_atomic(path: Path, obj) -> None:
-    _atomic_write(path, lambda fh: fh.write((json.dumps(obj, indent=1) + "\n").encode()))
 
 
 # --- validity of finished outputs ------------------------------------------------------------------
@@ -177,7 +153,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
         if clash:
             raise ValueError(f"{meta_path}: folder holds other features {clash} (old, new); use another --out")
     else:
-        save_json_atomic(meta_path, meta)
+        write_json(meta_path, meta)
 
     mine = shard_videos(videos, shard)
     t0 = time.perf_counter()
@@ -209,9 +185,10 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
                     feats, logits = encoder.encode(stack)  # (T, D), (T, C)
                     idx, sc = topk_from_logits(logits, cfg.topk_objects)  # (T, K) each
                     # objects first, stack last: a .npy on disk implies its objects are complete
-                    _atomic_write(out / "objects" / f"{v.video_id}.npz",
+                    write_atomic(out / "objects" / f"{v.video_id}.npz",
                                   lambda fh: np.savez(fh, indices=idx, scores=sc))
-                    save_npy_atomic(out / f"{v.video_id}.npy", feats.astype(np.float32))
+                    write_atomic(out / f"{v.video_id}.npy",
+                                 lambda fh: np.save(fh, feats.astype(np.float32), allow_pickle=False))
                     encoded += 1
                     frames += len(feats)
                 bar.update(1)
@@ -224,7 +201,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
               "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds > 0 else 0.0,
               "config": asdict(cfg)}
     name = "report.json" if shard[1] == 1 else f"report_shard{shard[0]}of{shard[1]}.json"
-    save_json_atomic(out / name, report)
+    write_json(out / name, report)
     return report
 
 

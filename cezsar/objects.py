@@ -40,6 +40,7 @@ def _sentences(label_space: str) -> tuple[str, ...]:
     import hashlib
     import json
 
+    from cezsar.atomic import write_json
     from cezsar.config import cache_dir
 
     wnids = imagenet_wnids(label_space)
@@ -50,10 +51,7 @@ def _sentences(label_space: str) -> tuple[str, ...]:
         if len(cached) == len(wnids):
             return tuple(cached)
     out = _wordnet_sentences(label_space, wnids)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out))
-    tmp.replace(path)
+    write_json(path, out, indent=None)
     return tuple(out)
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cezsar import config
+from cezsar.atomic import write_json
 from cezsar.config import EvalConfig, ExtractConfig, MiningConfig, TrainConfig
 
 TEST_SETS = ("ucf101", "kinetics400")
@@ -315,12 +316,8 @@ def _set_aside(path: Path) -> None:
 
 
 def save_json(obj: dict, path: Path) -> Path:
-    """Atomic JSON write (results files)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_jsonable))
-    tmp.replace(path)
-    return path
+    """Atomic JSON write of a results file (numpy values and paths converted)."""
+    return write_json(path, obj, indent=2, default=_jsonable)
 
 
 def _jsonable(o):

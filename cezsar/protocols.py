@@ -9,8 +9,6 @@ in `data/splits/` (tracked); custom datasets (SynthActions, a user's own) keep t
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from cezsar.atomic import write_json
 from cezsar.config import CLASSES_DIR, SPLITS_DIR
 from cezsar.zsar import true_class_rank
 
@@ -101,24 +100,6 @@ def split_path(protocol: Protocol, out_dir: str | Path | None = None) -> Path:
     return base / f"{protocol.dataset}_{protocol.slug}.json"
 
 
-def atomic_write_json(path: str | Path, obj: object) -> None:
-    """Write JSON through a temp file in the same folder and os.replace (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a tracked file should be readable by all
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _testing_classes(protocol: Protocol, classes: Sequence[str]) -> list[str]:
     from cezsar.datasets import read_split
 
@@ -163,7 +144,7 @@ def load_or_create_splits(protocol: Protocol, classes: Sequence[str], path: str 
         how = "seed s: numpy.random.default_rng(s).choice(C, n, replace=False), kept in official order"
     data = {"dataset": protocol.dataset, "protocol": protocol.name, "n_classes": n,
             "n_dataset_classes": len(classes), "generator": how, "runs": runs}
-    atomic_write_json(path, data)
+    write_json(path, data)
     return {**data, "path": str(path)}
 
 

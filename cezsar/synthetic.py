@@ -13,7 +13,6 @@ description sentences use other word forms than the captions (checked in `genera
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import string
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cezsar.atomic import write_json, write_text
 from cezsar.datasets import kinetics_clip_name
 
 SIDE = 160  # frame side in pixels (DESIGN §6: EfficientNet-Lite0 at 160 px)
@@ -283,20 +283,6 @@ def _ident(rng: np.random.Generator, used: set[str]) -> str:
             return ident
 
 
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _plan(seed: int, size: str) -> tuple[dict, list[tuple[str, int, float, list]]]:
     """Every annotation file's content and the list of videos to render, from the seed alone."""
     if size not in SIZES:
@@ -414,9 +400,9 @@ def generate(out: str | Path, seed: int = 0, size: str = "default", workers: int
                     p.unlink()
     for rel, content in files.items():
         if isinstance(content, str):
-            _write_text(out / rel, content)
+            write_text(out / rel, content)
         else:
-            _write_json(out / rel, content)
+            write_json(out / rel, content, ensure_ascii=False)
     if workers is None:  # below ~50 videos, starting processes costs more than it saves
         workers = min(2, os.cpu_count() or 1) if len(jobs) > 50 else 1
     if workers > 1:

@@ -11,6 +11,8 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cezsar.atomic import write_text
+
 # Table columns: the number of unseen test classes of each protocol (paper §4).
 COLUMNS = {"ucf101": ["101", "50", "20"], "kinetics400": ["400", "100", "25"]}
 # Fraction of the classes each column evaluates, so a smaller dataset can be run under the same shape.
@@ -123,10 +125,5 @@ def write_table(dataset: str, rows: list[Row], stem: Path, caption: str = "") ->
     """Write `<stem>.md` and `<stem>.csv` atomically; returns the two paths."""
     out = []
     for ext, text in ((".md", to_markdown(dataset, rows, caption)), (".csv", to_csv(dataset, rows))):
-        path = stem.with_suffix(ext)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(ext + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
-        out.append(path)
+        out.append(write_text(stem.with_suffix(ext), text))
     return out

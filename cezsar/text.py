@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cezsar import config
+from cezsar.atomic import write_atomic, write_bytes
 
 _SHARD_ROWS = 4096  # sentences per cache shard: the most a killed run can lose
 
@@ -88,17 +89,6 @@ def _fingerprint(path: Path) -> str:
     return h.hexdigest()[:8]
 
 
-def _atomic_save(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 class SentenceCache:
     """Append-only (sentence -> float32 row) store for one model id; see the module docstring."""
 
@@ -144,9 +134,9 @@ class SentenceCache:
             raise ValueError(f"sentence cache: {vectors.shape} vectors for {len(sentences)} sentences, dim {self.dim}")
         self.folder.mkdir(parents=True, exist_ok=True)
         name = f"shard-{time.time_ns():020d}-{os.getpid()}"
-        _atomic_save(self.folder / f"{name}.npy", lambda fh: np.save(fh, vectors, allow_pickle=False))
+        write_atomic(self.folder / f"{name}.npy", lambda fh: np.save(fh, vectors, allow_pickle=False))
         data = json.dumps(sentences, ensure_ascii=False).encode("utf-8")
-        _atomic_save(self.folder / f"{name}.json", lambda fh: fh.write(data))  # the commit mark
+        write_bytes(self.folder / f"{name}.json", data)  # the commit mark
         s = len(self.shards)
         self.shards.append(vectors)
         for r, key in enumerate(sentences):

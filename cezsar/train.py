@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
 import random
 import time
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.config import ModelConfig, TrainConfig, to_dict
 from cezsar.featurebank import FastPathConfig, TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
@@ -156,23 +156,6 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
-def _atomic_save(obj, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(buf.getvalue())
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[JointEmbedder, dict]:
     """Rebuild the trained JointEmbedder (eval mode) from `last.pt`/`best.pt`; meta = everything else stored."""
     path = Path(path)
@@ -189,13 +172,13 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
 
 
 def _write_logs(history: list[dict], out: Path) -> None:
-    _atomic_text(json.dumps(history, indent=1), out / "log.json")
+    write_json(out / "log.json", history)
     buf = io.StringIO()
     if history:
         writer = csv.DictWriter(buf, fieldnames=list(history[0]))
         writer.writeheader()
         writer.writerows(history)
-    _atomic_text(buf.getvalue(), out / "log.csv")
+    write_text(out / "log.csv", buf.getvalue())
 
 
 # --- the whole run -------------------------------------------------------------------------------
@@ -290,9 +273,9 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
                         "triplets_per_s": round(tr["triplets"] / max(tr["seconds"], 1e-9), 1)})
         state["history"] = history
         ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state()}
-        _atomic_save(ckpt, last)
+        write_atomic(last, lambda fh: torch.save(ckpt, fh))
         if improved:
-            _atomic_save(ckpt, out / "best.pt")
+            write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
         _write_logs(history, out)
         if on_epoch_end is not None:
             on_epoch_end(history[-1])

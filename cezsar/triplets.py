@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cezsar.atomic import write_atomic
+
 _ARRAYS = ("video", "segment", "start", "end", "pos", "neg", "val")
 _VOLATILE = ("time",)  # summary keys left out of the file, so the same seed gives the same bytes
 
@@ -39,15 +41,16 @@ class TripletSet:
                 "summary": {k: v for k, v in self.summary.items() if k not in _VOLATILE}}
         arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
         arrays["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"), np.uint8)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, arr in arrays.items():
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
-                zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue(),
-                            compress_type=zipfile.ZIP_DEFLATED)
-        tmp.replace(path)
+
+        def write(fh) -> None:
+            with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for name, arr in arrays.items():
+                    buf = io.BytesIO()
+                    np.lib.format.write_array(buf, np.ascontiguousarray(arr), allow_pickle=False)
+                    zf.writestr(zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0)), buf.getvalue(),
+                                compress_type=zipfile.ZIP_DEFLATED)
+
+        write_atomic(path, write)
 
     @classmethod
     def load(cls, path: str | Path) -> "TripletSet":

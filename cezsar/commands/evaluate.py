@@ -86,6 +86,7 @@ def _text_encoder(flag: str | None, ckpt_text: str | None, device: str):
 
 def run(args: argparse.Namespace) -> int:
     from cezsar import protocols
+    from cezsar.atomic import write_json
     from cezsar.datasets import DatasetError, load_dataset, read_descriptions
     from cezsar.features import FeatureStore
     from cezsar.resources import ResourceMissing
@@ -125,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
            "descriptions": {"path": str(desc_path), "meta": _meta(desc_path)},
            "dataset_root": str(args.root), "features": str(args.features), "text_model": encoder.model_id,
            "backbone": getattr(store, "backbone", None)}
-    protocols.atomic_write_json(out, res)
+    write_json(out, res)
     if args.json:
         print(json.dumps(res))
     else:
