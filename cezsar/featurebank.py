@@ -185,25 +185,27 @@ class TripletTensors:
     def video_batch(self, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Distinct windows of triplets `b`, padded for `encode_video`: (x (U, T, D) float32, mask (U, T),
         inverse (B,)). Training uses `packed_video_batch`; this layout is its reference in the tests."""
-        uw, inv = torch.unique(self.win[b], return_inverse=True)
-        mask = self.mask[uw]  # (U, L)
-        t = int(mask.sum(1).max())  # trim the all-padding tail; padding never changes the output
-        rows = self.rows[uw, :t]  # (U, t)
-        x = self.bank[rows.reshape(-1)].reshape(rows.shape[0], t, -1).float()  # (U, t, D) one gather
-        return x, mask[:, :t], inv
+        uw, mask, inv = self._windows(b)
+        rows = self.rows[uw, :mask.shape[1]]  # (U, t)
+        x = self.bank[rows.reshape(-1)].reshape(rows.shape[0], rows.shape[1], -1).float()  # (U, t, D) one gather
+        return x, mask, inv
 
     def packed_video_batch(self, b: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """Distinct windows of triplets `b`, packed for `JointEmbedder.encode_video_packed`: (x (N, D) float32
         the valid rows only, window after window; mask (U, t); index (N,) flat position of each row in the
         (U, t) layout; inverse (B,)). Equal to `video_batch`'s x[mask], without gathering the padding."""
-        uw, inv = torch.unique(self.win[b], return_inverse=True)
-        mask = self.mask[uw]  # (U, L)
-        t = int(mask.sum(1).max())  # the attention grid need not be wider than the longest window
-        mask = mask[:, :t]  # (U, t)
+        uw, mask, inv = self._windows(b)
         index = mask.reshape(-1).nonzero().squeeze(1)  # (N,) row-major: window after window
-        rows = self.rows[uw, :t].reshape(-1)[index]  # (N,) bank rows of the valid steps
+        rows = self.rows[uw, :mask.shape[1]].reshape(-1)[index]  # (N,) bank rows of the valid steps
         x = self.bank[rows].float()  # (N, D) one gather
         return x, mask, index, inv
+
+    def _windows(self, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Distinct windows of triplets `b`: (window ids (U,), mask (U, t) cut to the longest, inverse (B,))."""
+        uw, inv = torch.unique(self.win[b], return_inverse=True)
+        mask = self.mask[uw]  # (U, L)
+        t = int(mask.sum(1).max())  # trim the all-padding tail; padding never changes the output
+        return uw, mask[:, :t], inv
 
     def text_batch(self, b: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Distinct sentences of triplets `b`: (s (U, text_dim), inverse_pos (B,), inverse_neg (B,))."""

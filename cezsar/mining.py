@@ -10,9 +10,10 @@ Switches: `exclude_same_video` (no candidate that captions the anchor's video), 
 max_sim, a paraphrase guard). A negative is never the caption of its own segment.
 
 Strategy "exact": the similarity work is blockwise, `block` unique positive sentences x all candidates at
-a time, so memory is O(block * candidates); strategy "sample" (`mining_sample`, the default above
-AUTO_EXACT_MAX candidates) evaluates random candidate batches only, as the released per-pair loop does. Sampling is vectorised: rejection draws in flat arrays for positives with many
-admissible candidates, exact masked sampling (nonzero + random keys) for the rest; no Python loop over pairs.
+a time, so memory is O(block * candidates); its draws are vectorised (rejection draws in flat arrays where
+admissible candidates are plentiful, masked sampling with random keys for the rest), no Python loop over
+pairs. Strategy "sample" (`mining_sample`, the default above AUTO_EXACT_MAX candidates) scores random
+candidate pools only, as the released per-pair loop draws random partners.
 """
 from __future__ import annotations
 
@@ -151,6 +152,7 @@ class _ExactMiner:
                  video_of_cand: tuple | None, cfg: MiningConfig, rng: np.random.Generator) -> None:
         self.emb, self.n_cand, self.u_pos, self.banned, self.u_vid = emb, n_cand, u_pos, banned, u_vid
         self.video_of_cand, self.cfg, self.rng = video_of_cand, cfg, rng
+        self.stride = max(1, n_cand // 1024)  # pair histogram over every stride-th candidate
 
     def __call__(self, units: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """-> neg (k, n) candidate ids (-1 = none), exact admissible count (k,), pair and negative histograms."""
@@ -166,7 +168,7 @@ class _ExactMiner:
         count = np.zeros(len(units), dtype=np.int64)
         hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
         neg_hist = np.zeros_like(hist)
-        stride = max(1, n_cand // 1024)
+        stride = self.stride
         for bi, b0 in enumerate(range(0, len(pos_rows), cfg.block)):
             rows = pos_rows[b0:b0 + cfg.block]
             sim = emb[rows] @ cand.T  # (B, C)
@@ -364,7 +366,7 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         stats = {"positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
                  "admissible": _stats(count),
                  "sim_hist": {"edges": HIST_EDGES.tolist(), "counts": hist.tolist(),
-                              "candidate_stride": max(1, n_cand // 1024)},
+                              "candidate_stride": exact.stride},
                  "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()}}
     else:
         neg, stats = sample_negatives(emb, n_cand, u_pos, banned, u_vid, video_of_cand, cfg, rng, exact)

@@ -249,14 +249,8 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
         video_of_cand: the caption-of-video structure of `mining.draw_negatives` (exclude_same_video) or None.
         exact: the exact path over a subset of units -> (neg, count, pair hist, negative hist).
     """
+    n, n_units, group = cfg.n_negatives, len(u_pos), group or GROUP
     score = _Scorer(emb, n_cand, u_pos, banned, u_vid, video_of_cand, cfg)
-    with _one_blas_thread():
-        return _sample(score, n_cand, u_pos, cfg, rng, exact, rounds, group or GROUP)
-
-
-def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, rng: np.random.Generator,
-            exact: Callable[[np.ndarray], tuple], rounds: int, group: int) -> tuple[np.ndarray, dict]:
-    n, n_units = cfg.n_negatives, len(u_pos)
     neg, neg_sim, got, draws, hits = score.neg, score.neg_sim, score.got, score.draws, score.hits
     hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
     active = np.arange(n_units)
@@ -283,7 +277,7 @@ def _sample(score: _Scorer, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, r
                 step = max(1, CHUNK_PAIRS // (grid.shape[1] * grid.shape[2] * int(m)))
                 jobs += [(grid[i:i + step], pools[i:i + step], start[i:i + step], r == 0)
                          for i in range(0, len(grid), step)]
-        with ThreadPoolExecutor(THREADS) as pool:
+        with _one_blas_thread(), ThreadPoolExecutor(THREADS) as pool:
             for h in pool.map(lambda job: score(*job), jobs):
                 hist += h
         if r == 0:  # a fixed number of draws per positive: an unbiased admissible-share estimate

@@ -193,12 +193,10 @@ def mine_triplets(lay: Layout, cfg: MiningConfig, text_model: str = "minilm") ->
     from cezsar.mining import TripletSet, mine
     from cezsar.text import SentenceEncoder
 
-    from cezsar.config import to_dict
-
     path = lay.triplets(cfg.tau)
     if path.exists():
         old = TripletSet.load(path)
-        if old.summary.get("config") == to_dict(cfg):
+        if old.summary.get("config") == config.to_dict(cfg):
             return {"path": str(path), "reused": True, **old.summary}
         _set_aside(path)  # mined with other settings: keep it, but mine anew
     store = FeatureStore(lay.train_features) if lay.train_features.is_dir() else None
@@ -223,10 +221,8 @@ def train_model(lay: Layout, tau: float, cfg: TrainConfig, text_model: str = "mi
     if last.exists():  # resume only a run of the same triplets and training settings
         import torch
 
-        from cezsar.config import to_dict
-
         meta = torch.load(last, map_location="cpu", weights_only=True)
-        same = {k: v for k, v in _plain(to_dict(cfg)).items() if k not in _RESUMABLE}
+        same = {k: v for k, v in _plain(config.to_dict(cfg)).items() if k not in _RESUMABLE}
         was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in _RESUMABLE}
         if meta.get("n_triplets") != len(trip) or same != was:
             _set_aside(out)

@@ -86,6 +86,16 @@ def make_toy(root: Path, seed: int = 0, classes: int = 4, videos_per_class: int 
     return trip, FakeStore(root), text.astype(np.float32)
 
 
+def toy_fast_path(tmp_path: Path, dropout: float = 0.0):
+    """make_toy's triplets through the fast path (float32 bank) with a TINY model config -> (trip, store, text,
+    cfg, data)."""
+    trip, store, text = make_toy(tmp_path / "feats")
+    cfg = ModelConfig(feat_dim=store.dim, text_dim=text.shape[1], **{**TINY, "dropout": dropout})
+    data, _ = prepare(trip, store, text, cfg, FastPathConfig(bank_dtype="float32"), tmp_path / "cache",
+                      torch.device("cpu"))
+    return trip, store, text, cfg, data
+
+
 # --- Eq. 7 ---------------------------------------------------------------------------------------
 def test_loss_matches_a_hand_computed_value():
     v = torch.tensor([[0.0, 0.0], [0.0, 0.0], [1.0, 1.0]])
@@ -136,10 +146,7 @@ def test_epoch_order_is_a_seeded_permutation_grouping_windows():
 
 
 def test_shared_window_batch_equals_naive_per_triplet_forward(tmp_path):
-    trip, store, text = make_toy(tmp_path / "feats")
-    cfg = ModelConfig(feat_dim=store.dim, text_dim=text.shape[1], **TINY)
-    data, _ = prepare(trip, store, text, cfg, FastPathConfig(bank_dtype="float32"), tmp_path / "cache",
-                      torch.device("cpu"))
+    trip, store, text, cfg, data = toy_fast_path(tmp_path)
     b = np.arange(0, 120, 2)  # 60 triplets over few windows: many shared windows and sentences
     torch.manual_seed(1)
     model = JointEmbedder(cfg).train()  # TINY has dropout 0: train mode computes what eval mode does
@@ -163,10 +170,7 @@ def test_shared_window_batch_equals_naive_per_triplet_forward(tmp_path):
 
 def test_packed_batch_is_the_padded_batch_without_its_padding(tmp_path):
     """`packed_video_batch` (what batch_loss forwards) against `video_batch` + the padded `encode_video`."""
-    trip, store, text = make_toy(tmp_path / "feats")
-    cfg = ModelConfig(feat_dim=store.dim, text_dim=text.shape[1], **{**TINY, "dropout": 0.1})
-    data, _ = prepare(trip, store, text, cfg, FastPathConfig(bank_dtype="float32"), tmp_path / "cache",
-                      torch.device("cpu"))
+    _, _, _, cfg, data = toy_fast_path(tmp_path, dropout=0.1)
     b = torch.as_tensor(np.arange(3, 200, 3))  # 66 triplets, windows of several lengths
     x, mask, inv = data.video_batch(b)  # (U, t, D), (U, t), (B,)
     px, pmask, index, pinv = data.packed_video_batch(b)  # (N, D), (U, t), (N,), (B,)
@@ -184,10 +188,7 @@ def test_packed_batch_is_the_padded_batch_without_its_padding(tmp_path):
 
 def test_a_training_step_is_seeded(tmp_path):
     """Dropout on (cezsar.model.dropout_cpu and the attention's): same seed, same loss and gradients."""
-    trip, store, text = make_toy(tmp_path / "feats")
-    cfg = ModelConfig(feat_dim=store.dim, text_dim=text.shape[1], **{**TINY, "dropout": 0.2})
-    data, _ = prepare(trip, store, text, cfg, FastPathConfig(bank_dtype="float32"), tmp_path / "cache",
-                      torch.device("cpu"))
+    _, _, _, cfg, data = toy_fast_path(tmp_path, dropout=0.2)
     torch.manual_seed(1)
     model = JointEmbedder(cfg).train()
     b = torch.as_tensor(np.arange(0, 120, 2))
