@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from cezsar import pipeline, plots, tables
+from cezsar.atomic import write_text
 from cezsar.config import EvalConfig
 from cezsar.pipeline import TEST_SETS, Layout
 
@@ -70,7 +71,7 @@ def tau_outputs(ablation: dict, figures: Path) -> str:
     lines += [f"| {r['tau']:.1f} | {r['triplets']} | {100 * r['top1']:.1f} | {100 * r['top5']:.1f} | "
               f"{plots.PAPER_TAU.get(round(r['tau'], 1), '–')} |" for r in rows]
     md = "\n".join(lines) + "\n"
-    (figures / "tau_ablation.md").write_text(md)
+    write_text(figures / "tau_ablation.md", md)
     return md
 
 
