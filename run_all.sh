@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # Run every notebook in order with papermill: ./run_all.sh [PARAMS.yaml]   (default params/embedded.yaml)
-# Executed copies go to runs/<params-name>/; figures and tables to figures/. Stops at the first failing
-# notebook, names it, and exits non-zero.
+# Executed copies and one HTML report page go to runs/<params-name>/; figures and tables to the set's
+# figures_dir. Stops at the first failing notebook, names it, and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")"
 START=$SECONDS
 source scripts/setup_env.sh
 SETUP_S=$((SECONDS - START))
-export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg
 PARAMS="${1:-params/embedded.yaml}"
 [ -f "$PARAMS" ] || { echo "run_all: no parameter file $PARAMS" >&2; exit 2; }
+# the whole parameter set is checked first: a misspelt key stops here, naming the nearest known one
+TEXT_MODEL="$("$PY" -c "import sys; from cezsar.params import load, ParameterError
+try: print(load(sys.argv[1])['text_model'])
+except ParameterError as err: sys.exit(f'run_all: {err}')" "$PARAMS")" || exit 2
+# offline unless the set asks for a hub model that is not on this machine yet (e.g. the paper's SBERT)
+if "$PY" -c "import sys; from cezsar.resources import hub_model_cached; sys.exit(0 if hub_model_cached(sys.argv[1]) else 1)" "$TEXT_MODEL"; then
+  export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+else
+  echo "[run_all] text model $TEXT_MODEL is not cached: it will be downloaded from the Hugging Face hub (needs the network)"
+  unset HF_HUB_OFFLINE TRANSFORMERS_OFFLINE
+fi
+# figures inline in the executed notebooks; one progress line per step in the logs; remembered widget values
+# of JupyterLab sessions do not apply here (the parameter set rules)
+export MPLBACKEND=module://matplotlib_inline.backend_inline CEZSAR_PROGRESS=log CEZSAR_HEADLESS=1
 NAME="$(basename "${PARAMS%.*}")"
 OUT="${CEZSAR_RUNS_DIR:-runs}/$NAME"
 mkdir -p "$OUT"
@@ -32,4 +45,9 @@ for nb in "${books[@]}"; do
   fi
   echo "[run_all]      $base done in $((SECONDS - t0)) s"
 done
-echo "[run_all] all ${#books[@]} notebooks done in $((SECONDS - START - SETUP_S)) s (set-up ${SETUP_S} s); executed notebooks in $OUT/, figures and tables in figures/, results in $OUT/results.json"
+if ! "$PY" -m cezsar.run_page "$OUT" > /dev/null 2> "$OUT/report.log"; then
+  echo "[run_all] could not render $OUT/report.html (see $OUT/report.log)" >&2
+  exit 1
+fi
+FIGS="$("$PY" -c "import sys; from cezsar.params import load; print(load(sys.argv[1])['figures_dir'])" "$PARAMS")"
+echo "[run_all] all ${#books[@]} notebooks done in $((SECONDS - START - SETUP_S)) s (set-up ${SETUP_S} s); executed notebooks and report.html in $OUT/, figures and tables in $FIGS/, results in $OUT/results.json"

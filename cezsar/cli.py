@@ -17,6 +17,7 @@ COMMANDS = [
     "synth",
     "check-data",
     "extract",
+    "objects",
     "mine",
     "train",
     "evaluate",

@@ -201,6 +201,46 @@ def read_activitynet(path: str | Path) -> Captions:
     return Captions(segments, durations, dict(probs.counts), dict(probs.examples))
 
 
+def read_activitynet_files(paths: str | Path | Iterable[str | Path]) -> Captions:
+    """Several ActivityNet Captions files read as one corpus (the released code trained on train + val_1 +
+    val_2). One path, a list of paths, or a comma-separated string of them.
+
+    val_1 and val_2 annotate the same videos twice: a video found in several files keeps every segment,
+    except a (start, end, sentence) already seen, which is counted as `duplicate_across_files` and kept
+    once; durations that disagree between files are an error naming both files.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [p.strip() for p in str(paths).split(",") if p.strip()]
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise DatasetError("no ActivityNet Captions file given")
+    if len(paths) == 1:
+        return read_activitynet(paths[0])
+    probs = _Problems()
+    segments: list[Segment] = []
+    durations: dict[str, float] = {}
+    origin: dict[str, Path] = {}
+    seen: set[tuple[str, float, float, str]] = set()
+    for path in paths:
+        caps = read_activitynet(path)
+        for name, n in caps.problems.items():
+            probs.counts[name] += n
+            probs.examples[name].extend(caps.examples.get(name, [])[:max(0, _MAX_EXAMPLES - len(probs.examples[name]))])
+        for vid, d in caps.durations.items():
+            if vid in durations and abs(durations[vid] - d) > 0.5:
+                raise DatasetError(f"video {vid}: duration {durations[vid]} in {origin[vid]} but {d} in {path}")
+            durations.setdefault(vid, d)
+            origin.setdefault(vid, path)
+        for seg in caps.segments:
+            key = (seg.video_id, seg.start, seg.end, seg.sentence)
+            if key in seen:
+                probs.add("duplicate_across_files", f"{seg.video_id}: {seg.sentence[:40]!r} in {path.name}")
+                continue
+            seen.add(key)
+            segments.append(seg)
+    return Captions(segments, durations, dict(probs.counts), dict(probs.examples))
+
+
 # --- class descriptions and split files -------------------------------------------------------------
 def _clean_sentence(text: str) -> str:
     text = text.strip()

@@ -133,9 +133,8 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     (valid from an earlier run), skipped [{video_id, path, reason}], frames (encoded this run), seconds,
     frames_per_s.
     """
-    from tqdm import tqdm
-
     from cezsar.objects import topk_from_logits
+    from cezsar.progress import progress_bar
 
     cfg = cfg or ExtractConfig()
     out = Path(out_dir)
@@ -171,7 +170,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     producer.start()
     skipped, encoded, frames = [], 0, 0
     try:
-        with tqdm(total=len(todo), desc=f"extract {shard[0]}/{shard[1]}", disable=not progress, unit="video") as bar:
+        with progress_bar(len(todo), f"extract {shard[0]}/{shard[1]}", unit="video", enabled=progress) as bar:
             while True:
                 item = q.get()
                 if item is _END:
@@ -216,14 +215,18 @@ class _Meta:
 class FeatureStore:
     """A folder of `<video_id>.npy` stacks (ours, or the released BiT features with no features.json).
 
-    `.ids` (sorted), `.dim`, `.label_space` (None for released features), `.load(id)` -> float32 (T, D)
-    checked for shape and NaN, `.objects(id)` -> (indices int32 (T, K), scores float16 (T, K)) | None.
+    `.ids` (sorted), `.dim`, `.label_space` (None for released features until their objects are computed),
+    `.load(id)` -> float32 (T, D) checked for shape and NaN, `.objects(id)` -> (indices int32 (T, K), scores
+    float16 (T, K)) | None, read from `objects_dir` (default `<root>/objects`).
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, objects_dir: str | Path | None = None) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"feature folder not found: {self.root}")
+        # objects of released features are computed into a folder of their own (cezsar.feature_objects),
+        # so a raw data folder is never written to
+        self.objects_dir = Path(objects_dir) if objects_dir else self.root / "objects"
         self.ids = sorted(p.stem for p in self.root.glob("*.npy") if not p.name.startswith("."))
         meta_path = self.root / "features.json"
         if meta_path.exists():
@@ -238,7 +241,15 @@ class FeatureStore:
             self.meta = _Meta(None, int(shape[-1]), None)  # released features: dim from the first file
         else:
             raise FeatureError(f"{self.root}: no <video_id>.npy files and no features.json")
+        if self.meta.label_space is None and (self.objects_dir / "objects.json").is_file():
+            o = json.loads((self.objects_dir / "objects.json").read_text())
+            self.meta.label_space, self.meta.backbone = o.get("label_space"), self.meta.backbone or o.get("backbone")
         self.dim, self.label_space, self.backbone = self.meta.dim, self.meta.label_space, self.meta.backbone
+
+    @property
+    def has_objects(self) -> bool:
+        """Whether per-second objects exist for this folder (a label space and an objects folder)."""
+        return self.label_space is not None and self.objects_dir.is_dir()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -261,5 +272,5 @@ class FeatureStore:
         return int(np.load(self.path(video_id), mmap_mode="r", allow_pickle=False).shape[0])
 
     def objects(self, video_id: str) -> tuple[np.ndarray, np.ndarray] | None:
-        p = self.root / "objects" / f"{video_id}.npz"
+        p = self.objects_dir / f"{video_id}.npz"
         return _check_objects(p) if p.exists() else None

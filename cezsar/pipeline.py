@@ -1,12 +1,14 @@
-"""The notebooks' stages, one function per notebook section (DESIGN §2, §9).
+"""The notebooks' stages, one function per notebook section (docs/interfaces.md).
 
-Each stage takes a `Layout` (where everything lives for one parameter set) plus plain parameters, skips the
-work that is already finished and valid (features, triplet files, checkpoints, split files), and returns a
-dict the notebook displays. The computation itself lives in the stage modules (features, mining, train,
-protocols); this file only wires them together.
+Each stage takes a `Layout` (where everything lives for one parameter set) and the run's `Settings`
+(cezsar.params), skips the work that is already finished and valid (features, objects, triplet files,
+checkpoints, split files), and returns a dict the notebook displays. The computation itself lives in the
+stage modules (features, feature_objects, mining, train, protocols); this file only wires them together.
 """
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -15,31 +17,31 @@ from pathlib import Path
 from cezsar import config
 from cezsar.atomic import write_json
 from cezsar.config import EvalConfig, ExtractConfig, MiningConfig, TrainConfig
+from cezsar.params import Settings, resolve, settings
 
 TEST_SETS = ("ucf101", "kinetics400")
-
-
-def resolve(path: str | Path) -> Path:
-    """A parameter path: absolute as given, relative ones against the project root (not the notebook's cwd)."""
-    p = Path(path).expanduser()
-    return p if p.is_absolute() else config.PROJ_ROOT / p
+DATASET_NAMES = {"activitynet": "ActivityNet Captions", "ucf101": "UCF-101", "kinetics400": "Kinetics-400"}
 
 
 @dataclass
 class Layout:
-    """Where one parameter set reads and writes (raw -> interim -> processed -> runs, DESIGN §2)."""
+    """Where one parameter set reads and writes (raw -> interim -> processed -> runs)."""
 
     mode: str  # "embedded" (SynthActions) or "paper" (real data)
-    captions: Path  # ActivityNet Captions train.json
+    data_root: Path  # SynthActions root (embedded) or the raw data folder
+    captions: tuple[Path, ...]  # ActivityNet Captions file(s): train.json (+ val_1.json, val_2.json)
     train_videos: Path | None  # folder of <video_id>.mp4 (None when released features are used)
     train_features: Path  # folder of <video_id>.npy (extracted here, or the released ones)
+    train_objects: Path  # per-second objects of the training features
     roots: dict[str, Path]  # test set kind -> dataset root
     test_features: dict[str, Path]  # test set kind -> feature folder
-    descriptions: dict[str, Path]  # test set kind -> descriptions JSON
+    test_objects: dict[str, Path]  # test set kind -> objects folder
+    descriptions: dict[str, Path]  # test set kind -> descriptions (our JSON or a folder of <class>.txt)
     groups: Path | None  # confusable class groups (Figs. 1, 3)
     work: Path  # interim/processed outputs of this parameter set
     run_dir: Path  # runs/<run_name>: results.json, executed notebooks
     figures: Path
+    weights: Path | None  # the backbone's weights (extraction, and the head for objects)
 
     def triplets(self, tau: float) -> Path:
         return self.work / "processed" / f"triplets_tau{tau:.2f}.npz"
@@ -47,134 +49,254 @@ class Layout:
     def model_dir(self, tau: float) -> Path:
         return self.work / "models" / f"tau{tau:.2f}"
 
+    @property
+    def bank_cache(self) -> Path:
+        """One training feature bank for every model of this set (the τ ablation shares it)."""
+        return self.work / "cache"
 
-def layout(mode: str, data_root: str, work_dir: str, run_dir: str, figures_dir: str = "figures",
-           anet_captions: str = "", anet_videos: str = "", anet_features: str = "", ucf101_root: str = "",
-           ucf101_features: str = "", kinetics400_root: str = "", kinetics400_features: str = "") -> Layout:
-    """The Layout of a parameter set. Embedded mode derives every path from `data_root` (SynthActions);
-    paper mode takes each real path from its parameter (DESIGN §4 formats, see params/paper.yaml)."""
-    work = resolve(work_dir)
-    if mode == "embedded":
-        root = resolve(data_root)
-        return Layout(mode, root / "activitynet" / "train.json", root / "activitynet" / "videos",
-                      work / "features" / "activitynet", {k: root / k for k in TEST_SETS},
-                      {k: work / "features" / k for k in TEST_SETS},
-                      {k: root / "descriptions" / f"{k}.json" for k in TEST_SETS}, root / "groups.json", work,
-                      resolve(run_dir), resolve(figures_dir))
-    if mode != "paper":
-        raise ValueError(f"mode must be 'embedded' or 'paper', not {mode!r}")
-    return Layout(mode, resolve(anet_captions), resolve(anet_videos) if anet_videos else None,
-                  resolve(anet_features) if anet_features else work / "features" / "activitynet",
-                  {"ucf101": resolve(ucf101_root), "kinetics400": resolve(kinetics400_root)},
-                  {"ucf101": resolve(ucf101_features) if ucf101_features else work / "features" / "ucf101",
-                   "kinetics400": resolve(kinetics400_features) if kinetics400_features
-                   else work / "features" / "kinetics400"},
-                  {k: config.DESCRIPTIONS_DIR / f"{k}.json" for k in TEST_SETS}, None, work,
-                  resolve(run_dir), resolve(figures_dir))
+    def store(self, part: str):
+        """The FeatureStore of "activitynet" or a test set, with its objects folder."""
+        from cezsar.features import FeatureStore
+
+        if part == "activitynet":
+            return FeatureStore(self.train_features, self.train_objects)
+        return FeatureStore(self.test_features[part], self.test_objects[part])
 
 
-LAYOUT_KEYS = ("mode", "data_root", "work_dir", "run_dir", "figures_dir", "anet_captions", "anet_videos",
-               "anet_features", "ucf101_root", "ucf101_features", "kinetics400_root", "kinetics400_features")
+def _objects_dir(features: Path, work: Path, part: str) -> Path:
+    # features made here keep their objects beside them; objects of a folder made elsewhere (the released
+    # features) go under this set's work folder, so a raw data folder is never written to
+    inside = work in features.parents or features == work
+    return features / "objects" if inside else work / "objects" / part
 
 
-def layout_from(params_file: str, overrides: dict | None = None) -> Layout:
-    """The Layout of a notebook: every path comes from the parameter file (params/*.yaml), so the paths are
-    written in one place; values of the same names in `overrides` (papermill's injected parameters, i.e. the
-    notebook's `globals()`) win. `run_dir` defaults to runs/<parameter file name>."""
-    import yaml
+def layout_from(params: Settings | str, overrides: dict | None = None) -> Layout:
+    """The Layout of a parameter set (a `Settings`, or a parameter file read with `overrides`).
 
-    path = resolve(params_file)
-    if not path.is_file():
-        raise FileNotFoundError(f"parameter file not found: {path}")
-    values = {k: "" for k in LAYOUT_KEYS}
-    values.update(mode="embedded", figures_dir="figures", run_dir=f"runs/{path.stem}")
-    values.update({k: v for k, v in (yaml.safe_load(path.read_text()) or {}).items() if k in LAYOUT_KEYS})
-    values.update({k: (overrides or {})[k] for k in LAYOUT_KEYS if k in (overrides or {})})
-    return layout(**{k: str(v) for k, v in values.items()})
+    Embedded mode derives every data path from `data_root` (SynthActions); paper mode takes each real path
+    from its parameter (see params/paper.yaml). Every relative path resolves against the project root.
+    """
+    s = params if isinstance(params, Settings) else settings(params, overrides)
+    work = resolve(s.work_dir)
+    run_dir = resolve(s.run_dir or f"runs/{Path(s.params_file).stem}")
+    figures = resolve(s.figures_dir)
+    weights = resolve(s.backbone_weights) if s.backbone_weights else None
+    root = resolve(s.data_root)
+    ours = {k: config.DESCRIPTIONS_DIR / f"{k}.json" for k in TEST_SETS}
+    if s.mode == "embedded":
+        roots = {k: root / k for k in TEST_SETS}
+        feats = {k: work / "features" / k for k in TEST_SETS}
+        desc = {k: root / "descriptions" / f"{k}.json" for k in TEST_SETS}
+        train_feats = work / "features" / "activitynet"
+        captions: tuple[Path, ...] = (root / "activitynet" / "train.json",)
+        videos: Path | None = root / "activitynet" / "videos"
+        groups: Path | None = root / "groups.json"
+    elif s.mode == "paper":
+        roots = {k: resolve(s[f"{k}_root"]) for k in TEST_SETS}
+        feats = {k: resolve(s[f"{k}_features"]) if s[f"{k}_features"] else work / "features" / k for k in TEST_SETS}
+        desc = dict(ours)
+        train_feats = resolve(s.anet_features) if s.anet_features else work / "features" / "activitynet"
+        captions = tuple(resolve(p.strip()) for p in str(s.anet_captions).split(",") if p.strip())
+        videos = resolve(s.anet_videos) if s.anet_videos else None
+        groups = None
+    else:
+        raise ValueError(f"{s.params_file}: mode must be 'embedded' or 'paper', not {s.mode!r}")
+    for k in TEST_SETS:  # a user's description set (e.g. the authors' per-class .txt folder) replaces ours
+        if s[f"{k}_descriptions"]:
+            desc[k] = resolve(s[f"{k}_descriptions"])
+    return Layout(s.mode, root, captions, videos, train_feats, _objects_dir(train_feats, work, "activitynet"),
+                  roots, feats, {k: _objects_dir(feats[k], work, k) for k in TEST_SETS}, desc, groups, work,
+                  run_dir, figures, weights)
+
+
+def describe(lay: Layout) -> dict:
+    """The layout as plain strings (for a notebook's output and the results file)."""
+    return {k: (str(v) if isinstance(v, Path) else [str(x) for x in v] if isinstance(v, tuple)
+                else {a: str(b) for a, b in v.items()} if isinstance(v, dict) else v)
+            for k, v in dataclasses.asdict(lay).items()}
+
+
+# --- inputs ------------------------------------------------------------------------------------
+def _npy_ids(folder: Path) -> set[str]:
+    return {p.stem for p in folder.glob("*.npy") if not p.name.startswith(".")} if folder.is_dir() else set()
+
+
+def _have_objects(lay: Layout, part: str) -> bool:
+    folder = lay.train_objects if part == "activitynet" else lay.test_objects[part]
+    feats = lay.train_features if part == "activitynet" else lay.test_features[part]
+    if not feats.is_dir():
+        return False
+    meta = feats / "features.json"
+    label = json.loads(meta.read_text()).get("label_space") if meta.is_file() else None
+    if label is None and not (folder / "objects.json").is_file():
+        return False
+    done = {p.stem for p in folder.glob("*.npz")} if folder.is_dir() else set()
+    return _npy_ids(feats) <= done
+
+
+def head_weights(lay: Layout, s: Settings) -> Path | str | None:
+    """Where the objects' linear head comes from: the backbone's weights file, or for EfficientNet-Lite0 the
+    offline weights ("default"); None when there is none."""
+    if lay.weights is not None and lay.weights.is_file():
+        return lay.weights
+    if s.backbone == "efficientnet_lite0" and not s.backbone_weights:
+        return "default"
+    return None
+
+
+def uses_objects(lay: Layout, s: Settings) -> bool:
+    """Whether this run has objects (mining's object positives, O and VE + O): `use_objects` is "on", or
+    "auto" and every feature folder has objects or a head to compute them from."""
+    if s.use_objects == "off":
+        return False
+    if s.use_objects == "on":
+        return True
+    parts = ["activitynet", *TEST_SETS]
+    return all(_have_objects(lay, p) for p in parts) or head_weights(lay, s) is not None
+
+
+def check_inputs(lay: Layout, s: Settings) -> dict:
+    """Every input this parameter set needs, checked before anything runs: raises one error listing every
+    missing input, what it is for and where to get it; returns the notices (e.g. "O terms off")."""
+    from cezsar.resources import hub_model_cached
+
+    where = {
+        "captions": "ActivityNet Captions (cs.stanford.edu/people/ranjaykrishna/densevid)",
+        "train": "the released BiT-M-R152x2 features (paper footnote 11) or the raw ActivityNet videos",
+        "ucf101": "UCF-101: classInd.txt + testlist01.txt + videos, or ucf101_dataset.json (crcv.ucf.edu)",
+        "kinetics400": "Kinetics-400: test.csv + clips (github.com/cvdfoundation/kinetics-dataset)",
+    }
+    missing, notices = [], []
+    for cap in lay.captions:
+        if not cap.is_file():
+            missing.append(f"anet_captions={cap} (stages 00-04, training captions): {where['captions']}")
+    if not lay.captions:
+        missing.append(f"anet_captions is empty (stages 00-04): {where['captions']}")
+    have_train = bool(_npy_ids(lay.train_features))
+    if not have_train and not (lay.train_videos and lay.train_videos.is_dir()):
+        missing.append(f"anet_features={lay.train_features} or anet_videos (stages 01-04, training features): "
+                       f"{where['train']}")
+    need_cnn = lay.train_videos is not None and lay.train_videos.is_dir() and not have_train
+    for kind in TEST_SETS:
+        if not lay.roots[kind].exists():
+            missing.append(f"{kind}_root={lay.roots[kind]} (stages 00, 04-06, test videos and labels): {where[kind]}")
+        if not _npy_ids(lay.test_features[kind]):
+            need_cnn = True  # test features will be extracted from the videos
+        if not lay.descriptions[kind].exists():
+            missing.append(f"{kind}_descriptions={lay.descriptions[kind]} (stages 04-06, class descriptions)")
+    if need_cnn and s.backbone != "efficientnet_lite0" and not (lay.weights and lay.weights.is_file()):
+        missing.append(f"backbone_weights={lay.weights or '(empty)'} (stage 01, extraction with {s.backbone}): "
+                       "BiT-M-R152x2.npz from storage.googleapis.com/bit_models/")
+    if not hub_model_cached(s.text_model):
+        notices.append(f"text model {s.text_model!r} is not on this machine: it is downloaded from the Hugging "
+                       "Face hub on first use (needs the network; offline, set text_model: minilm or mpnet)")
+    if s.use_objects == "on" and head_weights(lay, s) is None and not all(
+            _have_objects(lay, p) for p in ("activitynet", *TEST_SETS)):
+        missing.append(f"backbone_weights={lay.weights or '(empty)'} (stage 01, objects: use_objects is 'on'): the "
+                       "backbone's weights file, whose ImageNet head gives each second's objects")
+    elif not uses_objects(lay, s):
+        notices.append("objects are OFF for this run (no objects in the feature folders and no head weights to "
+                       "compute them): mining uses captions only and only CEZSAR VE is evaluated (no O, no VE + O). "
+                       "Give backbone_weights (BiT-M-R152x2.npz) to turn them on.")
+    if missing:
+        raise FileNotFoundError(f"{s.params_file} needs these inputs (set them in the parameter file):\n  - "
+                                + "\n  - ".join(missing))
+    for n in notices:
+        print(f"NOTE: {n}")
+    return {"notices": notices, "objects": uses_objects(lay, s)}
 
 
 # --- 00: data ----------------------------------------------------------------------------------
-def prepare_data(lay: Layout, seed: int = 0, size: str = "default") -> dict:
+def prepare_data(lay: Layout, s: Settings) -> dict:
     """Notebook 00: generate SynthActions (embedded; skipped when the same seed and size exist) or check
-    every real input up front, then `check-data` summaries of each part."""
+    every real input up front, then a summary of each part."""
     from cezsar import datasets
 
     out: dict = {}
     if lay.mode == "embedded":
-        root = lay.captions.parents[1]
+        root = lay.data_root
         stamp = root / "synthactions.json"
         same = stamp.exists() and {k: json.loads(stamp.read_text()).get(k) for k in ("seed", "size")} == \
-            {"seed": seed, "size": size}
-        if not same or not lay.captions.exists():
+            {"seed": s.synth_seed, "size": s.synth_size}
+        if not same or not lay.captions[0].exists():
             from cezsar.synthetic import generate
 
-            out["generated"] = generate(root, seed=seed, size=size)
+            out["generated"] = generate(root, seed=s.synth_seed, size=s.synth_size)
         else:
-            out["generated"] = f"reused {root} (seed {seed}, size {size})"
-    else:
-        check_real_inputs(lay)
-    caps = datasets.read_activitynet(lay.captions)
-    out["activitynet"] = {"videos": len(caps.durations), "segments": len(caps.segments),
-                          "problems": dict(caps.problems)}
+            out["generated"] = f"reused {root} (seed {s.synth_seed}, size {s.synth_size})"
+    out["inputs"] = check_inputs(lay, s)
+    caps = datasets.read_activitynet_files(lay.captions)
+    out["activitynet"] = {"files": [str(c) for c in lay.captions], "videos": len(caps.durations),
+                          "segments": len(caps.segments), "problems": dict(caps.problems)}
     for kind in TEST_SETS:
         ds = datasets.load_dataset(kind, lay.roots[kind])
         desc = datasets.read_descriptions(lay.descriptions[kind])
         missing = [c for c in ds.classes if c not in desc]
         if missing:
-            raise ValueError(f"{lay.descriptions[kind]}: no description for {missing[:10]}")
-        out[kind] = {"classes": len(ds.classes), "videos": len(ds.videos), "problems": dict(ds.problems)}
+            raise ValueError(f"{lay.descriptions[kind]}: no description for {len(missing)} class(es), e.g. "
+                             f"{missing[:10]}")
+        out[kind] = {"classes": len(ds.classes), "videos": len(ds.videos), "problems": dict(ds.problems),
+                     "descriptions": str(lay.descriptions[kind])}
     return out
 
 
-def check_real_inputs(lay: Layout) -> None:
-    """Paper mode: list every missing input and where to get it, in one error (DESIGN §9)."""
-    where = {
-        "captions": "ActivityNet Captions train.json (cs.stanford.edu/people/ranjaykrishna/densevid)",
-        "train": "the released BiT features (paper footnote 11) or raw ActivityNet videos",
-        "ucf101": "UCF-101 with classInd.txt / testlist01.txt (crcv.ucf.edu/data/UCF101.php)",
-        "kinetics400": "Kinetics-400 test.csv + clips (github.com/cvdfoundation/kinetics-dataset)",
-    }
-    missing = []
-    if not lay.captions.is_file():
-        missing.append(f"anet_captions={lay.captions}: {where['captions']}")
-    if not lay.train_features.is_dir() and not (lay.train_videos and lay.train_videos.is_dir()):
-        missing.append(f"anet_features={lay.train_features} or anet_videos: {where['train']}")
-    for kind in TEST_SETS:
-        if not lay.roots[kind].exists():
-            missing.append(f"{kind}_root={lay.roots[kind]}: {where[kind]}")
-    if missing:
-        raise FileNotFoundError("paper mode needs these inputs (set them in params/paper.yaml):\n  - "
-                                + "\n  - ".join(missing))
+# --- 01: features and objects ------------------------------------------------------------------
+def extract_features(lay: Layout, s: Settings) -> dict:
+    """Notebook 01: 1-fps features and objects for the training videos and both test sets.
 
-
-# --- 01: features ------------------------------------------------------------------------------
-def extract_features(lay: Layout, cfg: ExtractConfig) -> dict:
-    """Notebook 01: 1-fps features and object top-k for the training videos and both test sets.
-
-    A folder of released features (paper mode, no videos) is used as it is."""
+    A part whose feature folder already holds a stack for every video is used as it is (the released
+    features); videos without a stack are extracted when their files exist, and listed otherwise. Objects
+    missing from a folder are computed from the features with the backbone's own head (cezsar.feature_objects).
+    """
     from cezsar import datasets
+    from cezsar.feature_objects import load_head, objects_from_features
     from cezsar.features import extract
 
-    reports = {}
+    cfg = ExtractConfig(backbone=s.backbone, weights=str(lay.weights) if lay.weights else None,
+                        image_size=s.image_size)
+    reports: dict = {}
     jobs = []
     if lay.train_videos is not None and lay.train_videos.is_dir():
-        caps = datasets.read_activitynet(lay.captions)
+        caps = datasets.read_activitynet_files(lay.captions)
         vids = [datasets.Video(v, _find_video(lay.train_videos, v), "") for v in sorted(caps.durations)]
         jobs.append(("activitynet", vids, lay.train_features))
     for kind in TEST_SETS:
-        if lay.mode == "paper" and lay.test_features[kind].is_dir() and any(lay.test_features[kind].glob("*.npy")):
-            continue  # released features
-        jobs.append((kind, datasets.load_dataset(kind, lay.roots[kind]).videos, lay.test_features[kind]))
+        vids = datasets.load_dataset(kind, lay.roots[kind]).videos
+        have = _npy_ids(lay.test_features[kind])
+        todo = [v for v in vids if v.video_id not in have and v.path is not None]
+        if todo or not have:
+            jobs.append((kind, vids, lay.test_features[kind]))
+        else:
+            reports[kind] = {"videos": len(vids), "done": len(have & {v.video_id for v in vids}),
+                             "encoded": 0, "note": "feature folder used as it is",
+                             "without_features": len([v for v in vids if v.video_id not in have])}
     encoder = None
     for name, vids, out in jobs:
         if encoder is None:
             from cezsar.backbones import get_encoder
 
-            encoder = get_encoder(cfg.backbone, cfg.weights, image_size=cfg.image_size, batch=cfg.batch)
-        rep = extract(vids, out, cfg, encoder=encoder, progress=False)
+            encoder = get_encoder(cfg.backbone, cfg.weights, device=s.device, image_size=cfg.image_size,
+                                  batch=cfg.batch)
+        rep = extract(vids, out, cfg, encoder=encoder, progress=True)
         reports[name] = {k: rep[k] for k in ("videos", "done", "encoded", "reused", "frames", "seconds",
                                              "frames_per_s") if k in rep}
         reports[name]["skipped"] = rep.get("skipped", [])
+    if s.use_objects != "off":
+        src = head_weights(lay, s)
+        head = None
+        for part in ("activitynet", *TEST_SETS):
+            if _have_objects(lay, part):
+                continue
+            if src is None:
+                reports.setdefault(part, {})["objects"] = "off: no head weights (backbone_weights)"
+                continue
+            head = head or load_head(None if src == "default" else src, s.backbone)
+            feats = lay.train_features if part == "activitynet" else lay.test_features[part]
+            out = lay.train_objects if part == "activitynet" else lay.test_objects[part]
+            rep = objects_from_features(feats, head, out, device=s.device, progress=True)
+            reports.setdefault(part, {})["objects"] = {k: rep[k] for k in ("videos", "computed", "reused",
+                                                                           "skipped", "label_space", "out")}
+    reports["objects_used"] = uses_objects(lay, s)
     return reports
 
 
@@ -186,36 +308,98 @@ def _find_video(folder: Path, video_id: str) -> Path | None:
 
 
 # --- 02: mining --------------------------------------------------------------------------------
-def mine_triplets(lay: Layout, cfg: MiningConfig, text_model: str = "minilm") -> dict:
-    """Notebook 02: the triplet file for `cfg.tau` (reused when it exists); returns its summary."""
+def _file_key(path: Path) -> dict:
+    """Identity of an input file: path, size and content hash (a changed file changes the key)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return {"path": str(path), "bytes": path.stat().st_size, "sha256": h.hexdigest()[:16]}
+
+
+def _folder_key(folder: Path) -> dict:
+    """Identity of a feature or objects folder: its stacks' ids, sizes and times, hashed."""
+    h = hashlib.sha256()
+    n = 0
+    for p in sorted(folder.glob("*.np[yz]")) if folder.is_dir() else []:
+        st = p.stat()
+        h.update(f"{p.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+        n += 1
+    return {"path": str(folder), "files": n, "hash": h.hexdigest()[:16]}
+
+
+def mining_inputs(lay: Layout, s: Settings, objects: bool) -> dict:
+    """Everything a triplet file depends on besides its MiningConfig (the reuse key)."""
+    from cezsar.text import SentenceEncoder
+
+    return {"captions": [_file_key(c) for c in lay.captions], "text_model": SentenceEncoder(s.text_model).model_id,
+            "features": _folder_key(lay.train_features),
+            "objects": _folder_key(lay.train_objects) if objects else None}
+
+
+def mining_config(s: Settings, tau: float | None = None, objects: bool = True) -> MiningConfig:
+    """The MiningConfig of a parameter set (object positives only when objects are used)."""
+    return MiningConfig(tau=s.tau if tau is None else tau, n_negatives=s.n_negatives,
+                        object_positives=s.object_positives if objects else 0,
+                        object_negatives=s.object_negatives, seed=s.seed)
+
+
+def mine_triplets(lay: Layout, s: Settings, tau: float | None = None) -> dict:
+    """Notebook 02: the triplet file for τ (reused when its config and every input are the same); its summary.
+
+    Segments of videos without training features are left out and counted ("videos_without_features")."""
     from cezsar import datasets
-    from cezsar.features import FeatureStore
     from cezsar.mining import TripletSet, mine
     from cezsar.text import SentenceEncoder
 
+    objects = uses_objects(lay, s)
+    cfg = mining_config(s, tau, objects)
     path = lay.triplets(cfg.tau)
+    key = {"config": config.to_dict(cfg), "inputs": mining_inputs(lay, s, objects)}
     if path.exists():
         old = TripletSet.load(path)
-        if old.summary.get("config") == config.to_dict(cfg):
+        if {k: old.summary.get(k) for k in key} == key:
             return {"path": str(path), "reused": True, **old.summary}
-        _set_aside(path)  # mined with other settings: keep it, but mine anew
-    store = FeatureStore(lay.train_features) if lay.train_features.is_dir() else None
-    trip = mine(datasets.read_activitynet(lay.captions), SentenceEncoder(text_model), store, cfg)
+        _set_aside(path)  # mined with other settings or inputs: keep it, but mine anew
+    store = lay.store("activitynet")
+    caps = datasets.read_activitynet_files(lay.captions)
+    have = set(store.ids)
+    lacking = sorted(v for v in caps.durations if v not in have)
+    if lacking:
+        caps = datasets.Captions([g for g in caps.segments if g.video_id in have],
+                                 {v: d for v, d in caps.durations.items() if v in have}, caps.problems, caps.examples)
+        print(f"NOTE: {len(lacking)} of {len(lacking) + len(caps.durations)} caption videos have no training "
+              f"features and are left out (e.g. {lacking[:3]})")
+    if not caps.segments:
+        raise ValueError(f"no caption segment of {[str(c) for c in lay.captions]} has features in "
+                         f"{lay.train_features}")
+    trip = mine(caps, SentenceEncoder(s.text_model), store if objects else None, cfg)
+    trip.summary.update(key, videos_without_features=len(lacking), videos_without_features_examples=lacking[:20])
     path.parent.mkdir(parents=True, exist_ok=True)
     trip.save(path)
     return {"path": str(path), "reused": False, **trip.summary}
 
 
 # --- 03: training ------------------------------------------------------------------------------
-def train_model(lay: Layout, tau: float, cfg: TrainConfig, text_model: str = "minilm") -> dict:
-    """Notebook 03: train (or resume, or reuse a finished run) on the τ triplet file; the loss history."""
-    from cezsar.features import FeatureStore
+def train_config(s: Settings) -> TrainConfig:
+    return TrainConfig(epochs=s.epochs, patience=s.patience, batch=s.batch, seed=s.seed, device=s.device)
+
+
+def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
+    """Notebook 03: train (or resume, or reuse a finished run) on the τ triplet file; the loss history.
+
+    Every model of the set shares one feature bank (`Layout.bank_cache`); `provenance.json` beside the
+    checkpoints records the triplet file, the mining and training settings and the parameter set."""
+    from cezsar.featurebank import FastPathConfig
     from cezsar.mining import TripletSet
+    from cezsar.progress import progress_mode
     from cezsar.text import SentenceEncoder
     from cezsar.train import fit
 
+    tau = s.tau if tau is None else tau
+    cfg = train_config(s)
     trip = TripletSet.load(lay.triplets(tau))
-    text_emb = SentenceEncoder(text_model).encode(trip.sentences)  # (S, text_dim), cached on disk
+    text_emb = SentenceEncoder(s.text_model).encode(trip.sentences, progress=True)  # (S, text_dim), cached
     out = lay.model_dir(tau)
     last = out / "last.pt"
     if last.exists():  # resume only a run of the same triplets and training settings
@@ -226,12 +410,38 @@ def train_model(lay: Layout, tau: float, cfg: TrainConfig, text_model: str = "mi
         was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in _RESUMABLE}
         if meta.get("n_triplets") != len(trip) or same != was:
             _set_aside(out)
-    history = fit(trip, FeatureStore(lay.train_features), text_emb, cfg, out_dir=out, resume=True,
-                  text_model=text_model, progress=False)
+    store = lay.store("activitynet")
+    have = set(store.ids)
+    lacking = [v for v in trip.video_ids if v not in have]
+    if lacking:  # features removed since mining: leave their triplets out, counted
+        trip = trip.subset_videos(have)
+        print(f"NOTE: {len(lacking)} training video(s) have no features any more; their triplets are left out")
+
+    def log(row: dict) -> None:
+        val = f", val {row['val_loss']:.4f}" if row.get("val_loss") is not None else ""
+        print(f"epoch {row['epoch'] + 1}/{cfg.epochs}: train {row['train_loss']:.4f}{val} "
+              f"({row['seconds']:.1f} s, {row['triplets_per_s']:.0f} triplets/s)", flush=True)
+
+    t0 = time.perf_counter()
+    history = fit(trip, store, text_emb, cfg, out_dir=out, resume=True, text_model=s.text_model,
+                  fast=FastPathConfig(cache_dir=str(lay.bank_cache)), progress=progress_mode() == "widget",
+                  on_epoch_end=log)
+    provenance = {"params_file": s.params_file, "triplets": str(lay.triplets(tau)),
+                  "mining": trip.summary.get("config"), "mining_inputs": trip.summary.get("inputs"),
+                  "train_cfg": config.to_dict(cfg), "text_model": s.text_model, "backbone": store.backbone,
+                  "feature_dim": store.dim, "train_videos": len(trip.video_ids),
+                  "videos_without_features": trip.summary.get("videos_without_features", 0) + len(lacking),
+                  "dataset": "SynthActions (synthetic clips)" if lay.mode == "embedded" else "ActivityNet Captions",
+                  "seconds": round(time.perf_counter() - t0, 1)}
+    write_json(out / "provenance.json", provenance)
     return {"model_dir": str(out), "checkpoint": str(out / "best.pt"), **history}
 
 
 # --- 04 / 05: evaluation -----------------------------------------------------------------------
+def eval_config(s: Settings) -> EvalConfig:
+    return EvalConfig(alpha=s.alpha, beta=s.beta, runs=s.runs)
+
+
 def table_protocols(kind: str, n_classes: int) -> dict[str, str]:
     """Table column -> protocol. Real data: the paper's protocols; a smaller dataset (SynthActions): the same
     fractions of its classes (at least 2 classes per run)."""
@@ -245,21 +455,27 @@ def table_protocols(kind: str, n_classes: int) -> dict[str, str]:
             for c, f in zip(COLUMNS[kind], FRACTIONS[kind])}
 
 
-def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, ecfg: EvalConfig,
-                     text_model: str = "minilm", protocols: dict[str, str] | None = None,
-                     methods: tuple[str, ...] = ("O", "VE", "VE+O")) -> dict:
+def methods_for(lay: Layout, s: Settings) -> tuple[str, ...]:
+    """The rows a run can compute: O, VE and VE + O with objects, VE alone without."""
+    return ("O", "VE", "VE+O") if uses_objects(lay, s) else ("VE",)
+
+
+def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Settings,
+                     protocols: dict[str, str] | None = None, methods: tuple[str, ...] | None = None) -> dict:
     """Score the objects-only baseline, CEZSAR VE and CEZSAR VE+O on one test set under its protocols.
 
-    Returns {variant: {column: protocol result}} plus "_emb" (the embedded data, for the figures)."""
+    Returns {variant: {column: protocol result}} plus "_emb" (the embedded data, for the figures). With
+    `skip_missing`, test videos without features are left out and counted in every result."""
     from cezsar import datasets, protocols as P
-    from cezsar.features import FeatureStore
     from cezsar.text import SentenceEncoder
     from cezsar.train import load_checkpoint
 
+    ecfg = eval_config(s)
+    methods = methods_for(lay, s) if methods is None else methods
     ds = datasets.load_dataset(kind, lay.roots[kind])
     desc = datasets.read_descriptions(lay.descriptions[kind])
-    store = FeatureStore(lay.test_features[kind])
-    enc = SentenceEncoder(text_model)
+    store = lay.store(kind)
+    enc = SentenceEncoder(s.text_model)
     model = load_checkpoint(checkpoint)[0] if checkpoint else None
     protocols = table_protocols(kind, len(ds.classes)) if protocols is None else protocols
     out: dict = {"_emb": {}}
@@ -267,36 +483,47 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, ecfg: Eval
         method, beta = ("objects", 0.0) if variant == "O" else ("cezsar", 0.0 if variant == "VE" else ecfg.beta)
         emb = P.embed_dataset(ds, store, desc, enc, method=method, model=model, alpha=ecfg.alpha, beta=beta,
                               normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
-                              max_seconds=ecfg.max_seconds)
+                              max_seconds=ecfg.max_seconds, skip_missing=bool(s.skip_missing))
         out["_emb"][variant] = emb
         out[variant] = {}
         for col, proto in protocols.items():
             res = P.run_evaluation(ds, store, desc, enc, proto, method=method, model=model, runs=ecfg.runs,
                                    out_dir=lay.work, emb=emb, alpha=ecfg.alpha, beta=beta,
-                                   normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects)
+                                   normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
+                                   max_seconds=ecfg.max_seconds)
             res.update(checkpoint=str(checkpoint) if checkpoint and method == "cezsar" else None,
-                       descriptions=str(lay.descriptions[kind]), text_model=text_model,
-                       backbone=store.backbone, dataset_root=str(lay.roots[kind]))
+                       descriptions=str(lay.descriptions[kind]),
+                       descriptions_layout="per-class .txt folder" if lay.descriptions[kind].is_dir() else "json",
+                       text_model=s.text_model, backbone=store.backbone, dataset_root=str(lay.roots[kind]),
+                       split_sha256=_sha256(res.get("split_file")))
             out[variant][col] = res
     return out
 
 
-def tau_ablation(lay: Layout, taus: list[float], mcfg: MiningConfig, tcfg: TrainConfig, ecfg: EvalConfig,
-                 text_model: str = "minilm") -> dict:
-    """Notebook 04 (paper §5): for each τ, mine, train and score VE + O on the UCF-form set, every class."""
-    import dataclasses
+def _sha256(path: str | None) -> str | None:
+    if not path or not Path(path).is_file():
+        return None
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
+
+def tau_ablation(lay: Layout, s: Settings) -> dict:
+    """Notebook 04 (paper §5): for each τ, mine, train and score VE + O (VE without objects) on the UCF-form
+    set, every class."""
+    taus = [float(t) for t in str(s.tau_values).split(",") if t.strip()]
+    variant = "VE+O" if uses_objects(lay, s) else "VE"
     rows = []
     for tau in taus:
         t0 = time.perf_counter()
-        mined = mine_triplets(lay, dataclasses.replace(mcfg, tau=tau), text_model)
-        hist = train_model(lay, tau, tcfg, text_model)
-        res = evaluate_methods(lay, "ucf101", Path(hist["checkpoint"]), ecfg, text_model,
-                               protocols={"all": "0/all"}, methods=("VE+O",))
-        r = res["VE+O"]["all"]
+        print(f"τ = {tau}: mining, training, evaluating", flush=True)
+        mined = mine_triplets(lay, s, tau)
+        hist = train_model(lay, s, tau)
+        res = evaluate_methods(lay, "ucf101", Path(hist["checkpoint"]), s, protocols={"all": "0/all"},
+                               methods=(variant,))
+        r = res[variant]["all"]
         rows.append({"tau": tau, "triplets": mined.get("triplets"), "top1": r["top1_mean"],
-                     "top5": r["top5_mean"], "n_classes": r["n_classes"], "seconds": time.perf_counter() - t0})
-    return {"dataset": "ucf101", "protocol": "0/all", "rows": rows}
+                     "top5": r["top5_mean"], "n_classes": r["n_classes"], "variant": variant,
+                     "seconds": time.perf_counter() - t0})
+    return {"dataset": "ucf101", "protocol": "0/all", "mode": lay.mode, "variant": variant, "rows": rows}
 
 
 _RESUMABLE = ("epochs", "patience", "device")  # changing these continues a run instead of restarting it

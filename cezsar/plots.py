@@ -6,12 +6,18 @@ CEZSAR. Plus the τ-ablation plot of paper §5.
 """
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")  # headless by default (papermill, CI); JupyterLab's inline backend still shows figures
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+# No backend is forced here: in a notebook (JupyterLab, papermill) the inline backend shows every returned
+# figure in the cell's output; without a display matplotlib falls back to Agg by itself.
+
+
+def _shown_once(fig: Figure) -> Figure:
+    """Detach `fig` from pyplot, so a notebook shows it once (as the cell's value), not again at cell end."""
+    plt.close(fig)
+    return fig
 
 
 def _tsne_2d(videos: np.ndarray, protos: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -49,7 +55,7 @@ def fig1_tsne(spaces: dict[str, tuple[np.ndarray, np.ndarray]], labels: np.ndarr
     axes[0][0].legend(fontsize=8, loc="best", markerscale=1.2)
     fig.suptitle("t-SNE of confusable classes: dots are videos, stars are class prototypes", fontsize=10)
     fig.tight_layout()
-    return fig
+    return _shown_once(fig)
 
 
 def fig3_confusion(matrices: dict[str, np.ndarray], class_names: list[str]) -> Figure:
@@ -72,7 +78,7 @@ def fig3_confusion(matrices: dict[str, np.ndarray], class_names: list[str]) -> F
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
         ax.tick_params(axis="y", labelrotation=0, labelsize=7)
     fig.tight_layout()
-    return fig
+    return _shown_once(fig)
 
 
 def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, float] | None = None,
@@ -88,7 +94,7 @@ def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig
+    return _shown_once(fig)
 
 
 # Paper §5: UCF-101 0/101 with Eq. 9; τ = 0.8 is Table 1's VE + O row.
@@ -107,4 +113,51 @@ def loss_curves(history: list[dict]) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return fig
+    return _shown_once(fig)
+
+
+def similarity_histograms(pairs: dict, negatives: dict, tau: float) -> Figure:
+    """Mining (paper §3.4): cosine of positive–candidate pairs and of the drawn negatives, with the τ rule's
+    threshold cos = 1 − τ (negatives lie above it under the released rule)."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, (title, h) in zip(axes, (("positive–candidate pairs", pairs), ("drawn negatives", negatives))):
+        edges = np.asarray(h["edges"], np.float64)
+        counts = np.asarray(h["counts"], np.float64)
+        ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="#4c72b0", edgecolor="white")
+        ax.axvline(1 - tau, color="#c44e52", ls="--", label=f"1 − τ = {1 - tau:.1f}")
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("cosine similarity (SBERT)")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel("count")
+    fig.tight_layout()
+    return _shown_once(fig)
+
+
+def frames_with_captions(rows: list[tuple[str, list[np.ndarray], str]]) -> Figure:
+    """A few frames of a few clips, one clip per row, its caption as the row title."""
+    n = max(len(frames) for _, frames, _ in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 1.75 * len(rows)), squeeze=False)
+    for r, (video_id, frames, caption) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(frames):
+                ax.imshow(frames[c])
+                ax.set_title(f"{c} s", fontsize=7)
+        axes[r, 0].text(0, -0.32, f"{video_id}: {caption}"[:110], transform=axes[r, 0].transAxes, fontsize=8,
+                        va="top")
+    fig.tight_layout(h_pad=1.6)
+    return _shown_once(fig)
+
+
+def objects_strip(names: list[str], probs: np.ndarray, title: str) -> Figure:
+    """Per-second objects of one clip: rows are the clip's most frequent classes, columns its seconds,
+    colour the softmax probability (0 where a class is outside that second's top-k)."""
+    fig, ax = plt.subplots(figsize=(min(12, 1.2 + 0.45 * probs.shape[1]), 0.9 + 0.32 * len(names)))
+    im = ax.imshow(probs, aspect="auto", cmap="viridis", vmin=0, vmax=max(float(probs.max()), 1e-6))
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("second")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, fraction=0.03, label="probability")
+    fig.tight_layout()
+    return _shown_once(fig)

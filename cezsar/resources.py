@@ -259,3 +259,18 @@ def doctor(include: tuple[str, ...] | None = None) -> dict:
                                          "detail": f"{type(err).__name__}: {err} -- fix: {fix}"}
     report["ok"] = all(r["ok"] for r in report["resources"].values() if r["required"])
     return report
+
+
+def hub_model_cached(name: str) -> bool:
+    """Whether a text model resolves without the network: a packaged one, a local folder, or a hub id that
+    is already in the local Hugging Face cache."""
+    if name in ("minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2", "mpnet",
+                "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2") or Path(name).expanduser().exists():
+        return True
+    try:
+        from huggingface_hub import snapshot_download
+
+        snapshot_download(name, local_files_only=True)
+        return True
+    except Exception:  # not cached (or not a hub id at all): either way the network would be needed
+        return False

@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -194,7 +195,13 @@ class SentenceEncoder:
 
     def _load(self) -> Any:
         if self._backend is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # DESIGN §5: never reach a model hub at run time
+            from cezsar.resources import hub_model_cached
+
+            if hub_model_cached(self.path):  # on this machine: never reach a model hub for it
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            else:  # a hub id the user asked for and does not have yet (e.g. the paper's SBERT): say so
+                print(f"text model {self.path!r} is not cached: downloading it from the Hugging Face hub",
+                      file=sys.stderr)
             from sentence_transformers import SentenceTransformer
 
             self._backend = SentenceTransformer(self.path, device=self.device)
@@ -209,9 +216,9 @@ class SentenceEncoder:
         missing = [s for s in dict.fromkeys(sentences) if s not in self.cache]  # deduplicated, ordered
         if missing:
             model = self._load()
-            from tqdm.auto import tqdm
+            from cezsar.progress import progress_bar
 
-            with tqdm(total=len(missing), desc=f"encode {self.model_id}", unit="sent", disable=not progress) as bar:
+            with progress_bar(len(missing), f"encode {self.model_id}", unit="sent", enabled=progress) as bar:
                 for i in range(0, len(missing), _SHARD_ROWS):
                     chunk = missing[i:i + _SHARD_ROWS]
                     vecs = model.encode(chunk, batch_size=self.batch, convert_to_numpy=True,

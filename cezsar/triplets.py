@@ -34,6 +34,17 @@ class TripletSet:
     def __len__(self) -> int:
         return int(self.pos.shape[0])
 
+    def subset_videos(self, keep: set[str]) -> "TripletSet":
+        """The triplets whose video id is in `keep` (video indices renumbered; sentences kept as they are)."""
+        kept = [i for i, v in enumerate(self.video_ids) if v in keep]
+        remap = np.full(len(self.video_ids), -1, np.int32)
+        remap[kept] = np.arange(len(kept), dtype=np.int32)
+        rows = np.flatnonzero(remap[self.video] >= 0)
+        pick = (lambda a: None if a is None else np.asarray(a)[rows])
+        return TripletSet(self.sentences, [self.video_ids[i] for i in kept], remap[self.video][rows],
+                          pick(self.start), pick(self.end), pick(self.pos), pick(self.neg), pick(self.val),
+                          dict(self.summary), self.text_model, pick(self.segment))
+
     def save(self, path: str | Path) -> None:
         """Atomic, deterministic .npz (no pickle; fixed zip timestamps; timings left out)."""
         path = Path(path)

@@ -13,41 +13,53 @@
 #     language: python
 #     name: python3
 # ---
-
 # %% [markdown]
 # # 00 · Data
-# **Purpose.** Make the inputs of the pipeline ready. Embedded mode generates **SynthActions** (DESIGN §6): an
+# **Purpose.** Make the inputs of the pipeline ready. Embedded mode generates **SynthActions**: an
 # ActivityNet-Captions-form training corpus of untrimmed videos with captioned segments, UCF-101-form and
-# Kinetics-400-form test sets of unseen classes, and their class descriptions. Paper mode checks every real input
-# first and stops with one message listing what is missing and where to get it.
+# Kinetics-400-form test sets of unseen classes, and their class descriptions. Paper mode (real data) checks every
+# input first — captions, training features or videos, test sets, class descriptions, backbone weights, the text
+# model — and stops with one message listing everything missing, which stage needs it and where to get it.
 #
-# **Inputs.** `params/*.yaml` (mode, paths). **Outputs.** `data/raw/synthactions/` (embedded) and a summary of
-# every dataset part (videos, segments, classes, annotation problems).
+# **Inputs.** a parameter set `params/*.yaml` (every value of the run). **Outputs.** `data/raw/synthactions/`
+# (embedded), a summary of every dataset part, and a few frames of a few clips with their captions.
 
 # %% tags=["parameters"]
-params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
+params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
 synth_seed: int = 0  # SynthActions seed: same seed, byte-identical annotations
 synth_size: str = "default"  # "default" (the run_all size) or "small" (tests)
 
 # %%
-from cezsar import pipeline, widgets
+from cezsar import pipeline, report, widgets
 
 # %% [markdown]
-# Retune in JupyterLab: change a value, then re-run the cells below (under papermill the parameters above rule).
+# Retune in JupyterLab: a value set on a control is used by the next Run All of this notebook (and only in
+# JupyterLab; under papermill the parameter set rules) until you press reset. The table below lists every value
+# that differs from the parameter set.
 
 # %%
-widgets.tuner(globals(), ["synth_seed", "synth_size"])
+widgets.tuner(globals(), ["synth_seed", "synth_size"], params_file)
+
+# %%
+P = pipeline.settings(params_file, globals())
+P
 
 # %% [markdown]
 # ## Where everything lives
 
 # %%
-layout = pipeline.layout_from(params_file, globals())
-layout
+layout = pipeline.layout_from(P)
+pipeline.describe(layout)
 
 # %% [markdown]
 # ## Generate (or check) the data and summarise every part
 
 # %%
-summary = pipeline.prepare_data(layout, seed=synth_seed, size=synth_size)
+summary = pipeline.prepare_data(layout, P)
 summary
+
+# %% [markdown]
+# ## A look at the data: frames of a few training clips with their captions, and the test classes
+
+# %%
+report.data_preview(layout)

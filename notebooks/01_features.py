@@ -13,36 +13,46 @@
 #     language: python
 #     name: python3
 # ---
-
 # %% [markdown]
 # # 01 · Features
 # **Purpose.** Encode every video at one frame per second (paper §3.2) with an ImageNet CNN: per video a feature
 # stack `(T, D)` (the released features' layout, `<video_id>.npy`) and the per-second top-k ImageNet objects used
-# for mining (§3.4) and for O(v) in Eq. 9. Resumable: finished videos are skipped on a rerun.
+# for mining (§3.4) and for O(v) in Eq. 9. A folder of released features is used as it is; its objects are
+# computed from the features with the backbone's own ImageNet head (as the authors did with BiT's head). Without
+# head weights the O terms are off, and this notebook says so. Resumable: finished videos are skipped on a rerun.
 #
-# **Inputs.** the videos of notebook 00. **Outputs.** `<work_dir>/features/{activitynet,ucf101,kinetics400}/` with
-# `report.json` (done, skipped with reasons, frames/s).
+# **Inputs.** the videos of notebook 00, or released features. **Outputs.** `<work_dir>/features/…/` with
+# `report.json` (done, skipped with reasons, frames/s), objects, and a per-second objects strip of one clip.
 
 # %% tags=["parameters"]
-params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
+params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
 backbone: str = "efficientnet_lite0"  # frame CNN: efficientnet_lite0 (offline) | bit_m_r152x2 (paper) | resnet152
 backbone_weights: str = ""  # weights file for bit_m_r152x2 (.npz) or resnet152 (.pth); empty = offline default
 image_size: int = 160  # CNN input side in pixels (160 is ~3x faster than 224 on CPU)
+device: str = "auto"  # auto = CUDA when present, else CPU
 
 # %%
-from cezsar import pipeline, widgets
-from cezsar.config import ExtractConfig
+from cezsar import pipeline, report, widgets
 
 # %%
-widgets.tuner(globals(), ["backbone", "image_size"])
+widgets.tuner(globals(), ["backbone", "image_size"], params_file)
 
 # %%
-layout = pipeline.layout_from(params_file, globals())
+P = pipeline.settings(params_file, globals())
+P
+
+# %%
+layout = pipeline.layout_from(P)
 
 # %% [markdown]
 # ## Extract features and objects for the training corpus and both test sets
 
 # %%
-reports = pipeline.extract_features(layout, ExtractConfig(backbone=backbone, weights=backbone_weights or None,
-                                                          image_size=image_size))
+reports = pipeline.extract_features(layout, P)
 reports
+
+# %% [markdown]
+# ## Speed and one clip's objects, second by second
+
+# %%
+report.features_preview(layout, reports)

@@ -13,39 +13,48 @@
 #     language: python
 #     name: python3
 # ---
-
 # %% [markdown]
 # # 02 · Hard negative mining
 # **Purpose.** Build the training triplets (paper §3.4): for each captioned segment, three random windows of up to
-# 10 s; the caption and the two object sentences most similar to it are positives; each positive gets n = 10
-# negatives under the τ rule (DESIGN §7: the released code's rule, cos > 1 − τ). Train/validation split by video.
+# 10 s; the caption and the object sentences most similar to it are positives; each positive gets n = 10
+# negatives under the τ rule (the released code's rule, cos > 1 − τ; see docs/fidelity.md). Train/validation split
+# by video. A triplet file is reused only when its settings and every input (captions, text model, features,
+# objects) are the same.
 #
-# **Inputs.** captions (00), object top-k (01). **Outputs.** `<work_dir>/processed/triplets_tau<τ>.npz` and its
-# summary (triplets, positives short of n, similarity histogram).
+# **Inputs.** captions (00), features and object top-k (01). **Outputs.** `<work_dir>/processed/triplets_tau<τ>.npz`,
+# its summary and the similarity histograms with the τ threshold.
 
 # %% tags=["parameters"]
-params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
+params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
 text_model: str = "minilm"  # SBERT: minilm (offline, 384-d) | mpnet (768-d) | a path or hub id
 tau: float = 0.8  # paper §3.4: sentences are similar when cos > 1 - tau
 n_negatives: int = 10  # paper §3.4: n = 10 negatives per positive
-object_positives: int = 2  # paper §3.4: object sentences per window added as positives (0 = captions only)
+object_positives: int = 0  # paper §3.4: 2 object sentences per window as positives (embedded set: 0, captions only)
 object_negatives: bool = True  # object sentences also serve as negatives (see MiningConfig)
 seed: int = 0  # windows, negatives and the video split
 
 # %%
-from cezsar import pipeline, widgets
-from cezsar.config import MiningConfig
+from cezsar import pipeline, report, widgets
 
 # %%
-widgets.tuner(globals(), ["tau", "n_negatives", "seed"])
+widgets.tuner(globals(), ["tau", "n_negatives", "seed"], params_file)
 
 # %%
-layout = pipeline.layout_from(params_file, globals())
+P = pipeline.settings(params_file, globals())
+P
+
+# %%
+layout = pipeline.layout_from(P)
 
 # %% [markdown]
 # ## Mine the triplets
 
 # %%
-summary = pipeline.mine_triplets(layout, MiningConfig(tau=tau, n_negatives=n_negatives, object_positives=object_positives,
-                                                           object_negatives=object_negatives, seed=seed), text_model)
+summary = pipeline.mine_triplets(layout, P)
 {k: v for k, v in summary.items() if "hist" not in k}
+
+# %% [markdown]
+# ## Similarity of positives to their negatives, against the τ threshold
+
+# %%
+report.mining_histograms(summary, P.tau)

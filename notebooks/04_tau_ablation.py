@@ -13,53 +13,43 @@
 #     language: python
 #     name: python3
 # ---
-
 # %% [markdown]
 # # 04 · The τ ablation
 # **Purpose.** Paper §5: how the mining threshold τ changes zero-shot accuracy. For τ = 0.7, 0.8, 0.9: mine, train
-# and evaluate VE + O (Eq. 9) on the UCF-form test set with every class (the paper: UCF-101 0/101; 47.8 %, 50.9 %,
-# 48.3 %). Each τ reuses its triplet file and checkpoint when they exist.
+# and evaluate VE + O (Eq. 9; VE alone when the run has no objects) on the UCF-form test set with every class (the
+# paper: UCF-101 0/101; 47.8 %, 50.9 %, 48.3 %). Each τ reuses its triplet file and checkpoint when they exist.
 #
-# **Inputs.** features (01). **Outputs.** `figures/tau_ablation.png`, `figures/tau_ablation.md`.
+# **Inputs.** features (01). **Outputs.** `<figures_dir>/tau_ablation.png`, `<figures_dir>/tau_ablation.md`.
 
 # %% tags=["parameters"]
-params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
-text_model: str = "minilm"  # SBERT model
+params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
 tau_values: str = "0.7,0.8,0.9"  # paper §5: the thresholds compared
-n_negatives: int = 10  # paper §3.4
-object_positives: int = 2  # paper §3.4: object sentences per window added as positives (0 = captions only)
-object_negatives: bool = True  # object sentences also serve as negatives (see MiningConfig)
-epochs: int = 25  # paper §4
-patience: int = 10  # paper §4
-batch: int = 128  # paper §4
-seed: int = 0  # mining and training seed
-device: str = "auto"  # auto = CUDA when present
+epochs: int = 16  # paper §4: 25 (embedded set: 16)
 alpha: float = 0.8  # Eq. 9 weight of VE
 beta: float = 0.2  # Eq. 9 weight of SE(O(v))
 
 # %%
 from cezsar import pipeline, report, widgets
-from cezsar.config import EvalConfig, MiningConfig, TrainConfig
 
 # %%
-widgets.tuner(globals(), ["tau_values", "epochs", "alpha", "beta"])
+widgets.tuner(globals(), ["tau_values", "epochs", "alpha", "beta"], params_file)
 
 # %%
-layout = pipeline.layout_from(params_file, globals())
+P = pipeline.settings(params_file, globals())
+P
+
+# %%
+layout = pipeline.layout_from(P)
 
 # %% [markdown]
 # ## Mine, train and evaluate for each τ
 
 # %%
-ablation = pipeline.tau_ablation(layout, [float(t) for t in tau_values.split(",")],
-                                 MiningConfig(n_negatives=n_negatives, object_positives=object_positives,
-                                              object_negatives=object_negatives, seed=seed),
-                                 TrainConfig(epochs=epochs, patience=patience, batch=batch, seed=seed, device=device),
-                                 EvalConfig(alpha=alpha, beta=beta), text_model)
+ablation = pipeline.tau_ablation(layout, P)
 ablation
 
 # %% [markdown]
 # ## Plot and table
 
 # %%
-print(report.tau_outputs(ablation, layout.figures))
+report.tau_outputs(ablation, layout.figures)

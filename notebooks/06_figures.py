@@ -13,19 +13,18 @@
 #     language: python
 #     name: python3
 # ---
-
 # %% [markdown]
 # # 06 · Figures 1 and 3, and classifying any video
 # **Purpose.** Fig. 1: t-SNE of four confusable classes (dots are videos, stars are class prototypes) in the
 # objects-only SBERT space and in CEZSAR's joint space. Fig. 3: confusion matrices of the hard classes, baseline vs
-# CEZSAR VE + O. Last, `cezsar classify` on a real video shipped by an installed package, against a label list.
+# CEZSAR VE + O (CEZSAR VE alone when the run has no objects). Last, `cezsar classify` on a real video shipped by an
+# installed package, against a label list.
 #
-# **Inputs.** the τ = 0.8 checkpoint (03), test features (01). **Outputs.** `figures/fig1_tsne.png`,
-# `figures/fig3_confusion.png`.
+# **Inputs.** the τ checkpoint (03), test features (01). **Outputs.** `<figures_dir>/fig1_tsne.png`,
+# `<figures_dir>/fig3_confusion.png`.
 
 # %% tags=["parameters"]
-params_file: str = "params/embedded.yaml"  # parameter set: its mode and data paths are used (run_all passes its own)
-text_model: str = "minilm"  # SBERT model (must match the checkpoint's)
+params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
 tau: float = 0.8  # which trained model
 alpha: float = 0.8  # Eq. 9 weight of VE
 beta: float = 0.2  # Eq. 9 weight of SE(O(v))
@@ -34,20 +33,22 @@ demo_labels: str = "a rabbit in a meadow, a car race, cooking in a kitchen, play
 
 # %%
 from cezsar import classify, pipeline, report, widgets
-from cezsar.config import EvalConfig
 
 # %%
-widgets.tuner(globals(), ["alpha", "beta", "seed", "demo_labels"])
+widgets.tuner(globals(), ["alpha", "beta", "seed", "demo_labels"], params_file)
 
 # %%
-layout = pipeline.layout_from(params_file, globals())
+P = pipeline.settings(params_file, globals())
+P
+
+# %%
+layout = pipeline.layout_from(P)
 
 # %% [markdown]
 # ## Fig. 1 and Fig. 3 (UCF-form test set)
 
 # %%
-figs = report.figures_1_and_3(layout, layout.model_dir(tau) / "best.pt", EvalConfig(alpha=alpha, beta=beta),
-                              text_model, seed=seed)
+figs = report.figures_1_and_3(layout, P)
 figs["hard_class_accuracy"]
 
 # %%
@@ -60,4 +61,4 @@ figs["fig3"]
 # ## Classify a real video against any label list (objects-only: no training needed)
 
 # %%
-classify.classify_videos([classify.packaged_video()], demo_labels, max_seconds=10)
+report.classify_demo(P.demo_labels)

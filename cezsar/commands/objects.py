@@ -1,0 +1,56 @@
+"""`cezsar objects`: per-second ImageNet objects for a folder of features that has none (paper §3.5)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
+        "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from cezsar.commands.extract import _shard
+
+    parser.add_argument("--features", required=True, help="folder of <video_id>.npy stacks (T, D)")
+    parser.add_argument("--weights", default=None,
+                        help="the backbone's weights file holding its head: BiT-M-R152x2.npz (21,843 classes), "
+                        "a torchvision resnet152 .pth, or an EfficientNet-Lite0 state dict; default: the offline "
+                        "EfficientNet-Lite0 weights (for features extracted with it)")
+    parser.add_argument("--out", default=None,
+                        help="output folder (default <features>/objects; use another folder to leave a raw "
+                        "data folder untouched, and pass it on as the objects folder)")
+    parser.add_argument("--topk", type=int, default=5, help="object classes kept per second (default 5)")
+    parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+                        help="process only shard K of N (stacks at sorted-id position = K mod N)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cezsar.feature_objects import load_head, objects_from_features
+    from cezsar.features import FeatureError
+
+    if args.topk < 1:
+        print(f"error: --topk must be >= 1, got {args.topk}", file=sys.stderr)
+        return 2
+    try:
+        head = load_head(args.weights)
+        report = objects_from_features(args.features, head, args.out, topk=args.topk, device=args.device,
+                                       progress=not args.no_progress, shard=args.shard)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except (FeatureError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{report['done']}/{report['videos']} stacks have objects ({report['computed']} computed, "
+              f"{report['reused']} reused), {len(report['skipped'])} skipped, label space {report['label_space']} "
+              f"-> {report['out']}")
+        for s in report["skipped"]:
+            print(f"  skipped {s['video_id']}: {s['reason']}")
+    return 1 if report["skipped"] and not report["done"] else 0

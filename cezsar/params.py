@@ -1,0 +1,152 @@
+"""Parameter sets (`params/*.yaml`): one file fully determines a run of the notebooks.
+
+`params/embedded.yaml` names every key a parameter set may hold, with its default (the embedded run's
+value); any other set (`params/paper.yaml`, a user's copy) changes some of them. A key that is not in the
+defaults is an error naming the nearest known key, so a misspelt `epcohs: 3` never passes silently.
+
+A notebook reads its set with `settings(params_file, globals())`. Its `parameters` cell holds the same
+defaults as `params/embedded.yaml` (a test keeps them equal), so a value there that differs from the default
+was put there on purpose — by papermill (`-p name value`), by hand, or by a widget — and overrides the set
+for that notebook; the returned `Settings` lists every such override, so it is visible in the output.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cezsar import config
+
+DEFAULTS_FILE = config.PROJ_ROOT / "params" / "embedded.yaml"
+# keys that papermill and run_all pass beside a set's own keys
+RUNTIME_KEYS = {"params_file": "params/embedded.yaml", "run_dir": ""}
+
+
+class ParameterError(ValueError):
+    """A parameter file or value that cannot be used; the message names the file and the key."""
+
+
+def resolve(path: str | Path) -> Path:
+    """A parameter path: absolute as given, relative ones against the project root (not the notebook's cwd)."""
+    p = Path(str(path)).expanduser()
+    return p if p.is_absolute() else config.PROJ_ROOT / p
+
+
+def _read_yaml(path: Path) -> dict:
+    import yaml
+
+    if not path.is_file():
+        raise ParameterError(f"parameter file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ParameterError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ParameterError(f"{path}: expected a mapping of name: value, got {type(data).__name__}")
+    return data
+
+
+def defaults() -> dict[str, Any]:
+    """Every known key with its default: params/embedded.yaml plus the keys run_all passes."""
+    return {**RUNTIME_KEYS, **_read_yaml(DEFAULTS_FILE)}
+
+
+def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
+    """`value` as the type of the default `like` (YAML reads `1` as int where a float is meant)."""
+    if like is None or value is None:
+        return value
+    if isinstance(like, bool):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
+            return value.lower() in ("true", "yes")
+    elif isinstance(like, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(like, float):
+            return float(value)
+        if float(value).is_integer():
+            return int(value)
+    elif isinstance(like, str):
+        return value if isinstance(value, str) else str(value)
+    else:
+        return value
+    raise ParameterError(f"{where}: {name}: {value!r} is not a {type(like).__name__} (default {like!r})")
+
+
+def load(params_file: str | Path) -> dict[str, Any]:
+    """A parameter file over the defaults: every known key, typed like its default; unknown keys are errors."""
+    path = resolve(params_file)
+    known = defaults()
+    data = _read_yaml(path)
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        hints = []
+        for k in unknown:
+            near = difflib.get_close_matches(str(k), list(known), n=1, cutoff=0.6)
+            hints.append(f"{k!r}" + (f" (did you mean {near[0]!r}?)" if near else ""))
+        raise ParameterError(f"{path}: unknown key(s) {', '.join(hints)}; the known keys are those of "
+                             f"params/embedded.yaml")
+    out = dict(known)
+    out.update({k: _coerce(k, v, known[k], str(path)) for k, v in data.items()})
+    out["params_file"] = str(params_file)
+    return out
+
+
+@dataclass
+class Settings:
+    """The values of one notebook run: the parameter set, then the notebook's overrides (listed)."""
+
+    values: dict[str, Any]
+    source: str  # the parameter file
+    overrides: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (set's value, used value)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.__dict__["values"][name]
+        except KeyError:
+            raise AttributeError(f"no parameter {name!r} in {self.__dict__.get('source')}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def _repr_markdown_(self) -> str:
+        if not self.overrides:
+            return f"Parameters: `{self.source}`, no overrides."
+        rows = "\n".join(f"| `{k}` | {a!r} | **{b!r}** |" for k, (a, b) in self.overrides.items())
+        return (f"Parameters: `{self.source}`, with these overrides from this notebook:\n\n"
+                f"| parameter | in the set | used here |\n|---|---|---|\n{rows}")
+
+    def __repr__(self) -> str:
+        over = ", ".join(f"{k}={b!r} (set: {a!r})" for k, (a, b) in self.overrides.items()) or "none"
+        return f"Settings({self.source}; overrides: {over})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
+def settings(params_file: str | Path, namespace: dict[str, Any] | None = None) -> Settings:
+    """The parameter set `params_file`, overridden by the notebook's own values that differ from the defaults.
+
+    `namespace` is the notebook's `globals()`: for each known key found there, a value equal to the default
+    (params/embedded.yaml) means "not set here" and the set's value is used; any other value overrides it.
+    """
+    base = load(params_file)
+    known = defaults()
+    values = dict(base)
+    overrides: dict[str, tuple[Any, Any]] = {}
+    for name, default in known.items():
+        if name in RUNTIME_KEYS or namespace is None or name not in namespace:
+            continue
+        mine = _coerce(name, namespace[name], default, "notebook parameters")
+        if mine != default and mine != base[name]:
+            values[name] = mine
+            overrides[name] = (base[name], mine)
+    if namespace is not None and namespace.get("run_dir"):
+        values["run_dir"] = str(namespace["run_dir"])
+    return Settings(values, str(params_file), overrides)
+
+
+def dumps(values: dict[str, Any]) -> str:
+    """Values as one JSON line (for results files and logs)."""
+    return json.dumps(values, sort_keys=True, default=str)
