@@ -62,11 +62,12 @@ def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
             return value
         if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no"):
             return value.lower() in ("true", "yes")
-    elif isinstance(like, (int, float)) and isinstance(value, (int, float)) and not isinstance(value, bool):
-        if isinstance(like, float):
-            return float(value)
-        if float(value).is_integer():
-            return int(value)
+    elif isinstance(like, (int, float)):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(like, float):
+                return float(value)
+            if float(value).is_integer():
+                return int(value)
     elif isinstance(like, str):
         return value if isinstance(value, str) else str(value)
     else:

@@ -240,7 +240,7 @@ def classify_demo(labels: str, seconds: int = 5) -> Shown:
     path = classify.packaged_video()
     res = classify.classify_videos([path], labels, max_seconds=10)[0]
     frames = decode_1fps(path, max_seconds=seconds)
-    fig = plots.frames_with_captions([(path.name, list(frames), res["method"])])
+    fig = plots.frames_with_captions([(path.name, list(frames), f"classified by the {res['method']}-only method")])
     lines = ["| rank | label | score |", "|---|---|---|"]
     lines += [f"| {i + 1} | {r['label']} | {r['score']:+.3f} |" for i, r in enumerate(res["labels"])]
     seen = ", ".join(f"{o['lemma']} {o['score']:.2f}" if isinstance(o, dict) and "lemma" in o else str(o)

@@ -49,6 +49,34 @@ def test_py_pair_is_in_sync(path: Path):
     assert a == b, f"{path.name} and {pair.name} differ: run `jupytext --sync notebooks/*.ipynb`"
 
 
+def _parameter_values(path: Path) -> dict:
+    import ast
+
+    cell = next(c for c in nbformat.read(path, as_version=4).cells
+                if "parameters" in c.get("metadata", {}).get("tags", []))
+    return {node.target.id: ast.literal_eval(node.value) for node in ast.parse(cell.source).body
+            if isinstance(node, ast.AnnAssign)}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_defaults_are_the_embedded_parameter_set(path: Path):
+    """One source of truth (issue 15): a notebook's parameters cell holds params/embedded.yaml's values, so a value
+    that differs there is an override on purpose, and every name is a key of the parameter sets."""
+    import yaml
+
+    embedded = yaml.safe_load((ROOT / "params" / "embedded.yaml").read_text())
+    values = _parameter_values(path)
+    assert values.pop("params_file") == "params/embedded.yaml"
+    for name, value in values.items():
+        assert name in embedded, f"{path.name}: parameter {name!r} is not a key of params/embedded.yaml"
+        assert value == embedded[name], f"{path.name}: {name} = {value!r}, params/embedded.yaml has {embedded[name]!r}"
+
+
+def _images(path: Path) -> int:
+    nb = nbformat.read(path, as_version=4)
+    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
 TINY = {
     "mode": "embedded", "synth_seed": 0, "synth_size": "small", "backbone": "efficientnet_lite0",
     "backbone_weights": "", "image_size": 160, "text_model": "minilm", "tau": 0.8, "tau_values": "0.8,0.9",
@@ -85,6 +113,15 @@ def test_run_all_executes_every_notebook_on_a_tiny_parameter_set(tmp_path: Path)
     assert {"O", "VE", "VE+O"} <= set(results["datasets"]["ucf101"]["methods"])
     for stem in EXPECTED:
         assert (run / f"{stem}.ipynb").stat().st_size > 0
+    # every figure a notebook makes is shown inline (issue 15), not printed as "<Figure size ...>"
+    images = {stem: _images(run / f"{stem}.ipynb") for stem in EXPECTED}
+    assert images["00_data"] >= 1 and images["01_features"] >= 1 and images["02_mining"] >= 1, images
+    assert images["03_training"] >= 1 and images["04_tau_ablation"] >= 1 and images["06_figures"] >= 3, images
+    for stem in EXPECTED:
+        text = json.dumps(nbformat.read(run / f"{stem}.ipynb", as_version=4).cells)
+        assert "<Figure size" not in text or images[stem], stem
+    assert "CEZSAR (VE + O)" in (run / "report.html").read_text()  # the one-page report, figures embedded
+    assert (run / "report.html").read_text().count("data:image/png;base64") >= sum(images.values())
     assert "Estevam et al. (O)" in (figs / "table1.md").read_text()  # the cited literature rows
     # training on SynthActions lowers the validation loss (held-out videos)
     log = json.loads((tmp_path / "work" / "models" / "tau0.80" / "log.json").read_text())

@@ -1,0 +1,204 @@
+"""Issue 14: the pieces of the real-data path — objects from released features, parameter sets, several caption
+files, description sets, input checks, reuse keys — each on small real inputs."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from cezsar import datasets, params, pipeline
+from cezsar.feature_objects import load_head, objects_from_features, topk_probs
+from cezsar.features import FeatureStore
+from cezsar.objects import topk_from_logits
+
+ROOT = Path(__file__).resolve().parents[1]
+REF = ROOT.parent / "shared" / "reference-data"
+
+
+def _head(path: Path, dim: int, classes: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    np.savez(path, **{"resnet/head/conv2d/kernel": rng.standard_normal((1, 1, dim, classes), dtype=np.float32),
+                      "resnet/head/conv2d/bias": rng.standard_normal(classes).astype(np.float32)})
+    return path
+
+
+def _stacks(folder: Path, n: int, dim: int, seed: int = 0, rows: int = 6) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ids = [f"v_{i:05d}" for i in range(n)]
+    for i, vid in enumerate(ids):
+        np.save(folder / f"{vid}.npy", rng.standard_normal((rows + i % 3, dim), dtype=np.float32))
+    return ids
+
+
+# --- objects from features ---------------------------------------------------------------------
+def test_bit_head_objects_equal_the_head_applied_by_hand(tmp_path: Path):
+    head = load_head(_head(tmp_path / "h.npz", 32, 1000))
+    assert (head.dim, head.num_classes, head.label_space, head.backbone) == (32, 1000, "imagenet1k", "bit_m_r152x2")
+    _stacks(tmp_path / "f", 3, 32)
+    rep = objects_from_features(tmp_path / "f", head, tmp_path / "o", topk=5, progress=False)
+    assert (rep["computed"], rep["reused"], rep["skipped"]) == (3, 0, [])
+    x = np.load(tmp_path / "f" / "v_00001.npy")
+    kernel = np.load(tmp_path / "h.npz")["resnet/head/conv2d/kernel"][0, 0]  # (D, C), TensorFlow layout
+    want_idx, want_sc = topk_from_logits(x @ kernel + np.load(tmp_path / "h.npz")["resnet/head/conv2d/bias"], 5)
+    with np.load(tmp_path / "o" / "v_00001.npz") as z:
+        assert np.array_equal(z["indices"], want_idx)
+        np.testing.assert_allclose(z["scores"].astype(np.float32), want_sc.astype(np.float32), atol=1e-3)
+    store = FeatureStore(tmp_path / "f", tmp_path / "o")
+    assert store.label_space == "imagenet1k" and store.has_objects and store.objects("v_00002")[0].shape[1] == 5
+    again = objects_from_features(tmp_path / "f", head, tmp_path / "o", topk=5, progress=False)
+    assert (again["computed"], again["reused"]) == (0, 3)
+
+
+def test_topk_probs_matches_the_sorting_reference():
+    logits = torch.randn(40, 1000, generator=torch.Generator().manual_seed(0))
+    idx, sc = topk_probs(logits, 5)
+    ref_idx, ref_sc = topk_from_logits(logits.numpy(), 5)
+    assert np.array_equal(idx, ref_idx) and np.array_equal(sc, ref_sc)
+
+
+def test_efficientnet_head_is_the_offline_classifier():
+    head = load_head(None)
+    assert (head.backbone, head.dim, head.num_classes, head.label_space) == \
+        ("efficientnet_lite0", 1280, 1000, "imagenet1k")
+
+
+def test_head_of_the_wrong_width_and_a_file_without_a_head_are_named(tmp_path: Path):
+    _stacks(tmp_path / "f", 1, 16)
+    head = load_head(_head(tmp_path / "h.npz", 32, 1000))
+    with pytest.raises(ValueError, match="16-d but the head"):
+        objects_from_features(tmp_path / "f", head, tmp_path / "o", progress=False)
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="other.npz: no BiT head"):
+        load_head(tmp_path / "other.npz")
+    odd = _head(tmp_path / "odd.npz", 16, 7)
+    with pytest.raises(ValueError, match="7 classes has no ImageNet label space"):
+        objects_from_features(tmp_path / "f", load_head(odd), tmp_path / "o2", progress=False)
+
+
+@pytest.mark.slow
+def test_objects_command_killed_midway_then_resumed_equals_one_run(tmp_path: Path):
+    ids = _stacks(tmp_path / "f", 1500, 64, rows=8)
+    _head(tmp_path / "h.npz", 64, 1000)
+    base = [sys.executable, "-m", "cezsar", "objects", "--features", str(tmp_path / "f"), "--weights",
+            str(tmp_path / "h.npz"), "--device", "cpu", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(base + ["--out", str(tmp_path / "killed")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list((tmp_path / "killed").glob("v_*.npz"))) < 200:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list((tmp_path / "killed").glob("v_*.npz")))
+    assert 0 < done_before < len(ids), "the kill must land mid-run"
+    out = subprocess.run(base + ["--out", str(tmp_path / "killed"), "--json"], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    assert rep["reused"] >= done_before - 1 and rep["done"] == len(ids) and rep["skipped"] == []
+    whole = subprocess.run(base + ["--out", str(tmp_path / "whole")], env=env, capture_output=True, text=True)
+    assert whole.returncode == 0, whole.stderr
+    for vid in ids:
+        with np.load(tmp_path / "killed" / f"{vid}.npz") as a, np.load(tmp_path / "whole" / f"{vid}.npz") as b:
+            assert np.array_equal(a["indices"], b["indices"]) and np.array_equal(a["scores"], b["scores"]), vid
+    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.startswith(".")], "temp files left behind"
+
+
+# --- parameter sets ---------------------------------------------------------------------------------
+def test_a_misspelt_key_is_an_error_naming_the_nearest(tmp_path: Path):
+    (tmp_path / "p.yaml").write_text("mode: paper\nepcohs: 3\n")
+    with pytest.raises(params.ParameterError, match="'epcohs' \\(did you mean 'epochs'\\?\\)"):
+        params.load(tmp_path / "p.yaml")
+
+
+def test_notebook_values_override_the_set_visibly_and_defaults_do_not():
+    s = params.settings("params/paper.yaml", {"epochs": 16, "tau": 0.8, "batch": 128})
+    assert s.epochs == 25 and not s.overrides  # 16 is the default: the set's 25 is used
+    s = params.settings("params/paper.yaml", {"epochs": 3})
+    assert s.epochs == 3 and s.overrides == {"epochs": (25, 3)}
+    assert "epochs" in s._repr_markdown_() and "**3**" in s._repr_markdown_()
+    with pytest.raises(params.ParameterError, match="epochs: 'many' is not a int"):
+        params.settings("params/paper.yaml", {"epochs": "many"})
+
+
+def test_every_relative_path_resolves_against_the_project_root():
+    lay = pipeline.layout_from(params.settings("params/paper.yaml"))
+    assert lay.weights == ROOT / "data/raw/weights/BiT-M-R152x2.npz"
+    assert lay.captions == tuple(ROOT / f"data/raw/activitynet/{n}.json" for n in ("train", "val_1", "val_2"))
+    assert lay.figures == ROOT / "figures" / "paper" and lay.run_dir == ROOT / "runs" / "paper"
+    # released features live outside the work folder: their objects are written under it, not beside them
+    assert lay.train_objects == ROOT / "data/interim/paper/objects/activitynet"
+
+
+def test_a_description_folder_in_the_authors_layout_is_selectable(tmp_path: Path):
+    folder = tmp_path / "txt"
+    folder.mkdir()
+    (folder / "apply_eye_makeup.txt").write_text("Someone paints their eyelids with a small brush.")
+    (folder / "archery.txt").write_text("A person draws a bow and shoots an arrow at a target.")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"mode": "paper", "ucf101_descriptions": str(folder)}))
+    lay = pipeline.layout_from(params.settings(tmp_path / "p.yaml"))
+    assert lay.descriptions["ucf101"] == folder
+    assert datasets.read_descriptions(lay.descriptions["ucf101"])["archery"][0].startswith("A person draws")
+
+
+def test_notebook_00_lists_every_missing_input_before_anything_runs(tmp_path: Path):
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({
+        "mode": "paper", "anet_captions": str(tmp_path / "none.json"), "anet_features": str(tmp_path / "nofeat"),
+        "ucf101_root": str(tmp_path / "noucf"), "kinetics400_root": str(tmp_path / "nok400"),
+        "ucf101_descriptions": str(tmp_path / "nodesc.json"), "backbone": "bit_m_r152x2",
+        "backbone_weights": str(tmp_path / "BiT.npz"), "work_dir": str(tmp_path / "work")}))
+    s = params.settings(tmp_path / "p.yaml")
+    with pytest.raises(FileNotFoundError) as err:
+        pipeline.check_inputs(pipeline.layout_from(s), s)
+    text = str(err.value)
+    for what in ("none.json", "nofeat", "noucf", "nok400", "nodesc.json", "BiT.npz"):
+        assert what in text, what
+    assert "stage 01" in text and "stages 00-04" in text
+
+
+@pytest.mark.skipif(not (REF / "activitynet_captions" / "val_2.json").is_file(), reason="reference data absent")
+def test_train_and_both_validation_files_read_as_one_corpus():
+    a = REF / "activitynet_captions"
+    caps = datasets.read_activitynet_files(f"{a / 'train.json'},{a / 'val_1.json'},{a / 'val_2.json'}")
+    train = datasets.read_activitynet(a / "train.json")
+    v1, v2 = datasets.read_activitynet(a / "val_1.json"), datasets.read_activitynet(a / "val_2.json")
+    # val_1 and val_2 annotate the same videos: 10,009 + 4,917 distinct videos
+    assert len(caps.durations) == len(set(train.durations) | set(v1.durations) | set(v2.durations)) == 14926
+    dups = caps.problems.get("duplicate_across_files", 0)
+    assert len(caps.segments) == len(train.segments) + len(v1.segments) + len(v2.segments) - dups
+
+
+def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path):
+    from cezsar.synthetic import generate
+
+    root = tmp_path / "synth"
+    generate(root, seed=0, size="small")
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"data_root": str(root), "work_dir": str(tmp_path / "work"),
+                                                     "use_objects": "off"}))
+    s = params.settings(tmp_path / "p.yaml")
+    lay = pipeline.layout_from(s)
+    feats = lay.train_features
+    feats.mkdir(parents=True)
+    caps = datasets.read_activitynet(lay.captions[0])
+    rng = np.random.default_rng(0)
+    for vid, d in caps.durations.items():
+        np.save(feats / f"{vid}.npy", rng.standard_normal((int(d) + 1, 8), dtype=np.float32))
+    first = pipeline.mine_triplets(lay, s)
+    assert first["reused"] is False and first["videos_without_features"] == 0
+    assert pipeline.mine_triplets(lay, s)["reused"] is True
+    data = json.loads(lay.captions[0].read_text())
+    vid = sorted(data)[0]
+    data[vid]["sentences"][0] = "a completely different caption about a red kite"
+    lay.captions[0].write_text(json.dumps(data))
+    again = pipeline.mine_triplets(lay, s)
+    assert again["reused"] is False, "a changed captions file must not reuse old triplets"
+    assert list(lay.triplets(s.tau).parent.glob("*.stale-*")), "the old file is set aside, not deleted"
