@@ -135,13 +135,21 @@ def test_run_all_stops_at_a_failing_notebook_and_names_it(tmp_path: Path):
     books.mkdir()
     good = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                              "language": "python"}})
-    good.cells = [nbformat.v4.new_code_cell("x: int = 1  # a value", metadata={"tags": ["parameters"]})]
+    good.cells = [nbformat.v4.new_code_cell("seed: int = 0  # a value", metadata={"tags": ["parameters"]})]
     bad = nbformat.v4.new_notebook(metadata=good.metadata)
     bad.cells = [good.cells[0], nbformat.v4.new_code_cell("raise RuntimeError('boom in the middle')")]
     nbformat.write(good, books / "00_ok.ipynb")
     nbformat.write(bad, books / "01_broken.ipynb")
     nbformat.write(good, books / "02_never.ipynb")
-    out = _run_all({"x": 2}, tmp_path, notebooks=books)
+    out = _run_all({"seed": 2}, tmp_path, notebooks=books)
     assert out.returncode != 0
     assert "FAILED: 01_broken.ipynb" in out.stderr
     assert not (tmp_path / "runs" / "tiny" / "02_never.ipynb").exists()
+
+
+@pytest.mark.slow
+def test_run_all_refuses_a_misspelt_key_before_running_anything(tmp_path: Path):
+    out = _run_all({**TINY, "epcohs": 3}, tmp_path)
+    assert out.returncode == 2
+    assert "unknown key(s) 'epcohs' (did you mean 'epochs'?)" in out.stderr
+    assert not (tmp_path / "runs" / "tiny" / "00_data.ipynb").exists()
