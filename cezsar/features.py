@@ -274,3 +274,29 @@ class FeatureStore:
     def objects(self, video_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         p = self.objects_dir / f"{video_id}.npz"
         return _check_objects(p) if p.exists() else None
+
+
+def check_folder(store: FeatureStore, video_ids: Iterable[str], sample: int | None = 200) -> dict:
+    """A feature folder against its dataset's video list: which videos lack a stack, which stacks belong to no
+    video of the dataset, the dim / backbone / objects it holds, and (on up to `sample` stacks, all with None)
+    the stacks that fail to load (shape, dtype, NaN). Completeness is decided from the dataset's list, never from
+    "some .npy exist"."""
+    wanted = list(dict.fromkeys(video_ids))
+    have = set(store.ids)
+    missing = [v for v in wanted if v not in have]
+    extra = sorted(have - set(wanted))
+    present = [v for v in wanted if v in have]
+    step = 1 if sample is None or len(present) <= sample else len(present) / sample
+    probe = [present[int(i * step)] for i in range(len(present) if step == 1 else sample)]
+    bad = []
+    for vid in probe:
+        try:
+            store.load(vid)
+        except FeatureError as err:
+            bad.append({"video_id": vid, "reason": str(err)})
+    no_objects = [v for v in present if store.has_objects and not (store.objects_dir / f"{v}.npz").exists()]
+    return {"folder": str(store.root), "videos": len(wanted), "with_features": len(present),
+            "missing": len(missing), "missing_examples": missing[:10], "extra": len(extra),
+            "extra_examples": extra[:10], "dim": store.dim, "backbone": store.backbone,
+            "label_space": store.label_space, "objects": store.has_objects, "without_objects": len(no_objects),
+            "checked": len(probe), "bad": bad, "complete": not missing and not bad}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -455,6 +456,40 @@ def table_protocols(kind: str, n_classes: int) -> dict[str, str]:
             for c, f in zip(COLUMNS[kind], FRACTIONS[kind])}
 
 
+class ReadOnce:
+    """A FeatureStore seen through a memo: each stack and objects file is read from disk once per evaluation,
+    however many methods and protocols use it. Kept only while the test set's stacks fit `budget_gb`
+    (beyond it, reads go to disk each time, so memory stays bounded at any scale)."""
+
+    def __init__(self, store, budget_gb: float = 4.0) -> None:
+        self._store = store
+        size = sum(store.path(v).stat().st_size for v in store.ids)
+        self.keep = size <= budget_gb * 2**30
+        self._stacks: dict = {}
+        self._objects: dict = {}
+        self.disk_reads = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def load(self, video_id: str):
+        if video_id not in self._stacks:
+            self.disk_reads += 1
+            x = self._store.load(video_id)
+            if not self.keep:
+                return x
+            self._stacks[video_id] = x
+        return self._stacks[video_id]
+
+    def objects(self, video_id: str):
+        if video_id not in self._objects:
+            o = self._store.objects(video_id)
+            if not self.keep:
+                return o
+            self._objects[video_id] = o
+        return self._objects[video_id]
+
+
 def methods_for(lay: Layout, s: Settings) -> tuple[str, ...]:
     """The rows a run can compute: O, VE and VE + O with objects, VE alone without."""
     return ("O", "VE", "VE+O") if uses_objects(lay, s) else ("VE",)
@@ -474,7 +509,7 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     methods = methods_for(lay, s) if methods is None else methods
     ds = datasets.load_dataset(kind, lay.roots[kind])
     desc = datasets.read_descriptions(lay.descriptions[kind])
-    store = lay.store(kind)
+    store = ReadOnce(lay.store(kind), float(os.environ.get("CEZSAR_EVAL_CACHE_GB", "4")))
     enc = SentenceEncoder(s.text_model)
     model = load_checkpoint(checkpoint)[0] if checkpoint else None
     protocols = table_protocols(kind, len(ds.classes)) if protocols is None else protocols

@@ -202,3 +202,27 @@ def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path):
     again = pipeline.mine_triplets(lay, s)
     assert again["reused"] is False, "a changed captions file must not reuse old triplets"
     assert list(lay.triplets(s.tau).parent.glob("*.stale-*")), "the old file is set aside, not deleted"
+
+
+def test_evaluation_reads_each_test_stack_once(tmp_path: Path):
+    _stacks(tmp_path / "f", 4, 8)
+    store = pipeline.ReadOnce(FeatureStore(tmp_path / "f"))
+    for _ in range(3):  # three methods
+        for vid in store.ids:
+            assert store.load(vid).shape[1] == 8
+    assert store.disk_reads == 4 and store.dim == 8
+    capped = pipeline.ReadOnce(FeatureStore(tmp_path / "f"), budget_gb=0)
+    for _ in range(2):
+        capped.load("v_00000")
+    assert capped.disk_reads == 2, "over the budget nothing is kept"
+
+
+def test_a_feature_folder_is_checked_against_the_dataset_list(tmp_path: Path):
+    from cezsar.features import check_folder
+
+    _stacks(tmp_path / "f", 3, 8)
+    np.save(tmp_path / "f" / "v_nan.npy", np.full((2, 8), np.nan, np.float32))
+    rep = check_folder(FeatureStore(tmp_path / "f"), ["v_00000", "v_00001", "v_nan", "v_gone"])
+    assert (rep["videos"], rep["with_features"], rep["missing"], rep["extra"]) == (4, 3, 1, 1)
+    assert rep["missing_examples"] == ["v_gone"] and rep["extra_examples"] == ["v_00002"]
+    assert [b["video_id"] for b in rep["bad"]] == ["v_nan"] and rep["complete"] is False
