@@ -18,7 +18,8 @@ from cezsar import config
 
 def controls_file(params_file: str) -> Path:
     """Where the remembered control values of a parameter set live."""
-    return config.RUNS_DIR / ".controls" / f"{Path(str(params_file)).stem}.json"
+    runs = Path(os.environ.get("CEZSAR_RUNS_DIR") or config.RUNS_DIR)
+    return runs / ".controls" / f"{Path(str(params_file)).stem}.json"
 
 
 def remembered(params_file: str | None) -> dict[str, Any]:

@@ -226,3 +226,28 @@ def test_a_feature_folder_is_checked_against_the_dataset_list(tmp_path: Path):
     assert (rep["videos"], rep["with_features"], rep["missing"], rep["extra"]) == (4, 3, 1, 1)
     assert rep["missing_examples"] == ["v_gone"] and rep["extra_examples"] == ["v_00002"]
     assert [b["video_id"] for b in rep["bad"]] == ["v_nan"] and rep["complete"] is False
+
+
+def test_a_value_set_on_a_control_survives_run_all_until_reset(tmp_path: Path, monkeypatch):
+    from cezsar import widgets
+
+    monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path))
+    monkeypatch.delenv("CEZSAR_HEADLESS", raising=False)
+    ns = {"epochs": 16, "tau": 0.8}
+    panel = widgets.tuner(ns, ["epochs", "tau"], "params/embedded.yaml")
+    epochs_control = panel.children[1]
+    epochs_control.value = 3  # a person moves the control
+    assert ns["epochs"] == 3
+    fresh = {"epochs": 16, "tau": 0.8}  # "Run All": the parameters cell runs again with its defaults
+    panel = widgets.tuner(fresh, ["epochs", "tau"], "params/embedded.yaml")
+    assert fresh["epochs"] == 3 and "remembered: epochs=3" in panel.children[0].value
+    assert params.settings("params/embedded.yaml", fresh).overrides == {"epochs": (16, 3)}
+    monkeypatch.setenv("CEZSAR_HEADLESS", "1")  # papermill: the parameter set rules
+    headless = {"epochs": 16, "tau": 0.8}
+    widgets.tuner(headless, ["epochs", "tau"], "params/embedded.yaml")
+    assert headless["epochs"] == 16
+    monkeypatch.delenv("CEZSAR_HEADLESS")
+    panel.children[-1].click()  # reset
+    again = {"epochs": 16, "tau": 0.8}
+    widgets.tuner(again, ["epochs", "tau"], "params/embedded.yaml")
+    assert again["epochs"] == 16 and fresh["epochs"] == 16
