@@ -254,3 +254,28 @@ def frame_encoder(backbone: str, weights: str | None, option: str = "--weights",
         reason = " ".join(str(err).split())[:140]
         raise DataError(f"{option} {weights}: not usable weights for {backbone} ({type(err).__name__}: "
                         f"{reason}); pass the original weights file") from err
+
+
+def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temp files `cezsar.atomic` left beside `path` when a writer was killed (kill -9
+    skips its clean-up): `.<name>.<pid>.tmp` whose process no longer runs. Returns what was removed."""
+    p = Path(path)
+    removed = []
+    for tmp in p.parent.glob(f".{p.name}.*.tmp") if p.parent.is_dir() else []:
+        pid = tmp.name[len(p.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover from an earlier, failed call
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True

@@ -15,6 +15,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 
 # subcommand -> module under cezsar.commands (dashes become underscores)
 COMMANDS = [
@@ -102,6 +103,18 @@ def _is_known(err: BaseException) -> bool:
 def main(argv: list[str] | None = None) -> int:
     """Run one subcommand; returns its exit code (0 ok, 1 data error, 2 usage error, 130 interrupted)."""
     debug = os.environ.get("CEZSAR_DEBUG", "") not in ("", "0")
+    with warnings.catch_warnings():
+        if not debug:
+            warnings.showwarning = _show_warning
+        return _main(argv, debug)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Library warnings (a damaged cache shard, an empty mining result) as one `warning: ...` line each."""
+    print("warning: " + _one_line(str(message)), file=sys.stderr if file is None else file)
+
+
+def _main(argv: list[str] | None, debug: bool) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

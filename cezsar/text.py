@@ -203,6 +203,12 @@ class SentenceEncoder:
             os.environ.setdefault("HF_HUB_OFFLINE", "1")  # DESIGN §5: never reach a model hub at run time
             from sentence_transformers import SentenceTransformer
 
+            try:  # transformers' own "Loading weights" bar: stderr is for messages (docs/errors.md)
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:
+                pass
             self._backend = SentenceTransformer(self.path, device=self.device)
         return self._backend
 

@@ -61,7 +61,7 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar.checks import DataError, feature_folder, text_encoder
+    from cezsar.checks import DataError, clear_stale_temps, feature_folder, text_encoder
     from cezsar.config import MiningConfig
     from cezsar.datasets import read_activitynet
     from cezsar.mining import mine
@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
                         f"the {ts.summary['positives']} positives has an admissible negative (rule {cfg.rule}, tau "
                         f"{cfg.tau}); use more captions, another --tau or --rule; {args.out} not written")
     ts.text_model = ts.summary["text_model"] = encoder.model_id
+    clear_stale_temps(args.out)  # a killed earlier run's half-written temp file
     ts.save(args.out)
     if ts.summary["val_triplets"] in (0, len(ts)):
         part = "validation" if ts.summary["val_triplets"] == 0 else "training"
