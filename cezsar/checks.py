@@ -279,3 +279,23 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's live process
     return True
+
+
+def check_feature_bank_cache(folder: str | os.PathLike) -> None:
+    """The training feature-bank cache (`featurebank-<dtype>.npy` + `.json` in a run's cache/ folder) must be
+    readable where it exists; a damaged one is a DataError naming the file (it is rebuilt once deleted)."""
+    import numpy as np
+
+    for index in sorted(Path(folder).glob("featurebank-*.json")):
+        bank = index.with_suffix(".npy")
+        try:
+            meta = json.loads(index.read_text(encoding="utf-8"))
+            rows = int(meta["offsets"][-1]) if isinstance(meta, dict) and meta.get("offsets") else None
+            if bank.exists():
+                shape = np.load(bank, mmap_mode="r", allow_pickle=False).shape
+                if rows is not None and shape[0] != rows:
+                    raise ValueError(f"{shape[0]} rows, its index says {rows}")
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+            reason = " ".join(str(err).split())[:100]
+            raise DataError(f"{index.parent}: damaged feature-bank cache {index.name} / {bank.name} ({reason}); "
+                            f"delete both files, they are rebuilt from --features") from err

@@ -282,6 +282,12 @@ def test_check_data_description_without_a_sentence(capsys, tmp_path):
     one_error(*cli(capsys, "check-data", "descriptions", f)[::2], 1, "desc.json", "'Cycling'", "empty description")
 
 
+def test_check_data_description_folder_with_a_binary_file(capsys, tmp_path):
+    (tmp_path / "swimming.txt").write_text("a person swims")
+    (tmp_path / "cycling.txt").write_bytes(b"\xff\xfe\x00binary")
+    one_error(*cli(capsys, "check-data", "descriptions", tmp_path)[::2], 1, "cycling.txt", "not a UTF-8 text file")
+
+
 # --- classify ----------------------------------------------------------------------------------------------
 def test_classify_labels_that_look_like_a_missing_file(capsys, tmp_path, no_models):
     clip = write_clip(tmp_path / "clip.mp4")
@@ -538,6 +544,16 @@ def test_train_out_that_is_a_file(capsys, tmp_path, toy, no_models):
     f = tmp_path / "run"
     f.write_text("x")
     one_error(*cli(capsys, *train_args(toy, f))[::2], 2, f"--out {f}", "is a file")
+
+
+def test_train_damaged_feature_bank_cache(capsys, tmp_path, toy, no_models):
+    cache = tmp_path / "run" / "cache"
+    cache.mkdir(parents=True)
+    (cache / "featurebank-float16.json").write_text('{"version": 1, "offsets": [0, 12')
+    line = one_error(*cli(capsys, *train_args(toy, tmp_path / "run"))[::2], 1, str(cache),
+                     "damaged feature-bank cache featurebank-float16.json")
+    assert "delete both files" in line
+    assert sorted(p.name for p in cache.iterdir()) == ["featurebank-float16.json"]
 
 
 def test_train_records_what_the_model_was_trained_on(capsys, tmp_path, toy, minilm_id):

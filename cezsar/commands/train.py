@@ -60,6 +60,7 @@ def check_inputs(args: argparse.Namespace):
     path = checks.require_file(args.triplets, "--triplets", "triplet file", "give the --out file of `cezsar mine`")
     store = checks.feature_folder(args.features)
     out = checks.require_output_dir(args.out, "--out")
+    checks.check_feature_bank_cache(out / "cache")
     if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
         checks.read_checkpoint(out / "last.pt", None, training=True,
                                remedy="delete it to start over, or use another --out")
