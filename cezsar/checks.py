@@ -183,7 +183,8 @@ def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, 
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError... by file damage
-        reason = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        first = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+        reason = first[:120] or type(err).__name__
         raise CheckpointError(f"{where}: not a readable checkpoint (truncated or not a torch file: {reason}); "
                               f"{fix}") from err
     if not isinstance(ckpt, dict):

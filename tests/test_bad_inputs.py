@@ -29,8 +29,8 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     return rc, out, err
 
 
-def one_error(rc: int, err: str, code: int, *needles, only: bool = True) -> str:
-    """Exit `code`, exactly one `error:` line holding every needle, no traceback, not the bug fallback."""
+def one_error(rc: int, err: str, code: int, *needles) -> str:
+    """Exit `code`, stderr exactly one `error:` line holding every needle, no traceback, not the bug fallback."""
     assert rc == code, err
     assert "Traceback" not in err
     lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
@@ -38,8 +38,7 @@ def one_error(rc: int, err: str, code: int, *needles, only: bool = True) -> str:
     assert "unexpected" not in lines[0], lines[0]
     for needle in needles:
         assert str(needle) in lines[0], (needle, lines[0])
-    if only:
-        assert err.strip() == lines[0], err
+    assert err.strip() == lines[0], err
     return lines[0]
 
 
@@ -587,8 +586,8 @@ def test_mine_captions_without_a_usable_segment(capsys, tmp_path, no_models):
     cap = write_captions(tmp_path / "c.json", videos=0, v_a={"duration": 5, "timestamps": [[0, 2], [2, 4]],
                                                              "sentences": ["  ", ""]})
     out = tmp_path / "t.npz"
-    rc, _, err = cli(capsys, *mine_args(cap, out))
-    one_error(rc, err, 1, f"--captions {cap}", "no usable captioned segment", "empty_sentence 2", only=False)
+    one_error(*cli(capsys, *mine_args(cap, out))[::2], 1, f"--captions {cap}", "no usable captioned segment",
+              "empty_sentence 2")
     assert not out.exists()
 
 
