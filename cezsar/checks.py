@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,13 @@ class DataError(InputError):
 
 class CheckpointError(DataError):
     """A checkpoint file that is not a readable, complete CEZSAR checkpoint."""
+
+
+def _reason(err: BaseException, limit: int = 120) -> str:
+    """The first sentence of an exception's message, on one line (library messages can run for lines)."""
+    text = " ".join(str(err).split())
+    first = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0] if text else ""
+    return (first[:limit] + ("..." if len(first) > limit else "")) or type(err).__name__
 
 
 def _label(option: str | None, path: Path) -> str:
@@ -183,8 +191,7 @@ def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, 
     try:
         ckpt = torch.load(p, map_location=map_location, weights_only=True)
     except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError... by file damage
-        first = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
-        reason = first[:120] or type(err).__name__
+        reason = _reason(err)
         raise CheckpointError(f"{where}: not a readable checkpoint (truncated or not a torch file: {reason}); "
                               f"{fix}") from err
     if not isinstance(ckpt, dict):
@@ -229,7 +236,7 @@ def text_encoder(name: str, option: str = "--text-model", **kwargs: Any) -> Any:
     except ResourceMissing:
         raise
     except (OSError, ValueError, KeyError) as err:
-        reason = " ".join(str(err).split())[:140]
+        reason = _reason(err)
         raise UsageError(f"{option} {name}: cannot load this sentence model offline ({reason}); use minilm, "
                          "mpnet or a local sentence-transformers folder") from err
 
@@ -252,7 +259,7 @@ def frame_encoder(backbone: str, weights: str | None, option: str = "--weights",
     except FileNotFoundError as err:  # a backbone that needs weights, given none
         raise UsageError(f"--backbone {backbone}: {' '.join(str(err).split())}") from err
     except Exception as err:  # torch/numpy raise many types for a file that is not the weights it claims to be
-        reason = " ".join(str(err).split())[:140]
+        reason = _reason(err)
         raise DataError(f"{option} {weights}: not usable weights for {backbone} ({type(err).__name__}: "
                         f"{reason}); pass the original weights file") from err
 
@@ -297,6 +304,6 @@ def check_feature_bank_cache(folder: str | os.PathLike) -> None:
                 if rows is not None and shape[0] != rows:
                     raise ValueError(f"{shape[0]} rows, its index says {rows}")
         except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
-            reason = " ".join(str(err).split())[:100]
+            reason = _reason(err, 100)
             raise DataError(f"{index.parent}: damaged feature-bank cache {index.name} / {bank.name} ({reason}); "
                             f"delete both files, they are rebuilt from --features") from err

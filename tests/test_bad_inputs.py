@@ -354,6 +354,13 @@ def test_classify_bad_option_values(capsys, tmp_path, no_models, option, value, 
     one_error(*cli(capsys, "classify", clip, "--labels", "a, b", option, value)[::2], 2, needle)
 
 
+def test_classify_text_model_that_is_not_a_model(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr("cezsar.backbones.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
+    clip = write_clip(tmp_path / "clip.mp4")
+    one_error(*cli(capsys, "classify", clip, "--labels", "a, b", "--text-model", tmp_path)[::2], 2,
+              f"--text-model {tmp_path}: cannot load this sentence model offline", "use minilm")
+
+
 def test_classify_missing_descriptions(capsys, tmp_path, no_models):
     clip = write_clip(tmp_path / "clip.mp4")
     one_error(*cli(capsys, "classify", clip, "--labels", "a, b", "--descriptions", tmp_path / "d.json")[::2], 2,
