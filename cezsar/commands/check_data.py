@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = "Read a dataset (activitynet, ucf101, hmdb51, kinetics400, descriptions) and report counts and problems."
 KINDS = ("activitynet", "ucf101", "hmdb51", "kinetics400", "descriptions")
