@@ -73,6 +73,20 @@ def _normalize(name: str) -> str:
     return normalize_class(name)
 
 
+# a label that ends like a file name, or a lone item with a path separator, is a label file that is not
+# there (a typo, another folder): ranking its name as a label would give confident nonsense
+_FILE_LIKE = re.compile(r"\.(txt|text|csv|tsv|json|jsonl|lst|list|labels|ya?ml|md)$", re.IGNORECASE)
+
+
+def _refuse_missing_file(spec: str) -> None:
+    items = [x.strip() for x in spec.split(",") if x.strip()]
+    lone = len(items) == 1
+    for item in items:
+        if _FILE_LIKE.search(item) or (lone and ("/" in item or "\\" in item or item.startswith("~"))):
+            raise LabelError(f"--labels {spec}: {item!r} looks like a file name but no such file exists; give an "
+                             "existing label file (one label per line) or plain labels \"label a, label b, ...\"")
+
+
 def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
     """Labels from a file (one per line; blank lines and `#` comments skipped) or "a, b, c"; or a list.
 
@@ -80,7 +94,12 @@ def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
     Returns (labels, notes); raises LabelError when fewer than two distinct labels are left.
     """
     if isinstance(spec, str):
-        path = Path(spec)
+        path = Path(spec).expanduser()
+        if spec.strip() and path.is_dir():
+            raise LabelError(f"--labels {spec}: is a folder; give a label file (one label per line) or "
+                             "\"label a, label b, ...\"")
+        if not path.is_file():
+            _refuse_missing_file(spec)
         if path.is_file():
             try:
                 lines = path.read_text(encoding="utf-8").splitlines()
@@ -168,6 +187,13 @@ class _OneVideoStore:
 
     def objects(self, video_id: str) -> tuple[np.ndarray, np.ndarray]:
         return self._obj
+
+
+def _backbone_key(name: str) -> str:
+    """The canonical backbone name `backbones.get_encoder` resolves `name` to (aliases such as "bit")."""
+    from cezsar.backbones import _ALIASES
+
+    return _ALIASES.get(name.lower(), name.lower())
 
 
 def _checkpoint_text_name(text_id: str) -> str:
@@ -263,9 +289,8 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
     `EvalConfig`). The checkpoint's recorded text model and dimensions must match the SBERT and CNN in
     use, else CheckpointMismatch says which and how to fix it.
     """
-    from cezsar.backbones import get_encoder
+    from cezsar.checks import frame_encoder, text_encoder
     from cezsar.objects import object_sentences
-    from cezsar.text import SentenceEncoder
 
     t0 = time.perf_counter()
     cfg = EvalConfig()
@@ -273,11 +298,17 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
     if model is not None:
         from cezsar.train import load_checkpoint
 
-        net, meta = load_checkpoint(model, device=device)
+        net, meta = load_checkpoint(model, device=device, option="--model")
+        trained = meta["trained_on"]
+        wanted = _backbone_key(backbone)
+        if trained["backbone"] not in ("unknown", wanted):  # checked before the CNN is loaded (seconds)
+            raise CheckpointMismatch(
+                f"--model {model}: trained on {trained['backbone']} features ({trained['feat_dim']}-d), but "
+                f"--backbone is {wanted}; pass --backbone {trained['backbone']} (and its --weights)")
         ckpt_text = meta.get("text_model") or None  # the SentenceEncoder.model_id used in training
         name = (text_model or meta.get("text_model_name")
                 or (_checkpoint_text_name(ckpt_text) if ckpt_text else "minilm"))
-        text = SentenceEncoder(name, cache_dir=cache_dir, device=device)
+        text = text_encoder(name, cache_dir=cache_dir, device=device)
         if ckpt_text and ckpt_text not in (text.model_id, name):
             raise CheckpointMismatch(
                 f"{model}: trained with text model {ckpt_text!r}, but {name!r} gives {text.model_id!r}; the SEM "
@@ -286,8 +317,8 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
             raise CheckpointMismatch(f"{model}: SEM expects {net.cfg.text_dim}-d sentences, "
                                      f"{text.model_id} gives {text.dim}-d")
     else:
-        text = SentenceEncoder(text_model or "minilm", cache_dir=cache_dir, device=device)
-    frames = get_encoder(backbone, weights, device=device, image_size=image_size)
+        text = text_encoder(text_model or "minilm", cache_dir=cache_dir, device=device)
+    frames = frame_encoder(backbone, None if weights is None else str(weights), device=device, image_size=image_size)
     if net is not None and net.cfg.feat_dim != frames.dim:
         raise CheckpointMismatch(f"{model}: VEM expects {net.cfg.feat_dim}-d frame features, {frames.name} gives "
                                  f"{frames.dim}-d (use the backbone the training features came from)")

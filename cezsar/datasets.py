@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class Captions:
     durations: dict[str, float]  # video id -> seconds
     problems: dict[str, int]
     examples: dict[str, list[str]]
+    provenance: dict = field(default_factory=dict)  # {"file", "dataset"}: what a model trained on them saw
 
 
 @dataclass(frozen=True)
@@ -131,8 +133,24 @@ def _load_json(path: Path):
             return json.load(f)
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    except (FileNotFoundError, UnicodeDecodeError) as err:
-        raise DatasetError(f"{path}: cannot read: {err}") from err
+    except IsADirectoryError as err:
+        raise DatasetError(f"{path}: is a folder, expected a JSON file") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from err
+
+
+def _read_text(path: Path) -> str:
+    """A text file's content; DatasetError naming it when it is a folder, unreadable or not UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except IsADirectoryError as err:
+        raise DatasetError(f"{path}: is a folder, expected a text file") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from err
 
 
 def _number(value, where: str) -> float:
@@ -142,12 +160,21 @@ def _number(value, where: str) -> float:
 
 
 # --- ActivityNet Captions -------------------------------------------------------------------------------
+def captions_provenance(path: str | Path) -> dict:
+    """{"file", "dataset"} of a captions file: "SynthActions (synthetic clips)" when it lies in a folder
+    written by `cezsar synth` (its synthactions.json marker), else "captions <file name>"."""
+    path = Path(path)
+    synthetic = any((d / "synthactions.json").is_file() for d in (path.parent, path.parent.parent))
+    return {"file": path.name, "dataset": "SynthActions (synthetic clips)" if synthetic else f"captions {path.name}"}
+
+
 def read_activitynet(path: str | Path) -> Captions:
     """ActivityNet Captions `{"v_id": {"duration", "timestamps", "sentences"}}` (paper §3.4 training data).
 
     Repairs (counted): timestamps past the duration or below 0 are clipped, reversed segments swapped,
     surrounding whitespace stripped, empty sentences dropped. Kept (counted): zero-length segments,
-    duplicate sentences within a video.
+    duplicate sentences within a video. Dropped (counted): a video whose duration is NaN, infinite or
+    negative ("bad_duration"), a segment with a NaN or infinite timestamp ("bad_timestamp").
     """
     path = Path(path)
     data = _load_json(path)
@@ -168,6 +195,9 @@ def read_activitynet(path: str | Path) -> Captions:
         if not isinstance(stamps, list) or not isinstance(sents, list) or len(stamps) != len(sents):
             raise DatasetError(f"{where}: timestamps and sentences must be lists of one length, got "
                                f"{stamps!r:.40} and {sents!r:.40}")
+        if not math.isfinite(duration) or duration < 0:  # JSON readers accept NaN/Infinity literals
+            probs.add("bad_duration", f"{vid}: duration {duration!r}; video and its {len(sents)} segment(s) dropped")
+            continue
         durations[vid] = duration
         seen: set[str] = set()
         for i, (stamp, sent) in enumerate(zip(stamps, sents)):
@@ -177,6 +207,9 @@ def read_activitynet(path: str | Path) -> Captions:
             if not isinstance(sent, str):
                 raise DatasetError(f"{where}: sentence #{i} must be a string, got {type(sent).__name__}")
             start, end = (_number(t, f"{where} timestamp #{i}") for t in stamp)
+            if not (math.isfinite(start) and math.isfinite(end)):
+                probs.add("bad_timestamp", f"{item}: [{start}, {end}] dropped")
+                continue
             text = sent.strip()
             if not text:
                 probs.add("empty_sentence", f"{item}: {sent!r} dropped")
@@ -198,7 +231,7 @@ def read_activitynet(path: str | Path) -> Captions:
                 probs.add("duplicate_sentence", f"{item}: {text[:40]!r} kept")
             seen.add(text)
             segments.append(Segment(vid, start, end, text))
-    return Captions(segments, durations, dict(probs.counts), dict(probs.examples))
+    return Captions(segments, durations, dict(probs.counts), dict(probs.examples), captions_provenance(path))
 
 
 def read_activitynet_files(paths: str | Path | Iterable[str | Path]) -> Captions:
@@ -260,7 +293,7 @@ def read_descriptions(path: str | Path) -> dict[str, list[str]]:
         files = sorted(path.glob("*.txt"))
         if not files:
             raise DatasetError(f"{path}: no <class>.txt description files")
-        items = [(f.stem, f.read_text(encoding="utf-8").splitlines(), str(f)) for f in files]
+        items = [(f.stem, _read_text(f).splitlines(), str(f)) for f in files]
     else:
         data = _load_json(path)
         if not isinstance(data, dict):
@@ -335,7 +368,7 @@ def _finish(kind: str, classes: list[str], videos: list[Video], probs: _Problems
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
-    return [(i, ln.strip()) for i, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if ln.strip()]
+    return [(i, ln.strip()) for i, ln in enumerate(_read_text(path).splitlines(), 1) if ln.strip()]
 
 
 def _load_ucf101(root: Path) -> ClassDataset:
@@ -359,11 +392,17 @@ def _load_ucf101(root: Path) -> ClassDataset:
         raise DatasetError(f"{root}: no classInd.txt (official UCF-101 layout) and no ucf101_dataset.json")
     ind = found[0]
     order = []
+    line_of: dict[int, tuple[int, str]] = {}
     for n, line in _read_lines(ind):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
             raise DatasetError(f"{ind}: line {n}: expected '<index> <ClassName>', got {line!r}")
-        order.append((int(parts[0]), parts[1]))
+        k = int(parts[0])
+        if k in line_of:  # two classes on one index: the label order (and every class id) would be ambiguous
+            raise DatasetError(f"{ind}: line {n}: index {k} of {parts[1]!r} is already used by "
+                               f"{line_of[k][1]!r} (line {line_of[k][0]}); give each class its own index")
+        line_of[k] = (n, parts[1])
+        order.append((k, parts[1]))
     classes = _unique_classes([name for _, name in sorted(order)], str(ind))
     index = _ClassIndex(classes, str(ind))
     files = _file_index([root, ind.parent, ind.parent.parent, root / "UCF-101"])
@@ -436,6 +475,12 @@ def _load_kinetics400(root: Path) -> ClassDataset:
                 rows.append((reader.line_num, row))
     except csv.Error as err:
         raise DatasetError(f"{root}: malformed CSV: {err}") from err
+    except UnicodeDecodeError as err:
+        raise DatasetError(f"{root}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
+    except IsADirectoryError as err:
+        raise DatasetError(f"{root}: is a folder, expected a CSV file") from err
+    except OSError as err:
+        raise DatasetError(f"{root}: cannot read ({err.strerror or err})") from err
     videos = []
     for n, row in rows:
         if any(row.get(c) in (None, "") for c in KINETICS_COLUMNS):

@@ -392,7 +392,14 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         "positives": n_units, "caption_positives": n_units - n_obj, "object_positives": n_obj,
         "strategy": strategy, **stats,
         "tau": cfg.tau, "rule": cfg.rule, "seed": cfg.seed, "config": to_dict(cfg), "text_model": text_model,
+        # what the captions were ({"file", "dataset"}, datasets.captions_provenance): checkpoints carry it on
+        "captions": dict(getattr(captions, "provenance", None) or {}) or None,
         "time": {"prepare_s": round(t_emb - t0, 3), "embed_s": round(t_mine - t_emb, 3),
                  "mine_s": round(t_done - t_mine, 3), "total_s": round(time.perf_counter() - t0, 3)},
     }
+    if len(ts) == 0:  # never a silent empty result: the CLI refuses to write it, library callers are warned
+        import warnings
+
+        warnings.warn(f"mine: 0 triplets from {n_seg} segments ({n_units} positives, none with an admissible "
+                      f"negative under rule {cfg.rule!r}, tau {cfg.tau})", stacklevel=2)
     return ts

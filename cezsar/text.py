@@ -103,24 +103,30 @@ class SentenceCache:
             self._load()
 
     def _load(self) -> None:
+        # a damaged shard is a cache miss, not an error: it is skipped with a warning that names the file,
+        # and its sentences are encoded again (and stored in a new shard) when they are next needed
         for keys_file in sorted(self.folder.glob("shard-*.json")):
             npy = keys_file.with_suffix(".npy")
             try:
                 keys = _read_json(keys_file)
                 arr = np.load(npy, allow_pickle=False)
-            except (OSError, ValueError) as err:
-                warnings.warn(f"sentence cache: ignoring {keys_file.name} ({err})", stacklevel=2)
-                self.ignored.append(keys_file.name)
+            except (OSError, ValueError, EOFError) as err:
+                self._ignore(keys_file, " ".join(str(err).split())[:100])
                 continue
-            if not isinstance(keys, list) or arr.shape != (len(keys), self.dim) or arr.dtype != np.float32:
-                warnings.warn(f"sentence cache: ignoring {keys_file.name} (shape {arr.shape}, "
-                              f"{len(keys) if isinstance(keys, list) else '?'} keys, dim {self.dim})", stacklevel=2)
-                self.ignored.append(keys_file.name)
+            if (not isinstance(keys, list) or not all(isinstance(k, str) for k in keys)
+                    or arr.shape != (len(keys), self.dim) or arr.dtype != np.float32):
+                self._ignore(keys_file, f"shape {arr.shape}, {len(keys) if isinstance(keys, list) else '?'} keys, "
+                                        f"dim {self.dim}")
                 continue
             s = len(self.shards)
             self.shards.append(arr)
             for r, key in enumerate(keys):
                 self.index.setdefault(key, (s, r))  # first shard wins; duplicates hold the same vector
+
+    def _ignore(self, keys_file: Path, reason: str) -> None:
+        warnings.warn(f"sentence cache: ignoring damaged shard {keys_file} ({reason}); its sentences are "
+                      f"re-encoded; delete {keys_file.with_suffix('')}.* to silence this", stacklevel=3)
+        self.ignored.append(keys_file.name)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -204,6 +210,12 @@ class SentenceEncoder:
                       file=sys.stderr)
             from sentence_transformers import SentenceTransformer
 
+            try:  # transformers' own "Loading weights" bar: stderr is for messages (docs/errors.md)
+                from transformers.utils import logging as hf_logging
+
+                hf_logging.disable_progress_bar()
+            except ImportError:
+                pass
             self._backend = SentenceTransformer(self.path, device=self.device)
         return self._backend
 

@@ -156,19 +156,79 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
 
 
 # --- checkpoints ---------------------------------------------------------------------------------
-def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[JointEmbedder, dict]:
-    """Rebuild the trained JointEmbedder (eval mode) from `last.pt`/`best.pt`; meta = everything else stored."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    ckpt = torch.load(path, map_location=device, weights_only=True)
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {ckpt.get('version')}, expected {CHECKPOINT_VERSION}")
-    model = JointEmbedder(ModelConfig(**ckpt["model_cfg"])).to(device)
-    model.load_state_dict(ckpt["model"])
+def _build_model(ckpt: dict, where: str, device, fix: str) -> JointEmbedder:
+    """The JointEmbedder a checkpoint dict describes, weights loaded; CheckpointError when they do not fit."""
+    from cezsar.checks import CheckpointError
+
+    try:
+        model = JointEmbedder(ModelConfig(**ckpt["model_cfg"])).to(device)
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise CheckpointError(f"{where}: model entries do not fit this package's JointEmbedder ({reason}); "
+                              f"{fix}") from err
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    option: str | None = None) -> tuple[JointEmbedder, dict]:
+    """Rebuild the trained JointEmbedder (eval mode) from `last.pt`/`best.pt`; meta = everything else stored.
+
+    The file is checked first (`checks.read_checkpoint`): a missing, empty, truncated or foreign file
+    raises UsageError / CheckpointError naming it. `meta["trained_on"]` always exists (`provenance`),
+    with "unknown" for what a checkpoint from before provenance was recorded does not say.
+    """
+    from cezsar.checks import read_checkpoint
+
+    ckpt = read_checkpoint(path, option, map_location=device)
+    where = f"{option} {path}" if option else str(path)
+    model = _build_model(ckpt, where, device, "delete it or re-create it with `cezsar train`")
     model.eval()
     meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
+    meta["trained_on"] = provenance_of(meta)
     return model, meta
+
+
+# --- provenance: what a checkpoint was trained on ----------------------------------------------------
+PROVENANCE_KEYS = ("dataset", "captions", "features", "backbone", "feat_dim", "label_space", "text_model", "params")
+
+
+def training_provenance(triplets, store, text_model: str | None, params: str | None = None) -> dict:
+    """What a run trains on, recorded in its checkpoints: the captions' dataset and file (from the triplet
+    file's summary), the feature folder's backbone and dim (its features.json), the text model id and the
+    parameter-set name. Unknown items are "unknown", never guessed."""
+    summary = getattr(triplets, "summary", None) or {}
+    cap = summary.get("captions") if isinstance(summary.get("captions"), dict) else {}
+    root = getattr(store, "root", None)
+    out = {"dataset": cap.get("dataset"), "captions": cap.get("file"),
+           "features": Path(root).name if root is not None else None,
+           "backbone": getattr(store, "backbone", None), "feat_dim": int(store.dim),
+           "label_space": getattr(store, "label_space", None), "text_model": text_model, "params": params}
+    return {k: ("unknown" if v in (None, "") else v) for k, v in out.items()}
+
+
+def provenance_of(meta: dict) -> dict:
+    """A checkpoint's `trained_on`, completed for old checkpoints (missing fields -> "unknown")."""
+    got = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
+    out = {k: got.get(k) for k in PROVENANCE_KEYS}
+    out["feat_dim"] = out["feat_dim"] or meta.get("feat_dim")
+    out["text_model"] = out["text_model"] or meta.get("text_model")
+    return {k: ("unknown" if v in (None, "") else v) for k, v in out.items()}
+
+
+def describe_provenance(trained_on: dict) -> str:
+    """One line: "model trained on SynthActions (synthetic clips), captions train.json, backbone
+    efficientnet_lite0 (1280-d), text minilm-384d-…, parameter set embedded"."""
+    t = {k: trained_on.get(k, "unknown") for k in PROVENANCE_KEYS}
+    cap = f", captions {t['captions']}" if t["captions"] != "unknown" else ""
+    dim = f" ({t['feat_dim']}-d)" if t["feat_dim"] != "unknown" else ""
+    return (f"model trained on {t['dataset']}{cap}, backbone {t['backbone']}{dim}, text {t['text_model']}, "
+            f"parameter set {t['params']}")
+
+
+def is_synthetic(trained_on: dict) -> bool:
+    """Whether the provenance says the model saw only the embedded synthetic clips (SynthActions)."""
+    return "synth" in str(trained_on.get("dataset", "")).lower()
 
 
 def _write_logs(history: list[dict], out: Path) -> None:
@@ -208,7 +268,7 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
 def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = None,
         model_cfg: ModelConfig | None = None, out_dir: str | os.PathLike = ".", resume: bool = False, *,
         fast: FastPathConfig | None = None, text_model: str | None = None, text_model_name: str | None = None,
-        progress: bool = True,
+        params: str | None = None, progress: bool = True,
         on_epoch_end: Callable[[dict], None] | None = None) -> dict:
     """Train the joint embedder on a TripletSet (paper §3.3-§4); writes last.pt, best.pt, log.csv, log.json.
 
@@ -216,7 +276,8 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     the mean loss on the video-level validation triplets (`triplets.val`; the training loss when there are
     none). `resume=True` continues from `out_dir/last.pt` (from scratch when it is absent).
     `text_model` is the sentence encoder's id (default: the triplets'), `text_model_name` the name to
-    rebuild it with (`SentenceEncoder(name)`); both go into the checkpoint for evaluation.
+    rebuild it with (`SentenceEncoder(name)`); both go into the checkpoint for evaluation, with the rest
+    of what the run trained on (`training_provenance`; `params` = the parameter-set name, when given).
     """
     train_cfg = train_cfg or TrainConfig()
     fast = fast or FastPathConfig()
@@ -239,18 +300,27 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     optimizer = make_optimizer(model, train_cfg)
     meta = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
             "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
-            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video))}
+            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
+            "trained_on": training_provenance(triplets, store, text_model, params)}
     state = {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
     if resume and last.is_file():
-        ckpt = torch.load(last, map_location=device, weights_only=True)
+        from cezsar.checks import CheckpointError, read_checkpoint
+
+        fix = "delete it to start over, or use another output folder"
+        ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=fix)
         for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
             if ckpt.get(key) != meta[key]:
-                raise ValueError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}")
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = {k: ckpt[k] for k in state}
-        set_rng_state(ckpt["rng"])
+                raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
+                                      "resume with the same triplets and settings, or " + fix)
+        try:
+            model.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            state = {k: ckpt[k] for k in state}
+            set_rng_state(ckpt["rng"])
+        except (ValueError, KeyError, TypeError, RuntimeError) as err:
+            reason = " ".join(str(err).split())[:160]
+            raise CheckpointError(f"{last}: model, optimizer or RNG state unusable ({reason}); {fix}") from err
 
     history: list[dict] = list(state["history"])
     for epoch in range(state["epoch"] + 1, train_cfg.epochs):

@@ -46,6 +46,8 @@ def _open(path: Path):
 
     if not path.exists():
         raise VideoDecodeError(path, "file not found")
+    if path.is_dir():
+        raise VideoDecodeError(path, "a folder named like a video, not a video file")
     if path.stat().st_size == 0:
         raise VideoDecodeError(path, "empty file (0 bytes)")
     try:
@@ -56,6 +58,12 @@ def _open(path: Path):
         kinds = sorted({s.type for s in container.streams}) or ["none"]
         container.close()
         raise VideoDecodeError(path, f"no video stream (streams: {', '.join(kinds)})")
+    fmt = container.format.name
+    if fmt == "image2" or fmt.endswith("_pipe"):  # FFmpeg's still-image demuxers (png_pipe, jpeg_pipe, ...)
+        # one still frame would pass as a 1-second video and be classified with full confidence
+        kind = fmt.removesuffix("_pipe") if fmt != "image2" else "image"
+        container.close()
+        raise VideoDecodeError(path, f"a still {kind} image, not a video (whatever its extension says)")
     return container
 
 

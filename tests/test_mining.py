@@ -271,7 +271,9 @@ def test_cli_mine_real_minilm(tmp_path, capsys):
     assert "384d" in ts.text_model and summary["segments"] == 5
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out)["encoded_now"] == 0  # the second run reads the cache
-    assert main(["mine", "--captions", str(tmp_path / "missing.json"), "--out", str(out)]) == 1
+    # a path that does not exist is a usage error (exit 2, docs/errors.md), named on one line
+    assert main(["mine", "--captions", str(tmp_path / "missing.json"), "--out", str(out)]) == 2
+    assert "missing.json: no such captions file" in capsys.readouterr().err
 
 
 # --- the sampled strategy (mining_sample): same rule, random candidate batches, exact fallback -------------

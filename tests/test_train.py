@@ -307,5 +307,5 @@ def test_cli_trains_on_real_sentence_vectors_and_resumes_a_finished_run(tmp_path
     assert main(argv + ["--resume"]) == 0  # finished: nothing more to do, same history
     assert json.loads(capsys.readouterr().out)["history"] == hist
     assert main(["train", "--triplets", str(tmp_path / "triplets.npz"), "--features", str(tmp_path / "nope"),
-                 "--out", str(tmp_path / "run2")]) == 1
-    assert "nope" in capsys.readouterr().err
+                 "--out", str(tmp_path / "run2")]) == 2  # a missing path: usage error (docs/errors.md)
+    assert f"error: --features {tmp_path / 'nope'}: no such feature folder" in capsys.readouterr().err

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = "Read a dataset (activitynet, ucf101, hmdb51, kinetics400, descriptions) and report counts and problems."
 KINDS = ("activitynet", "ucf101", "hmdb51", "kinetics400", "descriptions")
@@ -50,14 +49,23 @@ def summarize(kind: str, path: str, splits: list[str] = ()) -> tuple[dict, dict]
     return out, examples
 
 
-def run(args: argparse.Namespace) -> int:
-    from cezsar.datasets import DatasetError
+def check_inputs(kind: str, path: str, splits: list[str]) -> None:
+    """The path must be what the kind reads (docs/errors.md): a file, a folder, or either; UsageError, exit 2."""
+    from cezsar import checks
 
-    try:
-        out, examples = summarize(args.kind, args.path, args.split)
-    except DatasetError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    if kind == "activitynet":
+        checks.require_file(path, "PATH", "captions JSON file")
+    elif kind == "hmdb51":
+        checks.require_dir(path, "PATH", "HMDB-51 folder")
+    else:
+        checks.require_path(path, "PATH", f"{kind} file or folder")
+    for f in splits:
+        checks.require_file(f, "--split", "split JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    check_inputs(args.kind, args.path, args.split)
+    out, examples = summarize(args.kind, args.path, args.split)
     if args.json:
         print(json.dumps(out, indent=1))
         return 0

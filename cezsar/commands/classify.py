@@ -1,9 +1,11 @@
 """`cezsar classify`: zero-shot labels for any video(s) from any label list (paper §3.5, Eqs. 8-9).
 
 Without --model it runs the objects-only method (no training needed); with a checkpoint, Eq. 9. Labels
-are checked before anything is loaded or decoded. An unreadable video prints an error line naming it on
-stderr and makes the exit code 1, while the other videos are still classified and printed. Exit code 2:
-unusable arguments (labels, descriptions, checkpoint).
+and every argument are checked before anything is loaded or decoded. An undecodable video prints an error
+line naming it on stderr and makes the exit code 1, while the other videos are still classified and
+printed. Exit code 2: unusable arguments (labels, a missing file, an option out of range); 1: an input
+whose content is wrong (a corrupt checkpoint, a model that does not fit the encoders). With a checkpoint,
+one stderr line says what the model was trained on (docs/errors.md).
 """
 from __future__ import annotations
 
@@ -50,35 +52,59 @@ def format_result(res: dict) -> str:
     return "\n".join([head, *rows, f"  objects seen (mean prob.): {objs}"])
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every argument checked before a model is loaded or a video decoded (docs/errors.md)."""
+    from cezsar import checks
+
+    checks.require_positive(args.top_k, "--top-k")
+    checks.require_positive(args.objects, "--objects")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
+    for name in ("alpha", "beta"):
+        value = getattr(args, name)
+        if value is not None and not (value == value and 0 <= value < float("inf")):
+            raise checks.UsageError(f"--{name} {value}: must be a finite number >= 0")
+    if args.alpha == 0 and args.beta == 0:
+        raise checks.UsageError("--alpha 0 --beta 0: Eq. 9 would score every label 0; give one of them > 0")
+    for video in args.videos:
+        checks.require_file(video, "VIDEO", "video file")
+    if args.model is not None:
+        checks.require_file(args.model, "--model", "checkpoint",
+                            "pass the best.pt or last.pt written by `cezsar train`")
+    if args.weights is not None:
+        checks.require_file(args.weights, "--weights", "weights file")
+    checks.require_device(args.device)
+
+
 def run(args: argparse.Namespace) -> int:
-    from cezsar.classify import CheckpointMismatch, LabelError, load_classifier, prepare_labels
+    from cezsar.checks import require_path
+    from cezsar.classify import load_classifier, prepare_labels
+    from cezsar.train import describe_provenance, is_synthetic
     from cezsar.video import VideoDecodeError
 
-    if args.top_k < 1 or (args.objects is not None and args.objects < 1):
-        print("error: --top-k and --objects must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        labels = prepare_labels(args.labels, args.descriptions)  # before any model load or decoding
-    except (LabelError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.descriptions is not None:
+        require_path(args.descriptions, "--descriptions", "descriptions file or folder")
+    labels = prepare_labels(args.labels, args.descriptions)  # before any model load or decoding
+    check_inputs(args)
     for note in labels.notes:
         print(note, file=sys.stderr)
     if args.model is None and (args.alpha is not None or args.beta is not None):
         print("note: --alpha/--beta apply to Eq. 9 with --model; the objects-only method ignores them", file=sys.stderr)
-    try:
-        clf = load_classifier(args.model, text_model=args.text_model, alpha=args.alpha, beta=args.beta,
-                              n_objects=args.objects, backbone=args.backbone, weights=args.weights, device=args.device)
-    except (CheckpointMismatch, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    clf = load_classifier(args.model, text_model=args.text_model, alpha=args.alpha, beta=args.beta,
+                          n_objects=args.objects, backbone=args.backbone, weights=args.weights, device=args.device)
+    if clf.model is not None:
+        trained = clf.meta["trained_on"]
+        print(f"note: {describe_provenance(trained)}", file=sys.stderr)
+        if is_synthetic(trained):
+            print("warning: this model saw only synthetic clips (SynthActions); its ranking of real videos is "
+                  "not meaningful: train on real captions and features for real use", file=sys.stderr)
     clf.prototypes(labels)  # label sentences encoded once, as part of the set-up
-    results, failed = [], 0
+    results, failed = [], []
     for path in args.videos:
         try:
             res = clf.classify(path, labels, top_k=args.top_k, max_seconds=args.max_seconds)
         except VideoDecodeError as err:
-            failed += 1
+            failed.append(path)
             print(f"error: cannot classify {path}: {err.reason}", file=sys.stderr)
             continue
         results.append(res)
@@ -87,5 +113,6 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results[0] if len(args.videos) == 1 and results else results, indent=1))
     if failed:
-        print(f"{failed} of {len(args.videos)} video(s) could not be classified", file=sys.stderr)
+        print(f"{len(failed)} of {len(args.videos)} video(s) could not be classified: {', '.join(failed[:5])}"
+              + (" ..." if len(failed) > 5 else ""), file=sys.stderr)
     return 1 if failed else 0

@@ -59,12 +59,14 @@ def default_descriptions(kind: str, root: str | Path, official: bool) -> Path:
     for p in order:
         if p.exists():
             return p
-    raise FileNotFoundError(f"no class descriptions for {kind}: tried {order[0]} and {order[1]}; pass --descriptions")
+    from cezsar.checks import UsageError
+
+    raise UsageError(f"no class descriptions for {kind}: tried {order[0]} and {order[1]}; pass --descriptions")
 
 
 def _meta(path: Path) -> dict | None:
     if path.is_file() and path.suffix == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))  # already parsed once by read_descriptions
         return data.get("_meta") if isinstance(data, dict) else None
     return None
 
@@ -72,57 +74,105 @@ def _meta(path: Path) -> dict | None:
 def _text_encoder(flag: str | None, ckpt_text: str | None, device: str):
     """SentenceEncoder for --text-model, else the checkpoint's (a name, or a cache id like "minilm-384d-…"
     whose registered prefix is then used), else minilm."""
-    from cezsar.text import SentenceEncoder
+    from cezsar.checks import text_encoder
 
     if flag:
-        return SentenceEncoder(flag, device=device)
+        return text_encoder(flag, device=device)
     if ckpt_text:
         for name in ("minilm", "mpnet"):
             if ckpt_text == name or ckpt_text.startswith(name + "-"):
-                return SentenceEncoder(name, device=device)
-        return SentenceEncoder(ckpt_text, device=device)
-    return SentenceEncoder("minilm", device=device)
+                return text_encoder(name, device=device)
+        return text_encoder(ckpt_text, device=device)
+    return text_encoder("minilm", device=device)
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Every path and number checked before anything is loaded (docs/errors.md): UsageError, exit 2."""
+    from cezsar import checks
+
+    checks.require_path(args.root, "--root", "dataset folder or file")
+    checks.require_dir(args.features, "--features", "feature folder", "give the --out folder of `cezsar extract`")
+    if args.method == "cezsar":
+        if not args.model:
+            raise checks.UsageError("--method cezsar needs --model CHECKPOINT (or use --method objects)")
+        checks.require_file(args.model, "--model", "checkpoint", "pass the best.pt written by `cezsar train`")
+    if args.descriptions:
+        checks.require_path(args.descriptions, "--descriptions", "descriptions file or folder")
+    if args.split_file:
+        checks.require_file(args.split_file, "--split-file", "split file")
+    checks.require_positive(args.runs, "--runs")
+    checks.require_positive(args.n_objects, "--n-objects")
+    for name in ("alpha", "beta"):
+        value = getattr(args, name)
+        if not (value == value and 0 <= value < float("inf")):
+            raise checks.UsageError(f"--{name} {value}: must be a finite number >= 0")
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
+    checks.require_device(args.device)
+    checks.require_output(args.out, "--out")
+
+
+def check_model_fits(model_path: str, trained: dict, store, encoder, model) -> None:
+    """Refuse a checkpoint whose features or sentence space differ from the ones given (CheckpointMismatch)."""
+    from cezsar.classify import CheckpointMismatch
+
+    if trained["backbone"] not in ("unknown", store.backbone) and store.backbone is not None:
+        raise CheckpointMismatch(f"--model {model_path}: trained on {trained['backbone']} features, but --features "
+                                 f"{store.root} holds {store.backbone} features; evaluate on features extracted "
+                                 f"with {trained['backbone']}")
+    if store.dim != model.cfg.feat_dim:
+        raise CheckpointMismatch(f"--model {model_path}: the VEM takes {model.cfg.feat_dim}-d features, --features "
+                                 f"{store.root} holds {store.dim}-d ones ({store.backbone or 'unknown backbone'}); "
+                                 f"use features of the backbone the model was trained on ({trained['backbone']})")
+    ckpt_text = trained["text_model"] if trained["text_model"] != "unknown" else None
+    if encoder.dim != model.cfg.text_dim:
+        raise CheckpointMismatch(f"--model {model_path}: the SEM takes {model.cfg.text_dim}-d sentences (trained "
+                                 f"with {ckpt_text}), text model {encoder.model_id} gives {encoder.dim}-d; pass "
+                                 "--text-model matching the checkpoint")
+    if ckpt_text and ckpt_text not in (encoder.model, encoder.model_id):
+        raise CheckpointMismatch(f"--model {model_path}: trained with text model {ckpt_text}, evaluating with "
+                                 f"{encoder.model_id}; the SEM only understands its own sentence space (pass "
+                                 "--text-model matching the checkpoint)")
 
 
 def run(args: argparse.Namespace) -> int:
     from cezsar import protocols
     from cezsar.atomic import write_json
-    from cezsar.datasets import DatasetError, load_dataset, read_descriptions
-    from cezsar.features import FeatureStore
-    from cezsar.resources import ResourceMissing
-    try:
-        dataset = load_dataset(args.dataset, args.root)
-        official = protocols.official_classes(args.dataset)
-        is_real = official is not None and sorted(official) == sorted(dataset.classes)
-        desc_path = Path(args.descriptions) if args.descriptions else default_descriptions(args.dataset, args.root, is_real)
-        descriptions = read_descriptions(desc_path)
-        store = FeatureStore(args.features)
-        model, ckpt_meta = None, {}
-        if args.method == "cezsar":
-            if not args.model:
-                raise ValueError("--method cezsar needs --model CHECKPOINT (or use --method objects)")
-            from cezsar.train import load_checkpoint
+    from cezsar.checks import DataError, UsageError, feature_folder
+    from cezsar.datasets import load_dataset, read_descriptions
 
-            model, ckpt_meta = load_checkpoint(args.model)
-            model.to(args.device)
-        ckpt_text = ckpt_meta.get("text_model") if isinstance(ckpt_meta, dict) else None
-        encoder = _text_encoder(args.text_model, ckpt_text, args.device)
-        if model is not None and encoder.dim != model.cfg.text_dim:
-            raise ValueError(f"text model {encoder.model_id} gives {encoder.dim}-d sentences but the checkpoint's "
-                             f"SEM takes {model.cfg.text_dim}-d (trained with {ckpt_text}); pass --text-model")
-        if ckpt_text and ckpt_text not in (encoder.model, encoder.model_id):
-            print(f"warning: the checkpoint was trained with text model {ckpt_text}, evaluating with "
-                  f"{encoder.model_id}", file=sys.stderr)
-        out = Path(args.out)
+    check_inputs(args)
+    dataset = load_dataset(args.dataset, args.root)
+    try:  # the protocol spec is part of the command line: a bad one is a usage error
+        protocols.get_protocol(args.dataset, args.protocol, len(dataset.classes), args.runs, args.split_file)
+    except ValueError as err:
+        raise UsageError(f"--protocol {args.protocol}: {err}") from err
+    official = protocols.official_classes(args.dataset)
+    is_real = official is not None and sorted(official) == sorted(dataset.classes)
+    desc_path = Path(args.descriptions) if args.descriptions else default_descriptions(args.dataset, args.root, is_real)
+    descriptions = read_descriptions(desc_path)
+    store = feature_folder(args.features)
+    model, ckpt_meta = None, {}
+    if args.method == "cezsar":
+        from cezsar.train import describe_provenance, load_checkpoint
+
+        model, ckpt_meta = load_checkpoint(args.model, option="--model")
+        model.to(args.device)
+    encoder = _text_encoder(args.text_model, ckpt_meta.get("text_model"), args.device)
+    if model is not None:
+        check_model_fits(args.model, ckpt_meta["trained_on"], store, encoder, model)
+        print(f"note: {describe_provenance(ckpt_meta['trained_on'])}", file=sys.stderr)
+    out = Path(args.out)
+    try:
         res = protocols.run_evaluation(
             dataset, store, descriptions, encoder, args.protocol, method=args.method, model=model, runs=args.runs,
             split_file=args.split_file, out_dir=out.parent, alpha=args.alpha, beta=args.beta,
             normalize_terms=not args.released_sum, n_objects=args.n_objects, max_seconds=args.max_seconds,
             all_sentences=args.all_sentences, skip_missing=args.skip_missing)
-    except (DatasetError, ValueError, FileNotFoundError, ResourceMissing) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+    except (ValueError, FileNotFoundError) as err:  # protocols names the class, video or split file at fault
+        raise DataError(str(err)) from err
     res = {**res, "checkpoint": str(Path(args.model).resolve()) if model is not None else None,
+           "trained_on": ckpt_meta.get("trained_on"),
            "descriptions": {"path": str(desc_path), "meta": _meta(desc_path)},
            "dataset_root": str(args.root), "features": str(args.features), "text_model": encoder.model_id,
            "backbone": getattr(store, "backbone", None)}
@@ -134,4 +184,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.dataset} {res['protocol']} {res['variant']}: top-1 {100 * res['top1_mean']:.1f}{std} %, "
               f"top-5 {100 * res['top5_mean']:.1f} % over {res['n_runs']} run(s) of {res['n_classes']} classes "
               f"(chance {100 * res['chance']:.1f} %) -> {out}")
+        skipped = res.get("skipped_videos") or []
+        if skipped:
+            print(f"  {len(skipped)} video(s) without features left out (listed in {out})")
     return 0

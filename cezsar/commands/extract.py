@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
@@ -45,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def collect_videos(kind: str, root: str | Path) -> list:
     """The videos of a dataset as cezsar.datasets.Video records (path None when the file is absent)."""
     from cezsar import datasets as ds
-    from cezsar.video import video_files
+    from cezsar.video import VIDEO_EXTS, video_files
 
     root = Path(root)
     if not root.is_dir() and kind in ("folder", "activitynet"):
@@ -57,6 +56,10 @@ def collect_videos(kind: str, root: str | Path) -> list:
         if p.stem in files:
             raise ds.DatasetError(f"two videos share the id {p.stem!r}: {files[p.stem]} and {p}")
         files[p.stem] = p
+    # a folder named like a video ("clip.mp4/") is kept as an item, so extraction lists it as skipped
+    # with its reason instead of leaving it out without a word (video.decode_1fps names it)
+    for p in sorted(q for q in root.rglob("*") if q.is_dir() and q.suffix.lower() in VIDEO_EXTS):
+        files.setdefault(p.stem, p)
     if kind == "folder":
         return [ds.Video(vid, p, "") for vid, p in sorted(files.items())]
     ids: set[str] = set()
@@ -67,29 +70,54 @@ def collect_videos(kind: str, root: str | Path) -> list:
     return [ds.Video(vid, files.get(vid), "") for vid in sorted(ids)]
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Options and paths checked before the CNN is loaded (docs/errors.md); UsageError, exit 2."""
+    from cezsar import checks
+
+    if args.dataset in ("folder", "activitynet", "hmdb51"):
+        checks.require_dir(args.root, "--root", "dataset folder")
+    else:
+        checks.require_path(args.root, "--root", "dataset folder or file")
+    checks.require_output_dir(args.out, "--out")
+    for option in ("batch", "image_size", "topk"):
+        checks.require_positive(getattr(args, option), "--" + option.replace("_", "-"))
+    if args.max_seconds is not None and not args.max_seconds > 0:
+        raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
+    if args.weights is not None:
+        checks.require_file(args.weights, "--weights", "weights file")
+    checks.require_device(args.device)
+    meta = Path(args.out) / "features.json"
+    if meta.exists():  # a resumed extraction compares its settings with this file
+        try:
+            checks.read_json_file(meta, None, "features.json")
+        except checks.DataError as err:
+            raise checks.DataError(f"{err}; delete it (the .npy files are checked on rerun) or use another --out")
+
+
 def run(args: argparse.Namespace) -> int:
-    from cezsar.backbones import get_encoder
+    from cezsar.checks import DataError, frame_encoder
     from cezsar.config import ExtractConfig
-    from cezsar.datasets import DatasetError
     from cezsar.features import extract
 
+    check_inputs(args)
     backbone = args.backbone or ("bit_m_r152x2" if (args.weights or "").endswith(".npz") else "efficientnet_lite0")
     cfg = ExtractConfig(backbone=backbone, weights=args.weights, image_size=args.image_size, batch=args.batch,
                         topk_objects=args.topk, max_seconds=args.max_seconds)
+    videos = collect_videos(args.dataset, args.root)
+    encoder = frame_encoder(backbone, args.weights, device=args.device, image_size=args.image_size, batch=args.batch)
     try:
-        videos = collect_videos(args.dataset, args.root)
-        encoder = get_encoder(backbone, args.weights, device=args.device, image_size=args.image_size,
-                              batch=args.batch)
         report = extract(videos, args.out, cfg, shard=args.shard, encoder=encoder, progress=not args.no_progress)
-    except (DatasetError, FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # an output folder that holds other features; duplicate ids
+        raise DataError(" ".join(str(err).split())) from err
     if args.json:
         print(json.dumps(report))
-    else:
-        print(f"{report['done']}/{report['videos']} videos done ({report['encoded']} encoded, {report['reused']} "
-              f"reused), {len(report['skipped'])} skipped, {report['frames']} frames at {report['frames_per_s']} "
-              f"frames/s -> {args.out}")
-        for s in report["skipped"]:
-            print(f"  skipped {s['video_id']}: {s['reason']}")
+        return 0
+    print(f"{report['done']}/{report['videos']} videos done ({report['encoded']} encoded, {report['reused']} "
+          f"reused), {len(report['skipped'])} skipped, {report['frames']} frames at {report['frames_per_s']} "
+          f"frames/s -> {args.out}")
+    for s in report["skipped"]:
+        print(f"  skipped {s['video_id']}: {s['reason']}")
+    if report["skipped"]:
+        print(f"{len(report['skipped'])} of {report['videos']} video(s) skipped (listed above and in the report "
+              f"in {args.out})")
     return 0

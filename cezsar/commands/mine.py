@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 
 HELP = "Mine (window, positive, negative) triplets from ActivityNet-form captions with the tau rule (paper §3.4)."
 
@@ -42,33 +43,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON document")
 
 
+def check_inputs(args: argparse.Namespace, cfg) -> None:
+    """Options and paths checked before any sentence is encoded (docs/errors.md); UsageError, exit 2."""
+    from cezsar import checks
+
+    checks.require_positive(cfg.n_negatives, "--negatives")
+    checks.require_positive(cfg.windows_per_segment, "--windows")
+    checks.require_positive(cfg.block, "--block")
+    checks.require_range(args.tau, "--tau", 0.0, 2.0)
+    checks.require_range(args.val_fraction, "--val-fraction", 0.0, 0.9)
+    if args.max_sim is not None:
+        checks.require_range(args.max_sim, "--max-sim", -1.0, 1.0)
+    checks.require_file(args.captions, "--captions", "captions file", "give an ActivityNet Captions-form JSON")
+    if args.features:
+        checks.require_dir(args.features, "--features", "feature folder", "give the --out folder of `cezsar extract`")
+    checks.require_output(args.out, "--out")
+
+
 def run(args: argparse.Namespace) -> int:
+    from cezsar.checks import DataError, clear_stale_temps, feature_folder, text_encoder
     from cezsar.config import MiningConfig
-    from cezsar.datasets import DatasetError, read_activitynet
+    from cezsar.datasets import read_activitynet
     from cezsar.mining import mine
-    from cezsar.text import SentenceEncoder
 
     cfg = MiningConfig(tau=args.tau, n_negatives=args.negatives, rule=args.rule,
                        exclude_same_video=args.exclude_same_video, max_sim=args.max_sim,
                        windows_per_segment=args.windows, val_fraction=args.val_fraction, block=args.block,
                        seed=args.seed)
-    if cfg.n_negatives < 1 or cfg.windows_per_segment < 1 or cfg.block < 1:
-        print("error: --negatives, --windows and --block must be at least 1", file=sys.stderr)
-        return 2
-    try:
-        captions = read_activitynet(args.captions)
-    except (DatasetError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    store = None
-    if args.features:
-        from cezsar.features import FeatureStore
-
-        store = FeatureStore(args.features)
-    encoder = SentenceEncoder(args.text_model, cache_dir=args.cache_dir)
-    ts = mine(captions, lambda s: encoder.encode(s, progress=args.progress), store, cfg, strategy=args.strategy)
+    check_inputs(args, cfg)
+    captions = read_activitynet(args.captions)
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(captions.problems.items()))
+    if not captions.segments:
+        raise DataError(f"--captions {args.captions}: no usable captioned segment in {len(captions.durations)} "
+                        f"video(s) ({counts or 'no entries'}); nothing to mine")
+    if counts:  # repairs and drops are counted, never silent (docs/errors.md)
+        print(f"note: {args.captions}: {counts} (`cezsar check-data activitynet {args.captions}` lists examples)",
+              file=sys.stderr)
+    store = feature_folder(args.features) if args.features else None
+    encoder = text_encoder(args.text_model, cache_dir=args.cache_dir)
+    with warnings.catch_warnings():  # an empty result is reported below as the error it is, not twice
+        warnings.filterwarnings("ignore", message="mine: 0 triplets")
+        ts = mine(captions, lambda s: encoder.encode(s, progress=args.progress), store, cfg, strategy=args.strategy)
+    if len(ts) == 0:  # refuse to write an empty triplet file that training would only reject later
+        raise DataError(f"--captions {args.captions}: 0 triplets from {ts.summary['segments']} segment(s): none of "
+                        f"the {ts.summary['positives']} positives has an admissible negative (rule {cfg.rule}, tau "
+                        f"{cfg.tau}); use more captions, another --tau or --rule; {args.out} not written")
     ts.text_model = ts.summary["text_model"] = encoder.model_id
+    clear_stale_temps(args.out)  # a killed earlier run's half-written temp file
     ts.save(args.out)
+    if ts.summary["val_triplets"] in (0, len(ts)):
+        part = "validation" if ts.summary["val_triplets"] == 0 else "training"
+        print(f"warning: no {part} triplets ({ts.summary['videos']} video(s), --val-fraction {cfg.val_fraction}); "
+              "training needs both: mine more videos", file=sys.stderr)
     s = dict(ts.summary, out=str(args.out), encoded_now=encoder.encoded)
     if args.json:
         print(json.dumps(s))

@@ -18,7 +18,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cezsar import checks
     from cezsar.synthetic import generate
+
+    checks.require_output_dir(args.out, "--out")
+    checks.require_positive(args.workers, "--workers")
 
     start = time.perf_counter()
     summary = generate(args.out, seed=args.seed, size=args.size, workers=args.workers)

@@ -35,28 +35,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="storage of the contiguous feature array (default float16)")
     parser.add_argument("--no-positional", action="store_true", help="released VEM: no positional encoding")
     parser.add_argument("--released-sem", action="store_true", help="released SEM: Dropout + Linear + LayerNorm")
+    parser.add_argument("--params", default=None, metavar="NAME",
+                        help="name of the parameter set this run belongs to (e.g. embedded, paper); recorded in "
+                        "the checkpoint with the data it was trained on")
     parser.add_argument("--progress", action="store_true", help="show tqdm progress bars")
     parser.add_argument("--json", action="store_true", help="print the run summary as one JSON document")
 
 
+def check_inputs(args: argparse.Namespace):
+    """Options, paths and a resumable last.pt checked before anything is loaded (docs/errors.md).
+
+    Returns (triplets, store); UsageError (exit 2) for the command line, DataError (exit 1) for content.
+    """
+    from cezsar import checks
+    from cezsar.mining import TripletSet
+
+    checks.require_positive(args.epochs, "--epochs")
+    checks.require_positive(args.batch, "--batch")
+    checks.require_positive(args.patience, "--patience")
+    checks.require_positive(args.group, "--group", minimum=0)
+    if not (args.lr == args.lr and 0 < args.lr < float("inf")):
+        raise checks.UsageError(f"--lr {args.lr}: must be a finite number > 0")
+    checks.require_device(args.device)
+    path = checks.require_file(args.triplets, "--triplets", "triplet file", "give the --out file of `cezsar mine`")
+    store = checks.feature_folder(args.features)
+    out = checks.require_output_dir(args.out, "--out")
+    checks.check_feature_bank_cache(out / "cache")
+    if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
+        checks.read_checkpoint(out / "last.pt", None, training=True,
+                               remedy="delete it to start over, or use another --out")
+    try:
+        triplets = TripletSet.load(path)
+    except ValueError as err:
+        raise checks.DataError(f"--triplets {err}; re-create it with `cezsar mine`") from err
+    if len(triplets) == 0:
+        raise checks.DataError(f"--triplets {path}: holds 0 triplets; mine more captions or a larger --tau")
+    return triplets, store
+
+
 def run(args: argparse.Namespace) -> int:
+    from cezsar.checks import DataError, text_encoder
     from cezsar.config import ModelConfig, TrainConfig
     from cezsar.featurebank import FastPathConfig
-    from cezsar.features import FeatureError, FeatureStore
-    from cezsar.mining import TripletSet
-    from cezsar.text import SentenceEncoder
+    from cezsar.features import FeatureError
     from cezsar.train import fit
 
-    if args.epochs < 1 or args.batch < 1 or args.group < 0:
-        print("error: --epochs and --batch must be at least 1, --group at least 0", file=sys.stderr)
-        return 2
-    try:
-        triplets = TripletSet.load(args.triplets)
-        store = FeatureStore(args.features)
-    except (OSError, ValueError, KeyError, FeatureError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    encoder = SentenceEncoder(args.text_model, cache_dir=args.cache_dir)
+    triplets, store = check_inputs(args)
+    encoder = text_encoder(args.text_model, cache_dir=args.cache_dir)
     if triplets.text_model and triplets.text_model != encoder.model_id:
         print(f"warning: {args.triplets} was mined with text model {triplets.text_model!r}, training uses "
               f"{encoder.model_id!r}", file=sys.stderr)
@@ -67,10 +92,10 @@ def run(args: argparse.Namespace) -> int:
     fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype)
     try:
         res = fit(triplets, store, text_emb, train_cfg, model_cfg, args.out, resume=args.resume, fast=fast,
-                  text_model=encoder.model_id, text_model_name=args.text_model, progress=args.progress)
-    except (ValueError, KeyError, FeatureError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+                  text_model=encoder.model_id, text_model_name=args.text_model, params=args.params,
+                  progress=args.progress)
+    except (ValueError, KeyError, FeatureError) as err:  # the message names the file or array at fault
+        raise DataError(" ".join(str(err).split())) from err
     d = res["data"]
     if d["past_end"]:
         print(f"warning: {d['past_end']:,} of {d['windows']:,} windows start after their video's last feature "

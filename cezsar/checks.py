@@ -1,0 +1,309 @@
+"""Input checks at the command boundary, and the typed errors every `cezsar` command turns into one line.
+
+Two kinds of bad input, two exit codes (docs/errors.md):
+- `UsageError` (exit 2): the command line cannot be used as given: an option out of range, a path that
+  does not exist or is the wrong kind (a folder where a file is expected), a label list that is not one.
+- `DataError` (exit 1): the inputs exist but their content is wrong: a corrupt checkpoint or cache, a
+  model that does not fit the features, a mining run that yields nothing.
+
+Each message names the input (option and path), says what is wrong and what to do, on one line.
+`cezsar.cli.main` prints it as `error: <message>` and returns the code; no traceback reaches the user
+unless `CEZSAR_DEBUG=1` asks for one. The checks here are cheap (no model is loaded, no video decoded),
+so a command can run them all before its first expensive step.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+
+class InputError(Exception):
+    """A bad input named in one line; `exit_code` is what the command returns."""
+
+    exit_code = 1
+
+
+class UsageError(InputError):
+    """The command line cannot be used as given (exit 2)."""
+
+    exit_code = 2
+
+
+class DataError(InputError):
+    """An input exists but its content cannot be used (exit 1)."""
+
+    exit_code = 1
+
+
+class CheckpointError(DataError):
+    """A checkpoint file that is not a readable, complete CEZSAR checkpoint."""
+
+
+def _reason(err: BaseException, limit: int = 120) -> str:
+    """The first sentence of an exception's message, on one line (library messages can run for lines)."""
+    text = " ".join(str(err).split())
+    first = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0] if text else ""
+    return (first[:limit] + ("..." if len(first) > limit else "")) or type(err).__name__
+
+
+def _label(option: str | None, path: Path) -> str:
+    return f"{option} {path}" if option else str(path)
+
+
+def require_file(path: str | os.PathLike, option: str | None = None, what: str = "file",
+                 hint: str | None = None) -> Path:
+    """`path` must be an existing, readable regular file; else UsageError naming `option` and the path."""
+    p = Path(path).expanduser()
+    where = _label(option, p)
+    tail = f"; {hint}" if hint else ""
+    if p.is_dir():
+        raise UsageError(f"{where}: is a folder, expected a {what}{tail}")
+    if not p.exists():
+        raise UsageError(f"{where}: no such {what}{tail}")
+    if not p.is_file():
+        raise UsageError(f"{where}: not a regular file, expected a {what}{tail}")
+    if not os.access(p, os.R_OK):
+        raise UsageError(f"{where}: not readable (permissions){tail}")
+    return p
+
+
+def require_dir(path: str | os.PathLike, option: str | None = None, what: str = "folder",
+                hint: str | None = None) -> Path:
+    """`path` must be an existing, readable folder; else UsageError naming `option` and the path."""
+    p = Path(path).expanduser()
+    where = _label(option, p)
+    tail = f"; {hint}" if hint else ""
+    if p.is_file():
+        raise UsageError(f"{where}: is a file, expected a {what}{tail}")
+    if not p.is_dir():
+        raise UsageError(f"{where}: no such {what}{tail}")
+    if not os.access(p, os.R_OK | os.X_OK):
+        raise UsageError(f"{where}: not readable (permissions){tail}")
+    return p
+
+
+def require_path(path: str | os.PathLike, option: str | None = None, what: str = "file or folder",
+                 hint: str | None = None) -> Path:
+    """`path` must exist (a file or a folder)."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UsageError(f"{_label(option, p)}: no such {what}" + (f"; {hint}" if hint else ""))
+    return p
+
+
+def _writable_parent(p: Path, where: str) -> None:
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise UsageError(f"{where}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{where}: cannot write under {parent} (permissions)")
+
+
+def require_output(path: str | os.PathLike, option: str | None = None) -> Path:
+    """An output file: not a folder, and its nearest existing parent a writable folder (nothing created)."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        raise UsageError(f"{_label(option, p)}: is a folder, expected a file name to write")
+    _writable_parent(p, _label(option, p))
+    return p
+
+
+def require_output_dir(path: str | os.PathLike, option: str | None = None) -> Path:
+    """An output folder: an existing folder, or a path whose nearest existing parent is a writable folder."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise UsageError(f"{_label(option, p)}: is a file, expected a folder to write into")
+    if not p.exists():
+        _writable_parent(p, _label(option, p))
+    return p
+
+
+def require_positive(value: float | int | None, option: str, minimum: float = 1, allow_none: bool = True) -> None:
+    """A numeric option must be >= `minimum` (and finite)."""
+    if value is None and allow_none:
+        return
+    if value is None or value != value or value < minimum or value in (float("inf"), float("-inf")):
+        raise UsageError(f"{option} {value}: must be at least {minimum:g}")
+
+
+def require_range(value: float | None, option: str, low: float, high: float) -> None:
+    """A numeric option must lie in [low, high]."""
+    if value is None:
+        return
+    if value != value or not (low <= value <= high):
+        raise UsageError(f"{option} {value}: must lie between {low:g} and {high:g}")
+
+
+def read_json_file(path: str | os.PathLike, option: str | None = None, what: str = "JSON file") -> Any:
+    """Parse a JSON file the command needs; DataError naming it when it is unreadable or malformed."""
+    p = require_file(path, option, what)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise DataError(f"{_label(option, p)}: not a text file ({err.reason})") from err
+    except json.JSONDecodeError as err:
+        raise DataError(f"{_label(option, p)}: malformed JSON at line {err.lineno}, column {err.colno}: "
+                        f"{err.msg}") from err
+
+
+def feature_folder(path: str | os.PathLike, option: str = "--features") -> Any:
+    """Open a feature folder (`features.FeatureStore`) with its problems as one-line errors.
+
+    Not a folder / absent -> UsageError; a broken features.json or no feature files -> DataError.
+    """
+    from cezsar.features import FeatureError, FeatureStore
+
+    p = require_dir(path, option, "feature folder", "give the --out folder of `cezsar extract`")
+    meta = p / "features.json"
+    if meta.exists():
+        m = read_json_file(meta, None, "features.json")
+        if not isinstance(m, dict) or not isinstance(m.get("dim"), int) or m["dim"] < 1:
+            raise DataError(f"{meta}: no positive integer 'dim'; delete the folder's features.json and re-create "
+                            "the folder with `cezsar extract`")
+    try:
+        return FeatureStore(p)
+    except FeatureError as err:
+        raise DataError(f"{option} {err}") from err
+
+
+def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, map_location: Any = "cpu",
+                    training: bool = False, remedy: str | None = None) -> dict:
+    """Load a CEZSAR checkpoint dict with `torch.load(weights_only=True)` and check its shape.
+
+    Zero-byte, truncated, non-torch or foreign files and checkpoints missing a required entry raise
+    CheckpointError naming the file and saying to delete or re-create it. `training=True` also requires
+    what `--resume` needs (optimizer, epoch, RNG states).
+    """
+    import torch
+
+    from cezsar.train import CHECKPOINT_VERSION
+
+    p = require_file(path, option, "checkpoint", "pass the best.pt or last.pt written by `cezsar train`")
+    where = _label(option, p)
+    fix = remedy or "delete it or re-create it with `cezsar train`"
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{where}: empty file (0 bytes), not a checkpoint; {fix}")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError... by file damage
+        reason = _reason(err)
+        raise CheckpointError(f"{where}: not a readable checkpoint (truncated or not a torch file: {reason}); "
+                              f"{fix}") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{where}: holds a {type(ckpt).__name__}, not a CEZSAR checkpoint; {fix}")
+    if "version" not in ckpt or "model" not in ckpt or "model_cfg" not in ckpt:
+        raise CheckpointError(f"{where}: not a CEZSAR checkpoint (no version/model/model_cfg entries); {fix}")
+    if ckpt["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{where}: checkpoint version {ckpt['version']!r}, this package reads "
+                              f"{CHECKPOINT_VERSION}; {fix}")
+    if training:
+        missing = [k for k in ("optimizer", "epoch", "rng", "history", "best_score", "best_epoch", "bad_epochs")
+                   if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"{where}: lacks {', '.join(missing)} needed to resume; {fix}")
+    return ckpt
+
+
+def require_device(name: str, option: str = "--device") -> str:
+    """A torch device the machine has: "cpu", "auto", or "cuda[:k]" only when CUDA is available."""
+    if name in ("cpu", "auto"):
+        return name
+    if not (name == "cuda" or name.startswith("cuda:")):
+        raise UsageError(f"{option} {name}: unknown device; use cpu, cuda or auto")
+    import torch
+
+    if not torch.cuda.is_available():
+        raise UsageError(f"{option} {name}: torch sees no CUDA device here; use --device cpu")
+    return name
+
+
+def text_encoder(name: str, option: str = "--text-model", **kwargs: Any) -> Any:
+    """`text.SentenceEncoder(name, **kwargs)`, with a model that cannot be found or loaded as one line.
+
+    An unknown name or a folder that is not a sentence-transformers model -> UsageError; a missing
+    offline resource keeps its own message (`resources.ResourceMissing`, with the command that fixes it).
+    """
+    from cezsar.resources import ResourceMissing
+    from cezsar.text import SentenceEncoder
+
+    try:
+        return SentenceEncoder(name, **kwargs)
+    except ResourceMissing:
+        raise
+    except (OSError, ValueError, KeyError) as err:
+        reason = _reason(err)
+        raise UsageError(f"{option} {name}: cannot load this sentence model offline ({reason}); use minilm, "
+                         "mpnet or a local sentence-transformers folder") from err
+
+
+def frame_encoder(backbone: str, weights: str | None, option: str = "--weights", **kwargs: Any) -> Any:
+    """`backbones.get_encoder(backbone, weights, **kwargs)` with its input problems as one line each."""
+    from cezsar.backbones import BACKBONES, get_encoder
+    from cezsar.resources import ResourceMissing
+
+    if weights is not None:
+        require_file(weights, option, "weights file")
+    try:
+        return get_encoder(backbone, weights, **kwargs)
+    except ResourceMissing:
+        raise
+    except ValueError as err:
+        if "unknown backbone" in str(err):
+            raise UsageError(f"--backbone {backbone}: unknown; choose one of {', '.join(BACKBONES)}") from err
+        raise DataError(f"{option} {weights}: cannot load it for {backbone} ({err})") from err
+    except FileNotFoundError as err:  # a backbone that needs weights, given none
+        raise UsageError(f"--backbone {backbone}: {' '.join(str(err).split())}") from err
+    except Exception as err:  # torch/numpy raise many types for a file that is not the weights it claims to be
+        reason = _reason(err)
+        raise DataError(f"{option} {weights}: not usable weights for {backbone} ({type(err).__name__}: "
+                        f"{reason}); pass the original weights file") from err
+
+
+def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
+    """Remove the hidden temp files `cezsar.atomic` left beside `path` when a writer was killed (kill -9
+    skips its clean-up): `.<name>.<pid>.tmp` whose process no longer runs. Returns what was removed."""
+    p = Path(path)
+    removed = []
+    for tmp in p.parent.glob(f".{p.name}.*.tmp") if p.parent.is_dir() else []:
+        pid = tmp.name[len(p.name) + 2:-len(".tmp")]
+        if pid.isdigit() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover from an earlier, failed call
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def check_feature_bank_cache(folder: str | os.PathLike) -> None:
+    """The training feature-bank cache (`featurebank-<dtype>.npy` + `.json` in a run's cache/ folder) must be
+    readable where it exists; a damaged one is a DataError naming the file (it is rebuilt once deleted)."""
+    import numpy as np
+
+    for index in sorted(Path(folder).glob("featurebank-*.json")):
+        bank = index.with_suffix(".npy")
+        try:
+            meta = json.loads(index.read_text(encoding="utf-8"))
+            rows = int(meta["offsets"][-1]) if isinstance(meta, dict) and meta.get("offsets") else None
+            if bank.exists():
+                shape = np.load(bank, mmap_mode="r", allow_pickle=False).shape
+                if rows is not None and shape[0] != rows:
+                    raise ValueError(f"{shape[0]} rows, its index says {rows}")
+        except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
+            reason = _reason(err, 100)
+            raise DataError(f"{index.parent}: damaged feature-bank cache {index.name} / {bank.name} ({reason}); "
+                            f"delete both files, they are rebuilt from --features") from err
