@@ -151,11 +151,15 @@ def read_json_file(path: str | os.PathLike, option: str | None = None, what: str
                         f"{err.msg}") from err
 
 
-def feature_folder(path: str | os.PathLike, option: str = "--features") -> Any:
-    """Open a feature folder (`features.FeatureStore`) with its problems as one-line errors.
+def feature_folder(path: str | os.PathLike, option: str = "--features", objects: str | os.PathLike | None = None,
+                   objects_option: str = "--objects") -> Any:
+    """Open a feature folder (`features.FeatureStore`) with its problems as one-line errors; `objects` is a
+    separate objects folder (`cezsar objects --out`, e.g. for the released features), default `<path>/objects`.
 
     Not a folder / absent -> UsageError; a broken features.json or no feature files -> DataError.
     """
+    if objects:
+        require_dir(objects, objects_option, "objects folder", "give the --out folder of `cezsar objects`")
     from cezsar.features import FeatureError, FeatureStore
 
     p = require_dir(path, option, "feature folder", "give the --out folder of `cezsar extract`")
@@ -166,7 +170,7 @@ def feature_folder(path: str | os.PathLike, option: str = "--features") -> Any:
             raise DataError(f"{meta}: no positive integer 'dim'; delete the folder's features.json and re-create "
                             "the folder with `cezsar extract`")
     try:
-        return FeatureStore(p)
+        return FeatureStore(p, objects)
     except FeatureError as err:
         raise DataError(f"{option} {err}") from err
 

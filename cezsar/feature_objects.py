@@ -86,7 +86,9 @@ def load_head(weights: str | Path | None, backbone: str | None = None) -> Linear
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises several types for a file that is not a state dict
-        raise ValueError(f"{path}: not a readable torch state dict ({type(err).__name__}: {err})") from err
+        first = str(err).strip().split(". ")[0][:120]  # torch's messages run to several sentences
+        raise ValueError(f"{path}: not a BiT .npz nor a readable torch state dict ({type(err).__name__}: {first})") \
+            from err
     sd = sd.get("state_dict", sd) if isinstance(sd, dict) else sd
     for prefix, name in (("_fc", "efficientnet_lite0"), ("fc", "resnet152")):
         w, b = sd.get(f"{prefix}.weight") if isinstance(sd, dict) else None, \

@@ -737,3 +737,51 @@ def test_synth_out_that_is_a_file(capsys, tmp_path):
     f = tmp_path / "out"
     f.write_text("x")
     one_error(*cli(capsys, "synth", "--out", f, "--size", "small")[::2], 2, f"--out {f}", "is a file")
+
+
+# --- issue 14: partial feature sets and released-feature folders ------------------------------------------------
+def test_train_leaves_out_and_counts_triplet_videos_without_features(capsys, tmp_path, toy, minilm_id):
+    import shutil
+
+    feats = tmp_path / "feats"
+    shutil.copytree(toy["feats"], feats)
+    (feats / "v3.npy").unlink()  # one training video of a partial download
+    rc, _, err = cli(capsys, "train", "--triplets", toy["triplets"], "--features", feats, "--out", tmp_path / "run",
+                     "--epochs", "1", "--batch", "16", "--device", "cpu")
+    assert rc == 0, err
+    assert "note: 1 of 6 triplet videos have no features" in err and "v3" in err and "Traceback" not in err
+    assert (tmp_path / "run" / "best.pt").is_file()
+
+
+def test_check_data_checks_a_feature_folder_against_the_dataset(capsys, tmp_path):
+    caps = write_captions(tmp_path / "caps.json", videos=3)
+    ids = sorted(json.loads(caps.read_text()))
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    for vid in ids[:2]:
+        np.save(feats / f"{vid}.npy", np.ones((4, 8), np.float32))
+    rc, out, err = cli(capsys, "check-data", "activitynet", caps, "--features", feats)
+    assert rc == 1 and "2/3 videos have a stack" in out and ids[2] in out and "INCOMPLETE" in out, out + err
+    np.save(feats / f"{ids[2]}.npy", np.ones((4, 8), np.float32))
+    rc, out, _ = cli(capsys, "check-data", "activitynet", caps, "--features", feats)
+    assert rc == 0 and "complete" in out
+    rc, _, err = cli(capsys, "check-data", "descriptions", caps, "--features", feats)
+    one_error(rc, err, 2, "--features")
+
+
+def test_objects_command_bad_inputs_are_one_line(capsys, tmp_path):
+    feats = tmp_path / "feats"
+    feats.mkdir()
+    np.save(feats / "v1.npy", np.ones((3, 8), np.float32))
+    rc, _, err = cli(capsys, "objects", "--features", tmp_path / "nope", "--weights", tmp_path / "h.npz")
+    one_error(rc, err, 2, "--features", "nope")
+    rc, _, err = cli(capsys, "objects", "--features", feats, "--weights", tmp_path / "h.npz")
+    one_error(rc, err, 2, "--weights", "h.npz")
+    (tmp_path / "junk.pth").write_bytes(b"not a checkpoint at all")
+    rc, _, err = cli(capsys, "objects", "--features", feats, "--weights", tmp_path / "junk.pth")
+    one_error(rc, err, 1, "junk.pth")
+    np.savez(tmp_path / "wide.npz", **{"resnet/head/conv2d/kernel": np.zeros((1, 1, 16, 1000), np.float32),
+                                       "resnet/head/conv2d/bias": np.zeros(1000, np.float32)})
+    rc, _, err = cli(capsys, "objects", "--features", feats, "--weights", tmp_path / "wide.npz")
+    one_error(rc, err, 1, "8-d", "16-d")
+    assert not (feats / "objects").exists() or not list((feats / "objects").glob("*.npz"))

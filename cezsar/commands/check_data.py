@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-HELP = "Read a dataset (activitynet, ucf101, hmdb51, kinetics400, descriptions) and report counts and problems."
+HELP = ("Read a dataset (activitynet, ucf101, hmdb51, kinetics400, descriptions) and report counts and problems; "
+        "with --features, check a feature folder against it (exit 1 when incomplete).")
 KINDS = ("activitynet", "ucf101", "hmdb51", "kinetics400", "descriptions")
 
 
@@ -18,6 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--split", action="append", default=[], metavar="FILE",
                         help="a split JSON {training, testing} to resolve against the classes (repeatable)")
+    parser.add_argument("--features", default=None, metavar="DIR",
+                        help="also check a feature folder against the dataset's video list: videos without a stack, "
+                        "stacks of no video, dim/backbone/objects, unreadable stacks (a sample of 200)")
+    parser.add_argument("--objects", default=None, metavar="DIR",
+                        help="the objects folder of --features when it is not <features>/objects")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
 
 
@@ -63,16 +69,50 @@ def check_inputs(kind: str, path: str, splits: list[str]) -> None:
         checks.require_file(f, "--split", "split JSON file")
 
 
+def _video_ids(kind: str, path: str) -> list[str]:
+    from cezsar import datasets as ds
+
+    if kind == "activitynet":
+        return sorted(ds.read_activitynet(path).durations)
+    return [v.video_id for v in ds.load_dataset(kind, path).videos]
+
+
 def run(args: argparse.Namespace) -> int:
+    from cezsar import checks
+
     check_inputs(args.kind, args.path, args.split)
+    if args.features and args.kind == "descriptions":
+        raise checks.UsageError("--features checks a dataset's videos: use it with activitynet, ucf101, hmdb51 or "
+                                "kinetics400")
+    store = checks.feature_folder(args.features, objects=args.objects) if args.features else None
     out, examples = summarize(args.kind, args.path, args.split)
+    if store is not None:
+        from cezsar.features import check_folder
+
+        out["features"] = check_folder(store, _video_ids(args.kind, args.path))
+    rc = 0
     if args.json:
         print(json.dumps(out, indent=1))
-        return 0
+        return 1 if "features" in out and not out["features"]["complete"] else 0
     print(f"{args.kind}: {args.path}")
     for key in ("videos", "segments", "sentences", "classes"):
         if key in out:
             print(f"  {key:10s} {out[key]:,}")
+    if "features" in out:
+        f = out["features"]
+        objects = f"{f['label_space']}, {f['without_objects']} stacks without" if f["objects"] else "none"
+        print(f"  features   {f['with_features']:,}/{f['videos']:,} videos have a stack in {f['folder']} "
+              f"({f['dim']}-d, backbone {f['backbone'] or 'unknown'}, objects {objects})")
+        if f["missing"]:
+            print(f"  features   {f['missing']:,} videos without a stack, e.g. {', '.join(f['missing_examples'][:5])}")
+        if f["extra"]:
+            print(f"  features   {f['extra']:,} stacks of no video of this dataset, e.g. "
+                  f"{', '.join(f['extra_examples'][:5])}")
+        for b in f["bad"]:
+            print(f"  features   unreadable: {b['reason']}")
+        print(f"  features   {'complete' if f['complete'] else 'INCOMPLETE'} (checked {f['checked']} stacks)")
+        if not f["complete"]:
+            rc = 1
     for f, s in out.get("splits", {}).items():
         print(f"  split {f}: {s['training']} training / {s['testing']} testing classes {s['problems'] or ''}")
     if not out["problems"]:
@@ -81,4 +121,4 @@ def run(args: argparse.Namespace) -> int:
         print(f"  problem {name}: {count:,}")
         for ex in examples.get(name, []):
             print(f"      e.g. {ex}")
-    return 0
+    return rc

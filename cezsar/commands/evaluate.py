@@ -19,6 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset layout read by cezsar.datasets.load_dataset")
     parser.add_argument("--root", required=True, help="dataset folder (or the authors' ucf101 JSON / a Kinetics CSV)")
     parser.add_argument("--features", required=True, help="feature folder written by `cezsar extract`")
+    parser.add_argument("--objects", default=None,
+                        help="objects folder of `cezsar objects --out` (for features without objects/, e.g. "
+                        "released ones); default <features>/objects")
     parser.add_argument("--model", default=None, help="checkpoint (best.pt); required for --method cezsar")
     parser.add_argument("--method", default="cezsar", choices=("cezsar", "objects"),
                         help="cezsar: Eq. 9 in the joint space; objects: Estevam et al.'s SBERT objects-only baseline")
@@ -151,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     is_real = official is not None and sorted(official) == sorted(dataset.classes)
     desc_path = Path(args.descriptions) if args.descriptions else default_descriptions(args.dataset, args.root, is_real)
     descriptions = read_descriptions(desc_path)
-    store = feature_folder(args.features)
+    store = feature_folder(args.features, objects=args.objects)
     model, ckpt_meta = None, {}
     if args.method == "cezsar":
         from cezsar.train import describe_provenance, load_checkpoint

@@ -17,6 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", default=None,
                         help="feature folder of `cezsar extract` (objects/ gives object positives); "
                         "omitted = captions-only")
+    parser.add_argument("--objects", default=None,
+                        help="objects folder of `cezsar objects --out` (for features without objects/, e.g. the "
+                        "released ones); default <features>/objects")
     parser.add_argument("--out", required=True, help="triplet file to write (.npz)")
     parser.add_argument("--tau", type=float, default=d.tau, help=f"similar if cos > 1 - tau (default {d.tau})")
     parser.add_argument("--negatives", type=int, default=d.n_negatives, help=f"negatives per positive "
@@ -79,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if counts:  # repairs and drops are counted, never silent (docs/errors.md)
         print(f"note: {args.captions}: {counts} (`cezsar check-data activitynet {args.captions}` lists examples)",
               file=sys.stderr)
-    store = feature_folder(args.features) if args.features else None
+    store = feature_folder(args.features, objects=args.objects) if args.features else None
     encoder = text_encoder(args.text_model, cache_dir=args.cache_dir)
     with warnings.catch_warnings():  # an empty result is reported below as the error it is, not twice
         warnings.filterwarnings("ignore", message="mine: 0 triplets")

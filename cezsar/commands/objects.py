@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
         "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
@@ -29,22 +28,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cezsar import checks
     from cezsar.feature_objects import load_head, objects_from_features
     from cezsar.features import FeatureError
 
-    if args.topk < 1:
-        print(f"error: --topk must be >= 1, got {args.topk}", file=sys.stderr)
-        return 2
+    checks.require_positive(args.topk, "--topk")
+    checks.require_device(args.device)
+    checks.feature_folder(args.features)
+    if args.weights:
+        checks.require_file(args.weights, "--weights", "weights file")
+    if args.out:
+        checks.require_output_dir(args.out, "--out")
     try:
         head = load_head(args.weights)
         report = objects_from_features(args.features, head, args.out, topk=args.topk, device=args.device,
                                        progress=not args.no_progress, shard=args.shard)
-    except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except (FeatureError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
+        raise checks.DataError(" ".join(str(err).split())) from err
     if args.json:
         print(json.dumps(report))
     else:
@@ -53,4 +53,6 @@ def run(args: argparse.Namespace) -> int:
               f"-> {report['out']}")
         for s in report["skipped"]:
             print(f"  skipped {s['video_id']}: {s['reason']}")
-    return 1 if report["skipped"] and not report["done"] else 0
+        if report["skipped"]:
+            print(f"{len(report['skipped'])} stack(s) skipped (listed above and in {report['out']}/report.json)")
+    return 1 if report["skipped"] else 0

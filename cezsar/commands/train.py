@@ -70,6 +70,17 @@ def check_inputs(args: argparse.Namespace):
         raise checks.DataError(f"--triplets {err}; re-create it with `cezsar mine`") from err
     if len(triplets) == 0:
         raise checks.DataError(f"--triplets {path}: holds 0 triplets; mine more captions or a larger --tau")
+    have = set(store.ids)
+    lacking = [v for v in triplets.video_ids if v not in have]
+    if lacking:  # a partial feature set still trains: the triplets of those videos are left out, counted
+        n = len(triplets)
+        triplets = triplets.subset_videos(have)
+        if len(triplets) == 0:
+            raise checks.DataError(f"--features {store.root}: none of the {len(lacking)} triplet videos has features; "
+                                   "give the folder the triplets were mined from")
+        print(f"note: {len(lacking)} of {len(lacking) + len(triplets.video_ids)} triplet videos have no features in "
+              f"{store.root} (e.g. {', '.join(lacking[:3])}); their {n - len(triplets)} triplets are left out",
+              file=sys.stderr)
     return triplets, store
 
 
