@@ -400,13 +400,14 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     tau = s.tau if tau is None else tau
     cfg = train_config(s)
     trip = TripletSet.load(lay.triplets(tau))
-    text_emb = SentenceEncoder(s.text_model).encode(trip.sentences, progress=True)  # (S, text_dim), cached
+    encoder = SentenceEncoder(s.text_model)
+    text_emb = encoder.encode(trip.sentences, progress=True)  # (S, text_dim), cached on disk
     out = lay.model_dir(tau)
     last = out / "last.pt"
     if last.exists():  # resume only a run of the same triplets and training settings
-        import torch
+        from cezsar.checks import read_checkpoint
 
-        meta = torch.load(last, map_location="cpu", weights_only=True)
+        meta = read_checkpoint(last, None, training=True, remedy="delete it to train anew")
         same = {k: v for k, v in _plain(config.to_dict(cfg)).items() if k not in _RESUMABLE}
         was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in _RESUMABLE}
         if meta.get("n_triplets") != len(trip) or same != was:
@@ -424,7 +425,8 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
               f"({row['seconds']:.1f} s, {row['triplets_per_s']:.0f} triplets/s)", flush=True)
 
     t0 = time.perf_counter()
-    history = fit(trip, store, text_emb, cfg, out_dir=out, resume=True, text_model=s.text_model,
+    history = fit(trip, store, text_emb, cfg, out_dir=out, resume=True, text_model=encoder.model_id,
+                  text_model_name=s.text_model, params=Path(s.params_file).stem,
                   fast=FastPathConfig(cache_dir=str(lay.bank_cache)), progress=progress_mode() == "widget",
                   on_epoch_end=log)
     provenance = {"params_file": s.params_file, "triplets": str(lay.triplets(tau)),
