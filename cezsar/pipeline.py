@@ -79,7 +79,8 @@ def layout_from(params: Settings | str, overrides: dict | None = None) -> Layout
     """
     s = params if isinstance(params, Settings) else settings(params, overrides)
     work = resolve(s.work_dir)
-    run_dir = resolve(s.run_dir or f"runs/{Path(s.params_file).stem}")
+    runs = os.environ.get("CEZSAR_RUNS_DIR") or "runs"  # run_all.sh's runs folder, also in JupyterLab
+    run_dir = resolve(s.run_dir or str(Path(runs) / Path(s.params_file).stem))
     figures = resolve(s.figures_dir)
     weights = resolve(s.backbone_weights) if s.backbone_weights else None
     root = resolve(s.data_root)

@@ -72,6 +72,23 @@ def test_notebook_defaults_are_the_embedded_parameter_set(path: Path):
         assert value == embedded[name], f"{path.name}: {name} = {value!r}, params/embedded.yaml has {embedded[name]!r}"
 
 
+def _execute_plain(path: Path, params_file: Path, runs: Path) -> None:
+    """Run a notebook top to bottom in a fresh kernel, as "Run All" in JupyterLab does, with its params_file set."""
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    cell.source = cell.source.replace('"params/embedded.yaml"', repr(str(params_file)), 1)
+    old = dict(os.environ)
+    os.environ.update(CEZSAR_RUNS_DIR=str(runs), MPLBACKEND="module://matplotlib_inline.backend_inline")
+    try:
+        NotebookClient(nb, timeout=900, kernel_name="python3",
+                       resources={"metadata": {"path": str(path.parent)}}).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+
+
 def _images(path: Path) -> int:
     nb = nbformat.read(path, as_version=4)
     return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
@@ -123,6 +140,13 @@ def test_run_all_executes_every_notebook_on_a_tiny_parameter_set(tmp_path: Path)
     assert "CEZSAR (VE + O)" in (run / "report.html").read_text()  # the one-page report, figures embedded
     assert (run / "report.html").read_text().count("data:image/png;base64") >= sum(images.values())
     assert "Estevam et al. (O)" in (figs / "table1.md").read_text()  # the cited literature rows
+    # one source of truth (issue 15): notebook 05 run again in a plain kernel (no papermill, no injected values),
+    # with only its params_file pointed at the set as a person would in JupyterLab, reproduces run_all's tables
+    tables = {n: (figs / n).read_bytes() for n in ("table1.md", "table2.md", "table1.csv", "table2.csv")}
+    _execute_plain(ROOT / "notebooks" / "05_tables.ipynb", tmp_path / "tiny.yaml", tmp_path / "runs")
+    assert {n: (figs / n).read_bytes() for n in tables} == tables
+    again = json.loads((run / "results.json").read_text())
+    assert again["datasets"] == results["datasets"] and again["overrides"] == {}
     # training on SynthActions lowers the validation loss (held-out videos)
     log = json.loads((tmp_path / "work" / "models" / "tau0.80" / "log.json").read_text())
     val = [e["val_loss"] for e in (log["history"] if isinstance(log, dict) else log)]
