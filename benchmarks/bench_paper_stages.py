@@ -7,7 +7,7 @@ notebooks 00-06 with params/paper.yaml pointed at it (1 epoch, MiniLM, as the fi
 each notebook the peak resident memory of its kernel (the largest process of the papermill run), its wall
 time, and the disk used by the run's work folder after it. Each stage's RAM and disk are then fitted linearly
 in the number of training feature rows (seconds of video) and projected to the full training corpus
-(ActivityNet Captions train + val: 14,926 videos, about 1.75 M one-second rows of BiT features); the test-side
+(ActivityNet Captions train + val: 14,926 videos, 1,763,069 one-second rows of BiT features); the test-side
 sizes are projected per test video. Prints one JSON document.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import paper_fixture as pf  # noqa: E402
 
 NOTEBOOKS = ["00_data", "01_features", "02_mining", "03_training", "04_tau_ablation", "05_tables", "06_figures"]
-FULL = {"train_rows": 1_750_000, "train_videos": 14_926, "ucf101_videos": 13_320, "kinetics400_videos": 20_000}
+FULL = {"train_rows": 1_763_069, "train_videos": 14_926, "ucf101_videos": 13_320, "kinetics400_videos": 20_000}
 _MEASURE = ("import resource, subprocess, sys, time; t = time.perf_counter(); rc = subprocess.run(sys.argv[1:]).returncode;"
             " print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, time.perf_counter() - t, rc)")
 
