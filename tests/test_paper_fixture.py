@@ -30,9 +30,10 @@ def fixture_run(tmp_path_factory):
     pfile = tmp / "paper_fixture.yaml"
     pfile.write_text(yaml.safe_dump(params))
     env = {**os.environ, "CEZSAR_RUNS_DIR": str(tmp / "runs")}
+    splits_before = sorted(p.name for p in (ROOT / "data" / "splits").iterdir())
     out = subprocess.run(["bash", str(ROOT / "run_all.sh"), str(pfile)], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=1500)
-    return {"fx": fx, "tmp": tmp, "out": out, "run": tmp / "runs" / "paper_fixture"}
+    return {"fx": fx, "tmp": tmp, "out": out, "run": tmp / "runs" / "paper_fixture", "splits_before": splits_before}
 
 
 @pytest.mark.slow
@@ -42,6 +43,8 @@ def test_every_stage_completes(fixture_run):
     for stem in ("00_data", "01_features", "02_mining", "03_training", "04_tau_ablation", "05_tables", "06_figures"):
         assert (fixture_run["run"] / f"{stem}.ipynb").stat().st_size > 0
     assert (fixture_run["run"] / "report.html").stat().st_size > 0
+    # the real datasets' tracked split files are read, never added to: the run leaves the repository as it was
+    assert sorted(p.name for p in (ROOT / "data" / "splits").iterdir()) == fixture_run["splits_before"]
 
 
 @pytest.mark.slow
