@@ -96,7 +96,8 @@ def topk_from_logits(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
 def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: float, k: int) -> list[int]:
     """Top-k classes of the window [start, end) seconds (paper §3.4 windows, Eq. 9 O(v)).
 
-    Rows floor(start) .. ceil(end)-1 of the per-second top-K are pooled by summing each class's
+    Rows ceil(start) .. ceil(end)-1 of the per-second top-K (the frames inside the window: frame i is at
+    second i) are pooled by summing each class's
     probability over the seconds (a class outside a second's top-K counts 0 there), so an object seen
     briefly but confidently competes with one seen long but weakly. A window past the end of the video
     falls back to its last second. Ties go to the lower class id.
@@ -106,7 +107,7 @@ def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: f
     t = len(indices)
     if t == 0 or k <= 0:
         return []
-    lo = min(max(0, math.floor(start)), t - 1)
+    lo = min(max(0, math.ceil(start)), t - 1)
     hi = max(lo + 1, min(t, math.ceil(end)))
     ids = indices[lo:hi].ravel()  # (W*K,)
     totals: dict[int, float] = {}

@@ -244,14 +244,19 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
             raise ValueError("method 'cezsar' needs a trained model (a checkpoint)")
         model.eval()
         max_len = getattr(getattr(model, "cfg", None), "max_len", 15)
-        ve = zsar.encode_videos(model, store, ids, max_len=max_len, max_seconds=max_seconds)
-        obj_se = zsar.object_embeddings(model, obj_ids, sentences, encoder.encode) if need_objects else None
+        # normalize_terms=False is the released raw sum all the way down: no unit-norm windows or objects either
+        ve = zsar.encode_videos(model, store, ids, max_len=max_len, max_seconds=max_seconds,
+                                normalize=normalize_terms)
+        obj_se = zsar.object_embeddings(model, obj_ids, sentences, encoder.encode,
+                                        normalize=normalize_terms) if need_objects else None
         vid = zsar.video_embedding(ve, obj_se, alpha, beta, normalize_terms)
         proto = zsar.class_prototypes(model, desc_emb)
     else:
         raise ValueError(f"unknown method {method!r}: use 'cezsar' or 'objects'")
+    settings = {"alpha": alpha, "beta": beta, "normalize_terms": normalize_terms, "n_objects": n_objects,
+                "max_seconds": max_seconds, "all_sentences": all_sentences}
     return {"videos": vid, "prototypes": proto, "scores": zsar.cosine_scores(vid, proto), "labels": labels,
-            "video_ids": ids, "classes": classes, "skipped": missing}
+            "video_ids": ids, "classes": classes, "skipped": missing, "settings": settings}
 
 
 def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path) -> dict:
@@ -311,12 +316,16 @@ def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]],
                          "split files are written (data/splits/ holds only the real datasets' files)")
     proto = get_protocol(dataset.kind, protocol, len(emb["classes"]), runs, split_file)
     res = evaluate_protocol(emb, proto, split_path(proto, None if real else out_dir))
-    alpha, beta = embed_kw.get("alpha", 0.8), embed_kw.get("beta", 0.2)
+    # the settings the embedding was computed with, not the keywords of this call: a caller that passes a
+    # precomputed `emb` need not repeat them (results.json once recorded max_seconds: null that way)
+    used = {"alpha": 0.8, "beta": 0.2, "normalize_terms": True, "n_objects": 3, "max_seconds": None,
+            "all_sentences": False, **embed_kw, **emb.get("settings", {})}
+    alpha, beta = used["alpha"], used["beta"]
     variant = "O" if method == "objects" else ("VE" if beta == 0 else "VE+O")
     return {"dataset": dataset.kind, "method": method, "variant": variant,
             "alpha": None if method == "objects" else alpha, "beta": None if method == "objects" else beta,
-            "normalize_terms": embed_kw.get("normalize_terms", True), "n_objects": embed_kw.get("n_objects", 3),
-            "max_seconds": embed_kw.get("max_seconds"), "all_sentences": embed_kw.get("all_sentences", False),
+            "normalize_terms": used["normalize_terms"], "n_objects": used["n_objects"],
+            "max_seconds": used["max_seconds"], "all_sentences": used["all_sentences"],
             "n_dataset_videos": len(dataset.videos), "n_videos": len(emb["video_ids"]),
             "skipped_videos": emb["skipped"], **res}
 

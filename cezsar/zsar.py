@@ -162,12 +162,15 @@ def clip_windows(n_seconds: int, max_len: int = 15, max_seconds: float | None = 
 
 
 def encode_videos(model: Any, store: Any, video_ids: Sequence[str], max_len: int = 15,
-                  max_seconds: float | None = None, batch: int = 256, device: str = "cpu") -> np.ndarray:
-    """VE(v) for each video id: windows of <= max_len features through `model.encode_video`.
+                  max_seconds: float | None = None, batch: int = 256, device: str = "cpu",
+                  normalize: bool = True) -> np.ndarray:
+    """VE(v) of Eq. 9 for each video id: windows of <= max_len features through `model.encode_video`.
 
     Windows of all videos are padded to (B, max_len, D) with a mask (True = valid) and encoded in batches;
     a video's VE is the length-weighted mean of its windows' L2-normalised embeddings (module docstring).
-    Returns (V, 128) float32. A video with no features is an error naming it.
+    `normalize=False` averages the raw window embeddings instead (the released code's unnormalised Eq. 9;
+    a clip of one window then gets the VEM output itself). Returns (V, 128) float32. A video with no
+    features is an error naming it.
     """
     import torch
 
@@ -193,7 +196,9 @@ def encode_videos(model: Any, store: Any, video_ids: Sequence[str], max_len: int
                 mask[j, :len(w)] = True
             out = model.encode_video(torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device))
             emb.append(out.float().cpu().numpy())
-    win_emb = l2_normalize(np.concatenate(emb)) if emb else np.zeros((0, 0), np.float32)  # (W, 128)
+    win_emb = np.concatenate(emb) if emb else np.zeros((0, 0), np.float32)  # (W, 128)
+    if normalize:
+        win_emb = l2_normalize(win_emb)
     weights = np.array([len(w) for w in wins], np.float32)
     owner_arr = np.asarray(owner)
     out = np.zeros((len(video_ids), win_emb.shape[1] if len(win_emb) else 0), np.float32)
@@ -249,8 +254,10 @@ def mean_rows(table: np.ndarray, rows: Sequence[np.ndarray], normalize: bool = T
 
 
 def object_embeddings(model: Any, obj_ids: Sequence[Sequence[int]], sentences: Sequence[str],
-                      encode_fn: Any) -> np.ndarray:
-    """SE(O(v)) of Eq. 9: mean of the L2-normalised SEM outputs of each video's object sentences, (V, 128)."""
+                      encode_fn: Any, normalize: bool = True) -> np.ndarray:
+    """SE(O(v)) of Eq. 9: mean of the L2-normalised SEM outputs of each video's object sentences, (V, 128).
+
+    `normalize=False` averages the raw SEM outputs (the released code's unnormalised Eq. 9)."""
     table, rows = object_sentence_embeddings(obj_ids, sentences, encode_fn)
     sem = _torch_encode(model.encode_text, table) if len(table) else table  # (U, 128)
-    return mean_rows(sem, rows)
+    return mean_rows(sem, rows, normalize)
