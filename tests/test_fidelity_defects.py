@@ -93,3 +93,28 @@ def test_results_record_the_max_seconds_the_embedding_used(tmp_path, monkeypatch
     emb = P.embed_dataset(ds, store, desc, _Encoder(), model=_model(), beta=0.0, max_seconds=16)
     res = P.run_evaluation(ds, store, desc, _Encoder(), "0/all", model=_model(), out_dir=tmp_path, emb=emb)
     assert res["max_seconds"] == 16 and res["beta"] == 0.0 and res["variant"] == "VE"
+
+
+def test_released_window_is_the_first_16_s_of_the_segment_and_trains(tmp_path):
+    """Defect 2: TrainConfig.window="released" raised NotImplementedError; it is the first 16 s of the segment."""
+    from test_train import TINY, make_toy
+
+    from cezsar.config import TrainConfig
+    from cezsar.train import fit, visual_windows
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    n = len(trip.video)
+    trip.segment = (np.arange(n) // 15).astype(np.int32)  # make_toy: 15 triplets per window, one window a segment
+    bounds = np.stack([np.arange(n // 15) % 5 + 0.4, np.arange(n // 15) % 5 + 30.0], 1)  # all longer than 16 s
+    rel = visual_windows(trip, "released", bounds)
+    np.testing.assert_allclose(rel.start, bounds[trip.segment, 0], atol=1e-6)
+    np.testing.assert_allclose(rel.end, bounds[trip.segment, 0] + 16, atol=1e-5)
+    assert trip.start is not rel.start and visual_windows(trip, "paper") is trip
+    cfg = ModelConfig(**TINY, max_len=16)
+    res = fit(trip, store, text, TrainConfig(epochs=1, window="released", device="cpu"), cfg, tmp_path / "run",
+              progress=False, segment_bounds=bounds)
+    assert res["data"]["windows"] == len(np.unique(np.stack([trip.video, trip.segment % 5]), axis=1).T)
+    assert res["data"]["truncated"] == 0  # 16 s -> 16 rows at most: frames ceil(s) .. ceil(s + 16) - 1
+    with pytest.raises(ValueError, match="segment"):
+        fit(trip, store, text, TrainConfig(epochs=1, window="released", device="cpu"), cfg, tmp_path / "r2",
+            progress=False)

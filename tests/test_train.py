@@ -157,7 +157,7 @@ def test_shared_window_batch_equals_naive_per_triplet_forward(tmp_path):
     naive = []
     for i in b:  # the released code's way: every triplet carries its own window
         feats = store.load(trip.video_ids[trip.video[i]])
-        lo = min(int(np.floor(trip.start[i])), len(feats) - 1)
+        lo = min(int(np.ceil(trip.start[i])), len(feats) - 1)  # frame i is at second i
         hi = min(max(int(np.ceil(trip.end[i])), lo + 1), len(feats), lo + cfg.max_len)
         v = model.encode_video(torch.from_numpy(feats[lo:hi])[None])
         sp, sn = model.encode_text(torch.from_numpy(text[[trip.pos[i]]])), model.encode_text(torch.from_numpy(text[[trip.neg[i]]]))
