@@ -115,3 +115,81 @@ def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: f
         totals[c] = totals.get(c, 0.0) + s
     ranked = sorted(totals.items(), key=lambda cs: (-cs[1], cs[0]))
     return [c for c, _ in ranked[:k]]
+
+
+# --- the released code's object sentences (docs/fidelity.md "object positives", "objects at eval") ------------
+RELEASED_ROWS = 16  # the released O(v) looks at the first 16 rows of a clip, zero padding included
+FRAGMENT_MIN_WORDS = 5  # released object positives: definition fragments of more than 5 words ...
+FRAGMENT_MAX_WORDS = 20  # ... cut to their first 20 words
+
+
+@lru_cache(maxsize=None)
+def _all_sense_texts(label_space: str) -> tuple[str, ...]:
+    """Per class index, "lemma: definition. definition. ..." over every WordNet sense of the class's first lemma
+    (the released code looked the word up, not the synset); cached on disk like `_sentences`."""
+    import hashlib
+    import json
+
+    from cezsar.atomic import write_json
+    from cezsar.config import cache_dir
+
+    wnids = imagenet_wnids(label_space)
+    key = hashlib.sha256("\n".join(wnids).encode()).hexdigest()[:12]
+    path = cache_dir() / "objects" / f"{label_space}-wordnet3.0-allsenses-{key}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if len(cached) == len(wnids):
+            return tuple(cached)
+    from nltk.corpus import wordnet as wn
+
+    from cezsar.resources import ensure_wordnet
+
+    ensure_wordnet()
+    out = []
+    for wnid in wnids:
+        lemma = wn.synset_from_pos_and_offset("n", int(wnid[1:])).lemmas()[0].name()
+        defs = [syn.definition().strip().rstrip(".") for syn in wn.synsets(lemma)]
+        out.append(f"{lemma.replace('_', ' ')}: " + ". ".join(defs))
+    write_json(path, out, indent=None)
+    return tuple(out)
+
+
+def all_sense_texts(label_space: str) -> list[str]:
+    """One text per class index joining the definitions of every sense of its lemma (the released O(v) text)."""
+    return list(_all_sense_texts(label_space))
+
+
+def definition_fragments(text: str, min_words: int = FRAGMENT_MIN_WORDS, max_words: int = FRAGMENT_MAX_WORDS
+                         ) -> list[str]:
+    """The released object-positive candidates of one all-sense text: its pieces split on ".", those of more
+    than `min_words` words, each cut to its first `max_words` words (paper §3.4 object positives, released)."""
+    out = []
+    for piece in text.split("."):
+        words = piece.split()
+        if len(words) > min_words:
+            out.append(" ".join(words[:max_words]))
+    return out
+
+
+def released_video_objects(indices: np.ndarray, scores: np.ndarray, k: int = 3, rows: int = RELEASED_ROWS
+                           ) -> list[int]:
+    """The released O(v) classes (Eq. 9): top-k by the mean over the first `rows` rows, zero padding included.
+
+    The released code averaged full logits; a feature store keeps each second's top-K softmax scores, so here
+    a class absent from a second's top-K (and every padding row) counts 0. Over a fixed 16-row divisor the
+    mean ranks as the sum does; ties go to the lower class id.
+    """
+    indices, scores = np.asarray(indices)[:rows], np.asarray(scores, dtype=np.float64)[:rows]
+    if len(indices) == 0 or k <= 0:
+        return []
+    totals = np.zeros(int(indices.max()) + 1)
+    np.add.at(totals, indices.ravel(), scores.ravel())
+    mean = totals / rows  # (C,) padding rows add 0 to the numerator but count in the divisor
+    present = np.unique(indices)
+    ranked = present[np.lexsort((present, -mean[present]))]
+    return [int(c) for c in ranked[:k]]
+
+
+def released_object_text(classes: list[int], texts: list[str]) -> str:
+    """The released O(v) sentence: the all-sense texts of the video's objects joined into one text."""
+    return " ".join(texts[c] for c in classes)

@@ -96,3 +96,126 @@ def test_xavier_init_draws_wider_weights_than_torch_default():
     assert w_d.abs().max() <= 1 / np.sqrt(8) + 1e-6  # torch: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
     assert 1 / np.sqrt(8) < w_x.abs().max() <= np.sqrt(6 / (8 + 16)) + 1e-6  # Xavier: sqrt(6 / (in + out))
     torch.testing.assert_close(default.vem.proj.bias, xavier.vem.proj.bias)  # biases keep torch's init
+
+
+# --- mining --------------------------------------------------------------------------------------
+def _corpus_with_objects(monkeypatch, texts=None):
+    """test_mining's clustered captions plus a fake object module: every window's objects are classes 0..2."""
+    import sys
+    import types
+
+    from test_mining import make_corpus
+
+    from cezsar import objects as real_objects
+
+    captions, emb_fn = make_corpus(n_videos=10, seed=6)
+    labels = [f"object {i}: a thing" for i in range(8)]
+    texts = texts or labels
+    vecs = {t: np.random.default_rng(i).normal(size=16) for i, t in enumerate(labels)}
+    seen = []
+
+    def window_objects(indices, scores, start, end, k):
+        seen.append((start, end))
+        return [int(i) for i in indices[int(start), :k]]
+
+    fake = types.SimpleNamespace(object_sentences=lambda space: labels, window_objects=window_objects,
+                                 all_sense_texts=lambda space: texts,
+                                 definition_fragments=real_objects.definition_fragments)
+    monkeypatch.setitem(sys.modules, "cezsar.objects", fake)
+
+    class Store:
+        label_space = "imagenet1k"
+
+        def objects(self, vid):
+            idx = np.tile(np.arange(8, dtype=np.int32)[None, :3], (200, 1))
+            return idx, np.ones_like(idx, dtype=np.float16)
+
+    rng = np.random.default_rng(9)
+
+    def both(sents):
+        return np.stack([vecs[x] if x in vecs else (emb_fn([x])[0] if x.startswith("topic") else
+                         vecs.setdefault(x, rng.normal(size=16))) for x in sents])
+
+    return captions, both, Store(), seen
+
+
+def test_triplet_level_split_is_leaky_and_video_split_is_not():
+    from test_mining import make_corpus
+
+    from cezsar.config import MiningConfig
+    from cezsar.mining import mine
+
+    captions, emb_fn = make_corpus()
+    for split, leaky in (("video", False), ("triplet", True)):
+        ts = mine(captions, emb_fn, None, MiningConfig(split=split, val_fraction=0.3))
+        both_sides = set(ts.video[ts.val]) & set(ts.video[~ts.val])
+        assert bool(both_sides) == leaky
+    assert abs(ts.val.mean() - 0.3) < 0.05
+
+
+def test_released_draw_repeats_negatives_in_proportion_to_their_entries():
+    from cezsar.config import MiningConfig
+    from cezsar.datasets import Captions, Segment
+    from cezsar.mining import mine
+
+    # one anchor; candidates "heavy" (captions 6 segments) and "light" (1 segment), both similar to the anchor
+    segs = [Segment("a", 0, 5, "anchor")] + [Segment(f"h{i}", 0, 5, "heavy") for i in range(6)] + \
+        [Segment("l", 0, 5, "light")]
+    vec = {"anchor": [1.0, 0.0], "heavy": [0.9, 0.1], "light": [0.9, -0.1]}
+    emb = lambda s: np.array([vec[x] for x in s], np.float32)  # noqa: E731
+    caps = Captions(segs, {}, {}, {})
+    cfg = MiningConfig(n_negatives=700, windows_per_segment=1, val_fraction=0.0)
+    uniform = mine(caps, emb, None, cfg)
+    first = uniform.pos == 0
+    assert sorted(uniform.sentences[i] for i in uniform.neg[first]) == ["heavy", "light"]  # distinct, 2 admissible
+    rel = mine(caps, emb, None, MiningConfig(**{**cfg.__dict__, "draw": "released"}))
+    drawn = [rel.sentences[i] for i in rel.neg[rel.pos == 0]]
+    assert len(drawn) == 700 and set(drawn) == {"heavy", "light"}  # with replacement
+    assert 5.0 < drawn.count("heavy") / drawn.count("light") < 7.2  # weights 6 : 1
+
+
+def test_far_from_all_and_object_tau_follow_the_papers_words(monkeypatch):
+    from cezsar.config import MiningConfig
+    from cezsar.mining import mine
+
+    captions, emb_fn, store, _ = _corpus_with_objects(monkeypatch)
+    cfg = MiningConfig(n_negatives=3, tau=0.9, object_negatives=False)
+    base = mine(captions, emb_fn, store, cfg)
+    far = mine(captions, emb_fn, store, MiningConfig(**{**cfg.__dict__, "far_from_all": True}))
+
+    def unit(e):
+        return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+    def violations(ts):
+        emb = unit(emb_fn(ts.sentences))
+        pos_of = {}
+        for seg, st, p in zip(ts.segment, ts.start, ts.pos):
+            pos_of.setdefault((int(seg), float(st)), set()).add(int(p))
+        bad = 0
+        for seg, st, n in zip(ts.segment, ts.start, ts.neg):
+            bad += any(emb[n] @ emb[p] <= 1 - 0.9 or n == p for p in pos_of[(int(seg), float(st))])
+        return bad
+
+    assert violations(base) > 0 and violations(far) == 0
+    tight = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5, object_tau=True))
+    loose = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5))
+    emb = unit(emb_fn(tight.sentences))
+    cap = {int(s): emb[i] for s, i in zip(tight.segment, tight.pos) if tight.sentences[i].startswith("topic")}
+    obj = [(int(s), i) for s, i in zip(tight.segment, tight.pos) if tight.sentences[i].startswith("object")]
+    assert all(emb[i] @ cap[s] > 0.5 for s, i in obj)  # every object positive passes the rule
+    assert tight.summary["object_positives"] < loose.summary["object_positives"]
+
+
+def test_released_object_positives_are_definition_fragments_of_the_10_s_from_int_start(monkeypatch):
+    from cezsar.config import MiningConfig
+    from cezsar.mining import mine
+    from cezsar.objects import definition_fragments
+
+    texts = [f"thing {i}: a b c d e f g h. short one. " + " ".join(f"w{j}" for j in range(30)) for i in range(8)]
+    assert definition_fragments(texts[0]) == ["thing 0: a b c d e f g h", " ".join(f"w{j}" for j in range(20))]
+    captions, emb_fn, store, seen = _corpus_with_objects(monkeypatch, texts)
+    ts = mine(captions, emb_fn, store, MiningConfig(n_negatives=2, released_objects=True))
+    frags = {f for t in texts[:3] for f in definition_fragments(t)}
+    objs = {ts.sentences[p] for p in ts.pos if not ts.sentences[p].startswith("topic")}
+    assert objs and objs <= frags
+    assert all(float(s).is_integer() and e - s == 10.0 for s, e in seen)
