@@ -219,3 +219,37 @@ def test_released_object_positives_are_definition_fragments_of_the_10_s_from_int
     objs = {ts.sentences[p] for p in ts.pos if not ts.sentences[p].startswith("topic")}
     assert objs and objs <= frags
     assert all(float(s).is_integer() and e - s == 10.0 for s, e in seen)
+
+
+# --- evaluation ----------------------------------------------------------------------------------
+def test_std_ddof_0_is_the_population_std():
+    from cezsar.protocols import summarize
+
+    runs = [{"top1": 0.5, "top5": 1.0}, {"top1": 0.7, "top5": 0.9}]
+    assert summarize(runs)["top1_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
+    rel = summarize(runs, ddof=0)
+    assert rel["top1_std"] == pytest.approx(0.1) and rel["std_ddof"] == 0
+
+
+def test_released_descriptions_are_cleaned_and_closest_to_the_class_name():
+    from cezsar.protocols import clean_description, pick_released_descriptions
+
+    assert clean_description("Apply Eye-Makeup: a person's \"eyes\" (etc.)!") == "apply eye makeup a person s eyes etc"
+    vec = {"jump": [1.0, 0.0], "swim": [0.0, 1.0], "people swim in water": [0.1, 1.0],
+           "a jump into the air": [1.0, 0.2], "something else": [0.7, 0.7]}
+    enc = lambda s: np.array([vec[x] for x in s], np.float32)  # noqa: E731
+    got = pick_released_descriptions(["jump", "swim"], {"jump": ["Something else.", "A jump, into the air!"],
+                                                        "swim": ["People swim in water."]}, enc)
+    assert got == ["a jump into the air", "people swim in water"]
+
+
+def test_released_object_text_mean_over_16_padded_rows_and_one_joined_text():
+    from cezsar.objects import released_object_text, released_video_objects, window_objects
+
+    idx = np.array([[4, 1, 2]] * 20, np.int32)
+    idx[16:] = [[9, 8, 7]]  # rows after the first 16 never count
+    sc = np.tile(np.array([[0.5, 0.3, 0.1]], np.float16), (20, 1))
+    assert released_video_objects(idx, sc, k=3) == [4, 1, 2]
+    assert window_objects(idx, sc, 0, 20, k=3) == [4, 1, 9]  # here: the whole clip, summed
+    texts = [f"t{i}" for i in range(10)]
+    assert released_object_text([4, 1, 2], texts) == "t4 t1 t2"
