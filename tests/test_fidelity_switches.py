@@ -253,3 +253,25 @@ def test_released_object_text_mean_over_16_padded_rows_and_one_joined_text():
     assert window_objects(idx, sc, 0, 20, k=3) == [4, 1, 9]  # here: the whole clip, summed
     texts = [f"t{i}" for i in range(10)]
     assert released_object_text([4, 1, 2], texts) == "t4 t1 t2"
+
+
+# --- extraction ----------------------------------------------------------------------------------
+def test_released_preprocessing_is_bgr_resize_and_centre_crop():
+    from cezsar.backbones import FrameEncoder
+
+    ident = torch.nn.Identity()
+    kw = dict(dim=3, num_classes=3, label_space="imagenet1k", image_size=224, mean=(0.0,) * 3, std=(1.0,) * 3)
+    paper = FrameEncoder("id", ident, ident, ident, **kw)
+    rel = FrameEncoder("id", ident, ident, ident, **kw, preprocess="released")
+    frames = np.zeros((1, 256, 512, 3), np.uint8)  # a wide frame: red left half, blue right half
+    frames[0, :, :256, 0] = 255
+    frames[0, :, 256:, 2] = 255
+    frames[0, :, :16, 1] = 255  # a green strip at the left edge: a centre crop drops it
+    p, r = paper.preprocess(frames)[0], rel.preprocess(frames)[0]  # (3, 224, 224)
+    assert p.shape == r.shape == (3, 224, 224)
+    assert p[1, :, :4].mean() > 0.5 and r[1].max() < 1e-3  # paper keeps the edge, released crops it away
+    # resized to 256 x 512 (unchanged), cropped to the centre 224 columns 144..367: left half red, right blue
+    assert r[2, :, :100].mean() > 0.99 and r[0, :, :100].max() < 1e-3  # red pixels arrive in channel 2 (BGR)
+    assert r[0, :, 124:].mean() > 0.99
+    with pytest.raises(ValueError, match="preprocessing"):
+        FrameEncoder("id", ident, ident, ident, **kw, preprocess="bgr")
