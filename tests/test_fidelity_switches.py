@@ -275,3 +275,28 @@ def test_released_preprocessing_is_bgr_resize_and_centre_crop():
     assert r[0, :, 124:].mean() > 0.99
     with pytest.raises(ValueError, match="preprocessing"):
         FrameEncoder("id", ident, ident, ident, **kw, preprocess="bgr")
+
+
+# --- the command line ----------------------------------------------------------------------------
+def test_every_switch_has_a_flag_and_defaults_to_the_paper():
+    from cezsar.cli import build_parser
+    from cezsar.config import EvalConfig, MiningConfig, TrainConfig
+
+    p = build_parser()
+    base = ["--triplets", "t", "--features", "f", "--out", "o"]
+    tr = p.parse_args(["train", *base])
+    assert (tr.window, tr.released_padding, tr.released_attention, tr.released_head, tr.xavier_init, tr.fp32) == \
+        ("paper", False, False, False, False, False)
+    tr = p.parse_args(["train", *base, "--window", "released", "--captions", "c", "--released-padding",
+                       "--released-attention", "--released-head", "--xavier-init", "--fp32", "--d-model", "1024",
+                       "--dropout", "0.2", "--max-len", "16"])
+    assert tr.window == "released" and tr.fp32 and tr.d_model == 1024 and tr.max_len == 16
+    ev = p.parse_args(["evaluate", "--dataset", "ucf101", "--root", "r", "--features", "f", "--out", "o",
+                       "--released-objects", "--released-descriptions", "--std-ddof", "0", "--released-sum"])
+    assert ev.released_objects and ev.released_descriptions and ev.std_ddof == 0
+    mi = p.parse_args(["mine", "--captions", "c", "--out", "o", "--split", "triplet", "--draw", "released",
+                       "--released-objects", "--far-from-all", "--object-tau"])
+    assert (mi.split, mi.draw, mi.released_objects, mi.far_from_all, mi.object_tau) == \
+        ("triplet", "released", True, True, True)
+    assert (MiningConfig().split, MiningConfig().draw, TrainConfig().window, TrainConfig().autocast,
+            EvalConfig().std_ddof, EvalConfig().normalize_terms) == ("video", "uniform", "paper", True, 1, True)
