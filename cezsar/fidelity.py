@@ -168,8 +168,8 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
 
 
 def measure(params_file: str, seeds: int = 3, epochs: int | None = None, variants: list[str] | None = None,
-            work: str | Path | None = None, log: Callable[[str], None] = print, existing_only: bool = False
-            ) -> list[dict]:
+            work: str | Path | None = None, log: Callable[[str], None] = print, existing_only: bool = False,
+            first_seed: int = 0) -> list[dict]:
     """Every variant x seeds 0..seeds-1 (resumable: finished pairs are read back); returns the result dicts.
     `existing_only`: collect the finished pairs, run nothing."""
     import yaml
@@ -184,7 +184,7 @@ def measure(params_file: str, seeds: int = 3, epochs: int | None = None, variant
     if unknown:
         raise ValueError(f"unknown fidelity variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     results = []
-    for seed in range(seeds):  # seed-major: an interrupted run still has every variant at the first seeds
+    for seed in range(first_seed, seeds):  # seed-major: an interrupted run still has every variant at the first seeds
         for name in names:
             t0 = time.perf_counter()
             r = run_one(lay, name, seed, base, out, epochs, base.get("text_model", "minilm"), existing_only)
@@ -307,6 +307,8 @@ def main(argv: list[str] | None = None, quiet: bool = False) -> dict:
     p.add_argument("--figures", default="figures", help="where fidelity.{json,md,png} go (default figures/)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: ~5x faster than 2 on a loaded 2-core machine; 0 = torch's)")
+    p.add_argument("--first-seed", type=int, default=0,
+                   help="start at this seed (a second process can take the later seeds; results are shared)")
     p.add_argument("--report-only", action="store_true", help="tabulate the finished (variant, seed) pairs only")
     args = p.parse_args(argv)
     if args.threads > 0:
@@ -315,7 +317,8 @@ def main(argv: list[str] | None = None, quiet: bool = False) -> dict:
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     results = measure(args.params, args.seeds, args.epochs, args.variants.split(",") if args.variants else None,
-                      log=(lambda s: None) if quiet else print, existing_only=args.report_only)
+                      log=(lambda s: None) if quiet else print, existing_only=args.report_only,
+                      first_seed=args.first_seed)
     if not results:
         raise SystemExit("fidelity: no finished (variant, seed) pair to report")
     import yaml

@@ -300,3 +300,23 @@ def test_every_switch_has_a_flag_and_defaults_to_the_paper():
         ("triplet", "released", True, True, True)
     assert (MiningConfig().split, MiningConfig().draw, TrainConfig().window, TrainConfig().autocast,
             EvalConfig().std_ddof, EvalConfig().normalize_terms) == ("video", "uniform", "paper", True, 1, True)
+
+
+# --- the parameter set ---------------------------------------------------------------------------
+def test_released_yaml_turns_every_switch_on_and_matches_the_measured_variant():
+    import yaml
+
+    from cezsar.config import PROJ_ROOT, ExtractConfig
+    from cezsar.fidelity import PARAM_KEYS, RELEASED, configs
+
+    values = yaml.safe_load((PROJ_ROOT / "params" / "released.yaml").read_text())
+    embedded = yaml.safe_load((PROJ_ROOT / "params" / "embedded.yaml").read_text())
+    assert {k: values[k] for k in RELEASED} == RELEASED  # the measured "released" row is this file
+    cfg = configs(values)
+    assert cfg["model"].released_padding and cfg["model"].released_attention and cfg["model"].released_head
+    assert cfg["mine"].released_objects and cfg["eval"].released_objects and not cfg["eval"].normalize_terms
+    assert cfg["train"].window == "released" and not cfg["train"].autocast and cfg["eval"].std_ddof == 0
+    assert ExtractConfig(released_preprocess=values["released_preprocess"]).released_preprocess
+    paper = configs(embedded)  # the paper configuration sets none of them
+    assert not paper["model"].released_padding and paper["train"].window == "paper" and paper["eval"].std_ddof == 1
+    assert set(RELEASED) <= set(PARAM_KEYS)
