@@ -1,7 +1,7 @@
 """Frame encoders: an ImageNet CNN per frame -> pooled features and class logits (paper §3.2, §3.5).
 
 One interface, `FrameEncoder.encode(frames uint8 (T, H, W, 3) RGB) -> (features float32 (T, D),
-logits float32 (T, C))`, over three backbones (DESIGN.md §5, §7 "frame CNN"):
+logits float32 (T, C))`, over three backbones (README "Real data and a GPU"; docs/fidelity.md "frame CNN"):
 
 | name | D | C | label space | preprocessing | weights |
 |---|---|---|---|---|---|
@@ -102,7 +102,7 @@ class FrameEncoder:
 
 def efficientnet_lite0(weights: str | Path | None = None, device: str = "cpu", image_size: int = 160,
                        batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
-    """EfficientNet-Lite0, ImageNet-1k (DESIGN §5 default): inputs in [-1, 1], D = 1280, C = 1000."""
+    """EfficientNet-Lite0, ImageNet-1k (the offline default): inputs in [-1, 1], D = 1280, C = 1000."""
     from efficientnet_lite_pytorch import EfficientNet
 
     from cezsar.resources import efficientnet_lite0_weights

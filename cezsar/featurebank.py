@@ -1,4 +1,4 @@
-"""The fast training data path (DESIGN.md §11): every feature stack in one contiguous array with per-video
+"""The fast training data path (benchmarks/RESULTS.md): every feature stack in one contiguous array with per-video
 offsets, windows as precomputed row-index matrices, and batches that forward each distinct window and
 sentence once, packed: only the windows' valid rows are gathered and go through the VEM
 (`JointEmbedder.encode_video_packed`).
@@ -105,7 +105,7 @@ def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tup
 
 
 def bank_tensor(bank: np.ndarray, device: torch.device) -> Tensor:
-    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU (DESIGN §11)."""
+    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU."""
     if device.type == "cpu":
         # copy-on-write view: torch wants a writable buffer, nothing is ever written
         return torch.from_numpy(np.load(bank.filename, mmap_mode="c") if isinstance(bank, np.memmap) else bank)

@@ -1,4 +1,4 @@
-"""Hard negative mining: (video window, positive sentence, negative sentence) triplets (paper §3.4, DESIGN §7).
+"""Hard negative mining: (video window, positive sentence, negative sentence) triplets (paper §3.4, docs/fidelity.md).
 
 Per captioned segment, `windows_per_segment` seeded random windows of up to `window_seconds`; each window's
 positives are the caption plus, when object data exists, the `object_positives` object sentences of its
@@ -38,7 +38,7 @@ HIST_EDGES = np.round(np.linspace(-1.0, 1.0, 21), 2)  # cosine bins of width 0.1
 # --- pure pieces --------------------------------------------------------------------------------------
 def admissible(sim: np.ndarray, pos_ids: np.ndarray, cand_ids: np.ndarray | None, tau: float,
                rule: str = "released", max_sim: float | None = None) -> np.ndarray:
-    """The τ rule of paper §3.4 (DESIGN §7) on a block of cosines -> bool (B, C).
+    """The τ rule of paper §3.4 (docs/fidelity.md "negative rule") on a block of cosines -> bool (B, C).
 
     Args:
         sim: cosines (B, C) between B positives and C candidates.
@@ -230,7 +230,7 @@ def random_windows(start: np.ndarray, end: np.ndarray, per_segment: int, seconds
 
 
 def video_split(n_videos: int, fraction: float, seed: int) -> np.ndarray:
-    """Seeded validation flags per video (DESIGN §7: by video, so no video is on both sides) -> bool (V,)."""
+    """Seeded validation flags per video (docs/fidelity.md "optimiser": by video, so no video is on both sides) -> bool (V,)."""
     val = np.zeros(n_videos, dtype=bool)
     if fraction <= 0 or n_videos < 2:
         return val
@@ -366,7 +366,7 @@ def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.nda
 
 def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, store: Any = None,
          cfg: MiningConfig | None = None, strategy: str = "auto") -> TripletSet:
-    """Mine (window, positive, negative) triplets with the τ rule (paper §3.4; DESIGN §7).
+    """Mine (window, positive, negative) triplets with the τ rule (paper §3.4; docs/fidelity.md).
 
     Args:
         captions: `datasets.Captions` (or anything with `.segments` of (video_id, start, end, sentence)).

@@ -3,7 +3,7 @@
 Paper §3.5 and Eq. 9: the objects recognised in a video are turned into sentences and embedded with the
 same SBERT as the class descriptions; the mining of §3.4 also draws object positives from them. A class
 index is mapped to its WordNet 3.0 synset *by offset* (the ImageNet id `n02124075` is noun offset
-2124075), and its sentence is "lemma: definition" of that exact synset (DESIGN.md §7 "objects at eval";
+2124075), and its sentence is "lemma: definition" of that exact synset (docs/fidelity.md "objects at eval";
 the released code took the definitions of every sense of the lemma, mixing unrelated meanings).
 """
 from __future__ import annotations

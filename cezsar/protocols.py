@@ -1,4 +1,4 @@
-"""Evaluation protocols (paper §4, DESIGN.md §8): seeded class subsets, saved once and reused, and runs.
+"""Evaluation protocols (paper §4): seeded class subsets, saved once and reused, and runs.
 
 A protocol "0/N" tests on N unseen classes; a run is one seeded random subset of N classes (seed s uses
 `numpy.random.default_rng(s)`), all the test videos of those classes, and accuracy over videos. The class
@@ -24,7 +24,7 @@ from cezsar.zsar import true_class_rank
 STD_DDOF = 1  # sample standard deviation over runs (numpy ddof=1), recorded in every results file
 DEFAULT_RUNS = 50  # paper §4: 50 random class subsets
 
-# paper §4 / DESIGN §8: protocol name -> (number of test classes, runs)
+# paper §4: protocol name -> (number of test classes, runs)
 PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
     "ucf101": {"0/101": (101, 1), "0/50": (50, 50), "0/20": (20, 50)},
     "kinetics400": {"0/400": (400, 1), "0/100": (100, 50), "0/25": (25, 50)},

@@ -41,7 +41,7 @@ def triplet_loss(v: Tensor, s_pos: Tensor, s_neg: Tensor, margin: float = 1.0) -
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" = CUDA when present, else CPU (DESIGN §7 optimiser row: bf16 autocast on CUDA)."""
+    """"auto" = CUDA when present, else CPU (bf16 autocast on CUDA unless TrainConfig.autocast is off; docs/fidelity.md)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -3,7 +3,7 @@
 The core is pure functions over arrays (`class_prototypes`, `video_embedding`, `cosine_scores`, `predict`,
 `metrics`); the thin glue below them turns a FeatureStore into VE(v) and SE(O(v)) with a JointEmbedder.
 
-Decisions (DESIGN.md §7, "eval" and "objects at eval" rows):
+Decisions (docs/fidelity.md, "eval" and "objects at eval" rows):
 - VidE = alpha * VE + beta * SE(O): each term is L2-normalised before the sum by default, because VE and SE
   have different norms after their ReLU heads and an unnormalised sum lets the larger one dominate whatever
   alpha/beta say; `normalize_terms=False` is the released code's plain sum.
@@ -72,7 +72,7 @@ def video_embedding(ve: np.ndarray, obj_se: np.ndarray | None = None, alpha: flo
     Args:
         ve: (V, 128) visual embeddings VE(v).
         obj_se: (V, 128) object sentence embeddings SE(O(v)), or None (then VidE = VE, as with beta = 0).
-        normalize_terms: L2-normalise each term before the sum (default, DESIGN §7); False = released sum.
+        normalize_terms: L2-normalise each term before the sum (default, docs/fidelity.md); False = released sum.
     """
     ve = np.asarray(ve, np.float32)
     if obj_se is None or beta == 0:
