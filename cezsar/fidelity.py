@@ -330,8 +330,8 @@ def main(argv: list[str] | None = None, quiet: bool = False) -> dict:
     settings = {"params": args.params, "seeds": len({r["seed"] for r in results}), "epochs": epochs,
                 "command": f"python -m cezsar.fidelity --params {args.params} --seeds {args.seeds}"
                            + (f" --epochs {args.epochs}" if args.epochs else ""),
-                "seconds_this_call": round(time.perf_counter() - t0),
                 "seconds_all_runs": round(sum(sum(r["seconds"].values()) for r in results)),
+                **({} if args.report_only else {"seconds_this_call": round(time.perf_counter() - t0)}),
                 "note": f"Each model trained {epochs} epochs (early stopping as the parameter set says) on "
                         "SynthActions' training videos, mining seed fixed; one training per (variant, seed), "
                         "evaluation-only variants reuse the paper model of their seed."}
