@@ -1,7 +1,7 @@
 """Frame encoders: an ImageNet CNN per frame -> pooled features and class logits (paper §3.2, §3.5).
 
 One interface, `FrameEncoder.encode(frames uint8 (T, H, W, 3) RGB) -> (features float32 (T, D),
-logits float32 (T, C))`, over three backbones (DESIGN.md §5, §7 "frame CNN"):
+logits float32 (T, C))`, over three backbones (README "Real data and a GPU"; docs/fidelity.md "frame CNN"):
 
 | name | D | C | label space | preprocessing | weights |
 |---|---|---|---|---|---|
@@ -10,8 +10,10 @@ logits float32 (T, C))`, over three backbones (DESIGN.md §5, §7 "frame CNN"):
 | resnet152 (the paper's wording) | 2048 | 1000 | imagenet1k | ImageNet mean/std | user's torchvision .pth |
 
 Every frame is resized to a square `image_size` x `image_size` (the whole frame, no crop: wide video
-keeps its edges, where actors often are). The colour order is RGB throughout (the released code fed
-BGR frames as RGB, DESIGN §7).
+keeps its edges, where actors often are). The colour order is RGB throughout. `preprocess="released"`
+reproduces the released extraction instead (docs/fidelity.md "frame colour"): BGR frames fed as RGB, the
+shorter side resized to 256/224 of `image_size`, then a centre crop of `image_size` (256 -> 224 at 224 px);
+needed so that newly extracted test features match the released training features.
 """
 from __future__ import annotations
 
@@ -48,7 +50,10 @@ class FrameEncoder:
     def __init__(self, name: str, model: nn.Module, features: Callable[[torch.Tensor], torch.Tensor],
                  head: Callable[[torch.Tensor], torch.Tensor], dim: int, num_classes: int, label_space: str,
                  image_size: int, mean: tuple[float, ...], std: tuple[float, ...], device: str = "cpu",
-                 batch: int = 32) -> None:
+                 batch: int = 32, preprocess: str = "paper") -> None:
+        if preprocess not in ("paper", "released"):
+            raise ValueError(f"unknown preprocessing {preprocess!r} (expected 'paper' or 'released')")
+        self.preprocess_mode = preprocess
         self.name, self.dim, self.num_classes, self.label_space = name, dim, num_classes, label_space
         self.image_size, self.batch = int(image_size), int(batch)
         self.device = resolve_device(device)
@@ -61,10 +66,19 @@ class FrameEncoder:
         """uint8 (T, H, W, 3) RGB -> normalised float (T, 3, S, S) on the device."""
         if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"frames must be uint8 (T, H, W, 3) RGB, got {frames.dtype} {frames.shape}")
+        if self.preprocess_mode == "released":
+            frames = frames[..., ::-1]  # the released decoder's BGR frames, fed to the RGB network as they were
         x = torch.from_numpy(np.ascontiguousarray(frames)).to(self.device)
         x = x.permute(0, 3, 1, 2).float().div_(255.0)  # (T, H, W, 3) -> (T, 3, H, W) in [0, 1]
         s = self.image_size
-        if x.shape[-2:] != (s, s):
+        if self.preprocess_mode == "released":
+            h, w = x.shape[-2:]
+            short = round(s * 256 / 224)  # resize 256 + centre crop 224, scaled to image_size
+            size = (short, max(short, round(w * short / h))) if h <= w else (max(short, round(h * short / w)), short)
+            x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+            top, left = (size[0] - s) // 2, (size[1] - s) // 2
+            x = x[..., top:top + s, left:left + s]  # (T, 3, s, s)
+        elif x.shape[-2:] != (s, s):
             x = F.interpolate(x, size=(s, s), mode="bilinear", antialias=True, align_corners=False)
         return (x - self._mean) / self._std
 
@@ -87,8 +101,8 @@ class FrameEncoder:
 
 
 def efficientnet_lite0(weights: str | Path | None = None, device: str = "cpu", image_size: int = 160,
-                       batch: int = 32) -> FrameEncoder:
-    """EfficientNet-Lite0, ImageNet-1k (DESIGN §5 default): inputs in [-1, 1], D = 1280, C = 1000."""
+                       batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
+    """EfficientNet-Lite0, ImageNet-1k (the offline default): inputs in [-1, 1], D = 1280, C = 1000."""
     from efficientnet_lite_pytorch import EfficientNet
 
     from cezsar.resources import efficientnet_lite0_weights
@@ -106,11 +120,11 @@ def efficientnet_lite0(weights: str | Path | None = None, device: str = "cpu", i
         return model.extract_features(x).mean(dim=(2, 3))  # (B, 1280, h, w) -> (B, 1280)
 
     return FrameEncoder("efficientnet_lite0", model, features, model._fc, 1280, 1000, "imagenet1k",
-                        image_size, _HALF, _HALF, device, batch)
+                        image_size, _HALF, _HALF, device, batch, preprocess)
 
 
 def bit_m_r152x2(weights: str | Path | None, device: str = "cpu", image_size: int = 160,
-                 batch: int = 32) -> FrameEncoder:
+                 batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
     """BiT-M-R152x2, ImageNet-21k (the released features): inputs in [-1, 1], D = 4096, C = 21843."""
     from cezsar.bit import load_bit_npz
 
@@ -121,11 +135,11 @@ def bit_m_r152x2(weights: str | Path | None, device: str = "cpu", image_size: in
     model = load_bit_npz(weights)
     label_space = "imagenet21k" if model.head.out_features == 21843 else "imagenet1k"
     return FrameEncoder("bit_m_r152x2", model, model.features, model.head, model.dim,
-                        model.head.out_features, label_space, image_size, _HALF, _HALF, device, batch)
+                        model.head.out_features, label_space, image_size, _HALF, _HALF, device, batch, preprocess)
 
 
 def resnet152(weights: str | Path | None, device: str = "cpu", image_size: int = 160,
-              batch: int = 32) -> FrameEncoder:
+              batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
     """ResNet-152 from torchvision's ImageNet-1k .pth: ImageNet mean/std, D = 2048, C = 1000."""
     from cezsar.resnet import load_resnet152
 
@@ -133,14 +147,15 @@ def resnet152(weights: str | Path | None, device: str = "cpu", image_size: int =
         raise FileNotFoundError("resnet152 needs --weights: torchvision's resnet152-*.pth state dict")
     model = load_resnet152(weights)
     return FrameEncoder("resnet152", model, model.features, model.fc, model.dim, model.fc.out_features,
-                        "imagenet1k", image_size, _IMAGENET_MEAN, _IMAGENET_STD, device, batch)
+                        "imagenet1k", image_size, _IMAGENET_MEAN, _IMAGENET_STD, device, batch, preprocess)
 
 
 def get_encoder(name: str = "efficientnet_lite0", weights: str | Path | None = None, device: str = "cpu",
-                image_size: int = 160, batch: int = 32) -> FrameEncoder:
-    """The frame encoder by name (see module table); `weights` is a path or None for the offline default."""
+                image_size: int = 160, batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
+    """The frame encoder by name (see module table); `weights` is a path or None for the offline default;
+    `preprocess` "paper" (RGB, whole frame) or "released" (BGR, resize + centre crop; ExtractConfig.released_preprocess)."""
     key = _ALIASES.get(name.lower(), name.lower())
     builders = {"efficientnet_lite0": efficientnet_lite0, "bit_m_r152x2": bit_m_r152x2, "resnet152": resnet152}
     if key not in builders:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
-    return builders[key](weights, device=device, image_size=image_size, batch=batch)
+    return builders[key](weights, device=device, image_size=image_size, batch=batch, preprocess=preprocess)

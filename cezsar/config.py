@@ -1,7 +1,8 @@
 """Paths and typed configs with the paper's defaults (one place, cookiecutter-data-science style).
 
 Every default cites where it comes from: the paper (section / equation), the released code, or
-DESIGN.md §7 when the two disagree and we chose.
+docs/fidelity.md when the two disagree and we chose. Each released-code behaviour is a switch, off by default
+(the paper's reading); `params/released.yaml` turns them all on.
 """
 from __future__ import annotations
 
@@ -37,18 +38,19 @@ def cache_dir() -> Path:
 # --- stage configs -----------------------------------------------------------------------------
 @dataclass
 class ExtractConfig:
-    backbone: str = "efficientnet_lite0"  # DESIGN §5: BiT-M-R152x2 when its .npz is given, else EfficientNet-Lite0
+    backbone: str = "efficientnet_lite0"  # docs/fidelity.md "frame CNN": BiT-M-R152x2 when its .npz is given, else EfficientNet-Lite0
     weights: str | None = None  # path to BiT .npz / ResNet-152 .pth; None = the offline default
     fps: float = 1.0  # paper §3.2: one frame per second
-    image_size: int = 160  # EfficientNet input side; DESIGN §6: 160 px is ~3x faster than 224 on 2 cores
+    image_size: int = 160  # EfficientNet input side; 160 px is ~3x faster than 224 on 2 cores
     batch: int = 32  # frames per CNN forward
     topk_objects: int = 5  # per-second object classes kept (indices + scores) for mining and Eq. 9
     max_seconds: float | None = None  # decode at most this many seconds (None = whole video)
+    released_preprocess: bool = False  # paper: –; here RGB, whole frame resized; released: BGR, resize 256 + centre crop 224
 
 
 @dataclass
 class TextConfig:
-    model: str = "minilm"  # DESIGN §5: all-MiniLM-L6-v2 offline; "mpnet" (768-d) or a path; paper: paraphrase-distilroberta-base-v2
+    model: str = "minilm"  # all-MiniLM-L6-v2 offline (README "Real data and a GPU"); "mpnet" (768-d) or a path; paper: paraphrase-distilroberta-base-v2
     batch: int = 64  # sentences per SBERT forward
 
 
@@ -63,10 +65,16 @@ class MiningConfig:
     object_negatives: bool = True  # object sentences join the negative pool too: if they were only ever
     # positives, a sentence's kind would reveal its role and the model can learn that instead of the video
     # (measured on SynthActions: VE collapsed to chance with captions-only negatives; see README)
-    rule: str = "released"  # DESIGN §7: "released" = negatives have cos > 1 - tau (hard, related)
+    rule: str = "released"  # docs/fidelity.md: "released" = negatives have cos > 1 - tau (hard, related)
     exclude_same_video: bool = False  # switch: never draw a negative from the anchor's own video
     max_sim: float | None = None  # switch: paraphrase guard, drop candidates with cos >= max_sim
-    val_fraction: float = 0.1  # share of *videos* held out for early stopping (never split by triplet)
+    val_fraction: float = 0.1  # share of *videos* (or of triplets, split="triplet") held out for early stopping
+    split: str = "video"  # paper: –; here by video; "triplet" = released: triplets drawn at random (leaky; 0.3 there)
+    draw: str = "uniform"  # paper n = 10; here distinct, uniform; "released": with replacement, weighted by entry count
+    released_objects: bool = False  # paper: 2 object sentences; released: all-sense fragments split on ".", > 5
+    # words, cut to 20, top-5 objects by mean score over the 10 s from int(window start)
+    far_from_all: bool = False  # paper §3.4 words: a negative passes the rule against all positives of its window
+    object_tau: bool = False  # paper §3.4 words: object positives must themselves be similar (cos > 1 - tau)
     block: int = 4096  # rows of the similarity matrix computed at once (bounds memory)
     seed: int = 0
 
@@ -83,6 +91,13 @@ class ModelConfig:
     dropout: float = 0.1  # torch's TransformerEncoderLayer default (the paper does not say)
     positional: bool = True  # paper Eq. 3 input: sinusoidal PE; released code has none
     released_sem: bool = False  # released SEM: Dropout + Linear + LayerNorm instead of FC+ReLU (Eq. 6)
+    released_padding: bool = False  # paper: up to 15 rows, padding masked; released: always max_len (16) rows,
+    # zero padded, the padding inside attention and the mean
+    released_attention: bool = False  # paper: over time within a clip; released: across the batch in training
+    # (batch_first unset), none across time at test (each step attends to itself)
+    released_head: bool = False  # paper Eqs. 1, 5: FC+ReLU; released: ReLU before the first and the last FC, no
+    # output ReLU, LayerNorm on the VEM and SEM outputs in training only
+    xavier_init: bool = False  # paper: –; here torch's default init; released: Xavier-uniform weights
 
 
 @dataclass
@@ -95,6 +110,7 @@ class TrainConfig:
     patience: int = 10  # paper §4: early stopping
     margin: float = 1.0  # Eq. 7 epsilon; released code: 1.0
     window: str = "paper"  # "paper": the mined window is the visual input; "released": first 16 s of the segment
+    autocast: bool = True  # paper: –; here bf16 autocast on CUDA; released: fp32 everywhere (False)
     seed: int = 0
     device: str = "auto"  # auto = CUDA when present (bf16 autocast there), else CPU
 
@@ -103,10 +119,15 @@ class TrainConfig:
 class EvalConfig:
     alpha: float = 0.8  # Eq. 9, paper §5
     beta: float = 0.2  # Eq. 9; 0 = VE only
-    n_objects: int = 3  # DESIGN §7: top-3 objects per video for O(v)
-    normalize_terms: bool = True  # DESIGN §7: L2-normalise VE and SE(O) before the sum; False = released
+    n_objects: int = 3  # docs/fidelity.md: top-3 objects per video for O(v)
+    normalize_terms: bool = True  # docs/fidelity.md: L2-normalise VE and SE(O) before the sum; False = released
     runs: int = 50  # paper §4: 50 random class subsets
     max_seconds: float | None = None  # released code: first 16 s; None = whole clip
+    released_objects: bool = False  # O(v), here: top-3 by summed score over the clip, one sentence each, exact
+    # synset; released: mean score over the first 16 rows (padding included), top-3, one joined all-sense text
+    released_descriptions: bool = False  # here: the first description sentence as given; released: lower-cased,
+    # punctuation removed, the sentence most similar to the class name
+    std_ddof: int = 1  # std over runs: sample std (ddof 1) here; the released code's numpy default is ddof 0
 
 
 def to_dict(cfg) -> dict:

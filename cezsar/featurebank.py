@@ -1,4 +1,4 @@
-"""The fast training data path (DESIGN.md §11): every feature stack in one contiguous array with per-video
+"""The fast training data path (benchmarks/RESULTS.md): every feature stack in one contiguous array with per-video
 offsets, windows as precomputed row-index matrices, and batches that forward each distinct window and
 sentence once, packed: only the windows' valid rows are gathered and go through the VEM
 (`JointEmbedder.encode_video_packed`).
@@ -105,7 +105,7 @@ def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tup
 
 
 def bank_tensor(bank: np.ndarray, device: torch.device) -> Tensor:
-    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU (DESIGN §11)."""
+    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU."""
     if device.type == "cpu":
         # copy-on-write view: torch wants a writable buffer, nothing is ever written
         return torch.from_numpy(np.load(bank.filename, mmap_mode="c") if isinstance(bank, np.memmap) else bank)
@@ -121,8 +121,9 @@ def window_index(video: np.ndarray, start: np.ndarray, end: np.ndarray, offsets:
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """Distinct (video, start, end) windows as bank rows, paper §4 "stacks with up to 15 features".
 
-    Row i of a video holds second [i, i+1); a window [start, end) takes the rows it overlaps, clipped to
-    the video's length and cut to the first `max_len`. Returns rows int64 (W, max_len) (padding repeats the
+    Row i of a video is the frame at second i (1 fps, `video.decode_1fps`); a window [start, end) takes the
+    frames inside it, rows ceil(start) .. ceil(end) - 1 (a 10-s window [3.4, 13.4) is the 10 rows 4..13),
+    clipped to the video's length (at least one row) and cut to the first `max_len`. Returns rows int64 (W, max_len) (padding repeats the
     last valid row so every index is in range), mask bool (W, max_len), win int64 (N,) the window of each
     triplet, and counts of clipped windows.
     """
@@ -133,7 +134,7 @@ def window_index(video: np.ndarray, start: np.ndarray, end: np.ndarray, offsets:
     if v.size and (v.min() < 0 or v.max() >= len(offsets) - 1):
         raise ValueError(f"triplet video index out of range [0, {len(offsets) - 1})")
     length = (offsets[v + 1] - offsets[v]).astype(np.int64)  # (W,)
-    first = np.floor(uniq[:, 1]).astype(np.int64)
+    first = np.ceil(uniq[:, 1]).astype(np.int64)  # frame i is at second i: floor would add one from before
     last = np.ceil(uniq[:, 2]).astype(np.int64)  # exclusive
     stats = {"windows": int(len(uniq)), "past_end": int((first >= length).sum()), "truncated": 0}
     first = np.clip(first, 0, length - 1)  # a window past the features' end keeps the last second

@@ -1,4 +1,4 @@
-"""Hard negative mining: (video window, positive sentence, negative sentence) triplets (paper §3.4, DESIGN §7).
+"""Hard negative mining: (video window, positive sentence, negative sentence) triplets (paper §3.4, docs/fidelity.md).
 
 Per captioned segment, `windows_per_segment` seeded random windows of up to `window_seconds`; each window's
 positives are the caption plus, when object data exists, the `object_positives` object sentences of its
@@ -8,6 +8,13 @@ admissible when cos(pos, cand) > 1 - tau and it is not the same sentence (exact 
 negatives. Rule "different" (a literal reading of the paper's "sufficiently different"): cos <= 1 - tau.
 Switches: `exclude_same_video` (no candidate that captions the anchor's video), `max_sim` (drop cos >=
 max_sim, a paraphrase guard). A negative is never the caption of its own segment.
+
+Released-code and paper-wording switches (docs/fidelity.md), off by default: `split="triplet"` (a random
+triplet-level validation split), `draw="released"` (negatives with replacement, weighted by how many caption
+entries carry the sentence), `released_objects` (all-sense definition fragments of the top-5 objects over the
+10 s from int(window start)), `far_from_all` (a negative passes the rule against every positive of its
+window) and `object_tau` (object positives must pass the similarity rule too). The draw and far-from-all
+switches use `_switched_negatives`, an exact blockwise path of their own.
 
 Strategy "exact": the similarity work is blockwise, `block` unique positive sentences x all candidates at
 a time, so memory is O(block * candidates); its draws are vectorised (rejection draws in flat arrays where
@@ -31,7 +38,7 @@ HIST_EDGES = np.round(np.linspace(-1.0, 1.0, 21), 2)  # cosine bins of width 0.1
 # --- pure pieces --------------------------------------------------------------------------------------
 def admissible(sim: np.ndarray, pos_ids: np.ndarray, cand_ids: np.ndarray | None, tau: float,
                rule: str = "released", max_sim: float | None = None) -> np.ndarray:
-    """The τ rule of paper §3.4 (DESIGN §7) on a block of cosines -> bool (B, C).
+    """The τ rule of paper §3.4 (docs/fidelity.md "negative rule") on a block of cosines -> bool (B, C).
 
     Args:
         sim: cosines (B, C) between B positives and C candidates.
@@ -223,13 +230,83 @@ def random_windows(start: np.ndarray, end: np.ndarray, per_segment: int, seconds
 
 
 def video_split(n_videos: int, fraction: float, seed: int) -> np.ndarray:
-    """Seeded validation flags per video (DESIGN §7: by video, so no video is on both sides) -> bool (V,)."""
+    """Seeded validation flags per video (docs/fidelity.md "optimiser": by video, so no video is on both sides) -> bool (V,)."""
     val = np.zeros(n_videos, dtype=bool)
     if fraction <= 0 or n_videos < 2:
         return val
     n_val = min(max(int(round(fraction * n_videos)), 1), n_videos - 1)
     val[np.random.default_rng([seed, 2]).permutation(n_videos)[:n_val]] = True
     return val
+
+
+def triplet_split(n_triplets: int, fraction: float, seed: int) -> np.ndarray:
+    """The released code's validation split: each *triplet* held out at random with probability `fraction`
+    (0.3 there), so windows and captions of one video sit on both sides (leaky) -> bool (N,)."""
+    return np.random.default_rng([seed, 3]).random(n_triplets) < fraction
+
+
+def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np.ndarray, u_vid: np.ndarray,
+                        group: np.ndarray, weights: np.ndarray, video_of_cand: tuple | None, cfg: MiningConfig,
+                        rng: np.random.Generator) -> tuple[np.ndarray, dict]:
+    """Negatives under `far_from_all` and/or `draw="released"` (paper §3.4; docs/fidelity.md), exactly.
+
+    Args:
+        group: (U,) the window of each unit; with far_from_all a candidate must pass the rule against every
+            positive of the unit's window (and be none of them), not only against the unit's own positive.
+        weights: (C,) entries per candidate (caption segments carrying it; 1 for an object sentence); with
+            draw="released" the n negatives are drawn with replacement, proportional to it, as the released
+            loop drew random entries; otherwise n distinct ones, uniformly.
+    Returns:
+        neg (U, n) (-1 = none), summary statistics.
+    """
+    n, n_units = cfg.n_negatives, len(u_pos)
+    neg = np.full((n_units, n), -1, dtype=np.int64)
+    count = np.zeros(n_units, dtype=np.int64)
+    neg_hist = np.zeros(len(HIST_EDGES) - 1, dtype=np.int64)
+    cand = emb[:n_cand]  # (C, d)
+    order = np.argsort(group, kind="stable")  # units of one window side by side
+    g_sorted = group[order]
+    step = max(1, cfg.block)
+    for b0 in range(0, n_units, step):
+        ub = order[b0:b0 + step]  # (E,) units of this block
+        sim = emb[u_pos[ub]] @ cand.T  # (E, C)
+        mask = admissible(sim, u_pos[ub], None, cfg.tau, cfg.rule, cfg.max_sim)  # (E, C)
+        if cfg.far_from_all:
+            # AND over the units of each window (windows may straddle blocks: recompute those members)
+            for gi in np.unique(group[ub]):
+                members = order[np.searchsorted(g_sorted, gi):np.searchsorted(g_sorted, gi, side="right")]
+                ms = admissible(emb[u_pos[members]] @ cand.T, u_pos[members], None, cfg.tau, cfg.rule, cfg.max_sim)
+                both = ms.all(axis=0)  # (C,)
+                both[u_pos[members][u_pos[members] < n_cand]] = False  # never one of the window's positives
+                mask[group[ub] == gi] &= both
+        rows = np.arange(len(ub))
+        own = banned[ub] >= 0
+        mask[rows[own], banned[ub][own]] = False
+        if video_of_cand is not None:
+            offsets, cols, _ = video_of_cand
+            lens = offsets[u_vid[ub] + 1] - offsets[u_vid[ub]]
+            mask[np.repeat(rows, lens), cols[_ranges(offsets[u_vid[ub]], lens)]] = False
+        count[ub] = mask.sum(1)
+        if cfg.draw == "released":
+            w = mask * weights[None, :]  # (E, C) entry counts of the admissible candidates
+            cw = np.cumsum(w, axis=1)
+            total = cw[:, -1]
+            ok = total > 0
+            u = rng.random((len(ub), n)) * total[:, None]  # (E, n) positions on each row's cumulative weight
+            pick = np.empty((len(ub), n), dtype=np.int64)
+            for i in np.flatnonzero(ok):  # one searchsorted per unit (not per pair)
+                pick[i] = np.searchsorted(cw[i], u[i], side="right")
+            nb = np.where(ok[:, None], np.minimum(pick, n_cand - 1), -1)
+        else:
+            keys = np.where(mask, rng.random(mask.shape), -1.0)  # random keys: top-n = uniform without replacement
+            top = np.argsort(-keys, axis=1, kind="stable")[:, :n]
+            nb = np.where(np.take_along_axis(keys, top, 1) >= 0, top, -1)
+        neg[ub] = nb
+        got = nb >= 0
+        neg_hist += np.histogram(sim[np.repeat(rows, n).reshape(-1, n)[got], nb[got]], bins=HIST_EDGES)[0]
+    return neg, {"positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
+                 "admissible": _stats(count), "switched_draw": {"draw": cfg.draw, "far_from_all": cfg.far_from_all},
+                 "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()}}
 
 
 def _normalise(emb: np.ndarray, sentences: Sequence[str]) -> np.ndarray:
@@ -264,6 +341,7 @@ def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.nda
 
     k = cfg.objects_per_window
     classes = np.full(w0.shape + (k,), -1, dtype=np.int64)  # (S, W, K)
+    window = cfg.window_seconds
     cache: dict[int, Any] = {}
     for s in range(w0.shape[0]):  # a loop over windows (object lookup is per video file), not over pairs
         v = int(captions_vid[s])
@@ -273,14 +351,22 @@ def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.nda
         if obj is None:
             continue
         for w in range(w0.shape[1]):
-            top = list(window_objects(obj[0], obj[1], float(w0[s, w]), float(w1[s, w]), k))[:k]
+            if cfg.released_objects:  # released: the 10 s from int(start), whatever the window's end
+                lo, hi = float(int(w0[s, w])), float(int(w0[s, w]) + window)
+            else:
+                lo, hi = float(w0[s, w]), float(w1[s, w])
+            top = list(window_objects(obj[0], obj[1], lo, hi, k))[:k]
             classes[s, w, :len(top)] = top
+    if cfg.released_objects:
+        from cezsar.objects import all_sense_texts
+
+        return classes, all_sense_texts(store.label_space)
     return classes, object_sentences(store.label_space)
 
 
 def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, store: Any = None,
          cfg: MiningConfig | None = None, strategy: str = "auto") -> TripletSet:
-    """Mine (window, positive, negative) triplets with the τ rule (paper §3.4; DESIGN §7).
+    """Mine (window, positive, negative) triplets with the τ rule (paper §3.4; docs/fidelity.md).
 
     Args:
         captions: `datasets.Captions` (or anything with `.segments` of (video_id, start, end, sentence)).
@@ -321,9 +407,21 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     if store is not None and cfg.object_positives > 0:
         obj_cls, obj_text = _object_positives(seg_vid, video_ids, w0, w1, store, cfg)  # (S, W, K)
         used = np.unique(obj_cls[obj_cls >= 0])
-        cls_sid = np.full(max(len(obj_text), 1), -1, dtype=np.int64)
-        for c in used:
-            cls_sid[c] = sid.setdefault(obj_text[c], len(sid))
+        if cfg.released_objects:  # candidates: the definition fragments of the window's objects (S, W, K*F)
+            from cezsar.objects import definition_fragments
+
+            frags = {int(c): [sid.setdefault(f, len(sid)) for f in definition_fragments(obj_text[c])] for c in used}
+            width = max([len(v) for v in frags.values()] + [1])
+            per_cls = np.full((max(len(obj_text), 1), width), -1, dtype=np.int64)
+            for c, ids in frags.items():
+                per_cls[c, :len(ids)] = ids
+            osid_all = np.where(obj_cls[..., None] >= 0, per_cls[np.maximum(obj_cls, 0)], -1)  # (S, W, K, F)
+            osid_all = osid_all.reshape(obj_cls.shape[:2] + (-1,))  # (S, W, K*F)
+        else:
+            cls_sid = np.full(max(len(obj_text), 1), -1, dtype=np.int64)
+            for c in used:
+                cls_sid[c] = sid.setdefault(obj_text[c], len(sid))
+            osid_all = np.where(obj_cls >= 0, cls_sid[np.maximum(obj_cls, 0)], -1)  # (S, W, K)
     sentences = list(sid)
     if cfg.object_negatives:
         n_cand = len(sid)  # object sentences (appended after the captions) are candidates too
@@ -338,9 +436,11 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     u_win = [np.tile(np.arange(n_win), n_seg)]
     u_pos = [np.repeat(seg_sid, n_win)]
     if obj_cls is not None:
-        osid = np.where(obj_cls >= 0, cls_sid[np.maximum(obj_cls, 0)], -1)  # (S, W, K)
+        osid = osid_all  # (S, W, K) object sentences (released_objects: (S, W, K*F) fragments)
         sim = np.einsum("swkd,sd->swk", emb[np.maximum(osid, 0)], emb[seg_sid])  # (S, W, K)
         sim[(osid < 0) | (osid == seg_sid[:, None, None])] = -np.inf
+        if cfg.object_tau:  # paper §3.4: "most similar (using the rule previously defined)": cos > 1 - tau
+            sim[sim <= 1.0 - cfg.tau] = -np.inf
         top = np.argsort(-sim, axis=2, kind="stable")[:, :, :cfg.object_positives]  # (S, W, P)
         top_sim = np.take_along_axis(sim, top, 2)
         s_i, w_i, p_i = np.nonzero(np.isfinite(top_sim))
@@ -361,7 +461,15 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
 
     rng = np.random.default_rng([cfg.seed, 1])
     exact = _ExactMiner(emb, n_cand, u_pos, banned, u_vid, video_of_cand, cfg, rng)
-    if strategy == "exact":
+    if cfg.draw not in ("uniform", "released"):
+        raise ValueError(f"unknown negative draw {cfg.draw!r} (expected 'uniform' or 'released')")
+    if cfg.draw == "released" or cfg.far_from_all:
+        weights = np.bincount(seg_sid, minlength=n_cand)[:n_cand].astype(np.float64)  # entries per caption
+        weights[weights == 0] = 1.0  # an object sentence is one entry
+        neg, stats = _switched_negatives(emb, n_cand, u_pos, banned, u_vid, u_seg * n_win + u_win, weights,
+                                         video_of_cand, cfg, rng)
+        strategy = "exact-switched"
+    elif strategy == "exact":
         neg, count, hist, neg_hist = exact(np.arange(n_units))
         stats = {"positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
                  "admissible": _stats(count),
@@ -377,16 +485,19 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     t_unit = np.repeat(np.arange(n_units), keep.sum(1))
     val_video = video_split(n_videos, cfg.val_fraction, cfg.seed)
     trip_vid = u_vid[t_unit]
+    if cfg.split not in ("video", "triplet"):
+        raise ValueError(f"unknown validation split {cfg.split!r} (expected 'video' or 'triplet')")
+    val = val_video[trip_vid] if cfg.split == "video" else triplet_split(len(t_unit), cfg.val_fraction, cfg.seed)
     ts = TripletSet(
         sentences=sentences, video_ids=video_ids,
         video=trip_vid.astype(np.int32), segment=u_seg[t_unit].astype(np.int32),
         start=w0[u_seg, u_win][t_unit].astype(np.float32), end=w1[u_seg, u_win][t_unit].astype(np.float32),
-        pos=u_pos[t_unit].astype(np.int32), neg=neg[keep].astype(np.int32), val=val_video[trip_vid],
+        pos=u_pos[t_unit].astype(np.int32), neg=neg[keep].astype(np.int32), val=val,
         text_model=text_model)
     n_obj = int((u_pos != seg_sid[u_seg]).sum())
     ts.summary = {
         "triplets": len(ts), "val_triplets": int(ts.val.sum()),
-        "segments": n_seg, "videos": n_videos, "val_videos": int(val_video.sum()),
+        "segments": n_seg, "videos": n_videos, "val_videos": int(val_video.sum()) if cfg.split == "video" else None,
         "zero_length_segments": int((seg_end <= seg_start).sum()),
         "sentences": len(sentences), "candidates": n_cand,
         "positives": n_units, "caption_positives": n_units - n_obj, "object_positives": n_obj,

@@ -1,4 +1,4 @@
-"""Sampled hard negative mining: the released rule's random-partner loop as matrix work (paper §3.4, DESIGN §7).
+"""Sampled hard negative mining: the released rule's random-partner loop as matrix work (paper §3.4, docs/fidelity.md).
 
 The released code draws random partners for a positive one at a time and keeps the admissible ones; the
 exact strategy (`mining.mine(strategy="exact")`) instead scores every positive against every candidate.

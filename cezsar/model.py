@@ -1,10 +1,10 @@
 """The joint embedder (paper §3.2): a visual embedding module (VEM) and a sentence embedding module (SEM)
 that map a video's per-second CNN feature stack and a sentence's SBERT vector into one 128-d space.
 
-Defaults follow the paper; `ModelConfig.positional` and `ModelConfig.released_sem` switch to the
-released code's variants (DESIGN.md §7). The released code's attention over the *batch* axis
-(`batch_first` unset) is deliberately not reproduced: it makes a clip's embedding depend on the other clips
-in its batch.
+Defaults follow the paper; the `ModelConfig` switches `positional`, `released_sem`, `released_padding`,
+`released_attention`, `released_head` and `xavier_init` turn on the released code's variants one by one
+(docs/fidelity.md). `released_attention` reproduces the released attention over the *batch* axis
+(`batch_first` unset): in training a clip's embedding then depends on the other clips of its batch.
 """
 from __future__ import annotations
 
@@ -65,29 +65,70 @@ class VisualEmbedder(nn.Module):
             for _ in range(cfg.n_layers)
         )
         self.out = nn.Linear(cfg.d_model, cfg.emb_dim)
+        self.cfg = cfg
+        # released head only: a parameter-free LayerNorm on the output in training (no new weights, and the
+        # default model's parameters and their initialisation order are untouched)
+        self.out_norm = nn.LayerNorm(cfg.emb_dim, elementwise_affine=False) if cfg.released_head else None
+
+    def _first(self, x: Tensor) -> Tensor:
+        """Eq. 1; released head: Linear(ReLU(x)), the ReLU before the FC and none after it."""
+        if self.cfg.released_head:
+            return self.proj(torch.relu(x))
+        return torch.relu(self.proj(x))
+
+    def _last(self, pooled: Tensor) -> Tensor:
+        """Eq. 5; released head: Linear(ReLU(pooled)), no output ReLU, LayerNorm in training only."""
+        if not self.cfg.released_head:
+            return torch.relu(self.out(pooled))
+        out = self.out(torch.relu(pooled))
+        return self.out_norm(out) if self.training else out
+
+    def _released_layer(self, layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor:
+        """The released attention: its layer ran with batch_first unset on (B, T, d) input, so in training each
+        time step attends across the clips of the batch; at test it encoded one clip at a time as (1, T, d),
+        i.e. T sequences of length 1, so each step attends only to itself. No key padding mask either way."""
+        b, t, d = h.shape
+        if self.training:
+            return layer(h.transpose(0, 1)).transpose(0, 1)  # (T, B, d): attention over B  -> (B, T, d)
+        return layer(h.reshape(b * t, 1, d)).reshape(b, t, d)  # (B T, 1, d): each step alone
+
+    def _released_pad(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+        """The released fixed input: exactly max_len rows, zero padded, every row valid (padding included in
+        attention and in the mean)."""
+        b, t, f = x.shape
+        L = self.cfg.max_len
+        x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))[:, :L]
+        if t < L:
+            x = torch.cat([x, x.new_zeros(b, L - t, f)], dim=1)  # (B, L, feat_dim)
+        return x, torch.ones(b, L, dtype=torch.bool, device=x.device)
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """x: (B, T, feat_dim) features, one row per second; mask: (B, T) bool, True = valid row.
 
         Padded rows are excluded from the attention keys and from the mean, and are zeroed before the
-        projection, so neither their content nor their number changes the output.
+        projection, so neither their content nor their number changes the output (unless `released_padding`).
         """
         b, t, _ = x.shape
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
+        if self.cfg.released_padding:
+            x, mask = self._released_pad(x, mask)  # (B, max_len, feat_dim), all rows valid
         valid = mask.unsqueeze(-1)  # (B, T, 1)
         # torch.where, not a product: a NaN/inf in a padded row must not leak through 0 * x
         x = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
-        h = torch.relu(self.proj(x))  # (B, T, d_model)  Eq. 1
+        h = self._first(x)  # (B, T, d_model)  Eq. 1
         if self.pe is not None:
             h = self.pe(h)
         pad = ~mask  # (B, T) True = ignore (torch's key-padding convention)
         for layer in self.layers:
-            h = layer(h, src_key_padding_mask=pad)  # (B, T, d_model)  Eqs. 2-4
+            if self.cfg.released_attention:
+                h = self._released_layer(layer, h)  # (B, T, d_model)
+            else:
+                h = layer(h, src_key_padding_mask=pad)  # (B, T, d_model)  Eqs. 2-4
         h = torch.where(valid, h, torch.zeros((), dtype=h.dtype, device=h.device))
         n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (B, 1)
         pooled = h.sum(dim=1) / n  # (B, d_model) masked mean over time
-        return torch.relu(self.out(pooled))  # (B, d_emb)  Eq. 5
+        return self._last(pooled)  # (B, d_emb)  Eq. 5
 
     def forward_packed(self, x: Tensor, mask: Tensor, index: Tensor | None = None) -> Tensor:
         """`forward` on packed ("varlen") input: the same Eqs. 1-5 with the same parameters, computed on the
@@ -106,10 +147,12 @@ class VisualEmbedder(nn.Module):
         mask, as `forward` does. Equal to `forward` up to float rounding (tests/test_model.py) with dropout off;
         in training the CPU dropout masks come from `dropout_cpu`, so they differ from `forward`'s draws.
         """
+        if self.cfg.released_padding or self.cfg.released_attention:
+            raise NotImplementedError("released_padding / released_attention need the padded layout: use forward")
         u, t = mask.shape
         if index is None:
             index = mask.reshape(-1).nonzero().squeeze(1)  # (N,)
-        h = torch.relu(self.proj(x))  # (N, d_model)  Eq. 1
+        h = self._first(x)  # (N, d_model)  Eq. 1
         if self.pe is not None:
             # position j of a row = its column in the padded layout, as `forward` adds pe[:T]
             h = h + self.pe.at(index % t, t).to(h.dtype)  # (N, d_model)
@@ -122,7 +165,7 @@ class VisualEmbedder(nn.Module):
         grid = h.new_zeros(u * t, d).index_copy_(0, index, h).view(u, t, d)  # (U, T, d_model) in place: no clone
         n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (U, 1)
         pooled = grid.sum(dim=1) / n  # (U, d_model)
-        return torch.relu(self.out(pooled))  # (U, d_emb)  Eq. 5
+        return self._last(pooled)  # (U, d_emb)  Eq. 5
 
 
 def _cpu_dropout_noise(x: Tensor, p: float) -> Tensor:
@@ -196,17 +239,21 @@ def _feed_forward_packed(layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor
 class SentenceEmbedder(nn.Module):
     """SEM, paper Eq. 6: FC+ReLU from the SBERT vector to d_emb.
 
-    `released_sem=True` uses the released code's Dropout + Linear + LayerNorm instead.
+    `released_sem=True` uses the released code's Dropout + Linear + LayerNorm instead; with `released_head`
+    that LayerNorm runs in training only, as in the released code.
     """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
+        self.train_only_norm = cfg.released_sem and cfg.released_head
         if cfg.released_sem:
             self.net = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.text_dim, cfg.emb_dim), nn.LayerNorm(cfg.emb_dim))
         else:
             self.net = nn.Sequential(nn.Linear(cfg.text_dim, cfg.emb_dim), nn.ReLU())
 
     def forward(self, s: Tensor) -> Tensor:
+        if self.train_only_norm and not self.training:
+            return self.net[:-1](s)  # (B, d_emb) the released evaluation skips the LayerNorm
         return self.net(s)  # (B, d_emb)
 
 
@@ -218,6 +265,10 @@ class JointEmbedder(nn.Module):
         self.cfg = cfg or ModelConfig()
         self.vem = VisualEmbedder(self.cfg)
         self.sem = SentenceEmbedder(self.cfg)
+        if self.cfg.xavier_init:  # the released init; otherwise torch's defaults, drawn in the same order as ever
+            for name, p in self.named_parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
 
     def encode_video(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Eqs. 1-5. x: (B, T, feat_dim) float; mask: (B, T) bool, True = valid. Returns (B, d_emb)."""

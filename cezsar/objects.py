@@ -3,7 +3,7 @@
 Paper §3.5 and Eq. 9: the objects recognised in a video are turned into sentences and embedded with the
 same SBERT as the class descriptions; the mining of §3.4 also draws object positives from them. A class
 index is mapped to its WordNet 3.0 synset *by offset* (the ImageNet id `n02124075` is noun offset
-2124075), and its sentence is "lemma: definition" of that exact synset (DESIGN.md §7 "objects at eval";
+2124075), and its sentence is "lemma: definition" of that exact synset (docs/fidelity.md "objects at eval";
 the released code took the definitions of every sense of the lemma, mixing unrelated meanings).
 """
 from __future__ import annotations
@@ -96,7 +96,8 @@ def topk_from_logits(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
 def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: float, k: int) -> list[int]:
     """Top-k classes of the window [start, end) seconds (paper §3.4 windows, Eq. 9 O(v)).
 
-    Rows floor(start) .. ceil(end)-1 of the per-second top-K are pooled by summing each class's
+    Rows ceil(start) .. ceil(end)-1 of the per-second top-K (the frames inside the window: frame i is at
+    second i) are pooled by summing each class's
     probability over the seconds (a class outside a second's top-K counts 0 there), so an object seen
     briefly but confidently competes with one seen long but weakly. A window past the end of the video
     falls back to its last second. Ties go to the lower class id.
@@ -106,7 +107,7 @@ def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: f
     t = len(indices)
     if t == 0 or k <= 0:
         return []
-    lo = min(max(0, math.floor(start)), t - 1)
+    lo = min(max(0, math.ceil(start)), t - 1)
     hi = max(lo + 1, min(t, math.ceil(end)))
     ids = indices[lo:hi].ravel()  # (W*K,)
     totals: dict[int, float] = {}
@@ -114,3 +115,81 @@ def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: f
         totals[c] = totals.get(c, 0.0) + s
     ranked = sorted(totals.items(), key=lambda cs: (-cs[1], cs[0]))
     return [c for c, _ in ranked[:k]]
+
+
+# --- the released code's object sentences (docs/fidelity.md "object positives", "objects at eval") ------------
+RELEASED_ROWS = 16  # the released O(v) looks at the first 16 rows of a clip, zero padding included
+FRAGMENT_MIN_WORDS = 5  # released object positives: definition fragments of more than 5 words ...
+FRAGMENT_MAX_WORDS = 20  # ... cut to their first 20 words
+
+
+@lru_cache(maxsize=None)
+def _all_sense_texts(label_space: str) -> tuple[str, ...]:
+    """Per class index, "lemma: definition. definition. ..." over every WordNet sense of the class's first lemma
+    (the released code looked the word up, not the synset); cached on disk like `_sentences`."""
+    import hashlib
+    import json
+
+    from cezsar.atomic import write_json
+    from cezsar.config import cache_dir
+
+    wnids = imagenet_wnids(label_space)
+    key = hashlib.sha256("\n".join(wnids).encode()).hexdigest()[:12]
+    path = cache_dir() / "objects" / f"{label_space}-wordnet3.0-allsenses-{key}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if len(cached) == len(wnids):
+            return tuple(cached)
+    from nltk.corpus import wordnet as wn
+
+    from cezsar.resources import ensure_wordnet
+
+    ensure_wordnet()
+    out = []
+    for wnid in wnids:
+        lemma = wn.synset_from_pos_and_offset("n", int(wnid[1:])).lemmas()[0].name()
+        defs = [syn.definition().strip().rstrip(".") for syn in wn.synsets(lemma)]
+        out.append(f"{lemma.replace('_', ' ')}: " + ". ".join(defs))
+    write_json(path, out, indent=None)
+    return tuple(out)
+
+
+def all_sense_texts(label_space: str) -> list[str]:
+    """One text per class index joining the definitions of every sense of its lemma (the released O(v) text)."""
+    return list(_all_sense_texts(label_space))
+
+
+def definition_fragments(text: str, min_words: int = FRAGMENT_MIN_WORDS, max_words: int = FRAGMENT_MAX_WORDS
+                         ) -> list[str]:
+    """The released object-positive candidates of one all-sense text: its pieces split on ".", those of more
+    than `min_words` words, each cut to its first `max_words` words (paper §3.4 object positives, released)."""
+    out = []
+    for piece in text.split("."):
+        words = piece.split()
+        if len(words) > min_words:
+            out.append(" ".join(words[:max_words]))
+    return out
+
+
+def released_video_objects(indices: np.ndarray, scores: np.ndarray, k: int = 3, rows: int = RELEASED_ROWS
+                           ) -> list[int]:
+    """The released O(v) classes (Eq. 9): top-k by the mean over the first `rows` rows, zero padding included.
+
+    The released code averaged full logits; a feature store keeps each second's top-K softmax scores, so here
+    a class absent from a second's top-K (and every padding row) counts 0. Over a fixed 16-row divisor the
+    mean ranks as the sum does; ties go to the lower class id.
+    """
+    indices, scores = np.asarray(indices)[:rows], np.asarray(scores, dtype=np.float64)[:rows]
+    if len(indices) == 0 or k <= 0:
+        return []
+    totals = np.zeros(int(indices.max()) + 1)
+    np.add.at(totals, indices.ravel(), scores.ravel())
+    mean = totals / rows  # (C,) padding rows add 0 to the numerator but count in the divisor
+    present = np.unique(indices)
+    ranked = present[np.lexsort((present, -mean[present]))]
+    return [int(c) for c in ranked[:k]]
+
+
+def released_object_text(classes: list[int], texts: list[str]) -> str:
+    """The released O(v) sentence: the all-sense texts of the video's objects joined into one text."""
+    return " ".join(texts[c] for c in classes)

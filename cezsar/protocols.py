@@ -1,4 +1,4 @@
-"""Evaluation protocols (paper §4, DESIGN.md §8): seeded class subsets, saved once and reused, and runs.
+"""Evaluation protocols (paper §4): seeded class subsets, saved once and reused, and runs.
 
 A protocol "0/N" tests on N unseen classes; a run is one seeded random subset of N classes (seed s uses
 `numpy.random.default_rng(s)`), all the test videos of those classes, and accuracy over videos. The class
@@ -9,6 +9,7 @@ in `data/splits/` (tracked); custom datasets (SynthActions, a user's own) keep t
 from __future__ import annotations
 
 import json
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ from cezsar.zsar import true_class_rank
 STD_DDOF = 1  # sample standard deviation over runs (numpy ddof=1), recorded in every results file
 DEFAULT_RUNS = 50  # paper §4: 50 random class subsets
 
-# paper §4 / DESIGN §8: protocol name -> (number of test classes, runs)
+# paper §4: protocol name -> (number of test classes, runs)
 PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
     "ucf101": {"0/101": (101, 1), "0/50": (50, 50), "0/20": (20, 50)},
     "kinetics400": {"0/400": (400, 1), "0/100": (100, 50), "0/25": (25, 50)},
@@ -181,26 +182,56 @@ def evaluate_runs(scores: np.ndarray, labels: np.ndarray, classes: Sequence[str]
     return out
 
 
-def summarize(run_results: Sequence[dict]) -> dict:
-    """Mean and sample std (ddof = STD_DDOF) of top-1/top-5 over runs; std is None for a single run."""
-    out: dict = {"n_runs": len(run_results), "std_ddof": STD_DDOF}
+def summarize(run_results: Sequence[dict], ddof: int = STD_DDOF) -> dict:
+    """Mean and std (ddof 1, the sample std, by default; the released code's numpy default is ddof 0) of
+    top-1/top-5 over runs; std is None for a single run."""
+    out: dict = {"n_runs": len(run_results), "std_ddof": ddof}
     for key in ("top1", "top5"):
         vals = np.array([r[key] for r in run_results], np.float64)
         out[f"{key}_mean"] = float(vals.mean()) if len(vals) else float("nan")
-        out[f"{key}_std"] = float(vals.std(ddof=STD_DDOF)) if len(vals) > STD_DDOF else None
+        out[f"{key}_std"] = float(vals.std(ddof=ddof)) if len(vals) > max(ddof, 1) else None
+    return out
+
+
+_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+
+
+def clean_description(sentence: str) -> str:
+    """The released description cleaning: lower-cased, punctuation replaced by spaces, spaces collapsed."""
+    return " ".join(sentence.lower().translate(_PUNCT).split())
+
+
+def pick_released_descriptions(classes: Sequence[str], descriptions: dict[str, list[str]], encode_fn: Any
+                          ) -> list[str]:
+    """Per class, the released code's prototype sentence: every description sentence cleaned
+    (`clean_description`), then the one most similar (SBERT cosine) to the class name; ties to the first."""
+    cleaned = [[clean_description(x) for x in descriptions[c]] for c in classes]
+    flat = [x for xs in cleaned for x in xs]
+    emb = np.asarray(encode_fn(list(classes) + flat), np.float32)
+    emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
+    names, sents = emb[:len(classes)], emb[len(classes):]
+    out, at = [], 0
+    for i, xs in enumerate(cleaned):
+        sim = sents[at:at + len(xs)] @ names[i]  # (n_c,)
+        out.append(xs[int(np.argmax(sim))])
+        at += len(xs)
     return out
 
 
 def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], encoder: Any,
                   method: str = "cezsar", model: Any = None, alpha: float = 0.8, beta: float = 0.2,
                   normalize_terms: bool = True, n_objects: int = 3, max_seconds: float | None = None,
-                  all_sentences: bool = False, skip_missing: bool = False) -> dict:
+                  all_sentences: bool = False, skip_missing: bool = False, released_objects: bool = False,
+                  released_descriptions: bool = False) -> dict:
     """Videos and class prototypes of a ClassDataset in the space a method scores in.
 
     method "cezsar": VidE (Eq. 9; VE only when beta = 0) and SEM prototypes (Eq. 6) from `model`;
     method "objects": the SBERT space of the objects-only baseline (`baselines.sbert_space`).
     Validates first: a class without a description and a video without features are errors naming them
     (with `skip_missing`, videos without features are left out and listed under "skipped").
+    Released switches (docs/fidelity.md): `released_objects` = O(v) as the released code built it (top-3 by
+    the mean over the first 16 rows, padding included, the all-sense texts joined into one text, encoded once);
+    `released_descriptions` = one cleaned description per class, the one closest to the class name.
     Returns {"videos" (V, d), "prototypes" (C, d), "scores" (V, C), "labels" (V,), "video_ids", "classes",
     "skipped"}.
     """
@@ -224,14 +255,28 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
         raise ValueError(f"none of the {len(dataset.videos)} videos of {dataset.kind} has features in the store")
     ids = [v.video_id for v in videos]
     labels = np.array([col[v.label] for v in videos], np.int64)
-    sents = [descriptions[c] if all_sentences else descriptions[c][:1] for c in classes]
+    if released_descriptions:
+        sents = [[x] for x in pick_released_descriptions(classes, descriptions, encoder.encode)]
+    else:
+        sents = [descriptions[c] if all_sentences else descriptions[c][:1] for c in classes]
     flat = [s for ss in sents for s in ss]
     emb = np.asarray(encoder.encode(flat), np.float32)  # (sum n_c, text_dim)
     offs = np.cumsum([0] + [len(ss) for ss in sents])
     desc_emb = emb if not all_sentences else [emb[offs[i]:offs[i + 1]] for i in range(len(classes))]
     need_objects = method == "objects" or beta != 0
     obj_ids = sentences = None
-    if need_objects:
+    if need_objects and released_objects:
+        from cezsar.objects import all_sense_texts, released_object_text, released_video_objects
+
+        texts = all_sense_texts(store.label_space)
+        sentences = []  # one joined text per video, deduplicated below by object_sentence_embeddings
+        for vid in ids:
+            obj = store.objects(vid)
+            if obj is None:
+                raise ValueError(f"video {vid!r} has no object file in the feature store; evaluate with beta=0")
+            sentences.append(released_object_text(released_video_objects(obj[0], obj[1], n_objects), texts))
+        obj_ids = [[i] for i in range(len(ids))]
+    elif need_objects:
         from cezsar.objects import object_sentences
 
         obj_ids = zsar.video_objects(store, ids, n_objects, max_seconds)
@@ -244,17 +289,24 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
             raise ValueError("method 'cezsar' needs a trained model (a checkpoint)")
         model.eval()
         max_len = getattr(getattr(model, "cfg", None), "max_len", 15)
-        ve = zsar.encode_videos(model, store, ids, max_len=max_len, max_seconds=max_seconds)
-        obj_se = zsar.object_embeddings(model, obj_ids, sentences, encoder.encode) if need_objects else None
+        # normalize_terms=False is the released raw sum all the way down: no unit-norm windows or objects either
+        ve = zsar.encode_videos(model, store, ids, max_len=max_len, max_seconds=max_seconds,
+                                normalize=normalize_terms)
+        obj_se = zsar.object_embeddings(model, obj_ids, sentences, encoder.encode,
+                                        normalize=normalize_terms) if need_objects else None
         vid = zsar.video_embedding(ve, obj_se, alpha, beta, normalize_terms)
         proto = zsar.class_prototypes(model, desc_emb)
     else:
         raise ValueError(f"unknown method {method!r}: use 'cezsar' or 'objects'")
+    settings = {"alpha": alpha, "beta": beta, "normalize_terms": normalize_terms, "n_objects": n_objects,
+                "max_seconds": max_seconds, "all_sentences": all_sentences}
+    if released_objects or released_descriptions:  # recorded only when on: default results keep their keys
+        settings.update(released_objects=released_objects, released_descriptions=released_descriptions)
     return {"videos": vid, "prototypes": proto, "scores": zsar.cosine_scores(vid, proto), "labels": labels,
-            "video_ids": ids, "classes": classes, "skipped": missing}
+            "video_ids": ids, "classes": classes, "skipped": missing, "settings": settings}
 
 
-def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path) -> dict:
+def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path, ddof: int = STD_DDOF) -> dict:
     """Score every run of `protocol` on embedded data (`embed_dataset`'s dict); results dict with stable
     names: {"protocol", "n_classes", "split_file", "n_runs", "std_ddof", "top1_mean", "top1_std",
     "top5_mean", "top5_std", "chance", "runs": [...]} plus "confusion"/"per_class" for a single run."""
@@ -263,7 +315,7 @@ def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path) -> 
     splits = load_or_create_splits(protocol, emb["classes"], split_file)
     runs = evaluate_runs(emb["scores"], emb["labels"], emb["classes"], splits["runs"])
     out = {"protocol": protocol.name, "n_classes": splits["n_classes"], "split_file": splits["path"],
-           **summarize(runs), "chance": 1.0 / max(splits["n_classes"], 1), "runs": runs}
+           **summarize(runs, ddof), "chance": 1.0 / max(splits["n_classes"], 1), "runs": runs}
     if len(runs) == 1:
         col = {c: i for i, c in enumerate(emb["classes"])}
         cols = np.array([col[c] for c in runs[0]["classes"]], np.int64)
@@ -288,7 +340,7 @@ def official_classes(kind: str) -> list[str] | None:
 def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]], encoder: Any, protocol: str,
                    method: str = "cezsar", model: Any = None, runs: int | None = None,
                    split_file: str | Path | None = None, out_dir: str | Path | None = None,
-                   emb: dict | None = None, **embed_kw: Any) -> dict:
+                   emb: dict | None = None, std_ddof: int = STD_DDOF, **embed_kw: Any) -> dict:
     """Embed a ClassDataset (unless `emb` is given) and score one protocol: the results dict.
 
     Real datasets (classes = data/classes/<kind>.txt) use the tracked data/splits/ files, drawn in the
@@ -310,13 +362,18 @@ def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]],
         raise ValueError(f"dataset {dataset.kind!r} is not the official class list: give out_dir, where its "
                          "split files are written (data/splits/ holds only the real datasets' files)")
     proto = get_protocol(dataset.kind, protocol, len(emb["classes"]), runs, split_file)
-    res = evaluate_protocol(emb, proto, split_path(proto, None if real else out_dir))
-    alpha, beta = embed_kw.get("alpha", 0.8), embed_kw.get("beta", 0.2)
+    res = evaluate_protocol(emb, proto, split_path(proto, None if real else out_dir), std_ddof)
+    # the settings the embedding was computed with, not the keywords of this call: a caller that passes a
+    # precomputed `emb` need not repeat them (results.json once recorded max_seconds: null that way)
+    used = {"alpha": 0.8, "beta": 0.2, "normalize_terms": True, "n_objects": 3, "max_seconds": None,
+            "all_sentences": False, **embed_kw, **emb.get("settings", {})}
+    alpha, beta = used["alpha"], used["beta"]
     variant = "O" if method == "objects" else ("VE" if beta == 0 else "VE+O")
     return {"dataset": dataset.kind, "method": method, "variant": variant,
             "alpha": None if method == "objects" else alpha, "beta": None if method == "objects" else beta,
-            "normalize_terms": embed_kw.get("normalize_terms", True), "n_objects": embed_kw.get("n_objects", 3),
-            "max_seconds": embed_kw.get("max_seconds"), "all_sentences": embed_kw.get("all_sentences", False),
+            "normalize_terms": used["normalize_terms"], "n_objects": used["n_objects"],
+            "max_seconds": used["max_seconds"], "all_sentences": used["all_sentences"],
+            **{k: used[k] for k in ("released_objects", "released_descriptions") if used.get(k)},
             "n_dataset_videos": len(dataset.videos), "n_videos": len(emb["video_ids"]),
             "skipped_videos": emb["skipped"], **res}
 

@@ -7,6 +7,7 @@ valid rows only through the VEM, `JointEmbedder.encode_video_packed`).
 """
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import io
@@ -40,7 +41,7 @@ def triplet_loss(v: Tensor, s_pos: Tensor, s_neg: Tensor, margin: float = 1.0) -
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" = CUDA when present, else CPU (DESIGN §7 optimiser row: bf16 autocast on CUDA)."""
+    """"auto" = CUDA when present, else CPU (bf16 autocast on CUDA unless TrainConfig.autocast is off; docs/fidelity.md)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -82,9 +83,13 @@ def batch_loss(model: JointEmbedder, data: TripletTensors, b: Tensor, margin: fl
     same function as `encode_video` on the padded batch, without the padding's compute.
     Returns (per-triplet loss (B,), d_pos < d_neg (B,) bool).
     """
-    x, mask, index, inv_v = data.packed_video_batch(b)
     s, inv_p, inv_n = data.text_batch(b)
-    ve = model.encode_video_packed(x, mask, index).float()  # (U, d_emb) fp32 for the loss under bf16 autocast
+    if model.cfg.released_padding or model.cfg.released_attention:  # released variants need the padded layout
+        xp, mask, inv_v = data.video_batch(b)
+        ve = model.encode_video(xp, mask).float()  # (U, d_emb)
+    else:
+        x, mask, index, inv_v = data.packed_video_batch(b)
+        ve = model.encode_video_packed(x, mask, index).float()  # (U, d_emb) fp32 for the loss under bf16 autocast
     se = model.encode_text(s).float()  # (Us, d_emb)
     v, sp, sn = ve[inv_v], se[inv_p], se[inv_n]  # (B, d_emb) each
     loss = triplet_loss(v, sp, sn, margin)
@@ -103,8 +108,9 @@ def make_optimizer(model: JointEmbedder, cfg: TrainConfig) -> torch.optim.AdamW:
                              fused=True)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def _autocast(device: torch.device, enabled: bool = True):
+    """bf16 autocast on CUDA (TrainConfig.autocast); the released code trained in fp32 (autocast=False)."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
 def train_one_epoch(model: JointEmbedder, data: TripletTensors, optimizer: torch.optim.Optimizer, order: np.ndarray,
@@ -123,7 +129,7 @@ def train_one_epoch(model: JointEmbedder, data: TripletTensors, optimizer: torch
     t0 = time.perf_counter()
     for i in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         b = order_t[i * cfg.batch:(i + 1) * cfg.batch]
-        with _autocast(device):
+        with _autocast(device, cfg.autocast):
             loss, _ = batch_loss(model, data, b, cfg.margin)
         mean = loss.mean()
         optimizer.zero_grad(set_to_none=True)
@@ -148,7 +154,7 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
     total, correct = 0.0, 0
     for i in range(0, len(order), cfg.batch):
         b = order[i:i + cfg.batch]
-        with _autocast(device):
+        with _autocast(device, cfg.autocast):
             loss, ok = batch_loss(model, data, b, cfg.margin)
         total += float(loss.double().sum())
         correct += int(ok.sum())
@@ -241,6 +247,43 @@ def _write_logs(history: list[dict], out: Path) -> None:
     write_text(out / "log.csv", buf.getvalue())
 
 
+# --- the visual input of a triplet ---------------------------------------------------------------
+RELEASED_SECONDS = 16.0  # the released code's visual input: the first 16 s of the captioned segment
+
+
+def segment_bounds(captions) -> np.ndarray:
+    """(S, 2) float64 [start, end] of every caption segment, in the order `mining.mine` numbers them
+    (`TripletSet.segment`)."""
+    return np.array([[s.start, s.end] for s in captions.segments], dtype=np.float64).reshape(-1, 2)
+
+
+def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
+    """The triplets with the visual input `window` asks for (TrainConfig.window).
+
+    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 s of the
+    triplet's captioned segment, [start, min(end, start + 16)), whatever window the objects came from; needs
+    `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end arrays.
+    """
+    if window == "paper":
+        return triplets
+    if window != "released":
+        raise ValueError(f"unknown window {window!r} (expected 'paper' or 'released')")
+    seg = getattr(triplets, "segment", None)
+    if seg is None or bounds is None:
+        raise ValueError("window='released' (first 16 s of the segment) needs the triplets' segment ids and the "
+                         "segments' bounds: fit(..., segment_bounds=train.segment_bounds(captions)); "
+                         "`cezsar train --window released --captions FILE`")
+    seg = np.asarray(seg, np.int64)
+    bounds = np.asarray(bounds, np.float64)
+    if seg.size and (seg.min() < 0 or seg.max() >= len(bounds)):
+        raise ValueError(f"triplet segment id out of range of the {len(bounds)} segment bounds (other captions?)")
+    out = copy.copy(triplets)
+    start = bounds[seg, 0]
+    out.start = start.astype(np.float32)
+    out.end = np.minimum(bounds[seg, 1], start + RELEASED_SECONDS).astype(np.float32)
+    return out
+
+
 # --- the whole run -------------------------------------------------------------------------------
 def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast: FastPathConfig, cache: Path,
             device: torch.device) -> tuple[TripletTensors, dict]:
@@ -268,7 +311,7 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
 def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = None,
         model_cfg: ModelConfig | None = None, out_dir: str | os.PathLike = ".", resume: bool = False, *,
         fast: FastPathConfig | None = None, text_model: str | None = None, text_model_name: str | None = None,
-        params: str | None = None, progress: bool = True,
+        params: str | None = None, progress: bool = True, segment_bounds: np.ndarray | None = None,
         on_epoch_end: Callable[[dict], None] | None = None) -> dict:
     """Train the joint embedder on a TripletSet (paper §3.3-§4); writes last.pt, best.pt, log.csv, log.json.
 
@@ -278,13 +321,13 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     `text_model` is the sentence encoder's id (default: the triplets'), `text_model_name` the name to
     rebuild it with (`SentenceEncoder(name)`); both go into the checkpoint for evaluation, with the rest
     of what the run trained on (`training_provenance`; `params` = the parameter-set name, when given).
+    `segment_bounds` (S, 2) [start, end] seconds per caption segment (`segment_bounds(captions)`) is needed by
+    `train_cfg.window="released"` only.
     """
     train_cfg = train_cfg or TrainConfig()
     fast = fast or FastPathConfig()
     model_cfg = dataclasses.replace(model_cfg or ModelConfig(), feat_dim=int(store.dim), text_dim=int(text_emb.shape[1]))
-    if train_cfg.window != "paper":
-        raise NotImplementedError("window='released' (first 16 s of the segment) needs segment bounds, which a "
-                                  "TripletSet does not carry; only window='paper' is implemented")
+    triplets = visual_windows(triplets, train_cfg.window, segment_bounds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(train_cfg.device)

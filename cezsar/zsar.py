@@ -3,7 +3,7 @@
 The core is pure functions over arrays (`class_prototypes`, `video_embedding`, `cosine_scores`, `predict`,
 `metrics`); the thin glue below them turns a FeatureStore into VE(v) and SE(O(v)) with a JointEmbedder.
 
-Decisions (DESIGN.md §7, "eval" and "objects at eval" rows):
+Decisions (docs/fidelity.md, "eval" and "objects at eval" rows):
 - VidE = alpha * VE + beta * SE(O): each term is L2-normalised before the sum by default, because VE and SE
   have different norms after their ReLU heads and an unnormalised sum lets the larger one dominate whatever
   alpha/beta say; `normalize_terms=False` is the released code's plain sum.
@@ -72,7 +72,7 @@ def video_embedding(ve: np.ndarray, obj_se: np.ndarray | None = None, alpha: flo
     Args:
         ve: (V, 128) visual embeddings VE(v).
         obj_se: (V, 128) object sentence embeddings SE(O(v)), or None (then VidE = VE, as with beta = 0).
-        normalize_terms: L2-normalise each term before the sum (default, DESIGN §7); False = released sum.
+        normalize_terms: L2-normalise each term before the sum (default, docs/fidelity.md); False = released sum.
     """
     ve = np.asarray(ve, np.float32)
     if obj_se is None or beta == 0:
@@ -162,12 +162,15 @@ def clip_windows(n_seconds: int, max_len: int = 15, max_seconds: float | None = 
 
 
 def encode_videos(model: Any, store: Any, video_ids: Sequence[str], max_len: int = 15,
-                  max_seconds: float | None = None, batch: int = 256, device: str = "cpu") -> np.ndarray:
-    """VE(v) for each video id: windows of <= max_len features through `model.encode_video`.
+                  max_seconds: float | None = None, batch: int = 256, device: str = "cpu",
+                  normalize: bool = True) -> np.ndarray:
+    """VE(v) of Eq. 9 for each video id: windows of <= max_len features through `model.encode_video`.
 
     Windows of all videos are padded to (B, max_len, D) with a mask (True = valid) and encoded in batches;
     a video's VE is the length-weighted mean of its windows' L2-normalised embeddings (module docstring).
-    Returns (V, 128) float32. A video with no features is an error naming it.
+    `normalize=False` averages the raw window embeddings instead (the released code's unnormalised Eq. 9;
+    a clip of one window then gets the VEM output itself). Returns (V, 128) float32. A video with no
+    features is an error naming it.
     """
     import torch
 
@@ -193,7 +196,9 @@ def encode_videos(model: Any, store: Any, video_ids: Sequence[str], max_len: int
                 mask[j, :len(w)] = True
             out = model.encode_video(torch.from_numpy(x).to(device), torch.from_numpy(mask).to(device))
             emb.append(out.float().cpu().numpy())
-    win_emb = l2_normalize(np.concatenate(emb)) if emb else np.zeros((0, 0), np.float32)  # (W, 128)
+    win_emb = np.concatenate(emb) if emb else np.zeros((0, 0), np.float32)  # (W, 128)
+    if normalize:
+        win_emb = l2_normalize(win_emb)
     weights = np.array([len(w) for w in wins], np.float32)
     owner_arr = np.asarray(owner)
     out = np.zeros((len(video_ids), win_emb.shape[1] if len(win_emb) else 0), np.float32)
@@ -249,8 +254,10 @@ def mean_rows(table: np.ndarray, rows: Sequence[np.ndarray], normalize: bool = T
 
 
 def object_embeddings(model: Any, obj_ids: Sequence[Sequence[int]], sentences: Sequence[str],
-                      encode_fn: Any) -> np.ndarray:
-    """SE(O(v)) of Eq. 9: mean of the L2-normalised SEM outputs of each video's object sentences, (V, 128)."""
+                      encode_fn: Any, normalize: bool = True) -> np.ndarray:
+    """SE(O(v)) of Eq. 9: mean of the L2-normalised SEM outputs of each video's object sentences, (V, 128).
+
+    `normalize=False` averages the raw SEM outputs (the released code's unnormalised Eq. 9)."""
     table, rows = object_sentence_embeddings(obj_ids, sentences, encode_fn)
     sem = _torch_encode(model.encode_text, table) if len(table) else table  # (U, 128)
-    return mean_rows(sem, rows)
+    return mean_rows(sem, rows, normalize)

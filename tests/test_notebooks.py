@@ -11,10 +11,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-EXPECTED = ["00_data", "01_features", "02_mining", "03_training", "04_tau_ablation", "05_tables", "06_figures"]
+EXPECTED = ["00_data", "01_features", "02_mining", "03_training", "04_tau_ablation", "05_tables", "06_figures",
+            "07_fidelity"]
 
 
-def test_the_seven_notebooks_exist_in_order():
+def test_the_notebooks_exist_in_order():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 

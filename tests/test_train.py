@@ -130,7 +130,8 @@ def test_window_rows_follow_seconds_and_cap_at_max_len():
                                           np.array([6.0, 19.0, 30.0, 6.0], np.float32), offsets, 15)
     assert win[0] == win[3] and stats["windows"] == 3
     got = {tuple(r[m]) for r, m in zip(rows.tolist(), mask.tolist()) for r, m in [(np.array(r), np.array(m))]}
-    assert got == {(2, 3, 4, 5), tuple(range(0, 15)), (24, 25)}  # [2.5, 6) -> s 2..5; 19 s cut to 15; clipped at 6 s
+    # frame i is at second i: [2.5, 6) -> frames 3..5; 19 s cut to 15; [4.2, 30) on a 6-s video -> frame 5
+    assert got == {(3, 4, 5), tuple(range(0, 15)), (25,)}
     assert stats["truncated"] == 1 and (rows >= 0).all() and (rows < 26).all()
 
 
@@ -156,7 +157,7 @@ def test_shared_window_batch_equals_naive_per_triplet_forward(tmp_path):
     naive = []
     for i in b:  # the released code's way: every triplet carries its own window
         feats = store.load(trip.video_ids[trip.video[i]])
-        lo = min(int(np.floor(trip.start[i])), len(feats) - 1)
+        lo = min(int(np.ceil(trip.start[i])), len(feats) - 1)  # frame i is at second i
         hi = min(max(int(np.ceil(trip.end[i])), lo + 1), len(feats), lo + cfg.max_len)
         v = model.encode_video(torch.from_numpy(feats[lo:hi])[None])
         sp, sn = model.encode_text(torch.from_numpy(text[[trip.pos[i]]])), model.encode_text(torch.from_numpy(text[[trip.neg[i]]]))

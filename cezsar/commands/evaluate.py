@@ -35,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, default=0.2, help="Eq. 9 weight of SE(O(v)) (paper: 0.2; 0 = VE only)")
     parser.add_argument("--released-sum", action="store_true",
                         help="add VE and SE(O) unnormalised, as the released code does (default: L2-normalise each)")
-    parser.add_argument("--n-objects", type=int, default=3, help="objects per video for O(v) (DESIGN §7: 3)")
+    parser.add_argument("--n-objects", type=int, default=3, help="objects per video for O(v) (docs/fidelity.md: 3)")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="use only the first N seconds of each clip (released code: 16; default whole clip)")
     parser.add_argument("--descriptions", default=None,
@@ -48,6 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--skip-missing", action="store_true",
                         help="leave out videos without features (listed in the results) instead of failing")
     parser.add_argument("--device", default="cpu", help="torch device for the model and SBERT")
+    g = parser.add_argument_group("released-code switches (docs/fidelity.md; default: the paper's reading)")
+    g.add_argument("--released-objects", action="store_true",
+                   help="O(v) as released: top-3 by the mean over the first 16 rows (padding included), the "
+                   "definitions of every sense joined into one text")
+    g.add_argument("--released-descriptions", action="store_true",
+                   help="lower-case, strip punctuation, keep the description sentence closest to the class name")
+    g.add_argument("--std-ddof", type=int, default=1, help="ddof of the std over runs (default 1; released numpy: 0)")
     parser.add_argument("--out", required=True, help="results JSON; custom datasets keep split files beside it")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON document")
 
@@ -171,7 +178,8 @@ def run(args: argparse.Namespace) -> int:
             dataset, store, descriptions, encoder, args.protocol, method=args.method, model=model, runs=args.runs,
             split_file=args.split_file, out_dir=out.parent, alpha=args.alpha, beta=args.beta,
             normalize_terms=not args.released_sum, n_objects=args.n_objects, max_seconds=args.max_seconds,
-            all_sentences=args.all_sentences, skip_missing=args.skip_missing)
+            all_sentences=args.all_sentences, skip_missing=args.skip_missing, std_ddof=args.std_ddof,
+            released_objects=args.released_objects, released_descriptions=args.released_descriptions)
     except (ValueError, FileNotFoundError) as err:  # protocols names the class, video or split file at fault
         raise DataError(str(err)) from err
     res = {**res, "checkpoint": str(Path(args.model).resolve()) if model is not None else None,

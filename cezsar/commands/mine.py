@@ -42,6 +42,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-model", default="minilm", help="minilm (default), mpnet, or a local model folder")
     parser.add_argument("--cache-dir", default=None, help="sentence cache root (default: the package cache)")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    g = parser.add_argument_group("released-code and paper-wording switches (docs/fidelity.md)")
+    g.add_argument("--split", choices=("video", "triplet"), default=d.split,
+                   help="validation split by video (default) or by triplet at random (released, with --val-fraction 0.3)")
+    g.add_argument("--draw", choices=("uniform", "released"), default=d.draw,
+                   help="negatives: distinct, uniform (default) or with replacement weighted by entry count (released)")
+    g.add_argument("--released-objects", action="store_true",
+                   help="object positives from all-sense definition fragments (> 5 words, cut to 20) of the top-5 "
+                   "objects over the 10 s from int(window start)")
+    g.add_argument("--far-from-all", action="store_true",
+                   help="paper §3.4: a negative must pass the rule against every positive of its window")
+    g.add_argument("--object-tau", action="store_true",
+                   help="paper §3.4: object positives must pass the similarity rule (cos > 1 - tau) too")
     parser.add_argument("--progress", action="store_true", help="show a progress bar while encoding")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON document")
 
@@ -72,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = MiningConfig(tau=args.tau, n_negatives=args.negatives, rule=args.rule,
                        exclude_same_video=args.exclude_same_video, max_sim=args.max_sim,
                        windows_per_segment=args.windows, val_fraction=args.val_fraction, block=args.block,
-                       seed=args.seed)
+                       seed=args.seed, split=args.split, draw=args.draw, released_objects=args.released_objects,
+                       far_from_all=args.far_from_all, object_tau=args.object_tau)
     check_inputs(args, cfg)
     captions = read_activitynet(args.captions)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(captions.problems.items()))

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None, metavar="NAME",
                         help="name of the parameter set this run belongs to (e.g. embedded, paper); recorded in "
                         "the checkpoint with the data it was trained on")
+    add_fidelity_arguments(parser)
     parser.add_argument("--progress", action="store_true", help="show tqdm progress bars")
     parser.add_argument("--json", action="store_true", help="print the run summary as one JSON document")
 
@@ -84,6 +85,29 @@ def check_inputs(args: argparse.Namespace):
     return triplets, store
 
 
+def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
+    """The released code's training behaviours, each a switch, off by default (docs/fidelity.md)."""
+    from cezsar.config import ModelConfig
+
+    m = ModelConfig()
+    g = parser.add_argument_group("released-code switches (docs/fidelity.md; default: the paper's reading)")
+    g.add_argument("--window", choices=("paper", "released"), default="paper",
+                   help="visual input: the mined window of up to 10 s (paper §3.4, default) or the first 16 s of "
+                   "the captioned segment (released; needs --captions)")
+    g.add_argument("--captions", default=None, help="the captions the triplets were mined from (--window released)")
+    g.add_argument("--released-padding", action="store_true",
+                   help="always --max-len rows, zero padded, padding inside attention and the mean (released: 16)")
+    g.add_argument("--released-attention", action="store_true",
+                   help="attention across the batch in training, none across time at test (batch_first unset)")
+    g.add_argument("--released-head", action="store_true",
+                   help="ReLU before the first and last FC, no output ReLU, LayerNorm on VEM/SEM outputs in training only")
+    g.add_argument("--xavier-init", action="store_true", help="Xavier-uniform weights (released); default torch's init")
+    g.add_argument("--d-model", type=int, default=m.d_model, help=f"transformer width (paper §4: {m.d_model}; released 1024)")
+    g.add_argument("--dropout", type=float, default=m.dropout, help=f"dropout (default {m.dropout}; released 0.15-0.2)")
+    g.add_argument("--max-len", type=int, default=m.max_len, help=f"rows per clip (paper §4: {m.max_len}; released 16)")
+    g.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA (the released code trained in fp32)")
+
+
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import DataError, text_encoder
     from cezsar.config import ModelConfig, TrainConfig
@@ -98,13 +122,26 @@ def run(args: argparse.Namespace) -> int:
               f"{encoder.model_id!r}", file=sys.stderr)
     text_emb = encoder.encode(triplets.sentences, progress=args.progress)  # (S, text_dim)
     train_cfg = TrainConfig(lr=args.lr, batch=args.batch, epochs=args.epochs, patience=args.patience,
-                            seed=args.seed, device=args.device)
-    model_cfg = ModelConfig(positional=not args.no_positional, released_sem=args.released_sem)
+                            seed=args.seed, device=args.device, window=args.window, autocast=not args.fp32)
+    model_cfg = ModelConfig(positional=not args.no_positional, released_sem=args.released_sem,
+                            released_padding=args.released_padding, released_attention=args.released_attention,
+                            released_head=args.released_head, xavier_init=args.xavier_init, d_model=args.d_model,
+                            dropout=args.dropout, max_len=args.max_len)
+    bounds = None
+    if args.window == "released":
+        from cezsar import checks
+        from cezsar.datasets import read_activitynet
+        from cezsar.train import segment_bounds
+
+        if not args.captions:
+            raise checks.UsageError("--window released needs --captions (the segments' bounds)")
+        checks.require_file(args.captions, "--captions", "captions JSON file")
+        bounds = segment_bounds(read_activitynet(args.captions))  # a DatasetError is one line at the boundary
     fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype)
     try:
         res = fit(triplets, store, text_emb, train_cfg, model_cfg, args.out, resume=args.resume, fast=fast,
                   text_model=encoder.model_id, text_model_name=args.text_model, params=args.params,
-                  progress=args.progress)
+                  progress=args.progress, segment_bounds=bounds)
     except (ValueError, KeyError, FeatureError) as err:  # the message names the file or array at fault
         raise DataError(" ".join(str(err).split())) from err
     d = res["data"]
