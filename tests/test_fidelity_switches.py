@@ -320,3 +320,38 @@ def test_released_yaml_turns_every_switch_on_and_matches_the_measured_variant():
     paper = configs(embedded)  # the paper configuration sets none of them
     assert not paper["model"].released_padding and paper["train"].window == "paper" and paper["eval"].std_ddof == 1
     assert set(RELEASED) <= set(PARAM_KEYS)
+
+
+def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkeypatch):
+    import cezsar.objects
+    from cezsar import protocols as P
+    from cezsar.datasets import ClassDataset, Video
+
+    texts = [f"thing {i}: sense a. sense b" for i in range(10)]
+    monkeypatch.setattr(cezsar.objects, "all_sense_texts", lambda label_space: texts)
+    seen = []
+
+    class Enc:
+        dim = 6
+
+        def encode(self, sentences):
+            seen.extend(sentences)
+            return np.stack([np.random.default_rng(sum(map(ord, s))).normal(size=6) for s in sentences]).astype(np.float32)
+
+    class Store:
+        ids, label_space = ["v0", "v1"], "imagenet1k"
+
+        def load(self, vid):
+            return np.ones((4, 8), np.float32)
+
+        def objects(self, vid):
+            idx = np.array([[5, 2, 7, 1]] * 4, np.int32) if vid == "v0" else np.array([[3, 4, 6, 9]] * 4, np.int32)
+            return idx, np.tile(np.array([[0.4, 0.3, 0.2, 0.1]], np.float16), (4, 1))
+
+    torch.manual_seed(0)
+    model = JointEmbedder(ModelConfig(**{**SMALL, "positional": True})).eval()
+    ds = ClassDataset("ucf101", ["a", "b"], [Video("v0", None, "a"), Video("v1", None, "b")], {}, {})
+    emb = P.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(), model=model, released_objects=True)
+    assert "thing 5: sense a. sense b thing 2: sense a. sense b thing 7: sense a. sense b" in seen  # top-3, joined
+    assert "thing 3: sense a. sense b thing 4: sense a. sense b thing 6: sense a. sense b" in seen
+    assert emb["videos"].shape == (2, 5)
