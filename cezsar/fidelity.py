@@ -8,7 +8,7 @@ are cached by configuration, so a variant that only changes evaluation reuses th
 `report` turns the results into `figures/fidelity.{json,md,png}` (mean ± std over seeds, and the change
 against the variant's reference). docs/fidelity.md explains each row.
 
-    python -m cezsar.fidelity --params params/embedded.yaml --seeds 3 --epochs 8
+    python -m cezsar.fidelity --params params/embedded.yaml --seeds 3 --epochs 4
 """
 from __future__ import annotations
 
@@ -23,27 +23,11 @@ from typing import Any, Callable
 import numpy as np
 
 from cezsar.atomic import write_json, write_text
-from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.config import to_dict
+from cezsar.params import CONFIG_KEYS, load, stage_configs
 
-# flat parameter-file keys (params/*.yaml) -> (config, field); the two `released_objects` fields get prefixes
-PARAM_KEYS: dict[str, tuple[str, str]] = {
-    "tau": ("mine", "tau"), "n_negatives": ("mine", "n_negatives"), "object_positives": ("mine", "object_positives"),
-    "object_negatives": ("mine", "object_negatives"), "split": ("mine", "split"),
-    "val_fraction": ("mine", "val_fraction"), "draw": ("mine", "draw"),
-    "mine_released_objects": ("mine", "released_objects"), "far_from_all": ("mine", "far_from_all"),
-    "object_tau": ("mine", "object_tau"),
-    "positional": ("model", "positional"), "released_sem": ("model", "released_sem"),
-    "released_padding": ("model", "released_padding"), "released_attention": ("model", "released_attention"),
-    "released_head": ("model", "released_head"), "xavier_init": ("model", "xavier_init"),
-    "d_model": ("model", "d_model"), "dropout": ("model", "dropout"), "max_len": ("model", "max_len"),
-    "epochs": ("train", "epochs"), "patience": ("train", "patience"), "batch": ("train", "batch"),
-    "window": ("train", "window"), "autocast": ("train", "autocast"), "device": ("train", "device"),
-    "alpha": ("eval", "alpha"), "beta": ("eval", "beta"), "normalize_terms": ("eval", "normalize_terms"),
-    "eval_released_objects": ("eval", "released_objects"),
-    "released_descriptions": ("eval", "released_descriptions"), "max_seconds": ("eval", "max_seconds"),
-    "std_ddof": ("eval", "std_ddof"),
-}
-_CLASSES = {"mine": MiningConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+# flat parameter-file keys -> stage configs: one mapping for the notebooks and this measurement (cezsar.params)
+PARAM_KEYS = CONFIG_KEYS
 
 # the released code's behaviours as parameter values (params/released.yaml holds the same, all at once)
 RELEASED: dict[str, Any] = {
@@ -93,13 +77,8 @@ NOT_MEASURED = {
 
 
 def configs(values: dict) -> dict[str, Any]:
-    """The four stage configs from flat parameter values (`PARAM_KEYS`); unknown keys are ignored."""
-    fields: dict[str, dict] = {k: {} for k in _CLASSES}
-    for key, value in values.items():
-        if key in PARAM_KEYS:
-            stage, name = PARAM_KEYS[key]
-            fields[stage][name] = value
-    return {k: cls(**fields[k]) for k, cls in _CLASSES.items()}
+    """The four stage configs from flat parameter values (`cezsar.params.stage_configs`)."""
+    return stage_configs(values)
 
 
 def _key(*parts: Any) -> str:
@@ -111,7 +90,6 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
     """Mine (cached), train (cached, resumable) and score one variant with one training seed; the result file
     `<out>/results/<configuration key>/<name>/seed<seed>.json` is reused when it exists."""
     from cezsar import datasets, protocols, zsar
-    from cezsar.features import FeatureStore
     from cezsar.mining import TripletSet, mine
     from cezsar.text import SentenceEncoder
     from cezsar.train import fit, load_checkpoint, segment_bounds
@@ -122,7 +100,8 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
     cfg = configs(values)
     tcfg = dataclasses.replace(cfg["train"], seed=seed)
     # one folder per full configuration: a trial with other epochs or data never answers for this one
-    path = out / "results" / _key({k: to_dict(c) for k, c in cfg.items()}, str(lay.captions), text_model) / \
+    captions_key = str(lay.captions[0]) if len(lay.captions) == 1 else [str(c) for c in lay.captions]
+    path = out / "results" / _key({k: to_dict(c) for k, c in cfg.items()}, captions_key, text_model) / \
         name / f"seed{seed}.json"
     if path.is_file():
         return json.loads(path.read_text())
@@ -130,8 +109,8 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
         return None
     t0 = time.perf_counter()
     enc = SentenceEncoder(text_model)
-    captions = datasets.read_activitynet(lay.captions)
-    store = FeatureStore(lay.train_features)
+    captions = datasets.read_activitynet_files(lay.captions)
+    store = lay.store("activitynet")
     mkey = _key(to_dict(cfg["mine"]), text_model)
     trip_path = out / "triplets" / f"{mkey}.npz"
     if trip_path.is_file():
@@ -151,7 +130,7 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
     for kind in ("ucf101", "kinetics400"):
         ds = datasets.load_dataset(kind, lay.roots[kind])
         desc = datasets.read_descriptions(lay.descriptions[kind])
-        tstore = FeatureStore(lay.test_features[kind])
+        tstore = lay.store(kind)
         for variant, beta in (("VE+O", ecfg.beta), ("VE", 0.0)):
             emb = protocols.embed_dataset(ds, tstore, desc, enc, model=model, alpha=ecfg.alpha, beta=beta,
                                           normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
@@ -171,12 +150,10 @@ def measure(params_file: str, seeds: int = 3, epochs: int | None = None, variant
             first_seed: int = 0) -> list[dict]:
     """Every variant x seeds 0..seeds-1 (resumable: finished pairs are read back); returns the result dicts.
     `existing_only`: collect the finished pairs, run nothing."""
-    import yaml
-
     from cezsar import pipeline
 
     lay = pipeline.layout_from(params_file)
-    base = yaml.safe_load(pipeline.resolve(params_file).read_text()) or {}
+    base = load(params_file)  # the whole set: validated, every key typed like its default
     out = Path(work) if work else lay.work / "fidelity"
     names = variants or list(VARIANTS)
     unknown = [n for n in names if n not in VARIANTS]
@@ -244,8 +221,9 @@ def to_markdown(rows: list[dict], settings: dict) -> str:
 
 def plot(rows: list[dict]):
     """Change of the VE + O top-1 against each variant's reference, per test set, with the seeds' std."""
-    from cezsar import plots  # noqa: F401  (sets the headless backend)
     import matplotlib.pyplot as plt
+
+    from cezsar.plots import _shown_once
 
     shown = [r for r in rows if r["variant"] != r["reference"]]
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(shown) + 1.4))
@@ -261,7 +239,7 @@ def plot(rows: list[dict]):
     ax.set_title("What each released-code behaviour costs (VE + O, every class)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    return fig
+    return _shown_once(fig)
 
 
 def report(results: list[dict], figures: str | Path, settings: dict) -> dict:
@@ -288,10 +266,18 @@ def recorded(figures: str | Path) -> dict | None:
 
 
 def show_or_measure(params_file: str, figures: str | Path, seeds: int = 3, epochs: int | None = None) -> dict:
-    """Notebook 07: the recorded table and plot when figures/fidelity.json exists, else measure and record."""
+    """Notebook 07: the recorded table and plot when `<figures>/fidelity.json` exists; else, on the embedded set,
+    measure and record. On real data (mode paper) it never starts the measurement by itself: 57 trainings at the
+    paper's scale take days, so it says how to run it instead."""
     rec = recorded(figures)
     if rec is not None:
         return rec
+    if load(params_file)["mode"] != "embedded":
+        return {"rows": [], "figure": None, "settings": {},
+                "markdown": f"No fidelity measurement is recorded in `{figures}`. It trains one model per variant and "
+                            f"seed, days at the paper's scale on a CPU; run it on its own with `python -m "
+                            f"cezsar.fidelity --params {params_file}`. The embedded set's measurement is in "
+                            "`figures/fidelity.md`."}
     return main(["--params", params_file, "--seeds", str(seeds), "--figures", str(figures)]
                 + (["--epochs", str(epochs)] if epochs else []), quiet=True)
 
@@ -320,12 +306,10 @@ def main(argv: list[str] | None = None, quiet: bool = False) -> dict:
                       first_seed=args.first_seed)
     if not results:
         raise SystemExit("fidelity: no finished (variant, seed) pair to report")
-    import yaml
-
     from cezsar import pipeline
 
-    base = yaml.safe_load(pipeline.resolve(args.params).read_text()) or {}
-    epochs = args.epochs or base.get("epochs", TrainConfig().epochs)
+    base = load(args.params)
+    epochs = args.epochs or base["epochs"]
     settings = {"params": args.params, "seeds": len({r["seed"] for r in results}), "epochs": epochs,
                 "command": f"python -m cezsar.fidelity --params {args.params} --seeds {args.seeds}"
                            + (f" --epochs {args.epochs}" if args.epochs else ""),

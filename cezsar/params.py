@@ -148,6 +148,40 @@ def settings(params_file: str | Path, namespace: dict[str, Any] | None = None) -
     return Settings(values, str(params_file), overrides)
 
 
+# flat parameter keys -> (stage config, field); keys not listed (paths, seeds of other stages…) are read directly
+CONFIG_KEYS: dict[str, tuple[str, str]] = {
+    "tau": ("mine", "tau"), "n_negatives": ("mine", "n_negatives"), "object_positives": ("mine", "object_positives"),
+    "object_negatives": ("mine", "object_negatives"), "split": ("mine", "split"),
+    "val_fraction": ("mine", "val_fraction"), "draw": ("mine", "draw"),
+    "mine_released_objects": ("mine", "released_objects"), "far_from_all": ("mine", "far_from_all"),
+    "object_tau": ("mine", "object_tau"),
+    "positional": ("model", "positional"), "released_sem": ("model", "released_sem"),
+    "released_padding": ("model", "released_padding"), "released_attention": ("model", "released_attention"),
+    "released_head": ("model", "released_head"), "xavier_init": ("model", "xavier_init"),
+    "d_model": ("model", "d_model"), "dropout": ("model", "dropout"), "max_len": ("model", "max_len"),
+    "epochs": ("train", "epochs"), "patience": ("train", "patience"), "batch": ("train", "batch"),
+    "window": ("train", "window"), "autocast": ("train", "autocast"), "device": ("train", "device"),
+    "alpha": ("eval", "alpha"), "beta": ("eval", "beta"), "normalize_terms": ("eval", "normalize_terms"),
+    "eval_released_objects": ("eval", "released_objects"),
+    "released_descriptions": ("eval", "released_descriptions"), "max_seconds": ("eval", "max_seconds"),
+    "std_ddof": ("eval", "std_ddof"),
+}
+
+
+def stage_configs(values: dict[str, Any]) -> dict[str, Any]:
+    """The MiningConfig, ModelConfig, TrainConfig and EvalConfig ("mine", "model", "train", "eval") of flat
+    parameter values (`CONFIG_KEYS`; other keys are ignored, absent ones keep the dataclass defaults)."""
+    from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
+
+    classes = {"mine": MiningConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+    fields: dict[str, dict] = {k: {} for k in classes}
+    for key, value in values.items():
+        if key in CONFIG_KEYS:
+            stage, name = CONFIG_KEYS[key]
+            fields[stage][name] = value
+    return {k: cls(**fields[k]) for k, cls in classes.items()}
+
+
 def dumps(values: dict[str, Any]) -> str:
     """Values as one JSON line (for results files and logs)."""
     return json.dumps(values, sort_keys=True, default=str)

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from cezsar import config
 from cezsar.atomic import write_json
-from cezsar.config import EvalConfig, ExtractConfig, MiningConfig, TrainConfig
-from cezsar.params import Settings, resolve, settings
+from cezsar.config import EvalConfig, ExtractConfig, MiningConfig, ModelConfig, TrainConfig
+from cezsar.params import Settings, resolve, settings, stage_configs
 
 TEST_SETS = ("ucf101", "kinetics400")
 DATASET_NAMES = {"activitynet": "ActivityNet Captions", "ucf101": "UCF-101", "kinetics400": "Kinetics-400"}
@@ -255,7 +255,7 @@ def extract_features(lay: Layout, s: Settings) -> dict:
     from cezsar.features import extract
 
     cfg = ExtractConfig(backbone=s.backbone, weights=str(lay.weights) if lay.weights else None,
-                        image_size=s.image_size)
+                        image_size=s.image_size, released_preprocess=s.released_preprocess)
     reports: dict = {}
     jobs = []
     if lay.train_videos is not None and lay.train_videos.is_dir():
@@ -278,7 +278,7 @@ def extract_features(lay: Layout, s: Settings) -> dict:
             from cezsar.backbones import get_encoder
 
             encoder = get_encoder(cfg.backbone, cfg.weights, device=s.device, image_size=cfg.image_size,
-                                  batch=cfg.batch)
+                                  batch=cfg.batch, preprocess="released" if cfg.released_preprocess else "paper")
         rep = extract(vids, out, cfg, encoder=encoder, progress=True)
         reports[name] = {k: rep[k] for k in ("videos", "done", "encoded", "reused", "frames", "seconds",
                                              "frames_per_s") if k in rep}
@@ -340,17 +340,31 @@ def mining_inputs(lay: Layout, s: Settings, objects: bool) -> dict:
 
 
 def mining_config(s: Settings, tau: float | None = None, objects: bool = True) -> MiningConfig:
-    """The MiningConfig of a parameter set (object positives only when objects are used)."""
-    return MiningConfig(tau=s.tau if tau is None else tau, n_negatives=s.n_negatives,
-                        object_positives=s.object_positives if objects else 0,
-                        object_negatives=s.object_negatives, seed=s.seed)
+    """The MiningConfig of a parameter set, its released-code switches included (object positives only when
+    objects are used)."""
+    cfg = stage_configs(s.values)["mine"]
+    return dataclasses.replace(cfg, tau=s.tau if tau is None else tau, seed=s.seed,
+                               object_positives=s.object_positives if objects else 0)
+
+
+def training_captions(lay: Layout, store) -> tuple:
+    """The captions mined from: every file of the set, less the videos without training features; returns
+    (Captions, the left-out video ids). Mining numbers its segments in this order (`TripletSet.segment`)."""
+    from cezsar import datasets
+
+    caps = datasets.read_activitynet_files(lay.captions)
+    have = set(store.ids)
+    lacking = sorted(v for v in caps.durations if v not in have)
+    if lacking:
+        caps = datasets.Captions([g for g in caps.segments if g.video_id in have],
+                                 {v: d for v, d in caps.durations.items() if v in have}, caps.problems, caps.examples)
+    return caps, lacking
 
 
 def mine_triplets(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     """Notebook 02: the triplet file for τ (reused when its config and every input are the same); its summary.
 
     Segments of videos without training features are left out and counted ("videos_without_features")."""
-    from cezsar import datasets
     from cezsar.mining import TripletSet, mine
     from cezsar.text import SentenceEncoder
 
@@ -364,12 +378,8 @@ def mine_triplets(lay: Layout, s: Settings, tau: float | None = None) -> dict:
             return {"path": str(path), "reused": True, **old.summary}
         _set_aside(path)  # mined with other settings or inputs: keep it, but mine anew
     store = lay.store("activitynet")
-    caps = datasets.read_activitynet_files(lay.captions)
-    have = set(store.ids)
-    lacking = sorted(v for v in caps.durations if v not in have)
+    caps, lacking = training_captions(lay, store)
     if lacking:
-        caps = datasets.Captions([g for g in caps.segments if g.video_id in have],
-                                 {v: d for v, d in caps.durations.items() if v in have}, caps.problems, caps.examples)
         print(f"NOTE: {len(lacking)} of {len(lacking) + len(caps.durations)} caption videos have no training "
               f"features and are left out (e.g. {lacking[:3]})")
     if not caps.segments:
@@ -384,7 +394,13 @@ def mine_triplets(lay: Layout, s: Settings, tau: float | None = None) -> dict:
 
 # --- 03: training ------------------------------------------------------------------------------
 def train_config(s: Settings) -> TrainConfig:
-    return TrainConfig(epochs=s.epochs, patience=s.patience, batch=s.batch, seed=s.seed, device=s.device)
+    """The TrainConfig of a parameter set (switches included)."""
+    return dataclasses.replace(stage_configs(s.values)["train"], seed=s.seed)
+
+
+def model_config(s: Settings) -> ModelConfig:
+    """The ModelConfig of a parameter set (feature and text sizes are set by `train.fit` from the data)."""
+    return stage_configs(s.values)["model"]
 
 
 def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
@@ -411,7 +427,10 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
         meta = read_checkpoint(last, None, training=True, remedy="delete it to train anew")
         same = {k: v for k, v in _plain(config.to_dict(cfg)).items() if k not in _RESUMABLE}
         was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in _RESUMABLE}
-        if meta.get("n_triplets") != len(trip) or same != was:
+        sized = ("feat_dim", "text_dim")  # set by fit from the data
+        model_same = {k: v for k, v in config.to_dict(model_config(s)).items() if k not in sized}
+        model_was = {k: v for k, v in (meta.get("model_cfg") or {}).items() if k not in sized}
+        if meta.get("n_triplets") != len(trip) or same != was or model_same != model_was:
             _set_aside(out)
     store = lay.store("activitynet")
     have = set(store.ids)
@@ -425,9 +444,14 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
         print(f"epoch {row['epoch'] + 1}/{cfg.epochs}: train {row['train_loss']:.4f}{val} "
               f"({row['seconds']:.1f} s, {row['triplets_per_s']:.0f} triplets/s)", flush=True)
 
+    bounds = None
+    if cfg.window == "released":  # the first 16 s of each captioned segment: the segments' bounds, as mined
+        from cezsar.train import segment_bounds
+
+        bounds = segment_bounds(training_captions(lay, store)[0])
     t0 = time.perf_counter()
-    history = fit(trip, store, text_emb, cfg, out_dir=out, resume=True, text_model=encoder.model_id,
-                  text_model_name=s.text_model, params=Path(s.params_file).stem,
+    history = fit(trip, store, text_emb, cfg, model_config(s), out_dir=out, resume=True, text_model=encoder.model_id,
+                  text_model_name=s.text_model, params=Path(s.params_file).stem, segment_bounds=bounds,
                   fast=FastPathConfig(cache_dir=str(lay.bank_cache)), progress=progress_mode() == "widget",
                   on_epoch_end=log)
     provenance = {"params_file": s.params_file, "triplets": str(lay.triplets(tau)),
@@ -443,7 +467,8 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
 
 # --- 04 / 05: evaluation -----------------------------------------------------------------------
 def eval_config(s: Settings) -> EvalConfig:
-    return EvalConfig(alpha=s.alpha, beta=s.beta, runs=s.runs)
+    """The EvalConfig of a parameter set (switches included)."""
+    return dataclasses.replace(stage_configs(s.values)["eval"], runs=s.runs)
 
 
 def table_protocols(kind: str, n_classes: int) -> dict[str, str]:
@@ -521,12 +546,14 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
         method, beta = ("objects", 0.0) if variant == "O" else ("cezsar", 0.0 if variant == "VE" else ecfg.beta)
         emb = P.embed_dataset(ds, store, desc, enc, method=method, model=model, alpha=ecfg.alpha, beta=beta,
                               normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
-                              max_seconds=ecfg.max_seconds, skip_missing=bool(s.skip_missing))
+                              max_seconds=ecfg.max_seconds, skip_missing=bool(s.skip_missing),
+                              released_objects=ecfg.released_objects,
+                              released_descriptions=ecfg.released_descriptions)
         out["_emb"][variant] = emb
         out[variant] = {}
         for col, proto in protocols.items():
             res = P.run_evaluation(ds, store, desc, enc, proto, method=method, model=model, runs=ecfg.runs,
-                                   out_dir=lay.work, emb=emb, alpha=ecfg.alpha, beta=beta,
+                                   out_dir=lay.work, emb=emb, std_ddof=ecfg.std_ddof, alpha=ecfg.alpha, beta=beta,
                                    normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
                                    max_seconds=ecfg.max_seconds)
             res.update(checkpoint=str(checkpoint) if checkpoint and method == "cezsar" else None,

@@ -25,16 +25,15 @@
 # The measurement trains one model per (variant, seed) and takes longer than `./run_all.sh` allows, so it has its
 # own command; this notebook shows the recorded result and runs the measurement only when no record exists:
 #
-#     python -m cezsar.fidelity --params params/embedded.yaml --seeds 3 --epochs 8
+#     python -m cezsar.fidelity --params params/embedded.yaml --seeds 3 --epochs 4
 #
-# **Inputs.** the recorded measurement `figures/fidelity.json` (or the parameter set's data, to measure).
+# **Inputs.** the recorded measurement `<figures_dir>/fidelity.json` (or the parameter set's data, to measure).
 # **Outputs.** `figures/fidelity.md` (the table), `figures/fidelity.png` (the plot), shown below.
 
 # %% tags=["parameters"]
-params_file: str = "params/embedded.yaml"  # parameter set measured when there is no record
-record: str = "figures/fidelity.json"  # the recorded measurement shown (relative to the project root)
-seeds: int = 3  # training seeds per variant, when measuring
-measure_epochs: int = 8  # epochs per training, when measuring (the recorded run: 8)
+params_file: str = "params/embedded.yaml"  # the parameter set (measured when its figures_dir has no record)
+fidelity_seeds: int = 3  # training seeds per variant, when measuring
+fidelity_epochs: int = 4  # epochs per training, when measuring (the recorded run: 4)
 
 # %%
 from IPython.display import Markdown
@@ -42,13 +41,17 @@ from IPython.display import Markdown
 from cezsar import fidelity, pipeline, widgets
 
 # %%
-widgets.tuner(globals(), ["seeds", "measure_epochs"])
+widgets.tuner(globals(), ["fidelity_seeds", "fidelity_epochs"], params_file)
+
+# %%
+P = pipeline.settings(params_file, globals())
+P
 
 # %% [markdown]
 # ## The recorded measurement (measured now if there is none)
 
 # %%
-measured = fidelity.show_or_measure(params_file, pipeline.resolve(record).parent, seeds, measure_epochs)
+measured = fidelity.show_or_measure(params_file, pipeline.resolve(P.figures_dir), P.fidelity_seeds, P.fidelity_epochs)
 Markdown(measured["markdown"])
 
 # %% [markdown]

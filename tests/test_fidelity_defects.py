@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from cezsar import protocols as P
-from cezsar import zsar
 from cezsar.config import ModelConfig
 from cezsar.datasets import ClassDataset, Video
 

@@ -1,7 +1,6 @@
 """Each released-code switch changes behaviour the way the released code does (docs/fidelity.md)."""
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest

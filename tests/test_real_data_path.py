@@ -251,3 +251,24 @@ def test_a_value_set_on_a_control_survives_run_all_until_reset(tmp_path: Path, m
     again = {"epochs": 16, "tau": 0.8}
     widgets.tuner(again, ["epochs", "tau"], "params/embedded.yaml")
     assert again["epochs"] == 16 and fresh["epochs"] == 16
+
+
+def test_the_released_parameter_set_switches_every_stage_of_the_notebooks():
+    """params/released.yaml is a valid set, and the notebooks' stages build their configs from it (issue 16)."""
+    from cezsar.fidelity import RELEASED
+
+    s = params.settings("params/released.yaml")
+    mine, model, train, ev = (pipeline.mining_config(s), pipeline.model_config(s), pipeline.train_config(s),
+                              pipeline.eval_config(s))
+    assert (mine.split, mine.draw, mine.released_objects, mine.val_fraction) == ("triplet", "released", True, 0.3)
+    assert (model.released_padding, model.released_attention, model.released_head, model.max_len,
+            model.d_model, model.positional) == (True, True, True, 16, 1024, False)
+    assert (train.window, train.autocast) == ("released", False)
+    assert (ev.normalize_terms, ev.released_objects, ev.released_descriptions, ev.max_seconds, ev.std_ddof) == \
+        (False, True, True, 16, 0)
+    assert {k: s[k] for k in RELEASED} == RELEASED
+    # with every switch off (the embedded set) the stages get the dataclass defaults: the paper's reading
+    e = params.settings("params/embedded.yaml")
+    from cezsar.config import ModelConfig
+
+    assert pipeline.model_config(e) == ModelConfig() and pipeline.train_config(e).window == "paper"
