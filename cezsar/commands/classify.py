@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--beta", type=float, default=None, help="Eq. 9 weight of SE(O(v)) (default 0.2; 0 = VE only)")
     parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (default 5)")
     parser.add_argument("--objects", type=int, default=None, metavar="K",
-                        help="objects per video for O(v) and the explanation (default 3, DESIGN §7)")
+                        help="objects per video for O(v) and the explanation (default 3, docs/fidelity.md)")
     parser.add_argument("--text-model", default=None,
                         help="SBERT model (minilm, mpnet, a path); default minilm, or the checkpoint's")
     parser.add_argument("--max-seconds", type=float, default=None, help="decode at most the first N seconds")
