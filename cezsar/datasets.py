@@ -128,25 +128,19 @@ def _unique_classes(raw_names: Iterable[str], where: str) -> list[str]:
 
 # --- JSON / CSV helpers --------------------------------------------------------------------------------
 def _load_json(path: Path):
+    text = _read_text(path, "JSON file")
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(text)
     except json.JSONDecodeError as err:
         raise DatasetError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
-    except IsADirectoryError as err:
-        raise DatasetError(f"{path}: is a folder, expected a JSON file") from err
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from err
 
 
-def _read_text(path: Path) -> str:
+def _read_text(path: Path, what: str = "text file") -> str:
     """A text file's content; DatasetError naming it when it is a folder, unreadable or not UTF-8."""
     try:
         return path.read_text(encoding="utf-8")
     except IsADirectoryError as err:
-        raise DatasetError(f"{path}: is a folder, expected a text file") from err
+        raise DatasetError(f"{path}: is a folder, expected a {what}") from err
     except UnicodeDecodeError as err:
         raise DatasetError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
     except OSError as err:

@@ -5,6 +5,8 @@ import argparse
 import json
 from pathlib import Path
 
+from cezsar.commands import print_skips
+
 HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
 KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
 
@@ -115,9 +117,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"{report['done']}/{report['videos']} videos done ({report['encoded']} encoded, {report['reused']} "
           f"reused), {len(report['skipped'])} skipped, {report['frames']} frames at {report['frames_per_s']} "
           f"frames/s -> {args.out}")
-    for s in report["skipped"]:
-        print(f"  skipped {s['video_id']}: {s['reason']}")
-    if report["skipped"]:
-        print(f"{len(report['skipped'])} of {report['videos']} video(s) skipped (listed above and in the report "
-              f"in {args.out})")
+    print_skips(report["skipped"], report["videos"], "video", args.out)
     return 0

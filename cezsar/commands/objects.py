@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from cezsar.commands import print_skips
+
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
         "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
 
@@ -51,8 +53,5 @@ def run(args: argparse.Namespace) -> int:
         print(f"{report['done']}/{report['videos']} stacks have objects ({report['computed']} computed, "
               f"{report['reused']} reused), {len(report['skipped'])} skipped, label space {report['label_space']} "
               f"-> {report['out']}")
-        for s in report["skipped"]:
-            print(f"  skipped {s['video_id']}: {s['reason']}")
-        if report["skipped"]:
-            print(f"{len(report['skipped'])} stack(s) skipped (listed above and in {report['out']}/report.json)")
+        print_skips(report["skipped"], report["videos"], "stack", report["out"])
     return 1 if report["skipped"] else 0
