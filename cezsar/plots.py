@@ -133,20 +133,27 @@ def similarity_histograms(pairs: dict, negatives: dict, tau: float) -> Figure:
     return _shown_once(fig)
 
 
-def frames_with_captions(rows: list[tuple[str, list[np.ndarray], str]]) -> Figure:
-    """A few frames of a few clips, one clip per row, its caption as the row title."""
+def frames_with_captions(rows: list[tuple[str, list[np.ndarray], str]], starts: list[int] | None = None) -> Figure:
+    """A few frames of a few clips, one clip per row, its caption written above the row; `starts` gives the
+    second of each row's first frame (0 by default)."""
     n = max(len(frames) for _, frames, _ in rows)
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.9 * n, 1.75 * len(rows)), squeeze=False)
+    h, w = rows[0][1][0].shape[:2]
+    cell = 1.9  # inches per frame
+    fig, axes = plt.subplots(len(rows), n, figsize=(cell * n, (cell * h / w + 0.45) * len(rows)), squeeze=False)
     for r, (video_id, frames, caption) in enumerate(rows):
         for c in range(n):
             ax = axes[r, c]
-            ax.axis("off")
+            ax.set_xticks([])
+            ax.set_yticks([])
             if c < len(frames):
                 ax.imshow(frames[c])
-                ax.set_title(f"{c} s", fontsize=7)
-        axes[r, 0].text(0, -0.32, f"{video_id}: {caption}"[:110], transform=axes[r, 0].transAxes, fontsize=8,
-                        va="top")
-    fig.tight_layout(h_pad=1.6)
+                ax.set_xlabel(f"{c + (starts[r] if starts else 0)} s", fontsize=7, labelpad=1)
+            else:
+                ax.axis("off")
+        text = axes[r, 0].text(0, 1.06, f"{video_id}: {caption}"[:140], transform=axes[r, 0].transAxes, fontsize=8,
+                               va="bottom", ha="left")
+        text.set_in_layout(False)  # a long caption may run over the row; it must not shrink the frames
+    fig.tight_layout(h_pad=1.8, w_pad=0.3)
     return _shown_once(fig)
 
 

@@ -152,23 +152,26 @@ def data_preview(lay: Layout, clips: int = 3, seconds: int = 5) -> Shown:
     from cezsar.video import VideoDecodeError, decode_1fps
 
     caps = datasets.read_activitynet_files(lay.captions)
-    first: dict[str, str] = {}
+    first: dict[str, object] = {}
     for seg in caps.segments:
-        first.setdefault(seg.video_id, seg.sentence)
-    rows = []
+        first.setdefault(seg.video_id, seg)
+    rows, starts = [], []
     if lay.train_videos is not None and lay.train_videos.is_dir():
         for vid in sorted(first):
             path = pipeline._find_video(lay.train_videos, vid)
             if path is None:
                 continue
+            seg = first[vid]
+            lo = int(seg.start)  # frame i is second i: show the captioned segment's first seconds
             try:
-                frames = decode_1fps(path, max_seconds=seconds)
+                frames = decode_1fps(path, max_seconds=lo + seconds)
             except VideoDecodeError:
                 continue
-            rows.append((vid, list(frames[:seconds]), first[vid]))
+            rows.append((vid, list(frames[lo:lo + seconds]), f"[{seg.start:.1f}–{seg.end:.1f} s] {seg.sentence}"))
+            starts.append(lo)
             if len(rows) == clips:
                 break
-    fig = plots.frames_with_captions(rows) if rows else None
+    fig = plots.frames_with_captions(rows, starts) if rows else None
     lists = []
     for kind in TEST_SETS:
         ds = datasets.load_dataset(kind, lay.roots[kind])
