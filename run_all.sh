@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run every notebook in order with papermill: ./run_all.sh [PARAMS.yaml]   (default params/embedded.yaml)
-# Executed copies and one HTML report page go to runs/<params-name>/; figures and tables to the set's
+# Executed copies, their logs (every printed line, progress included) and one HTML report page go to
+# runs/<params-name>/; figures and tables to the set's
 # figures_dir. Stops at the first failing notebook, names it, and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -38,7 +39,7 @@ for nb in "${books[@]}"; do
   base="$(basename "$nb")"
   echo "[run_all] ($i/${#books[@]}) $base ..."
   if ! "$PY" -m papermill "$nb" "$OUT/$base" -f "$PARAMS" -p params_file "$PARAMS" -p run_dir "$OUT" --cwd "$NOTEBOOKS_DIR" \
-       --log-level WARNING --no-progress-bar > "$OUT/${base%.ipynb}.log" 2>&1; then
+       --log-output --log-level INFO --no-progress-bar > "$OUT/${base%.ipynb}.log" 2>&1; then
     echo "[run_all] FAILED: $base (see $OUT/$base and $OUT/${base%.ipynb}.log)" >&2
     tail -n 25 "$OUT/${base%.ipynb}.log" >&2
     exit 1
