@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Run every notebook in order with papermill: ./run_all.sh [PARAMS.yaml]   (default params/embedded.yaml)
 # Executed copies, their logs (every printed line, progress included) and one HTML report page go to
-# runs/<params-name>/; figures and tables to the set's
-# figures_dir. Stops at the first failing notebook, names it, and exits non-zero.
+# runs/<params-name>/; figures and tables to the set's figures_dir. Stops at the first failing notebook, names
+# it, and exits non-zero.
 set -euo pipefail
 cd "$(dirname "$0")"
 START=$SECONDS
