@@ -38,7 +38,9 @@ for nb in "${books[@]}"; do
   t0=$SECONDS
   base="$(basename "$nb")"
   echo "[run_all] ($i/${#books[@]}) $base ..."
-  if ! "$PY" -m papermill "$nb" "$OUT/$base" -f "$PARAMS" -p params_file "$PARAMS" -p run_dir "$OUT" --cwd "$NOTEBOOKS_DIR" \
+  # papermill passes the set's name only: every notebook reads the whole set itself (cezsar.params), exactly as
+  # when it is opened in JupyterLab
+  if ! "$PY" -m papermill "$nb" "$OUT/$base" -p params_file "$PARAMS" -p run_dir "$OUT" --cwd "$NOTEBOOKS_DIR" \
        --log-output --log-level INFO --no-progress-bar > "$OUT/${base%.ipynb}.log" 2>&1; then
     echo "[run_all] FAILED: $base (see $OUT/$base and $OUT/${base%.ipynb}.log)" >&2
     tail -n 25 "$OUT/${base%.ipynb}.log" >&2

@@ -32,15 +32,10 @@ def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
     page = nbformat.v4.new_notebook()
     page.cells.append(nbformat.v4.new_markdown_cell(
         f"# Run report: `{run_dir.name}`\n\n" + "\n".join(f"- [{b.stem}](#{b.stem})" for b in books)))
-    for i, book in enumerate(books):
+    for book in books:
         nb = nbformat.read(book, as_version=4)
         page.cells.append(nbformat.v4.new_markdown_cell(f"<a id='{book.stem}'></a>\n\n---\n\n*{book.name}*"))
         for cell in nb.cells:
-            if i > 0 and "injected-parameters" in cell.get("metadata", {}).get("tags", []):
-                # the whole parameter set, identical in every notebook: shown once, in the first
-                page.cells.append(nbformat.v4.new_markdown_cell(
-                    f"*(the parameter set injected by papermill, as listed under {books[0].stem})*"))
-                continue
             if cell.cell_type == "code":
                 cell.outputs = [o for o in cell.get("outputs", []) if _static(o)]
             page.cells.append(cell)
