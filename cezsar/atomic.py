@@ -42,3 +42,31 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1, **dumps: Any) -> Path:
     """`json.dumps(obj, indent=indent, **dumps)` plus a final newline, atomically."""
     return write_text(path, json.dumps(obj, indent=indent, **dumps) + "\n")
+
+
+def writer_alive(pid: int) -> bool:
+    """Whether the process that owns a temp file still runs (our own pid counts as gone: a leftover of ours is
+    from an earlier call that failed)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temp files `write_atomic` left in `folder` when its writer was killed (kill -9 skips the
+    clean-up): `.<name>.<pid>.tmp` whose process no longer runs. A live writer's temp file (another shard) is
+    kept. Returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+        pid = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1]
+        if pid.isdigit() and not writer_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed

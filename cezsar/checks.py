@@ -19,6 +19,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from cezsar.atomic import writer_alive
+
 
 class InputError(Exception):
     """A bad input named in one line; `exit_code` is what the command returns."""
@@ -275,22 +277,10 @@ def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
     removed = []
     for tmp in p.parent.glob(f".{p.name}.*.tmp") if p.parent.is_dir() else []:
         pid = tmp.name[len(p.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not writer_alive(int(pid)):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # our own leftover from an earlier, failed call
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's live process
-    return True
 
 
 def check_feature_bank_cache(folder: str | os.PathLike) -> None:

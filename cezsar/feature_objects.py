@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cezsar.atomic import write_atomic, write_json
+from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 
 LABEL_SPACE_BY_CLASSES = {21843: "imagenet21k", 1000: "imagenet1k"}
 _BIT_KERNEL, _BIT_BIAS = "resnet/head/conv2d/kernel", "resnet/head/conv2d/bias"
@@ -140,6 +140,7 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
                          f"{head.dim}-d inputs (a head of another backbone?)")
     out = Path(out) if out else Path(features) / "objects"
     out.mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_temps(out)  # a killed earlier run's half-written files
     meta = {"label_space": head.label_space, "num_classes": head.num_classes, "topk": int(topk),
             "backbone": head.backbone, "dim": head.dim, "head": Path(head.source).name}
     meta_path = out / "objects.json"
@@ -195,7 +196,8 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
     seconds = time.perf_counter() - t0
     report = {"features": str(features), "out": str(out), "label_space": head.label_space, "head": head.source,
               "shard": list(shard), "videos": len(ids), "done": computed + reused, "computed": computed,
-              "reused": reused, "skipped": skipped, "rows": rows, "seconds": round(seconds, 3),
+              "reused": reused, "skipped": skipped, "stale_temps_removed": len(stale), "rows": rows,
+              "seconds": round(seconds, 3),
               "rows_per_s": round(rows / seconds, 1) if seconds > 0 else 0.0}
     name = "report.json" if shard[1] == 1 else f"report_shard{shard[0]}of{shard[1]}.json"
     write_json(out / name, report)

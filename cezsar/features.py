@@ -25,7 +25,7 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from cezsar.atomic import write_atomic, write_json
+from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
 
 
@@ -139,6 +139,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     cfg = cfg or ExtractConfig()
     out = Path(out_dir)
     (out / "objects").mkdir(parents=True, exist_ok=True)
+    stale = remove_stale_temps(out) + remove_stale_temps(out / "objects")  # a killed earlier run's leftovers
     if encoder is None:
         from cezsar.backbones import get_encoder
 
@@ -196,7 +197,8 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
         producer.join(timeout=5)
     seconds = time.perf_counter() - t0
     report = {"backbone": encoder.name, "shard": list(shard), "videos": len(mine), "done": reused + encoded,
-              "encoded": encoded, "reused": reused, "skipped": skipped, "frames": frames,
+              "encoded": encoded, "reused": reused, "skipped": skipped, "stale_temps_removed": len(stale),
+              "frames": frames,
               "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds > 0 else 0.0,
               "config": asdict(cfg)}
     name = "report.json" if shard[1] == 1 else f"report_shard{shard[0]}of{shard[1]}.json"
