@@ -385,7 +385,10 @@ def mine_triplets(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     if not caps.segments:
         raise ValueError(f"no caption segment of {[str(c) for c in lay.captions]} has features in "
                          f"{lay.train_features}")
-    trip = mine(caps, SentenceEncoder(s.text_model), store if objects else None, cfg)
+    encoder = SentenceEncoder(s.text_model)
+    # a progress bar for the sentences not cached yet (≈100 k at the paper's scale: minutes with a 768-d SBERT)
+    trip = mine(caps, lambda ss: encoder.encode(ss, progress=True), store if objects else None, cfg)
+    trip.text_model = trip.summary["text_model"] = encoder.model_id
     trip.summary.update(key, videos_without_features=len(lacking), videos_without_features_examples=lacking[:20])
     path.parent.mkdir(parents=True, exist_ok=True)
     trip.save(path)
