@@ -31,7 +31,8 @@ import torch
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
-from cezsar.train import make_optimizer, resolve_device, train_one_epoch, triplet_loss
+from cezsar.devices import resolve_device
+from cezsar.train import make_optimizer, train_one_epoch, triplet_loss
 
 SCALES = {  # videos, seconds (min, max), feature dim, windows per video, triplets per window, sentences
     "small": dict(videos=40, seconds=(40, 80), dim=1280, windows=8, per_window=30, sentences=3000, dtype="float32"),

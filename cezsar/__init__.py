@@ -1,2 +1,44 @@
-"""CEZSAR reproducibility package."""
+"""CEZSAR reproducibility package: the public API in one place.
+
+    import cezsar
+    cezsar.classify_videos(["clip.mp4"], "horse riding, horse race")   # any video, any label list
+    model, meta = cezsar.load_checkpoint("best.pt")                      # a trained joint embedding
+
+Names are imported on first use (PEP 562), so `import cezsar` and the `cezsar` command start without loading
+torch or the text models.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
+
+# public name -> the module that defines it (docs/interfaces.md)
+_API = {
+    "JointEmbedder": "cezsar.model",  # VEM + SEM, Eqs. 1-6
+    "TripletSet": "cezsar.triplets",
+    "mine": "cezsar.mining",  # hard negative mining, paper §3.4
+    "fit": "cezsar.train",  # Eq. 7 training
+    "load_checkpoint": "cezsar.train",
+    "embed_dataset": "cezsar.protocols",  # Eqs. 8-9 over a dataset
+    "run_evaluation": "cezsar.protocols",  # one protocol's seeded runs
+    "classify_videos": "cezsar.classify",
+    "FeatureStore": "cezsar.features",
+    "extract": "cezsar.features",
+    "objects_from_features": "cezsar.feature_objects",
+    "settings": "cezsar.params",
+}
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _API:
+        raise AttributeError(f"module 'cezsar' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_API[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

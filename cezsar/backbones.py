@@ -25,19 +25,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cezsar.devices import resolve_device
+
 BACKBONES = ("efficientnet_lite0", "bit_m_r152x2", "resnet152")
 _ALIASES = {"efficientnet": "efficientnet_lite0", "effnet": "efficientnet_lite0", "bit": "bit_m_r152x2",
             "bit-m-r152x2": "bit_m_r152x2", "resnet-152": "resnet152"}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
 _HALF = (0.5, 0.5, 0.5)  # (x - 0.5) / 0.5 maps [0, 1] to [-1, 1]
-
-
-def resolve_device(device: str) -> torch.device:
-    """'auto' -> CUDA when present, else CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class FrameEncoder:

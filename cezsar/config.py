@@ -7,20 +7,18 @@ docs/fidelity.md when the two disagree and we chose. Each released-code behaviou
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 # --- paths -------------------------------------------------------------------------------------
+# The tracked data folders and the runs folder. Every other path (raw data, interim work, figures) belongs to a
+# parameter set (params/*.yaml, resolved by cezsar.params against PROJ_ROOT).
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJ_ROOT / "data"
-RAW_DIR = DATA_DIR / "raw"  # never modified
-INTERIM_DIR = DATA_DIR / "interim"  # features, object top-k, sentence cache
-PROCESSED_DIR = DATA_DIR / "processed"  # triplet files
 CLASSES_DIR = DATA_DIR / "classes"  # tracked: official class lists
 DESCRIPTIONS_DIR = DATA_DIR / "descriptions"  # tracked: our class descriptions
 SPLITS_DIR = DATA_DIR / "splits"  # tracked: the class subsets of every protocol run
-FIGURES_DIR = PROJ_ROOT / "figures"  # written only by the notebooks
-RUNS_DIR = PROJ_ROOT / "runs"  # executed notebooks and results.json per parameter set
+RUNS_DIR = PROJ_ROOT / "runs"  # executed notebooks and results.json per parameter set (CEZSAR_RUNS_DIR overrides)
 
 
 def cache_dir() -> Path:
@@ -133,22 +131,3 @@ class EvalConfig:
 def to_dict(cfg) -> dict:
     """A config as a plain dict (for checkpoints and results JSON)."""
     return asdict(cfg)
-
-
-@dataclass
-class Paths:
-    """Where a parameter set puts its data (notebooks and CLI share it)."""
-
-    root: Path = field(default_factory=lambda: DATA_DIR)
-
-    @property
-    def raw(self) -> Path:
-        return self.root / "raw"
-
-    @property
-    def interim(self) -> Path:
-        return self.root / "interim"
-
-    @property
-    def processed(self) -> Path:
-        return self.root / "processed"

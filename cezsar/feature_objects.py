@@ -132,7 +132,7 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
     from cezsar.datasets import Video
     from cezsar.features import FeatureError, FeatureStore, _check_stack, shard_videos
     from cezsar.progress import progress_bar
-    from cezsar.train import resolve_device
+    from cezsar.devices import resolve_device
 
     store = FeatureStore(features)
     if store.dim != head.dim:

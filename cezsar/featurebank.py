@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cezsar.atomic import write_json
+
 BANK_VERSION = 1
 FP16_MAX = 65504.0
 
@@ -55,13 +57,6 @@ def _fingerprint(store, ids: list[str]) -> list | None:
     return out
 
 
-def _length(store, vid: str) -> int:
-    root = _store_dir(store)
-    if root is not None and (root / f"{vid}.npy").is_file():
-        return int(np.load(root / f"{vid}.npy", mmap_mode="r").shape[0])  # header only
-    return int(store.load(vid).shape[0])
-
-
 def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tuple[np.ndarray, np.ndarray]:
     """Write the features of `ids` (in that order) into one (R, D) `.npy` at `path`; returns (memmap, offsets).
 
@@ -80,7 +75,9 @@ def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tup
         index = json.loads(index_path.read_text())
         if {k: index.get(k) for k in key} == key:
             return np.load(path, mmap_mode="r"), np.asarray(index["offsets"], dtype=np.int64)
-    lengths = np.array([_length(store, vid) for vid in ids], dtype=np.int64)
+    # FeatureStore.length reads only the .npy header; a store without it (an in-memory one) loads the stack
+    count = getattr(store, "length", None) or (lambda vid: len(store.load(vid)))
+    lengths = np.array([count(vid) for vid in ids], dtype=np.int64)
     for vid, n in zip(ids, lengths):
         if n < 1:
             raise ValueError(f"features of video {vid!r} have no rows")
@@ -98,9 +95,7 @@ def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tup
     mm.flush()
     del mm
     os.replace(tmp, path)
-    tmp_index = index_path.with_name(index_path.name + f".tmp{os.getpid()}")
-    tmp_index.write_text(json.dumps({**key, "offsets": offsets.tolist()}))
-    os.replace(tmp_index, index_path)
+    write_json(index_path, {**key, "offsets": offsets.tolist()}, indent=None)
     return np.load(path, mmap_mode="r"), offsets
 
 

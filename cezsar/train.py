@@ -23,6 +23,7 @@ from torch import Tensor
 
 from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.config import ModelConfig, TrainConfig, to_dict
+from cezsar.devices import resolve_device
 from cezsar.featurebank import FastPathConfig, TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
 
@@ -38,15 +39,6 @@ def triplet_loss(v: Tensor, s_pos: Tensor, s_neg: Tensor, margin: float = 1.0) -
     d_pos = torch.linalg.vector_norm(v - s_pos, dim=-1)  # (B,)
     d_neg = torch.linalg.vector_norm(v - s_neg, dim=-1)  # (B,)
     return torch.clamp(d_pos - d_neg + margin, min=0.0)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """"auto" = CUDA when present, else CPU (bf16 autocast on CUDA unless TrainConfig.autocast is off; docs/fidelity.md)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:

@@ -39,3 +39,15 @@ def test_ci_entry_point_calls_run_tests_and_fails_on_no_tests():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "./run_tests.sh" in ci
     assert 'rc" -eq 5' in (ROOT / "run_tests.sh").read_text()
+
+
+def test_the_public_api_resolves_lazily():
+    import subprocess
+    import sys
+
+    code = ("import sys, cezsar; assert 'torch' not in sys.modules, 'import cezsar loaded torch'; "
+            "names = [n for n in cezsar.__all__ if n != '__version__']; "
+            "assert all(callable(getattr(cezsar, n)) for n in names); print(len(names))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) == 12
