@@ -345,7 +345,7 @@ def test_classify_refuses_a_text_model_mismatch(capsys, tmp_path, minilm_id, mon
 
 
 @pytest.mark.parametrize("option, value, needle", [
-    ("--top-k", "0", "--top-k 0: must be at least 1"), ("--objects", "-2", "--objects -2"),
+    ("--top-k", "0", "--top-k 0: must be at least 1"), ("--n-objects", "-2", "--n-objects -2"),
     ("--alpha", "nan", "--alpha nan"), ("--max-seconds", "0", "--max-seconds 0"),
     ("--device", "tpu", "--device tpu: unknown device"), ("--weights", "BiT.npz", "--weights BiT.npz: no such"),
 ])

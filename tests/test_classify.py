@@ -244,7 +244,7 @@ def test_cli_with_a_checkpoint_runs_eq9_on_the_real_video(bunny, tmp_path, capsy
     ckpt = tmp_path / "best.pt"
     _save_checkpoint(ckpt, SentenceEncoder("minilm").model_id, 384)
     rc = main(["classify", str(bunny), "--labels", ", ".join(LABELS), "--model", str(ckpt), "--alpha", "0.5",
-               "--beta", "0.5", "--max-seconds", "2", "--objects", "2", "--json"])
+               "--beta", "0.5", "--max-seconds", "2", "--n-objects", "2", "--json"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     res = json.loads(out)  # one video: one object, not a list

@@ -28,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=None, help="Eq. 9 weight of VE(v) (default 0.8, paper §5)")
     parser.add_argument("--beta", type=float, default=None, help="Eq. 9 weight of SE(O(v)) (default 0.2; 0 = VE only)")
     parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (default 5)")
-    parser.add_argument("--objects", type=int, default=None, metavar="K",
+    parser.add_argument("--n-objects", "--objects", dest="objects", type=int, default=None, metavar="K",
                         help="objects per video for O(v) and the explanation (default 3, docs/fidelity.md)")
     parser.add_argument("--text-model", default=None,
                         help="SBERT model (minilm, mpnet, a path); default minilm, or the checkpoint's")
@@ -36,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0",
                         help="frame CNN (efficientnet_lite0 offline; bit_m_r152x2 / resnet152 need --weights)")
     parser.add_argument("--weights", default=None, help="weights file for --backbone bit_m_r152x2 / resnet152")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda)")
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present, default), cpu or cuda")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: one object per video, a list when several videos are given")
 
@@ -57,7 +57,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     from cezsar import checks
 
     checks.require_positive(args.top_k, "--top-k")
-    checks.require_positive(args.objects, "--objects")
+    checks.require_positive(args.objects, "--n-objects")
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
     for name in ("alpha", "beta"):
@@ -74,6 +74,9 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.weights is not None:
         checks.require_file(args.weights, "--weights", "weights file")
     checks.require_device(args.device)
+    from cezsar.devices import resolve_device
+
+    args.device = str(resolve_device(args.device))  # "auto" -> the device it means here
 
 
 def run(args: argparse.Namespace) -> int:

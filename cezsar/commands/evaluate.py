@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="SBERT model (minilm, mpnet, a path); default: the checkpoint's, else minilm")
     parser.add_argument("--skip-missing", action="store_true",
                         help="leave out videos without features (listed in the results) instead of failing")
-    parser.add_argument("--device", default="cpu", help="torch device for the model and SBERT")
+    parser.add_argument("--device", default="auto", help="torch device for the model and SBERT: auto (CUDA when "
+                        "present, default), cpu or cuda")
     g = parser.add_argument_group("released-code switches (docs/fidelity.md; default: the paper's reading)")
     g.add_argument("--released-objects", action="store_true",
                    help="O(v) as released: top-3 by the mean over the first 16 rows (padding included), the "
@@ -119,6 +120,9 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
     checks.require_device(args.device)
+    from cezsar.devices import resolve_device
+
+    args.device = str(resolve_device(args.device))  # "auto" -> the device it means here
     checks.require_output(args.out, "--out")
 
 

@@ -30,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="never draw a negative that captions the anchor's own video")
     parser.add_argument("--max-sim", type=float, default=d.max_sim,
                         help="paraphrase guard: drop candidates with cos >= this")
+    parser.add_argument("--object-positives", type=int, default=d.object_positives,
+                        help=f"object sentences per window added as positives (paper §3.4: {d.object_positives}; "
+                        "0 = captions only; needs objects)")
+    parser.add_argument("--no-object-negatives", action="store_true",
+                        help="object sentences are not negatives (default: they are; see MiningConfig)")
     parser.add_argument("--windows", type=int, default=d.windows_per_segment,
                         help=f"random windows per segment (default {d.windows_per_segment})")
     parser.add_argument("--val-fraction", type=float, default=d.val_fraction,
@@ -82,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     from cezsar.mining import mine
 
     cfg = MiningConfig(tau=args.tau, n_negatives=args.negatives, rule=args.rule,
+                       object_positives=args.object_positives, object_negatives=not args.no_object_negatives,
                        exclude_same_video=args.exclude_same_video, max_sim=args.max_sim,
                        windows_per_segment=args.windows, val_fraction=args.val_fraction, block=args.block,
                        seed=args.seed, split=args.split, draw=args.draw, released_objects=args.released_objects,
