@@ -7,6 +7,7 @@ naming the file and the item."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -458,23 +459,17 @@ def _load_kinetics400(root: Path) -> ClassDataset:
         root = csvs[0]
     stem = root.stem
     files = _file_index([root.parent / "clips", root.parent / stem, root.parent / {"validate": "val"}.get(stem, stem)])
+    text = _read_text(root, "CSV file")
     rows = []
     try:
-        with open(root, newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
-            if missing:
-                raise DatasetError(f"{root}: missing column(s) {', '.join(missing)} (header {reader.fieldnames})")
-            for row in reader:
-                rows.append((reader.line_num, row))
+        reader = csv.DictReader(io.StringIO(text, newline=""))
+        missing = [c for c in KINETICS_COLUMNS if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(f"{root}: missing column(s) {', '.join(missing)} (header {reader.fieldnames})")
+        for row in reader:
+            rows.append((reader.line_num, row))
     except csv.Error as err:
         raise DatasetError(f"{root}: malformed CSV: {err}") from err
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{root}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
-    except IsADirectoryError as err:
-        raise DatasetError(f"{root}: is a folder, expected a CSV file") from err
-    except OSError as err:
-        raise DatasetError(f"{root}: cannot read ({err.strerror or err})") from err
     videos = []
     for n, row in rows:
         if any(row.get(c) in (None, "") for c in KINETICS_COLUMNS):
