@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from cezsar.config import MiningConfig
-from cezsar.datasets import read_activitynet
+from cezsar.captions import read_activitynet
 from cezsar.mining import mine
 from cezsar.text import SentenceEncoder
 

@@ -302,3 +302,37 @@ def check_folder(store: FeatureStore, video_ids: Iterable[str], sample: int | No
             "extra_examples": extra[:10], "dim": store.dim, "backbone": store.backbone,
             "label_space": store.label_space, "objects": store.has_objects, "without_objects": len(no_objects),
             "checked": len(probe), "bad": bad, "complete": not missing and not bad}
+
+
+class ReadOnce:
+    """A FeatureStore seen through a memo: each stack and objects file is read from disk once per evaluation,
+    however many methods and protocols use it. Kept only while the test set's stacks fit `budget_gb`
+    (beyond it, reads go to disk each time, so memory stays bounded at any scale)."""
+
+    def __init__(self, store, budget_gb: float = 4.0) -> None:
+        self._store = store
+        size = sum(store.path(v).stat().st_size for v in store.ids)
+        self.keep = size <= budget_gb * 2**30
+        self._stacks: dict = {}
+        self._objects: dict = {}
+        self.disk_reads = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self._store, name)
+
+    def load(self, video_id: str):
+        if video_id not in self._stacks:
+            self.disk_reads += 1
+            x = self._store.load(video_id)
+            if not self.keep:
+                return x
+            self._stacks[video_id] = x
+        return self._stacks[video_id]
+
+    def objects(self, video_id: str):
+        if video_id not in self._objects:
+            o = self._store.objects(video_id)
+            if not self.keep:
+                return o
+            self._objects[video_id] = o
+        return self._objects[video_id]

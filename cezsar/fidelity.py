@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cezsar.atomic import write_json, write_text
+from cezsar.captions import read_activitynet_files
 from cezsar.config import to_dict
 from cezsar.params import CONFIG_KEYS, load, stage_configs
 
@@ -109,7 +110,7 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
         return None
     t0 = time.perf_counter()
     enc = SentenceEncoder(text_model)
-    captions = datasets.read_activitynet_files(lay.captions)
+    captions = read_activitynet_files(lay.captions)
     store = lay.store("activitynet")
     mkey = _key(to_dict(cfg["mine"]), text_model)
     trip_path = out / "triplets" / f"{mkey}.npz"

@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cezsar.config import MiningConfig
-from cezsar.mining import HIST_EDGES, _pair_member, _rank_in_group, _stats, rule_mask
+from cezsar.mining_rules import HIST_EDGES, _pair_member, _rank_in_group, _stats, rule_mask
 
 AUTO_EXACT_MAX = 20_000  # "auto" mines exactly up to this many candidates (SynthActions ~420, ActivityNet 37k)
 GROUP = 128  # positives sharing one pool: one (group x d) x (d x m) GEMM; more sharing leaves candidates unused (below)
@@ -246,7 +246,7 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
     Args:
         emb: unit-norm sentence embeddings (S, d); rows 0..n_cand-1 are the candidates.
         u_pos, banned, u_vid: per unit its positive sentence id, the caption never drawn (-1 none), its video.
-        video_of_cand: the caption-of-video structure of `mining.draw_negatives` (exclude_same_video) or None.
+        video_of_cand: the caption-of-video structure of `mining_rules.draw_negatives` (exclude_same_video) or None.
         exact: the exact path over a subset of units -> (neg, count, pair hist, negative hist).
     """
     n, n_units, group = cfg.n_negatives, len(u_pos), group or GROUP

@@ -12,6 +12,7 @@ import numpy as np
 
 from cezsar import pipeline, plots, tables
 from cezsar.atomic import write_text
+from cezsar.captions import read_activitynet_files
 from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 
@@ -151,7 +152,7 @@ def data_preview(lay: Layout, clips: int = 3, seconds: int = 5) -> Shown:
     from cezsar import datasets
     from cezsar.video import VideoDecodeError, decode_1fps
 
-    caps = datasets.read_activitynet_files(lay.captions)
+    caps = read_activitynet_files(lay.captions)
     first: dict[str, object] = {}
     for seg in caps.segments:
         first.setdefault(seg.video_id, seg)

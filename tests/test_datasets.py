@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from cezsar import cli
-from cezsar.datasets import (DatasetError, load_dataset, normalize_class, read_activitynet, read_descriptions,
+from cezsar.captions import read_activitynet
+from cezsar.datasets import (DatasetError, load_dataset, normalize_class, read_descriptions,
                              read_split)
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"

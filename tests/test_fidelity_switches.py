@@ -154,7 +154,7 @@ def test_triplet_level_split_is_leaky_and_video_split_is_not():
 
 def test_released_draw_repeats_negatives_in_proportion_to_their_entries():
     from cezsar.config import MiningConfig
-    from cezsar.datasets import Captions, Segment
+    from cezsar.captions import Captions, Segment
     from cezsar.mining import mine
 
     # one anchor; candidates "heavy" (captions 6 segments) and "light" (1 segment), both similar to the anchor

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from cezsar.config import MiningConfig
-from cezsar.datasets import Captions, Segment
-from cezsar.mining import TripletSet, draw_negatives, mine, random_windows
+from cezsar.captions import Captions, Segment
+from cezsar.mining import TripletSet, mine
+from cezsar.mining_rules import draw_negatives, random_windows
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "activitynet_captions" / "train.json"
 
@@ -223,7 +224,7 @@ def test_real_captions_subset():
     """Real ActivityNet captions + real MiniLM on a 2,000-sentence slice (the full 37k run is the benchmark)."""
     if not REF.exists():
         pytest.skip("reference data absent")
-    from cezsar.datasets import read_activitynet
+    from cezsar.captions import read_activitynet
     from cezsar.text import SentenceEncoder
 
     cap = read_activitynet(REF)

@@ -15,9 +15,9 @@ import pytest
 import torch
 import yaml
 
-from cezsar import datasets, params, pipeline
+from cezsar import captions, datasets, params, pipeline
 from cezsar.feature_objects import load_head, objects_from_features, topk_probs
-from cezsar.features import FeatureStore
+from cezsar.features import FeatureStore, ReadOnce
 from cezsar.objects import topk_from_logits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,9 +168,9 @@ def test_notebook_00_lists_every_missing_input_before_anything_runs(tmp_path: Pa
 @pytest.mark.skipif(not (REF / "activitynet_captions" / "val_2.json").is_file(), reason="reference data absent")
 def test_train_and_both_validation_files_read_as_one_corpus():
     a = REF / "activitynet_captions"
-    caps = datasets.read_activitynet_files(f"{a / 'train.json'},{a / 'val_1.json'},{a / 'val_2.json'}")
-    train = datasets.read_activitynet(a / "train.json")
-    v1, v2 = datasets.read_activitynet(a / "val_1.json"), datasets.read_activitynet(a / "val_2.json")
+    caps = captions.read_activitynet_files(f"{a / 'train.json'},{a / 'val_1.json'},{a / 'val_2.json'}")
+    train = captions.read_activitynet(a / "train.json")
+    v1, v2 = captions.read_activitynet(a / "val_1.json"), captions.read_activitynet(a / "val_2.json")
     # val_1 and val_2 annotate the same videos: 10,009 + 4,917 distinct videos
     assert len(caps.durations) == len(set(train.durations) | set(v1.durations) | set(v2.durations)) == 14926
     dups = caps.problems.get("duplicate_across_files", 0)
@@ -188,7 +188,7 @@ def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path):
     lay = pipeline.layout_from(s)
     feats = lay.train_features
     feats.mkdir(parents=True)
-    caps = datasets.read_activitynet(lay.captions[0])
+    caps = captions.read_activitynet(lay.captions[0])
     rng = np.random.default_rng(0)
     for vid, d in caps.durations.items():
         np.save(feats / f"{vid}.npy", rng.standard_normal((int(d) + 1, 8), dtype=np.float32))
@@ -206,12 +206,12 @@ def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path):
 
 def test_evaluation_reads_each_test_stack_once(tmp_path: Path):
     _stacks(tmp_path / "f", 4, 8)
-    store = pipeline.ReadOnce(FeatureStore(tmp_path / "f"))
+    store = ReadOnce(FeatureStore(tmp_path / "f"))
     for _ in range(3):  # three methods
         for vid in store.ids:
             assert store.load(vid).shape[1] == 8
     assert store.disk_reads == 4 and store.dim == 8
-    capped = pipeline.ReadOnce(FeatureStore(tmp_path / "f"), budget_gb=0)
+    capped = ReadOnce(FeatureStore(tmp_path / "f"), budget_gb=0)
     for _ in range(2):
         capped.load("v_00000")
     assert capped.disk_reads == 2, "over the budget nothing is kept"

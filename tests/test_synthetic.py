@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from cezsar import cli
-from cezsar.datasets import load_dataset, normalize_class, read_activitynet, read_descriptions
+from cezsar.captions import read_activitynet
+from cezsar.datasets import load_dataset, normalize_class, read_descriptions
 from cezsar.synthetic import ACTIONS, ACTORS, _plan, generate
 from cezsar.video import decode_1fps
 

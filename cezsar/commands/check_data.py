@@ -30,10 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def summarize(kind: str, path: str, splits: list[str] = ()) -> tuple[dict, dict]:
     """Counts and problems of one dataset: ({kind, videos, segments, sentences, classes, problems}, examples)."""
     from cezsar import datasets as ds
+    from cezsar.captions import read_activitynet
 
     examples: dict = {}
     if kind == "activitynet":
-        cap = ds.read_activitynet(path)
+        cap = read_activitynet(path)
         out = {"kind": kind, "videos": len(cap.durations), "segments": len(cap.segments),
                "sentences": len(cap.segments), "problems": cap.problems}
         examples = cap.examples
@@ -71,9 +72,10 @@ def check_inputs(kind: str, path: str, splits: list[str]) -> None:
 
 def _video_ids(kind: str, path: str) -> list[str]:
     from cezsar import datasets as ds
+    from cezsar.captions import read_activitynet
 
     if kind == "activitynet":
-        return sorted(ds.read_activitynet(path).durations)
+        return sorted(read_activitynet(path).durations)
     return [v.video_id for v in ds.load_dataset(kind, path).videos]
 
 

@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def collect_videos(kind: str, root: str | Path) -> list:
     """The videos of a dataset as cezsar.datasets.Video records (path None when the file is absent)."""
     from cezsar import datasets as ds
+    from cezsar.captions import read_activitynet
     from cezsar.video import VIDEO_EXTS, video_files
 
     root = Path(root)
@@ -66,7 +67,7 @@ def collect_videos(kind: str, root: str | Path) -> list:
         return [ds.Video(vid, p, "") for vid, p in sorted(files.items())]
     ids: set[str] = set()
     for js in sorted(root.glob("*.json")):
-        ids.update(ds.read_activitynet(js).durations)
+        ids.update(read_activitynet(js).durations)
     if not ids:  # no captions next to the videos: take every video file
         ids = set(files)
     return [ds.Video(vid, files.get(vid), "") for vid in sorted(ids)]

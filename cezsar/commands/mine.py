@@ -83,7 +83,7 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import DataError, clear_stale_temps, feature_folder, text_encoder
     from cezsar.config import MiningConfig
-    from cezsar.datasets import read_activitynet
+    from cezsar.captions import read_activitynet
     from cezsar.mining import mine
 
     cfg = MiningConfig(tau=args.tau, n_negatives=args.negatives, rule=args.rule,

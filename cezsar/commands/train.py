@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
     bounds = None
     if args.window == "released":
         from cezsar import checks
-        from cezsar.datasets import read_activitynet
+        from cezsar.captions import read_activitynet
         from cezsar.train import segment_bounds
 
         if not args.captions:
