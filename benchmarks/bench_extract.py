@@ -1,4 +1,4 @@
-"""Extraction speed as ratios measured in one run (docs/design.md §11): prints one JSON document.
+"""Extraction speed as ratios measured in one run (docs/decisions.md §11): prints one JSON document.
 
 - pipeline_vs_cnn_only: frames/s of `features.extract` (seek-decoding in a prefetch thread, CNN, atomic
   writes) over frames/s of the CNN alone on pre-decoded frames. Goal >= 0.8 (decoding hidden behind the CNN).

@@ -1,4 +1,4 @@
-"""BiT-M-R152x2: the paper's frame CNN as released (docs/design.md §5, docs/fidelity.md).
+"""BiT-M-R152x2: the paper's frame CNN as released (docs/decisions.md §5, docs/fidelity.md).
 
 A pre-activation ResNet (v2) whose convolutions are weight-standardised and whose norms are
 GroupNorm(32) (Kolesnikov et al., "Big Transfer", 2020). R152x2: bottleneck units [3, 8, 36, 3],

@@ -1,6 +1,6 @@
 """ActivityNet Captions (paper §3.4's training data) into typed records: one file, or several read as one corpus.
 
-`{"v_<ytid>": {"duration": s, "timestamps": [[start, end], …], "sentences": […]}}` (docs/design.md §4). Real
+`{"v_<ytid>": {"duration": s, "timestamps": [[start, end], …], "sentences": […]}}` (docs/decisions.md §4). Real
 quirks (timestamps past the duration, reversed or zero-length segments, stray spaces, duplicates) are repaired or
 kept and counted in `problems` with a few `examples`, never dropped silently; unreadable input raises
 `DatasetError` naming the file and the video.

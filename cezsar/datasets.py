@@ -1,5 +1,5 @@
 """Readers of the class-labelled datasets (UCF-101, HMDB-51, Kinetics-400), class names, descriptions and split
-files (docs/design.md §4) into small typed records; the ActivityNet Captions reader is `cezsar.captions`.
+files (docs/decisions.md §4) into small typed records; the ActivityNet Captions reader is `cezsar.captions`.
 
 Real annotation quirks (captions past the video's end, reversed segments, leading spaces, duplicates)
 are kept or repaired explicitly and counted in `problems` with a few `examples`, never dropped silently.
@@ -65,7 +65,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def normalize_class(name: str) -> str:
-    """One class-name form for every dataset (docs/design.md §4): lower case words, single spaces.
+    """One class-name form for every dataset (docs/decisions.md §4): lower case words, single spaces.
 
     "ApplyEyeMakeup", "apply_eye_makeup", "Apply Eye Makeup" -> "apply eye makeup"; Kinetics keeps its
     parentheses: "Skiing (not slalom or crosscountry)" -> "skiing (not slalom or crosscountry)".
@@ -314,7 +314,7 @@ KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 
 
 def kinetics_clip_name(youtube_id: str, start: int, end: int) -> str:
-    """The official downloader's clip name `<ytid>_<start:06d>_<end:06d>.mp4` (docs/design.md §4)."""
+    """The official downloader's clip name `<ytid>_<start:06d>_<end:06d>.mp4` (docs/decisions.md §4)."""
     return f"{youtube_id}_{start:06d}_{end:06d}.mp4"
 
 
@@ -355,7 +355,7 @@ def _load_kinetics400(root: Path) -> ClassDataset:
 
 
 def load_dataset(kind: str, root: str | Path) -> ClassDataset:
-    """A class-labelled test dataset in its standard layout (docs/design.md §4); `kind` in ucf101, hmdb51, kinetics400.
+    """A class-labelled test dataset in its standard layout (docs/decisions.md §4); `kind` in ucf101, hmdb51, kinetics400.
 
     `root` is the dataset folder, or for ucf101 the authors' `ucf101_dataset.json`, for kinetics400 a CSV.
     """

@@ -112,12 +112,14 @@ def topk_probs(logits: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _valid(path: Path, t: int, k: int) -> bool:
+    """A finished objects file: readable, T rows, k classes a row (the check `cezsar extract` uses)."""
+    from cezsar.features import FeatureError, _check_objects
+
     try:
-        with np.load(path, allow_pickle=False) as z:
-            idx, sc = z["indices"], z["scores"]
-    except (OSError, ValueError, KeyError, EOFError):
+        idx, _ = _check_objects(path, t)
+    except FeatureError:
         return False
-    return idx.shape == sc.shape == (t, k)
+    return idx.shape[1] == k
 
 
 def objects_from_features(features: str | Path, head: LinearHead, out: str | Path | None = None, topk: int = 5,

@@ -1,4 +1,4 @@
-"""Feature extraction over a dataset and the feature store that reads it back (paper §3.2; docs/design.md §2, §10, §11).
+"""Feature extraction over a dataset and the feature store that reads it back (paper §3.2; docs/decisions.md §2, §10, §11).
 
 Output folder (the released features' layout, so those drop in unchanged):
     <out>/<video_id>.npy            float32 (T, D), row i = second i (cezsar.video sampling rule)

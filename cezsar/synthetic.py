@@ -1,4 +1,4 @@
-"""SynthActions: the embedded dataset, generated offline from a seed in the real formats (docs/design.md §6).
+"""SynthActions: the embedded dataset, generated offline from a seed in the real formats (docs/decisions.md §6).
 
 Actors are real photographs shipped with scikit-image (a tabby cat, a coffee cup, a cameraman behind a
 tripod, a moped) so that the ImageNet object branch (Eq. 9) recognises real objects; they are drawn large
@@ -24,7 +24,7 @@ import numpy as np
 from cezsar.atomic import write_json, write_text
 from cezsar.datasets import kinetics_clip_name
 
-SIDE = 160  # frame side in pixels (docs/design.md §6: EfficientNet-Lite0 at 160 px)
+SIDE = 160  # frame side in pixels (docs/decisions.md §6: EfficientNet-Lite0 at 160 px)
 FPS = 5  # encoded frame rate; the pipeline decodes 1 frame/s, the rest only makes the clips watchable
 SIZES = {  # training videos (3 segments each), clips per UCF class, clips per Kinetics class
     "small": {"train_videos": 6, "ucf_clips": 1, "kinetics_clips": 1},
@@ -352,7 +352,7 @@ def _groups(names: dict[str, tuple[str, str]]) -> dict[str, list]:
 
 
 def check_zero_shot(files: dict) -> None:
-    """Raise if a test class name or description sentence occurs in a training caption (docs/design.md §6)."""
+    """Raise if a test class name or description sentence occurs in a training caption (docs/decisions.md §6)."""
     from cezsar.datasets import normalize_class
 
     captions = [s.lower() for v in files["activitynet/train.json"].values() for s in v["sentences"]]
@@ -384,7 +384,7 @@ def _renderer() -> Renderer:
 
 
 def generate(out: str | Path, seed: int = 0, size: str = "default", workers: int | None = None) -> dict:
-    """Write SynthActions under `out` (docs/design.md §6) and return a summary (counts, seconds of video, bytes).
+    """Write SynthActions under `out` (docs/decisions.md §6) and return a summary (counts, seconds of video, bytes).
 
     The same seed gives byte-identical annotation files and identical frames; `workers` processes render
     videos in parallel (each video has its own seed, so the order does not matter).

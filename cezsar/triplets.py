@@ -1,4 +1,4 @@
-"""The mined triplet file: (window, positive, negative) index arrays in a deterministic .npz (docs/design.md §2, §7)."""
+"""The mined triplet file: (window, positive, negative) index arrays in a deterministic .npz (docs/decisions.md §2, §7)."""
 from __future__ import annotations
 
 import io
@@ -17,7 +17,7 @@ _VOLATILE = ("time",)  # summary keys left out of the file, so the same seed giv
 
 @dataclass
 class TripletSet:
-    """Mined triplets as index arrays into `sentences` / `video_ids` (docs/design.md §2: ints, not copies)."""
+    """Mined triplets as index arrays into `sentences` / `video_ids` (docs/decisions.md §2: ints, not copies)."""
 
     sentences: list[str]
     video_ids: list[str]

@@ -1,4 +1,4 @@
-"""Decoding at 1 frame per second (paper §3.2; docs/fidelity.md, docs/design.md §11).
+"""Decoding at 1 frame per second (paper §3.2; docs/fidelity.md, docs/decisions.md §11).
 
 Sampling rule (documented, used everywhere): a video of duration d seconds gives
 T = max(1, floor(d)) frames; frame i is the first frame whose timestamp is at or after i seconds from

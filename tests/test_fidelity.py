@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from cezsar import fidelity
+from cezsar.params import stage_configs
 
 
 def _result(variant, seed, ucf, kin):
@@ -13,7 +14,7 @@ def _result(variant, seed, ucf, kin):
 
 
 def test_configs_route_flat_keys_to_their_stage():
-    cfg = fidelity.configs({"mine_released_objects": True, "eval_released_objects": False, "window": "released",
+    cfg = stage_configs({"mine_released_objects": True, "eval_released_objects": False, "window": "released",
                             "d_model": 64, "std_ddof": 0, "mode": "embedded"})
     assert cfg["mine"].released_objects and not cfg["eval"].released_objects
     assert cfg["train"].window == "released" and cfg["model"].d_model == 64 and cfg["eval"].std_ddof == 0

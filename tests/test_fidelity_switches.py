@@ -306,7 +306,8 @@ def test_released_yaml_turns_every_switch_on_and_matches_the_measured_variant():
     import yaml
 
     from cezsar.config import PROJ_ROOT, ExtractConfig
-    from cezsar.fidelity import PARAM_KEYS, RELEASED, configs
+    from cezsar.fidelity import RELEASED
+    from cezsar.params import CONFIG_KEYS as PARAM_KEYS, stage_configs as configs
 
     values = yaml.safe_load((PROJ_ROOT / "params" / "released.yaml").read_text())
     embedded = yaml.safe_load((PROJ_ROOT / "params" / "embedded.yaml").read_text())

@@ -1,4 +1,4 @@
-"""The notebooks: their conventions (docs/design.md §9), their .py pairs, and a headless end-to-end run."""
+"""The notebooks: their conventions (docs/decisions.md §9), their .py pairs, and a headless end-to-end run."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,8 @@
 """Thin argparse front-ends, one file per `cezsar` subcommand."""
 from __future__ import annotations
 
+import argparse
+
 
 def print_skips(skipped: list[dict], total: int, noun: str, where: str) -> None:
     """A long job's skipped items, one line each, then how many (docs/errors.md: never a silent drop)."""
@@ -8,3 +10,14 @@ def print_skips(skipped: list[dict], total: int, noun: str, where: str) -> None:
         print(f"  skipped {s['video_id']}: {s['reason']}")
     if skipped:
         print(f"{len(skipped)} of {total} {noun}(s) skipped (listed above and in the report in {where})")
+
+
+def shard_arg(text: str) -> tuple[int, int]:
+    """argparse type of `--shard K/N` (extract, objects): shard K of N, 0 <= K < N."""
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"--shard must look like K/N (e.g. 0/4), got {text!r}") from err
+    if not (n >= 1 and 0 <= k < n):
+        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
+    return k, n

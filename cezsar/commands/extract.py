@@ -5,20 +5,10 @@ import argparse
 import json
 from pathlib import Path
 
-from cezsar.commands import print_skips
+from cezsar.commands import print_skips, shard_arg
 
 HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
 KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
-
-
-def _shard(text: str) -> tuple[int, int]:
-    try:
-        k, n = (int(x) for x in text.split("/"))
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"--shard must look like K/N (e.g. 0/4), got {text!r}") from err
-    if not (n >= 1 and 0 <= k < n):
-        raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
-    return k, n
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -32,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="efficientnet_lite0 (default, offline) | bit_m_r152x2 (needs --weights .npz) | "
                         "resnet152 (needs --weights .pth); default: bit_m_r152x2 when --weights is a .npz")
     parser.add_argument("--weights", default=None, help="BiT-M-R152x2.npz or torchvision resnet152 .pth")
-    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+    parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
                         help="process only shard K of N (videos at sorted-id position = K mod N)")
     parser.add_argument("--batch", type=int, default=32, help="frames per CNN forward (default 32)")
     parser.add_argument("--image-size", type=int, default=160, help="square input side in px (default 160)")

@@ -4,15 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from cezsar.commands import print_skips
+from cezsar.commands import print_skips, shard_arg
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
         "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cezsar.commands.extract import _shard
-
     parser.add_argument("--features", required=True, help="folder of <video_id>.npy stacks (T, D)")
     parser.add_argument("--weights", default=None,
                         help="the backbone's weights file holding its head: BiT-M-R152x2.npz (21,843 classes), "
@@ -23,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "data folder untouched, and pass it on as the objects folder)")
     parser.add_argument("--topk", type=int, default=5, help="object classes kept per second (default 5)")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    parser.add_argument("--shard", type=_shard, default=(0, 1), metavar="K/N",
+    parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
                         help="process only shard K of N (stacks at sorted-id position = K mod N)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")

@@ -1,4 +1,4 @@
-"""`cezsar synth --out DIR`: generate the embedded SynthActions dataset (docs/design.md §6)."""
+"""`cezsar synth --out DIR`: generate the embedded SynthActions dataset (docs/decisions.md §6)."""
 from __future__ import annotations
 
 import argparse
