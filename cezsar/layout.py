@@ -50,13 +50,17 @@ class Layout:
         """One training feature bank for every model of this set (the τ ablation shares it)."""
         return self.work / "cache"
 
+    def folders(self, part: str) -> tuple[Path, Path]:
+        """(features, objects) folders of "activitynet" (the training corpus) or a test set."""
+        if part == "activitynet":
+            return self.train_features, self.train_objects
+        return self.test_features[part], self.test_objects[part]
+
     def store(self, part: str):
         """The FeatureStore of "activitynet" or a test set, with its objects folder."""
         from cezsar.features import FeatureStore
 
-        if part == "activitynet":
-            return FeatureStore(self.train_features, self.train_objects)
-        return FeatureStore(self.test_features[part], self.test_objects[part])
+        return FeatureStore(*self.folders(part))
 
 
 def _objects_dir(features: Path, work: Path, part: str) -> Path:
@@ -119,8 +123,7 @@ def _npy_ids(folder: Path) -> set[str]:
 
 
 def _have_objects(lay: Layout, part: str) -> bool:
-    folder = lay.train_objects if part == "activitynet" else lay.test_objects[part]
-    feats = lay.train_features if part == "activitynet" else lay.test_features[part]
+    feats, folder = lay.folders(part)
     if not feats.is_dir():
         return False
     meta = feats / "features.json"

@@ -118,8 +118,7 @@ def extract_features(lay: Layout, s: Settings) -> dict:
                 reports.setdefault(part, {})["objects"] = "off: no head weights (backbone_weights)"
                 continue
             head = head or load_head(None if src == "default" else src, s.backbone)
-            feats = lay.train_features if part == "activitynet" else lay.test_features[part]
-            out = lay.train_objects if part == "activitynet" else lay.test_objects[part]
+            feats, out = lay.folders(part)
             rep = objects_from_features(feats, head, out, device=s.device, progress=True)
             reports.setdefault(part, {})["objects"] = {k: rep[k] for k in ("videos", "computed", "reused",
                                                                            "skipped", "label_space", "out")}
