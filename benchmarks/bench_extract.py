@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=160)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--decoders", type=int, default=0, help="decoding threads in the pipeline (0 = auto, as extract)")
     ap.add_argument("--repeat", type=int, default=2, help="best of N for the decode timings")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads for the CNN (default: torch's, one per core); fewer leave cores to decoding")
@@ -100,7 +101,7 @@ def main() -> None:
         clips = make_clips(root, args.clips, args.seconds, args.fps, (args.width, args.height), args.gop or None)
         decoded = [decode_1fps(p, size=s) for p in clips]
         frames = sum(len(d) for d in decoded)
-        enc.encode(decoded[0][:2])  # warm-up (lazy init, cuDNN autotune)
+        enc.encode(decoded[0])  # warm-up at a clip's batch shape (lazy init, cuDNN autotune)
         sync = torch.cuda.synchronize if enc.device.type == "cuda" else (lambda: None)
 
         def cnn_only() -> None:
@@ -122,7 +123,7 @@ def main() -> None:
         t_ref_pipe = timed(reference_pipeline)
         videos = [Video(p.stem, p, "") for p in clips]
         t0 = time.perf_counter()
-        rep = extract(videos, root / "out", ExtractConfig(batch=args.batch, image_size=enc.image_size),
+        rep = extract(videos, root / "out", ExtractConfig(batch=args.batch, image_size=enc.image_size, decoders=args.decoders),
                       encoder=enc, progress=False)
         t_pipe = time.perf_counter() - t0
         assert rep["frames"] == frames and not rep["skipped"]
@@ -136,7 +137,7 @@ def main() -> None:
         "resolution": f"{args.width}x{args.height}", "gop": args.gop or 250, "frames": frames,
         "cnn_only_frames_per_s": round(frames / t_cnn, 1),
         "pipeline_frames_per_s": round(frames / t_pipe, 1),
-        "pipeline_vs_cnn_only": round(t_cnn / t_pipe, 3),
+        "pipeline_vs_cnn_only": round(t_cnn / t_pipe, 3), "decoders": rep["decoders"],
         # what full overlap could reach here: the CNN's and the decoder's CPU time spread over every core
         # (on a CPU-only machine both need the same cores; on a GPU machine the CNN leaves them free)
         "cnn_cpu_ms_per_frame": round(1000 * cpu[0] / frames, 2),

@@ -106,6 +106,60 @@ def run_fast(model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: 
             "triplets_per_cpu_s": round(r["triplets"] / max(cpu, 1e-9), 1), "steps": r["steps"]}
 
 
+def profile_steps(model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: int, group: int) -> dict:
+    """Where a step's time goes: `steps` steps with a device sync after each phase (gather = the windows' and
+    sentences' rows from the bank, forward = Eqs. 1-7, backward, optimizer), then torch.profiler's top
+    operators over the same number of unsynced steps. The synced phases add up to more than a normal step
+    (the syncs stop the CPU from queueing ahead); their shares are what to read."""
+    from cezsar.train import _autocast
+
+    order = torch.as_tensor(epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 7, group)).to(device)
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    phases = dict.fromkeys(("gather", "forward", "backward", "optimizer"), 0.0)
+    model.train()
+    for i in range(steps):
+        b = order[i * cfg.batch:(i + 1) * cfg.batch]
+        sync()
+        t0 = time.perf_counter()
+        s, inv_p, inv_n = data.text_batch(b)
+        x, mask, index, inv_v = data.packed_video_batch(b)
+        sync()
+        t1 = time.perf_counter()
+        with _autocast(device, cfg.autocast):
+            ve = model.encode_video_packed(x, mask, index).float()  # (U, d_emb)
+            se = model.encode_text(s).float()  # (Us, d_emb)
+            loss = triplet_loss(ve[inv_v], se[inv_p], se[inv_n], cfg.margin).mean()
+        sync()
+        t2 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        sync()
+        t3 = time.perf_counter()
+        opt.step()
+        sync()
+        t4 = time.perf_counter()
+        for k, a, z in (("gather", t0, t1), ("forward", t1, t2), ("backward", t2, t3), ("optimizer", t3, t4)):
+            phases[k] += z - a
+    total = sum(phases.values())
+    out = {"steps": steps, "synced_ms_per_step": {k: round(1000 * v / steps, 3) for k, v in phases.items()},
+           "share": {k: round(v / total, 3) for k, v in phases.items()}}
+    acts = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with torch.profiler.profile(activities=acts) as prof:
+        train_one_epoch(model, data, opt, order.cpu().numpy(), cfg, device, limit_steps=steps)
+    key = "self_device_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    rows = sorted(prof.key_averages(), key=lambda e: getattr(e, key, 0.0), reverse=True)[:15]
+    out["top_ops"] = [{"op": e.key, "calls": e.count, "self_cpu_ms": round(e.self_cpu_time_total / 1000 / steps, 3),
+                       "self_device_ms": round(getattr(e, "self_device_time_total", 0.0) / 1000 / steps, 3)}
+                      for e in rows]
+    # GPU busy time per step against the step's wall time: far below it = the CPU (launches, syncs) is the limit
+    out["device_busy_ms_per_step"] = round(sum(getattr(e, "self_device_time_total", 0.0)
+                                               for e in prof.key_averages()) / 1000 / steps, 3)
+    out["kernels_per_step"] = round(sum(e.count for e in prof.key_averages()
+                                        if getattr(e, "device_type", None) == torch.autograd.DeviceType.CUDA) / steps, 1) \
+        if device.type == "cuda" else None
+    return out
+
+
 def fresh(cfg: ModelConfig, device) -> tuple[JointEmbedder, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = JointEmbedder(cfg).to(device)
@@ -213,6 +267,8 @@ def paper(args, device) -> dict:
            "extrapolated": args.limit_steps is not None}
     if device.type == "cuda":
         out["peak_gpu_gib"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)
+    if args.profile:
+        out["profile"] = profile_steps(model, opt, data, tcfg, device, args.profile, args.group)
     return out
 
 
@@ -227,6 +283,8 @@ def main() -> None:
     ap.add_argument("--limit-steps", type=int, default=None, help="paper: time this many steps and extrapolate")
     ap.add_argument("--videos", type=int, default=None, help="paper: fewer videos in the bank (CPU memory)")
     ap.add_argument("--group", type=int, default=8, help="paper: triplets of a window per batch (0 = all, 1 = i.i.d.)")
+    ap.add_argument("--profile", type=int, default=0,
+                    help="paper: then profile this many steps (time per phase, top operators)")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's; 1 is steadier on a shared machine)")
     args = ap.parse_args()

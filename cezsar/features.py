@@ -9,16 +9,19 @@ Output folder (the released features' layout, so those drop in unchanged):
 Restartable: every file is written to a temp name and renamed, the .npy last, so a video counts as
 finished only when both of its files are complete and valid; a rerun skips those and redoes the rest
 (a corrupt file is redone, not trusted). `shard=(k, n)` takes the videos whose position in the id-sorted
-list is k mod n, so n job-array tasks cover a dataset exactly once. A thread decodes the next videos
-while the CNN encodes the current one (§11: decoding overlaps the CNN). A bad video never stops the run:
-it is listed in the report with its reason.
+list is k mod n, so n job-array tasks cover a dataset exactly once. Decoders (`ExtractConfig.decoders`)
+decode the next videos while the CNN encodes the current one (§11: decoding overlaps the CNN). A bad video
+never stops the run: it is listed in the report with its reason.
 """
 from __future__ import annotations
 
+import collections
 import json
+import os
 import queue
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
@@ -96,10 +99,68 @@ def shard_videos(videos: Iterable[VideoLike], shard: tuple[int, int] = (0, 1)) -
 _END = object()
 
 
-def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int], q: queue.Queue, stop: threading.Event) -> None:
-    """Producer thread: decode videos in order into `q` as (video, frames | None, reason | None)."""
+def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int]) -> tuple:
+    """(video, frames | None, reason | None) for one video: a bad file is a reason, not an exception."""
     from cezsar.video import VideoDecodeError, decode_1fps
 
+    if v.path is None:
+        return v, None, "no video file"
+    try:
+        return v, decode_1fps(v.path, cfg.max_seconds, size=size), None
+    except VideoDecodeError as err:
+        return v, None, err.reason
+
+
+def decoders_for(device, wanted: int = 0) -> int:
+    """Video decoders beside a CNN on `device`: `wanted` if > 0; else 1 on a CPU, where the CNN already uses
+    every core, and on a GPU one per free core up to 8 (one 1-fps decoder feeds ~50-100 frames/s, a GPU CNN
+    takes thousands)."""
+    if wanted > 0:
+        return int(wanted)
+    if getattr(device, "type", str(device)) == "cpu":
+        return 1
+    return max(1, min(8, (os.cpu_count() or 2) - 1))
+
+
+class _Decoded:
+    """The videos of `todo` decoded in their order, as a torch Dataset for DataLoader worker processes."""
+
+    def __init__(self, todo: list, cfg: ExtractConfig, size: tuple[int, int]) -> None:
+        self.todo, self.cfg, self.size = todo, cfg, size
+
+    def __len__(self) -> int:
+        return len(self.todo)
+
+    def __getitem__(self, i: int) -> tuple:
+        _, frames, reason = _decode_one(self.todo[i], self.cfg, self.size)
+        return i, frames, reason  # the index, not the video: only arrays and strings cross the process pipe
+
+
+def _as_is(item):
+    return item  # DataLoader's collate: keep the numpy frames as they are
+
+
+def _decoded(todo: list, cfg: ExtractConfig, size: tuple[int, int], workers: int):
+    """Yield (video, frames | None, reason | None) in the order of `todo`. One decoder runs in this thread;
+    several run as DataLoader worker processes, not threads: a decoder thread holds the GIL while it converts
+    frames, and the CNN's thread needs the GIL to launch its GPU kernels (measured on an H100: 8 decoder
+    threads fed BiT slower than 1)."""
+    if workers <= 1 or len(todo) <= 1:
+        for v in todo:
+            yield _decode_one(v, cfg, size)
+        return
+    import torch.utils.data  # only here: extraction with one decoder (the CPU default) never needs it
+
+    loader = torch.utils.data.DataLoader(_Decoded(todo, cfg, size), batch_size=None, shuffle=False,
+                                         num_workers=min(workers, len(todo)), collate_fn=_as_is, prefetch_factor=2)
+    for i, frames, reason in loader:
+        yield todo[i], frames, reason
+
+
+def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int], q: queue.Queue, stop: threading.Event,
+              workers: int = 1) -> None:
+    """Producer thread: decode videos into `q` in their order as (video, frames | None, reason | None), with
+    `workers` decoders (`_decoded`)."""
     def put(item) -> bool:
         while not stop.is_set():
             try:
@@ -110,19 +171,21 @@ def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int], q: queue.Qu
         return False
 
     try:
-        for v in todo:
-            if v.path is None:
-                item = (v, None, "no video file")
-            else:
-                try:
-                    item = (v, decode_1fps(v.path, cfg.max_seconds, size=size), None)
-                except VideoDecodeError as err:
-                    item = (v, None, err.reason)
+        for item in _decoded(todo, cfg, size, workers):
             if not put(item):
                 return
         put(_END)
     except Exception as err:  # a bug, not a bad video: hand it to the main thread to re-raise
         put(err)
+
+
+_WRITES_IN_FLIGHT = 4
+
+
+def _write_video(out: Path, video_id: str, feats: np.ndarray, idx: np.ndarray, sc: np.ndarray) -> None:
+    """A video's two files, objects first and stack last: a .npy on disk implies its objects are complete."""
+    write_atomic(out / "objects" / f"{video_id}.npz", lambda fh: np.savez(fh, indices=idx, scores=sc))
+    write_atomic(out / f"{video_id}.npy", lambda fh: np.save(fh, feats.astype(np.float32), allow_pickle=False))
 
 
 def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig | None = None,
@@ -167,11 +230,16 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
     size = (encoder.image_size, encoder.image_size)
-    producer = threading.Thread(target=_prefetch, args=(todo, cfg, size, q, stop), daemon=True)
+    workers = decoders_for(getattr(encoder, "device", "cpu"), cfg.decoders)
+    producer = threading.Thread(target=_prefetch, args=(todo, cfg, size, q, stop, workers), daemon=True)
     producer.start()
     skipped, encoded, frames = [], 0, 0
+    # the files are written (and fsynced) on a thread while the CNN encodes the next video; at most
+    # _WRITES_IN_FLIGHT videos wait, and every write has finished (or raised) before the report is written
+    writes: collections.deque = collections.deque()
     try:
-        with progress_bar(len(todo), f"extract {shard[0]}/{shard[1]}", unit="video", enabled=progress) as bar:
+        with progress_bar(len(todo), f"extract {shard[0]}/{shard[1]}", unit="video", enabled=progress) as bar, \
+                ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
             while True:
                 item = q.get()
                 if item is _END:
@@ -184,21 +252,21 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
                 else:
                     feats, logits = encoder.encode(stack)  # (T, D), (T, C)
                     idx, sc = topk_from_logits(logits, cfg.topk_objects)  # (T, K) each
-                    # objects first, stack last: a .npy on disk implies its objects are complete
-                    write_atomic(out / "objects" / f"{v.video_id}.npz",
-                                  lambda fh: np.savez(fh, indices=idx, scores=sc))
-                    write_atomic(out / f"{v.video_id}.npy",
-                                 lambda fh: np.save(fh, feats.astype(np.float32), allow_pickle=False))
+                    writes.append(writer.submit(_write_video, out, v.video_id, feats, idx, sc))
+                    while len(writes) > _WRITES_IN_FLIGHT:
+                        writes.popleft().result()
                     encoded += 1
                     frames += len(feats)
                 bar.update(1)
+            while writes:
+                writes.popleft().result()
     finally:
         stop.set()
         producer.join(timeout=5)
     seconds = time.perf_counter() - t0
     report = {"backbone": encoder.name, "shard": list(shard), "videos": len(mine), "done": reused + encoded,
               "encoded": encoded, "reused": reused, "skipped": skipped, "stale_temps_removed": len(stale),
-              "frames": frames,
+              "frames": frames, "decoders": workers,
               "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds > 0 else 0.0,
               "config": asdict(cfg)}
     name = "report.json" if shard[1] == 1 else f"report_shard{shard[0]}of{shard[1]}.json"

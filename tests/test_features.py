@@ -122,6 +122,17 @@ def test_two_shards_equal_unsharded(corpus: Path, tmp_path: Path) -> None:
         shard_videos(videos, (2, 2))
 
 
+def test_parallel_decoders_equal_one_decoder(corpus: Path, tmp_path: Path) -> None:
+    """Several decoders (worker processes) give the same files and the same report, in the same order."""
+    videos = collect_videos("folder", corpus)
+    one = extract(videos, tmp_path / "one", ExtractConfig(decoders=1), encoder=MockEncoder(), progress=False)
+    three = extract(videos, tmp_path / "three", ExtractConfig(decoders=2), encoder=MockEncoder(), progress=False)
+    assert (one["decoders"], three["decoders"]) == (1, 2)
+    assert _snapshot(tmp_path / "one") == _snapshot(tmp_path / "three")
+    assert one["skipped"] == three["skipped"] and len(one["skipped"]) == len(BAD)
+    assert one["frames"] == three["frames"] > 0
+
+
 _KILL_SCRIPT = """
 import sys, time
 sys.path.insert(0, {tests!r})

@@ -29,6 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=None, help="encode at most this many seconds")
     parser.add_argument("--topk", type=int, default=5, help="object classes kept per second (default 5)")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
+    parser.add_argument("--decoders", type=int, default=0,
+                        help="videos decoded at once beside the CNN (default 0 = auto: 1 on a CPU, up to 8 on a GPU)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
@@ -74,6 +76,8 @@ def check_inputs(args: argparse.Namespace) -> None:
     checks.require_output_dir(args.out, "--out")
     for option in ("batch", "image_size", "topk"):
         checks.require_positive(getattr(args, option), "--" + option.replace("_", "-"))
+    if args.decoders < 0:
+        raise checks.UsageError(f"--decoders {args.decoders}: must be 0 (auto) or more")
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
     if args.weights is not None:
@@ -95,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     check_inputs(args)
     backbone = args.backbone or ("bit_m_r152x2" if (args.weights or "").endswith(".npz") else "efficientnet_lite0")
     cfg = ExtractConfig(backbone=backbone, weights=args.weights, image_size=args.image_size, batch=args.batch,
-                        topk_objects=args.topk, max_seconds=args.max_seconds)
+                        topk_objects=args.topk, max_seconds=args.max_seconds, decoders=args.decoders)
     videos = collect_videos(args.dataset, args.root)
     encoder = frame_encoder(backbone, args.weights, device=args.device, image_size=args.image_size, batch=args.batch)
     try:
