@@ -167,7 +167,7 @@ def test_packed_training_forward_is_seeded_and_drops_out():
 
 
 def test_cpu_dropout_keeps_one_minus_p_and_scales_like_f_dropout():
-    from cezsar.model import dropout_cpu
+    from cezsar.packed_vem import dropout_cpu
 
     x = torch.randn(400, 1001)  # an odd element count: the last 64-bit word is used half
     torch.manual_seed(0)

@@ -188,7 +188,7 @@ def test_packed_batch_is_the_padded_batch_without_its_padding(tmp_path):
 
 
 def test_a_training_step_is_seeded(tmp_path):
-    """Dropout on (cezsar.model.dropout_cpu and the attention's): same seed, same loss and gradients."""
+    """Dropout on (cezsar.packed_vem.dropout_cpu and the attention's): same seed, same loss and gradients."""
     _, _, _, cfg, data = toy_fast_path(tmp_path, dropout=0.2)
     torch.manual_seed(1)
     model = JointEmbedder(cfg).train()
