@@ -83,7 +83,8 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
     """Mine (cached), train (cached, resumable) and score one variant with one training seed; the result file
     `<out>/results/<configuration key>/<name>/seed<seed>.json` is reused when it exists."""
     from cezsar import datasets, protocols, zsar
-    from cezsar.mining import TripletSet, mine
+    from cezsar.mining import mine
+    from cezsar.triplets import TripletSet
     from cezsar.text import SentenceEncoder
     from cezsar.train import fit, load_checkpoint, segment_bounds
 

@@ -32,7 +32,7 @@ import numpy as np
 from cezsar.config import MiningConfig, to_dict
 from cezsar.mining_rules import (HIST_EDGES, _embed, _normalise, _ranges, _stats, admissible, draw_negatives,
                                  random_windows, triplet_split, video_split)
-from cezsar.triplets import TripletSet  # noqa: F401  (re-exported: callers import it from here)
+from cezsar.triplets import TripletSet
 
 
 # --- the exact strategy -----------------------------------------------------------------------------------

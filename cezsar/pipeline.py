@@ -187,7 +187,8 @@ def mine_triplets(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     """Notebook 02: the triplet file for τ (reused when its config and every input are the same); its summary.
 
     Segments of videos without training features are left out and counted ("videos_without_features")."""
-    from cezsar.mining import TripletSet, mine
+    from cezsar.mining import mine
+    from cezsar.triplets import TripletSet
     from cezsar.text import SentenceEncoder
 
     objects = uses_objects(lay, s)
@@ -234,7 +235,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     Every model of the set shares one feature bank (`Layout.bank_cache`); `provenance.json` beside the
     checkpoints records the triplet file, the mining and training settings and the parameter set."""
     from cezsar.featurebank import FastPathConfig
-    from cezsar.mining import TripletSet
+    from cezsar.triplets import TripletSet
     from cezsar.progress import progress_mode
     from cezsar.text import SentenceEncoder
     from cezsar.train import fit

@@ -12,7 +12,8 @@ import pytest
 
 from cezsar.config import MiningConfig
 from cezsar.captions import Captions, Segment
-from cezsar.mining import TripletSet, mine
+from cezsar.mining import mine
+from cezsar.triplets import TripletSet
 from cezsar.mining_rules import draw_negatives, random_windows
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "activitynet_captions" / "train.json"

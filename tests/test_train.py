@@ -288,7 +288,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_cli_trains_on_real_sentence_vectors_and_resumes_a_finished_run(tmp_path, capsys):
     """`cezsar train` end to end: a real TripletSet file, the real FeatureStore, real MiniLM sentences."""
     from cezsar.cli import main
-    from cezsar.mining import TripletSet
+    from cezsar.triplets import TripletSet
 
     toy, _, _ = make_toy(tmp_path / "feats")
     actions = ["a man swims laps in a pool", "a woman plays a grand piano", "children ride bicycles down a street",

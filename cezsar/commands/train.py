@@ -49,7 +49,7 @@ def check_inputs(args: argparse.Namespace):
     Returns (triplets, store); UsageError (exit 2) for the command line, DataError (exit 1) for content.
     """
     from cezsar import checks
-    from cezsar.mining import TripletSet
+    from cezsar.triplets import TripletSet
 
     checks.require_positive(args.epochs, "--epochs")
     checks.require_positive(args.batch, "--batch")
