@@ -20,18 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from cezsar.prototypes import class_prototypes
 from cezsar.zsar import cosine_scores, l2_normalize, mean_rows, object_sentence_embeddings
-
-
-def prototypes_sbert(desc_emb: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """Class prototypes in SBERT space: (C, d) as given, or the mean of each class's normalised rows."""
-    if isinstance(desc_emb, np.ndarray) and desc_emb.ndim == 2:
-        return l2_normalize(desc_emb)
-    arrays = [np.atleast_2d(np.asarray(a, np.float32)) for a in desc_emb]
-    empty = [i for i, a in enumerate(arrays) if a.shape[0] == 0]
-    if empty:
-        raise ValueError(f"prototypes_sbert: class index(es) {empty} have no description sentence")
-    return np.stack([l2_normalize(a).mean(0) for a in arrays])  # (C, d)
 
 
 def objects_video_embeddings(obj_ids: Sequence[Sequence[int]], sentences: Sequence[str], encode_fn: Any) -> np.ndarray:
@@ -50,7 +40,7 @@ def sbert_space(obj_ids: Sequence[Sequence[int]], sentences: Sequence[str], desc
                 encode_fn: Any) -> dict:
     """The objects-only representation for plotting: {"videos" (V, d), "prototypes" (C, d)}, unit rows."""
     return {"videos": l2_normalize(objects_video_embeddings(obj_ids, sentences, encode_fn)),
-            "prototypes": l2_normalize(prototypes_sbert(desc_emb))}
+            "prototypes": l2_normalize(class_prototypes(desc_emb))}
 
 
 def objects_only_scores(obj_ids: Sequence[Sequence[int]], sentences: Sequence[str],

@@ -8,7 +8,7 @@ by cosine similarity (Eq. 8) under one of two methods:
   video is the mean SBERT embedding of the WordNet sentences of its top ImageNet objects, a label the
   SBERT embedding of its sentence(s). Needs no training.
 - "cezsar" (a checkpoint from `cezsar train`): VidE = alpha * VE(v) + beta * SE(O(v)) of Eq. 9
-  (`zsar.video_embedding`), prototypes SE(z) through the trained SEM (`zsar.class_prototypes`).
+  (`zsar.video_embedding`), prototypes SE(z) through the trained SEM (`prototypes.class_prototypes`).
 
 Everything the methods compute is reused from `zsar`, `baselines`, `objects`, `video`, `backbones` and
 `text`; this module only adds the glue: label parsing, an in-memory feature store for one decoded
@@ -18,7 +18,7 @@ Decisions:
 - A bare label is its own sentence, in `datasets.normalize_class` form ("HorseRiding" -> "horse
   riding"), so CamelCase or snake_case class lists read as words to SBERT (MiniLM is uncased anyway).
 - A label covered by a descriptions file uses *all* its sentences: the prototype is the mean of their
-  L2-normalised embeddings (the same averaging as `prototypes_sbert` / `class_prototypes`). `cezsar
+  L2-normalised embeddings (`prototypes.class_prototypes`, as in evaluation). `cezsar
   evaluate` uses the first sentence by default to match the paper's one-description protocol; a user
   who writes several sentences for their own label means all of them.
 - Frames are decoded straight to the encoder's square input size, exactly as `features.extract` does,
@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from cezsar.config import EvalConfig, ExtractConfig
+from cezsar.prototypes import class_prototypes, encode_per_class, through_sem
 
 METHODS = ("objects", "cezsar")
 METHOD_NOTES = {
@@ -224,16 +225,11 @@ class Classifier:
         """Label prototypes: SBERT rows per label ("objects") or SE(z) through the SEM ("cezsar"), cached."""
         key = tuple(tuple(s) for s in labels.sentences)
         if key not in self._protos:
-            flat = [s for sents in labels.sentences for s in sents]
-            emb = self.text.encode(flat)  # (sum n_c, d)
-            offs = np.cumsum([0] + [len(s) for s in labels.sentences])
-            per_label = [emb[offs[i]:offs[i + 1]] for i in range(len(labels.sentences))]  # each (n_c, d)
+            per_label = encode_per_class(self.text.encode, labels.sentences)  # each (n_c, d)
             if self.method == "cezsar":
-                from cezsar.zsar import class_prototypes
-
-                self._protos[key] = class_prototypes(self.model, per_label)  # (C, 128)
+                self._protos[key] = class_prototypes(per_label, through_sem(self.model))  # (C, 128)
             else:
-                self._protos[key] = per_label  # baselines.prototypes_sbert averages them
+                self._protos[key] = per_label  # the objects-only scores build their SBERT-space prototypes
         return self._protos[key]
 
     def classify_frames(self, frames: np.ndarray, labels: LabelSet, top_k: int = 5) -> dict:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cezsar import baselines, prototypes, zsar
 from cezsar.atomic import write_json
 from cezsar.config import CLASSES_DIR, SPLITS_DIR
 from cezsar.zsar import true_class_rank
@@ -235,8 +236,6 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
     Returns {"videos" (V, d), "prototypes" (C, d), "scores" (V, C), "labels" (V,), "video_ids", "classes",
     "skipped"}.
     """
-    from cezsar import baselines, zsar
-
     classes = list(dataset.classes)
     no_desc = [c for c in classes if not descriptions.get(c)]
     if no_desc:
@@ -259,10 +258,8 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
         sents = [[x] for x in pick_released_descriptions(classes, descriptions, encoder.encode)]
     else:
         sents = [descriptions[c] if all_sentences else descriptions[c][:1] for c in classes]
-    flat = [s for ss in sents for s in ss]
-    emb = np.asarray(encoder.encode(flat), np.float32)  # (sum n_c, text_dim)
-    offs = np.cumsum([0] + [len(ss) for ss in sents])
-    desc_emb = emb if not all_sentences else [emb[offs[i]:offs[i + 1]] for i in range(len(classes))]
+    per_class = prototypes.encode_per_class(encoder.encode, sents)  # C arrays (n_c, text_dim)
+    desc_emb = per_class if all_sentences else np.concatenate(per_class)  # (C, text_dim): one sentence each
     need_objects = method == "objects" or beta != 0
     obj_ids = sentences = None
     if need_objects and released_objects:
@@ -295,7 +292,7 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
         obj_se = zsar.object_embeddings(model, obj_ids, sentences, encoder.encode,
                                         normalize=normalize_terms) if need_objects else None
         vid = zsar.video_embedding(ve, obj_se, alpha, beta, normalize_terms)
-        proto = zsar.class_prototypes(model, desc_emb)
+        proto = prototypes.class_prototypes(desc_emb, prototypes.through_sem(model))
     else:
         raise ValueError(f"unknown method {method!r}: use 'cezsar' or 'objects'")
     settings = {"alpha": alpha, "beta": beta, "normalize_terms": normalize_terms, "n_objects": n_objects,

@@ -1,7 +1,7 @@
-"""Zero-shot classification (paper §3.5, Eqs. 8-9): prototypes, video embeddings, cosine 1-NN, metrics.
+"""Zero-shot classification (paper §3.5, Eqs. 8-9): video embeddings, cosine 1-NN, metrics (the class
+prototypes SE(z) of Eq. 8 are `cezsar.prototypes`).
 
-The core is pure functions over arrays (`class_prototypes`, `video_embedding`, `cosine_scores`, `predict`,
-`metrics`); the thin glue below them turns a FeatureStore into VE(v) and SE(O(v)) with a JointEmbedder.
+The core is pure functions over arrays (`video_embedding`, `cosine_scores`, `predict`, `metrics`); the thin glue below them turns a FeatureStore into VE(v) and SE(O(v)) with a JointEmbedder.
 
 Decisions (docs/fidelity.md, "eval" and "objects at eval" rows):
 - VidE = alpha * VE + beta * SE(O): each term is L2-normalised before the sum by default, because VE and SE
@@ -31,7 +31,7 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=axis, keepdims=True), EPS)
 
 
-def _torch_encode(fn, x: np.ndarray, batch: int = 4096) -> np.ndarray:
+def torch_encode(fn, x: np.ndarray, batch: int = 4096) -> np.ndarray:
     """Run a module method over numpy rows in batches without gradients."""
     import torch
 
@@ -41,28 +41,6 @@ def _torch_encode(fn, x: np.ndarray, batch: int = 4096) -> np.ndarray:
             t = torch.as_tensor(np.ascontiguousarray(x[i:i + batch]), dtype=torch.float32)
             out.append(fn(t).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
-
-
-def class_prototypes(model: Any, desc_emb: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
-    """SE(z) of Eq. 8: class description SBERT embeddings through the SEM (Eq. 6).
-
-    Args:
-        model: a JointEmbedder (anything with `encode_text(s (B, text_dim)) -> (B, 128)`), in eval mode.
-        desc_emb: (C, text_dim), one sentence per class (the paper's setting); or a list of C arrays
-            (n_c, text_dim), several sentences per class, whose L2-normalised SEM outputs are averaged.
-    Returns:
-        (C, 128) float32 prototypes (not normalised; `cosine_scores` normalises).
-    """
-    if isinstance(desc_emb, np.ndarray) and desc_emb.ndim == 2:
-        return _torch_encode(model.encode_text, desc_emb)
-    arrays = [np.atleast_2d(np.asarray(a, np.float32)) for a in desc_emb]
-    empty = [i for i, a in enumerate(arrays) if a.shape[0] == 0]
-    if empty:
-        raise ValueError(f"class_prototypes: class index(es) {empty} have no description sentence")
-    sizes = [a.shape[0] for a in arrays]
-    sem = l2_normalize(_torch_encode(model.encode_text, np.concatenate(arrays)))  # (sum n_c, 128)
-    offsets = np.cumsum([0] + sizes)
-    return np.stack([sem[offsets[i]:offsets[i + 1]].mean(0) for i in range(len(arrays))])  # (C, 128)
 
 
 def video_embedding(ve: np.ndarray, obj_se: np.ndarray | None = None, alpha: float = 0.8, beta: float = 0.2,
@@ -259,5 +237,5 @@ def object_embeddings(model: Any, obj_ids: Sequence[Sequence[int]], sentences: S
 
     `normalize=False` averages the raw SEM outputs (the released code's unnormalised Eq. 9)."""
     table, rows = object_sentence_embeddings(obj_ids, sentences, encode_fn)
-    sem = _torch_encode(model.encode_text, table) if len(table) else table  # (U, 128)
+    sem = torch_encode(model.encode_text, table) if len(table) else table  # (U, 128)
     return mean_rows(sem, rows, normalize)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cezsar import baselines, zsar
+from cezsar import baselines, prototypes, zsar
 
 KEYWORDS = ["cat", "coffee", "motorcycle", "tripod"]
 
@@ -38,10 +38,10 @@ def test_video_vector_is_the_mean_of_normalised_object_embeddings():
 
 def test_prototypes_average_several_sentences_and_reject_empty():
     many = [keyword_encode(["cat", "cat and coffee"]), keyword_encode(["tripod"])]
-    proto = baselines.prototypes_sbert(many)
+    proto = prototypes.class_prototypes(many)
     np.testing.assert_allclose(proto[0], [(1 + 2 ** -0.5) / 2, 2 ** -0.5 / 2, 0, 0], atol=1e-6)
     with pytest.raises(ValueError, match=r"\[1\]"):
-        baselines.prototypes_sbert([keyword_encode(["cat"]), np.zeros((0, 4), np.float32)])
+        prototypes.class_prototypes([keyword_encode(["cat"]), np.zeros((0, 4), np.float32)])
     with pytest.raises(ValueError, match="have no objects"):
         baselines.objects_video_embeddings([[0], []], SENTENCES, keyword_encode)
 

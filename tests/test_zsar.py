@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import zsar
+from cezsar import prototypes, zsar
 from cezsar.config import ModelConfig
 
 
@@ -88,16 +88,16 @@ def test_class_prototypes_single_and_averaged_sentences():
     model = tiny_model()
     rng = np.random.default_rng(1)
     desc = rng.normal(size=(4, 6)).astype(np.float32)
-    one = zsar.class_prototypes(model, desc)
+    one = prototypes.class_prototypes(desc, prototypes.through_sem(model))
     with torch.no_grad():
         ref = model.encode_text(torch.from_numpy(desc)).numpy()
     np.testing.assert_allclose(one, ref, atol=1e-6)
     many = [desc[:2], desc[2:3], desc[3:]]
-    avg = zsar.class_prototypes(model, many)
+    avg = prototypes.class_prototypes(many, prototypes.through_sem(model))
     n = zsar.l2_normalize(ref)
     np.testing.assert_allclose(avg, np.stack([n[:2].mean(0), n[2], n[3]]), atol=1e-6)
     with pytest.raises(ValueError, match=r"\[1\]"):
-        zsar.class_prototypes(model, [desc[:1], np.zeros((0, 6), np.float32)])
+        prototypes.class_prototypes([desc[:1], np.zeros((0, 6), np.float32)], prototypes.through_sem(model))
 
 
 def test_clip_windows():
