@@ -197,10 +197,35 @@ def _backbone_key(name: str) -> str:
     return _ALIASES.get(name.lower(), name.lower())
 
 
-def _checkpoint_text_name(text_id: str) -> str:
+def text_model_name(text_id: str) -> str:
     """The model name a checkpoint's text model id was built from ("mpnet-768d-1a2b3c4d" -> "mpnet")."""
     m = re.fullmatch(r"(.+?)-\d+d(-[0-9a-f]{8})?", text_id)
     return m.group(1) if m else text_id
+
+
+def checkpoint_text_encoder(meta: dict, name: str | None, where: str, **kwargs: Any) -> Any:
+    """The sentence encoder a checkpoint's SEM needs (`load_checkpoint`'s meta), for `classify` and `evaluate`.
+
+    `name` (--text-model) when given; else the name training recorded (`text_model_name`); else the model
+    prefix of the recorded id ("mpnet-768d-1a2b3c4d" -> "mpnet"); else "minilm". CheckpointMismatch (naming
+    `where`) when the encoder's id or dimension is not the one the SEM was trained on.
+    """
+    from cezsar.checks import text_encoder
+
+    recorded = meta.get("trained_on", {}).get("text_model")
+    recorded = None if recorded in (None, "", "unknown") else recorded  # the SentenceEncoder.model_id of training
+    if not name:
+        name = meta.get("text_model_name") or (text_model_name(recorded) if recorded else "minilm")
+    text = text_encoder(name, **kwargs)
+    if recorded and recorded not in (text.model_id, name):
+        raise CheckpointMismatch(
+            f"{where}: trained with text model {recorded}, but {name} gives {text.model_id}; the SEM only "
+            "understands the sentence space it was trained on (pass --text-model matching the checkpoint)")
+    text_dim = int(meta.get("text_dim") or meta.get("model_cfg", {}).get("text_dim") or text.dim)
+    if text_dim != text.dim:
+        raise CheckpointMismatch(f"{where}: the SEM takes {text_dim}-d sentences (trained with {recorded}), text "
+                                 f"model {text.model_id} gives {text.dim}-d; pass --text-model matching the checkpoint")
+    return text
 
 
 @dataclass
@@ -301,17 +326,7 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
             raise CheckpointMismatch(
                 f"--model {model}: trained on {trained['backbone']} features ({trained['feat_dim']}-d), but "
                 f"--backbone is {wanted}; pass --backbone {trained['backbone']} (and its --weights)")
-        ckpt_text = meta.get("text_model") or None  # the SentenceEncoder.model_id used in training
-        name = (text_model or meta.get("text_model_name")
-                or (_checkpoint_text_name(ckpt_text) if ckpt_text else "minilm"))
-        text = text_encoder(name, cache_dir=cache_dir, device=device)
-        if ckpt_text and ckpt_text not in (text.model_id, name):
-            raise CheckpointMismatch(
-                f"{model}: trained with text model {ckpt_text!r}, but {name!r} gives {text.model_id!r}; the SEM "
-                f"only understands the sentence space it was trained on (pass --text-model matching the checkpoint)")
-        if int(meta.get("text_dim", net.cfg.text_dim)) != text.dim:
-            raise CheckpointMismatch(f"{model}: SEM expects {net.cfg.text_dim}-d sentences, "
-                                     f"{text.model_id} gives {text.dim}-d")
+        text = checkpoint_text_encoder(meta, text_model, str(model), cache_dir=cache_dir, device=device)
     else:
         text = text_encoder(text_model or "minilm", cache_dir=cache_dir, device=device)
     frames = frame_encoder(backbone, None if weights is None else str(weights), device=device, image_size=image_size)

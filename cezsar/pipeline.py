@@ -322,6 +322,7 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     Returns {variant: {column: protocol result}} plus "_emb" (the embedded data, for the figures). With
     `skip_missing`, test videos without features are left out and counted in every result."""
     from cezsar import datasets, protocols as P
+    from cezsar.classify import checkpoint_text_encoder
     from cezsar.text import SentenceEncoder
     from cezsar.train import load_checkpoint
 
@@ -330,8 +331,9 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     ds = datasets.load_dataset(kind, lay.roots[kind])
     desc = datasets.read_descriptions(lay.descriptions[kind])
     store = ReadOnce(lay.store(kind), float(os.environ.get("CEZSAR_EVAL_CACHE_GB", "4")))
-    enc = SentenceEncoder(s.text_model)
-    model = load_checkpoint(checkpoint)[0] if checkpoint else None
+    model, meta = load_checkpoint(checkpoint) if checkpoint else (None, {})
+    # the set's text model, checked against the one the checkpoint's SEM was trained with
+    enc = checkpoint_text_encoder(meta, s.text_model, str(checkpoint)) if checkpoint else SentenceEncoder(s.text_model)
     protocols = table_protocols(kind, len(ds.classes)) if protocols is None else protocols
     out: dict = {"_emb": {}}
     for variant in methods:

@@ -69,9 +69,9 @@ def test_cli_rejects_bad_labels_before_loading_or_decoding(monkeypatch, capsys, 
 
 
 def test_checkpoint_text_name():
-    assert C._checkpoint_text_name("minilm-384d-b068ebe7") == "minilm"
-    assert C._checkpoint_text_name("mpnet-768d") == "mpnet"
-    assert C._checkpoint_text_name("/some/path") == "/some/path"
+    assert C.text_model_name("minilm-384d-b068ebe7") == "minilm"
+    assert C.text_model_name("mpnet-768d") == "mpnet"
+    assert C.text_model_name("/some/path") == "/some/path"
 
 
 # --- scoring paths with mocked encoders -------------------------------------------------------------------

@@ -82,21 +82,6 @@ def _meta(path: Path) -> dict | None:
     return None
 
 
-def _text_encoder(flag: str | None, ckpt_text: str | None, device: str):
-    """SentenceEncoder for --text-model, else the checkpoint's (a name, or a cache id like "minilm-384d-…"
-    whose registered prefix is then used), else minilm."""
-    from cezsar.checks import text_encoder
-
-    if flag:
-        return text_encoder(flag, device=device)
-    if ckpt_text:
-        for name in ("minilm", "mpnet"):
-            if ckpt_text == name or ckpt_text.startswith(name + "-"):
-                return text_encoder(name, device=device)
-        return text_encoder(ckpt_text, device=device)
-    return text_encoder("minilm", device=device)
-
-
 def check_inputs(args: argparse.Namespace) -> None:
     """Every path and number checked before anything is loaded (docs/errors.md): UsageError, exit 2."""
     from cezsar import checks
@@ -126,8 +111,9 @@ def check_inputs(args: argparse.Namespace) -> None:
     checks.require_output(args.out, "--out")
 
 
-def check_model_fits(model_path: str, trained: dict, store, encoder, model) -> None:
-    """Refuse a checkpoint whose features or sentence space differ from the ones given (CheckpointMismatch)."""
+def check_model_fits(model_path: str, trained: dict, store, model) -> None:
+    """Refuse a checkpoint whose features differ from the ones given (CheckpointMismatch; its sentence space is
+    checked by `classify.checkpoint_text_encoder`)."""
     from cezsar.classify import CheckpointMismatch
 
     if trained["backbone"] not in ("unknown", store.backbone) and store.backbone is not None:
@@ -138,21 +124,13 @@ def check_model_fits(model_path: str, trained: dict, store, encoder, model) -> N
         raise CheckpointMismatch(f"--model {model_path}: the VEM takes {model.cfg.feat_dim}-d features, --features "
                                  f"{store.root} holds {store.dim}-d ones ({store.backbone or 'unknown backbone'}); "
                                  f"use features of the backbone the model was trained on ({trained['backbone']})")
-    ckpt_text = trained["text_model"] if trained["text_model"] != "unknown" else None
-    if encoder.dim != model.cfg.text_dim:
-        raise CheckpointMismatch(f"--model {model_path}: the SEM takes {model.cfg.text_dim}-d sentences (trained "
-                                 f"with {ckpt_text}), text model {encoder.model_id} gives {encoder.dim}-d; pass "
-                                 "--text-model matching the checkpoint")
-    if ckpt_text and ckpt_text not in (encoder.model, encoder.model_id):
-        raise CheckpointMismatch(f"--model {model_path}: trained with text model {ckpt_text}, evaluating with "
-                                 f"{encoder.model_id}; the SEM only understands its own sentence space (pass "
-                                 "--text-model matching the checkpoint)")
 
 
 def run(args: argparse.Namespace) -> int:
     from cezsar import protocols
     from cezsar.atomic import write_json
-    from cezsar.checks import DataError, UsageError, feature_folder
+    from cezsar.checks import DataError, UsageError, feature_folder, text_encoder
+    from cezsar.classify import checkpoint_text_encoder
     from cezsar.datasets import load_dataset, read_descriptions
 
     check_inputs(args)
@@ -172,10 +150,12 @@ def run(args: argparse.Namespace) -> int:
 
         model, ckpt_meta = load_checkpoint(args.model, option="--model")
         model.to(args.device)
-    encoder = _text_encoder(args.text_model, ckpt_meta.get("text_model"), args.device)
     if model is not None:
-        check_model_fits(args.model, ckpt_meta["trained_on"], store, encoder, model)
+        check_model_fits(args.model, ckpt_meta["trained_on"], store, model)
+        encoder = checkpoint_text_encoder(ckpt_meta, args.text_model, f"--model {args.model}", device=args.device)
         print(f"note: {describe_provenance(ckpt_meta['trained_on'])}", file=sys.stderr)
+    else:
+        encoder = text_encoder(args.text_model or "minilm", device=args.device)
     out = Path(args.out)
     try:
         res = protocols.run_evaluation(
