@@ -22,6 +22,7 @@ from cezsar.features import ReadOnce
 from cezsar.layout import (TEST_SETS, Layout, _have_objects, _npy_ids, check_inputs, describe, head_weights,
                            layout_from, uses_objects)
 from cezsar.params import Settings, resolve, settings, stage_configs
+from cezsar.results import protocol_record
 
 # The notebooks' one entry point: the stages, and (from cezsar.layout / cezsar.params) the parameter set and its
 # layout, so a notebook imports `pipeline` alone.
@@ -350,19 +351,12 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
                                    out_dir=lay.work, emb=emb, std_ddof=ecfg.std_ddof, alpha=ecfg.alpha, beta=beta,
                                    normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
                                    max_seconds=ecfg.max_seconds)
-            res.update(checkpoint=str(checkpoint) if checkpoint and method == "cezsar" else None,
-                       descriptions=str(lay.descriptions[kind]),
-                       descriptions_layout="per-class .txt folder" if lay.descriptions[kind].is_dir() else "json",
-                       text_model=s.text_model, backbone=store.backbone, dataset_root=str(lay.roots[kind]),
-                       split_sha256=_sha256(res.get("split_file")))
-            out[variant][col] = res
+            out[variant][col] = protocol_record(
+                res, checkpoint=checkpoint if checkpoint and method == "cezsar" else None,
+                trained_on=meta.get("trained_on") if method == "cezsar" else None, descriptions=lay.descriptions[kind],
+                dataset_root=lay.roots[kind], features=lay.folders(kind)[0],
+                text_model=s.text_model, text_model_id=enc.model_id, backbone=store.backbone)
     return out
-
-
-def _sha256(path: str | None) -> str | None:
-    if not path or not Path(path).is_file():
-        return None
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def tau_ablation(lay: Layout, s: Settings) -> dict:

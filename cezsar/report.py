@@ -15,29 +15,10 @@ from cezsar.atomic import write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
+from cezsar.results import RESULTS_VERSION, code_version
 
 ROW_NAMES = {"O": "Objects-only baseline (O)", "VE": "CEZSAR (VE)", "VE+O": "CEZSAR (VE + O)"}
 DATASET_NAMES = pipeline.DATASET_NAMES
-RESULTS_VERSION = 2  # results.json layout: 2 adds code, params, training provenance, split hashes, skips
-
-
-def code_version() -> dict:
-    """The package version and, in a git checkout, the commit (with "+dirty" for local changes)."""
-    import subprocess
-
-    import cezsar
-    from cezsar.config import PROJ_ROOT
-
-    out = {"package": cezsar.__version__, "commit": None}
-    try:
-        commit = subprocess.run(["git", "-C", str(PROJ_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(PROJ_ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        out["commit"] = (commit + ("+dirty" if dirty else "")) or None
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 def _source(lay: Layout, kind: str, res: dict, protocols: dict[str, str], provenance: dict) -> str:

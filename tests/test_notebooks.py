@@ -129,6 +129,15 @@ def test_run_all_executes_every_notebook_on_a_tiny_parameter_set(tmp_path: Path)
     results = json.loads((run / "results.json").read_text())
     assert set(results["datasets"]) == {"ucf101", "kinetics400"}
     assert {"O", "VE", "VE+O"} <= set(results["datasets"]["ucf101"]["methods"])
+    # one results schema (issue 20): every protocol record is the one `cezsar evaluate` writes
+    from cezsar.results import RESULTS_VERSION, protocol_record
+
+    record = next(iter(results["datasets"]["ucf101"]["methods"]["VE"].values()))
+    shared = protocol_record({}, checkpoint=None, trained_on=None, descriptions="d.json", dataset_root=".",
+                             features=None, text_model="", text_model_id="", backbone=None)
+    assert results["results_version"] == record["results_version"] == RESULTS_VERSION
+    assert set(shared) <= set(record) and record["descriptions"]["layout"] == "json"
+    assert record["trained_on"]["dataset"].startswith("SynthActions")
     for stem in EXPECTED:
         assert (run / f"{stem}.ipynb").stat().st_size > 0
     # every figure a notebook makes is shown inline (issue 15), not printed as "<Figure size ...>"

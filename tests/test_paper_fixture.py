@@ -76,7 +76,7 @@ def test_tables_have_the_paper_protocols_and_real_class_names(fixture_run):
     assert "apply eye makeup" in ucf["101"]["runs"][0]["classes"]
     assert "skiing (not slalom or crosscountry)" in k400["400"]["runs"][0]["classes"]
     for r in (*ucf.values(), *k400.values()):  # what was used, recorded
-        assert r["descriptions"].endswith(".json") and r["split_file"] and len(r["split_sha256"]) == 64
+        assert r["descriptions"]["path"].endswith(".json") and r["split_file"] and len(r["split_sha256"]) == 64
         assert [run["seed"] for run in r["runs"]] == list(range(len(r["runs"])))
     # the clip without features is skipped and counted, in the results and in the table
     assert results["datasets"]["ucf101"]["videos_used"] == fx["counts"]["ucf101_videos"] - 1

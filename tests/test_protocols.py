@@ -262,6 +262,7 @@ def test_cli_evaluate_objects_and_cezsar(tmp_path, capsys):
     from cezsar.cli import main
     from cezsar.config import ModelConfig, to_dict
     from cezsar.model import JointEmbedder
+    from cezsar.results import RESULTS_VERSION
     from cezsar.train import CHECKPOINT_VERSION
 
     root, feats, desc = _write_ucf(tmp_path)
@@ -272,6 +273,8 @@ def test_cli_evaluate_objects_and_cezsar(tmp_path, capsys):
     assert res["variant"] == "O" and res["n_videos"] == 6 and res["n_runs"] == 1
     assert res["top1_mean"] == 1.0  # each action's own object sentence matches its description
     assert res["descriptions"]["meta"] == {"source": "test"} and res["backbone"] == "efficientnet_lite0"
+    assert res["results_version"] == RESULTS_VERSION and res["descriptions"]["layout"] == "json"
+    assert len(res["split_sha256"]) == 64 and res["text_model_id"].startswith("minilm-384d")
     assert Path(res["split_file"]).parent == out.parent / "splits"  # custom dataset: not data/splits
 
     torch.manual_seed(0)

@@ -75,13 +75,6 @@ def default_descriptions(kind: str, root: str | Path, official: bool) -> Path:
     raise UsageError(f"no class descriptions for {kind}: tried {order[0]} and {order[1]}; pass --descriptions")
 
 
-def _meta(path: Path) -> dict | None:
-    if path.is_file() and path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))  # already parsed once by read_descriptions
-        return data.get("_meta") if isinstance(data, dict) else None
-    return None
-
-
 def check_inputs(args: argparse.Namespace) -> None:
     """Every path and number checked before anything is loaded (docs/errors.md): UsageError, exit 2."""
     from cezsar import checks
@@ -132,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
     from cezsar.checks import DataError, UsageError, feature_folder, text_encoder
     from cezsar.classify import checkpoint_text_encoder
     from cezsar.datasets import load_dataset, read_descriptions
+    from cezsar.results import protocol_record
 
     check_inputs(args)
     dataset = load_dataset(args.dataset, args.root)
@@ -166,11 +160,10 @@ def run(args: argparse.Namespace) -> int:
             released_objects=args.released_objects, released_descriptions=args.released_descriptions)
     except (ValueError, FileNotFoundError) as err:  # protocols names the class, video or split file at fault
         raise DataError(str(err)) from err
-    res = {**res, "checkpoint": str(Path(args.model).resolve()) if model is not None else None,
-           "trained_on": ckpt_meta.get("trained_on"),
-           "descriptions": {"path": str(desc_path), "meta": _meta(desc_path)},
-           "dataset_root": str(args.root), "features": str(args.features), "text_model": encoder.model_id,
-           "backbone": getattr(store, "backbone", None)}
+    res = protocol_record(res, checkpoint=Path(args.model).resolve() if model is not None else None,
+                          trained_on=ckpt_meta.get("trained_on"), descriptions=desc_path, dataset_root=args.root,
+                          features=args.features, text_model=encoder.model, text_model_id=encoder.model_id,
+                          backbone=getattr(store, "backbone", None))
     write_json(out, res)
     if args.json:
         print(json.dumps(res))
