@@ -24,18 +24,6 @@ BANK_VERSION = 1
 FP16_MAX = 65504.0
 
 
-@dataclass
-class FastPathConfig:
-    """Knobs of the fast data path (not in the paper; they change speed, and `group` the batch mix)."""
-
-    # triplets of one window kept together in a batch: 0 = all of them (fastest), 1 = i.i.d. shuffle (released
-    # code). 8 (16 windows per batch of 128): on SynthActions ~4x the i.i.d. speed on CPU with nearly its
-    # per-epoch validation loss, while 0 needs several times more epochs (see the bench notes)
-    group: int = 8
-    bank_dtype: str = "float16"  # storage of the contiguous feature array: float16 halves memory, float32 exact
-    cache_dir: str | None = None  # where the bank .npy lives; None = <out>/cache
-
-
 # --- the contiguous array ------------------------------------------------------------------------
 def _store_dir(store) -> Path | None:
     for name in ("dir", "root", "path", "out_dir"):

@@ -235,7 +235,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
 
     Every model of the set shares one feature bank (`Layout.bank_cache`); `provenance.json` beside the
     checkpoints records the triplet file, the mining and training settings and the parameter set."""
-    from cezsar.featurebank import FastPathConfig
+    from cezsar.config import FastPathConfig
     from cezsar.triplets import TripletSet
     from cezsar.progress import progress_mode
     from cezsar.text import SentenceEncoder

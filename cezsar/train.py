@@ -22,9 +22,9 @@ import torch
 from torch import Tensor
 
 from cezsar.atomic import write_atomic, write_json, write_text
-from cezsar.config import ModelConfig, TrainConfig, to_dict
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.devices import resolve_device
-from cezsar.featurebank import FastPathConfig, TripletTensors, build_bank, epoch_order, to_tensors, window_index
+from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
 
 CHECKPOINT_VERSION = 1

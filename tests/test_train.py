@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar.config import ModelConfig, TrainConfig
-from cezsar.featurebank import FastPathConfig, epoch_order, window_index
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
+from cezsar.featurebank import epoch_order, window_index
 from cezsar.model import JointEmbedder
 from cezsar.train import batch_loss, fit, load_checkpoint, prepare, triplet_loss
 
@@ -246,7 +246,7 @@ CHILD = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from pathlib import Path
-    from cezsar.config import ModelConfig, TrainConfig
+    from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
     from cezsar.train import fit
     from test_train import make_toy, TINY
     trip, store, text = make_toy(Path({feats!r}))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def print_skips(skipped: list[dict], total: int, noun: str, where: str) -> None:
@@ -21,3 +22,10 @@ def shard_arg(text: str) -> tuple[int, int]:
     if not (n >= 1 and 0 <= k < n):
         raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
     return k, n
+
+
+def add_progress(parser: argparse.ArgumentParser) -> None:
+    """`--progress` / `--no-progress`, the same in every command: bars on by default when stderr is a terminal
+    (off in logs and pipes, where a bar's redraws are noise)."""
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
+                        help="progress bars (default: on when stderr is a terminal)")

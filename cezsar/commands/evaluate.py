@@ -11,10 +11,13 @@ import json
 import sys
 from pathlib import Path
 
+from cezsar.config import DESCRIPTIONS_DIR, EvalConfig
+
 HELP = "Zero-shot evaluation (Eqs. 8-9) of a checkpoint or the objects-only baseline under a protocol."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = EvalConfig()
     parser.add_argument("--dataset", required=True, choices=("ucf101", "kinetics400", "hmdb51"),
                         help="dataset layout read by cezsar.datasets.load_dataset")
     parser.add_argument("--root", required=True, help="dataset folder (or the authors' ucf101 JSON / a Kinetics CSV)")
@@ -31,11 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=None, help="seeded runs for 0/N (default 50; 1 for all classes)")
     parser.add_argument("--split-file", default=None,
                         help="{training, testing} JSON whose testing classes are evaluated (TruZe: ucf101_truezsl_splits.json)")
-    parser.add_argument("--alpha", type=float, default=0.8, help="Eq. 9 weight of VE(v) (paper: 0.8)")
-    parser.add_argument("--beta", type=float, default=0.2, help="Eq. 9 weight of SE(O(v)) (paper: 0.2; 0 = VE only)")
+    parser.add_argument("--alpha", type=float, default=d.alpha, help=f"Eq. 9 weight of VE(v) (paper: {d.alpha})")
+    parser.add_argument("--beta", type=float, default=d.beta,
+                        help=f"Eq. 9 weight of SE(O(v)) (paper: {d.beta}; 0 = VE only)")
     parser.add_argument("--released-sum", action="store_true",
                         help="add VE and SE(O) unnormalised, as the released code does (default: L2-normalise each)")
-    parser.add_argument("--n-objects", type=int, default=3, help="objects per video for O(v) (docs/fidelity.md: 3)")
+    parser.add_argument("--n-objects", type=int, default=d.n_objects,
+                        help=f"objects per video for O(v) (docs/fidelity.md: {d.n_objects})")
     parser.add_argument("--max-seconds", type=float, default=None,
                         help="use only the first N seconds of each clip (released code: 16; default whole clip)")
     parser.add_argument("--descriptions", default=None,
@@ -55,14 +60,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "definitions of every sense joined into one text")
     g.add_argument("--released-descriptions", action="store_true",
                    help="lower-case, strip punctuation, keep the description sentence closest to the class name")
-    g.add_argument("--std-ddof", type=int, default=1, help="ddof of the std over runs (default 1; released numpy: 0)")
+    g.add_argument("--std-ddof", type=int, default=d.std_ddof,
+                   help=f"ddof of the std over runs (default {d.std_ddof}; released numpy: 0)")
     parser.add_argument("--out", required=True, help="results JSON; custom datasets keep split files beside it")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON document")
 
 
 def default_descriptions(kind: str, root: str | Path, official: bool) -> Path:
     """data/descriptions/<kind>.json for a real dataset, else the SynthActions place <root>/../descriptions/."""
-    from cezsar.config import DESCRIPTIONS_DIR
 
     ours = DESCRIPTIONS_DIR / f"{kind}.json"
     beside = Path(root).resolve().parent / "descriptions" / f"{kind}.json"

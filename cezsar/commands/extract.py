@@ -5,13 +5,15 @@ import argparse
 import json
 from pathlib import Path
 
-from cezsar.commands import print_skips, shard_arg
+from cezsar.commands import add_progress, print_skips, shard_arg
+from cezsar.config import ExtractConfig
 
 HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
 KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = ExtractConfig()
     parser.add_argument("--dataset", required=True, choices=KINDS,
                         help="activitynet: <root>/*.json captions + video files under <root> named <video_id>.*; "
                         "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.datasets); folder: every video "
@@ -24,14 +26,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", default=None, help="BiT-M-R152x2.npz or torchvision resnet152 .pth")
     parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
                         help="process only shard K of N (videos at sorted-id position = K mod N)")
-    parser.add_argument("--batch", type=int, default=32, help="frames per CNN forward (default 32)")
-    parser.add_argument("--image-size", type=int, default=160, help="square input side in px (default 160)")
+    parser.add_argument("--batch", type=int, default=d.batch, help=f"frames per CNN forward (default {d.batch})")
+    parser.add_argument("--image-size", type=int, default=d.image_size,
+                        help=f"square input side in px (default {d.image_size})")
     parser.add_argument("--max-seconds", type=float, default=None, help="encode at most this many seconds")
-    parser.add_argument("--topk", type=int, default=5, help="object classes kept per second (default 5)")
+    parser.add_argument("--topk", type=int, default=d.topk_objects,
+                        help=f"object classes kept per second (default {d.topk_objects})")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    parser.add_argument("--decoders", type=int, default=0,
+    parser.add_argument("--decoders", type=int, default=d.decoders,
                         help="videos decoded at once beside the CNN (default 0 = auto: 1 on a CPU, up to 8 on a GPU)")
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
 
@@ -93,7 +97,6 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import DataError, frame_encoder
-    from cezsar.config import ExtractConfig
     from cezsar.features import extract
 
     check_inputs(args)
@@ -103,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     videos = collect_videos(args.dataset, args.root)
     encoder = frame_encoder(backbone, args.weights, device=args.device, image_size=args.image_size, batch=args.batch)
     try:
-        report = extract(videos, args.out, cfg, shard=args.shard, encoder=encoder, progress=not args.no_progress)
+        report = extract(videos, args.out, cfg, shard=args.shard, encoder=encoder, progress=args.progress)
     except ValueError as err:  # an output folder that holds other features; duplicate ids
         raise DataError(" ".join(str(err).split())) from err
     if args.json:

@@ -6,12 +6,13 @@ import json
 import sys
 import warnings
 
+from cezsar.commands import add_progress
+from cezsar.config import MiningConfig
+
 HELP = "Mine (window, positive, negative) triplets from ActivityNet-form captions with the tau rule (paper §3.4)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cezsar.config import MiningConfig
-
     d = MiningConfig()
     parser.add_argument("--captions", required=True, help="ActivityNet Captions-form JSON (e.g. train.json)")
     parser.add_argument("--features", default=None,
@@ -59,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="paper §3.4: a negative must pass the rule against every positive of its window")
     g.add_argument("--object-tau", action="store_true",
                    help="paper §3.4: object positives must pass the similarity rule (cos > 1 - tau) too")
-    parser.add_argument("--progress", action="store_true", help="show a progress bar while encoding")
+    add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON document")
 
 
@@ -82,7 +83,6 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import DataError, clear_stale_temps, feature_folder, text_encoder
-    from cezsar.config import MiningConfig
     from cezsar.captions import read_activitynet
     from cezsar.mining import mine
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from cezsar.commands import print_skips, shard_arg
+from cezsar.commands import add_progress, print_skips, shard_arg
+from cezsar.config import ExtractConfig
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
         "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
@@ -19,11 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None,
                         help="output folder (default <features>/objects; use another folder to leave a raw "
                         "data folder untouched, and pass it on as the objects folder)")
-    parser.add_argument("--topk", type=int, default=5, help="object classes kept per second (default 5)")
+    topk = ExtractConfig.topk_objects  # the objects extraction keeps, computed here from the features instead
+    parser.add_argument("--topk", type=int, default=topk, help=f"object classes kept per second (default {topk})")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
                         help="process only shard K of N (stacks at sorted-id position = K mod N)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         head = load_head(args.weights)
         report = objects_from_features(args.features, head, args.out, topk=args.topk, device=args.device,
-                                       progress=not args.no_progress, shard=args.shard)
+                                       progress=args.progress, shard=args.shard)
     except (FeatureError, ValueError) as err:
         raise checks.DataError(" ".join(str(err).split())) from err
     if args.json:

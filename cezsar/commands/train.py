@@ -6,12 +6,13 @@ import argparse
 import json
 import sys
 
+from cezsar.commands import add_progress
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
+
 HELP = "Train the joint embedder on mined triplets with the Eq. 7 triplet loss (paper §3.3-§4)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from cezsar.config import TrainConfig
-
     d = TrainConfig()
     parser.add_argument("--triplets", required=True, help="triplet file written by `cezsar mine` (.npz)")
     parser.add_argument("--features", required=True, help="feature folder written by `cezsar extract`")
@@ -28,18 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sentence encoder for the triplet sentences: minilm (default), mpnet or a folder; "
                         "should be the one `cezsar mine` used")
     parser.add_argument("--cache-dir", default=None, help="sentence cache root (default: the package cache)")
-    parser.add_argument("--group", type=int, default=8,
-                        help="triplets of one window kept together per batch: 8 (default), 0 = all (fastest), "
-                        "1 = i.i.d. shuffle like the released code")
-    parser.add_argument("--bank-dtype", choices=("float16", "float32"), default="float16",
-                        help="storage of the contiguous feature array (default float16)")
+    fast = FastPathConfig()
+    parser.add_argument("--group", type=int, default=fast.group,
+                        help=f"triplets of one window kept together per batch: {fast.group} (default), 0 = all "
+                        "(fastest), 1 = i.i.d. shuffle like the released code")
+    parser.add_argument("--bank-dtype", choices=("float16", "float32"), default=fast.bank_dtype,
+                        help=f"storage of the contiguous feature array (default {fast.bank_dtype})")
     parser.add_argument("--no-positional", action="store_true", help="released VEM: no positional encoding")
     parser.add_argument("--released-sem", action="store_true", help="released SEM: Dropout + Linear + LayerNorm")
     parser.add_argument("--params", default=None, metavar="NAME",
                         help="name of the parameter set this run belongs to (e.g. embedded, paper); recorded in "
                         "the checkpoint with the data it was trained on")
     add_fidelity_arguments(parser)
-    parser.add_argument("--progress", action="store_true", help="show tqdm progress bars")
+    add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the run summary as one JSON document")
 
 
@@ -110,8 +112,6 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import DataError, text_encoder
-    from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.featurebank import FastPathConfig
     from cezsar.features import FeatureError
     from cezsar.train import fit
 
