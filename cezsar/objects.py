@@ -8,11 +8,17 @@ the released code took the definitions of every sense of the lemma, mixing unrel
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from functools import lru_cache
 from importlib import resources
 
 import numpy as np
+
+from cezsar.atomic import write_json
+from cezsar.config import cache_dir
+from cezsar.resources import ensure_wordnet
 
 LABEL_SPACES = {"imagenet1k": "imagenet1k_wnids.txt", "imagenet21k": "imagenet21k_wnids.txt"}
 
@@ -30,38 +36,34 @@ def _sentence(synset) -> str:
     return f"{lemma}: {synset.definition()}"
 
 
-@lru_cache(maxsize=None)
-def _sentences(label_space: str) -> tuple[str, ...]:
-    """The sentences, from a disk cache keyed by the wnid list; built once from WordNet.
-
-    nltk spends ~20 s loading WordNet on these machines; the 1000 (or 21,843) sentences are a few
-    hundred kB, so every later process (classify, evaluation) reads them from the cache instead.
-    """
-    import hashlib
-    import json
-
-    from cezsar.atomic import write_json
-    from cezsar.config import cache_dir
-
+def _cached_texts(label_space: str, kind: str, build) -> tuple[str, ...]:
+    """One text per class index of `label_space`, from a disk cache keyed by the wnid list; built once by
+    `build(wnids)` from WordNet. nltk spends ~20 s loading WordNet on these machines; the 1000 (or 21,843)
+    texts are a few hundred kB, so every later process (classify, evaluation) reads them from the cache."""
     wnids = imagenet_wnids(label_space)
     key = hashlib.sha256("\n".join(wnids).encode()).hexdigest()[:12]
-    path = cache_dir() / "objects" / f"{label_space}-wordnet3.0-{key}.json"
+    path = cache_dir() / "objects" / f"{label_space}-wordnet3.0{kind}-{key}.json"
     if path.exists():
         cached = json.loads(path.read_text())
         if len(cached) == len(wnids):
             return tuple(cached)
-    out = _wordnet_sentences(label_space, wnids)
+    ensure_wordnet()
+    out = build(wnids)
     write_json(path, out, indent=None)
     return tuple(out)
 
 
+@lru_cache(maxsize=None)
+def _sentences(label_space: str) -> tuple[str, ...]:
+    """"lemma: definition" of each class's own synset (cached on disk, `_cached_texts`)."""
+    return _cached_texts(label_space, "", lambda wnids: _wordnet_sentences(label_space, wnids))
+
+
 def _wordnet_sentences(label_space: str, wnids: list[str]) -> list[str]:
+    # lazy: nltk takes ~1 s to import and is needed only while the sentence cache is cold
     from nltk.corpus import wordnet as wn
     from nltk.corpus.reader.wordnet import WordNetError
 
-    from cezsar.resources import ensure_wordnet
-
-    ensure_wordnet()
     out = []
     for wnid in wnids:
         try:
@@ -127,31 +129,18 @@ FRAGMENT_MAX_WORDS = 20  # ... cut to their first 20 words
 def _all_sense_texts(label_space: str) -> tuple[str, ...]:
     """Per class index, "lemma: definition. definition. ..." over every WordNet sense of the class's first lemma
     (the released code looked the word up, not the synset); cached on disk like `_sentences`."""
-    import hashlib
-    import json
+    return _cached_texts(label_space, "-allsenses", _wordnet_all_senses)
 
-    from cezsar.atomic import write_json
-    from cezsar.config import cache_dir
 
-    wnids = imagenet_wnids(label_space)
-    key = hashlib.sha256("\n".join(wnids).encode()).hexdigest()[:12]
-    path = cache_dir() / "objects" / f"{label_space}-wordnet3.0-allsenses-{key}.json"
-    if path.exists():
-        cached = json.loads(path.read_text())
-        if len(cached) == len(wnids):
-            return tuple(cached)
-    from nltk.corpus import wordnet as wn
+def _wordnet_all_senses(wnids: list[str]) -> list[str]:
+    from nltk.corpus import wordnet as wn  # lazy, as in `_wordnet_sentences`
 
-    from cezsar.resources import ensure_wordnet
-
-    ensure_wordnet()
     out = []
     for wnid in wnids:
         lemma = wn.synset_from_pos_and_offset("n", int(wnid[1:])).lemmas()[0].name()
         defs = [syn.definition().strip().rstrip(".") for syn in wn.synsets(lemma)]
         out.append(f"{lemma.replace('_', ' ')}: " + ". ".join(defs))
-    write_json(path, out, indent=None)
-    return tuple(out)
+    return out
 
 
 def all_sense_texts(label_space: str) -> list[str]:

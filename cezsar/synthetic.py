@@ -13,16 +13,21 @@ description sentences use other word forms than the captions (checked in `genera
 """
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import re
 import string
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import av
 import numpy as np
+import skimage.data as skd
+from PIL import Image
 
 from cezsar.atomic import write_json, write_text
-from cezsar.datasets import kinetics_clip_name
+from cezsar.datasets import kinetics_clip_name, normalize_class
 
 SIDE = 160  # frame side in pixels (docs/decisions.md §6: EfficientNet-Lite0 at 160 px)
 FPS = 5  # encoded frame rate; the pipeline decodes 1 frame/s, the rest only makes the clips watchable
@@ -127,8 +132,6 @@ def caption(rng: np.random.Generator, combo: tuple[str, str]) -> str:
 
 # --- rendering ---------------------------------------------------------------------------------------------
 def _photos() -> dict[str, np.ndarray]:
-    import skimage.data as skd
-
     def rgb(a: np.ndarray) -> np.ndarray:
         return np.repeat(a[..., None], 3, axis=2) if a.ndim == 2 else a
 
@@ -142,8 +145,6 @@ class Renderer:
     """Draws frames: a scene varied per video (texture offsets, tint) and one actor placed by an action."""
 
     def __init__(self) -> None:
-        from PIL import Image
-
         self._Image = Image
         self.images = _photos()
         self._cache: dict[tuple[str, int], np.ndarray] = {}
@@ -256,7 +257,6 @@ def _yuv420p(frames: np.ndarray) -> np.ndarray:
 def write_video(path: Path, frames: np.ndarray) -> None:
     """Encode with fixed options (mpeg4, a keyframe every second, bitexact, one thread) so the same frames
     give the same bytes; written to a temp file and renamed (atomic)."""
-    import av
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
@@ -353,7 +353,6 @@ def _groups(names: dict[str, tuple[str, str]]) -> dict[str, list]:
 
 def check_zero_shot(files: dict) -> None:
     """Raise if a test class name or description sentence occurs in a training caption (docs/decisions.md §6)."""
-    from cezsar.datasets import normalize_class
 
     captions = [s.lower() for v in files["activitynet/train.json"].values() for s in v["sentences"]]
     joined = "\n".join(captions)
@@ -406,9 +405,6 @@ def generate(out: str | Path, seed: int = 0, size: str = "default", workers: int
     if workers is None:  # below ~50 videos, starting processes costs more than it saves
         workers = min(2, os.cpu_count() or 1) if len(jobs) > 50 else 1
     if workers > 1:
-        import multiprocessing as mp
-        from functools import partial
-
         with mp.get_context("spawn").Pool(workers) as pool:
             pool.map(partial(_render_job, out=out), jobs, chunksize=4)
     else:

@@ -23,6 +23,7 @@ import math
 from fractions import Fraction
 from pathlib import Path
 
+import av
 import numpy as np
 
 # Timestamps are compared with this slack (seconds): container rounding puts a frame meant for
@@ -42,8 +43,6 @@ class VideoDecodeError(RuntimeError):
 
 
 def _open(path: Path):
-    import av
-
     if not path.exists():
         raise VideoDecodeError(path, "file not found")
     if path.is_dir():
@@ -69,7 +68,6 @@ def _open(path: Path):
 
 def _keyframe_index(container, stream, path: Path, limit_s: float | None) -> tuple[list[int], float, int]:
     """Demux (no decoding) the video packets: keyframe pts list, data end time (s), first pts."""
-    import av
 
     tb = stream.time_base
     keys: list[int] = []
@@ -123,7 +121,6 @@ def decode_1fps(
     Raises:
         VideoDecodeError: zero-byte, missing, non-video, audio-only, truncated or undecodable files.
     """
-    import av
 
     path = Path(path)
     container = _open(path)
@@ -228,7 +225,6 @@ def write_video(path: str | Path, frames, fps: int = 30, gop: int | None = None,
     `gop` is the keyframe interval in frames (None = the codec default, 250 for libx264). Used by the
     tests, the benchmarks and the synthetic data; written atomically.
     """
-    import av
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{path.suffix}")  # keep the suffix: it picks the container

@@ -21,6 +21,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import torch
+
+from cezsar.objects import window_objects
 
 EPS = 1e-12
 
@@ -33,7 +36,6 @@ def l2_normalize(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def torch_encode(fn, x: np.ndarray, batch: int = 4096) -> np.ndarray:
     """Run a module method over numpy rows in batches without gradients."""
-    import torch
 
     out = []
     with torch.no_grad():
@@ -150,7 +152,6 @@ def encode_videos(model: Any, store: Any, video_ids: Sequence[str], max_len: int
     a clip of one window then gets the VEM output itself). Returns (V, 128) float32. A video with no
     features is an error naming it.
     """
-    import torch
 
     wins: list[np.ndarray] = []
     owner: list[int] = []
@@ -189,7 +190,6 @@ def video_objects(store: Any, video_ids: Sequence[str], k: int = 3, max_seconds:
 
     A video without an object file is an error naming it (Eq. 9 needs O(v) for every video).
     """
-    from cezsar.objects import window_objects
 
     out = []
     for vid in video_ids:

@@ -100,12 +100,9 @@ def test_xavier_init_draws_wider_weights_than_torch_default():
 # --- mining --------------------------------------------------------------------------------------
 def _corpus_with_objects(monkeypatch, texts=None):
     """test_mining's clustered captions plus a fake object module: every window's objects are classes 0..2."""
-    import sys
-    import types
-
     from test_mining import make_corpus
 
-    from cezsar import objects as real_objects
+    from cezsar import mining
 
     captions, emb_fn = make_corpus(n_videos=10, seed=6)
     labels = [f"object {i}: a thing" for i in range(8)]
@@ -117,10 +114,9 @@ def _corpus_with_objects(monkeypatch, texts=None):
         seen.append((start, end))
         return [int(i) for i in indices[int(start), :k]]
 
-    fake = types.SimpleNamespace(object_sentences=lambda space: labels, window_objects=window_objects,
-                                 all_sense_texts=lambda space: texts,
-                                 definition_fragments=real_objects.definition_fragments)
-    monkeypatch.setitem(sys.modules, "cezsar.objects", fake)
+    monkeypatch.setattr(mining, "object_sentences", lambda space: labels)
+    monkeypatch.setattr(mining, "window_objects", window_objects)
+    monkeypatch.setattr(mining, "all_sense_texts", lambda space: texts)
 
     class Store:
         label_space = "imagenet1k"

@@ -1,15 +1,14 @@
 """Hard negative mining: the vectorised miner against a plain-loop reference, rule properties, split, bytes."""
 from __future__ import annotations
 
-import sys
 from collections import Counter
-import types
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from cezsar import mining
 from cezsar.config import MiningConfig
 from cezsar.captions import Captions, Segment
 from cezsar.mining import mine
@@ -186,8 +185,8 @@ def test_object_positives(monkeypatch, strategy):
     def window_objects(indices, scores, start, end, k):
         return [int(i) for i in indices[int(start), :k]]
 
-    fake = types.SimpleNamespace(object_sentences=lambda space: labels, window_objects=window_objects)
-    monkeypatch.setitem(sys.modules, "cezsar.objects", fake)
+    monkeypatch.setattr(mining, "object_sentences", lambda space: labels)
+    monkeypatch.setattr(mining, "window_objects", window_objects)
 
     class Store:
         label_space = "imagenet1k"
@@ -348,7 +347,6 @@ def test_sample_draws_uniformly_from_the_admissible_set(monkeypatch):
         segs.append(Segment(f"c{i}", 0.0, 5.0, f"cand {i}"))
     captions = Captions(segs, {s.video_id: 5.0 for s in segs}, {}, {})
     n = 5
-    import cezsar.mining as mining
 
     exact_units = []
     real_call = mining._ExactMiner.__call__
