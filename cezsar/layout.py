@@ -34,16 +34,18 @@ class Layout:
     test_objects: dict[str, Path]  # test set kind -> objects folder
     descriptions: dict[str, Path]  # test set kind -> descriptions (our JSON or a folder of <class>.txt)
     groups: Path | None  # confusable class groups (Figs. 1, 3)
-    work: Path  # interim/processed outputs of this parameter set
+    work: Path  # interim outputs of this parameter set: features, objects, the shared feature bank
+    processed: Path  # its triplet files
+    models: Path  # its checkpoints, one folder per τ
     run_dir: Path  # runs/<run_name>: results.json, executed notebooks
     figures: Path
     weights: Path | None  # the backbone's weights (extraction, and the head for objects)
 
     def triplets(self, tau: float) -> Path:
-        return self.work / "processed" / f"triplets_tau{tau:.2f}.npz"
+        return self.processed / f"triplets_tau{tau:.2f}.npz"
 
     def model_dir(self, tau: float) -> Path:
-        return self.work / "models" / f"tau{tau:.2f}"
+        return self.models / f"tau{tau:.2f}"
 
     @property
     def bank_cache(self) -> Path:
@@ -63,6 +65,16 @@ class Layout:
         return FeatureStore(*self.folders(part))
 
 
+def _beside(work: Path, kind: str) -> Path:
+    """Where a set's triplets ("processed") or checkpoints ("models") go by default: for the usual
+    `data/interim/<set>` work folder, `data/processed/<set>` and `models/<set>` (data flows raw -> interim ->
+    processed, trained models sit beside data/); for any other work folder, inside it (`<work_dir>/<kind>`)."""
+    if work.parent.name != "interim":
+        return work / kind
+    data = work.parent.parent
+    return (data / "processed" if kind == "processed" else data.parent / "models") / work.name
+
+
 def _objects_dir(features: Path, work: Path, part: str) -> Path:
     # features made here keep their objects beside them; objects of a folder made elsewhere (the released
     # features) go under this set's work folder, so a raw data folder is never written to
@@ -78,6 +90,8 @@ def layout_from(params: Settings | str, overrides: dict | None = None) -> Layout
     """
     s = params if isinstance(params, Settings) else settings(params, overrides)
     work = resolve(s.work_dir)
+    processed = resolve(s.processed_dir) if s.processed_dir else _beside(work, "processed")
+    models = resolve(s.models_dir) if s.models_dir else _beside(work, "models")
     runs = os.environ.get("CEZSAR_RUNS_DIR") or "runs"  # run_all.sh's runs folder, also in JupyterLab
     run_dir = resolve(s.run_dir or str(Path(runs) / Path(s.params_file).stem))
     figures = resolve(s.figures_dir)
@@ -107,7 +121,7 @@ def layout_from(params: Settings | str, overrides: dict | None = None) -> Layout
             desc[k] = resolve(s[f"{k}_descriptions"])
     return Layout(s.mode, root, captions, videos, train_feats, _objects_dir(train_feats, work, "activitynet"),
                   roots, feats, {k: _objects_dir(feats[k], work, k) for k in TEST_SETS}, desc, groups, work,
-                  run_dir, figures, weights)
+                  processed, models, run_dir, figures, weights)
 
 
 def describe(lay: Layout) -> dict:

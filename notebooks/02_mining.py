@@ -13,6 +13,7 @@
 #     language: python
 #     name: python3
 # ---
+
 # %% [markdown]
 # # 02 · Hard negative mining
 # **Purpose.** Build the training triplets (paper §3.4): for each captioned segment, three random windows of up to
@@ -21,7 +22,7 @@
 # by video. A triplet file is reused only when its settings and every input (captions, text model, features,
 # objects) are the same.
 #
-# **Inputs.** captions (00), features and object top-k (01). **Outputs.** `<work_dir>/processed/triplets_tau<τ>.npz`,
+# **Inputs.** captions (00), features and object top-k (01). **Outputs.** `<processed_dir>/triplets_tau<τ>.npz`,
 # its summary and the similarity histograms with the τ threshold.
 
 # %% tags=["parameters"]

@@ -13,13 +13,14 @@
 #     language: python
 #     name: python3
 # ---
+
 # %% [markdown]
 # # 03 · Training the joint embedding
 # **Purpose.** Train the Visual and Sentence Embedding Modules (Eqs. 1–6) with the triplet loss (Eq. 7): AdamW
 # lr 1e-4, β (0.9, 0.99), weight decay 1e-5, batch 128, 25 epochs, early stopping 10 on video-level validation
 # triplets (paper §4). A checkpoint per epoch; a rerun resumes. One line per epoch is printed as it ends.
 #
-# **Inputs.** triplets (02), features (01). **Outputs.** `<work_dir>/models/tau<τ>/{best,last}.pt`, `log.csv`,
+# **Inputs.** triplets (02), features (01). **Outputs.** `<models_dir>/tau<τ>/{best,last}.pt`, `log.csv`,
 # `provenance.json`, and the loss curves.
 
 # %% tags=["parameters"]
