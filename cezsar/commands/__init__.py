@@ -1,4 +1,8 @@
-"""Thin argparse front-ends, one file per `cezsar` subcommand."""
+"""Thin argparse front-ends, one file per `cezsar` subcommand.
+
+A command module imports at its top only what parsing needs (argparse, the config dataclasses); the library is
+imported inside `run` (lazy on purpose), so `cezsar --help` and a usage error answer before torch loads.
+"""
 from __future__ import annotations
 
 import argparse
