@@ -30,7 +30,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -341,18 +341,20 @@ def classify_videos(paths: str | Path | Sequence[str | Path], labels: str | Sequ
                     model: str | Path | None = None, *, alpha: float | None = None, beta: float | None = None,
                     top_k: int = 5, n_objects: int | None = None, text_model: str | None = None,
                     max_seconds: float | None = None, device: str = "cpu", errors: str = "raise",
-                    classifier: Classifier | None = None) -> list[dict]:
+                    classifier: Classifier | None = None,
+                    on_result: Callable[[dict], None] | None = None) -> list[dict]:
     """Zero-shot labels for each video (paper §3.5): one result dict per video, in order.
 
     Each dict: {"video", "method", "labels": [{"label", "score"}] (top_k, best first), "objects":
     [{"lemma", "score", "class_index"}], "seconds", "time_s"}. `labels` is a label file, "a, b, c" or a
     list. errors="raise" stops at an unreadable video (VideoDecodeError); errors="keep" records
-    {"video", "error"} for it and goes on. Pass `classifier` (from `load_classifier`) to reuse models.
+    {"video", "error"} for it and goes on. Pass `classifier` (from `load_classifier`) to reuse models,
+    a prepared `LabelSet` as `labels`, and `on_result` to see each result as soon as it is ready (`cezsar classify`
+    prints them so).
     """
-
     if errors not in ("raise", "keep"):
         raise ValueError(f"errors must be 'raise' or 'keep', got {errors!r}")
-    label_set = prepare_labels(labels, descriptions)  # errors before any model load or decoding
+    label_set = labels if isinstance(labels, LabelSet) else prepare_labels(labels, descriptions)  # before any load
     clf = classifier or load_classifier(model, text_model=text_model, alpha=alpha, beta=beta,
                                         n_objects=n_objects, device=device)
     clf.prototypes(label_set)  # label sentences encoded once, before the first video
@@ -365,6 +367,8 @@ def classify_videos(paths: str | Path | Sequence[str | Path], labels: str | Sequ
             if errors == "raise":
                 raise
             out.append({"video": str(p), "error": err.reason})
+        if on_result is not None:
+            on_result(out[-1])
     return out
 
 

@@ -81,9 +81,8 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import require_path
-    from cezsar.classify import load_classifier, prepare_labels
+    from cezsar.classify import classify_videos, load_classifier, prepare_labels
     from cezsar.train import describe_provenance, is_synthetic
-    from cezsar.video import VideoDecodeError
 
     if args.descriptions is not None:
         require_path(args.descriptions, "--descriptions", "descriptions file or folder")
@@ -102,17 +101,17 @@ def run(args: argparse.Namespace) -> int:
             print("warning: this model saw only synthetic clips (SynthActions); its ranking of real videos is "
                   "not meaningful: train on real captions and features for real use", file=sys.stderr)
     clf.prototypes(labels)  # label sentences encoded once, as part of the set-up
-    results, failed = [], []
-    for path in args.videos:
-        try:
-            res = clf.classify(path, labels, top_k=args.top_k, max_seconds=args.max_seconds)
-        except VideoDecodeError as err:
-            failed.append(path)
-            print(f"error: cannot classify {path}: {err.reason}", file=sys.stderr)
-            continue
-        results.append(res)
-        if not args.json:
+
+    def show(res: dict) -> None:  # each video's lines as soon as it is classified
+        if "error" in res:
+            print(f"error: cannot classify {res['video']}: {res['error']}", file=sys.stderr)
+        elif not args.json:
             print(format_result(res), flush=True)
+
+    out = classify_videos(args.videos, labels, top_k=args.top_k, max_seconds=args.max_seconds, errors="keep",
+                          classifier=clf, on_result=show)
+    results = [r for r in out if "error" not in r]
+    failed = [r["video"] for r in out if "error" in r]
     if args.json:
         print(json.dumps(results[0] if len(args.videos) == 1 and results else results, indent=1))
     if failed:
