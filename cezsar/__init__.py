@@ -21,6 +21,7 @@ _API = {
     "mine": "cezsar.mining",  # hard negative mining, paper §3.4
     "fit": "cezsar.train",  # Eq. 7 training
     "load_checkpoint": "cezsar.train",
+    "class_prototypes": "cezsar.prototypes",  # SE(z) of Eq. 8
     "embed_dataset": "cezsar.protocols",  # Eqs. 8-9 over a dataset
     "run_evaluation": "cezsar.protocols",  # one protocol's seeded runs
     "classify_videos": "cezsar.classify",
