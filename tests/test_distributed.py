@@ -1,0 +1,145 @@
+"""torchrun on CPU with Gloo and 2 processes (docs/decisions.md §13): data-parallel training equals one process,
+a rank killed mid-epoch resumes, 2-rank extraction equals one process byte for byte, report merging."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cezsar import distributed
+from cezsar.config import ModelConfig, TrainConfig
+from cezsar.features import extract
+from cezsar.train import fit, rank_slice
+from test_features import MockEncoder, _snapshot, make_corpus
+from test_train import TINY, make_toy
+
+TESTS = Path(__file__).resolve().parent
+PROJ_ROOT = TESTS.parent
+# the run both sides train: dropout 0, so 2 ranks x 16 triplets compute what 1 process x 32 does
+RUN = dict(lr=1e-3, batch=32, epochs=4, device="cpu", seed=3)
+# tolerance of 2 ranks against 1 process: the same steps up to float summation order (gradient all-reduce,
+# each rank's own windows), which AdamW carries on; measured ~1e-7 relative on this toy
+RTOL = 1e-4
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def assert_weights_close(got: dict, want: dict, atol: float) -> None:
+    """State dicts equal within RTOL/atol, except the attention's key bias: softmax ignores a shift added to
+    every key score, so its true gradient is 0 and AdamW turns the float noise there into steps of ~lr in
+    either direction, weights that differ between any two summation orders and change no output."""
+    for k, w in want.items():
+        g = got[k]
+        if k.endswith("self_attn.in_proj_bias"):
+            d = w.shape[0] // 3  # [query | key | value]
+            g, w = torch.cat([g[:d], g[2 * d:]]), torch.cat([w[:d], w[2 * d:]])
+        torch.testing.assert_close(g, w, rtol=RTOL, atol=atol, msg=k)
+
+
+def torchrun(script: Path, *args: str, nproc: int = 2, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`python -m torch.distributed.run --standalone` (a free port of its own) with 2 CPU processes."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PROJ_ROOT), str(TESTS)]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+           "--monitor-interval=0.1", str(script), *args]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+TRAIN_CHILD = textwrap.dedent("""
+    import os, signal, sys
+    import torch
+    torch.set_num_threads(1)
+    from pathlib import Path
+    import cezsar.train as train
+    from cezsar.config import ModelConfig, TrainConfig
+    from test_train import make_toy, TINY
+    out, kill_rank, kill_step, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+    trip, store, text = make_toy(Path({feats!r}))
+    original, calls = train.batch_loss, [0]
+    def batch_loss(model, *a, **k):  # SIGKILL this rank in the middle of a training epoch
+        if model.training:
+            calls[0] += 1
+            if int(os.environ["RANK"]) == kill_rank and calls[0] == kill_step:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return original(model, *a, **k)
+    train.batch_loss = batch_loss
+    train.fit(trip, store, text, TrainConfig(**{run!r}), ModelConfig(**{tiny!r}), out, resume=resume,
+              progress=False)
+""")
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ddp")
+    make_toy(root / "feats")
+    script = root / "train_child.py"
+    script.write_text(TRAIN_CHILD.format(feats=str(root / "feats"), run=RUN, tiny=TINY))
+    return root, script
+
+
+@pytest.fixture(scope="module")
+def two_ranks(toy):
+    """An uninterrupted 2-rank run: its folder."""
+    root, script = toy
+    res = torchrun(script, str(root / "ddp"), "-1", "0", "0")
+    assert res.returncode == 0, res.stderr[-3000:]
+    return root / "ddp"
+
+
+def test_rank_slices_are_disjoint_and_cover_the_batch():
+    for n in (1, 5, 31, 32):
+        parts = [rank_slice(n, 2, r) for r in range(2)]
+        assert [i for p in parts for i in range(n)[p]] == list(range(n))
+    assert rank_slice(32, 2, 1) == slice(16, 32) and rank_slice(1, 2, 1) == slice(1, 1)
+
+
+def test_alone_every_collective_is_a_no_op(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert distributed.world_size() == 1 and distributed.is_main() and not distributed.init("cpu")
+    assert distributed.broadcast_object({"a": 1}) == {"a": 1} and distributed.gather_objects(3) == [3]
+    t = torch.ones(2)
+    assert distributed.all_reduce_sum(t) is t and torch.equal(t, torch.ones(2))
+    with distributed.main_first():
+        distributed.barrier()
+
+
+@pytest.mark.slow
+def test_two_ranks_train_like_one_process(toy, two_ranks, tmp_path):
+    root, _ = toy
+    trip, store, text = make_toy(root / "feats")
+    one = fit(trip, store, text, TrainConfig(**RUN), ModelConfig(**TINY), tmp_path / "one", progress=False)
+    a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    b = torch.load(two_ranks / "last.pt", weights_only=True)
+    assert b["world_size"] == 2 and len(b["rng_ranks"]) == 2 and "world_size" not in a
+    ha, hb = a["history"], b["history"]
+    assert len(ha) == len(hb) == RUN["epochs"]
+    for key in ("train_loss", "val_loss", "val_acc"):
+        np.testing.assert_allclose([r[key] for r in hb], [r[key] for r in ha], rtol=RTOL, err_msg=key)
+    assert ha[-1]["val_loss"] < ha[0]["val_loss"]  # it learned: the comparison is not between two no-ops
+    assert_weights_close(b["model"], a["model"], atol=1e-5)
+    assert json.loads((two_ranks / "log.json").read_text()) == hb  # rank 0 wrote the logs
+    assert one["history"] == ha
+
+
+@pytest.mark.slow
+def test_a_rank_killed_mid_epoch_resumes_and_finishes(toy, two_ranks, tmp_path):
+    _, script = toy
+    out = tmp_path / "cut"
+    steps = 10  # 300 training triplets / batch 32 per epoch
+    killed = torchrun(script, str(out), "1", str(2 * steps + 3), "0")  # rank 1, epoch 2, its 3rd step
+    assert killed.returncode != 0
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1  # epochs 0 and 1 were checkpointed
+    done = torchrun(script, str(out), "-1", "0", "1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    a = torch.load(two_ranks / "last.pt", weights_only=True)
+    b = torch.load(out / "last.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == RUN["epochs"] - 1
+    for key in ("train_loss", "val_loss"):
+        np.testing.assert_allclose([r[key] for r in b["history"]], [r[key] for r in a["history"]], rtol=RTOL)
+    assert_weights_close(b["model"], a["model"], atol=1e-6)
