@@ -15,7 +15,10 @@ import torch
 
 from cezsar import distributed
 from cezsar.config import ModelConfig, TrainConfig
+from cezsar.commands.extract import collect_videos
+from cezsar.feature_objects import LinearHead, objects_from_features
 from cezsar.features import extract
+from cezsar.shards import ShardReportsMissing, merge_reports
 from cezsar.train import fit, rank_slice
 from test_features import MockEncoder, _snapshot, make_corpus
 from test_train import TINY, make_toy
@@ -143,3 +146,74 @@ def test_a_rank_killed_mid_epoch_resumes_and_finishes(toy, two_ranks, tmp_path):
     for key in ("train_loss", "val_loss"):
         np.testing.assert_allclose([r[key] for r in b["history"]], [r[key] for r in a["history"]], rtol=RTOL)
     assert_weights_close(b["model"], a["model"], atol=1e-6)
+
+
+# --- extraction and objects ------------------------------------------------------------------------
+EXTRACT_CHILD = textwrap.dedent("""
+    import sys
+    import numpy as np
+    from test_distributed import mock_head
+    from test_features import MockEncoder
+    from cezsar.commands.extract import collect_videos
+    from cezsar.feature_objects import objects_from_features
+    from cezsar.features import extract
+    corpus, out = sys.argv[1], sys.argv[2]
+    extract(collect_videos("folder", corpus), out, encoder=MockEncoder(), progress=False)  # shard = the rank
+    objects_from_features(out, mock_head(), out + "_objects", topk=3, progress=False)
+""")
+COUNTS = ("videos", "done", "encoded", "reused", "frames", "skipped")
+
+
+def mock_head() -> LinearHead:
+    """A 1000-class linear head over MockEncoder's 12-d features (objects of a feature folder)."""
+    rng = np.random.default_rng(1)
+    return LinearHead(rng.standard_normal((1000, 12)).astype(np.float32), rng.standard_normal(1000).astype(np.float32),
+                      "mock", "mock-head.npz")
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.mark.slow
+def test_two_rank_extraction_equals_one_process_byte_for_byte(corpus, tmp_path):
+    script = tmp_path / "extract_child.py"
+    script.write_text(EXTRACT_CHILD)
+    res = torchrun(script, str(corpus), str(tmp_path / "ranks"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = extract(collect_videos("folder", corpus), tmp_path / "one", encoder=MockEncoder(), progress=False)
+    objects_from_features(tmp_path / "one", mock_head(), tmp_path / "one_objects", topk=3, progress=False)
+    ranks = tmp_path / "ranks"
+    assert sorted(p.name for p in ranks.glob("report*.json")) == [
+        "report.json", "report_shard0of2.json", "report_shard1of2.json"]
+    assert _snapshot(ranks) == _snapshot(tmp_path / "one") and len(_snapshot(ranks)) > 5
+    assert _snapshot(tmp_path / "ranks_objects") == _snapshot(tmp_path / "one_objects")
+    merged = json.loads((ranks / "report.json").read_text())
+    assert {k: merged[k] for k in COUNTS} == {k: one[k] for k in COUNTS}
+    assert merged["shards"] == 2 and len(merged["shard_seconds"]) == 2
+    obj = json.loads((tmp_path / "ranks_objects" / "report.json").read_text())
+    assert (obj["done"], obj["computed"], obj["shards"]) == (one["done"], one["done"], 2)
+
+
+def test_job_array_merge_names_a_missing_shard_then_merges(corpus, tmp_path, capsys):
+    from cezsar.cli import main
+
+    out = tmp_path / "array"
+    videos = collect_videos("folder", corpus)
+    one = extract(videos, tmp_path / "one", encoder=MockEncoder(), progress=False)
+    extract(videos, out, shard=(0, 3), encoder=MockEncoder(), progress=False)
+    extract(videos, out, shard=(2, 3), encoder=MockEncoder(), progress=False)
+    with pytest.raises(ShardReportsMissing, match=r"report_shard1of3\.json missing"):
+        merge_reports(out)
+    assert main(["extract", "--merge-reports", "--out", str(out)]) == 1  # a data error (docs/errors.md)
+    assert "report_shard1of3.json missing" in capsys.readouterr().err and not (out / "report.json").exists()
+    extract(videos, out, shard=(1, 3), encoder=MockEncoder(), progress=False)  # the missing shard, alone
+    assert main(["extract", "--merge-reports", "--out", str(out)]) == 0
+    merged = json.loads((out / "report.json").read_text())
+    assert {k: merged[k] for k in COUNTS} == {k: one[k] for k in COUNTS} and merged["shards"] == 3
+    assert _snapshot(out) == _snapshot(tmp_path / "one")
+    extract(videos, out, shard=(0, 2), encoder=MockEncoder(), progress=False)  # a stale shard count beside it
+    with pytest.raises(ShardReportsMissing, match=r"\[2, 3\] shards"):
+        merge_reports(out)
+    assert main(["extract", "--merge-reports", "--out", str(tmp_path / "nowhere")]) == 2

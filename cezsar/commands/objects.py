@@ -11,7 +11,7 @@ HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features", required=True, help="folder of <video_id>.npy stacks (T, D)")
+    parser.add_argument("--features", help="folder of <video_id>.npy stacks (T, D)")
     parser.add_argument("--weights", default=None,
                         help="the backbone's weights file holding its head: BiT-M-R152x2.npz (21,843 classes), "
                         "a torchvision resnet152 .pth, or an EfficientNet-Lite0 state dict; default: the offline "
@@ -21,14 +21,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "data folder untouched, and pass it on as the objects folder)")
     parser.add_argument("--topk", type=int, default=5, help="object classes kept per second (default 5)")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
-                        help="process only shard K of N (stacks at sorted-id position = K mod N)")
+    parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                        help="process only shard K of N (stacks at sorted-id position = K mod N); under torchrun "
+                        "the default is the rank's shard, and rank 0 merges the reports")
+    parser.add_argument("--merge-reports", action="store_true",
+                        help="only merge the shards' report_shard<k>of<n>.json in --out (default "
+                        "<features>/objects) into report.json; exit 1 naming the shards without a report")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
+    from pathlib import Path
+
+    from cezsar import checks, distributed
+    from cezsar.commands.extract import merge
+
+    if args.features is None and not (args.merge_reports and args.out):
+        raise checks.UsageError("cezsar objects: give --features (or --merge-reports --out DIR)")
+    if args.merge_reports:
+        return merge(args.out or str(Path(args.features) / "objects"), "stack")
+    try:
+        return objects(args)
+    finally:
+        distributed.cleanup()
+
+
+def objects(args: argparse.Namespace) -> int:
+    from cezsar import checks, distributed
     from cezsar.feature_objects import load_head, objects_from_features
     from cezsar.features import FeatureError
 
@@ -45,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
                                        progress=not args.no_progress, shard=args.shard)
     except (FeatureError, ValueError) as err:
         raise checks.DataError(" ".join(str(err).split())) from err
+    if not distributed.is_main():  # rank 0 prints the merged report of all ranks
+        return 1 if report["skipped"] else 0
     if args.json:
         print(json.dumps(report))
     else:
