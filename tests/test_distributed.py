@@ -148,6 +148,29 @@ def test_a_rank_killed_mid_epoch_resumes_and_finishes(toy, two_ranks, tmp_path):
     assert_weights_close(b["model"], a["model"], atol=1e-6)
 
 
+@pytest.mark.slow
+def test_torchrun_runs_the_train_command(toy, tmp_path):
+    """`torchrun -m cezsar train`: real TripletSet file and MiniLM sentences; rank 0 alone prints the summary."""
+    from cezsar.mining import TripletSet
+
+    root, _ = toy
+    trip, _, _ = make_toy(root / "feats")
+    TripletSet(trip.sentences, trip.video_ids, trip.video, trip.start, trip.end, trip.pos, trip.neg,
+               trip.val).save(tmp_path / "triplets.npz")
+    env = {**os.environ, "PYTHONPATH": str(PROJ_ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "cezsar",
+           "train", "--triplets", str(tmp_path / "triplets.npz"), "--features", str(root / "feats"),
+           "--out", str(tmp_path / "run"), "--epochs", "2", "--batch", "32", "--lr", "1e-3", "--device", "cpu",
+           "--json"]
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = [line for line in res.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1  # one summary, from rank 0
+    summary = json.loads(lines[0])
+    assert summary["world_size"] == 2 and summary["epochs_run"] == 2
+    assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["world_size"] == 2
+
+
 # --- extraction and objects ------------------------------------------------------------------------
 EXTRACT_CHILD = textwrap.dedent("""
     import sys
@@ -217,3 +240,18 @@ def test_job_array_merge_names_a_missing_shard_then_merges(corpus, tmp_path, cap
     with pytest.raises(ShardReportsMissing, match=r"\[2, 3\] shards"):
         merge_reports(out)
     assert main(["extract", "--merge-reports", "--out", str(tmp_path / "nowhere")]) == 2
+
+
+def test_temp_clean_up_keeps_another_nodes_files_in_flight(tmp_path):
+    """Ranks on several nodes write into one shared folder: a node judges only its own dead writers' temps."""
+    from cezsar.atomic import _HOST, remove_stale_temps, write_bytes
+
+    dead = 2**22 + 12345  # above the default pid_max: no process has it
+    mine_dead, old_dead = tmp_path / f".a.npy.{dead}@{_HOST}.tmp", tmp_path / f".b.npy.{dead}.tmp"
+    elsewhere = tmp_path / f".c.npy.{dead}@another-node.tmp"  # a live writer there, for all this node knows
+    for p in (mine_dead, old_dead, elsewhere):
+        p.write_bytes(b"half")
+    assert sorted(remove_stale_temps(tmp_path)) == sorted([mine_dead, old_dead])
+    assert elsewhere.exists()
+    write_bytes(tmp_path / "d.npy", b"x")  # the writer's own temp name carries this host and is gone after
+    assert sorted(p.name for p in tmp_path.iterdir()) == [elsewhere.name, "d.npy"]
