@@ -116,12 +116,13 @@ def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int]) -> tuple:
 def decoders_for(device, wanted: int = 0) -> int:
     """Video decoders beside a CNN on `device`: `wanted` if > 0; else 1 on a CPU, where the CNN already uses
     every core, and on a GPU one per free core up to 8 (one 1-fps decoder feeds ~50-100 frames/s, a GPU CNN
-    takes thousands)."""
+    takes thousands). Under torchrun the machine's cores are shared by its LOCAL_WORLD_SIZE ranks."""
     if wanted > 0:
         return int(wanted)
     if getattr(device, "type", str(device)) == "cpu":
         return 1
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    cores = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(8, cores - 1))
 
 
 class _Decoded:

@@ -112,6 +112,27 @@ def test_alone_every_collective_is_a_no_op(monkeypatch):
         distributed.barrier()
 
 
+
+def test_a_rank_takes_its_shard_device_and_decoders(monkeypatch):
+    """Under torchrun (env only; no group is joined for an explicit --shard): --shard K/N splits by rank, a GPU
+    run's decoders share the machine's cores between its ranks, CUDA means the rank's own GPU."""
+    from cezsar.devices import resolve_device
+    from cezsar.features import decoders_for
+    from cezsar.shards import for_this_process
+
+    assert for_this_process((1, 3)) == ((1, 3), False) and for_this_process(None) == ((0, 1), False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert for_this_process((1, 3)) == ((4, 6), False)  # positions 1 mod 3, then this rank's half of them
+    monkeypatch.setattr("os.cpu_count", lambda: 16)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert decoders_for(torch.device("cuda"), 0) == 3 and decoders_for("cpu", 0) == 1
+    assert resolve_device("cpu") == torch.device("cpu")
+    if torch.cuda.device_count() > 1:
+        assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)
+
+
 @pytest.mark.slow
 def test_two_ranks_train_like_one_process(toy, two_ranks, tmp_path):
     root, _ = toy
