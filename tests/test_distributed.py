@@ -152,13 +152,14 @@ def test_two_ranks_train_like_one_process(toy, two_ranks, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_rank_killed_mid_epoch_resumes_and_finishes(toy, two_ranks, tmp_path):
+@pytest.mark.parametrize("rank, epoch, step", [(1, 2, 3), (0, 1, 6)])
+def test_a_rank_killed_mid_epoch_resumes_and_finishes(toy, two_ranks, tmp_path, rank, epoch, step):
     _, script = toy
     out = tmp_path / "cut"
     steps = 10  # 300 training triplets / batch 32 per epoch
-    killed = torchrun(script, str(out), "1", str(2 * steps + 3), "0")  # rank 1, epoch 2, its 3rd step
+    killed = torchrun(script, str(out), str(rank), str(epoch * steps + step), "0")  # SIGKILL inside that step
     assert killed.returncode != 0
-    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == 1  # epochs 0 and 1 were checkpointed
+    assert torch.load(out / "last.pt", weights_only=True)["epoch"] == epoch - 1  # the epochs before it were saved
     done = torchrun(script, str(out), "-1", "0", "1")
     assert done.returncode == 0, done.stderr[-3000:]
     a = torch.load(two_ranks / "last.pt", weights_only=True)
@@ -190,6 +191,19 @@ def test_torchrun_runs_the_train_command(toy, tmp_path):
     summary = json.loads(lines[0])
     assert summary["world_size"] == 2 and summary["epochs_run"] == 2
     assert torch.load(tmp_path / "run" / "last.pt", weights_only=True)["world_size"] == 2
+
+
+
+def test_train_command_forms_are_checked(tmp_path, capsys):
+    """Either the three files or --params-file; usage errors exit 2 (docs/errors.md)."""
+    from cezsar.cli import main
+
+    assert main(["train", "--triplets", str(tmp_path / "t.npz")]) == 2
+    assert "give --features, --out (or --params-file" in capsys.readouterr().err
+    assert main(["train", "--params-file", "params/embedded.yaml", "--out", str(tmp_path)]) == 2
+    assert "drop --out" in capsys.readouterr().err
+    assert main(["train", "--params-file", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: no such file" in capsys.readouterr().err
 
 
 # --- extraction and objects ------------------------------------------------------------------------
