@@ -21,7 +21,7 @@ from cezsar.features import extract
 from cezsar.shards import ShardReportsMissing, merge_reports
 from cezsar.train import fit, rank_slice
 from test_features import MockEncoder, _snapshot, make_corpus
-from test_train import TINY, make_toy
+from test_train import TINY, FakeStore, make_toy
 
 TESTS = Path(__file__).resolve().parent
 PROJ_ROOT = TESTS.parent
@@ -61,9 +61,12 @@ TRAIN_CHILD = textwrap.dedent("""
     from pathlib import Path
     import cezsar.train as train
     from cezsar.config import ModelConfig, TrainConfig
-    from test_train import make_toy, TINY
+    from test_train import FakeStore, make_toy, TINY
     out, kill_rank, kill_step, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
-    trip, store, text = make_toy(Path({feats!r}))
+    # the triplets and sentence vectors (seeded); the features are the fixture's files, never rewritten while
+    # another rank reads them
+    trip, _, text = make_toy(Path(out + ".arrays" + os.environ["RANK"]))
+    store = FakeStore(Path({feats!r}))
     original, calls = train.batch_loss, [0]
     def batch_loss(model, *a, **k):  # SIGKILL this rank in the middle of a training epoch
         if model.training:
@@ -136,7 +139,8 @@ def test_a_rank_takes_its_shard_device_and_decoders(monkeypatch):
 @pytest.mark.slow
 def test_two_ranks_train_like_one_process(toy, two_ranks, tmp_path):
     root, _ = toy
-    trip, store, text = make_toy(root / "feats")
+    trip, _, text = make_toy(tmp_path / "arrays")  # the child's arrays (same seed) over the same feature files
+    store = FakeStore(root / "feats")
     one = fit(trip, store, text, TrainConfig(**RUN), ModelConfig(**TINY), tmp_path / "one", progress=False)
     a = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
     b = torch.load(two_ranks / "last.pt", weights_only=True)
@@ -158,7 +162,7 @@ def test_a_rank_killed_mid_epoch_resumes_and_finishes(toy, two_ranks, tmp_path, 
     out = tmp_path / "cut"
     steps = 10  # 300 training triplets / batch 32 per epoch
     killed = torchrun(script, str(out), str(rank), str(epoch * steps + step), "0")  # SIGKILL inside that step
-    assert killed.returncode != 0
+    assert killed.returncode != 0 and (out / "last.pt").is_file(), killed.stderr[-3000:]
     assert torch.load(out / "last.pt", weights_only=True)["epoch"] == epoch - 1  # the epochs before it were saved
     done = torchrun(script, str(out), "-1", "0", "1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -176,7 +180,7 @@ def test_torchrun_runs_the_train_command(toy, tmp_path):
     from cezsar.mining import TripletSet
 
     root, _ = toy
-    trip, _, _ = make_toy(root / "feats")
+    trip, _, _ = make_toy(tmp_path / "arrays")
     TripletSet(trip.sentences, trip.video_ids, trip.video, trip.start, trip.end, trip.pos, trip.neg,
                trip.val).save(tmp_path / "triplets.npz")
     env = {**os.environ, "PYTHONPATH": str(PROJ_ROOT), "OMP_NUM_THREADS": "1"}
@@ -275,6 +279,13 @@ def test_job_array_merge_names_a_missing_shard_then_merges(corpus, tmp_path, cap
     with pytest.raises(ShardReportsMissing, match=r"\[2, 3\] shards"):
         merge_reports(out)
     assert main(["extract", "--merge-reports", "--out", str(tmp_path / "nowhere")]) == 2
+    objs = tmp_path / "objects"
+    objects_from_features(out, mock_head(), objs, topk=3, progress=False, shard=(1, 2))
+    assert main(["objects", "--merge-reports", "--out", str(objs)]) == 1  # shard 0 of 2 has not run
+    assert "report_shard0of2.json missing" in capsys.readouterr().err
+    objects_from_features(out, mock_head(), objs, topk=3, progress=False, shard=(0, 2))
+    assert main(["objects", "--merge-reports", "--out", str(objs)]) == 0
+    assert json.loads((objs / "report.json").read_text())["computed"] == one["done"]
 
 
 def test_temp_clean_up_keeps_another_nodes_files_in_flight(tmp_path):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def print_skips(skipped: list[dict], total: int, noun: str, where: str) -> None:
@@ -21,3 +22,19 @@ def shard_arg(text: str) -> tuple[int, int]:
     if not (n >= 1 and 0 <= k < n):
         raise argparse.ArgumentTypeError(f"--shard K/N needs 0 <= K < N, got {text!r}")
     return k, n
+
+
+def merge_reports(out: str, noun: str) -> int:
+    """`--merge-reports` (extract, objects): report.json from the shard reports in `out`; a missing shard's
+    report is a DataError naming it (exit 1)."""
+    from cezsar import checks, shards
+
+    checks.require_dir(out, "--out", "output folder")
+    try:
+        report = shards.merge_reports(out)
+    except shards.ShardReportsMissing as err:
+        raise checks.DataError(str(err)) from err
+    print(f"merged {report['shards']} shard reports: {report['done']}/{report['videos']} {noun}s done, "
+          f"{len(report['skipped'])} skipped -> {Path(out) / 'report.json'}")
+    print_skips(report["skipped"], report["videos"], noun, out)
+    return 0

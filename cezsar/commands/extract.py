@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cezsar.commands import print_skips, shard_arg
+from cezsar.commands import merge_reports, print_skips, shard_arg
 
 HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
 KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
@@ -104,26 +104,11 @@ def check_inputs(args: argparse.Namespace) -> None:
             raise checks.DataError(f"{err}; delete it (the .npy files are checked on rerun) or use another --out")
 
 
-def merge(out: str, noun: str) -> int:
-    """`--merge-reports`: report.json from the shard reports in `out` (extract and objects)."""
-    from cezsar import checks, shards
-
-    checks.require_dir(out, "--out", "output folder")
-    try:
-        report = shards.merge_reports(out)
-    except shards.ShardReportsMissing as err:
-        raise checks.DataError(str(err)) from err
-    print(f"merged {report['shards']} shard reports: {report['done']}/{report['videos']} {noun}s done, "
-          f"{len(report['skipped'])} skipped -> {Path(out) / 'report.json'}")
-    print_skips(report["skipped"], report["videos"], noun, out)
-    return 0
-
-
 def run(args: argparse.Namespace) -> int:
     from cezsar import distributed
 
     if args.merge_reports:
-        return merge(args.out, "video")
+        return merge_reports(args.out, "video")
     try:
         return extract_videos(args)
     finally:

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from cezsar.commands import print_skips, shard_arg
+from cezsar.commands import merge_reports, print_skips, shard_arg
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
         "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
@@ -32,15 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from cezsar import checks, distributed
-    from cezsar.commands.extract import merge
 
     if args.features is None and not (args.merge_reports and args.out):
         raise checks.UsageError("cezsar objects: give --features (or --merge-reports --out DIR)")
     if args.merge_reports:
-        return merge(args.out or str(Path(args.features) / "objects"), "stack")
+        return merge_reports(args.out or str(Path(args.features) / "objects"), "stack")
     try:
         return objects(args)
     finally:
