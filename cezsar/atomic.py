@@ -2,13 +2,15 @@
 tables, results): the bytes go to a hidden temp file beside the target, reach the disk (fsync), and are
 renamed over the target, so a killed run leaves either the old file or the new one, never half of one.
 
-The temp name `.<name>.<pid>.tmp` is hidden (FeatureStore and the caches skip dot-files) and per process
-(shards of one job array writing into one folder never share a temp file).
+The temp name `.<name>.<pid>@<host>.tmp` is hidden (FeatureStore and the caches skip dot-files) and per process
+and machine (shards of one job array, or ranks on several nodes, writing into one shared folder never share a
+temp file, and a clean-up on one node never takes another node's file in flight for a dead writer's).
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 from pathlib import Path
 from typing import IO, Any, Callable
 
@@ -17,7 +19,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
     """Call `write(fh)` on a binary temp file, fsync it and rename it to `path`; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}@{_HOST}.tmp")
     try:
         with open(tmp, "wb") as fh:
             write(fh)
@@ -44,6 +46,19 @@ def write_json(path: str | os.PathLike, obj: Any, indent: int | None = 1, **dump
     return write_text(path, json.dumps(obj, indent=indent, **dumps) + "\n")
 
 
+_HOST = socket.gethostname().replace(".", "_").replace("@", "_") or "host"  # no dots: the name splits on them
+
+
+def stale_temp(owner: str) -> bool:
+    """Whether a temp file whose name carries `owner` ("<pid>@<host>", or "<pid>" from before hosts were
+    recorded) was left by a dead writer of this machine. Another machine's file is never judged stale: its pid
+    means nothing here."""
+    pid, _, host = owner.partition("@")
+    if not pid.isdigit() or (host and host != _HOST):
+        return False
+    return not writer_alive(int(pid))
+
+
 def writer_alive(pid: int) -> bool:
     """Whether the process that owns a temp file still runs (our own pid counts as gone: a leftover of ours is
     from an earlier call that failed)."""
@@ -60,13 +75,12 @@ def writer_alive(pid: int) -> bool:
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
     """Delete the temp files `write_atomic` left in `folder` when its writer was killed (kill -9 skips the
-    clean-up): `.<name>.<pid>.tmp` whose process no longer runs. A live writer's temp file (another shard) is
-    kept. Returns what was removed."""
+    clean-up): `.<name>.<pid>@<host>.tmp` whose process no longer runs (`stale_temp`). A live writer's temp
+    file (another shard) and another machine's are kept. Returns what was removed."""
     folder = Path(folder)
     removed = []
     for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
-        pid = tmp.name[:-len(".tmp")].rsplit(".", 1)[-1]
-        if pid.isdigit() and not writer_alive(int(pid)):
+        if stale_temp(tmp.name[:-len(".tmp")].rsplit(".", 1)[-1]):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from cezsar.atomic import writer_alive
+from cezsar.atomic import stale_temp
 
 
 class InputError(Exception):
@@ -273,12 +273,12 @@ def frame_encoder(backbone: str, weights: str | None, option: str = "--weights",
 
 def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
     """Remove the hidden temp files `cezsar.atomic` left beside `path` when a writer was killed (kill -9
-    skips its clean-up): `.<name>.<pid>.tmp` whose process no longer runs. Returns what was removed."""
+    skips its clean-up): `.<name>.<pid>@<host>.tmp` whose process no longer runs (`atomic.stale_temp`).
+    Returns what was removed."""
     p = Path(path)
     removed = []
     for tmp in p.parent.glob(f".{p.name}.*.tmp") if p.parent.is_dir() else []:
-        pid = tmp.name[len(p.name) + 2:-len(".tmp")]
-        if pid.isdigit() and not writer_alive(int(pid)):
+        if stale_temp(tmp.name[len(p.name) + 2:-len(".tmp")]):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
     return removed

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 
 LABEL_SPACE_BY_CLASSES = {21843: "imagenet21k", 1000: "imagenet1k"}
@@ -124,18 +125,21 @@ def _valid(path: Path, t: int, k: int) -> bool:
 
 def objects_from_features(features: str | Path, head: LinearHead, out: str | Path | None = None, topk: int = 5,
                           device: str = "cpu", batch_rows: int = 4096, progress: bool = True,
-                          shard: tuple[int, int] = (0, 1)) -> dict:
+                          shard: tuple[int, int] | None = None) -> dict:
     """Write `<out>/<id>.npz` for every `<features>/<id>.npy` that lacks a valid one (module doc).
 
     `out` defaults to `<features>/objects` (where `cezsar extract` puts them). Returns the report:
     {"videos", "done", "computed", "reused", "skipped": [{"video_id", "reason"}], "rows", "seconds",
     "label_space", "out"}; a stack that cannot be read is skipped with its reason, never silently.
+    shard: (k, n); None = every stack alone, this rank's part under torchrun (rank 0 then returns the merged
+    report, cezsar.shards).
     """
     from cezsar.datasets import Video
     from cezsar.features import FeatureError, FeatureStore, _check_stack, shard_videos
     from cezsar.progress import progress_bar
     from cezsar.devices import resolve_device
 
+    shard, merge = shards.for_this_process(shard, resolve_device(device))
     store = FeatureStore(features)
     if store.dim != head.dim:
         raise ValueError(f"{features}: features are {store.dim}-d but the head in {head.source} takes "
@@ -201,6 +205,5 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
               "reused": reused, "skipped": skipped, "stale_temps_removed": len(stale), "rows": rows,
               "seconds": round(seconds, 3),
               "rows_per_s": round(rows / seconds, 1) if seconds > 0 else 0.0}
-    name = "report.json" if shard[1] == 1 else f"report_shard{shard[0]}of{shard[1]}.json"
-    write_json(out / name, report)
-    return report
+    write_json(out / shards.report_name(shard), report)
+    return shards.finish(out, report) if merge else report

@@ -9,7 +9,8 @@ Output folder (the released features' layout, so those drop in unchanged):
 Restartable: every file is written to a temp name and renamed, the .npy last, so a video counts as
 finished only when both of its files are complete and valid; a rerun skips those and redoes the rest
 (a corrupt file is redone, not trusted). `shard=(k, n)` takes the videos whose position in the id-sorted
-list is k mod n, so n job-array tasks cover a dataset exactly once. Decoders (`ExtractConfig.decoders`)
+list is k mod n, so n job-array tasks cover a dataset exactly once; under `torchrun` the shard is the rank
+and rank 0 merges the reports at the end (cezsar.shards, docs/decisions.md §13). Decoders (`ExtractConfig.decoders`)
 decode the next videos while the CNN encodes the current one (§11: decoding overlaps the CNN). A bad video
 never stops the run: it is listed in the report with its reason.
 """
@@ -28,6 +29,7 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
+from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
 
@@ -114,12 +116,13 @@ def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int]) -> tuple:
 def decoders_for(device, wanted: int = 0) -> int:
     """Video decoders beside a CNN on `device`: `wanted` if > 0; else 1 on a CPU, where the CNN already uses
     every core, and on a GPU one per free core up to 8 (one 1-fps decoder feeds ~50-100 frames/s, a GPU CNN
-    takes thousands)."""
+    takes thousands). Under torchrun the machine's cores are shared by its LOCAL_WORLD_SIZE ranks."""
     if wanted > 0:
         return int(wanted)
     if getattr(device, "type", str(device)) == "cpu":
         return 1
-    return max(1, min(8, (os.cpu_count() or 2) - 1))
+    cores = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, min(8, cores - 1))
 
 
 class _Decoded:
@@ -189,8 +192,11 @@ def _write_video(out: Path, video_id: str, feats: np.ndarray, idx: np.ndarray, s
 
 
 def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig | None = None,
-            shard: tuple[int, int] = (0, 1), encoder=None, progress: bool = True) -> dict:
+            shard: tuple[int, int] | None = None, encoder=None, progress: bool = True) -> dict:
     """Encode every video of the shard at 1 fps into `out_dir` (module doc); returns the report dict.
+
+    shard: (k, n); None = the whole list alone, this rank's part under torchrun (then rank 0 returns the
+    merged report of all ranks, written to report.json).
 
     Report: backbone, shard, videos, done (finished videos, old and new), encoded (this run), reused
     (valid from an earlier run), skipped [{video_id, path, reason}], frames (encoded this run), seconds,
@@ -200,6 +206,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     from cezsar.progress import progress_bar
 
     cfg = cfg or ExtractConfig()
+    shard, merge = shards.for_this_process(shard, getattr(encoder, "device", "cpu"))
     out = Path(out_dir)
     (out / "objects").mkdir(parents=True, exist_ok=True)
     stale = remove_stale_temps(out) + remove_stale_temps(out / "objects")  # a killed earlier run's leftovers
@@ -269,9 +276,8 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
               "frames": frames, "decoders": workers,
               "seconds": round(seconds, 3), "frames_per_s": round(frames / seconds, 2) if seconds > 0 else 0.0,
               "config": asdict(cfg)}
-    name = "report.json" if shard[1] == 1 else f"report_shard{shard[0]}of{shard[1]}.json"
-    write_json(out / name, report)
-    return report
+    write_json(out / shards.report_name(shard), report)
+    return shards.finish(out, report) if merge else report
 
 
 # --- loading side ------------------------------------------------------------------------------------

@@ -234,7 +234,11 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     """Notebook 03: train (or resume, or reuse a finished run) on the τ triplet file; the loss history.
 
     Every model of the set shares one feature bank (`Layout.bank_cache`); `provenance.json` beside the
-    checkpoints records the triplet file, the mining and training settings and the parameter set."""
+    checkpoints records the triplet file, the mining and training settings and the parameter set.
+    Under torchrun (`cezsar train --params-file FILE`, docs/decisions.md §13) this is data-parallel training:
+    rank 0 encodes the sentences, sets a stale run aside and writes the files; the others follow."""
+    from cezsar import distributed
+    from cezsar.devices import resolve_device
     from cezsar.config import FastPathConfig
     from cezsar.triplets import TripletSet
     from cezsar.progress import progress_mode
@@ -244,27 +248,23 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     tau = s.tau if tau is None else tau
     cfg = train_config(s)
     trip = TripletSet.load(lay.triplets(tau))
+    distributed.init(resolve_device(cfg.device))  # no-op in a notebook (one process)
+    main = distributed.is_main()
     encoder = SentenceEncoder(s.text_model)
-    text_emb = encoder.encode(trip.sentences, progress=True)  # (S, text_dim), cached on disk
+    with distributed.main_first():  # one process fills the sentence cache, the others read it
+        text_emb = encoder.encode(trip.sentences, progress=main)  # (S, text_dim), cached on disk
     out = lay.model_dir(tau)
     last = out / "last.pt"
-    if last.exists():  # resume only a run of the same triplets and training settings
-        from cezsar.checks import read_checkpoint
-
-        meta = read_checkpoint(last, None, training=True, remedy="delete it to train anew")
-        same = {k: v for k, v in _plain(config.to_dict(cfg)).items() if k not in _RESUMABLE}
-        was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in _RESUMABLE}
-        sized = ("feat_dim", "text_dim")  # set by fit from the data
-        model_same = {k: v for k, v in config.to_dict(model_config(s)).items() if k not in sized}
-        model_was = {k: v for k, v in (meta.get("model_cfg") or {}).items() if k not in sized}
-        if meta.get("n_triplets") != len(trip) or same != was or model_same != model_was:
-            _set_aside(out)
+    with distributed.main_first():  # rank 0 sets a stale run aside; the others then find none
+        if last.exists():
+            _check_resumable(last, out, trip, cfg, s)
     store = lay.store("activitynet")
     have = set(store.ids)
     lacking = [v for v in trip.video_ids if v not in have]
     if lacking:  # features removed since mining: leave their triplets out, counted
         trip = trip.subset_videos(have)
-        print(f"NOTE: {len(lacking)} training video(s) have no features any more; their triplets are left out")
+        if main:
+            print(f"NOTE: {len(lacking)} training video(s) have no features any more; their triplets are left out")
 
     def log(row: dict) -> None:
         val = f", val {row['val_loss']:.4f}" if row.get("val_loss") is not None else ""
@@ -279,7 +279,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     t0 = time.perf_counter()
     history = fit(trip, store, text_emb, cfg, model_config(s), out_dir=out, resume=True, text_model=encoder.model_id,
                   text_model_name=s.text_model, params=Path(s.params_file).stem, segment_bounds=bounds,
-                  fast=FastPathConfig(cache_dir=str(lay.bank_cache)), progress=progress_mode() == "widget",
+                  fast=FastPathConfig(cache_dir=str(lay.bank_cache)), progress=main and progress_mode() == "widget",
                   on_epoch_end=log)
     provenance = {"params_file": s.params_file, "triplets": str(lay.triplets(tau)),
                   "mining": trip.summary.get("config"), "mining_inputs": trip.summary.get("inputs"),
@@ -288,8 +288,23 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
                   "videos_without_features": trip.summary.get("videos_without_features", 0) + len(lacking),
                   "dataset": "SynthActions (synthetic clips)" if lay.mode == "embedded" else "ActivityNet Captions",
                   "seconds": round(time.perf_counter() - t0, 1)}
-    write_json(out / "provenance.json", provenance)
+    if main:
+        write_json(out / "provenance.json", provenance)
     return {"model_dir": str(out), "checkpoint": str(out / "best.pt"), **history}
+
+
+def _check_resumable(last: Path, out: Path, trip, cfg: TrainConfig, s: Settings) -> None:
+    """Resume only a run of the same triplets and training settings: set any other run aside."""
+    from cezsar.checks import read_checkpoint
+
+    meta = read_checkpoint(last, None, training=True, remedy="delete it to train anew")
+    same = {k: v for k, v in _plain(config.to_dict(cfg)).items() if k not in _RESUMABLE}
+    was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in _RESUMABLE}
+    sized = ("feat_dim", "text_dim")  # set by fit from the data
+    model_same = {k: v for k, v in config.to_dict(model_config(s)).items() if k not in sized}
+    model_was = {k: v for k, v in (meta.get("model_cfg") or {}).items() if k not in sized}
+    if meta.get("n_triplets") != len(trip) or same != was or model_same != model_was:
+        _set_aside(out)
 
 
 # --- 04 / 05: evaluation -----------------------------------------------------------------------

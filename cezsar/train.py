@@ -4,6 +4,10 @@
 Data arrives through the fast path of `cezsar.featurebank`: one contiguous feature array, windows as
 row-index matrices, each distinct window and sentence forwarded once per batch, the windows packed (their
 valid rows only through the VEM, `JointEmbedder.encode_video_packed`).
+
+Under `torchrun` (docs/decisions.md §13) the same `fit` runs DistributedDataParallel: every rank draws the
+same epoch order, each global batch of `TrainConfig.batch` triplets is cut into one equal slice per rank,
+gradients are averaged across ranks, and rank 0 alone writes checkpoints and logs.
 """
 from __future__ import annotations
 
@@ -19,8 +23,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 
+from cezsar import distributed
 from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.devices import resolve_device
@@ -105,13 +111,39 @@ def _autocast(device: torch.device, enabled: bool = True):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
 
 
+class _BatchLoss(nn.Module):
+    """`batch_loss` as a module's forward, so that DistributedDataParallel sees the step (it hooks `forward`;
+    the packed path calls the model's encoders, not the model)."""
+
+    def __init__(self, model: JointEmbedder, data: TripletTensors, margin: float) -> None:
+        super().__init__()
+        self.model, self.data, self.margin = model, data, margin
+
+    def forward(self, b: Tensor) -> tuple[Tensor, Tensor]:
+        return batch_loss(self.model, self.data, b, self.margin)
+
+
+def rank_slice(n: int, world: int, rank: int) -> slice:
+    """Rank `rank`'s part of a global batch of `n`: equal contiguous slices (the last ones shorter or empty
+    when `n` does not divide), disjoint, covering the batch."""
+    per = (n + world - 1) // world
+    return slice(min(rank * per, n), min((rank + 1) * per, n))
+
+
 def train_one_epoch(model: JointEmbedder, data: TripletTensors, optimizer: torch.optim.Optimizer, order: np.ndarray,
                     cfg: TrainConfig, device: torch.device, progress: bool = False, limit_steps: int | None = None,
-                    desc: str = "train") -> dict:
-    """One pass over the triplets in `order` (batch cfg.batch); returns {"loss", "steps", "triplets", "seconds"}."""
+                    desc: str = "train", ddp: DistributedDataParallel | None = None) -> dict:
+    """One pass over the triplets in `order` (global batch cfg.batch); returns {"loss", "steps", "triplets",
+    "seconds"}, loss and triplets over all ranks.
+
+    `ddp`: the step wrapped in DistributedDataParallel (`fit` under torchrun); each rank then takes its
+    `rank_slice` of every global batch, so N ranks x B/N triplets step like one process x B (up to float
+    summation order, with dropout 0: dropout masks are drawn per rank)."""
     from tqdm.auto import tqdm
 
     model.train()
+    world = distributed.world_size() if ddp is not None else 1
+    rank = distributed.rank() if ddp is not None else 0
     order_t = torch.as_tensor(order, dtype=torch.int64).to(device)
     steps = (len(order) + cfg.batch - 1) // cfg.batch
     if limit_steps is not None:
@@ -120,36 +152,62 @@ def train_one_epoch(model: JointEmbedder, data: TripletTensors, optimizer: torch
     seen = 0
     t0 = time.perf_counter()
     for i in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        b = order_t[i * cfg.batch:(i + 1) * cfg.batch]
-        with _autocast(device, cfg.autocast):
-            loss, _ = batch_loss(model, data, b, cfg.margin)
-        mean = loss.mean()
+        b = order_t[i * cfg.batch:(i + 1) * cfg.batch]  # (B,) the global batch, the same on every rank
+        if world == 1:
+            with _autocast(device, cfg.autocast):
+                loss, _ = batch_loss(model, data, b, cfg.margin)
+            mean = loss.mean()
+            n = len(b)
+        else:
+            part = rank_slice(len(b), world, rank)
+            mine = b[part] if part.stop > part.start else b[:1]  # (B/N,); an empty slice still joins the all-reduce
+            with _autocast(device, cfg.autocast):
+                loss, _ = ddp(mine)
+            # DDP averages gradients over ranks: sum * N / B here makes that average the global batch's mean
+            weight = world / len(b) if part.stop > part.start else 0.0
+            mean = loss.sum() * weight
+            n = part.stop - part.start
+            loss = loss if n else loss[:0]
         optimizer.zero_grad(set_to_none=True)
         mean.backward()
         optimizer.step()
         total += loss.detach().sum().double()
-        seen += len(b)
+        seen += n
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     seconds = time.perf_counter() - t0
+    if world > 1:  # the epoch's loss over every rank's triplets
+        sums = distributed.all_reduce_sum(torch.stack([total, torch.tensor(float(seen), dtype=torch.float64,
+                                                                          device=device)]))  # (2,)
+        total, seen = sums[0], int(sums[1])
     return {"loss": float(total) / max(seen, 1), "steps": steps, "triplets": seen, "seconds": seconds}
 
 
 @torch.no_grad()
 def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: TrainConfig, device: torch.device) -> dict:
-    """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split)."""
+    """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split).
+
+    Under torchrun each rank evaluates every N-th batch and the sums are all-reduced: every rank returns the
+    same numbers."""
     model.eval()
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     win = data.win.cpu().numpy()
     order = torch.as_tensor(idx[np.argsort(win[idx], kind="stable")], dtype=torch.int64).to(device)  # share windows
+    world = distributed.world_size() if distributed.active() else 1
+    rank = distributed.rank() if world > 1 else 0
     total, correct = 0.0, 0
-    for i in range(0, len(order), cfg.batch):
+    for j, i in enumerate(range(0, len(order), cfg.batch)):
+        if j % world != rank:  # under torchrun each rank takes every N-th batch
+            continue
         b = order[i:i + cfg.batch]
         with _autocast(device, cfg.autocast):
             loss, ok = batch_loss(model, data, b, cfg.margin)
         total += float(loss.double().sum())
         correct += int(ok.sum())
+    if world > 1:
+        sums = distributed.all_reduce_sum(torch.tensor([total, correct], dtype=torch.float64, device=device))  # (2,)
+        total, correct = float(sums[0]), int(sums[1])
     return {"loss": total / len(idx), "acc": correct / len(idx)}
 
 
@@ -291,8 +349,9 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
     if store.dim != model_cfg.feat_dim or text_emb.shape[1] != model_cfg.text_dim:
         raise ValueError(f"dims: features {store.dim}, text {text_emb.shape[1]}; model expects "
                          f"{model_cfg.feat_dim}, {model_cfg.text_dim}")
-    bank, offsets = build_bank(store, list(triplets.video_ids), cache / f"featurebank-{fast.bank_dtype}.npy",
-                               fast.bank_dtype)
+    with distributed.main_first():  # under torchrun rank 0 builds the cached bank, the others then reuse it
+        bank, offsets = build_bank(store, list(triplets.video_ids), cache / f"featurebank-{fast.bank_dtype}.npy",
+                                   fast.bank_dtype)
     rows, mask, win, stats = window_index(np.asarray(triplets.video), np.asarray(triplets.start),
                                           np.asarray(triplets.end), offsets, model_cfg.max_len)
     data = to_tensors(bank, rows, mask, win, np.asarray(triplets.pos), np.asarray(triplets.neg),
@@ -315,6 +374,9 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     of what the run trained on (`training_provenance`; `params` = the parameter-set name, when given).
     `segment_bounds` (S, 2) [start, end] seconds per caption segment (`segment_bounds(captions)`) is needed by
     `train_cfg.window="released"` only.
+
+    Under torchrun (WORLD_SIZE > 1) this is data-parallel training (module doc): `train_cfg.batch` is the
+    global batch, rank 0 writes the files and calls `on_epoch_end`, every rank returns the same summary.
     """
     train_cfg = train_cfg or TrainConfig()
     fast = fast or FastPathConfig()
@@ -322,7 +384,12 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     triplets = visual_windows(triplets, train_cfg.window, segment_bounds)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    device = resolve_device(train_cfg.device)
+    device = resolve_device(train_cfg.device)  # cuda:LOCAL_RANK under torchrun
+    distributed.init(device)
+    world, rank, main = distributed.world_size(), distributed.rank(), distributed.is_main()
+    if train_cfg.batch < world:
+        raise ValueError(f"batch {train_cfg.batch} is the global batch, cut into one slice per rank: it needs at "
+                         f"least one triplet for each of the {world} ranks")
     text_model = text_model or getattr(triplets, "text_model", None)
     data, stats = prepare(triplets, store, text_emb, model_cfg, fast, Path(fast.cache_dir or out / "cache"), device)
     val_mask = np.asarray(triplets.val, dtype=bool)
@@ -352,19 +419,29 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])
             state = {k: ckpt[k] for k in state}
-            set_rng_state(ckpt["rng"])
+            per_rank = ckpt.get("rng_ranks") or [ckpt["rng"]]  # one state per rank (one-process runs: "rng")
+            if len(per_rank) != world and main:
+                print(f"warning: {last} was written by {len(per_rank)} process(es), this run has {world}; it "
+                      "continues from the same weights, but not bit for bit (dropout draws differ)")
+            set_rng_state(per_rank[rank] if len(per_rank) == world else ckpt["rng"])
         except (ValueError, KeyError, TypeError, RuntimeError) as err:
             reason = " ".join(str(err).split())[:160]
             raise CheckpointError(f"{last}: model, optimizer or RNG state unusable ({reason}); {fix}") from err
 
+    ddp = None
+    if world > 1:  # created after a resume's load: DDP starts from rank 0's weights, the same on every rank
+        ddp = DistributedDataParallel(_BatchLoss(model, data, train_cfg.margin),
+                                      device_ids=[device.index] if device.type == "cuda" else None)
     history: list[dict] = list(state["history"])
     for epoch in range(state["epoch"] + 1, train_cfg.epochs):
         if state["bad_epochs"] >= train_cfg.patience:
             break
         order = epoch_order(data.win.cpu().numpy(), train_idx, train_cfg.seed, epoch, fast.group)
-        tr = train_one_epoch(model, data, optimizer, order, train_cfg, device, progress, desc=f"epoch {epoch}")
+        tr = train_one_epoch(model, data, optimizer, order, train_cfg, device, progress and main,
+                             desc=f"epoch {epoch}", ddp=ddp)
         va = evaluate(model, data, val_idx, train_cfg, device)
-        score = va["loss"] if len(val_idx) else tr["loss"]
+        # reduced values are equal on every rank; rank 0's score decides early stopping for all of them
+        score = distributed.broadcast_object(va["loss"] if len(val_idx) else tr["loss"])
         improved = score < state["best_score"]
         state["epoch"] = epoch
         if improved:
@@ -377,7 +454,12 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
                         "seconds": round(tr["seconds"], 3),
                         "triplets_per_s": round(tr["triplets"] / max(tr["seconds"], 1e-9), 1)})
         state["history"] = history
-        ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng_state()}
+        rngs = distributed.gather_objects(rng_state())  # every rank's RNG, so --resume restores each of them
+        if not main:  # rank 0 alone writes checkpoints and logs
+            continue
+        ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs[0]}
+        if world > 1:
+            ckpt.update(world_size=world, rng_ranks=rngs)
         write_atomic(last, lambda fh: torch.save(ckpt, fh))
         if improved:
             write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
@@ -385,7 +467,9 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         if on_epoch_end is not None:
             on_epoch_end(history[-1])
 
-    return {"out_dir": str(out), "device": str(device), "epochs_run": len(history),
+    distributed.barrier()  # rank 0's last files are written when fit returns on any rank
+    extra = {"world_size": world} if world > 1 else {}
+    return {"out_dir": str(out), "device": str(device), **extra, "epochs_run": len(history),
             "best_epoch": state["best_epoch"], "best_score": state["best_score"],
             "stopped_early": state["bad_epochs"] >= train_cfg.patience and len(history) < train_cfg.epochs,
             "final_train_loss": history[-1]["train_loss"] if history else None,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def print_skips(skipped: list[dict], total: int, noun: str, where: str) -> None:
@@ -33,3 +34,19 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
     (off in logs and pipes, where a bar's redraws are noise)."""
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=sys.stderr.isatty(),
                         help="progress bars (default: on when stderr is a terminal)")
+
+
+def merge_reports(out: str, noun: str) -> int:
+    """`--merge-reports` (extract, objects): report.json from the shard reports in `out`; a missing shard's
+    report is a DataError naming it (exit 1)."""
+    from cezsar import checks, shards
+
+    checks.require_dir(out, "--out", "output folder")
+    try:
+        report = shards.merge_reports(out)
+    except shards.ShardReportsMissing as err:
+        raise checks.DataError(str(err)) from err
+    print(f"merged {report['shards']} shard reports: {report['done']}/{report['videos']} {noun}s done, "
+          f"{len(report['skipped'])} skipped -> {Path(out) / 'report.json'}")
+    print_skips(report["skipped"], report["videos"], noun, out)
+    return 0

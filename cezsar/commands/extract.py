@@ -1,11 +1,16 @@
-"""`cezsar extract`: 1-fps CNN features and object top-k for every video of a dataset (paper §3.2)."""
+"""`cezsar extract`: 1-fps CNN features and object top-k for every video of a dataset (paper §3.2).
+
+Many GPUs (docs/decisions.md §13): `torchrun --nproc-per-node N -m cezsar extract ...` splits the videos by
+rank (each rank on `cuda:LOCAL_RANK`) and rank 0 merges the reports; a job array runs `--shard K/N` per task,
+then `cezsar extract --merge-reports --out DIR`.
+"""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from cezsar.commands import add_progress, print_skips, shard_arg
+from cezsar.commands import add_progress, merge_reports, print_skips, shard_arg
 from cezsar.config import ExtractConfig
 
 HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
@@ -14,18 +19,22 @@ KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ExtractConfig()
-    parser.add_argument("--dataset", required=True, choices=KINDS,
+    parser.add_argument("--dataset", choices=KINDS,
                         help="activitynet: <root>/*.json captions + video files under <root> named <video_id>.*; "
                         "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.datasets); folder: every video "
                         "file under --root, id = file name without extension")
-    parser.add_argument("--root", required=True, help="dataset folder")
+    parser.add_argument("--root", help="dataset folder")
     parser.add_argument("--out", required=True, help="output folder for <id>.npy, objects/, report.json")
     parser.add_argument("--backbone", default=None,
                         help="efficientnet_lite0 (default, offline) | bit_m_r152x2 (needs --weights .npz) | "
                         "resnet152 (needs --weights .pth); default: bit_m_r152x2 when --weights is a .npz")
     parser.add_argument("--weights", default=None, help="BiT-M-R152x2.npz or torchvision resnet152 .pth")
-    parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
-                        help="process only shard K of N (videos at sorted-id position = K mod N)")
+    parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                        help="process only shard K of N (videos at sorted-id position = K mod N), e.g. one task of a "
+                        "job array; under torchrun the default is the rank's shard")
+    parser.add_argument("--merge-reports", action="store_true",
+                        help="only merge the shards' report_shard<k>of<n>.json in --out into report.json (after a "
+                        "job array); exit 1 naming the shards without a report")
     parser.add_argument("--batch", type=int, default=d.batch, help=f"frames per CNN forward (default {d.batch})")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"square input side in px (default {d.image_size})")
@@ -73,6 +82,10 @@ def check_inputs(args: argparse.Namespace) -> None:
     """Options and paths checked before the CNN is loaded (docs/errors.md); UsageError, exit 2."""
     from cezsar import checks
 
+    missing = [o for o in ("dataset", "root") if getattr(args, o) is None]
+    if missing:
+        raise checks.UsageError("cezsar extract: give " + " and ".join("--" + o for o in missing) +
+                                " (or --merge-reports --out DIR)")
     if args.dataset in ("folder", "activitynet", "hmdb51"):
         checks.require_dir(args.root, "--root", "dataset folder")
     else:
@@ -96,6 +109,18 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cezsar import distributed
+
+    if args.merge_reports:
+        return merge_reports(args.out, "video")
+    try:
+        return extract_videos(args)
+    finally:
+        distributed.cleanup()
+
+
+def extract_videos(args: argparse.Namespace) -> int:
+    from cezsar import distributed
     from cezsar.checks import DataError, frame_encoder
     from cezsar.features import extract
 
@@ -109,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         report = extract(videos, args.out, cfg, shard=args.shard, encoder=encoder, progress=args.progress)
     except ValueError as err:  # an output folder that holds other features; duplicate ids
         raise DataError(" ".join(str(err).split())) from err
+    if not distributed.is_main():  # rank 0 prints the merged report of all ranks
+        return 0
     if args.json:
         print(json.dumps(report))
         return 0

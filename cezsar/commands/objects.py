@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from cezsar.commands import add_progress, print_skips, shard_arg
+from cezsar.commands import add_progress, merge_reports, print_skips, shard_arg
 from cezsar.config import ExtractConfig
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
@@ -12,7 +13,7 @@ HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--features", required=True, help="folder of <video_id>.npy stacks (T, D)")
+    parser.add_argument("--features", help="folder of <video_id>.npy stacks (T, D)")
     parser.add_argument("--weights", default=None,
                         help="the backbone's weights file holding its head: BiT-M-R152x2.npz (21,843 classes), "
                         "a torchvision resnet152 .pth, or an EfficientNet-Lite0 state dict; default: the offline "
@@ -23,14 +24,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     topk = ExtractConfig.topk_objects  # the objects extraction keeps, computed here from the features instead
     parser.add_argument("--topk", type=int, default=topk, help=f"object classes kept per second (default {topk})")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    parser.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="K/N",
-                        help="process only shard K of N (stacks at sorted-id position = K mod N)")
+    parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                        help="process only shard K of N (stacks at sorted-id position = K mod N); under torchrun "
+                        "the default is the rank's shard, and rank 0 merges the reports")
+    parser.add_argument("--merge-reports", action="store_true",
+                        help="only merge the shards' report_shard<k>of<n>.json in --out (default "
+                        "<features>/objects) into report.json; exit 1 naming the shards without a report")
     add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
+    from cezsar import checks, distributed
+
+    if args.features is None and not (args.merge_reports and args.out):
+        raise checks.UsageError("cezsar objects: give --features (or --merge-reports --out DIR)")
+    if args.merge_reports:
+        return merge_reports(args.out or str(Path(args.features) / "objects"), "stack")
+    try:
+        return objects(args)
+    finally:
+        distributed.cleanup()
+
+
+def objects(args: argparse.Namespace) -> int:
+    from cezsar import checks, distributed
     from cezsar.feature_objects import load_head, objects_from_features
     from cezsar.features import FeatureError
 
@@ -47,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
                                        progress=args.progress, shard=args.shard)
     except (FeatureError, ValueError) as err:
         raise checks.DataError(" ".join(str(err).split())) from err
+    if not distributed.is_main():  # rank 0 prints the merged report of all ranks
+        return 1 if report["skipped"] else 0
     if args.json:
         print(json.dumps(report))
     else:

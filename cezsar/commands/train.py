@@ -1,5 +1,9 @@
 """`cezsar train --triplets FILE --features DIR --out DIR`: contrastive training of the joint embedder
-(paper §3.3 and §4)."""
+(paper §3.3 and §4). `cezsar train --params-file params/paper.yaml` runs notebook 03's stage instead.
+
+Under `torchrun --nproc-per-node N -m cezsar train ...` both forms train data-parallel on N processes
+(docs/decisions.md §13); rank 0 alone prints.
+"""
 from __future__ import annotations
 
 import argparse
@@ -14,11 +18,21 @@ HELP = "Train the joint embedder on mined triplets with the Eq. 7 triplet loss (
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
-    parser.add_argument("--triplets", required=True, help="triplet file written by `cezsar mine` (.npz)")
-    parser.add_argument("--features", required=True, help="feature folder written by `cezsar extract`")
-    parser.add_argument("--out", required=True, help="run folder: last.pt, best.pt, log.csv, log.json, cache/")
+    parser.add_argument("--triplets", help="triplet file written by `cezsar mine` (.npz); required unless "
+                        "--params-file")
+    parser.add_argument("--features", help="feature folder written by `cezsar extract`; required unless --params-file")
+    parser.add_argument("--out", help="run folder: last.pt, best.pt, log.csv, log.json, cache/; required unless "
+                        "--params-file")
+    parser.add_argument("--params-file", default=None, metavar="YAML",
+                        help="instead of the three above: the training stage of notebook 03 for this parameter set "
+                        "(e.g. params/paper.yaml), its folders and settings, resuming like the notebook; for "
+                        "running that stage under torchrun")
+    parser.add_argument("--tau", type=float, default=None,
+                        help="with --params-file: the triplet file of this tau (default: the set's tau)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, paper §4)")
-    parser.add_argument("--batch", type=int, default=d.batch, help=f"triplets per batch (default {d.batch}, paper §4)")
+    parser.add_argument("--batch", type=int, default=d.batch,
+                        help=f"triplets per optimiser step (default {d.batch}, paper §4); under torchrun the global "
+                        "batch, each of the N ranks takes batch/N")
     parser.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr}, paper §4)")
     parser.add_argument("--patience", type=int, default=d.patience,
                         help=f"early-stopping patience in epochs on the validation loss (default {d.patience})")
@@ -50,11 +64,18 @@ def check_inputs(args: argparse.Namespace):
 
     Returns (triplets, store); UsageError (exit 2) for the command line, DataError (exit 1) for content.
     """
-    from cezsar import checks
+    from cezsar import checks, distributed
     from cezsar.triplets import TripletSet
 
+    missing = [o for o in ("triplets", "features", "out") if getattr(args, o) is None]
+    if missing:
+        raise checks.UsageError("cezsar train: give " + ", ".join("--" + o for o in missing) +
+                                " (or --params-file for the notebooks' training stage)")
     checks.require_positive(args.epochs, "--epochs")
     checks.require_positive(args.batch, "--batch")
+    if args.batch < distributed.world_size():
+        raise checks.UsageError(f"--batch {args.batch}: the global batch needs at least one triplet for each of "
+                                f"the {distributed.world_size()} torchrun processes")
     checks.require_positive(args.patience, "--patience")
     checks.require_positive(args.group, "--group", minimum=0)
     if not (args.lr == args.lr and 0 < args.lr < float("inf")):
@@ -81,9 +102,10 @@ def check_inputs(args: argparse.Namespace):
         if len(triplets) == 0:
             raise checks.DataError(f"--features {store.root}: none of the {len(lacking)} triplet videos has features; "
                                    "give the folder the triplets were mined from")
-        print(f"note: {len(lacking)} of {len(lacking) + len(triplets.video_ids)} triplet videos have no features in "
-              f"{store.root} (e.g. {', '.join(lacking[:3])}); their {n - len(triplets)} triplets are left out",
-              file=sys.stderr)
+        if distributed.is_main():
+            print(f"note: {len(lacking)} of {len(lacking) + len(triplets.video_ids)} triplet videos have no features "
+                  f"in {store.root} (e.g. {', '.join(lacking[:3])}); their {n - len(triplets)} triplets are left out",
+                  file=sys.stderr)
     return triplets, store
 
 
@@ -111,16 +133,54 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cezsar import distributed
+
+    try:
+        return run_stage(args) if args.params_file else run_files(args)
+    finally:
+        distributed.cleanup()
+
+
+def run_stage(args: argparse.Namespace) -> int:
+    """`--params-file`: notebook 03's stage (`pipeline.train_model`) for that parameter set."""
+    from cezsar import checks, distributed, pipeline
+
+    given = [o for o in ("triplets", "features", "out") if getattr(args, o) is not None]
+    if given:
+        raise checks.UsageError(f"--params-file takes its folders from the parameter set; drop "
+                                f"{', '.join('--' + o for o in given)}")
+    from cezsar.params import ParameterError
+
+    if not pipeline.resolve(args.params_file).is_file():  # relative paths resolve against the project root
+        raise checks.UsageError(f"--params-file {args.params_file}: no such file (e.g. params/paper.yaml)")
+    try:
+        s = pipeline.settings(args.params_file)
+    except ParameterError as err:
+        raise checks.DataError(f"--params-file {' '.join(str(err).split())}") from err
+    res = pipeline.train_model(pipeline.layout_from(s), s, args.tau)
+    if distributed.is_main():
+        summary = {k: v for k, v in res.items() if k != "history"}
+        print(json.dumps(res) if args.json else json.dumps(summary, indent=1, default=str))
+    return 0
+
+
+def run_files(args: argparse.Namespace) -> int:
+    """`--triplets/--features/--out`: train on those files."""
+    from cezsar import distributed
     from cezsar.checks import DataError, text_encoder
+    from cezsar.devices import resolve_device
     from cezsar.features import FeatureError
     from cezsar.train import fit
 
     triplets, store = check_inputs(args)
+    distributed.init(resolve_device(args.device))  # under torchrun: join the group before the shared caches
+    main = distributed.is_main()
     encoder = text_encoder(args.text_model, cache_dir=args.cache_dir)
-    if triplets.text_model and triplets.text_model != encoder.model_id:
+    if triplets.text_model and triplets.text_model != encoder.model_id and main:
         print(f"warning: {args.triplets} was mined with text model {triplets.text_model!r}, training uses "
               f"{encoder.model_id!r}", file=sys.stderr)
-    text_emb = encoder.encode(triplets.sentences, progress=args.progress)  # (S, text_dim)
+    with distributed.main_first():  # one process fills the sentence cache, the others read it
+        text_emb = encoder.encode(triplets.sentences, progress=args.progress and main)  # (S, text_dim)
     train_cfg = TrainConfig(lr=args.lr, batch=args.batch, epochs=args.epochs, patience=args.patience,
                             seed=args.seed, device=args.device, window=args.window, autocast=not args.fp32)
     model_cfg = ModelConfig(positional=not args.no_positional, released_sem=args.released_sem,
@@ -145,6 +205,8 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, FeatureError) as err:  # the message names the file or array at fault
         raise DataError(" ".join(str(err).split())) from err
     d = res["data"]
+    if not main:  # every rank returns the same summary; one prints it
+        return 0
     if d["past_end"]:
         print(f"warning: {d['past_end']:,} of {d['windows']:,} windows start after their video's last feature "
               "row; they use the last second", file=sys.stderr)
