@@ -119,8 +119,9 @@ def prepare_clip_tokenizer(out: Path | None = None, bpe_gz: Path | None = None) 
     (tmp / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
     (tmp / "merges.txt").write_text("#version: 0.2\n" + "\n".join(" ".join(m) for m in merges) + "\n",
                                     encoding="utf-8")
-    tok = CLIPTokenizer(vocab=vocab, merges=list(merges), model_max_length=77)
-    tok.save_pretrained(str(tmp))  # tokenizer.json + tokenizer_config.json + special tokens
+    # read back through the files (the route every transformers version takes), then saved in its own format
+    tok = CLIPTokenizer.from_pretrained(str(tmp), model_max_length=77)
+    tok.save_pretrained(str(tmp))  # tokenizer.json + tokenizer_config.json beside vocab.json and merges.txt
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out
