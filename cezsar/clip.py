@@ -102,7 +102,9 @@ class ClipEncoder:
 
     def __init__(self, spec: str, device: str = "cpu", batch: int = 32, text_batch: int = 256) -> None:
         from transformers import CLIPModel
+        from transformers.utils import logging as hf_logging
 
+        hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar: noise in every command's output
         folder = Path(spec).expanduser() if Path(spec).expanduser().is_dir() else None
         self.model_id = spec
         self.name = PREFIX + spec

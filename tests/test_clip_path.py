@@ -1,0 +1,81 @@
+"""The CLIP rows' whole path through the command line, with a tiny random CLIP on SynthActions (real decoded
+video): extract -> `cezsar evaluate --method clip` under every table protocol -> mine + train the VEM on the CLIP
+features (the method unchanged, only the frame encoder) -> evaluate CEZSAR on them."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cezsar.cli import main
+from cezsar.pipeline import table_protocols
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory) -> Path:
+    from cezsar.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synth")
+    generate(root, seed=0, size="small", workers=1)
+    return root
+
+
+ROOTS = {"ucf101": "ucf101", "kinetics400": "kinetics400/test.csv"}
+
+
+def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, capsys):
+    feats = tmp_path / "features"
+    backbone = f"clip:{tiny_clip}"
+    for dataset, root in (("activitynet", "activitynet"), ("ucf101", ROOTS["ucf101"]),
+                          ("kinetics400", ROOTS["kinetics400"])):
+        assert main(["extract", "--dataset", dataset, "--root", str(synth / root), "--out", str(feats / dataset),
+                     "--backbone", backbone, "--no-progress"]) == 0
+        meta = json.loads((feats / dataset / "features.json").read_text())
+        assert (meta["backbone"], meta["label_space"], meta["dim"]) == (backbone, "none", 32)
+        assert not (feats / dataset / "objects").exists()
+
+    # the baseline under every protocol of Tables 1/2 (SynthActions: the same fractions of its classes)
+    for dataset in ("ucf101", "kinetics400"):
+        n_classes = len(json.loads((synth / "descriptions" / f"{dataset}.json").read_text())) - 1  # less _meta
+        for column, protocol in table_protocols(dataset, n_classes).items():
+            for prompts in ("names", "descriptions"):
+                out = tmp_path / "results" / f"{dataset}_{column}_{prompts}.json"
+                assert main(["evaluate", "--dataset", dataset, "--root", str(synth / ROOTS[dataset]),
+                             "--descriptions", str(synth / "descriptions" / f"{dataset}.json"),
+                             "--features", str(feats / dataset), "--method", "clip", "--clip-model", str(tiny_clip),
+                             "--prompts", prompts, "--protocol", protocol, "--out", str(out)]) == 0
+                res = json.loads(out.read_text())
+                assert (res["method"], res["variant"], res["protocol"]) == ("clip", f"CLIP-{prompts}", protocol)
+                assert res["template"] == ("a photo of a person {}." if prompts == "names" else None)
+                assert res["clip_model"] == str(tiny_clip) and res["backbone"] == backbone
+                assert res["n_videos"] == res["n_dataset_videos"] > 0 and len(res["runs"]) == res["n_runs"]
+                assert 0.0 <= res["top1_mean"] <= 1.0 and Path(res["split_file"]).is_file()
+
+    # CEZSAR on the CLIP features: captions-only mining (no objects), 2 epochs, VE
+    trip = tmp_path / "triplets.npz"
+    capsys.readouterr()
+    assert main(["mine", "--captions", str(synth / "activitynet" / "train.json"), "--features",
+                 str(feats / "activitynet"), "--out", str(trip)]) == 0
+    assert "O off" in capsys.readouterr().err
+    model = tmp_path / "model"
+    assert main(["train", "--triplets", str(trip), "--features", str(feats / "activitynet"), "--out", str(model),
+                 "--epochs", "2", "--device", "cpu"]) == 0
+    for dataset in ("ucf101", "kinetics400"):
+        out = tmp_path / "results" / f"{dataset}_cezsar.json"
+        assert main(["evaluate", "--dataset", dataset, "--root", str(synth / ROOTS[dataset]), "--descriptions",
+                     str(synth / "descriptions" / f"{dataset}.json"), "--features", str(feats / dataset), "--model", str(model / "best.pt"), "--device", "cpu",
+                     "--out", str(out)]) == 0
+        res = json.loads(out.read_text())
+        assert (res["variant"], res["beta"], res["backbone"]) == ("VE", 0.0, backbone)
+        assert res["trained_on"]["backbone"] == backbone and res["trained_on"]["feat_dim"] == 32
+        assert np.isfinite(res["top1_mean"])
+    assert "no ImageNet head" in capsys.readouterr().err
+
+    # a CLIP's text tower must be the one that made the features
+    assert main(["evaluate", "--dataset", "ucf101", "--root", str(synth / "ucf101"), "--features",
+                 str(feats / "ucf101"), "--method", "clip", "--clip-model", "openai/clip-vit-base-patch16",
+                 "--out", str(tmp_path / "x.json")]) == 2
