@@ -17,6 +17,12 @@ from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 
 ROW_NAMES = {"O": "Objects-only baseline (O)", "VE": "CEZSAR (VE)", "VE+O": "CEZSAR (VE + O)"}
+# the modern peer on the same splits (docs/decisions.md §12): present in every table, computed with `clip_model`
+CLIP_ROW_NAMES = {"CLIP-names": "CLIP frame average (class names)",
+                  "CLIP-descriptions": "CLIP frame average (descriptions)", "CLIP+VE": "CEZSAR on CLIP features"}
+NEEDS_WEIGHTS = "needs weights"
+NEEDS_WEIGHTS_NOTE = ("not computed: set clip_model (e.g. openai/clip-vit-base-patch16, or its local folder) in the "
+                      "parameter set; README, 'The CLIP rows'")
 DATASET_NAMES = pipeline.DATASET_NAMES
 RESULTS_VERSION = 2  # results.json layout: 2 adds code, params, training provenance, split hashes, skips
 
@@ -87,6 +93,19 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
         results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov), "methods": res,
                                      "videos": first["n_dataset_videos"], "videos_used": first["n_videos"],
                                      "skipped_videos": first["skipped_videos"]}
+    if s.clip_model:  # the CLIP rows: extra methods beside O, VE, VE + O (absent: the tables say "needs weights")
+        from cezsar.clip_baseline import TEMPLATE
+
+        peer = pipeline.clip_rows(lay, s)
+        results["clip"] = {"model": s.clip_model, "template": TEMPLATE, "training": peer["training"]}
+        for kind in TEST_SETS:
+            d = results["datasets"][kind]
+            d["methods"].update(peer[kind])
+            trained = peer["training"]["checkpoint"]
+            d["clip_sources"] = {  # each row's own: the baseline has no epochs, its text model is CLIP's
+                v: _source(lay, kind, {v: res}, {c: r["protocol"] for c, r in res.items()},
+                           _provenance(Path(trained)) if trained and v == "CLIP+VE" else {})
+                for v, res in peer[kind].items()}
     pipeline.save_json(results, lay.run_dir / "results.json")
     return results
 
@@ -99,13 +118,26 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
         d = results["datasets"][kind]
         rows = [tables.computed_row(ROW_NAMES[v], {c: _cell(r) for c, r in d["methods"][v].items()}, d["source"])
                 for v in ("O", "VE", "VE+O") if v in d["methods"]]
-        any_method = next(v for v in ("O", "VE", "VE+O") if v in d["methods"])
+        any_method = next((v for v in ("O", "VE", "VE+O") if v in d["methods"]), next(iter(d["methods"])))
         chance = {c: {"mean": r["chance"], "runs": [0]} for c, r in d["methods"][any_method].items()}
         rows.insert(0, tables.computed_row("Chance (1 / classes)", chance, d["source"]))
+        rows += clip_table_rows(d)
         table = tables.build_table(kind, rows)
         tables.write_table(kind, table, figures / stem, caption=title)
         out[stem] = tables.to_markdown(kind, table, caption=title)
     return out
+
+
+def clip_table_rows(d: dict) -> list[tables.Row]:
+    """The CLIP rows of one test set's results: computed ones, or "needs weights" with how to compute them."""
+    rows = []
+    for variant, name in CLIP_ROW_NAMES.items():
+        if variant in d["methods"]:
+            rows.append(tables.computed_row(name, {c: _cell(r) for c, r in d["methods"][variant].items()},
+                                            d.get("clip_sources", {}).get(variant, d["source"])))
+        else:
+            rows.append(tables.pending_row(name, NEEDS_WEIGHTS, NEEDS_WEIGHTS_NOTE))
+    return rows
 
 
 def _cell(r: dict) -> dict:

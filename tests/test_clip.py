@@ -203,3 +203,20 @@ def test_clip_extraction_writes_no_objects_and_resumes(tiny_clip: Path, tmp_path
     assert "no ImageNet head" in store.objects_off_reason
     again = extract([Video("v1", path, "")], out, ExtractConfig(), encoder=enc, progress=False)
     assert (again["reused"], again["encoded"]) == (1, 0)
+
+
+# --- tables -----------------------------------------------------------------------------------------------
+def test_tables_show_the_clip_rows_as_needing_weights_when_not_computed(tmp_path: Path):
+    from cezsar import report
+
+    result = {"protocol": "0/all", "top1_mean": 0.5, "top1_std": None, "runs": [{}], "chance": 0.25}
+    results = {"datasets": {k: {"methods": {"VE": {c: result for c in cols}}, "source": "here"}
+                            for k, cols in (("ucf101", ("101", "50", "20")), ("kinetics400", ("400", "100", "25")))}}
+    md = report.write_tables(results, tmp_path)
+    for stem in ("table1", "table2"):
+        lines = md[stem].splitlines()
+        assert lines[-4].startswith("| CEZSAR (VE) | computed here |")  # the existing rows come first, unchanged
+        for line, name in zip(lines[-3:], report.CLIP_ROW_NAMES.values()):
+            assert line.startswith(f"| {name} | not computed |") and line.count("needs weights") == 3
+            assert "set clip_model" in line
+        assert (tmp_path / f"{stem}.csv").read_text().count("needs weights") == 9

@@ -79,3 +79,42 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
     assert main(["evaluate", "--dataset", "ucf101", "--root", str(synth / "ucf101"), "--features",
                  str(feats / "ucf101"), "--method", "clip", "--clip-model", "openai/clip-vit-base-patch16",
                  "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, tmp_path: Path, monkeypatch):
+    """`clip_model` set: notebook 05's CLIP rows (pipeline.clip_rows) computed under every table protocol, and the
+    tables show them computed instead of "needs weights"."""
+    import yaml
+
+    from cezsar import params, pipeline, report
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({
+        "data_root": str(synth), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,
+        "runs": 3, "use_objects": "off", "device": "cpu"}))
+    monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path / "runs"))
+    s = params.settings(tmp_path / "p.yaml")
+    lay = pipeline.layout_from(s)
+    peer = pipeline.clip_rows(lay, s)
+    assert Path(peer["training"]["checkpoint"]).is_file()
+    assert (lay.work / "clip" / "features" / "activitynet" / "features.json").is_file()
+    for kind in pipeline.TEST_SETS:
+        assert set(peer[kind]) == {"CLIP-names", "CLIP-descriptions", "CLIP+VE"}
+        for variant, by_column in peer[kind].items():
+            assert list(by_column) == ["101", "50", "20"] if kind == "ucf101" else ["400", "100", "25"]
+            for r in by_column.values():
+                assert r["backbone"] == f"clip:{tiny_clip}" and r["n_videos"] > 0
+        assert peer[kind]["CLIP+VE"]["101" if kind == "ucf101" else "400"]["variant"] == "VE"
+    # notebook 05's evaluate_all adds them beside the paper's methods (those stubbed here: no main model trained)
+    monkeypatch.setattr(pipeline, "clip_rows", lambda *a: peer)
+    monkeypatch.setattr(pipeline, "evaluate_methods",
+                        lambda lay, kind, *a, **k: {"_emb": {}, "VE": peer[kind]["CLIP+VE"]})
+    results = report.evaluate_all(lay, s, checkpoint=tmp_path / "none.pt")
+    assert results["clip"]["model"] == str(tiny_clip) and results["clip"]["template"] == "a photo of a person {}."
+    assert json.loads((lay.run_dir / "results.json").read_text())["clip"]["training"] == peer["training"]
+    sources = results["datasets"]["ucf101"]["clip_sources"]
+    assert "1 epoch" in sources["CLIP+VE"] and "epoch" not in sources["CLIP-names"]
+    assert f"clip:{tiny_clip}, clip:{tiny_clip}" in sources["CLIP-names"]  # CLIP's own text tower
+    # the tables: the three rows computed, each naming what it was computed on
+    md = report.write_tables(results, tmp_path / "figures")
+    assert "needs weights" not in md["table1"] and "| CEZSAR on CLIP features | computed here |" in md["table1"]
+    assert "| CLIP frame average (descriptions) | computed here |" in md["table2"]
