@@ -1,4 +1,4 @@
-"""CLIP as a frame encoder and a text encoder, through `transformers.CLIPModel` (docs/decisions.md §12).
+"""CLIP as a frame encoder and a text encoder, through `transformers.CLIPModel` (docs/decisions.md §13).
 
 `--backbone clip:<model id or local folder>` in `cezsar extract` gives per-second CLIP image embeddings:
 the vision tower's pooled output through its projection, D = projection_dim (512 for ViT-B/16), stored as they

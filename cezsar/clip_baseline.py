@@ -1,11 +1,11 @@
-"""The CLIP frame-average baseline: a frozen image-text model applied frame by frame (docs/decisions.md §12).
+"""The CLIP frame-average baseline: a frozen image-text model applied frame by frame (docs/decisions.md §13).
 
 No training. A video is the mean of its per-second CLIP image embeddings, each L2-normalised first (so every
 second weighs the same, whatever its norm), the mean normalised again; a class is the CLIP text embedding of a
 prompt; a video takes the class of the nearest prompt by cosine (1-NN, as Eq. 8 does for CEZSAR). Two prompt
 sets, each a row of Tables 1/2:
 
-- "names": the class name in a recorded template, `TEMPLATE` = "a photo of a person {}." (the first of CLIP's
+- "names": the class name in a recorded template, `TEMPLATE` = "a photo of a person {}." (one of CLIP's
   own UCF-101 prompts; the frames are photos of a person acting). One template, no ensemble: the published
   frame-average numbers differ in exactly such choices, so the one used is written into every result.
 - "descriptions": our class descriptions (the first sentence, or the mean of all sentences' normalised

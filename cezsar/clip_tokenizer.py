@@ -1,5 +1,5 @@
 """CLIP's BPE tokenizer, built offline from the merges file that the `open-clip-torch` wheel ships
-(docs/decisions.md §12).
+(docs/decisions.md §13).
 
 No model hub is reachable here, but PyPI is. The wheel is fetched with `pip download --no-deps` into the package
 cache (never installed: its dependencies would pull torchvision), its `open_clip/bpe_simple_vocab_16e6.txt.gz`

@@ -6,7 +6,7 @@ Output folder (the released features' layout, so those drop in unchanged):
     <out>/features.json             {"backbone", "dim", "label_space", "topk", "image_size"}
 
 A backbone without an ImageNet head (CLIP, `label_space` "none") writes no objects/ folder and records topk 0:
-its videos are finished when their stack is (docs/decisions.md §12).
+its videos are finished when their stack is (docs/decisions.md §13).
     <out>/report.json               (report_shard<k>of<n>.json for a shard)
 
 Restartable: every file is written to a temp name and renamed, the .npy last, so a video counts as

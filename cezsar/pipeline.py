@@ -364,7 +364,7 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     return out
 
 
-# --- 05: the CLIP rows (docs/decisions.md §12) ------------------------------------------------------------
+# --- 05: the CLIP rows (docs/decisions.md §13) ------------------------------------------------------------
 CLIP_VARIANTS = {"CLIP-names": "names", "CLIP-descriptions": "descriptions"}  # variant -> prompt set
 
 

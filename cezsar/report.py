@@ -17,7 +17,7 @@ from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 
 ROW_NAMES = {"O": "Objects-only baseline (O)", "VE": "CEZSAR (VE)", "VE+O": "CEZSAR (VE + O)"}
-# the modern peer on the same splits (docs/decisions.md §12): present in every table, computed with `clip_model`
+# the modern peer on the same splits (docs/decisions.md §13): present in every table, computed with `clip_model`
 CLIP_ROW_NAMES = {"CLIP-names": "CLIP frame average (class names)",
                   "CLIP-descriptions": "CLIP frame average (descriptions)", "CLIP+VE": "CEZSAR on CLIP features"}
 NEEDS_WEIGHTS = "needs weights"

