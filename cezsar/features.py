@@ -325,7 +325,9 @@ class FeatureStore:
             self.meta = _Meta(None, int(shape[-1]), None)  # released features: dim from the first file
         else:
             raise FeatureError(f"{self.root}: no <video_id>.npy files and no features.json")
-        if self.meta.label_space is None and (self.objects_dir / "objects.json").is_file():
+        # objects computed into a folder of their own: the released features' (no label space yet), or a CLIP's
+        # videos given another backbone's objects (`--objects`, docs/decisions.md §13)
+        if self.meta.label_space in (None, NO_LABELS) and (self.objects_dir / "objects.json").is_file():
             o = json.loads((self.objects_dir / "objects.json").read_text())
             self.meta.label_space, self.meta.backbone = o.get("label_space"), self.meta.backbone or o.get("backbone")
         self.dim, self.label_space, self.backbone = self.meta.dim, self.meta.label_space, self.meta.backbone

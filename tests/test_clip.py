@@ -220,3 +220,30 @@ def test_tables_show_the_clip_rows_as_needing_weights_when_not_computed(tmp_path
             assert line.startswith(f"| {name} | not computed |") and line.count("needs weights") == 3
             assert "set clip_model" in line
         assert (tmp_path / f"{stem}.csv").read_text().count("needs weights") == 9
+
+
+def test_clip_features_take_objects_only_from_another_backbones_folder(tmp_path: Path, capsys):
+    from cezsar.cli import main
+
+    feats = tmp_path / "clip"
+    feats.mkdir()
+    (feats / "features.json").write_text(json.dumps({"backbone": "clip:m", "dim": 4, "label_space": "none",
+                                                     "topk": 0, "image_size": 32}))
+    np.save(feats / "v1.npy", np.ones((3, 4), np.float32))
+    store = FeatureStore(feats)
+    assert not store.has_objects and store.objects_off_reason.startswith("O off: clip:m features have no ImageNet")
+    other = tmp_path / "objects_from_efficientnet"  # `cezsar objects` on another backbone's features of v1
+    other.mkdir()
+    (other / "objects.json").write_text(json.dumps({"label_space": "imagenet1k", "backbone": "efficientnet_lite0"}))
+    np.savez(other / "v1.npz", indices=np.zeros((3, 5), np.int32), scores=np.zeros((3, 5), np.float16))
+    store = FeatureStore(feats, other)
+    assert store.has_objects and store.objects_off_reason is None and store.label_space == "imagenet1k"
+    assert store.backbone == "clip:m" and store.objects("v1")[0].shape == (3, 5)
+    # the commands that need an ImageNet head say why, as usage errors
+    assert main(["objects", "--features", str(feats), "--out", str(tmp_path / "o")]) == 2
+    assert "no ImageNet head" in capsys.readouterr().err
+    assert main(["classify", str(feats / "v1.npy"), "--labels", "a, b", "--backbone", "clip:m"]) == 2
+    assert "classify needs an ImageNet head" in capsys.readouterr().err
+    assert main(["extract", "--dataset", "folder", "--root", str(tmp_path), "--out", str(tmp_path / "e"),
+                 "--backbone", f"clip:{tmp_path / 'no-such-clip'}"]) == 2
+    assert "cannot load this CLIP" in capsys.readouterr().err
