@@ -116,6 +116,9 @@ def check_inputs(args: argparse.Namespace) -> None:
     checks.require_dir(args.features, "--features", "feature folder", "give the --out folder of `cezsar extract`")
     if args.template is not None and "{}" not in args.template:
         raise checks.UsageError(f"--template {args.template!r}: needs {{}} where the class name goes")
+    if args.method == "clip" and (args.text_model or args.model):
+        raise checks.UsageError(f"--method clip takes no {'--text-model' if args.text_model else '--model'}: the "
+                                "prompts are embedded by the CLIP's own text tower (--clip-model)")
     if args.method == "cezsar":
         if not args.model:
             raise checks.UsageError("--method cezsar needs --model CHECKPOINT (or use --method objects or clip)")
