@@ -118,9 +118,10 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
         d = results["datasets"][kind]
         rows = [tables.computed_row(ROW_NAMES[v], {c: _cell(r) for c, r in d["methods"][v].items()}, d["source"])
                 for v in ("O", "VE", "VE+O") if v in d["methods"]]
-        any_method = next((v for v in ("O", "VE", "VE+O") if v in d["methods"]), next(iter(d["methods"])))
-        chance = {c: {"mean": r["chance"], "runs": [0]} for c, r in d["methods"][any_method].items()}
-        rows.insert(0, tables.computed_row("Chance (1 / classes)", chance, d["source"]))
+        if d["methods"]:  # nothing computed (only CLIP results files not given either): no chance row
+            any_method = next((v for v in ("O", "VE", "VE+O") if v in d["methods"]), next(iter(d["methods"])))
+            chance = {c: {"mean": r["chance"], "runs": [0]} for c, r in d["methods"][any_method].items()}
+            rows.insert(0, tables.computed_row("Chance (1 / classes)", chance, d["source"]))
         rows += clip_table_rows(d)
         table = tables.build_table(kind, rows)
         tables.write_table(kind, table, figures / stem, caption=title)
@@ -138,6 +139,50 @@ def clip_table_rows(d: dict) -> list[tables.Row]:
         else:
             rows.append(tables.pending_row(name, NEEDS_WEIGHTS, NEEDS_WEIGHTS_NOTE))
     return rows
+
+
+def add_clip_results(results: dict | None, evaluated: list[dict]) -> dict:
+    """Tables' input: notebook 05's results (or, with None, none) plus `cezsar evaluate` results of the CLIP rows,
+    each placed by its dataset, its row (variants CLIP-names, CLIP-descriptions; VE of a model trained on CLIP
+    features is "CLIP+VE") and the table column of its protocol. Anything else is a ValueError naming it."""
+    from cezsar.clip import is_clip
+
+    out = json.loads(json.dumps(results)) if results else {"datasets": {}}
+    for res in evaluated:
+        kind, variant = res.get("dataset"), res.get("variant")
+        if kind not in TEST_SETS:
+            raise ValueError(f"a {kind!r} result: Tables 1/2 hold ucf101 and kinetics400")
+        if variant == "VE" and is_clip(res.get("backbone")):
+            variant = "CLIP+VE"
+        if variant not in CLIP_ROW_NAMES:
+            raise ValueError(f"{res.get('features')}: a {variant} result of {res.get('backbone')} features; only the "
+                             "CLIP rows are added here (the others come from notebook 05's results.json)")
+        d = out["datasets"].setdefault(kind, {"methods": {}, "source": ""})
+        column = _column(kind, res, d)
+        d["methods"].setdefault(variant, {})[column] = res
+        d.setdefault("clip_sources", {})[variant] = (
+            f"{DATASET_NAMES[kind]} at {res.get('dataset_root')}; {res['n_videos']}/{res['n_dataset_videos']} videos; "
+            f"{res.get('backbone')}, {res.get('text_model')}")
+    return out
+
+
+def _column(kind: str, res: dict, d: dict) -> str:
+    """The table column a result's protocol fills: the one notebook 05 ran it under, else the one
+    `pipeline.table_protocols` gives for its dataset's class count (its split file's; 0/101 ... on the real data);
+    every class (0/all) is the first column."""
+    proto = res["protocol"]
+    ran = {r["protocol"]: c for m in d["methods"].values() for c, r in m.items()}
+    split = Path(str(res.get("split_file")))
+    total = json.loads(split.read_text()).get("n_dataset_classes") if split.is_file() else None
+    scaled = {p: c for c, p in pipeline.table_protocols(kind, int(total)).items()} if total else {}
+    paper = {f"0/{c}": c for c in tables.COLUMNS[kind]}
+    column = ran.get(proto) or scaled.get(proto) or paper.get(proto) or \
+        (tables.COLUMNS[kind][0] if proto == "0/all" else None)
+    if column is None:
+        raise ValueError(f"{res.get('split_file')}: protocol {proto} is no column of Table "
+                         f"{1 if kind == 'ucf101' else 2} ({', '.join(f'0/{c}' for c in tables.COLUMNS[kind])}, or "
+                         "the columns of notebook 05's results.json)")
+    return column
 
 
 def _cell(r: dict) -> dict:

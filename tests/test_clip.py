@@ -247,3 +247,25 @@ def test_clip_features_take_objects_only_from_another_backbones_folder(tmp_path:
     assert main(["extract", "--dataset", "folder", "--root", str(tmp_path), "--out", str(tmp_path / "e"),
                  "--backbone", f"clip:{tmp_path / 'no-such-clip'}"]) == 2
     assert "cannot load this CLIP" in capsys.readouterr().err
+
+
+def test_evaluate_results_of_the_clip_rows_go_to_their_table_columns():
+    from cezsar.report import add_clip_results
+
+    def res(variant: str, protocol: str, backbone: str = "clip:m") -> dict:
+        return {"dataset": "ucf101", "variant": variant, "protocol": protocol, "backbone": backbone, "top1_mean": 0.5,
+                "top1_std": 0.1, "runs": [{}, {}], "chance": 0.125, "n_videos": 16, "n_dataset_videos": 16,
+                "features": "f", "dataset_root": "r", "text_model": "t", "split_file": "s.json"}
+
+    notebook = {"datasets": {"ucf101": {"source": "here", "methods": {"VE": {"101": res("VE", "0/all", "effnet"),
+                                                                               "50": res("VE", "0/8", "effnet")}}}}}
+    merged = add_clip_results(notebook, [res("CLIP-names", "0/8"), res("VE", "0/all")])
+    methods = merged["datasets"]["ucf101"]["methods"]
+    assert list(methods["CLIP-names"]) == ["50"] and list(methods["CLIP+VE"]) == ["101"]  # notebook 05's columns
+    assert "VE" in methods and "CLIP-names" not in notebook["datasets"]["ucf101"]["methods"]  # input untouched
+    alone = add_clip_results(None, [res("CLIP-descriptions", "0/20"), res("CLIP-descriptions", "0/all")])
+    assert sorted(alone["datasets"]["ucf101"]["methods"]["CLIP-descriptions"]) == ["101", "20"]  # the paper's
+    with pytest.raises(ValueError, match="only the CLIP rows"):
+        add_clip_results(None, [res("VE", "0/all", "efficientnet_lite0")])
+    with pytest.raises(ValueError, match="no column of Table 1"):
+        add_clip_results(None, [res("CLIP-names", "split:ucf101_truezsl_splits")])

@@ -75,6 +75,20 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
         assert np.isfinite(res["top1_mean"])
     assert "no ImageNet head" in capsys.readouterr().err
 
+    # the CLI's tables: the CLIP rows from these results files, every column of the baseline rows filled
+    capsys.readouterr()
+    assert main(["tables", "--add", *map(str, sorted((tmp_path / "results").glob("*.json"))), "--out",
+                 str(tmp_path / "tables"), "--json"]) == 0
+    md = json.loads(capsys.readouterr().out)
+    for stem, first in (("table1", "101"), ("table2", "400")):
+        rows = {line.split(" | ")[0].lstrip("| "): line for line in md[stem].splitlines()}
+        for name in ("CLIP frame average (class names)", "CLIP frame average (descriptions)"):
+            cells = rows[name].split(" | ")[-4:-1]  # the three protocol columns
+            assert "computed here" in rows[name] and "–" not in cells and all(c[0].isdigit() for c in cells), cells
+        cells = rows["CEZSAR on CLIP features"].split(" | ")[-4:-1]
+        assert cells[0][0].isdigit() and cells[1:] == ["–", "–"]  # evaluated under 0/all only, here
+        assert "needs weights" not in md[stem] and (tmp_path / "tables" / f"{stem}.csv").is_file()
+
     # a CLIP's text tower must be the one that made the features
     assert main(["evaluate", "--dataset", "ucf101", "--root", str(synth / "ucf101"), "--features",
                  str(feats / "ucf101"), "--method", "clip", "--clip-model", "openai/clip-vit-base-patch16",
