@@ -109,7 +109,8 @@ class ClipEncoder:
         self.model_id = spec
         self.name = PREFIX + spec
         self.device = resolve_device(device)
-        self.model = CLIPModel.from_pretrained(str(folder) if folder else spec).to(self.device).eval()
+        # float32 whatever the checkpoint's dtype: the frames arrive as float32 and features are stored so
+        self.model = CLIPModel.from_pretrained(str(folder) if folder else spec).float().to(self.device).eval()
         self.tokenizer = _tokenizer(spec, folder)
         self.dim = int(self.model.config.projection_dim)
         self.num_classes, self.label_space = 0, NO_LABELS
