@@ -11,14 +11,18 @@ SETUP_S=$((SECONDS - START))
 PARAMS="${1:-params/embedded.yaml}"
 [ -f "$PARAMS" ] || { echo "run_all: no parameter file $PARAMS" >&2; exit 2; }
 # the whole parameter set is checked first: a misspelt key stops here, naming the nearest known one
-TEXT_MODEL="$("$PY" -c "import sys; from cezsar.params import load, ParameterError
-try: print(load(sys.argv[1])['text_model'])
+MODELS="$("$PY" -c "import sys; from cezsar.params import load, ParameterError
+try: p = load(sys.argv[1]); print(p['text_model']); print(p['clip_model'] or '')
 except ParameterError as err: sys.exit(f'run_all: {err}')" "$PARAMS")" || exit 2
-# offline unless the set asks for a hub model that is not on this machine yet (e.g. the paper's SBERT)
-if "$PY" -c "import sys; from cezsar.resources import hub_model_cached; sys.exit(0 if hub_model_cached(sys.argv[1]) else 1)" "$TEXT_MODEL"; then
+# offline unless the set asks for a hub model that is not on this machine yet (e.g. the paper's SBERT, or a CLIP
+# for the CLIP rows: clip_model)
+mapfile -t MODEL_LIST <<< "$MODELS"  # one per line: a local path may hold spaces
+UNCACHED="$("$PY" -c "import sys; from cezsar.resources import hub_model_cached
+print(' '.join(m for m in sys.argv[1:] if m and not hub_model_cached(m)))" "${MODEL_LIST[@]}")"
+if [ -z "$UNCACHED" ]; then
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 else
-  echo "[run_all] text model $TEXT_MODEL is not cached: it will be downloaded from the Hugging Face hub (needs the network)"
+  echo "[run_all] $UNCACHED not cached: downloaded from the Hugging Face hub on first use (needs the network)"
   unset HF_HUB_OFFLINE TRANSFORMERS_OFFLINE
 fi
 # figures inline in the executed notebooks; one progress line per step in the logs; remembered widget values

@@ -8,6 +8,7 @@ logits float32 (T, C))`, over three backbones (README "Real data and a GPU"; doc
 | efficientnet_lite0 (default offline) | 1280 | 1000 | imagenet1k | [-1, 1] | pip package (cezsar.resources) |
 | bit_m_r152x2 (the released features) | 4096 | 21843 | imagenet21k | [-1, 1] | user's BiT-M-R152x2.npz |
 | resnet152 (the paper's wording) | 2048 | 1000 | imagenet1k | ImageNet mean/std | user's torchvision .pth |
+| clip:<model id or folder> (the modern peer) | projection_dim | 0 | none (no objects) | CLIP's (cezsar.clip) | hub cache or folder |
 
 Every frame is resized to a square `image_size` x `image_size` (the whole frame, no crop: wide video
 keeps its edges, where actors often are). The colour order is RGB throughout. `preprocess="released"`
@@ -25,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cezsar.clip import clip_encoder, is_clip
 from cezsar.devices import resolve_device
 
 BACKBONES = ("efficientnet_lite0", "bit_m_r152x2", "resnet152")
@@ -148,9 +150,14 @@ def resnet152(weights: str | Path | None, device: str = "cpu", image_size: int =
 def get_encoder(name: str = "efficientnet_lite0", weights: str | Path | None = None, device: str = "cpu",
                 image_size: int = 160, batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
     """The frame encoder by name (see module table); `weights` is a path or None for the offline default;
-    `preprocess` "paper" (RGB, whole frame) or "released" (BGR, resize + centre crop; ExtractConfig.released_preprocess)."""
+    `preprocess` "paper" (RGB, whole frame) or "released" (BGR, resize + centre crop; ExtractConfig.released_preprocess).
+    `clip:<model id or folder>` gives a `cezsar.clip.ClipEncoder` (same interface, CLIP's preprocessing, no logits)."""
+    if is_clip(name):  # a frozen image-text model: no ImageNet head, its own preprocessing (cezsar.clip)
+        if weights:
+            raise ValueError(f"{name}: a CLIP is named by its hub id or folder (clip:<model>), not by a weights file")
+        return clip_encoder(name, device=device, batch=batch)
     key = _ALIASES.get(name.lower(), name.lower())
     builders = {"efficientnet_lite0": efficientnet_lite0, "bit_m_r152x2": bit_m_r152x2, "resnet152": resnet152}
     if key not in builders:
-        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}")
+        raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or clip:<model>")
     return builders[key](weights, device=device, image_size=image_size, batch=batch, preprocess=preprocess)

@@ -251,8 +251,11 @@ def text_encoder(name: str, option: str = "--text-model", **kwargs: Any) -> Any:
 def frame_encoder(backbone: str, weights: str | None, option: str = "--weights", **kwargs: Any) -> Any:
     """`backbones.get_encoder(backbone, weights, **kwargs)` with its input problems as one line each."""
     from cezsar.backbones import BACKBONES, get_encoder
+    from cezsar.clip import is_clip
     from cezsar.resources import ResourceMissing
 
+    if is_clip(backbone):
+        return _clip_encoder(backbone, weights, option, **kwargs)
     if weights is not None:
         require_file(weights, option, "weights file")
     try:
@@ -261,7 +264,8 @@ def frame_encoder(backbone: str, weights: str | None, option: str = "--weights",
         raise
     except ValueError as err:
         if "unknown backbone" in str(err):
-            raise UsageError(f"--backbone {backbone}: unknown; choose one of {', '.join(BACKBONES)}") from err
+            raise UsageError(f"--backbone {backbone}: unknown; choose one of {', '.join(BACKBONES)} or "
+                             "clip:<model id or folder>") from err
         raise DataError(f"{option} {weights}: cannot load it for {backbone} ({err})") from err
     except FileNotFoundError as err:  # a backbone that needs weights, given none
         raise UsageError(f"--backbone {backbone}: {' '.join(str(err).split())}") from err
@@ -269,6 +273,23 @@ def frame_encoder(backbone: str, weights: str | None, option: str = "--weights",
         reason = _reason(err)
         raise DataError(f"{option} {weights}: not usable weights for {backbone} ({type(err).__name__}: "
                         f"{reason}); pass the original weights file") from err
+
+
+def _clip_encoder(backbone: str, weights: str | None, option: str, **kwargs: Any) -> Any:
+    """`--backbone clip:<model>`: a model that cannot be had here is a usage error naming what to give instead."""
+    from cezsar.backbones import get_encoder
+    from cezsar.resources import ResourceMissing
+
+    if weights is not None:
+        raise UsageError(f"{option} {weights}: a CLIP is named by --backbone clip:<hub id or local folder>, not "
+                         f"by {option}")
+    try:
+        return get_encoder(backbone, None, **kwargs)
+    except ResourceMissing:
+        raise
+    except Exception as err:  # transformers raises OSError, ValueError, EnvironmentError... for a model it lacks
+        raise UsageError(f"--backbone {backbone}: cannot load this CLIP ({_reason(err)}); offline, give a local "
+                         "folder holding its config.json and weights (README, 'The CLIP rows')") from err
 
 
 def clear_stale_temps(path: str | os.PathLike) -> list[Path]:

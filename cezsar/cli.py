@@ -28,6 +28,7 @@ COMMANDS = [
     "mine",
     "train",
     "evaluate",
+    "tables",
     "classify",
 ]
 

@@ -4,6 +4,9 @@ Output folder (the released features' layout, so those drop in unchanged):
     <out>/<video_id>.npy            float32 (T, D), row i = second i (cezsar.video sampling rule)
     <out>/objects/<video_id>.npz    {"indices": int32 (T, K), "scores": float16 (T, K) softmax probs}
     <out>/features.json             {"backbone", "dim", "label_space", "topk", "image_size"}
+
+A backbone without an ImageNet head (CLIP, `label_space` "none") writes no objects/ folder and records topk 0:
+its videos are finished when their stack is (docs/decisions.md §14).
     <out>/report.json               (report_shard<k>of<n>.json for a shard)
 
 Restartable: every file is written to a temp name and renamed, the .npy last, so a video counts as
@@ -32,6 +35,9 @@ import numpy as np
 from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
+
+
+NO_LABELS = "none"  # features.json label_space of a backbone without an ImageNet head (CLIP): no objects
 
 
 class VideoLike(Protocol):  # cezsar.datasets.Video or anything with these fields
@@ -78,6 +84,8 @@ def _check_objects(path: Path, t: int | None = None) -> tuple[np.ndarray, np.nda
 def _finished(out: Path, vid: str, dim: int, topk: int) -> bool:
     try:
         t = len(_check_stack(out / f"{vid}.npy", dim))
+        if topk == 0:  # no objects for this backbone (CLIP)
+            return True
         idx, _ = _check_objects(out / "objects" / f"{vid}.npz", t)
     except (FeatureError, FileNotFoundError):
         return False
@@ -101,7 +109,7 @@ def shard_videos(videos: Iterable[VideoLike], shard: tuple[int, int] = (0, 1)) -
 _END = object()
 
 
-def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int]) -> tuple:
+def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int] | None) -> tuple:
     """(video, frames | None, reason | None) for one video: a bad file is a reason, not an exception."""
     from cezsar.video import VideoDecodeError, decode_1fps
 
@@ -128,7 +136,7 @@ def decoders_for(device, wanted: int = 0) -> int:
 class _Decoded:
     """The videos of `todo` decoded in their order, as a torch Dataset for DataLoader worker processes."""
 
-    def __init__(self, todo: list, cfg: ExtractConfig, size: tuple[int, int]) -> None:
+    def __init__(self, todo: list, cfg: ExtractConfig, size: tuple[int, int] | None) -> None:
         self.todo, self.cfg, self.size = todo, cfg, size
 
     def __len__(self) -> int:
@@ -143,7 +151,7 @@ def _as_is(item):
     return item  # DataLoader's collate: keep the numpy frames as they are
 
 
-def _decoded(todo: list, cfg: ExtractConfig, size: tuple[int, int], workers: int):
+def _decoded(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, workers: int):
     """Yield (video, frames | None, reason | None) in the order of `todo`. One decoder runs in this thread;
     several run as DataLoader worker processes, not threads: a decoder thread holds the GIL while it converts
     frames, and the CNN's thread needs the GIL to launch its GPU kernels (measured on an H100: 8 decoder
@@ -160,7 +168,7 @@ def _decoded(todo: list, cfg: ExtractConfig, size: tuple[int, int], workers: int
         yield todo[i], frames, reason
 
 
-def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int], q: queue.Queue, stop: threading.Event,
+def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, q: queue.Queue, stop: threading.Event,
               workers: int = 1) -> None:
     """Producer thread: decode videos into `q` in their order as (video, frames | None, reason | None), with
     `workers` decoders (`_decoded`)."""
@@ -185,9 +193,11 @@ def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int], q: queue.Qu
 _WRITES_IN_FLIGHT = 4
 
 
-def _write_video(out: Path, video_id: str, feats: np.ndarray, idx: np.ndarray, sc: np.ndarray) -> None:
-    """A video's two files, objects first and stack last: a .npy on disk implies its objects are complete."""
-    write_atomic(out / "objects" / f"{video_id}.npz", lambda fh: np.savez(fh, indices=idx, scores=sc))
+def _write_video(out: Path, video_id: str, feats: np.ndarray, idx: np.ndarray | None, sc: np.ndarray | None) -> None:
+    """A video's two files, objects first and stack last: a .npy on disk implies its objects are complete
+    (objects None: a backbone without them, only the stack)."""
+    if idx is not None:
+        write_atomic(out / "objects" / f"{video_id}.npz", lambda fh: np.savez(fh, indices=idx, scores=sc))
     write_atomic(out / f"{video_id}.npy", lambda fh: np.save(fh, feats.astype(np.float32), allow_pickle=False))
 
 
@@ -208,14 +218,17 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     cfg = cfg or ExtractConfig()
     shard, merge = shards.for_this_process(shard, getattr(encoder, "device", "cpu"))
     out = Path(out_dir)
-    (out / "objects").mkdir(parents=True, exist_ok=True)
-    stale = remove_stale_temps(out) + remove_stale_temps(out / "objects")  # a killed earlier run's leftovers
     if encoder is None:
         from cezsar.backbones import get_encoder
 
         encoder = get_encoder(cfg.backbone, cfg.weights, image_size=cfg.image_size, batch=cfg.batch)
+    objects = encoder.label_space != NO_LABELS  # CLIP has no ImageNet head: no objects, said in features.json
+    out.mkdir(parents=True, exist_ok=True)
+    if objects:
+        (out / "objects").mkdir(exist_ok=True)
+    stale = remove_stale_temps(out) + remove_stale_temps(out / "objects")  # a killed earlier run's leftovers
     meta = {"backbone": encoder.name, "dim": int(encoder.dim), "label_space": encoder.label_space,
-            "topk": int(cfg.topk_objects), "image_size": int(encoder.image_size)}
+            "topk": int(cfg.topk_objects) if objects else 0, "image_size": int(encoder.image_size)}
     meta_path = out / "features.json"
     if meta_path.exists():
         old = json.loads(meta_path.read_text())
@@ -236,7 +249,8 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
 
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
-    size = (encoder.image_size, encoder.image_size)
+    # the decoder's output size: the encoder's square input, or native frames (None) for an encoder that crops
+    size = getattr(encoder, "decode_size", (encoder.image_size, encoder.image_size))
     workers = decoders_for(getattr(encoder, "device", "cpu"), cfg.decoders)
     producer = threading.Thread(target=_prefetch, args=(todo, cfg, size, q, stop, workers), daemon=True)
     producer.start()
@@ -258,7 +272,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
                     skipped.append({"video_id": v.video_id, "path": str(v.path), "reason": reason})
                 else:
                     feats, logits = encoder.encode(stack)  # (T, D), (T, C)
-                    idx, sc = topk_from_logits(logits, cfg.topk_objects)  # (T, K) each
+                    idx, sc = topk_from_logits(logits, cfg.topk_objects) if objects else (None, None)  # (T, K)
                     writes.append(writer.submit(_write_video, out, v.video_id, feats, idx, sc))
                     while len(writes) > _WRITES_IN_FLIGHT:
                         writes.popleft().result()
@@ -317,15 +331,25 @@ class FeatureStore:
             self.meta = _Meta(None, int(shape[-1]), None)  # released features: dim from the first file
         else:
             raise FeatureError(f"{self.root}: no <video_id>.npy files and no features.json")
-        if self.meta.label_space is None and (self.objects_dir / "objects.json").is_file():
+        # objects computed into a folder of their own: the released features' (no label space yet), or a CLIP's
+        # videos given another backbone's objects (`--objects`, docs/decisions.md §14)
+        if self.meta.label_space in (None, NO_LABELS) and (self.objects_dir / "objects.json").is_file():
             o = json.loads((self.objects_dir / "objects.json").read_text())
             self.meta.label_space, self.meta.backbone = o.get("label_space"), self.meta.backbone or o.get("backbone")
         self.dim, self.label_space, self.backbone = self.meta.dim, self.meta.label_space, self.meta.backbone
 
     @property
     def has_objects(self) -> bool:
-        """Whether per-second objects exist for this folder (a label space and an objects folder)."""
-        return self.label_space is not None and self.objects_dir.is_dir()
+        """Whether per-second objects exist for this folder (a label space and an objects folder); never for
+        features without an ImageNet head (label_space "none": CLIP)."""
+        return self.label_space not in (None, NO_LABELS) and self.objects_dir.is_dir()
+
+    @property
+    def objects_off_reason(self) -> str | None:
+        """Why this folder has no objects, when its backbone has none by nature (CLIP); None otherwise."""
+        if self.label_space == NO_LABELS:
+            return f"O off: {self.backbone or 'these'} features have no ImageNet head (CLIP), so no objects"
+        return None
 
     def __len__(self) -> int:
         return len(self.ids)

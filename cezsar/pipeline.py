@@ -26,7 +26,8 @@ from cezsar.results import protocol_record
 
 # The notebooks' one entry point: the stages, and (from cezsar.layout / cezsar.params) the parameter set and its
 # layout, so a notebook imports `pipeline` alone.
-__all__ = ["DATASET_NAMES", "TEST_SETS", "Layout", "ReadOnce", "check_inputs", "describe", "eval_config",
+__all__ = ["CLIP_VARIANTS", "DATASET_NAMES", "TEST_SETS", "Layout", "ReadOnce", "check_inputs", "clip_layout",
+           "clip_rows", "clip_settings", "describe", "eval_config",
            "evaluate_methods", "extract_features", "head_weights", "layout_from", "methods_for", "mine_triplets",
            "mining_config", "mining_inputs", "model_config", "prepare_data", "resolve", "save_json", "settings",
            "table_protocols", "tau_ablation", "train_config", "train_model", "training_captions", "uses_objects"]
@@ -352,13 +353,20 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     enc = checkpoint_text_encoder(meta, s.text_model, str(checkpoint)) if checkpoint else SentenceEncoder(s.text_model)
     protocols = table_protocols(kind, len(ds.classes)) if protocols is None else protocols
     out: dict = {"_emb": {}}
+    clip = None
     for variant in methods:
         method, beta = ("objects", 0.0) if variant == "O" else ("cezsar", 0.0 if variant == "VE" else ecfg.beta)
+        prompts = CLIP_VARIANTS.get(variant)
+        if prompts is not None:  # the CLIP baseline: CLIP's text tower, the one that made these features
+            from cezsar.clip import clip_encoder
+
+            method, beta = "clip", 0.0
+            clip = clip or clip_encoder(store.backbone, device=s.device)
         emb = P.embed_dataset(ds, store, desc, enc, method=method, model=model, alpha=ecfg.alpha, beta=beta,
                               normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
                               max_seconds=ecfg.max_seconds, skip_missing=bool(s.skip_missing),
                               released_objects=ecfg.released_objects,
-                              released_descriptions=ecfg.released_descriptions)
+                              released_descriptions=ecfg.released_descriptions, clip=clip, prompts=prompts or "names")
         out["_emb"][variant] = emb
         out[variant] = {}
         for col, proto in protocols.items():
@@ -370,7 +378,55 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
                 res, checkpoint=checkpoint if checkpoint and method == "cezsar" else None,
                 trained_on=meta.get("trained_on") if method == "cezsar" else None, descriptions=lay.descriptions[kind],
                 dataset_root=lay.roots[kind], features=lay.folders(kind)[0],
-                text_model=s.text_model, text_model_id=enc.model_id, backbone=store.backbone)
+                text_model=clip.name if method == "clip" else s.text_model,
+                text_model_id=clip.name if method == "clip" else enc.model_id, backbone=store.backbone)
+    return out
+
+
+# --- 05: the CLIP rows (docs/decisions.md §14) ------------------------------------------------------------
+CLIP_VARIANTS = {"CLIP-names": "names", "CLIP-descriptions": "descriptions"}  # variant -> prompt set
+
+
+def clip_layout(lay: Layout) -> Layout:
+    """The layout of the CLIP rows: the same data, CLIP features, triplets and models under `<work>/clip/`."""
+    work = lay.work / "clip"
+    feats = {k: work / "features" / k for k in TEST_SETS}
+    return dataclasses.replace(lay, train_features=work / "features" / "activitynet",
+                               train_objects=work / "features" / "activitynet" / "objects", test_features=feats,
+                               test_objects={k: f / "objects" for k, f in feats.items()}, work=work,
+                               processed=work / "processed", models=work / "models", weights=None)
+
+
+def clip_settings(s: Settings) -> Settings:
+    """The parameter set with CLIP (`clip_model`) as the frame encoder: objects off (CLIP has no ImageNet head),
+    so captions-only mining and VE; every other setting of the method unchanged."""
+    values = {**s.values, "backbone": f"clip:{s.clip_model}", "backbone_weights": "", "use_objects": "off",
+              "object_positives": 0, "mine_released_objects": False}
+    return Settings(values, s.source, dict(s.overrides))
+
+
+def clip_rows(lay: Layout, s: Settings) -> dict:
+    """Notebook 05, when `clip_model` is set: CLIP frame features of every part (extracted once), the CLIP
+    frame-average baseline with both prompt sets, and CEZSAR trained on the CLIP features (VE; needs the
+    training videos, not only released features). Returns {kind: {variant: {column: result}}} with the variants
+    "CLIP-names", "CLIP-descriptions" and "CLIP+VE", and "training": the CLIP model's training record."""
+    cs, clay = clip_settings(s), clip_layout(lay)
+    print(f"CLIP rows with {s.clip_model}: features under {clay.work}", flush=True)
+    extract_features(clay, cs)
+    checkpoint = None
+    if _npy_ids(clay.train_features):
+        mine_triplets(clay, cs)
+        checkpoint = Path(train_model(clay, cs)["checkpoint"])
+    out: dict = {"training": {"checkpoint": str(checkpoint) if checkpoint else None,
+                              "note": None if checkpoint else "no training videos to extract CLIP features from: "
+                              "CEZSAR on CLIP features needs anet_videos"}}
+    for kind in TEST_SETS:
+        methods = (*CLIP_VARIANTS, "VE") if checkpoint else tuple(CLIP_VARIANTS)
+        res = evaluate_methods(clay, kind, checkpoint, cs, methods=methods)
+        res.pop("_emb")
+        if "VE" in res:
+            res["CLIP+VE"] = res.pop("VE")
+        out[kind] = res
     return out
 
 

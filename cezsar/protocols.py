@@ -223,11 +223,15 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
                   method: str = "cezsar", model: Any = None, alpha: float = 0.8, beta: float = 0.2,
                   normalize_terms: bool = True, n_objects: int = 3, max_seconds: float | None = None,
                   all_sentences: bool = False, skip_missing: bool = False, released_objects: bool = False,
-                  released_descriptions: bool = False) -> dict:
+                  released_descriptions: bool = False, clip: Any = None, prompts: str = "names",
+                  template: str | None = None) -> dict:
     """Videos and class prototypes of a ClassDataset in the space a method scores in.
 
     method "cezsar": VidE (Eq. 9; VE only when beta = 0) and SEM prototypes (Eq. 6) from `model`;
-    method "objects": the SBERT space of the objects-only baseline (`baselines.sbert_space`).
+    method "objects": the SBERT space of the objects-only baseline (`baselines.sbert_space`);
+    method "clip": CLIP's space (`clip_baseline`): frame-average videos of a CLIP feature store and the text
+    embeddings of `prompts` ("names" in `template`, or "descriptions") from `clip` (a `clip.ClipEncoder`);
+    `encoder` is not used then.
     Validates first: a class without a description and a video without features are errors naming them
     (with `skip_missing`, videos without features are left out and listed under "skipped").
     Released switches (docs/fidelity.md): `released_objects` = O(v) as the released code built it (top-3 by
@@ -254,6 +258,9 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
         raise ValueError(f"none of the {len(dataset.videos)} videos of {dataset.kind} has features in the store")
     ids = [v.video_id for v in videos]
     labels = np.array([col[v.label] for v in videos], np.int64)
+    if method == "clip":
+        return _embed_clip(classes, descriptions, store, ids, labels, missing, clip, prompts, template,
+                           max_seconds, all_sentences)
     if released_descriptions:
         sents = [[x] for x in pick_released_descriptions(classes, descriptions, encoder.encode)]
     else:
@@ -294,12 +301,36 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
         vid = zsar.video_embedding(ve, obj_se, alpha, beta, normalize_terms)
         proto = prototypes.class_prototypes(desc_emb, prototypes.through_sem(model))
     else:
-        raise ValueError(f"unknown method {method!r}: use 'cezsar' or 'objects'")
+        raise ValueError(f"unknown method {method!r}: use 'cezsar', 'objects' or 'clip'")
     settings = {"alpha": alpha, "beta": beta, "normalize_terms": normalize_terms, "n_objects": n_objects,
                 "max_seconds": max_seconds, "all_sentences": all_sentences}
     if released_objects or released_descriptions:  # recorded only when on: default results keep their keys
         settings.update(released_objects=released_objects, released_descriptions=released_descriptions)
     return {"videos": vid, "prototypes": proto, "scores": zsar.cosine_scores(vid, proto), "labels": labels,
+            "video_ids": ids, "classes": classes, "skipped": missing, "settings": settings}
+
+
+def _embed_clip(classes: list[str], descriptions: dict[str, list[str]], store: Any, ids: list[str],
+                labels: np.ndarray, missing: list[str], clip: Any, prompts: str, template: str | None,
+                max_seconds: float | None, all_sentences: bool) -> dict:
+    """`embed_dataset` for method "clip": the CLIP frame-average baseline (`clip_baseline`)."""
+    from cezsar import clip_baseline as cb
+    from cezsar.zsar import cosine_scores
+
+    if clip is None:
+        raise ValueError("method 'clip' needs a CLIP model (clip=cezsar.clip.clip_encoder(...))")
+    if store.dim != clip.dim:
+        raise ValueError(f"{getattr(store, 'root', 'the store')}: {store.dim}-d features, but {clip.name} embeds "
+                         f"in {clip.dim}-d: extract the test videos with --backbone {clip.name}")
+    template = template or cb.TEMPLATE
+    texts = cb.prompts_for(classes, descriptions, prompts, template, all_sentences)
+    vid = cb.video_embeddings(store, ids, max_seconds)  # (V, D)
+    # unit prototypes: each class's prompt embeddings normalised, averaged, normalised (the CLIP convention)
+    proto = zsar.l2_normalize(prototypes.class_prototypes(prototypes.encode_per_class(clip.encode_text, texts)))
+    settings = {"max_seconds": max_seconds, "all_sentences": all_sentences, "prompts": prompts,
+                "template": template if prompts == "names" else None, "clip_model": clip.model_id,
+                "video_embedding": "mean of L2-normalised frame embeddings, normalised"}
+    return {"videos": vid, "prototypes": proto, "scores": cosine_scores(vid, proto), "labels": labels,
             "video_ids": ids, "classes": classes, "skipped": missing, "settings": settings}
 
 
@@ -365,12 +396,19 @@ def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]],
     used = {"alpha": 0.8, "beta": 0.2, "normalize_terms": True, "n_objects": 3, "max_seconds": None,
             "all_sentences": False, **embed_kw, **emb.get("settings", {})}
     alpha, beta = used["alpha"], used["beta"]
-    variant = "O" if method == "objects" else ("VE" if beta == 0 else "VE+O")
+    if method == "clip":
+        from cezsar.clip_baseline import VARIANTS
+
+        variant = VARIANTS[used["prompts"]]
+    else:
+        variant = "O" if method == "objects" else ("VE" if beta == 0 else "VE+O")
+    trained = method == "cezsar"  # alpha and beta weigh Eq. 9's terms: no meaning for the baselines
     return {"dataset": dataset.kind, "method": method, "variant": variant,
-            "alpha": None if method == "objects" else alpha, "beta": None if method == "objects" else beta,
+            "alpha": alpha if trained else None, "beta": beta if trained else None,
             "normalize_terms": used["normalize_terms"], "n_objects": used["n_objects"],
             "max_seconds": used["max_seconds"], "all_sentences": used["all_sentences"],
             **{k: used[k] for k in ("released_objects", "released_descriptions") if used.get(k)},
+            **{k: used[k] for k in ("prompts", "template", "clip_model", "video_embedding") if method == "clip"},
             "n_dataset_videos": len(dataset.videos), "n_videos": len(emb["video_ids"]),
             "skipped_videos": emb["skipped"], **res}
 

@@ -18,6 +18,12 @@ from cezsar.pipeline import TEST_SETS, Layout
 from cezsar.results import RESULTS_VERSION, code_version
 
 ROW_NAMES = {"O": "Objects-only baseline (O)", "VE": "CEZSAR (VE)", "VE+O": "CEZSAR (VE + O)"}
+# the modern peer on the same splits (docs/decisions.md §14): present in every table, computed with `clip_model`
+CLIP_ROW_NAMES = {"CLIP-names": "CLIP frame average (class names)",
+                  "CLIP-descriptions": "CLIP frame average (descriptions)", "CLIP+VE": "CEZSAR on CLIP features"}
+NEEDS_WEIGHTS = "needs weights"
+NEEDS_WEIGHTS_NOTE = ("not computed: set clip_model (e.g. openai/clip-vit-base-patch16, or its local folder) in the "
+                      "parameter set; README, 'The CLIP rows'")
 DATASET_NAMES = pipeline.DATASET_NAMES
 
 
@@ -68,6 +74,19 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
         results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov), "methods": res,
                                      "videos": first["n_dataset_videos"], "videos_used": first["n_videos"],
                                      "skipped_videos": first["skipped_videos"]}
+    if s.clip_model:  # the CLIP rows: extra methods beside O, VE, VE + O (absent: the tables say "needs weights")
+        from cezsar.clip_baseline import TEMPLATE
+
+        peer = pipeline.clip_rows(lay, s)
+        results["clip"] = {"model": s.clip_model, "template": TEMPLATE, "training": peer["training"]}
+        for kind in TEST_SETS:
+            d = results["datasets"][kind]
+            d["methods"].update(peer[kind])
+            trained = peer["training"]["checkpoint"]
+            d["clip_sources"] = {  # each row's own: the baseline has no epochs, its text model is CLIP's
+                v: _source(lay, kind, {v: res}, {c: r["protocol"] for c, r in res.items()},
+                           _provenance(Path(trained)) if trained and v == "CLIP+VE" else {})
+                for v, res in peer[kind].items()}
     pipeline.save_json(results, lay.run_dir / "results.json")
     return results
 
@@ -80,13 +99,71 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
         d = results["datasets"][kind]
         rows = [tables.computed_row(ROW_NAMES[v], {c: _cell(r) for c, r in d["methods"][v].items()}, d["source"])
                 for v in ("O", "VE", "VE+O") if v in d["methods"]]
-        any_method = next(v for v in ("O", "VE", "VE+O") if v in d["methods"])
-        chance = {c: {"mean": r["chance"], "runs": [0]} for c, r in d["methods"][any_method].items()}
-        rows.insert(0, tables.computed_row("Chance (1 / classes)", chance, d["source"]))
+        if d["methods"]:  # nothing computed (only CLIP results files not given either): no chance row
+            any_method = next((v for v in ("O", "VE", "VE+O") if v in d["methods"]), next(iter(d["methods"])))
+            chance = {c: {"mean": r["chance"], "runs": [0]} for c, r in d["methods"][any_method].items()}
+            rows.insert(0, tables.computed_row("Chance (1 / classes)", chance, d["source"]))
+        rows += clip_table_rows(d)
         table = tables.build_table(kind, rows)
         tables.write_table(kind, table, figures / stem, caption=title)
         out[stem] = tables.to_markdown(kind, table, caption=title)
     return out
+
+
+def clip_table_rows(d: dict) -> list[tables.Row]:
+    """The CLIP rows of one test set's results: computed ones, or "needs weights" with how to compute them."""
+    rows = []
+    for variant, name in CLIP_ROW_NAMES.items():
+        if variant in d["methods"]:
+            rows.append(tables.computed_row(name, {c: _cell(r) for c, r in d["methods"][variant].items()},
+                                            d.get("clip_sources", {}).get(variant, d["source"])))
+        else:
+            rows.append(tables.pending_row(name, NEEDS_WEIGHTS, NEEDS_WEIGHTS_NOTE))
+    return rows
+
+
+def add_clip_results(results: dict | None, evaluated: list[dict]) -> dict:
+    """Tables' input: notebook 05's results (or, with None, none) plus `cezsar evaluate` results of the CLIP rows,
+    each placed by its dataset, its row (variants CLIP-names, CLIP-descriptions; VE of a model trained on CLIP
+    features is "CLIP+VE") and the table column of its protocol. Anything else is a ValueError naming it."""
+    from cezsar.clip import is_clip
+
+    out = json.loads(json.dumps(results)) if results else {"datasets": {}}
+    for res in evaluated:
+        kind, variant = res.get("dataset"), res.get("variant")
+        if kind not in TEST_SETS:
+            raise ValueError(f"a {kind!r} result: Tables 1/2 hold ucf101 and kinetics400")
+        if variant == "VE" and is_clip(res.get("backbone")):
+            variant = "CLIP+VE"
+        if variant not in CLIP_ROW_NAMES:
+            raise ValueError(f"{res.get('features')}: a {variant} result of {res.get('backbone')} features; only the "
+                             "CLIP rows are added here (the others come from notebook 05's results.json)")
+        d = out["datasets"].setdefault(kind, {"methods": {}, "source": ""})
+        column = _column(kind, res, d)
+        d["methods"].setdefault(variant, {})[column] = res
+        d.setdefault("clip_sources", {})[variant] = (
+            f"{DATASET_NAMES[kind]} at {res.get('dataset_root')}; {res['n_videos']}/{res['n_dataset_videos']} videos; "
+            f"{res.get('backbone')}, {res.get('text_model')}")
+    return out
+
+
+def _column(kind: str, res: dict, d: dict) -> str:
+    """The table column a result's protocol fills: the one notebook 05 ran it under, else the one
+    `pipeline.table_protocols` gives for its dataset's class count (its split file's; 0/101 ... on the real data);
+    every class (0/all) is the first column."""
+    proto = res["protocol"]
+    ran = {r["protocol"]: c for m in d["methods"].values() for c, r in m.items()}
+    split = Path(str(res.get("split_file")))
+    total = json.loads(split.read_text()).get("n_dataset_classes") if split.is_file() else None
+    scaled = {p: c for c, p in pipeline.table_protocols(kind, int(total)).items()} if total else {}
+    paper = {f"0/{c}": c for c in tables.COLUMNS[kind]}
+    column = ran.get(proto) or scaled.get(proto) or paper.get(proto) or \
+        (tables.COLUMNS[kind][0] if proto == "0/all" else None)
+    if column is None:
+        raise ValueError(f"{res.get('split_file')}: protocol {proto} is no column of Table "
+                         f"{1 if kind == 'ucf101' else 2} ({', '.join(f'0/{c}' for c in tables.COLUMNS[kind])}, or "
+                         "the columns of notebook 05's results.json)")
+    return column
 
 
 def _cell(r: dict) -> dict:

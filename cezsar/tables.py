@@ -86,6 +86,12 @@ def computed_row(model: str, results_by_column: dict[str, dict], source: str) ->
                cite="computed here")
 
 
+def pending_row(model: str, cell: str, note: str) -> Row:
+    """A row this package can compute but did not: `cell` (e.g. "needs weights") in every column, `note` saying
+    how to compute it in the "Computed on" column."""
+    return Row(model=model, cells={c: cell for c in sum(COLUMNS.values(), [])}, source=note, cite="not computed")
+
+
 def build_table(dataset: str, computed: list[Row]) -> list[Row]:
     """Table 1 (ucf101) or Table 2 (kinetics400): the paper's rows, then the rows computed here."""
     return list(LITERATURE[dataset]) + list(computed)

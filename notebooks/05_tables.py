@@ -19,7 +19,9 @@
 # VE + O (Eq. 9, α = 0.8, β = 0.2) under the paper's protocols: UCF-101 0/101, 0/50 × 50, 0/20 × 50 and
 # Kinetics-400 0/400, 0/100 × 50, 0/25 × 50 (on SynthActions: the same fractions of its classes). Without objects
 # only CEZSAR VE is computed. The paper's literature rows are printed as published, with their citations; every
-# computed row says what it was computed on (dataset and videos used, backbone, text model, epochs).
+# computed row says what it was computed on (dataset and videos used, backbone, text model, epochs). Three more rows,
+# the modern peer on the same splits — CLIP frame average (class names), CLIP frame average (descriptions), CEZSAR on
+# CLIP features — are computed when the parameter set names a CLIP (`clip_model`), and read "needs weights" otherwise.
 #
 # **Inputs.** the τ checkpoint (03), test features (01). **Outputs.** `runs/<name>/results.json` (every run's
 # seed, classes, accuracy, the split files' hashes, the code version, the parameter set and the training record),

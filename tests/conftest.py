@@ -31,3 +31,12 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tmp_path_factory) -> Path:
+    """A folder holding a tiny random CLIP (tests/tiny_clip.py) with CLIP's real tokenizer, built offline from
+    the open-clip-torch wheel on PyPI (`cezsar setup` prepares it; here it is prepared if it is not yet)."""
+    from tiny_clip import save_tiny_clip
+
+    return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))

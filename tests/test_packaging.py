@@ -31,7 +31,7 @@ def test_environment_yml_has_the_same_packages_as_pyproject():
 def test_console_script_and_module_entry_point_agree():
     out = subprocess.run([sys.executable, "-m", "cezsar", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    for cmd in ("doctor", "setup", "synth", "check-data", "extract", "mine", "train", "evaluate", "classify"):
+    for cmd in ("doctor", "setup", "synth", "check-data", "extract", "mine", "train", "evaluate", "tables", "classify"):
         assert cmd in out.stdout, f"subcommand {cmd} missing from `cezsar --help`"
 
 

@@ -64,6 +64,11 @@ def check_inputs(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and not (value == value and 0 <= value < float("inf")):
             raise checks.UsageError(f"--{name} {value}: must be a finite number >= 0")
+    from cezsar.clip import is_clip
+
+    if is_clip(args.backbone):  # classify ranks labels through objects (and a checkpoint): CLIP has no objects
+        raise checks.UsageError(f"--backbone {args.backbone}: classify needs an ImageNet head (objects); for CLIP "
+                                "use `cezsar extract --backbone clip:...` and `cezsar evaluate --method clip`")
     if args.alpha == 0 and args.beta == 0:
         raise checks.UsageError("--alpha 0 --beta 0: Eq. 9 would score every label 0; give one of them > 0")
     for video in args.videos:

@@ -1,4 +1,5 @@
-"""`cezsar evaluate`: zero-shot accuracy of a trained model (or the objects-only baseline) under a protocol.
+"""`cezsar evaluate`: zero-shot accuracy of a trained model (or a baseline: objects-only, CLIP frame average)
+under a protocol.
 
 Reads a class dataset, its extracted features and its class descriptions, embeds videos and prototypes
 (paper §3.5, Eqs. 8-9), scores every seeded run of the protocol (paper §4) and writes a results JSON with
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from cezsar.config import DESCRIPTIONS_DIR, EvalConfig
 
-HELP = "Zero-shot evaluation (Eqs. 8-9) of a checkpoint or the objects-only baseline under a protocol."
+HELP = "Zero-shot evaluation (Eqs. 8-9) of a checkpoint, the objects-only or the CLIP baseline under a protocol."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,8 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="objects folder of `cezsar objects --out` (for features without objects/, e.g. "
                         "released ones); default <features>/objects")
     parser.add_argument("--model", default=None, help="checkpoint (best.pt); required for --method cezsar")
-    parser.add_argument("--method", default="cezsar", choices=("cezsar", "objects"),
-                        help="cezsar: Eq. 9 in the joint space; objects: Estevam et al.'s SBERT objects-only baseline")
+    parser.add_argument("--method", default="cezsar", choices=("cezsar", "objects", "clip"),
+                        help="cezsar: Eq. 9 in the joint space; objects: Estevam et al.'s SBERT objects-only baseline; "
+                        "clip: CLIP frame average vs the class prompts' text embeddings (features of "
+                        "`cezsar extract --backbone clip:<model>`)")
+    parser.add_argument("--clip-model", default=None,
+                        help="--method clip: the CLIP (hub id or local folder) whose text tower embeds the prompts; "
+                        "default: the one the --features were extracted with (features.json)")
+    parser.add_argument("--prompts", default="names", choices=("names", "descriptions"),
+                        help="--method clip: class names in --template (default), or the class descriptions")
+    parser.add_argument("--template", default=None,
+                        help="--method clip, --prompts names: the prompt, {} = class name (default "
+                        "'a photo of a person {}.', recorded in the results)")
     parser.add_argument("--protocol", default="0/all",
                         help="0/N (N random test classes), 0/all, or truze (with --split-file); paper: "
                              "ucf101 0/101 0/50 0/20, kinetics400 0/400 0/100 0/25, hmdb51 0/51 0/25")
@@ -86,9 +97,14 @@ def check_inputs(args: argparse.Namespace) -> None:
 
     checks.require_path(args.root, "--root", "dataset folder or file")
     checks.require_dir(args.features, "--features", "feature folder", "give the --out folder of `cezsar extract`")
+    if args.template is not None and "{}" not in args.template:
+        raise checks.UsageError(f"--template {args.template!r}: needs {{}} where the class name goes")
+    if args.method == "clip" and (args.text_model or args.model):
+        raise checks.UsageError(f"--method clip takes no {'--text-model' if args.text_model else '--model'}: the "
+                                "prompts are embedded by the CLIP's own text tower (--clip-model)")
     if args.method == "cezsar":
         if not args.model:
-            raise checks.UsageError("--method cezsar needs --model CHECKPOINT (or use --method objects)")
+            raise checks.UsageError("--method cezsar needs --model CHECKPOINT (or use --method objects or clip)")
         checks.require_file(args.model, "--model", "checkpoint", "pass the best.pt written by `cezsar train`")
     if args.descriptions:
         checks.require_path(args.descriptions, "--descriptions", "descriptions file or folder")
@@ -107,6 +123,36 @@ def check_inputs(args: argparse.Namespace) -> None:
 
     args.device = str(resolve_device(args.device))  # "auto" -> the device it means here
     checks.require_output(args.out, "--out")
+
+
+def _clip_for(args: argparse.Namespace, store):
+    """--method clip: the CLIP whose image tower made --features (features.json) unless --clip-model names one;
+    features of another backbone, or a --clip-model other than theirs, are usage errors."""
+    from cezsar import checks
+    from cezsar.clip import PREFIX, is_clip, model_spec
+
+    if not is_clip(store.backbone):
+        raise checks.UsageError(f"--method clip needs CLIP frame features; --features {args.features} holds "
+                                f"{store.backbone or 'unknown'} features: extract with --backbone clip:<model>")
+    spec = args.clip_model or model_spec(store.backbone)
+    if args.clip_model and PREFIX + model_spec(args.clip_model) != store.backbone:
+        raise checks.UsageError(f"--clip-model {args.clip_model}: --features {args.features} were extracted with "
+                                f"{store.backbone}; the text and image towers must be one model")
+    return checks.frame_encoder(PREFIX + model_spec(spec), None, option="--clip-model", device=args.device)
+
+
+def _objects_off(args: argparse.Namespace, store) -> None:
+    """Features without objects by nature (CLIP): the objects baseline is a usage error, Eq. 9 falls back to VE."""
+    from cezsar.checks import UsageError
+
+    reason = store.objects_off_reason
+    if reason is None or args.method == "clip":
+        return
+    if args.method == "objects":
+        raise UsageError(f"--method objects: {reason} (--features {args.features}); use --method clip or cezsar")
+    if args.beta != 0:
+        print(f"note: {reason}; evaluating VE alone (beta 0)", file=sys.stderr)
+        args.beta = 0.0
 
 
 def check_model_fits(model_path: str, trained: dict, store, model) -> None:
@@ -143,6 +189,8 @@ def run(args: argparse.Namespace) -> int:
     desc_path = Path(args.descriptions) if args.descriptions else default_descriptions(args.dataset, args.root, is_real)
     descriptions = read_descriptions(desc_path)
     store = feature_folder(args.features, objects=args.objects)
+    clip = _clip_for(args, store) if args.method == "clip" else None
+    _objects_off(args, store)
     model, ckpt_meta = None, {}
     if args.method == "cezsar":
         from cezsar.train import describe_provenance, load_checkpoint
@@ -153,8 +201,10 @@ def run(args: argparse.Namespace) -> int:
         check_model_fits(args.model, ckpt_meta["trained_on"], store, model)
         encoder = checkpoint_text_encoder(ckpt_meta, args.text_model, f"--model {args.model}", device=args.device)
         print(f"note: {describe_provenance(ckpt_meta['trained_on'])}", file=sys.stderr)
-    else:
+    elif clip is None:
         encoder = text_encoder(args.text_model or "minilm", device=args.device)
+    else:
+        encoder = None  # the CLIP baseline embeds its prompts with CLIP's own text tower
     out = Path(args.out)
     try:
         res = protocols.run_evaluation(
@@ -162,12 +212,14 @@ def run(args: argparse.Namespace) -> int:
             split_file=args.split_file, out_dir=out.parent, alpha=args.alpha, beta=args.beta,
             normalize_terms=not args.released_sum, n_objects=args.n_objects, max_seconds=args.max_seconds,
             all_sentences=args.all_sentences, skip_missing=args.skip_missing, std_ddof=args.std_ddof,
-            released_objects=args.released_objects, released_descriptions=args.released_descriptions)
+            released_objects=args.released_objects, released_descriptions=args.released_descriptions,
+            clip=clip, prompts=args.prompts, template=args.template)
     except (ValueError, FileNotFoundError) as err:  # protocols names the class, video or split file at fault
         raise DataError(str(err)) from err
     res = protocol_record(res, checkpoint=Path(args.model).resolve() if model is not None else None,
                           trained_on=ckpt_meta.get("trained_on"), descriptions=desc_path, dataset_root=args.root,
-                          features=args.features, text_model=encoder.model, text_model_id=encoder.model_id,
+                          features=args.features, text_model=clip.name if clip is not None else encoder.model,
+                          text_model_id=clip.name if clip is not None else encoder.model_id,
                           backbone=getattr(store, "backbone", None))
     write_json(out, res)
     if args.json:

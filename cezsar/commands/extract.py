@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder for <id>.npy, objects/, report.json")
     parser.add_argument("--backbone", default=None,
                         help="efficientnet_lite0 (default, offline) | bit_m_r152x2 (needs --weights .npz) | "
-                        "resnet152 (needs --weights .pth); default: bit_m_r152x2 when --weights is a .npz")
+                        "resnet152 (needs --weights .pth) | clip:<hub id or local folder> (CLIP image embeddings at "
+                        "the model's own size, no objects); default: bit_m_r152x2 when --weights is a .npz")
     parser.add_argument("--weights", default=None, help="BiT-M-R152x2.npz or torchvision resnet152 .pth")
     parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
                         help="process only shard K of N (videos at sorted-id position = K mod N), e.g. one task of a "

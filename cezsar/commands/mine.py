@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import warnings
@@ -102,6 +103,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"note: {args.captions}: {counts} (`cezsar check-data activitynet {args.captions}` lists examples)",
               file=sys.stderr)
     store = feature_folder(args.features, objects=args.objects) if args.features else None
+    reason = store.objects_off_reason if store is not None else None
+    if reason and (cfg.object_positives > 0 or cfg.released_objects):  # CLIP features: captions-only mining
+        print(f"note: {reason}; mining captions only (--object-positives 0)", file=sys.stderr)
+        cfg = dataclasses.replace(cfg, object_positives=0, released_objects=False)
     encoder = text_encoder(args.text_model, cache_dir=args.cache_dir)
     with warnings.catch_warnings():  # an empty result is reported below as the error it is, not twice
         warnings.filterwarnings("ignore", message="mine: 0 triplets")

@@ -54,7 +54,11 @@ def objects(args: argparse.Namespace) -> int:
 
     checks.require_positive(args.topk, "--topk")
     checks.require_device(args.device)
-    checks.feature_folder(args.features)
+    reason = checks.feature_folder(args.features).objects_off_reason
+    if reason:  # a CLIP's features: no ImageNet head exists for them
+        raise checks.UsageError(f"--features {args.features}: {reason}; objects of these videos can come from "
+                                "another backbone: `cezsar objects` on its features, then --objects at mining and "
+                                "evaluation")
     if args.weights:
         checks.require_file(args.weights, "--weights", "weights file")
     if args.out:
