@@ -2,7 +2,6 @@
 
 One interface, `FrameEncoder.encode(frames uint8 (T, H, W, 3) RGB) -> (features float32 (T, D),
 logits float32 (T, C))`, over three backbones (README "Real data and a GPU"; docs/fidelity.md "frame CNN"):
-
 | name | D | C | label space | preprocessing | weights |
 |---|---|---|---|---|---|
 | efficientnet_lite0 (default offline) | 1280 | 1000 | imagenet1k | [-1, 1] | pip package (cezsar.resources) |
@@ -24,10 +23,14 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from efficientnet_lite_pytorch import EfficientNet
 from torch import nn
 
+from cezsar.bit import load_bit_npz
 from cezsar.clip import clip_encoder, is_clip
 from cezsar.devices import resolve_device
+from cezsar.resnet import load_resnet152
+from cezsar.resources import efficientnet_lite0_weights
 
 BACKBONES = ("efficientnet_lite0", "bit_m_r152x2", "resnet152")
 _ALIASES = {"efficientnet": "efficientnet_lite0", "effnet": "efficientnet_lite0", "bit": "bit_m_r152x2",
@@ -100,9 +103,7 @@ class FrameEncoder:
 def efficientnet_lite0(weights: str | Path | None = None, device: str = "cpu", image_size: int = 160,
                        batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
     """EfficientNet-Lite0, ImageNet-1k (the offline default): inputs in [-1, 1], D = 1280, C = 1000."""
-    from efficientnet_lite_pytorch import EfficientNet
 
-    from cezsar.resources import efficientnet_lite0_weights
 
     path = Path(weights) if weights else efficientnet_lite0_weights()
     # static "same" padding is computed for image_size, so build the net for the size we feed it
@@ -123,7 +124,6 @@ def efficientnet_lite0(weights: str | Path | None = None, device: str = "cpu", i
 def bit_m_r152x2(weights: str | Path | None, device: str = "cpu", image_size: int = 160,
                  batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
     """BiT-M-R152x2, ImageNet-21k (the released features): inputs in [-1, 1], D = 4096, C = 21843."""
-    from cezsar.bit import load_bit_npz
 
     if not weights:
         raise FileNotFoundError(
@@ -138,7 +138,6 @@ def bit_m_r152x2(weights: str | Path | None, device: str = "cpu", image_size: in
 def resnet152(weights: str | Path | None, device: str = "cpu", image_size: int = 160,
               batch: int = 32, preprocess: str = "paper") -> FrameEncoder:
     """ResNet-152 from torchvision's ImageNet-1k .pth: ImageNet mean/std, D = 2048, C = 1000."""
-    from cezsar.resnet import load_resnet152
 
     if not weights:
         raise FileNotFoundError("resnet152 needs --weights: torchvision's resnet152-*.pth state dict")

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cezsar.clip_tokenizer import load_clip_tokenizer
 from cezsar.devices import resolve_device
 from cezsar.features import NO_LABELS
 
@@ -78,9 +79,7 @@ def _norm_stats(folder: Path | None) -> tuple[tuple[float, ...], tuple[float, ..
 
 def _tokenizer(spec: str, folder: Path | None):
     """The model's own tokenizer when its folder (or hub entry) has one, else CLIP's, built offline."""
-    from transformers import CLIPTokenizer
-
-    from cezsar.clip_tokenizer import load_clip_tokenizer
+    from transformers import CLIPTokenizer  # lazy: transformers takes seconds to import, and only CLIP needs it
 
     if folder is not None:
         if (folder / "tokenizer.json").is_file() or (folder / "vocab.json").is_file():
@@ -101,7 +100,7 @@ class ClipEncoder:
     """
 
     def __init__(self, spec: str, device: str = "cpu", batch: int = 32, text_batch: int = 256) -> None:
-        from transformers import CLIPModel
+        from transformers import CLIPModel  # lazy, as in `_tokenizer`
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar: noise in every command's output

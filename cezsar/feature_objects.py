@@ -4,7 +4,6 @@ The released features (`<video_id>.npy`, BiT-M-R152x2 pre-logits, float32 (T, 40
 objects that mining (§3.4 object positives) and Eq. 9 (O(v)) need. The authors obtained each second's objects
 by applying BiT's classification head to those same pre-logits; this module does the same for any backbone
 whose classifier is one linear layer on the pooled feature:
-
 | weights file | head keys | classes | label space |
 |---|---|---|---|
 | BiT `.npz` (official key layout) | `resnet/head/conv2d/{kernel,bias}` | 21,843 (BiT-M) or 1,000 (BiT-S) | imagenet21k / imagenet1k |
@@ -18,6 +17,7 @@ same files `cezsar extract` writes under `objects/`, plus `<out>/objects.json` (
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +27,11 @@ import torch
 
 from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
+from cezsar.datasets import Video
+from cezsar.devices import resolve_device
+from cezsar.features import FeatureError, FeatureStore, _check_objects, _check_stack, shard_videos
+from cezsar.progress import progress_bar
+from cezsar.resources import efficientnet_lite0_weights
 
 LABEL_SPACE_BY_CLASSES = {21843: "imagenet21k", 1000: "imagenet1k"}
 _BIT_KERNEL, _BIT_BIAS = "resnet/head/conv2d/kernel", "resnet/head/conv2d/bias"
@@ -66,7 +71,6 @@ def load_head(weights: str | Path | None, backbone: str | None = None) -> Linear
     if weights is None or str(weights) == "":
         if backbone not in (None, "efficientnet_lite0"):
             raise FileNotFoundError(f"the {backbone} head needs its weights file (--weights)")
-        from cezsar.resources import efficientnet_lite0_weights
 
         weights = efficientnet_lite0_weights()
     path = Path(weights)
@@ -114,7 +118,6 @@ def topk_probs(logits: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _valid(path: Path, t: int, k: int) -> bool:
     """A finished objects file: readable, T rows, k classes a row (the check `cezsar extract` uses)."""
-    from cezsar.features import FeatureError, _check_objects
 
     try:
         idx, _ = _check_objects(path, t)
@@ -134,10 +137,6 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
     shard: (k, n); None = every stack alone, this rank's part under torchrun (rank 0 then returns the merged
     report, cezsar.shards).
     """
-    from cezsar.datasets import Video
-    from cezsar.features import FeatureError, FeatureStore, _check_stack, shard_videos
-    from cezsar.progress import progress_bar
-    from cezsar.devices import resolve_device
 
     shard, merge = shards.for_this_process(shard, resolve_device(device))
     store = FeatureStore(features)
@@ -151,8 +150,6 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
             "backbone": head.backbone, "dim": head.dim, "head": Path(head.source).name}
     meta_path = out / "objects.json"
     if meta_path.exists():
-        import json
-
         old = json.loads(meta_path.read_text())
         clash = {k: (old.get(k), v) for k, v in meta.items() if k != "head" and old.get(k) != v}
         if clash:

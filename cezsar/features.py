@@ -35,6 +35,9 @@ import numpy as np
 from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
+from cezsar.objects import topk_from_logits
+from cezsar.progress import progress_bar
+from cezsar.video import VideoDecodeError, decode_1fps
 
 
 NO_LABELS = "none"  # features.json label_space of a backbone without an ImageNet head (CLIP): no objects
@@ -111,7 +114,6 @@ _END = object()
 
 def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int] | None) -> tuple:
     """(video, frames | None, reason | None) for one video: a bad file is a reason, not an exception."""
-    from cezsar.video import VideoDecodeError, decode_1fps
 
     if v.path is None:
         return v, None, "no video file"
@@ -212,14 +214,12 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     (valid from an earlier run), skipped [{video_id, path, reason}], frames (encoded this run), seconds,
     frames_per_s.
     """
-    from cezsar.objects import topk_from_logits
-    from cezsar.progress import progress_bar
 
     cfg = cfg or ExtractConfig()
     shard, merge = shards.for_this_process(shard, getattr(encoder, "device", "cpu"))
     out = Path(out_dir)
     if encoder is None:
-        from cezsar.backbones import get_encoder
+        from cezsar.backbones import get_encoder  # lazy: backbones imports this module (through cezsar.clip)
 
         encoder = get_encoder(cfg.backbone, cfg.weights, image_size=cfg.image_size, batch=cfg.batch)
     objects = encoder.label_space != NO_LABELS  # CLIP has no ImageNet head: no objects, said in features.json

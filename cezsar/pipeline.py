@@ -14,15 +14,31 @@ import os
 import time
 from pathlib import Path
 
-from cezsar import config
+import numpy as np
+
+from cezsar import config, datasets, distributed, protocols as P
 from cezsar.atomic import write_json
+from cezsar.backbones import get_encoder
 from cezsar.captions import Captions, read_activitynet_files
-from cezsar.config import EvalConfig, ExtractConfig, MiningConfig, ModelConfig, TrainConfig
-from cezsar.features import ReadOnce
+from cezsar.checks import read_checkpoint
+from cezsar.classify import checkpoint_text_encoder
+from cezsar.clip import clip_encoder
+from cezsar.config import EvalConfig, ExtractConfig, FastPathConfig, MiningConfig, ModelConfig, TrainConfig
+from cezsar.devices import resolve_device
+from cezsar.feature_objects import load_head, objects_from_features
+from cezsar.features import ReadOnce, extract
 from cezsar.layout import (TEST_SETS, Layout, _have_objects, _npy_ids, check_inputs, describe, head_weights,
                            layout_from, uses_objects)
+from cezsar.mining import mine
 from cezsar.params import Settings, resolve, settings, stage_configs
+from cezsar.progress import progress_mode
+from cezsar.protocols import PROTOCOLS
 from cezsar.results import protocol_record
+from cezsar.synthetic import generate
+from cezsar.tables import COLUMNS, FRACTIONS
+from cezsar.text import SentenceEncoder
+from cezsar.train import fit, load_checkpoint, segment_bounds
+from cezsar.triplets import TripletSet
 
 # The notebooks' one entry point: the stages, and (from cezsar.layout / cezsar.params) the parameter set and its
 # layout, so a notebook imports `pipeline` alone.
@@ -39,7 +55,6 @@ DATASET_NAMES = {"activitynet": "ActivityNet Captions", "ucf101": "UCF-101", "ki
 def prepare_data(lay: Layout, s: Settings) -> dict:
     """Notebook 00: generate SynthActions (embedded; skipped when the same seed and size exist) or check
     every real input up front, then a summary of each part."""
-    from cezsar import datasets
 
     out: dict = {}
     if lay.mode == "embedded":
@@ -48,8 +63,6 @@ def prepare_data(lay: Layout, s: Settings) -> dict:
         same = stamp.exists() and {k: json.loads(stamp.read_text()).get(k) for k in ("seed", "size")} == \
             {"seed": s.synth_seed, "size": s.synth_size}
         if not same or not lay.captions[0].exists():
-            from cezsar.synthetic import generate
-
             out["generated"] = generate(root, seed=s.synth_seed, size=s.synth_size)
         else:
             out["generated"] = f"reused {root} (seed {s.synth_seed}, size {s.synth_size})"
@@ -77,9 +90,6 @@ def extract_features(lay: Layout, s: Settings) -> dict:
     features); videos without a stack are extracted when their files exist, and listed otherwise. Objects
     missing from a folder are computed from the features with the backbone's own head (cezsar.feature_objects).
     """
-    from cezsar import datasets
-    from cezsar.feature_objects import load_head, objects_from_features
-    from cezsar.features import extract
 
     cfg = ExtractConfig(backbone=s.backbone, weights=str(lay.weights) if lay.weights else None,
                         image_size=s.image_size, released_preprocess=s.released_preprocess)
@@ -102,8 +112,6 @@ def extract_features(lay: Layout, s: Settings) -> dict:
     encoder = None
     for name, vids, out in jobs:
         if encoder is None:
-            from cezsar.backbones import get_encoder
-
             encoder = get_encoder(cfg.backbone, cfg.weights, device=s.device, image_size=cfg.image_size,
                                   batch=cfg.batch, preprocess="released" if cfg.released_preprocess else "paper")
         rep = extract(vids, out, cfg, encoder=encoder, progress=True)
@@ -158,7 +166,6 @@ def _folder_key(folder: Path) -> dict:
 
 def mining_inputs(lay: Layout, s: Settings, objects: bool) -> dict:
     """Everything a triplet file depends on besides its MiningConfig (the reuse key)."""
-    from cezsar.text import SentenceEncoder
 
     return {"captions": [_file_key(c) for c in lay.captions], "text_model": SentenceEncoder(s.text_model).model_id,
             "features": _folder_key(lay.train_features),
@@ -189,9 +196,6 @@ def mine_triplets(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     """Notebook 02: the triplet file for τ (reused when its config and every input are the same); its summary.
 
     Segments of videos without training features are left out and counted ("videos_without_features")."""
-    from cezsar.mining import mine
-    from cezsar.triplets import TripletSet
-    from cezsar.text import SentenceEncoder
 
     objects = uses_objects(lay, s)
     cfg = mining_config(s, tau, objects)
@@ -238,13 +242,6 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     checkpoints records the triplet file, the mining and training settings and the parameter set.
     Under torchrun (`cezsar train --params-file FILE`, docs/decisions.md §13) this is data-parallel training:
     rank 0 encodes the sentences, sets a stale run aside and writes the files; the others follow."""
-    from cezsar import distributed
-    from cezsar.devices import resolve_device
-    from cezsar.config import FastPathConfig
-    from cezsar.triplets import TripletSet
-    from cezsar.progress import progress_mode
-    from cezsar.text import SentenceEncoder
-    from cezsar.train import fit
 
     tau = s.tau if tau is None else tau
     cfg = train_config(s)
@@ -274,7 +271,6 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
 
     bounds = None
     if cfg.window == "released":  # the first 16 s of each captioned segment: the segments' bounds, as mined
-        from cezsar.train import segment_bounds
 
         bounds = segment_bounds(training_captions(lay, store)[0])
     t0 = time.perf_counter()
@@ -296,7 +292,6 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
 
 def _check_resumable(last: Path, out: Path, trip, cfg: TrainConfig, s: Settings) -> None:
     """Resume only a run of the same triplets and training settings: set any other run aside."""
-    from cezsar.checks import read_checkpoint
 
     meta = read_checkpoint(last, None, training=True, remedy="delete it to train anew")
     same = {k: v for k, v in _plain(config.to_dict(cfg)).items() if k not in _RESUMABLE}
@@ -317,8 +312,6 @@ def eval_config(s: Settings) -> EvalConfig:
 def table_protocols(kind: str, n_classes: int) -> dict[str, str]:
     """Table column -> protocol. Real data: the paper's protocols; a smaller dataset (SynthActions): the same
     fractions of its classes (at least 2 classes per run)."""
-    from cezsar.protocols import PROTOCOLS
-    from cezsar.tables import COLUMNS, FRACTIONS
 
     real = {int(p.split("/")[1]) for p in PROTOCOLS[kind]}
     if n_classes in real:
@@ -338,10 +331,6 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
 
     Returns {variant: {column: protocol result}} plus "_emb" (the embedded data, for the figures). With
     `skip_missing`, test videos without features are left out and counted in every result."""
-    from cezsar import datasets, protocols as P
-    from cezsar.classify import checkpoint_text_encoder
-    from cezsar.text import SentenceEncoder
-    from cezsar.train import load_checkpoint
 
     ecfg = eval_config(s)
     methods = methods_for(lay, s) if methods is None else methods
@@ -358,7 +347,6 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
         method, beta = ("objects", 0.0) if variant == "O" else ("cezsar", 0.0 if variant == "VE" else ecfg.beta)
         prompts = CLIP_VARIANTS.get(variant)
         if prompts is not None:  # the CLIP baseline: CLIP's text tower, the one that made these features
-            from cezsar.clip import clip_encoder
 
             method, beta = "clip", 0.0
             clip = clip or clip_encoder(store.backbone, device=s.device)
@@ -435,7 +423,6 @@ def tau_ablation(lay: Layout, s: Settings) -> dict:
     set, every class."""
     taus = [float(t) for t in str(s.tau_values).split(",") if t.strip()]
     variant = "VE+O" if uses_objects(lay, s) else "VE"
-    from cezsar import datasets
 
     # every class, as Table 1's first column names it (0/101 on UCF-101, whose split files are tracked)
     every_class = next(iter(table_protocols("ucf101", len(datasets.load_dataset("ucf101", lay.roots["ucf101"])
@@ -473,8 +460,6 @@ def save_json(obj: dict, path: Path) -> Path:
 
 
 def _jsonable(o):
-    import numpy as np
-
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, np.generic):

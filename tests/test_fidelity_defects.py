@@ -41,10 +41,10 @@ def _model():
 
 def test_released_sum_is_the_raw_sum_of_raw_vem_and_raw_object_sem_outputs(monkeypatch):
     """Defect 1: normalize_terms=False must not L2-normalise the window embeddings or the object embeddings."""
-    import cezsar.objects
+    import cezsar.protocols
 
     sentences = [f"object {i}: a thing number {i}" for i in range(10)]
-    monkeypatch.setattr(cezsar.objects, "object_sentences", lambda label_space: sentences)
+    monkeypatch.setattr(cezsar.protocols, "object_sentences", lambda label_space: sentences)
     rng = np.random.default_rng(1)
     classes = ["act a", "act b"]
     videos = [Video("v0", None, "act a"), Video("v1", None, "act b")]

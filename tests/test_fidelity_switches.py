@@ -319,12 +319,12 @@ def test_released_yaml_turns_every_switch_on_and_matches_the_measured_variant():
 
 
 def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkeypatch):
-    import cezsar.objects
+    import cezsar.protocols
     from cezsar import protocols as P
     from cezsar.datasets import ClassDataset, Video
 
     texts = [f"thing {i}: sense a. sense b" for i in range(10)]
-    monkeypatch.setattr(cezsar.objects, "all_sense_texts", lambda label_space: texts)
+    monkeypatch.setattr(cezsar.protocols, "all_sense_texts", lambda label_space: texts)
     seen = []
 
     class Enc:
