@@ -22,7 +22,7 @@ def _shown_once(fig: Figure) -> Figure:
 
 def _tsne_2d(videos: np.ndarray, protos: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Joint 2-d t-SNE of videos (V, d) and prototypes (C, d) under cosine distance."""
-    from sklearn.manifold import TSNE
+    from sklearn.manifold import TSNE  # lazy: scikit-learn takes ~1 s to import; only the t-SNE figure needs it
 
     x = np.concatenate([videos, protos]).astype(np.float64)  # (V + C, d)
     x /= np.linalg.norm(x, axis=1, keepdims=True) + 1e-12  # the classifier is cosine 1-NN (Eq. 8)
@@ -64,7 +64,7 @@ def fig3_confusion(matrices: dict[str, np.ndarray], class_names: list[str]) -> F
     Args:
         matrices: panel title (with its accuracy) -> (C, C) integer counts over the hard classes.
     """
-    import seaborn as sns
+    import seaborn as sns  # lazy: as scikit-learn above, for the confusion matrices only
 
     n = len(class_names)
     fig, axes = plt.subplots(1, len(matrices), figsize=(0.55 * n * len(matrices) + 3, 0.5 * n + 2.4),

@@ -46,7 +46,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", enabled: bool =
     """A tqdm bar in the form `progress_mode()` picks; disabled when `enabled` is False."""
     mode = progress_mode() if enabled else "off"
     if mode == "widget":
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # lazy: tqdm.auto loads ipywidgets, needed only in JupyterLab
 
         return tqdm(total=total, desc=desc, unit=unit, leave=leave, **kwargs)
     from tqdm import tqdm

@@ -40,7 +40,7 @@ def _remember(params_file: str, values: dict[str, Any]) -> None:
 
 
 def _control(name: str, value: Any):
-    import ipywidgets as w
+    import ipywidgets as w  # lazy: only JupyterLab shows the panel; a headless run never loads it
 
     style = {"description_width": "initial"}
     if isinstance(value, bool):
@@ -62,7 +62,7 @@ def tuner(namespace: dict, names: list[str], params_file: str | None = None,
     With `params_file`, values moved on a control are remembered for that parameter set and applied to
     `namespace` right away on the next run of this cell (module doc); the reset button forgets them.
     """
-    import ipywidgets as w
+    import ipywidgets as w  # lazy: only JupyterLab shows the panel; a headless run never loads it
 
     for name in names:
         if name not in namespace:
