@@ -29,6 +29,17 @@ def shard_arg(text: str) -> tuple[int, int]:
     return k, n
 
 
+def add_shard_options(parser: argparse.ArgumentParser, items: str, out: str) -> None:
+    """`--shard K/N` and `--merge-reports` (extract, objects): `items` names what is split ("videos", "stacks"),
+    `out` the folder the shard reports are merged in."""
+    parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
+                        help=f"process only shard K of N ({items} at sorted-id position = K mod N), e.g. one task of a "
+                        "job array; under torchrun the default is the rank's shard, and rank 0 merges the reports")
+    parser.add_argument("--merge-reports", action="store_true",
+                        help=f"only merge the shards' report_shard<k>of<n>.json in {out} into report.json (after a "
+                        "job array); exit 1 naming the shards without a report")
+
+
 def add_progress(parser: argparse.ArgumentParser) -> None:
     """`--progress` / `--no-progress`, the same in every command: bars on by default when stderr is a terminal
     (off in logs and pipes, where a bar's redraws are noise)."""

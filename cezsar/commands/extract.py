@@ -10,7 +10,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cezsar.commands import add_progress, merge_reports, print_skips, shard_arg
+from cezsar.commands import add_progress, add_shard_options, merge_reports, print_skips
 from cezsar.config import ExtractConfig
 
 HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
@@ -30,12 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "resnet152 (needs --weights .pth) | clip:<hub id or local folder> (CLIP image embeddings at "
                         "the model's own size, no objects); default: bit_m_r152x2 when --weights is a .npz")
     parser.add_argument("--weights", default=None, help="BiT-M-R152x2.npz or torchvision resnet152 .pth")
-    parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
-                        help="process only shard K of N (videos at sorted-id position = K mod N), e.g. one task of a "
-                        "job array; under torchrun the default is the rank's shard")
-    parser.add_argument("--merge-reports", action="store_true",
-                        help="only merge the shards' report_shard<k>of<n>.json in --out into report.json (after a "
-                        "job array); exit 1 naming the shards without a report")
+    add_shard_options(parser, "videos", "--out")
     parser.add_argument("--batch", type=int, default=d.batch, help=f"frames per CNN forward (default {d.batch})")
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"square input side in px (default {d.image_size})")

@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cezsar.commands import add_progress, merge_reports, print_skips, shard_arg
+from cezsar.commands import add_progress, add_shard_options, merge_reports, print_skips
 from cezsar.config import ExtractConfig
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
@@ -24,12 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     topk = ExtractConfig.topk_objects  # the objects extraction keeps, computed here from the features instead
     parser.add_argument("--topk", type=int, default=topk, help=f"object classes kept per second (default {topk})")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
-    parser.add_argument("--shard", type=shard_arg, default=None, metavar="K/N",
-                        help="process only shard K of N (stacks at sorted-id position = K mod N); under torchrun "
-                        "the default is the rank's shard, and rank 0 merges the reports")
-    parser.add_argument("--merge-reports", action="store_true",
-                        help="only merge the shards' report_shard<k>of<n>.json in --out (default "
-                        "<features>/objects) into report.json; exit 1 naming the shards without a report")
+    add_shard_options(parser, "stacks", "--out (default <features>/objects)")
     add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
