@@ -56,36 +56,34 @@ def _label(option: str | None, path: Path) -> str:
     return f"{option} {path}" if option else str(path)
 
 
-def require_file(path: str | os.PathLike, option: str | None = None, what: str = "file",
-                 hint: str | None = None) -> Path:
-    """`path` must be an existing, readable regular file; else UsageError naming `option` and the path."""
+def _require(path: str | os.PathLike, option: str | None, what: str, hint: str | None, folder: bool) -> Path:
+    """`path` must exist as a readable file (folder=False) or folder; else UsageError naming `option` and the path."""
     p = Path(path).expanduser()
     where = _label(option, p)
     tail = f"; {hint}" if hint else ""
-    if p.is_dir():
+    if folder and p.is_file():
+        raise UsageError(f"{where}: is a file, expected a {what}{tail}")
+    if not folder and p.is_dir():
         raise UsageError(f"{where}: is a folder, expected a {what}{tail}")
-    if not p.exists():
+    if not p.exists() or (folder and not p.is_dir()):
         raise UsageError(f"{where}: no such {what}{tail}")
-    if not p.is_file():
+    if not folder and not p.is_file():
         raise UsageError(f"{where}: not a regular file, expected a {what}{tail}")
-    if not os.access(p, os.R_OK):
+    if not os.access(p, os.R_OK | (os.X_OK if folder else 0)):
         raise UsageError(f"{where}: not readable (permissions){tail}")
     return p
+
+
+def require_file(path: str | os.PathLike, option: str | None = None, what: str = "file",
+                 hint: str | None = None) -> Path:
+    """`path` must be an existing, readable regular file; else UsageError naming `option` and the path."""
+    return _require(path, option, what, hint, folder=False)
 
 
 def require_dir(path: str | os.PathLike, option: str | None = None, what: str = "folder",
                 hint: str | None = None) -> Path:
     """`path` must be an existing, readable folder; else UsageError naming `option` and the path."""
-    p = Path(path).expanduser()
-    where = _label(option, p)
-    tail = f"; {hint}" if hint else ""
-    if p.is_file():
-        raise UsageError(f"{where}: is a file, expected a {what}{tail}")
-    if not p.is_dir():
-        raise UsageError(f"{where}: no such {what}{tail}")
-    if not os.access(p, os.R_OK | os.X_OK):
-        raise UsageError(f"{where}: not readable (permissions){tail}")
-    return p
+    return _require(path, option, what, hint, folder=True)
 
 
 def require_path(path: str | os.PathLike, option: str | None = None, what: str = "file or folder",
