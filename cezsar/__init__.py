@@ -20,7 +20,7 @@ _API = {
     "TripletSet": "cezsar.triplets",
     "mine": "cezsar.mining",  # hard negative mining, paper §3.4
     "fit": "cezsar.train",  # Eq. 7 training
-    "load_checkpoint": "cezsar.train",
+    "load_checkpoint": "cezsar.checkpoints",
     "class_prototypes": "cezsar.prototypes",  # SE(z) of Eq. 8
     "embed_dataset": "cezsar.protocols",  # Eqs. 8-9 over a dataset
     "run_evaluation": "cezsar.protocols",  # one protocol's seeded runs

@@ -186,7 +186,7 @@ def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, 
     """
     import torch
 
-    from cezsar.train import CHECKPOINT_VERSION
+    from cezsar.checkpoints import CHECKPOINT_VERSION  # lazy: cezsar.checkpoints imports this module
 
     p = require_file(path, option, "checkpoint", "pass the best.pt or last.pt written by `cezsar train`")
     where = _label(option, p)

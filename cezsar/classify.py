@@ -40,12 +40,12 @@ import numpy as np
 from cezsar import zsar
 from cezsar.backbones import _ALIASES
 from cezsar.baselines import objects_only_scores
+from cezsar.checkpoints import load_checkpoint
 from cezsar.checks import frame_encoder, text_encoder
 from cezsar.config import EvalConfig, ExtractConfig
 from cezsar.datasets import normalize_class, read_descriptions
 from cezsar.objects import object_sentences, topk_from_logits
 from cezsar.prototypes import class_prototypes, encode_per_class, through_sem
-from cezsar.train import load_checkpoint
 from cezsar.video import VideoDecodeError, decode_1fps
 
 METHODS = ("objects", "cezsar")

@@ -25,15 +25,15 @@ import numpy as np
 import torch
 
 from cezsar import datasets, pipeline, protocols, zsar
-
 from cezsar.atomic import write_json, write_text
 from cezsar.captions import read_activitynet_files
+from cezsar.checkpoints import load_checkpoint
 from cezsar.config import to_dict
 from cezsar.mining import mine
 from cezsar.params import load, stage_configs
 from cezsar.plots import _shown_once
 from cezsar.text import SentenceEncoder
-from cezsar.train import fit, load_checkpoint, segment_bounds
+from cezsar.train import fit, segment_bounds
 from cezsar.triplets import TripletSet
 
 # the released code's behaviours as parameter values (params/released.yaml holds the same, all at once)

@@ -20,6 +20,8 @@ from cezsar import config, datasets, distributed, protocols as P
 from cezsar.atomic import write_json
 from cezsar.backbones import get_encoder
 from cezsar.captions import Captions, read_activitynet_files
+from cezsar.checkpoints import load_checkpoint
+from cezsar.clip_baseline import VARIANTS as CLIP_BASELINE_VARIANTS
 from cezsar.checks import read_checkpoint
 from cezsar.classify import checkpoint_text_encoder
 from cezsar.clip import clip_encoder
@@ -37,13 +39,15 @@ from cezsar.results import protocol_record
 from cezsar.synthetic import generate
 from cezsar.tables import COLUMNS, FRACTIONS
 from cezsar.text import SentenceEncoder
-from cezsar.train import fit, load_checkpoint, segment_bounds
+from cezsar.train import fit, segment_bounds
 from cezsar.triplets import TripletSet
+
+# the CLIP baseline's table rows (docs/decisions.md §14): variant -> prompt set
+CLIP_VARIANTS = {variant: prompts for prompts, variant in CLIP_BASELINE_VARIANTS.items()}
 
 # The notebooks' one entry point: the stages, and (from cezsar.layout / cezsar.params) the parameter set and its
 # layout, so a notebook imports `pipeline` alone.
-__all__ = ["CLIP_VARIANTS", "DATASET_NAMES", "TEST_SETS", "Layout", "ReadOnce", "check_inputs", "clip_layout",
-           "clip_rows", "clip_settings", "describe", "eval_config",
+__all__ = ["CLIP_VARIANTS", "DATASET_NAMES", "TEST_SETS", "Layout", "ReadOnce", "check_inputs", "describe", "eval_config",
            "evaluate_methods", "extract_features", "head_weights", "layout_from", "methods_for", "mine_triplets",
            "mining_config", "mining_inputs", "model_config", "prepare_data", "resolve", "save_json", "settings",
            "table_protocols", "tau_ablation", "train_config", "train_model", "training_captions", "uses_objects"]
@@ -368,53 +372,6 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
                 dataset_root=lay.roots[kind], features=lay.folders(kind)[0],
                 text_model=clip.name if method == "clip" else s.text_model,
                 text_model_id=clip.name if method == "clip" else enc.model_id, backbone=store.backbone)
-    return out
-
-
-# --- 05: the CLIP rows (docs/decisions.md §14) ------------------------------------------------------------
-CLIP_VARIANTS = {"CLIP-names": "names", "CLIP-descriptions": "descriptions"}  # variant -> prompt set
-
-
-def clip_layout(lay: Layout) -> Layout:
-    """The layout of the CLIP rows: the same data, CLIP features, triplets and models under `<work>/clip/`."""
-    work = lay.work / "clip"
-    feats = {k: work / "features" / k for k in TEST_SETS}
-    return dataclasses.replace(lay, train_features=work / "features" / "activitynet",
-                               train_objects=work / "features" / "activitynet" / "objects", test_features=feats,
-                               test_objects={k: f / "objects" for k, f in feats.items()}, work=work,
-                               processed=work / "processed", models=work / "models", weights=None)
-
-
-def clip_settings(s: Settings) -> Settings:
-    """The parameter set with CLIP (`clip_model`) as the frame encoder: objects off (CLIP has no ImageNet head),
-    so captions-only mining and VE; every other setting of the method unchanged."""
-    values = {**s.values, "backbone": f"clip:{s.clip_model}", "backbone_weights": "", "use_objects": "off",
-              "object_positives": 0, "mine_released_objects": False}
-    return Settings(values, s.source, dict(s.overrides))
-
-
-def clip_rows(lay: Layout, s: Settings) -> dict:
-    """Notebook 05, when `clip_model` is set: CLIP frame features of every part (extracted once), the CLIP
-    frame-average baseline with both prompt sets, and CEZSAR trained on the CLIP features (VE; needs the
-    training videos, not only released features). Returns {kind: {variant: {column: result}}} with the variants
-    "CLIP-names", "CLIP-descriptions" and "CLIP+VE", and "training": the CLIP model's training record."""
-    cs, clay = clip_settings(s), clip_layout(lay)
-    print(f"CLIP rows with {s.clip_model}: features under {clay.work}", flush=True)
-    extract_features(clay, cs)
-    checkpoint = None
-    if _npy_ids(clay.train_features):
-        mine_triplets(clay, cs)
-        checkpoint = Path(train_model(clay, cs)["checkpoint"])
-    out: dict = {"training": {"checkpoint": str(checkpoint) if checkpoint else None,
-                              "note": None if checkpoint else "no training videos to extract CLIP features from: "
-                              "CEZSAR on CLIP features needs anet_videos"}}
-    for kind in TEST_SETS:
-        methods = (*CLIP_VARIANTS, "VE") if checkpoint else tuple(CLIP_VARIANTS)
-        res = evaluate_methods(clay, kind, checkpoint, cs, methods=methods)
-        res.pop("_emb")
-        if "VE" in res:
-            res["CLIP+VE"] = res.pop("VE")
-        out[kind] = res
     return out
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Markdown, display
 
-from cezsar import classify, datasets, pipeline, plots, tables
+from cezsar import classify, clip_stage, datasets, pipeline, plots, tables
 from cezsar.atomic import write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.clip import is_clip
@@ -82,8 +82,7 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
                                      "videos": first["n_dataset_videos"], "videos_used": first["n_videos"],
                                      "skipped_videos": first["skipped_videos"]}
     if s.clip_model:  # the CLIP rows: extra methods beside O, VE, VE + O (absent: the tables say "needs weights")
-
-        peer = pipeline.clip_rows(lay, s)
+        peer = clip_stage.clip_rows(lay, s)
         results["clip"] = {"model": s.clip_model, "template": TEMPLATE, "training": peer["training"]}
         for kind in TEST_SETS:
             d = results["datasets"][kind]

@@ -81,7 +81,7 @@ def save_checkpoint(path: Path, feat_dim: int = 1280, text_dim: int = 384, text_
                     trained_on: dict | None = None, resumable: bool = False) -> Path:
     from cezsar.config import ModelConfig, to_dict
     from cezsar.model import JointEmbedder
-    from cezsar.train import CHECKPOINT_VERSION
+    from cezsar.checkpoints import CHECKPOINT_VERSION
 
     cfg = ModelConfig(feat_dim=feat_dim, text_dim=text_dim, d_model=16, n_heads=2, emb_dim=8)
     ckpt = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(cfg), "model": JointEmbedder(cfg).state_dict(),
@@ -563,7 +563,7 @@ def test_train_damaged_feature_bank_cache(capsys, tmp_path, toy, no_models):
 
 
 def test_train_records_what_the_model_was_trained_on(capsys, tmp_path, toy, minilm_id):
-    from cezsar.train import describe_provenance, load_checkpoint
+    from cezsar.checkpoints import describe_provenance, load_checkpoint
 
     out = tmp_path / "run"
     rc, _, err = cli(capsys, *train_args(toy, out, "--params", "embedded", "--json"))
@@ -576,7 +576,7 @@ def test_train_records_what_the_model_was_trained_on(capsys, tmp_path, toy, mini
 
 
 def test_old_checkpoints_load_with_unknown_provenance(tmp_path):
-    from cezsar.train import describe_provenance, load_checkpoint
+    from cezsar.checkpoints import describe_provenance, load_checkpoint
 
     _, meta = load_checkpoint(save_checkpoint(tmp_path / "old.pt", text_model="minilm-384d-x"))
     assert meta["trained_on"]["dataset"] == "unknown" and meta["trained_on"]["feat_dim"] == 1280

@@ -159,7 +159,7 @@ def test_cezsar_method_matches_the_model_applied_directly():
 
 def _save_checkpoint(path, text_model, text_dim):
     from cezsar.config import to_dict
-    from cezsar.train import CHECKPOINT_VERSION
+    from cezsar.checkpoints import CHECKPOINT_VERSION
 
     cfg = ModelConfig(feat_dim=1280, text_dim=text_dim, d_model=16, emb_dim=6)
     from cezsar.model import JointEmbedder

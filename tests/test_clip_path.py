@@ -96,11 +96,11 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
 
 
 def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, tmp_path: Path, monkeypatch):
-    """`clip_model` set: notebook 05's CLIP rows (pipeline.clip_rows) computed under every table protocol, and the
+    """`clip_model` set: notebook 05's CLIP rows (clip_stage.clip_rows) computed under every table protocol, and the
     tables show them computed instead of "needs weights"."""
     import yaml
 
-    from cezsar import params, pipeline, report
+    from cezsar import clip_stage, params, pipeline, report
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({
         "data_root": str(synth), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,
@@ -108,7 +108,7 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, 
     monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path / "runs"))
     s = params.settings(tmp_path / "p.yaml")
     lay = pipeline.layout_from(s)
-    peer = pipeline.clip_rows(lay, s)
+    peer = clip_stage.clip_rows(lay, s)
     assert Path(peer["training"]["checkpoint"]).is_file()
     assert (lay.work / "clip" / "features" / "activitynet" / "features.json").is_file()
     for kind in pipeline.TEST_SETS:
@@ -119,7 +119,7 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, 
                 assert r["backbone"] == f"clip:{tiny_clip}" and r["n_videos"] > 0
         assert peer[kind]["CLIP+VE"]["101" if kind == "ucf101" else "400"]["variant"] == "VE"
     # notebook 05's evaluate_all adds them beside the paper's methods (those stubbed here: no main model trained)
-    monkeypatch.setattr(pipeline, "clip_rows", lambda *a: peer)
+    monkeypatch.setattr(clip_stage, "clip_rows", lambda *a: peer)
     monkeypatch.setattr(pipeline, "evaluate_methods",
                         lambda lay, kind, *a, **k: {"_emb": {}, "VE": peer[kind]["CLIP+VE"]})
     results = report.evaluate_all(lay, s, checkpoint=tmp_path / "none.pt")

@@ -83,7 +83,8 @@ def test_packed_equals_padded_on_cuda_bf16_autocast():
 def test_training_on_cuda_lowers_the_loss(tmp_path: Path):
     from test_train import TINY, make_toy
 
-    from cezsar.train import fit, load_checkpoint
+    from cezsar.checkpoints import load_checkpoint
+    from cezsar.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=32, epochs=6, device="cuda", autocast=True),

@@ -263,7 +263,7 @@ def test_cli_evaluate_objects_and_cezsar(tmp_path, capsys):
     from cezsar.config import ModelConfig, to_dict
     from cezsar.model import JointEmbedder
     from cezsar.results import RESULTS_VERSION
-    from cezsar.train import CHECKPOINT_VERSION
+    from cezsar.checkpoints import CHECKPOINT_VERSION
 
     root, feats, desc = _write_ucf(tmp_path)
     out = tmp_path / "res" / "objects.json"

@@ -87,7 +87,7 @@ def check_inputs(args: argparse.Namespace) -> None:
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import require_path
     from cezsar.classify import classify_videos, load_classifier, prepare_labels
-    from cezsar.train import describe_provenance, is_synthetic
+    from cezsar.checkpoints import describe_provenance, is_synthetic
 
     if args.descriptions is not None:
         require_path(args.descriptions, "--descriptions", "descriptions file or folder")

@@ -193,7 +193,7 @@ def run(args: argparse.Namespace) -> int:
     _objects_off(args, store)
     model, ckpt_meta = None, {}
     if args.method == "cezsar":
-        from cezsar.train import describe_provenance, load_checkpoint
+        from cezsar.checkpoints import describe_provenance, load_checkpoint
 
         model, ckpt_meta = load_checkpoint(args.model, option="--model")
         model.to(args.device)

@@ -1,0 +1,91 @@
+"""Checkpoints of the joint embedder: reading one back (`load_checkpoint`) and what it was trained on (its
+provenance), for evaluation, `cezsar classify` and resumed training (`cezsar.train` writes them).
+
+A checkpoint is a torch dict: {"version", "model_cfg", "model", "optimizer", RNG states, "epoch", history,
+"feat_dim", "text_dim", "text_model", "text_model_name", "trained_on", ...}; `checks.read_checkpoint` validates
+the file before anything here uses it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from cezsar.checks import CheckpointError, read_checkpoint
+from cezsar.config import ModelConfig
+from cezsar.model import JointEmbedder
+
+CHECKPOINT_VERSION = 1
+
+
+# --- reading a checkpoint ---------------------------------------------------------------------------------
+def _build_model(ckpt: dict, where: str, device, fix: str) -> JointEmbedder:
+    """The JointEmbedder a checkpoint dict describes, weights loaded; CheckpointError when they do not fit."""
+    try:
+        model = JointEmbedder(ModelConfig(**ckpt["model_cfg"])).to(device)
+        model.load_state_dict(ckpt["model"])
+    except (TypeError, ValueError, RuntimeError, KeyError, AttributeError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise CheckpointError(f"{where}: model entries do not fit this package's JointEmbedder ({reason}); "
+                              f"{fix}") from err
+    return model
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
+                    option: str | None = None) -> tuple[JointEmbedder, dict]:
+    """Rebuild the trained JointEmbedder (eval mode) from `last.pt`/`best.pt`; meta = everything else stored.
+
+    The file is checked first (`checks.read_checkpoint`): a missing, empty, truncated or foreign file
+    raises UsageError / CheckpointError naming it. `meta["trained_on"]` always exists (`provenance`),
+    with "unknown" for what a checkpoint from before provenance was recorded does not say.
+    """
+    ckpt = read_checkpoint(path, option, map_location=device)
+    where = f"{option} {path}" if option else str(path)
+    model = _build_model(ckpt, where, device, "delete it or re-create it with `cezsar train`")
+    model.eval()
+    meta = {k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}
+    meta["trained_on"] = provenance_of(meta)
+    return model, meta
+
+
+# --- provenance: what a checkpoint was trained on ----------------------------------------------------
+PROVENANCE_KEYS = ("dataset", "captions", "features", "backbone", "feat_dim", "label_space", "text_model", "params")
+
+
+def training_provenance(triplets, store, text_model: str | None, params: str | None = None) -> dict:
+    """What a run trains on, recorded in its checkpoints: the captions' dataset and file (from the triplet
+    file's summary), the feature folder's backbone and dim (its features.json), the text model id and the
+    parameter-set name. Unknown items are "unknown", never guessed."""
+    summary = getattr(triplets, "summary", None) or {}
+    cap = summary.get("captions") if isinstance(summary.get("captions"), dict) else {}
+    root = getattr(store, "root", None)
+    out = {"dataset": cap.get("dataset"), "captions": cap.get("file"),
+           "features": Path(root).name if root is not None else None,
+           "backbone": getattr(store, "backbone", None), "feat_dim": int(store.dim),
+           "label_space": getattr(store, "label_space", None), "text_model": text_model, "params": params}
+    return {k: ("unknown" if v in (None, "") else v) for k, v in out.items()}
+
+
+def provenance_of(meta: dict) -> dict:
+    """A checkpoint's `trained_on`, completed for old checkpoints (missing fields -> "unknown")."""
+    got = meta.get("trained_on") if isinstance(meta.get("trained_on"), dict) else {}
+    out = {k: got.get(k) for k in PROVENANCE_KEYS}
+    out["feat_dim"] = out["feat_dim"] or meta.get("feat_dim")
+    out["text_model"] = out["text_model"] or meta.get("text_model")
+    return {k: ("unknown" if v in (None, "") else v) for k, v in out.items()}
+
+
+def describe_provenance(trained_on: dict) -> str:
+    """One line: "model trained on SynthActions (synthetic clips), captions train.json, backbone
+    efficientnet_lite0 (1280-d), text minilm-384d-…, parameter set embedded"."""
+    t = {k: trained_on.get(k, "unknown") for k in PROVENANCE_KEYS}
+    cap = f", captions {t['captions']}" if t["captions"] != "unknown" else ""
+    dim = f" ({t['feat_dim']}-d)" if t["feat_dim"] != "unknown" else ""
+    return (f"model trained on {t['dataset']}{cap}, backbone {t['backbone']}{dim}, text {t['text_model']}, "
+            f"parameter set {t['params']}")
+
+
+def is_synthetic(trained_on: dict) -> bool:
+    """Whether the provenance says the model saw only the embedded synthetic clips (SynthActions)."""
+    return "synth" in str(trained_on.get("dataset", "")).lower()
