@@ -123,4 +123,8 @@ def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
 def cleanup() -> None:
     """Leave the process group (end of a command); no-op when none was joined."""
     if dist.is_available() and dist.is_initialized():
+        # every rank reaches this point before any leaves: rank 0 hosts the group's store, and a rank still
+        # talking to it after rank 0 exited aborts (SIGABRT) instead of ending cleanly
+        with contextlib.suppress(RuntimeError):
+            dist.barrier()
         dist.destroy_process_group()
