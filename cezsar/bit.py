@@ -22,13 +22,35 @@ _CONV = "standardized_conv2d"
 
 
 class StdConv2d(nn.Conv2d):
-    """Conv2d with weight standardisation: each output filter is shifted/scaled to mean 0, var 1."""
+    """Conv2d with weight standardisation: each output filter is shifted/scaled to mean 0, var 1.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    A frozen network standardises the same weights on every forward; `fold_standardisation` does it once and
+    stores the result (`folded` True), after which the forward is a plain convolution with identical output.
+    """
+
+    folded: bool = False
+
+    def standardised_weight(self) -> torch.Tensor:
         w = self.weight
         var, mean = torch.var_mean(w, dim=(1, 2, 3), keepdim=True, unbiased=False)  # per filter
-        w = (w - mean) / torch.sqrt(var + 1e-10)  # BiT's epsilon
+        return (w - mean) / torch.sqrt(var + 1e-10)  # BiT's epsilon
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight if self.folded else self.standardised_weight()
         return F.conv2d(x, w, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+def fold_standardisation(model: nn.Module) -> nn.Module:
+    """Standardise every StdConv2d's weights once, in place, for a frozen model (extraction, objects): the
+    weights become the standardised ones and stop requiring gradients, and the forward no longer recomputes
+    them (the same values, so the same outputs). Idempotent; returns `model`."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, StdConv2d) and not m.folded:
+                m.weight.copy_(m.standardised_weight())
+                m.weight.requires_grad_(False)
+                m.folded = True
+    return model
 
 
 class PreActUnit(nn.Module):

@@ -43,7 +43,7 @@ class ExtractConfig:
     batch: int = 32  # frames per CNN forward
     topk_objects: int = 5  # per-second object classes kept (indices + scores) for mining and Eq. 9
     max_seconds: float | None = None  # decode at most this many seconds (None = whole video)
-    decoders: int = 0  # videos decoded at once beside the CNN; 0 = auto: 1 on a CPU (the CNN needs the cores), up to 8 on a GPU
+    decoders: int = 0  # videos decoded at once beside the CNN; 0 = auto: 1 on a CPU (the CNN needs the cores), cores - 2 on a GPU
     released_preprocess: bool = False  # paper: –; here RGB, whole frame resized; released: BGR, resize 256 + centre crop 224
 
 

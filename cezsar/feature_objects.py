@@ -30,6 +30,7 @@ from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.datasets import Video
 from cezsar.devices import resolve_device
 from cezsar.features import FeatureError, FeatureStore, _check_objects, _check_stack, shard_videos
+from cezsar.objects import topk_logsumexp
 from cezsar.progress import progress_bar
 from cezsar.resources import efficientnet_lite0_weights
 
@@ -107,13 +108,38 @@ def load_head(weights: str | Path | None, backbone: str | None = None) -> Linear
 def topk_probs(logits: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per-row top-k of the softmax: indices int32 (T, k) by decreasing probability, scores float16 (T, k).
 
-    The same output as `objects.topk_from_logits`, computed with torch.topk instead of a full sort, which
-    matters at 21,843 classes and millions of rows.
+    The same output as `objects.topk_from_logits` (a float64 softmax and a full sort, the reference), from
+    `objects.topk_logsumexp`: top-k of the logits and one log-sum-exp per row, on the logits' device.
     """
-    k = min(k, logits.shape[1])
-    p = torch.softmax(logits.double(), dim=1)  # (T, C)
-    vals, idx = torch.topk(p, k, dim=1, sorted=True)  # (T, k)
-    return idx.cpu().numpy().astype(np.int32), vals.cpu().numpy().astype(np.float16)
+    idx, sc = topk_logsumexp(logits, k)  # (T, k) each
+    return idx.to(torch.int32).cpu().numpy(), sc.to(torch.float16).cpu().numpy()
+
+
+def chunk_rows_for(device: torch.device, num_classes: int) -> int:
+    """Feature rows per head GEMM: 65,536 on a GPU (a (65,536, 21,843) fp32 logit block is 5.7 GB), and on a CPU
+    as many as keep that block near 256 MB (2,048 rows at 21,843 classes)."""
+    if device.type == "cuda":
+        return 65536
+    return max(256, min(65536, (256 << 20) // (4 * max(1, num_classes))))
+
+
+def objects_from_bank(bank: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, topk: int = 5,
+                      chunk_rows: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row objects of a feature bank (paper §3.5): logits = bank @ weight.T + bias in chunks of `chunk_rows`
+    rows on the bank's device, each reduced to its top-k and log-sum-exp before the next (never a float64
+    softmax, never all the logits at once). bank (N, D) any float dtype; weight (C, D), bias (C,) float32.
+    Returns (indices int32 (N, k), scores float16 (N, k)) on the bank's device."""
+    n = bank.shape[0]
+    k = min(topk, weight.shape[0])
+    chunk = chunk_rows or chunk_rows_for(bank.device, weight.shape[0])
+    idx = torch.empty((n, k), dtype=torch.int32, device=bank.device)
+    sc = torch.empty((n, k), dtype=torch.float16, device=bank.device)
+    for i in range(0, n, chunk):
+        x = bank[i:i + chunk].to(weight.dtype)  # (R, D) in the head's dtype
+        ci, cs = topk_logsumexp(torch.addmm(bias, x, weight.T), k)  # (R, C) logits -> (R, k) each
+        idx[i:i + chunk] = ci.to(torch.int32)
+        sc[i:i + chunk] = cs.to(torch.float16)
+    return idx, sc
 
 
 def _valid(path: Path, t: int, k: int) -> bool:
@@ -127,7 +153,7 @@ def _valid(path: Path, t: int, k: int) -> bool:
 
 
 def objects_from_features(features: str | Path, head: LinearHead, out: str | Path | None = None, topk: int = 5,
-                          device: str = "cpu", batch_rows: int = 4096, progress: bool = True,
+                          device: str = "cpu", batch_rows: int | None = None, progress: bool = True,
                           shard: tuple[int, int] | None = None) -> dict:
     """Write `<out>/<id>.npz` for every `<features>/<id>.npy` that lacks a valid one (module doc).
 
@@ -135,7 +161,8 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
     {"videos", "done", "computed", "reused", "skipped": [{"video_id", "reason"}], "rows", "seconds",
     "label_space", "out"}; a stack that cannot be read is skipped with its reason, never silently.
     shard: (k, n); None = every stack alone, this rank's part under torchrun (rank 0 then returns the merged
-    report, cezsar.shards).
+    report, cezsar.shards). batch_rows: feature rows per head GEMM, gathered across videos (None: 65,536 on a
+    GPU, `chunk_rows_for`); the rows of consecutive videos go through `objects_from_bank` together.
     """
 
     shard, merge = shards.for_this_process(shard, resolve_device(device))
@@ -160,11 +187,32 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
     dev = resolve_device(device)
     w = torch.from_numpy(head.weight).to(dev)  # (C, D)
     b = torch.from_numpy(head.bias).to(dev)  # (C,)
+    chunk = batch_rows or chunk_rows_for(dev, head.num_classes)
 
     ids = [v.video_id for v in shard_videos([Video(i, None, "") for i in store.ids], shard)]
     t0 = time.perf_counter()
     computed = reused = rows = 0
     skipped: list[dict] = []
+    pending: list[tuple[str, np.ndarray]] = []  # checked stacks waiting for a full chunk of rows
+
+    def flush() -> None:
+        nonlocal computed, rows
+        if not pending:
+            return
+        bank = torch.from_numpy(np.concatenate([x for _, x in pending]))  # (R, D) float32
+        with torch.inference_mode():
+            idx_d, sc_d = objects_from_bank(bank.to(dev), w, b, topk, chunk)  # (R, K) each
+        idx, sc = idx_d.cpu().numpy(), sc_d.cpu().numpy()
+        lo = 0
+        for vid, x in pending:
+            vi, vs = idx[lo:lo + len(x)], sc[lo:lo + len(x)]
+            write_atomic(out / f"{vid}.npz", lambda fh: np.savez(fh, indices=vi, scores=vs))
+            lo += len(x)
+            computed += 1
+            rows += len(x)
+            bar.update(1)
+        pending.clear()
+
     with progress_bar(len(ids), f"objects {shard[0]}/{shard[1]}", unit="video", enabled=progress) as bar:
         for vid in ids:
             target = out / f"{vid}.npz"
@@ -184,18 +232,10 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
                 skipped.append({"video_id": vid, "reason": str(err)})
                 bar.update(1)
                 continue
-            parts_i, parts_s = [], []
-            with torch.inference_mode():
-                for i in range(0, len(x), batch_rows):
-                    xb = torch.from_numpy(np.ascontiguousarray(x[i:i + batch_rows])).to(dev)  # (R, D)
-                    idx, sc = topk_probs(xb @ w.T + b, topk)  # (R, C) logits -> (R, K) each
-                    parts_i.append(idx)
-                    parts_s.append(sc)
-            idx, sc = np.concatenate(parts_i), np.concatenate(parts_s)
-            write_atomic(target, lambda fh: np.savez(fh, indices=idx, scores=sc))
-            computed += 1
-            rows += len(x)
-            bar.update(1)
+            pending.append((vid, x))
+            if sum(len(p) for _, p in pending) >= chunk:  # a handful of stacks per chunk: the sum is cheap
+                flush()
+        flush()
     seconds = time.perf_counter() - t0
     report = {"features": str(features), "out": str(out), "label_space": head.label_space, "head": head.source,
               "shard": list(shard), "videos": len(ids), "done": computed + reused, "computed": computed,

@@ -26,7 +26,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -118,21 +118,23 @@ def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int] | None) -> tuple:
     if v.path is None:
         return v, None, "no video file"
     try:
-        return v, decode_1fps(v.path, cfg.max_seconds, size=size), None
+        # one FFmpeg thread: the parallelism is the decoder processes, one per spare core (`decoders_for`)
+        return v, decode_1fps(v.path, cfg.max_seconds, size=size, threads=1), None
     except VideoDecodeError as err:
         return v, None, err.reason
 
 
 def decoders_for(device, wanted: int = 0) -> int:
     """Video decoders beside a CNN on `device`: `wanted` if > 0; else 1 on a CPU, where the CNN already uses
-    every core, and on a GPU one per free core up to 8 (one 1-fps decoder feeds ~50-100 frames/s, a GPU CNN
-    takes thousands). Under torchrun the machine's cores are shared by its LOCAL_WORLD_SIZE ranks."""
+    every core, and on a GPU one single-threaded decoder process per core less two (the CNN's thread and the
+    writer keep theirs): one 1-fps decoder feeds ~50-100 frames/s, a GPU CNN takes thousands. Under torchrun
+    the machine's cores are shared by its LOCAL_WORLD_SIZE ranks."""
     if wanted > 0:
         return int(wanted)
     if getattr(device, "type", str(device)) == "cpu":
         return 1
     cores = (os.cpu_count() or 2) // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
-    return max(1, min(8, cores - 1))
+    return max(1, cores - 2)
 
 
 class _Decoded:
@@ -203,6 +205,84 @@ def _write_video(out: Path, video_id: str, feats: np.ndarray, idx: np.ndarray | 
     write_atomic(out / f"{video_id}.npy", lambda fh: np.save(fh, feats.astype(np.float32), allow_pickle=False))
 
 
+def _write_rows(out: Path, video_id: str, pieces: list, event) -> None:
+    """A video's rows, gathered from the batches they ran in, written as by `_write_video` once the device has
+    finished copying them back (`event`: the CUDA event of the video's last batch, None on a CPU)."""
+    if event is not None:
+        event.synchronize()  # this thread waits for the copies; the CNN's thread does not
+    feats = np.concatenate([f.numpy() for f, _, _ in pieces])  # (T, D)
+    idx = np.concatenate([i.numpy() for _, i, _ in pieces]).astype(np.int32)  # (T, K)
+    sc = np.concatenate([c.numpy() for _, _, c in pieces]).astype(np.float16)  # (T, K)
+    _write_video(out, video_id, feats, idx, sc)
+
+
+@dataclass
+class _Pending:
+    video: VideoLike
+    frames: int  # T
+    rows: int = 0  # rows already through the CNN
+    pieces: list = field(default_factory=list)  # (feats, indices, scores) host tensors, in row order
+    event: object = None  # the CUDA event of the last batch holding its rows
+
+
+class _Batcher:
+    """The frames of consecutive videos cut into CNN batches of exactly `size` frames, whatever the videos'
+    lengths (`encoder.encode_topk`: the top-k is computed where the CNN runs); on a GPU the last batch is padded
+    to `size` too, so every forward has one shape. `add` and `flush` return the videos whose rows are all
+    through the CNN, in order."""
+
+    def __init__(self, encoder, k: int, size: int, pad: bool) -> None:
+        self.encoder, self.k, self.size, self.pad = encoder, k, size, pad
+        self.frames: list[np.ndarray] = []  # decoded frames not yet through the CNN, in order
+        self.waiting = 0
+        self.videos: collections.deque = collections.deque()
+
+    def add(self, video: VideoLike, stack: np.ndarray) -> list[_Pending]:
+        done = []
+        if self.frames and stack.shape[1:] != self.frames[0].shape[1:]:
+            done += self.flush()  # frames of another size cannot share a batch
+        self.videos.append(_Pending(video, len(stack)))
+        self.frames.append(stack)
+        self.waiting += len(stack)
+        while self.waiting >= self.size:
+            done += self._run(self.size)
+        return done
+
+    def flush(self) -> list[_Pending]:
+        done = []
+        while self.waiting:
+            done += self._run(min(self.size, self.waiting))
+        return done
+
+    def _run(self, n: int) -> list[_Pending]:
+        take, got = [], 0
+        while got < n:  # the next n frames, across video boundaries
+            head = self.frames[0]
+            m = min(n - got, len(head))
+            take.append(head[:m])
+            got += m
+            if m == len(head):
+                self.frames.pop(0)
+            else:
+                self.frames[0] = head[m:]
+        self.waiting -= n
+        batch = np.concatenate(take) if len(take) > 1 else take[0]  # (n, H, W, 3)
+        if self.pad and n < self.size:
+            batch = np.concatenate([batch, np.zeros((self.size - n, *batch.shape[1:]), batch.dtype)])  # (size, ...)
+        feats, idx, sc, event = self.encoder.encode_topk(batch, self.k)  # (size, D), (size, K), (size, K)
+        lo = 0
+        for rec in self.videos:  # hand the batch's rows to the videos they came from
+            if lo == n:
+                break
+            m = min(rec.frames - rec.rows, n - lo)
+            rec.pieces.append((feats[lo:lo + m], idx[lo:lo + m], sc[lo:lo + m]))
+            rec.rows, rec.event, lo = rec.rows + m, event, lo + m
+        done = []
+        while self.videos and self.videos[0].rows == self.videos[0].frames:
+            done.append(self.videos.popleft())
+        return done
+
+
 def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig | None = None,
             shard: tuple[int, int] | None = None, encoder=None, progress: bool = True) -> dict:
     """Encode every video of the shard at 1 fps into `out_dir` (module doc); returns the report dict.
@@ -255,9 +335,19 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     producer = threading.Thread(target=_prefetch, args=(todo, cfg, size, q, stop, workers), daemon=True)
     producer.start()
     skipped, encoded, frames = [], 0, 0
+    # an encoder that computes its objects where it runs (FrameEncoder) gets fixed-size batches across videos
+    batcher = _Batcher(encoder, meta["topk"], int(getattr(encoder, "batch", 32)),
+                       pad=getattr(getattr(encoder, "device", None), "type", "cpu") == "cuda") \
+        if objects and hasattr(encoder, "encode_topk") else None
     # the files are written (and fsynced) on a thread while the CNN encodes the next video; at most
     # _WRITES_IN_FLIGHT videos wait, and every write has finished (or raised) before the report is written
     writes: collections.deque = collections.deque()
+
+    def submit(fn, *args) -> None:
+        writes.append(writer.submit(fn, out, *args))
+        while len(writes) > _WRITES_IN_FLIGHT:
+            writes.popleft().result()
+
     try:
         with progress_bar(len(todo), f"extract {shard[0]}/{shard[1]}", unit="video", enabled=progress) as bar, \
                 ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
@@ -270,15 +360,20 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
                 v, stack, reason = item
                 if stack is None:
                     skipped.append({"video_id": v.video_id, "path": str(v.path), "reason": reason})
+                elif batcher is not None:
+                    for rec in batcher.add(v, stack):
+                        submit(_write_rows, rec.video.video_id, rec.pieces, rec.event)
+                    encoded += 1
+                    frames += len(stack)
                 else:
                     feats, logits = encoder.encode(stack)  # (T, D), (T, C)
                     idx, sc = topk_from_logits(logits, cfg.topk_objects) if objects else (None, None)  # (T, K)
-                    writes.append(writer.submit(_write_video, out, v.video_id, feats, idx, sc))
-                    while len(writes) > _WRITES_IN_FLIGHT:
-                        writes.popleft().result()
+                    submit(_write_video, v.video_id, feats, idx, sc)
                     encoded += 1
                     frames += len(feats)
                 bar.update(1)
+            for rec in batcher.flush() if batcher is not None else []:
+                submit(_write_rows, rec.video.video_id, rec.pieces, rec.event)
             while writes:
                 writes.popleft().result()
     finally:

@@ -95,6 +95,24 @@ def topk_from_logits(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray
     return idx.astype(np.int32), scores.astype(np.float16)
 
 
+def topk_logsumexp(logits, k: int):
+    """Per-row top-k of the softmax without forming it: torch (R, C) logits -> (indices int64 (R, k), scores
+    float32 (R, k)), both on the logits' device, by decreasing score.
+
+    softmax(z)_c = exp(z_c - logsumexp(z)), and the softmax is monotone in z, so the top-k of the logits are the
+    top-k of the softmax and only k exponentials are needed (paper §3.5 objects; the float64 softmax and full
+    sort of `topk_from_logits` are the reference). The log-sum-exp is taken in float32 whatever the logits'
+    dtype; the scores are stored as float16, whose rounding (~5e-4 relative) is far coarser than its error.
+    """
+    import torch  # lazy: this module is also imported where torch is not needed (sentence building)
+
+    z = logits.float()  # (R, C)
+    k = min(k, z.shape[1])
+    lse = torch.logsumexp(z, dim=1, keepdim=True)  # (R, 1)
+    vals, idx = torch.topk(z, k, dim=1, sorted=True)  # (R, k)
+    return idx, torch.exp(vals - lse)
+
+
 def window_objects(indices: np.ndarray, scores: np.ndarray, start: float, end: float, k: int) -> list[int]:
     """Top-k classes of the window [start, end) seconds (paper §3.4 windows, Eq. 9 O(v)).
 

@@ -108,7 +108,7 @@ def _declared_duration(container, stream) -> float | None:
 
 
 def decode_1fps(
-    path: str | Path, max_seconds: float | None = None, size: tuple[int, int] | None = None
+    path: str | Path, max_seconds: float | None = None, size: tuple[int, int] | None = None, threads: int = 0
 ) -> np.ndarray:
     """Decode one RGB frame per second (paper §3.2): uint8 (T, H, W, 3), frame i at i s (module doc).
 
@@ -117,6 +117,8 @@ def decode_1fps(
         max_seconds: keep at most ceil(max_seconds) frames (seconds 0 .. ceil-1); None = whole video.
         size: (width, height) to rescale each kept frame to while decoding (libswscale, cheap); None
             keeps the native size.
+        threads: FFmpeg decoding threads; 0 = FFmpeg's choice (slice threads for short GOPs, see below). Extraction
+            passes 1: it runs one decoder process per spare core, and more threads per process only contend.
 
     Raises:
         VideoDecodeError: zero-byte, missing, non-video, audio-only, truncated or undecodable files.
@@ -133,6 +135,8 @@ def decode_1fps(
         # threads for long GOPs where the decoder mostly runs forward.
         gap = float(np.median(np.diff(keys)) * tb) if len(keys) > 1 else float("inf")
         stream.thread_type = "SLICE" if gap <= 2.0 else "AUTO"
+        if threads > 0:
+            stream.thread_count = threads
         declared = _declared_duration(container, stream)
         if max_seconds is None and declared is not None and declared - data_s > _TRUNCATION_SLACK:
             raise VideoDecodeError(

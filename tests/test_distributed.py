@@ -130,7 +130,7 @@ def test_a_rank_takes_its_shard_device_and_decoders(monkeypatch):
     assert for_this_process((1, 3)) == ((4, 6), False)  # positions 1 mod 3, then this rank's half of them
     monkeypatch.setattr("os.cpu_count", lambda: 16)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
-    assert decoders_for(torch.device("cuda"), 0) == 3 and decoders_for("cpu", 0) == 1
+    assert decoders_for(torch.device("cuda"), 0) == 2 and decoders_for("cpu", 0) == 1  # 16 / 4 cores, 2 kept
     assert resolve_device("cpu") == torch.device("cpu")
     if torch.cuda.device_count() > 1:
         assert resolve_device("auto") == resolve_device("cuda") == torch.device("cuda", 1)

@@ -39,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"object classes kept per second (default {d.topk_objects})")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     parser.add_argument("--decoders", type=int, default=d.decoders,
-                        help="videos decoded at once beside the CNN (default 0 = auto: 1 on a CPU, up to 8 on a GPU)")
+                        help="videos decoded at once beside the CNN (default 0 = auto: 1 on a CPU, cores - 2 on a GPU)")
     add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the report as one JSON document")
 
