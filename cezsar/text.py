@@ -159,7 +159,9 @@ class SentenceEncoder:
     Args:
         model: "minilm" (default, all-MiniLM-L6-v2), "mpnet", a local folder or a hub id (offline).
         cache_dir: root of the sentence cache; default `config.cache_dir() / "sentences"`.
-        device: torch device for the model.
+        device: torch device for the model. On CUDA the model runs in fp16 with batches of at least 512
+            sentences (a GPU forward is cheap, the launches are not), and its vectors are cached apart from
+            the fp32 ones (`model_id` ends in "-fp16"); a CPU runs fp32 at `batch`, as always.
         batch: sentences per forward pass.
         backend: an already built SentenceTransformer-like object (`.encode(list, batch_size=...)`,
             `.get_sentence_embedding_dimension()`) used instead of loading `model` (tests, notebooks).
@@ -169,7 +171,8 @@ class SentenceEncoder:
                  batch: int = 64, backend: Any = None) -> None:
         self.model = model
         self.device = device
-        self.batch = int(batch)
+        self.half = str(device).startswith("cuda")
+        self.batch = max(int(batch), 512) if self.half else int(batch)
         self._backend = backend
         self.calls = 0  # forward calls made by this object (a fully cached pass makes none)
         self.encoded = 0  # sentences actually sent to the model
@@ -190,6 +193,8 @@ class SentenceEncoder:
                 self.model_id = _slug(f"{label}-{self.dim}d-{_fingerprint(local)}")
             else:
                 self.model_id = _slug(f"{model}-{self.dim}d")
+        if self.half:
+            self.model_id += "-fp16"  # fp16 vectors differ from fp32 in the 4th digit: never mixed in one cache
         root = Path(cache_dir) if cache_dir is not None else config.cache_dir() / "sentences"
         self.cache = SentenceCache(root / self.model_id, self.dim)
 
@@ -209,6 +214,8 @@ class SentenceEncoder:
             except ImportError:
                 pass
             self._backend = SentenceTransformer(self.path, device=self.device)
+            if self.half:
+                self._backend.half()
         return self._backend
 
     def encode(self, sentences: Sequence[str], progress: bool = False) -> np.ndarray:

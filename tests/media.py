@@ -22,3 +22,17 @@ def write_audio_only(path: Path, seconds: float = 1.0) -> Path:
         for pk in s.encode():
             c.mux(pk)
     return tmp.rename(path)
+
+
+def write_photo_clip(path: Path, seconds: float, size: tuple[int, int] = (96, 64), fps: int = 10, gop: int = 10,
+                     shift: int = 0) -> Path:
+    """A clip panning across a real photograph (scikit-image's cat), so a CNN sees a real image and its class
+    scores are those of real frames; (width, height) `size`, a keyframe every `gop` frames."""
+    from skimage import data, transform
+
+    from cezsar.video import write_video
+
+    w, h = size
+    photo = (transform.resize(data.chelsea(), (h, 2 * w), anti_aliasing=True) * 255).astype(np.uint8)  # (h, 2w, 3)
+    frames = (np.roll(photo, -(3 * j + shift), axis=1)[:, :w] for j in range(int(round(seconds * fps))))
+    return write_video(path, frames, fps=fps, gop=gop)
