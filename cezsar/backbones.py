@@ -106,9 +106,9 @@ class FrameEncoder:
         for i in range(0, len(frames), self.batch):
             x = self.preprocess(frames[i:i + self.batch])  # (B, 3, S, S)
             with self._autocast():
-                f = self._features(x)  # (B, D)
-                z = self._head(f)  # (B, C)
-            feats.append(f.float().cpu().numpy())
+                f = self._features(x).float()  # (B, D)
+            z = self._head(f)  # (B, C) in fp32: bf16 logits (8 bits) would blur the softmax of close classes
+            feats.append(f.cpu().numpy())
             logits.append(z.float().cpu().numpy())
         if not feats:
             return np.zeros((0, self.dim), np.float32), np.zeros((0, self.num_classes), np.float32)
@@ -123,10 +123,10 @@ class FrameEncoder:
         never stops for a copy."""
         x = self.preprocess(frames)  # (B, 3, S, S)
         with self._autocast():
-            f = self._features(x)  # (B, D)
-            z = self._head(f)  # (B, C)
+            f = self._features(x).float()  # (B, D)
+        z = self._head(f)  # (B, C) in fp32, as in `encode`
         idx, sc = topk_logsumexp(z, k)  # (B, k) each
-        outs = (f.float(), idx.to(torch.int32), sc)
+        outs = (f, idx.to(torch.int32), sc)
         if self.device.type != "cuda":
             return (*outs, None)
         host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in outs]
