@@ -107,3 +107,42 @@ def test_batched_extraction_equals_video_by_video(clips, encoder, tmp_path: Path
         assert got.shape == feats.shape
         np.testing.assert_allclose(got, feats, rtol=0, atol=1e-5 * np.abs(feats).max())
         _same_objects(*store.objects(vid), *topk_from_logits(logits, 5))
+
+
+def test_padded_fixed_batches_give_each_video_its_own_rows(clips, encoder):
+    """The GPU's batching (every forward exactly `size` frames, the last one padded), run here on the CPU: each
+    video gets back its own rows, in order, whatever batches they were cut into."""
+    from cezsar.features import _Batcher
+
+    stacks = {vid: decode_1fps(p, size=(96, 96)) for vid, p in clips.items()}
+    seen = []
+    real = encoder.encode_topk
+
+    def spy(frames, k):
+        seen.append(len(frames))
+        return real(frames, k)
+
+    encoder.encode_topk = spy
+    try:
+        batcher = _Batcher(encoder, 5, 4, pad=True)
+        done = [rec for vid, s in stacks.items() for rec in batcher.add(Video(vid, None, ""), s)] + batcher.flush()
+    finally:
+        del encoder.encode_topk
+    assert seen == [4, 4, 4] and [r.video.video_id for r in done] == list(stacks)  # 11 frames: 4 + 4 + 3 padded
+    for rec in done:
+        feats, logits = encoder.encode(stacks[rec.video.video_id])
+        got = torch.cat([f for f, _, _ in rec.pieces]).numpy()
+        np.testing.assert_allclose(got, feats, rtol=0, atol=1e-5 * np.abs(feats).max())
+        _same_objects(torch.cat([i for _, i, _ in rec.pieces]).numpy(),
+                      torch.cat([c for _, _, c in rec.pieces]).numpy().astype(np.float16), *topk_from_logits(logits, 5))
+
+
+def test_bf16_autocast_path_runs_and_stays_close(clips, encoder):
+    """The GPU's precision switch on the CPU (autocast bf16, head in fp32): same shapes, features close to fp32."""
+    bf16 = get_encoder("efficientnet_lite0", device="cpu", image_size=96, batch=4, precision="bf16")
+    frames = decode_1fps(clips["b"], size=(96, 96))
+    f32, _, _, _ = encoder.encode_topk(frames[:4], 5)
+    f16, idx, sc, event = bf16.encode_topk(frames[:4], 5)
+    assert event is None and f16.dtype == torch.float32 and idx.dtype == torch.int32 and sc.shape == (4, 5)
+    cos = torch.nn.functional.cosine_similarity(f16, f32, dim=1)
+    assert cos.min() > 0.98
