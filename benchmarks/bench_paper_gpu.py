@@ -58,7 +58,7 @@ SCALES = {
     # the released training features and captions (train + val_1), the test sets of Tables 1-2
     "paper": dict(videos=14_926, rows=1_763_069, dim=4096, classes=21_843, segments=54_926, sentences=54_234,
                   text_dim=384, ucf_videos=13_320, ucf_seconds=7, ucf_classes=101, k400_videos=20_000,
-                  k400_seconds=10, k400_classes=400, runs=50, clips=12, clip_seconds=30, clip_size=(640, 360),
+                  k400_seconds=10, k400_classes=400, runs=50, clips=64, clip_seconds=30, clip_size=(640, 360),
                   image_size=224, extract_batch=128, limit_steps=1500, cnn="r152x2"),
     "tiny": dict(videos=40, rows=1_600, dim=64, classes=1000, segments=160, sentences=150, text_dim=384,
                  ucf_videos=60, ucf_seconds=5, ucf_classes=10, k400_videos=80, k400_seconds=6, k400_classes=16,
@@ -202,7 +202,7 @@ def stage_extraction(spec: dict, device: torch.device, tmp: Path) -> dict:
     enc = bit_random(str(device), spec["image_size"], spec["extract_batch"], units=(1, 1, 1, 1) if small else None,
                      width=1 if small else 2, num_classes=1000 if small else 21843)
     (tmp / "clips").mkdir()
-    paths = make_clips(tmp / "clips", spec["clips"], spec["clip_seconds"], 30, spec["clip_size"], 30)
+    paths = make_clips(tmp / "clips", spec["clips"], spec["clip_seconds"], 30, spec["clip_size"], 30, distinct=2)
     decoded = [decode_1fps(p, size=(enc.image_size,) * 2) for p in paths]
     frames = sum(len(d) for d in decoded)
     cnn_alone_topk(enc, decoded[:1])  # warm-up
