@@ -112,14 +112,15 @@ def shard_videos(videos: Iterable[VideoLike], shard: tuple[int, int] = (0, 1)) -
 _END = object()
 
 
-def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int] | None) -> tuple:
-    """(video, frames | None, reason | None) for one video: a bad file is a reason, not an exception."""
+def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int] | None, threads: int = 0) -> tuple:
+    """(video, frames | None, reason | None) for one video: a bad file is a reason, not an exception.
+    threads: FFmpeg's per decoder (0 = its own choice, for a lone decoder; 1 in each of several decoder
+    processes, where the parallelism is the processes, `decoders_for`)."""
 
     if v.path is None:
         return v, None, "no video file"
     try:
-        # one FFmpeg thread: the parallelism is the decoder processes, one per spare core (`decoders_for`)
-        return v, decode_1fps(v.path, cfg.max_seconds, size=size, threads=1), None
+        return v, decode_1fps(v.path, cfg.max_seconds, size=size, threads=threads), None
     except VideoDecodeError as err:
         return v, None, err.reason
 
@@ -147,7 +148,7 @@ class _Decoded:
         return len(self.todo)
 
     def __getitem__(self, i: int) -> tuple:
-        _, frames, reason = _decode_one(self.todo[i], self.cfg, self.size)
+        _, frames, reason = _decode_one(self.todo[i], self.cfg, self.size, threads=1)  # one of several processes
         return i, frames, reason  # the index, not the video: only arrays and strings cross the process pipe
 
 
@@ -361,7 +362,10 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
                 if stack is None:
                     skipped.append({"video_id": v.video_id, "path": str(v.path), "reason": reason})
                 elif batcher is not None:
-                    for rec in batcher.add(v, stack):
+                    done = batcher.add(v, stack)
+                    if not batcher.pad and q.empty():  # a CPU CNN has no use for full batches: never wait for them
+                        done += batcher.flush()
+                    for rec in done:
                         submit(_write_rows, rec.video.video_id, rec.pieces, rec.event)
                     encoded += 1
                     frames += len(stack)
