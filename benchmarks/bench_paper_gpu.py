@@ -136,10 +136,18 @@ def stage_sbert(texts: list[str], spec: dict, device: torch.device, tmp: Path) -
 
 
 def clustered_vectors(n: int, dim: int) -> np.ndarray:
-    """Stand-in sentence vectors (n, dim): groups around 1 centre per 50, so the τ rule finds related pairs."""
+    """Stand-in sentence vectors (n, dim) with caption-like cosines: a shared direction of varying weight (random
+    sentences sit at cos ~0.1-0.6, as captions of one domain do), groups of ~50 near-paraphrases, noise."""
     rng = np.random.default_rng(2)
-    centers = rng.standard_normal((max(2, n // 50), dim))
-    return (centers[rng.integers(0, len(centers), n)] + 0.6 * rng.standard_normal((n, dim))).astype(np.float32)
+
+    def unit(a: np.ndarray) -> np.ndarray:
+        return a / np.linalg.norm(a, axis=-1, keepdims=True)
+
+    shared = unit(rng.standard_normal(dim))  # (dim,)
+    centers = unit(rng.standard_normal((max(2, n // 50), dim)))  # (K, dim)
+    weight = rng.uniform(0.3, 0.9, (n, 1))  # (n, 1)
+    v = weight * shared + 0.6 * centers[rng.integers(0, len(centers), n)] + 0.5 * unit(rng.standard_normal((n, dim)))
+    return v.astype(np.float32)  # (n, dim)
 
 
 def stage_mining(caps: Captions, texts: list[str], emb: np.ndarray) -> tuple[dict, dict]:
@@ -169,16 +177,18 @@ def train_epoch_fn(trainer: str):
     raise ValueError(f"unknown --trainer {trainer!r} (eager | static)")
 
 
-def stage_training(sets: dict, bank: torch.Tensor, offsets: np.ndarray, emb: np.ndarray, spec: dict,
-                   device: torch.device, trainer: str, limit_steps: int) -> tuple[dict, dict]:
+def stage_training(sets: dict, bank: torch.Tensor, offsets: np.ndarray, texts: list[str], emb: np.ndarray,
+                   spec: dict, device: torch.device, trainer: str, limit_steps: int) -> tuple[dict, dict]:
     epoch = train_epoch_fn(trainer)
+    row = {t: i for i, t in enumerate(texts)}
     out, models = {}, {}
     for tau, ts in sets.items():
+        text = emb[[row[s] for s in ts.sentences]]  # (S, dim) in the triplets' own sentence order
         vid_index = np.array([int(v[1:]) for v in ts.video_ids])[ts.video]  # bank video of each triplet
         train = ~np.asarray(ts.val, bool)
         rows, mask, win, _ = window_index(vid_index[train], ts.start[train], ts.end[train], offsets, 15)
         data = to_tensors(np.zeros((1, spec["dim"]), np.float16), rows, mask, win, ts.pos[train], ts.neg[train],
-                          emb, device)
+                          text, device)
         data.bank = bank  # the device bank, shared by every τ
         torch.manual_seed(0)
         model = JointEmbedder(ModelConfig(feat_dim=spec["dim"], text_dim=emb.shape[1])).to(device)
@@ -287,7 +297,7 @@ def main() -> None:
         else:
             res["sbert"], emb = stage_sbert(texts, spec, device, tmp)
         res["mining"], sets = stage_mining(caps, texts, emb)
-        res["training"], models = stage_training(sets, bank, offsets, emb, spec, device, args.trainer,
+        res["training"], models = stage_training(sets, bank, offsets, texts, emb, spec, device, args.trainer,
                                                  args.limit_steps or spec["limit_steps"])
         del bank
         res["extraction"] = {"skipped": "--skip"} if "extraction" in skip else stage_extraction(spec, device, tmp)
