@@ -35,6 +35,7 @@ import numpy as np
 from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
+from cezsar.diskspace import require_space
 from cezsar.objects import topk_from_logits
 from cezsar.progress import progress_bar
 from cezsar.video import VideoDecodeError, decode_1fps
@@ -195,9 +196,22 @@ def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, q: q
 _WRITES_IN_FLIGHT = 4
 
 
+def _check_room(out: Path, mine: list, todo: list) -> None:
+    """Refuse before decoding when the videos still to do will not fit under `out` (docs/errors.md): their size
+    is estimated from the stacks already written (mean bytes per video), so a first run is checked per video."""
+    if not todo:
+        return
+    done = [out / f"{v.video_id}.npy" for v in mine if v not in todo]
+    sizes = [p.stat().st_size for p in done[:200] if p.is_file()]
+    if sizes:
+        per_video = sum(sizes) / len(sizes) * (1.1 if (out / "objects").is_dir() else 1.0)
+        require_space(out, int(per_video * len(todo)), f"features of {len(todo)} video(s)")
+
+
 def _write_video(out: Path, video_id: str, feats: np.ndarray, idx: np.ndarray | None, sc: np.ndarray | None) -> None:
     """A video's two files, objects first and stack last: a .npy on disk implies its objects are complete
     (objects None: a backbone without them, only the stack)."""
+    require_space(out, feats.size * 4 + (0 if idx is None else idx.nbytes + sc.nbytes), f"features of {video_id}")
     if idx is not None:
         write_atomic(out / "objects" / f"{video_id}.npz", lambda fh: np.savez(fh, indices=idx, scores=sc))
     write_atomic(out / f"{video_id}.npy", lambda fh: np.save(fh, feats.astype(np.float32), allow_pickle=False))
@@ -246,6 +260,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
             reused += 1
         else:
             todo.append(v)
+    _check_room(out, mine, todo)
 
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()

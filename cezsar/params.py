@@ -21,6 +21,7 @@ import yaml
 
 from cezsar import config
 from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
+from cezsar.textio import read_text
 
 DEFAULTS_FILE = config.PROJ_ROOT / "params" / "embedded.yaml"
 # keys that papermill and run_all pass beside a set's own keys
@@ -40,13 +41,48 @@ def resolve(path: str | Path) -> Path:
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ParameterError(f"parameter file not found: {path}")
+    text = read_text(path, "parameter file", ParameterError)  # a BOM, CRLF, UTF-16 with its mark: all read
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ParameterError(f"{path}: not valid YAML ({err})") from None
+        raise ParameterError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except (ValueError, TypeError, RecursionError) as err:  # e.g. a timestamp-like value no date can hold
+        raise ParameterError(f"{path}: not valid YAML ({type(err).__name__}: {' '.join(str(err).split())[:100]})"
+                             ) from None
     if not isinstance(data, dict):
         raise ParameterError(f"{path}: expected a mapping of name: value, got {type(data).__name__}")
     return data
+
+
+# the allowed values of the numeric keys (low, high, high included), checked where a set is read
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, float("inf"), True), "patience": (0, float("inf"), True), "batch": (1, float("inf"), True),
+    "seed": (0, 2**32 - 1, True), "synth_seed": (0, 2**32 - 1, True), "runs": (1, float("inf"), True),
+    "n_negatives": (1, float("inf"), True), "object_positives": (0, float("inf"), True),
+    "tau": (0, 2, True), "val_fraction": (0, 1, False), "dropout": (0, 1, False), "d_model": (2, float("inf"), True),
+    "max_len": (1, float("inf"), True), "image_size": (32, float("inf"), True), "alpha": (0, float("inf"), True),
+    "beta": (0, float("inf"), True), "std_ddof": (0, 1, True), "max_seconds": (0, float("inf"), True),
+    "fidelity_seeds": (1, float("inf"), True), "fidelity_epochs": (1, float("inf"), True),
+}
+# keys with a fixed set of words
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": ("embedded", "paper"), "synth_size": ("default", "small"), "use_objects": ("auto", "on", "off"),
+    "split": ("video", "triplet"), "draw": ("uniform", "released"), "window": ("paper", "released"),
+}
+
+
+def _check_value(name: str, value: Any, where: str) -> None:
+    """`value` (already typed) within the allowed values of `name` (LIMITS, CHOICES); ParameterError otherwise."""
+    if value is None:
+        return
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ParameterError(f"{where}: {name}: {value!r} is not one of {', '.join(CHOICES[name])}")
+    if name in LIMITS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high, closed = LIMITS[name]
+        ok = value == value and low <= value and (value <= high if closed else value < high)
+        if not ok:
+            top = "" if high == float("inf") else (f" and {'at most' if closed else 'below'} {high:g}")
+            raise ParameterError(f"{where}: {name}: {value!r} must be at least {low:g}{top}")
 
 
 def defaults() -> dict[str, Any]:
@@ -55,9 +91,12 @@ def defaults() -> dict[str, Any]:
 
 
 def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
-    """`value` as the type of the default `like` (YAML reads `1` as int where a float is meant)."""
-    if like is None or value is None:
+    """`value` as the type of the default `like` (YAML reads `1` as int where a float is meant); `null` only where
+    the default is null."""
+    if like is None:
         return value
+    if value is None:
+        raise ParameterError(f"{where}: {name}: null is not allowed; give a {type(like).__name__} (default {like!r})")
     if isinstance(like, bool):
         if isinstance(value, bool):
             return value
@@ -67,7 +106,7 @@ def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(like, float):
                 return float(value)
-            if float(value).is_integer():
+            if value == value and abs(value) != float("inf") and float(value).is_integer():
                 return int(value)
     elif isinstance(like, str):
         return value if isinstance(value, str) else str(value)
@@ -91,6 +130,8 @@ def load(params_file: str | Path) -> dict[str, Any]:
                              f"params/embedded.yaml")
     out = dict(known)
     out.update({k: _coerce(k, v, known[k], str(path)) for k, v in data.items()})
+    for k in data:
+        _check_value(k, out[k], str(path))
     out["params_file"] = str(params_file)
     return out
 
@@ -141,6 +182,7 @@ def settings(params_file: str | Path, namespace: dict[str, Any] | None = None) -
         if name in RUNTIME_KEYS or namespace is None or name not in namespace:
             continue
         mine = _coerce(name, namespace[name], default, "notebook parameters")
+        _check_value(name, mine, "notebook parameters")
         if mine != default and mine != base[name]:
             values[name] = mine
             overrides[name] = (base[name], mine)

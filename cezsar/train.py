@@ -32,6 +32,7 @@ from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
 from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.diskspace import require_space
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
@@ -282,6 +283,14 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
     return data, {**stats, "triplets": n, "videos": len(triplets.video_ids), "bank_rows": int(offsets[-1])}
 
 
+def _checkpoint_bytes(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """What one checkpoint takes on disk: the previous last.pt's size, else the weights and optimizer state."""
+    if last.is_file():
+        return last.stat().st_size
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights * 3  # the weights and AdamW's two moment estimates
+
+
 def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = None,
         model_cfg: ModelConfig | None = None, out_dir: str | os.PathLike = ".", resume: bool = False, *,
         fast: FastPathConfig | None = None, text_model: str | None = None, text_model_name: str | None = None,
@@ -381,6 +390,8 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs[0]}
         if world > 1:
             ckpt.update(world_size=world, rng_ranks=rngs)
+        # room for both files before either is replaced: a full disk keeps the previous ones (docs/errors.md)
+        require_space(out, _checkpoint_bytes(last, model, optimizer) * (2 if improved else 1), "checkpoint")
         write_atomic(last, lambda fh: torch.save(ckpt, fh))
         if improved:
             write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
