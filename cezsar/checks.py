@@ -142,14 +142,18 @@ def require_range(value: float | None, option: str, low: float, high: float) -> 
 
 def read_json_file(path: str | os.PathLike, option: str | None = None, what: str = "JSON file") -> Any:
     """Parse a JSON file the command needs; DataError naming it when it is unreadable or malformed."""
+    from cezsar.textio import read_json
+
     p = require_file(path, option, what)
+    return read_json(p, what, DataError) if option is None else _with_option(option, read_json, p, what)
+
+
+def _with_option(option: str, read: Any, p: Path, what: str) -> Any:
+    """`read(p, what, DataError)` with the option named before the path in its message."""
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise DataError(f"{_label(option, p)}: not a text file ({err.reason})") from err
-    except json.JSONDecodeError as err:
-        raise DataError(f"{_label(option, p)}: malformed JSON at line {err.lineno}, column {err.colno}: "
-                        f"{err.msg}") from err
+        return read(p, what, DataError)
+    except DataError as err:
+        raise DataError(f"{option} {err}") from None
 
 
 def feature_folder(path: str | os.PathLike, option: str = "--features", objects: str | os.PathLike | None = None,

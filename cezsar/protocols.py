@@ -23,6 +23,7 @@ from cezsar.clip_baseline import VARIANTS
 from cezsar.config import CLASSES_DIR, SPLITS_DIR
 from cezsar.datasets import normalize_class, read_split
 from cezsar.objects import all_sense_texts, object_sentences, released_object_text, released_video_objects
+from cezsar.textio import read_json, read_text
 from cezsar.zsar import cosine_scores, metrics, true_class_rank
 
 STD_DDOF = 1  # sample standard deviation over runs (numpy ddof=1), recorded in every results file
@@ -35,6 +36,8 @@ PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
     "hmdb51": {"0/51": (51, 1), "0/25": (25, 50)},
 }
 REAL_DATASETS = tuple(PROTOCOLS)
+MIN_CLASSES = 2  # one class scored against itself is always right: no zero-shot test at all
+_TOO_FEW = f"a zero-shot test needs at least {MIN_CLASSES} classes (one class always scores 100 %)"
 
 
 @dataclass(frozen=True)
@@ -73,12 +76,16 @@ def get_protocol(dataset: str, spec: str, n_total: int, runs: int | None = None,
                          f"{', '.join(PROTOCOLS.get(dataset, {})) or 'generic 0/N'})")
     tail = spec[2:]
     if tail == "all":
+        if n_total < MIN_CLASSES:
+            raise ValueError(f"protocol {spec!r}: dataset {dataset!r} has {n_total} class(es); {_TOO_FEW}")
         return Protocol(dataset, "0/all", n_total, 1)
     try:
         n = int(tail)
     except ValueError:
         raise ValueError(f"protocol {spec!r}: the part after '0/' must be a class count or 'all'") from None
-    if n < 1 or n > n_total:
+    if n < MIN_CLASSES:
+        raise ValueError(f"protocol {spec!r}: {n} test class(es); {_TOO_FEW}")
+    if n > n_total:
         raise ValueError(f"protocol {spec!r} needs {n} test classes but dataset {dataset!r} has {n_total}")
     if n == n_total:
         return Protocol(dataset, spec, n, 1)
@@ -120,10 +127,9 @@ def load_or_create_splits(protocol: Protocol, classes: Sequence[str], path: str 
     path = Path(path)
     known = set(classes)
     if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"split file {path}: not valid JSON ({err})") from None
+        data = read_json(path, "split file", ValueError)
+        if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
+            raise ValueError(f"split file {path}: expected an object with a 'runs' list; delete it to regenerate")
         if data.get("dataset") != protocol.dataset or data.get("protocol") != protocol.name:
             raise ValueError(f"split file {path} is for {data.get('dataset')} {data.get('protocol')}, "
                              f"not {protocol.dataset} {protocol.name}")
@@ -138,6 +144,9 @@ def load_or_create_splits(protocol: Protocol, classes: Sequence[str], path: str 
         return {**data, "runs": runs[:protocol.runs], "path": str(path)}
     if protocol.split_file is not None:
         test = _testing_classes(protocol, classes)
+        if len(test) < MIN_CLASSES:
+            raise ValueError(f"split file {protocol.split_file}: {len(test)} testing class(es) of this dataset; "
+                             f"{_TOO_FEW}")
         runs = [{"seed": 0, "classes": test}]
         n = len(test)
         how = f"testing part of {Path(protocol.split_file).name}"
@@ -355,7 +364,7 @@ def official_classes(kind: str) -> list[str] | None:
     path = CLASSES_DIR / f"{kind}.txt"
     if kind not in REAL_DATASETS or not path.is_file():
         return None
-    return [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
+    return [normalize_class(line) for line in read_text(path, "class list", ValueError).splitlines() if line.strip()]
 
 
 def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]], encoder: Any, protocol: str,
@@ -413,7 +422,8 @@ def write_official_splits(kinds: Sequence[str] = REAL_DATASETS, runs: int = DEFA
         path = CLASSES_DIR / f"{kind}.txt"
         if not path.is_file():
             raise FileNotFoundError(f"official class list {path} is missing")
-        classes = [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
+        classes = [normalize_class(line) for line in read_text(path, "class list", ValueError).splitlines()
+                   if line.strip()]
         for name in PROTOCOLS[kind]:
             proto = get_protocol(kind, name, len(classes), runs)
             target = split_path(proto)

@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 
-from cezsar.commands import add_progress
+from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import MiningConfig
 
 HELP = "Mine (window, positive, negative) triplets from ActivityNet-form captions with the tau rule (paper §3.4)."
@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="never draw a negative that captions the anchor's own video")
     parser.add_argument("--max-sim", type=float, default=d.max_sim,
                         help="paraphrase guard: drop candidates with cos >= this")
-    parser.add_argument("--object-positives", type=int, default=d.object_positives,
+    parser.add_argument("--object-positives", type=int_at_least(0), default=d.object_positives,
                         help=f"object sentences per window added as positives (paper §3.4: {d.object_positives}; "
                         "0 = captions only; needs objects)")
     parser.add_argument("--no-object-negatives", action="store_true",
@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=d.block, help=f"similarity rows per block (default {d.block})")
     parser.add_argument("--text-model", default="minilm", help="minilm (default), mpnet, or a local model folder")
     parser.add_argument("--cache-dir", default=None, help="sentence cache root (default: the package cache)")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    parser.add_argument("--seed", type=SEED, default=d.seed, help=f"seed (default {d.seed})")
     g = parser.add_argument_group("released-code and paper-wording switches (docs/fidelity.md)")
     g.add_argument("--split", choices=("video", "triplet"), default=d.split,
                    help="validation split by video (default) or by triplet at random (released, with --val-fraction 0.3)")
