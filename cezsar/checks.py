@@ -174,10 +174,14 @@ def feature_folder(path: str | os.PathLike, option: str = "--features", objects:
         if not isinstance(m, dict) or not isinstance(m.get("dim"), int) or m["dim"] < 1:
             raise DataError(f"{meta}: no positive integer 'dim'; delete the folder's features.json and re-create "
                             "the folder with `cezsar extract`")
+    from cezsar.stack_origin import MixedBackbones, check_one_backbone
+
     try:
-        return FeatureStore(p, objects)
-    except FeatureError as err:
+        store = FeatureStore(p, objects)
+        check_one_backbone(store)  # equal-width stacks of two backbones would be scored as one
+    except (FeatureError, MixedBackbones) as err:
         raise DataError(f"{option} {err}") from err
+    return store
 
 
 def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, map_location: Any = "cpu",
