@@ -109,7 +109,10 @@ def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
         if not path.is_file():
             _refuse_missing_file(spec)
         if path.is_file():
-            lines = read_text(path, "label file", LabelError).splitlines()  # BOM, CRLF, UTF-16 with its mark
+            try:  # a BOM, CRLF, UTF-16 with its mark: all read (cezsar.textio)
+                lines = read_text(path, "label file", LabelError).splitlines()
+            except LabelError as err:
+                raise LabelError(f"{path}: cannot read the label file ({str(err)[len(str(path)) + 2:]})") from None
             where = str(path)
             raw = [ln.strip() for ln in lines]
             raw = [ln for ln in raw if ln and not ln.startswith("#")]

@@ -96,7 +96,8 @@ def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
     if like is None:
         return value
     if value is None:
-        raise ParameterError(f"{where}: {name}: null is not allowed; give a {type(like).__name__} (default {like!r})")
+        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(type(like), "a text value")
+        raise ParameterError(f"{where}: {name}: null is not allowed; give {kind} (default {like!r})")
     if isinstance(like, bool):
         if isinstance(value, bool):
             return value

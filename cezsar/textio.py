@@ -33,12 +33,17 @@ def decode(data: bytes, where: str, error: type[Exception] = TextFileError) -> s
     try:
         text = data[skip:].decode(encoding)
     except UnicodeDecodeError as err:
-        raise error(f"{where}: not {'UTF-8' if encoding == 'utf-8' else encoding.upper()} text ({err.reason} at "
-                    f"byte {err.start + skip}); save it as UTF-8 (UTF-16 is read only with its byte-order mark)"
-                    ) from None
+        if encoding != "utf-8":  # a mark, then bytes that are not that encoding: a binary file, say as UTF-8
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError as err8:
+                err, skip = err8, 0
+            encoding = "utf-8"
+        raise error(f"{where}: not a UTF-8 text file ({err.reason} at byte {err.start + skip}); save it as UTF-8 "
+                    "(UTF-16 is read only with its byte-order mark)") from None
     if "\x00" in text:  # UTF-16 without its mark decodes as UTF-8 with a NUL in every other place
-        raise error(f"{where}: holds NUL bytes, not UTF-8 text (UTF-16 without a byte-order mark?); save it as "
-                    "UTF-8")
+        raise error(f"{where}: holds NUL bytes, not a UTF-8 text file (UTF-16 without its byte-order mark?); save "
+                    "it as UTF-8")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
