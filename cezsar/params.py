@@ -90,14 +90,17 @@ def defaults() -> dict[str, Any]:
     return {**RUNTIME_KEYS, **_read_yaml(DEFAULTS_FILE)}
 
 
+_KIND = {bool: "true or false", int: "a whole number", float: "a number"}
+
+
 def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
     """`value` as the type of the default `like` (YAML reads `1` as int where a float is meant); `null` only where
     the default is null."""
     if like is None:
         return value
     if value is None:
-        kind = {bool: "true or false", int: "a whole number", float: "a number"}.get(type(like), "a text value")
-        raise ParameterError(f"{where}: {name}: null is not allowed; give {kind} (default {like!r})")
+        raise ParameterError(f"{where}: {name}: null is not allowed; give {_KIND.get(type(like), 'a text value')} "
+                             f"(default {like!r})")
     if isinstance(like, bool):
         if isinstance(value, bool):
             return value
@@ -113,7 +116,8 @@ def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
         return value if isinstance(value, str) else str(value)
     else:
         return value
-    raise ParameterError(f"{where}: {name}: {value!r} is not a {type(like).__name__} (default {like!r})")
+    raise ParameterError(f"{where}: {name}: {value!r} is not {_KIND.get(type(like), 'a text value')} (default "
+                         f"{like!r})")
 
 
 def load(params_file: str | Path) -> dict[str, Any]:

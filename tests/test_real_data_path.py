@@ -126,7 +126,7 @@ def test_notebook_values_override_the_set_visibly_and_defaults_do_not():
     s = params.settings("params/paper.yaml", {"epochs": 3})
     assert s.epochs == 3 and s.overrides == {"epochs": (25, 3)}
     assert "epochs" in s._repr_markdown_() and "**3**" in s._repr_markdown_()
-    with pytest.raises(params.ParameterError, match="epochs: 'many' is not a int"):
+    with pytest.raises(params.ParameterError, match="epochs: 'many' is not a whole number"):
         params.settings("params/paper.yaml", {"epochs": "many"})
 
 
