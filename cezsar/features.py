@@ -73,7 +73,7 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
         raise FeatureError(f"{path}: no such feature file") from None
-    except (OSError, ValueError, EOFError, SyntaxError, TypeError) as err:
+    except Exception as err:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors... by damage
         raise FeatureError(f"{path}: not a readable .npy file ({' '.join(str(err).split())[:100]}); {_REDO}") from None
     if dtype.hasobject:
         raise FeatureError(f"{path}: holds Python objects (dtype {dtype}), not float features; {_REDO}")
