@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cezsar.atomic import write_atomic, write_json
+from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.diskspace import require_space
 
 BANK_VERSION = 1
@@ -72,6 +72,8 @@ def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tup
             raise ValueError(f"features of video {vid!r} have no rows")
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     shape, dt = (int(offsets[-1]), int(store.dim)), np.dtype(dtype)
+    if path.parent.is_dir():
+        remove_stale_temps(path.parent)  # a killed build's temp bank (gigabytes) would count against the room
     require_space(path.parent, shape[0] * shape[1] * dt.itemsize, "feature bank")
 
     def write(fh) -> None:

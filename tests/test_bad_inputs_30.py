@@ -409,3 +409,16 @@ def test_a_checkpoint_write_that_dies_part_way_keeps_last_and_best_loadable(tmp_
         assert (out / name).read_bytes() == data
         assert read_checkpoint(out / name, None, training=True)["epoch"] in (0, 1)
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_a_killed_builds_temp_bank_is_removed_before_the_room_is_measured(tmp_path):
+    import subprocess
+
+    from cezsar.featurebank import build_bank
+
+    dead = subprocess.Popen(["true"])  # a process that has ended: its pid is a dead writer's
+    dead.wait()
+    leftover = tmp_path / f".bank.npy.{dead.pid}@{atomic._HOST}.tmp"  # what kill -9 during a build leaves
+    leftover.write_bytes(b"\0" * 4096)
+    build_bank(_Store(_stacks()), ["v0"], tmp_path / "bank.npy", "float32")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bank.json", "bank.npy"]
