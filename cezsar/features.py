@@ -68,7 +68,7 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
             read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
             if version not in read:
                 raise ValueError(f"unsupported .npy version {version}")
-            shape, fortran, dtype = read[version](fh, max_header_size=1 << 16)
+            shape, _, dtype = read[version](fh, max_header_size=1 << 16)  # Fortran order loads as well
             offset = fh.tell()
             size = os.fstat(fh.fileno()).st_size
     except FileNotFoundError:
@@ -77,9 +77,6 @@ def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
         raise FeatureError(f"{path}: not a readable .npy file ({' '.join(str(err).split())[:100]}); {_REDO}") from None
     if dtype.hasobject:
         raise FeatureError(f"{path}: holds Python objects (dtype {dtype}), not float features; {_REDO}")
-    if fortran and len(shape) > 1:
-        raise FeatureError(f"{path}: stored in Fortran order, not as a (T, D) stack written by `cezsar extract`; "
-                           f"{_REDO}")
     need = offset + int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
     if size < need:
         raise FeatureError(f"{path}: truncated ({size:,} bytes, its header {tuple(shape)} {dtype} needs {need:,}); "

@@ -422,3 +422,12 @@ def test_a_killed_builds_temp_bank_is_removed_before_the_room_is_measured(tmp_pa
     leftover.write_bytes(b"\0" * 4096)
     build_bank(_Store(_stacks()), ["v0"], tmp_path / "bank.npy", "float32")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bank.json", "bank.npy"]
+
+
+def test_a_stack_saved_in_fortran_order_still_loads(tmp_path):
+    from cezsar.features import FeatureStore
+
+    x = np.asfortranarray(np.arange(24, dtype=np.float32).reshape(3, 8))
+    np.save(tmp_path / "a.npy", x)
+    store = FeatureStore(tmp_path)
+    assert store.length("a") == 3 and np.array_equal(store.load("a"), x)
