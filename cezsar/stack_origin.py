@@ -25,6 +25,8 @@ import numpy as np
 SAMPLE = 48  # stacks compared (spread over the sorted ids)
 COHERENT = 0.3  # a group of one network: each member's profile correlates with the rest of its group above this
 UNRELATED = 0.15  # two groups whose mean profiles correlate below this: two different networks
+MIN_DIM = 64  # below this, chance correlations of unrelated profiles (sd 1/sqrt(D)) look like agreement
+MIN_STACKS = 6  # fewer stacks split into "groups" by chance
 
 class MixedBackbones(ValueError):
     """A feature folder whose stacks come from different backbones; the message names examples of each group."""
@@ -107,18 +109,18 @@ def check_one_backbone(store: Any, sample: int = SAMPLE) -> None:
                                  + "); keep one backbone's stacks per folder")
         return
     ids = list(store.ids)
-    if len(ids) < 4:
-        return
+    if len(ids) < MIN_STACKS or int(getattr(store, "dim", 0) or 0) < MIN_DIM:
+        return  # too few stacks or channels to tell two networks from chance
     step = len(ids) / min(sample, len(ids))
     probe = list(dict.fromkeys(ids[int(i * step)] for i in range(min(sample, len(ids)))))
     kept, prof = _profiles(store, probe)
-    if len(kept) < 4:
+    if len(kept) < MIN_STACKS:
         return
     split = split_in_two(prof)
     if split is None:
         return
     labels, coherence, between = split
-    if min(coherence) >= COHERENT and between < UNRELATED:
+    if min(coherence) >= max(COHERENT, 4 / np.sqrt(prof.shape[1])) and between < UNRELATED:
         a, b = (np.flatnonzero(labels == k) for k in (0, 1))
         raise MixedBackbones(
             f"{root}: its stacks come from at least two different backbones of dim {prof.shape[1]} (channel "

@@ -431,3 +431,12 @@ def test_a_stack_saved_in_fortran_order_still_loads(tmp_path):
     np.save(tmp_path / "a.npy", x)
     store = FeatureStore(tmp_path)
     assert store.length("a") == 3 and np.array_equal(store.load("a"), x)
+
+
+def test_few_channels_or_stacks_are_never_taken_for_two_backbones(tmp_path):
+    from cezsar import checks
+
+    rng = np.random.default_rng(0)
+    for i in range(6):  # 8 channels of noise: chance correlations as large as real agreement
+        np.save(tmp_path / f"v{i}.npy", rng.normal(size=(6, 8)).astype(np.float32))
+    assert len(checks.feature_folder(tmp_path).ids) == 6
