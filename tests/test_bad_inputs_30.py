@@ -19,7 +19,7 @@ from cezsar import atomic, diskspace
 from cezsar.cli import error_line, main
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_bad_inputs import one_error  # noqa: E402
+from test_bad_inputs import minilm_id, one_error, toy, train_args  # noqa: E402,F401 (fixtures)
 
 
 def cli(capsys, *argv) -> tuple[int, str]:
@@ -148,6 +148,12 @@ def test_extract_refuses_when_the_rest_of_the_videos_will_not_fit(tmp_path, monk
     monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 << 20})())
     with pytest.raises(diskspace.DiskFullError, match=r"features of 2 video\(s\): needs ≈ .* GB under .*feats"):
         features._check_room(out, videos, videos[1:])
+
+
+def test_cezsar_train_on_a_full_disk_is_one_line_before_training(capsys, tmp_path, toy, minilm_id, monkeypatch):
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 1 << 20})())
+    line = one_error(*cli(capsys, *train_args(toy, tmp_path / "run")), 1, "needs ≈", "GB free")
+    assert "under" in line and not (tmp_path / "run" / "last.pt").exists()
 
 
 # --- 2. user errors that reached the "a bug in cezsar" boundary -------------------------------------------------
