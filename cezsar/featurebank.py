@@ -3,8 +3,8 @@ offsets, windows as precomputed row-index matrices, and batches that forward eac
 sentence once, packed: only the windows' valid rows are gathered and go through the VEM
 (`JointEmbedder.encode_video_packed`).
 
-The bank is a `.npy` file written once (atomically, by ordinary writes) and memory-mapped; on a GPU it is copied whole to the
-device so that building a batch is a single gather. The released code instead did one `np.load` per sample
+The bank is a `.npy` file written once (atomically, by ordinary writes) and memory-mapped; on a GPU it is copied whole
+to the device so that building a batch is a single gather. The released code instead did one `np.load` per sample
 through a DataLoader (see `benchmarks/bench_train.py` for that reference and the ratio).
 """
 from __future__ import annotations

@@ -75,6 +75,13 @@ def _check_value(name: str, value: Any, where: str) -> None:
     """`value` (already typed) within the allowed values of `name` (LIMITS, CHOICES); ParameterError otherwise."""
     if value is None:
         return
+    if name == "tau_values":  # "0.7,0.8,0.9": each a tau
+        for part in (p.strip() for p in str(value).split(",") if p.strip()):
+            try:
+                _check_value("tau", float(part), where)
+            except ValueError:
+                raise ParameterError(f"{where}: tau_values: {part!r} is not a tau (a number in [0, 2]); give them "
+                                     "comma-separated, e.g. \"0.7,0.8,0.9\"") from None
     if name in CHOICES and value not in CHOICES[name]:
         raise ParameterError(f"{where}: {name}: {value!r} is not one of {', '.join(CHOICES[name])}")
     if name in LIMITS and isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -171,6 +171,8 @@ def test_a_null_in_a_parameter_set_names_the_key_and_its_type(tmp_path, capsys):
     ("seed: -3", "seed: -3 must be at least 0"),
     ("mode: papr", "mode: 'papr' is not one of embedded, paper"),
     ("epochs: .nan", "epochs: nan is not a whole number"),
+    ('tau_values: "0.7,x"', "tau_values: 'x' is not a tau"),
+    ('tau_values: "0.7,5"', "tau_values: '5' is not a tau"),
 ])
 def test_parameter_values_outside_their_allowed_values_are_refused_naming_the_key(tmp_path, line, needle):
     from cezsar import params
@@ -383,7 +385,7 @@ def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys
     p.write_bytes("café\nthé\n".encode("latin-1"))
     from cezsar.classify import LabelError, parse_labels
 
-    with pytest.raises(LabelError, match="labels.txt: cannot read the label file .*not a UTF-8 text file.*save it as UTF-8"):
+    with pytest.raises(LabelError, match="labels.txt: cannot read the label file .*not a UTF-8 text file.*save it as"):
         parse_labels(str(p))
     q = tmp_path / "p.yaml"
     q.write_bytes("epochs: 3\n".encode("utf-16-le"))  # UTF-16 without its mark

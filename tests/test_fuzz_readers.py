@@ -194,7 +194,7 @@ def test_label_files(tmp_path, n):
 # --- parameter sets ------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("n", TIERS)
 def test_parameter_sets(tmp_path, n):
-    keys = ["epochs", "batch", "tau", "mode", "seed", "device", "val_fraction", "clip_model", "epcohs"]
+    keys = ["epochs", "batch", "tau", "mode", "seed", "device", "val_fraction", "clip_model", "epcohs", "tau_values"]
     values = ["null", "3", "-1", "0.5", ".nan", ".inf", "paper", "[1, 2]", "{a: 1}", "'x'", "2001-01-01", "yes",
               "1e400", "!!python/object:os.system", "&a 1", "*a", "|", '"\\x"']
     text = st.lists(st.tuples(st.sampled_from(keys), st.sampled_from(values)), max_size=4).map(
