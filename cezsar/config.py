@@ -49,7 +49,7 @@ class ExtractConfig:
 
 @dataclass
 class TextConfig:
-    model: str = "minilm"  # all-MiniLM-L6-v2 offline (README "Real data and a GPU"); "mpnet" (768-d) or a path; paper: paraphrase-distilroberta-base-v2
+    model: str = "minilm"  # all-MiniLM-L6-v2 offline (docs/real_data.md); "mpnet" (768-d) or a path; paper: paraphrase-distilroberta-base-v2
     batch: int = 64  # sentences per SBERT forward
 
 
