@@ -63,7 +63,7 @@ class MiningConfig:
     objects_per_window: int = 5  # released code: top-5 objects over the window are the candidates
     object_negatives: bool = True  # object sentences join the negative pool too: if they were only ever
     # positives, a sentence's kind would reveal its role and the model can learn that instead of the video
-    # (measured on SynthActions: VE collapsed to chance with captions-only negatives; see README)
+    # (measured on SynthActions: VE collapsed to chance with captions-only negatives; docs/decisions.md §15)
     rule: str = "released"  # docs/fidelity.md: "released" = negatives have cos > 1 - tau (hard, related)
     exclude_same_video: bool = False  # switch: never draw a negative from the anchor's own video
     max_sim: float | None = None  # switch: paraphrase guard, drop candidates with cos >= max_sim
