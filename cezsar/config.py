@@ -59,7 +59,9 @@ class MiningConfig:
     n_negatives: int = 10  # paper §3.4 footnote 8: n = 10
     windows_per_segment: int = 3  # paper §3.4: three random windows per segment
     window_seconds: float = 10.0  # paper §3.4: windows of up to 10 s
-    object_positives: int = 2  # paper §3.4: two object sentences most similar to the caption
+    # paper §3.4: the two object sentences most similar to the caption (params/paper.yaml: 2); the default is the
+    # embedded parameter set's 0, captions only (docs/decisions.md §15): params/embedded.yaml is the one source
+    object_positives: int = 0
     objects_per_window: int = 5  # released code: top-5 objects over the window are the candidates
     object_negatives: bool = True  # object sentences join the negative pool too: if they were only ever
     # positives, a sentence's kind would reveal its role and the model can learn that instead of the video
@@ -105,7 +107,7 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)  # paper §4
     weight_decay: float = 1e-5  # paper §4
     batch: int = 128  # paper §4
-    epochs: int = 25  # paper §4
+    epochs: int = 16  # paper §4: 25 (params/paper.yaml); the default is params/embedded.yaml's, the one source
     patience: int = 10  # paper §4: early stopping
     margin: float = 1.0  # Eq. 7 epsilon; released code: 1.0
     window: str = "paper"  # "paper": the mined window is the visual input; "released": first 16 s of the segment

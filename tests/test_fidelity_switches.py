@@ -174,7 +174,7 @@ def test_far_from_all_and_object_tau_follow_the_papers_words(monkeypatch):
     from cezsar.mining import mine
 
     captions, emb_fn, store, _ = _corpus_with_objects(monkeypatch)
-    cfg = MiningConfig(n_negatives=3, tau=0.9, object_negatives=False)
+    cfg = MiningConfig(n_negatives=3, tau=0.9, object_negatives=False, object_positives=2)
     base = mine(captions, emb_fn, store, cfg)
     far = mine(captions, emb_fn, store, MiningConfig(**{**cfg.__dict__, "far_from_all": True}))
 
@@ -192,8 +192,8 @@ def test_far_from_all_and_object_tau_follow_the_papers_words(monkeypatch):
         return bad
 
     assert violations(base) > 0 and violations(far) == 0
-    tight = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5, object_tau=True))
-    loose = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5))
+    tight = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5, object_tau=True, object_positives=2))
+    loose = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5, object_positives=2))
     emb = unit(emb_fn(tight.sentences))
     cap = {int(s): emb[i] for s, i in zip(tight.segment, tight.pos) if tight.sentences[i].startswith("topic")}
     obj = [(int(s), i) for s, i in zip(tight.segment, tight.pos) if tight.sentences[i].startswith("object")]
@@ -209,7 +209,7 @@ def test_released_object_positives_are_definition_fragments_of_the_10_s_from_int
     texts = [f"thing {i}: a b c d e f g h. short one. " + " ".join(f"w{j}" for j in range(30)) for i in range(8)]
     assert definition_fragments(texts[0]) == ["thing 0: a b c d e f g h", " ".join(f"w{j}" for j in range(20))]
     captions, emb_fn, store, seen = _corpus_with_objects(monkeypatch, texts)
-    ts = mine(captions, emb_fn, store, MiningConfig(n_negatives=2, released_objects=True))
+    ts = mine(captions, emb_fn, store, MiningConfig(n_negatives=2, released_objects=True, object_positives=2))
     frags = {f for t in texts[:3] for f in definition_fragments(t)}
     objs = {ts.sentences[p] for p in ts.pos if not ts.sentences[p].startswith("topic")}
     assert objs and objs <= frags

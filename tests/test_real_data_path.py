@@ -281,3 +281,15 @@ def test_the_released_parameter_set_switches_every_stage_of_the_notebooks():
     from cezsar.config import ModelConfig
 
     assert pipeline.model_config(e) == ModelConfig() and pipeline.train_config(e).window == "paper"
+
+
+def test_the_config_dataclasses_default_to_the_embedded_parameter_set():
+    """One source of defaults (issue 29): every parameter-set key that sets a config field has the same default in
+    the dataclass (and so in the CLI, whose defaults are the dataclasses') as in params/embedded.yaml."""
+    from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
+
+    made = {"mine": MiningConfig(), "model": ModelConfig(), "train": TrainConfig(), "eval": EvalConfig()}
+    embedded = params.defaults()
+    differ = {key: (getattr(made[stage], name), embedded[key]) for key, (stage, name) in params.CONFIG_KEYS.items()
+              if getattr(made[stage], name) != embedded[key]}
+    assert not differ, f"dataclass default vs params/embedded.yaml: {differ}"

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-sim", type=float, default=d.max_sim,
                         help="paraphrase guard: drop candidates with cos >= this")
     parser.add_argument("--object-positives", type=int, default=d.object_positives,
-                        help=f"object sentences per window added as positives (paper §3.4: {d.object_positives}; "
-                        "0 = captions only; needs objects)")
+                        help=f"object sentences per window added as positives (default {d.object_positives}, "
+                        "params/embedded.yaml; paper §3.4: 2; 0 = captions only; needs objects)")
     parser.add_argument("--no-object-negatives", action="store_true",
                         help="object sentences are not negatives (default: they are; see MiningConfig)")
     parser.add_argument("--windows", type=int, default=d.windows_per_segment,

@@ -29,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "running that stage under torchrun")
     parser.add_argument("--tau", type=float, default=None,
                         help="with --params-file: the triplet file of this tau (default: the set's tau)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, paper §4)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, params/embedded.yaml; paper §4: 25)")
     parser.add_argument("--batch", type=int, default=d.batch,
                         help=f"triplets per optimiser step (default {d.batch}, paper §4); under torchrun the global "
                         "batch, each of the N ranks takes batch/N")
