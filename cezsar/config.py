@@ -94,9 +94,9 @@ class ModelConfig:
     # zero padded, the padding inside attention and the mean
     released_attention: bool = False  # paper: over time within a clip; released: across the batch in training
     # (batch_first unset), none across time at test (each step attends to itself)
-    released_head: bool = False  # paper Eqs. 1, 5: FC+ReLU; released: ReLU before the first and the last FC, no
-    # output ReLU, LayerNorm on the VEM and SEM outputs in training only
-    xavier_init: bool = False  # paper: –; here torch's default init; released: Xavier-uniform weights
+    released_head: bool = False  # paper Eqs. 1, 5: FC+ReLU; released: ReLU -> FC -> Dropout -> transformer ->
+    # Dropout -> ReLU -> mean -> FC, no output ReLU, an affine LayerNorm on the VEM and SEM outputs in training only
+    xavier_init: bool = False  # paper: –; here torch's default init; released: Xavier-normal weights (p.dim() > 1)
 
 
 @dataclass

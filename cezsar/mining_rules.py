@@ -47,6 +47,26 @@ def rule_mask(sim: np.ndarray, tau: float, rule: str = "released", max_sim: floa
     return mask
 
 
+def far_from_others(sim: np.ndarray, pos_ids: np.ndarray, tau: float) -> np.ndarray:
+    """`far_from_all` (paper §3.4: a negative "sufficiently different from each of these three positive
+    descriptions"; docs/fidelity.md) for one window -> bool (k, C).
+
+    Row j: the candidates "sufficiently different", in the paper's sense of not similar (cos <= 1 - tau), from
+    every positive of the window other than positive j. The caller ANDs row j with positive j's own rule
+    (`admissible`), so under rule "different" a negative is far from all of the window's positives, and under
+    rule "released" it stays a hard negative of its own positive (cos > 1 - tau) yet is far from the others.
+
+    Args:
+        sim: cosines (k, C) of the window's k positives to C candidates.
+        pos_ids: (k,) their sentence ids; a positive repeated in the window is not an "other" one.
+    """
+    far = sim <= 1.0 - tau  # (k, C)
+    out = np.empty_like(far)
+    for j in range(len(pos_ids)):  # k <= 3 positives in a window: a tiny loop
+        out[j] = far[pos_ids != pos_ids[j]].all(axis=0)  # no other positive: every candidate passes
+    return out
+
+
 def _pair_member(a: np.ndarray, b: np.ndarray, keys: np.ndarray, nb: int) -> np.ndarray:
     """Whether each (a[i], b[i]) is in `keys` (sorted int64 a * nb + b)."""
     q = a.astype(np.int64) * nb + b
