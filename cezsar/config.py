@@ -110,6 +110,8 @@ class TrainConfig:
     margin: float = 1.0  # Eq. 7 epsilon; released code: 1.0
     window: str = "paper"  # "paper": the mined window is the visual input; "released": first 16 s of the segment
     autocast: bool = True  # paper: –; here bf16 autocast on CUDA; released: fp32 everywhere (False)
+    released_validation: bool = False  # paper: –; here the validation loss in eval mode; released: in train mode
+    # (the released loop never called model.eval(): dropout on, the training-only LayerNorms applied)
     seed: int = 0
     device: str = "auto"  # auto = CUDA when present (bf16 autocast there), else CPU
 

@@ -40,7 +40,7 @@ from cezsar.triplets import TripletSet
 RELEASED: dict[str, Any] = {
     "window": "released", "max_len": 16, "released_padding": True, "released_attention": True,
     "released_head": True, "released_sem": True, "positional": False, "xavier_init": True, "d_model": 1024,
-    "dropout": 0.2, "autocast": False, "split": "triplet", "val_fraction": 0.3, "draw": "released",
+    "dropout": 0.2, "autocast": False, "released_validation": True, "split": "triplet", "val_fraction": 0.3, "draw": "released",
     "mine_released_objects": True, "object_positives": 2, "normalize_terms": False, "eval_released_objects": True,
     "released_descriptions": True, "max_seconds": 16, "std_ddof": 0,
 }
@@ -60,6 +60,7 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "sem": ("SEM: Dropout + Linear + LayerNorm", {"released_sem": True}, "paper"),
     "width_init": ("d_model 1024, dropout 0.2, Xavier init", {"d_model": 1024, "dropout": 0.2, "xavier_init": True},
                    "paper"),
+    "validation": ("validation loss in train mode (dropout on)", {"released_validation": True}, "paper"),
     "split": ("triplet-level 70/30 validation split", {"split": "triplet", "val_fraction": 0.3}, "paper"),
     "draw": ("negatives with replacement, weighted by entry count", {"draw": "released"}, "paper"),
     "raw_sum": ("Eq. 9 as a raw sum (nothing L2-normalised)", {"normalize_terms": False}, "paper"),

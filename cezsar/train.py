@@ -187,8 +187,9 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
     """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split).
 
     Under torchrun each rank evaluates every N-th batch and the sums are all-reduced: every rank returns the
-    same numbers."""
-    model.eval()
+    same numbers. `cfg.released_validation`: the model stays in train mode, as in the released loop (dropout
+    on, so the early-stopping loss is noisy; the released head's training-only LayerNorm applied)."""
+    model.train(cfg.released_validation)
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     win = data.win.cpu().numpy()

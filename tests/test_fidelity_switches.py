@@ -288,8 +288,8 @@ def test_every_switch_has_a_flag_and_defaults_to_the_paper():
         ("paper", False, False, False, False, False)
     tr = p.parse_args(["train", *base, "--window", "released", "--captions", "c", "--released-padding",
                        "--released-attention", "--released-head", "--xavier-init", "--fp32", "--d-model", "1024",
-                       "--dropout", "0.2", "--max-len", "16"])
-    assert tr.window == "released" and tr.fp32 and tr.d_model == 1024 and tr.max_len == 16
+                       "--dropout", "0.2", "--max-len", "16", "--released-validation"])
+    assert tr.window == "released" and tr.fp32 and tr.d_model == 1024 and tr.max_len == 16 and tr.released_validation
     ev = p.parse_args(["evaluate", "--dataset", "ucf101", "--root", "r", "--features", "f", "--out", "o",
                        "--released-objects", "--released-descriptions", "--std-ddof", "0", "--released-sum"])
     assert ev.released_objects and ev.released_descriptions and ev.std_ddof == 0
@@ -356,3 +356,28 @@ def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkey
     assert "thing 5: sense a  sense b thing 2: sense a  sense b thing 7: sense a  sense b" in seen
     assert "thing 3: sense a  sense b thing 4: sense a  sense b thing 6: sense a  sense b" in seen
     assert emb["videos"].shape == (2, 5)
+
+
+# --- validation (issue 27 part 4) ----------------------------------------------------------------
+def test_released_validation_runs_in_train_mode_with_dropout_on(tmp_path):
+    """training.py never called model.eval(): its validation loss had dropout on (and the LayerNorms)."""
+    from test_train import TINY, make_toy
+
+    from cezsar.config import FastPathConfig, TrainConfig
+    from cezsar.train import evaluate, prepare
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    cfg = ModelConfig(**{**TINY, "dropout": 0.5}, feat_dim=store.dim, text_dim=text.shape[1])
+    data, _ = prepare(trip, store, text, cfg, FastPathConfig(), tmp_path / "cache", torch.device("cpu"))
+    idx = np.arange(len(trip.video))
+    torch.manual_seed(0)
+    model = JointEmbedder(cfg)
+    runs = {}
+    for released in (False, True):
+        losses = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            losses.append(evaluate(model, data, idx, TrainConfig(released_validation=released), torch.device("cpu"))["loss"])
+        runs[released] = (losses, model.training)
+    assert runs[False][0][0] == runs[False][0][1] and runs[False][1] is False  # eval mode: deterministic
+    assert runs[True][0][0] != runs[True][0][1] and runs[True][1] is True  # train mode: dropout masks differ
