@@ -233,13 +233,17 @@ def test_std_ddof_0_is_the_population_std():
 def test_released_descriptions_are_cleaned_and_closest_to_the_class_name():
     from cezsar.protocols import clean_description, pick_released_descriptions
 
-    assert clean_description("Apply Eye-Makeup: a person's \"eyes\" (etc.)!") == "apply eye makeup a person s eyes etc"
-    vec = {"jump": [1.0, 0.0], "swim": [0.0, 1.0], "people swim in water": [0.1, 1.0],
-           "a jump into the air": [1.0, 0.2], "something else": [0.7, 0.7]}
+    # . , ! ? kept, spaced; other non-letters one space; "it's" expanded (issue 27: the released cleaning)
+    assert clean_description("Apply Eye-Makeup: it's \"eyes\" (etc.)!") == "apply eye makeup it is eyes etc . !"
+    vec = {"jump": [1.0, 0.0], "swim": [0.0, 1.0], "people swim in water .": [0.1, 1.0],
+           "a jump , into the air !": [1.0, 0.2], "something else entirely .": [0.7, 0.7]}
     enc = lambda s: np.array([vec[x] for x in s], np.float32)  # noqa: E731
-    got = pick_released_descriptions(["jump", "swim"], {"jump": ["Something else.", "A jump, into the air!"],
+    got = pick_released_descriptions(["jump", "swim"], {"jump": ["Something else entirely.", "A jump, into the air!",
+                                                                 "Too short."],
                                                         "swim": ["People swim in water."]}, enc)
-    assert got == ["a jump into the air", "people swim in water"]
+    assert got == ["a jump , into the air !", "people swim in water ."]  # "Too short." (2 words) never encoded
+    with pytest.raises(ValueError, match="'swim'"):
+        pick_released_descriptions(["jump", "swim"], {"jump": ["A jump, into the air!"], "swim": ["Swimming."]}, enc)
 
 
 def test_released_object_text_mean_over_16_padded_rows_and_one_joined_text():

@@ -292,3 +292,45 @@ def test_released_object_texts_use_every_sense_of_every_lemma_of_the_synset():
         assert set(definition_fragments(sources[i])) == _released_pieces(lines[i]), lines[i]
     first_only = _get_word_net_definition([lines[several[0]].split(", ")[0]])
     assert _get_word_net_definition(lines[several[0]].replace(" ", "").split(",")) != first_only
+
+
+# --- dataset.py: the class descriptions ---------------------------------------------------------
+def _released_sentences(lines: list[str], min_len: int = 3, max_len: int = 300) -> list[str]:
+    """dataset.py, load_class_sentences with zsar.py's min_len=3, max_len=300 (one given sentence per line, so
+    nltk's sent_tokenize, which needs the punkt data, is left out): lower, strip, contractions.fix, at least
+    min_len words, preprocess_sentence, cut to max_len words."""
+    import re
+    import unicodedata
+
+    import contractions
+
+    def preprocess_sentence(w: str) -> str:
+        w = "".join(c for c in unicodedata.normalize("NFD", w.lower().strip()) if unicodedata.category(c) != "Mn")
+        w = re.sub(r"([?.!,¿])", r" \1 ", w)
+        w = re.sub(r'[" "]+', " ", w)
+        w = re.sub(r"[^a-zA-Z?.!,¿]+", " ", w)
+        return w.strip()
+
+    out = []
+    for line in lines:
+        i = contractions.fix(line.lower().strip())
+        if len(i.split(" ")) >= min_len:
+            out.append(" ".join(preprocess_sentence(i).split(" ")[:max_len]))
+    return out
+
+
+def test_released_descriptions_clean_as_the_released_load_class_sentences():
+    from cezsar.config import PROJ_ROOT
+    from cezsar.datasets import read_descriptions
+    from cezsar.protocols import clean_description, pick_released_descriptions
+
+    desc = read_descriptions(PROJ_ROOT / "data" / "descriptions" / "kinetics400.json")
+    lines = [s for sents in desc.values() for s in sents]
+    lines += ["Café-au-lait: it's the person's “best” drink; don't spill it!", "Two words.", "Rock 'n' roll, 1950s?"]
+    ours = [clean_description(x) for x in lines if x != "Two words."]  # the released code drops < 3 words
+    assert ours == _released_sentences(lines)
+    assert any("build a she would" in x for x in ours)  # the contractions package's reading of "shed", as released
+    names = ["building shed", "braiding hair"]
+    enc = lambda s: np.stack([np.random.default_rng(len(x)).normal(size=8) for x in s])  # noqa: E731
+    picked = pick_released_descriptions(names, {c: desc[c] for c in names}, enc)
+    assert all(p in _released_sentences(desc[c]) for p, c in zip(picked, names))
