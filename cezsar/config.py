@@ -71,7 +71,7 @@ class MiningConfig:
     split: str = "video"  # paper: –; here by video; "triplet" = released: triplets drawn at random (leaky; 0.3 there)
     draw: str = "uniform"  # paper n = 10; here distinct, uniform; "released": with replacement, weighted by entry count
     released_objects: bool = False  # paper: 2 object sentences; released: all-sense fragments split on ".", > 5
-    # words, cut to 20, top-5 objects by mean score over the 10 s from int(window start)
+    # words, cut to 20, top-5 objects by mean score over 10 s from a random whole second (released_starts)
     far_from_all: bool = False  # paper §3.4 words: a negative passes the rule against all positives of its window
     object_tau: bool = False  # paper §3.4 words: object positives must themselves be similar (cos > 1 - tau)
     block: int = 4096  # rows of the similarity matrix computed at once (bounds memory)

@@ -70,7 +70,7 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "descriptions": ("descriptions lower-cased, cleaned, top-1 by similarity to the name",
                      {"released_descriptions": True}, "paper"),
     "obj2": ("the paper's 2 object positives per window (reference of the next three)", OBJ2, "paper"),
-    "object_positives": ("released object positives: all-sense fragments, 10 s from int(start)",
+    "object_positives": ("released object positives: all-sense fragments, 10 s from a random whole second",
                          {**OBJ2, "mine_released_objects": True}, "obj2"),
     "far_from_all": ("paper words: a negative far from all 3 positives of its window", {**OBJ2, "far_from_all": True},
                      "obj2"),

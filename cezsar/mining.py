@@ -12,7 +12,7 @@ max_sim, a paraphrase guard). A negative is never the caption of its own segment
 Released-code and paper-wording switches (docs/fidelity.md), off by default: `split="triplet"` (a random
 triplet-level validation split), `draw="released"` (negatives with replacement from the released pool: the
 list of positive entries, one per window and positive sentence), `released_objects` (all-sense definition
-fragments of the top-5 objects over the 10 s from int(window start)), `far_from_all` (a negative passes the
+fragments of the top-5 objects over 10 s from a random whole second of the segment, drawn as the released code), `far_from_all` (a negative passes the
 rule against its own positive and is far, cos <= 1 - tau, from the other positives of its window) and
 `object_tau` (object positives must pass the similarity rule too). The draw and far-from-all
 switches use `_switched_negatives`, an exact blockwise path of their own.
@@ -33,7 +33,7 @@ import numpy as np
 
 from cezsar.config import MiningConfig, to_dict
 from cezsar.mining_rules import (HIST_EDGES, _embed, _normalise, _ranges, _stats, admissible, draw_negatives,
-                                 far_from_others, random_windows, triplet_split, video_split)
+                                 far_from_others, random_windows, released_starts, triplet_split, video_split)
 from cezsar.mining_sample import pick_strategy, sample_negatives
 from cezsar.objects import definition_fragments, object_sentences, released_positive_texts, window_objects
 from cezsar.triplets import TripletSet
@@ -159,13 +159,20 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
 
 # --- the miner ----------------------------------------------------------------------------------------
 def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.ndarray, w1: np.ndarray,
-                      store: Any, cfg: MiningConfig) -> tuple[np.ndarray, list[str]]:
-    """Top objects of every window -> (S, W, K) ImageNet classes (-1 = none) and the object sentences."""
+                      store: Any, cfg: MiningConfig, bounds: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, list[str]]:
+    """Top objects of every window -> (S, W, K) ImageNet classes (-1 = none) and the object sentences.
+
+    `released_objects`: each window's objects come from the 10 s from a whole second drawn as the released code
+    drew it (`mining_rules.released_starts` over the segments' `bounds`, a random stream of its own), as its
+    object windows were drawn apart from its visual input (the segment's first 16 s)."""
 
     k = cfg.objects_per_window
     classes = np.full(w0.shape + (k,), -1, dtype=np.int64)  # (S, W, K)
     window = cfg.window_seconds
     cache: dict[int, Any] = {}
+    if cfg.released_objects:
+        starts = released_starts(bounds[0], bounds[1], w0.shape[1], window, np.random.default_rng([cfg.seed, 4]))
     for s in range(w0.shape[0]):  # a loop over windows (object lookup is per video file), not over pairs
         v = int(captions_vid[s])
         if v not in cache:
@@ -174,8 +181,8 @@ def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.nda
         if obj is None:
             continue
         for w in range(w0.shape[1]):
-            if cfg.released_objects:  # released: the 10 s from int(start), whatever the window's end
-                lo, hi = float(int(w0[s, w])), float(int(w0[s, w]) + window)
+            if cfg.released_objects:  # released: the 10 s from its random whole second, whatever the segment's end
+                lo, hi = float(starts[s, w]), float(starts[s, w] + window)
             else:
                 lo, hi = float(w0[s, w]), float(w1[s, w])
             top = list(window_objects(obj[0], obj[1], lo, hi, k))[:k]
@@ -225,7 +232,7 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
                             np.random.default_rng([cfg.seed, 0]))  # (S, W)
     obj_cls = None
     if store is not None and cfg.object_positives > 0:
-        obj_cls, obj_text = _object_positives(seg_vid, video_ids, w0, w1, store, cfg)  # (S, W, K)
+        obj_cls, obj_text = _object_positives(seg_vid, video_ids, w0, w1, store, cfg, (seg_start, seg_end))  # (S, W, K)
         used = np.unique(obj_cls[obj_cls >= 0])
         if cfg.released_objects:  # candidates: the definition fragments of the window's objects (S, W, K*F)
 

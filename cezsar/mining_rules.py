@@ -181,6 +181,21 @@ def random_windows(start: np.ndarray, end: np.ndarray, per_segment: int, seconds
     return w0, w1
 
 
+def released_starts(start: np.ndarray, end: np.ndarray, per_segment: int, seconds: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """The released windows' starts (hardsampling.py pairing_data) -> (S, W) whole seconds.
+
+    Per window: both bounds truncated (int()), swapped if reversed; when int(end) - seconds > int(start), a
+    whole second drawn uniformly from int(start) .. int(end) - seconds (random.randint, both ends included),
+    else int(start). The released window is then the `seconds` rows from there, whatever the segment's end.
+    """
+    a, b = np.trunc(start), np.trunc(end)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    last = np.floor(b - seconds)  # (S,) the latest start
+    draw = a[:, None] + np.floor(rng.random((len(a), per_segment)) * (last - a + 1)[:, None])  # (S, W)
+    return np.where((last > a)[:, None], np.minimum(draw, last[:, None]), a[:, None])
+
+
 def video_split(n_videos: int, fraction: float, seed: int) -> np.ndarray:
     """Seeded validation flags per video (docs/fidelity.md "optimiser": by video, so no video is on both sides) -> bool (V,)."""
     val = np.zeros(n_videos, dtype=bool)

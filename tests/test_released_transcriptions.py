@@ -334,3 +334,25 @@ def test_released_descriptions_clean_as_the_released_load_class_sentences():
     enc = lambda s: np.stack([np.random.default_rng(len(x)).normal(size=8) for x in s])  # noqa: E731
     picked = pick_released_descriptions(names, {c: desc[c] for c in names}, enc)
     assert all(p in _released_sentences(desc[c]) for p, c in zip(picked, names))
+
+
+# --- hardsampling.py: where an object window starts ---------------------------------------------
+def _released_start_support(start: float, end: float, input_len: int = 10) -> list[int]:
+    """hardsampling.py, pairing_data: start, end = int(ts[0]), int(ts[1]) (swapped if reversed); if
+    end - input_len > start, start = random.randint(start, end - input_len) (each value equally likely)."""
+    a, b = int(start), int(end)
+    if a > b:
+        a, b = b, a
+    return list(range(a, b - input_len + 1)) if b - input_len > a else [a]
+
+
+def test_released_object_windows_start_at_a_whole_second_drawn_as_released():
+    from cezsar.mining_rules import released_starts
+
+    segs = np.array([[3.7, 25.2], [3.9, 14.1], [2.5, 8.0], [40.0, 51.0], [12.6, 9.2]])
+    got = released_starts(segs[:, 0], segs[:, 1], 20_000, 10.0, np.random.default_rng(0))  # (S, 20000)
+    for (a, b), row in zip(segs, got):
+        support = _released_start_support(a, b)
+        values, counts = np.unique(row, return_counts=True)
+        assert values.tolist() == support, (a, b)
+        assert np.abs(counts / len(row) - 1 / len(support)).max() < 0.015  # uniform (noise ~0.003)
