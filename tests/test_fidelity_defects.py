@@ -132,5 +132,6 @@ def test_the_fidelity_table_says_how_object_positives_differ_and_names_every_swi
     assert "released_objects" in switch and "object_tau" in switch
     for name in ("released_preprocess", "draw=", "far_from_all", "window=", "released_padding", "released_attention",
                  "positional=False", "released_head", "released_sem", "xavier_init", "split=", "autocast=False",
-                 "normalize_terms=False", "max_seconds=16", "released_descriptions", "std_ddof=0", "released.yaml"):
+                 "normalize_terms=False", "max_seconds=16", "released_descriptions", "std_ddof=0", "released.yaml",
+                 "released_validation", "bank_dtype", "negative pool", "window start"):  # issue 27 part 4 rows
         assert name in doc, name
