@@ -69,7 +69,7 @@ class MiningConfig:
     max_sim: float | None = None  # switch: paraphrase guard, drop candidates with cos >= max_sim
     val_fraction: float = 0.1  # share of *videos* (or of triplets, split="triplet") held out for early stopping
     split: str = "video"  # paper: –; here by video; "triplet" = released: triplets drawn at random (leaky; 0.3 there)
-    draw: str = "uniform"  # paper n = 10; here distinct, uniform; "released": with replacement from the positive entries
+    draw: str = "uniform"  # paper n = 10; here distinct, uniform; "released": with replacement, positives' entries
     released_objects: bool = False  # paper: 2 object sentences; released: all-sense fragments split on ".", > 5
     # words, cut to 20, top-5 objects by mean score over 10 s from a random whole second (released_starts)
     far_from_all: bool = False  # paper §3.4 words: the rule for its positive, far from the window's other positives

@@ -12,10 +12,10 @@ max_sim, a paraphrase guard). A negative is never the caption of its own segment
 Released-code and paper-wording switches (docs/fidelity.md), off by default: `split="triplet"` (a random
 triplet-level validation split), `draw="released"` (negatives with replacement from the released pool: the
 list of positive entries, one per window and positive sentence), `released_objects` (all-sense definition
-fragments of the top-5 objects over 10 s from a random whole second of the segment, drawn as the released code), `far_from_all` (a negative passes the
-rule against its own positive and is far, cos <= 1 - tau, from the other positives of its window) and
-`object_tau` (object positives must pass the similarity rule too). The draw and far-from-all
-switches use `_switched_negatives`, an exact blockwise path of their own.
+fragments of the top-5 objects over 10 s from a random whole second of the segment, drawn as the released
+code), `far_from_all` (a negative passes the rule against its own positive and is far, cos <= 1 - tau, from
+the other positives of its window) and `object_tau` (object positives must pass the similarity rule too).
+The draw and far-from-all switches use `_switched_negatives`, an exact blockwise path of their own.
 
 Strategy "exact": the similarity work is blockwise, `block` unique positive sentences x all candidates at
 a time, so memory is O(block * candidates); its draws are vectorised (rejection draws in flat arrays where

@@ -381,7 +381,8 @@ def test_released_validation_runs_in_train_mode_with_dropout_on(tmp_path):
         losses = []
         for seed in (1, 2):
             torch.manual_seed(seed)
-            losses.append(evaluate(model, data, idx, TrainConfig(released_validation=released), torch.device("cpu"))["loss"])
+            cfg_t = TrainConfig(released_validation=released)
+            losses.append(evaluate(model, data, idx, cfg_t, torch.device("cpu"))["loss"])
         runs[released] = (losses, model.training)
     assert runs[False][0][0] == runs[False][0][1] and runs[False][1] is False  # eval mode: deterministic
     assert runs[True][0][0] != runs[True][0][1] and runs[True][1] is True  # train mode: dropout masks differ

@@ -326,7 +326,8 @@ def test_released_descriptions_clean_as_the_released_load_class_sentences():
 
     desc = read_descriptions(PROJ_ROOT / "data" / "descriptions" / "kinetics400.json")
     lines = [s for sents in desc.values() for s in sents]
-    lines += ["Café-au-lait: it's the person's “best” drink; don't spill it!", "Two words.", "Rock 'n' roll, 1950s?"]
+    lines += ["Café-au-lait: it's the person's “best” drink; don't spill it!", "Two words.",
+              "Rock 'n' roll, 1950s?"]
     ours = [clean_description(x) for x in lines if x != "Two words."]  # the released code drops < 3 words
     assert ours == _released_sentences(lines)
     assert any("build a she would" in x for x in ours)  # the contractions package's reading of "shed", as released

@@ -124,8 +124,8 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--released-attention", action="store_true",
                    help="attention across the batch in training, none across time at test (batch_first unset)")
     g.add_argument("--released-head", action="store_true",
-                   help="ReLU-FC-Dropout-encoder-Dropout-ReLU-mean-FC, no output ReLU, affine LayerNorm on VEM/SEM outputs "
-                   "in training only")
+                   help="ReLU-FC-Dropout-encoder-Dropout-ReLU-mean-FC, no output ReLU, affine LayerNorm "
+                   "on VEM/SEM outputs in training only")
     g.add_argument("--xavier-init", action="store_true", help="Xavier-normal weights (released); default torch's init")
     g.add_argument("--d-model", type=int, default=m.d_model, help=f"transformer width (paper §4: {m.d_model}; released 1024)")
     g.add_argument("--dropout", type=float, default=m.dropout, help=f"dropout (default {m.dropout}; released 0.15-0.2)")
