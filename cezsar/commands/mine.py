@@ -53,12 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split", choices=("video", "triplet"), default=d.split,
                    help="validation split by video (default) or by triplet at random (released, with --val-fraction 0.3)")
     g.add_argument("--draw", choices=("uniform", "released"), default=d.draw,
-                   help="negatives: distinct, uniform (default) or with replacement weighted by entry count (released)")
+                   help="negatives: distinct, uniform (default) or with replacement from the list of positive "
+                   "entries (released)")
     g.add_argument("--released-objects", action="store_true",
                    help="object positives from all-sense definition fragments (> 5 words, cut to 20) of the top-5 "
-                   "objects over the 10 s from int(window start)")
+                   "objects over 10 s from a random whole second of the segment")
     g.add_argument("--far-from-all", action="store_true",
-                   help="paper §3.4: a negative must pass the rule against every positive of its window")
+                   help="paper §3.4: a negative passes the rule for its positive and is far "
+                   "(cos <= 1 - tau) from the other positives of its window")
     g.add_argument("--object-tau", action="store_true",
                    help="paper §3.4: object positives must pass the similarity rule (cos > 1 - tau) too")
     add_progress(parser)
