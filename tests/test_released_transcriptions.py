@@ -186,7 +186,7 @@ def test_far_from_all_means_far_from_the_windows_other_positives_under_each_rule
 
     captions, emb_fn, store = _corpus(monkeypatch)
     tau = 0.9 if rule == "released" else 0.3
-    cfg = MiningConfig(n_negatives=10_000, tau=tau, rule=rule, val_fraction=0.0)
+    cfg = MiningConfig(n_negatives=10_000, tau=tau, rule=rule, val_fraction=0.0, object_positives=2)
     ts_all = mine(captions, emb_fn, store, MiningConfig(**{**cfg.__dict__, "tau": 2.0, "rule": "released"}))
     far = mine(captions, emb_fn, store, MiningConfig(**{**cfg.__dict__, "far_from_all": True}))
     near = mine(captions, emb_fn, store, cfg)
@@ -218,8 +218,8 @@ def test_released_draw_weights_are_the_released_list_of_positive_entries(monkeyp
     from cezsar.mining import mine
 
     captions, emb_fn, store = _corpus(monkeypatch)
-    cfg = MiningConfig(n_negatives=4000, tau=0.8, val_fraction=0.0, draw="released")
-    ts_all = mine(captions, emb_fn, store, MiningConfig(n_negatives=1, tau=2.0, val_fraction=0.0))
+    cfg = MiningConfig(n_negatives=4000, tau=0.8, val_fraction=0.0, draw="released", object_positives=2)
+    ts_all = mine(captions, emb_fn, store, MiningConfig(n_negatives=1, tau=2.0, val_fraction=0.0, object_positives=2))
     assert len(ts_all) == ts_all.summary["positives"]  # one triplet per (window, positive): the entry list
     rel = mine(captions, emb_fn, store, cfg)
     emb = _unit(emb_fn(ts_all.sentences))
