@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,7 +22,7 @@ from cezsar.classify import LabelError, parse_labels
 from cezsar.datasets import DatasetError, load_dataset, read_descriptions, read_split
 from cezsar.features import FeatureError, FeatureStore
 
-FAST, SLOW = 60, 2000  # examples per reader
+FAST, SLOW = 60, int(os.environ.get("CEZSAR_FUZZ_EXAMPLES", "400"))  # examples per reader (CEZSAR_FUZZ_EXAMPLES: more)
 TIERS = [pytest.param(FAST, id="fast"), pytest.param(SLOW, id="slow", marks=pytest.mark.slow)]
 
 
