@@ -27,6 +27,7 @@ import torch
 
 from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
+from cezsar.diskspace import require_space
 from cezsar.datasets import Video
 from cezsar.devices import resolve_device
 from cezsar.features import FeatureError, FeatureStore, _check_objects, _check_stack, shard_videos
@@ -206,6 +207,7 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
         lo = 0
         for vid, x in pending:
             vi, vs = idx[lo:lo + len(x)], sc[lo:lo + len(x)]
+            require_space(out, vi.nbytes + vs.nbytes, f"objects of {vid}")
             write_atomic(out / f"{vid}.npz", lambda fh: np.savez(fh, indices=vi, scores=vs))
             lo += len(x)
             computed += 1

@@ -22,7 +22,7 @@ from cezsar.backbones import get_encoder
 from cezsar.captions import Captions, read_activitynet_files
 from cezsar.checkpoints import load_checkpoint
 from cezsar.clip_baseline import VARIANTS as CLIP_BASELINE_VARIANTS
-from cezsar.checks import read_checkpoint
+from cezsar.checks import DataError, read_checkpoint
 from cezsar.classify import checkpoint_text_encoder
 from cezsar.clip import clip_encoder
 from cezsar.config import EvalConfig, ExtractConfig, FastPathConfig, MiningConfig, ModelConfig, TrainConfig
@@ -239,6 +239,16 @@ def model_config(s: Settings) -> ModelConfig:
     return stage_configs(s.values)["model"]
 
 
+def _mined_triplets(path: Path, tau: float) -> TripletSet:
+    """The triplet file of `tau`; a DataError saying to mine first when it is absent or not a triplet file."""
+    if not path.is_file():
+        raise DataError(f"{path}: no triplet file for tau {tau:g}; run notebook 02 (or `cezsar mine`) first")
+    try:
+        return TripletSet.load(path)
+    except ValueError as err:
+        raise DataError(f"{' '.join(str(err).split())}; re-create it with notebook 02 (or `cezsar mine`)") from err
+
+
 def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     """Notebook 03: train (or resume, or reuse a finished run) on the τ triplet file; the loss history.
 
@@ -249,7 +259,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
 
     tau = s.tau if tau is None else tau
     cfg = train_config(s)
-    trip = TripletSet.load(lay.triplets(tau))
+    trip = _mined_triplets(lay.triplets(tau), tau)
     distributed.init(resolve_device(cfg.device))  # no-op in a notebook (one process)
     main = distributed.is_main()
     encoder = SentenceEncoder(s.text_model)

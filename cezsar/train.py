@@ -32,6 +32,7 @@ from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
 from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.diskspace import require_space
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
@@ -187,8 +188,9 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
     """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split).
 
     Under torchrun each rank evaluates every N-th batch and the sums are all-reduced: every rank returns the
-    same numbers."""
-    model.eval()
+    same numbers. `cfg.released_validation`: the model stays in train mode, as in the released loop (dropout
+    on, so the early-stopping loss is noisy; the released head's training-only LayerNorm applied)."""
+    model.train(cfg.released_validation)
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     win = data.win.cpu().numpy()
@@ -233,9 +235,11 @@ def segment_bounds(captions) -> np.ndarray:
 def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     """The triplets with the visual input `window` asks for (TrainConfig.window).
 
-    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 s of the
-    triplet's captioned segment, [start, min(end, start + 16)), whatever window the objects came from; needs
-    `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end arrays.
+    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 rows of the
+    triplet's captioned segment as the released loader sliced them, `features[int(start):int(end)][:16]`
+    (both bounds truncated, not ceil'd: a segment [3.7, 25.2) gives rows 3 .. 18), whatever window the objects
+    came from; needs `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end
+    arrays (whole seconds, so `featurebank.window_index` takes exactly those rows).
     """
     if window == "paper":
         return triplets
@@ -251,9 +255,9 @@ def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     if seg.size and (seg.min() < 0 or seg.max() >= len(bounds)):
         raise ValueError(f"triplet segment id out of range of the {len(bounds)} segment bounds (other captions?)")
     out = copy.copy(triplets)
-    start = bounds[seg, 0]
+    start = np.trunc(bounds[seg, 0])  # int() of the released loader (timestamps are >= 0: floor)
     out.start = start.astype(np.float32)
-    out.end = np.minimum(bounds[seg, 1], start + RELEASED_SECONDS).astype(np.float32)
+    out.end = np.minimum(np.trunc(bounds[seg, 1]), start + RELEASED_SECONDS).astype(np.float32)
     return out
 
 
@@ -280,6 +284,14 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
     data = to_tensors(bank, rows, mask, win, np.asarray(triplets.pos), np.asarray(triplets.neg),
                       np.asarray(text_emb, dtype=np.float32), device)
     return data, {**stats, "triplets": n, "videos": len(triplets.video_ids), "bank_rows": int(offsets[-1])}
+
+
+def _checkpoint_bytes(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """What one checkpoint takes on disk: the previous last.pt's size, else the weights and optimizer state."""
+    if last.is_file():
+        return last.stat().st_size
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights * 3  # the weights and AdamW's two moment estimates
 
 
 def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = None,
@@ -381,6 +393,8 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs[0]}
         if world > 1:
             ckpt.update(world_size=world, rng_ranks=rngs)
+        # room for both files before either is replaced: a full disk keeps the previous ones (docs/errors.md)
+        require_space(out, _checkpoint_bytes(last, model, optimizer) * (2 if improved else 1), "checkpoint")
         write_atomic(last, lambda fh: torch.save(ckpt, fh))
         if improved:
             write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
