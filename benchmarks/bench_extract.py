@@ -122,7 +122,8 @@ def kept_frames_per_s(enc: FrameEncoder, root: Path, source: str, clips: int, se
     t_pipe = time.perf_counter() - t0
     assert rep["frames"] == frames and not rep["skipped"], rep["skipped"]
     return {"source": source, "resolution": f"{w}x{h}", "gop": int(gop) or 250, "frames": frames,
-            "decoder": "pyav (1 FFmpeg thread per decoder process)", "decoders": rep["decoders"],
+            "decoder": f"pyav, 1 FFmpeg thread in each of {rep['decoders']} decoder processes" if rep["decoders"] > 1
+            else "pyav, one decoder thread (FFmpeg's own threads)", "decoders": rep["decoders"],
             "kept_frames_per_s": round(frames / t_pipe, 1), "cnn_alone_topk_frames_per_s": round(frames / t_cnn, 1),
             "pipeline_vs_cnn_alone_topk": round(t_cnn / t_pipe, 3)}
 

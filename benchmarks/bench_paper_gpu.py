@@ -228,7 +228,7 @@ def stage_extraction(spec: dict, device: torch.device, tmp: Path) -> dict:
     test_frames = spec["ucf_videos"] * spec["ucf_seconds"] + spec["k400_videos"] * spec["k400_seconds"]
     return {"backbone": "bit_m_r152x2 (random weights)" if not small else "small BiT (random weights)",
             "precision": enc.precision, "source": f"{spec['clip_size'][1]}p:30", "frames": frames,
-            "decoder": "pyav", "decoders": rep["decoders"], "kept_frames_per_s": round(frames / t_pipe, 1),
+            "decoder": "pyav (NVDEC not used)", "decoders": rep["decoders"], "kept_frames_per_s": round(frames / t_pipe, 1),
             "cnn_alone_topk_frames_per_s": round(frames / t_cnn, 1),
             "pipeline_vs_cnn_alone_topk": round(t_cnn / t_pipe, 3), "test_set_frames": test_frames,
             "projected_test_sets_s": round(test_frames / (frames / t_pipe), 1)}
