@@ -404,12 +404,15 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
                        pad=getattr(getattr(encoder, "device", None), "type", "cpu") == "cuda") \
         if objects and hasattr(encoder, "encode_topk") else None
     # the files are written (and fsynced) on a thread while the CNN encodes the next video; at most
-    # _WRITES_IN_FLIGHT videos wait, and every write has finished (or raised) before the report is written
+    # `in_flight` videos wait, and every write has finished (or raised) before the report is written
     writes: collections.deque = collections.deque()
+    # batched, a write waits for its batch's copies: allow two batches of (one-frame) videos in flight, so the
+    # CNN's thread never waits for the batch it has just launched
+    in_flight = max(_WRITES_IN_FLIGHT, 2 * batcher.size) if batcher is not None else _WRITES_IN_FLIGHT
 
     def submit(fn, *args) -> None:
         writes.append(writer.submit(fn, out, *args))
-        while len(writes) > _WRITES_IN_FLIGHT:
+        while len(writes) > in_flight:
             writes.popleft().result()
 
     try:
