@@ -197,12 +197,16 @@ class _Decoded:
         return len(self.todo)
 
     def __getitem__(self, i: int) -> tuple:
+        import torch  # in a worker process, which the DataLoader started with torch loaded
+
         _, frames, reason = _decode_one(self.todo[i], self.cfg, self.size, threads=1)  # one of several processes
-        return i, frames, reason  # the index, not the video: only arrays and strings cross the process pipe
+        # the index, not the video: only tensors and strings cross to the CNN's process; a uint8 tensor travels
+        # through shared memory, where a numpy array would be pickled through the pipe
+        return i, None if frames is None else torch.from_numpy(frames), reason
 
 
 def _as_is(item):
-    return item  # DataLoader's collate: keep the numpy frames as they are
+    return item  # DataLoader's collate: keep the frames as they are
 
 
 def _decoded(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, workers: int):
@@ -219,7 +223,7 @@ def _decoded(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, worke
     loader = torch.utils.data.DataLoader(_Decoded(todo, cfg, size), batch_size=None, shuffle=False,
                                          num_workers=min(workers, len(todo)), collate_fn=_as_is, prefetch_factor=2)
     for i, frames, reason in loader:
-        yield todo[i], frames, reason
+        yield todo[i], None if frames is None else frames.numpy(), reason  # (T, H, W, 3) uint8, no copy
 
 
 def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, q: queue.Queue, stop: threading.Event,
