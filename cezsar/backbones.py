@@ -1,7 +1,9 @@
 """Frame encoders: an ImageNet CNN per frame -> pooled features and class logits (paper §3.2, §3.5).
 
 One interface, `FrameEncoder.encode(frames uint8 (T, H, W, 3) RGB) -> (features float32 (T, D),
-logits float32 (T, C))`, over three backbones (docs/real_data.md; docs/fidelity.md "frame CNN"):
+logits float32 (T, C))`, over three backbones (docs/real_data.md; docs/fidelity.md "frame CNN"); extraction
+uses `encode_topk` instead, which keeps the logits where the CNN runs and returns each frame's top-k objects
+(docs/decisions.md §11). On a GPU the CNN runs in bf16 on channels_last tensors (`precision`), the head in fp32.
 | name | D | C | label space | preprocessing | weights |
 |---|---|---|---|---|---|
 | efficientnet_lite0 (default offline) | 1280 | 1000 | imagenet1k | [-1, 1] | pip package (cezsar.resources) |
