@@ -110,7 +110,7 @@ def _distinct(ids: Tensor, cap: int | None) -> tuple[Tensor, Tensor, Tensor]:
         cap = window_cap(int(count.max()))
     inverse = torch.empty_like(slot).scatter_(1, perm, slot)  # (S, K) slot of each entry in its given order
     # only first occurrences write a slot; repeats go to a spare last column that is dropped
-    target = torch.where(first, slot, torch.full_like(slot, cap))  # (S, K)
+    target = torch.where(first & (slot < cap), slot, torch.full_like(slot, cap))  # (S, K) (the caller checks count)
     uniq = ids[:, :1].expand(s, cap + 1).clone().scatter_(1, target, sorted_ids)[:, :cap]  # (S, cap)
     return uniq, inverse, count
 
