@@ -13,6 +13,10 @@ from batch to batch. Here those are computed once per epoch, for every batch at 
   2 x batch slots; unused slots repeat a real window or sentence and are never read back;
 - the time axis is the run's longest window (`TripletTensors.mask`), fixed once.
 
+A trace (`torch.compile`) or a CUDA graph (`cezsar.graphed_step`) runs every batch at the caps. On a CPU,
+where fixed shapes buy nothing and padding costs compute, `train_one_epoch_static` cuts each batch to its own
+sizes, read once per epoch (`EpochTables.own_sizes`): no per-batch unique, nonzero or host read remains.
+
 Windows and sentences keep torch.unique's ascending order, so the packed rows are the eager step's rows in
 the eager step's order: with dropout 0 the two steps agree to float rounding (tests/test_static_step.py).
 With dropout on, the masks are drawn over the padded row count, so the draws differ from the eager step's.
@@ -71,9 +75,23 @@ FIELDS = ("rows", "scatter", "gather", "mask", "inv_v", "sent", "inv_p", "inv_n"
 class EpochTables(StepTables):
     """Every batch of an epoch, stacked on a leading step axis (S, ...); built by `epoch_tables`."""
 
-    def step(self, i: int) -> StepTables:
-        """Batch `i` (a host int: views, no copy)."""
-        return StepTables(**{f: getattr(self, f)[i] for f in FIELDS})
+    counts: Tensor | None = None  # (S, 3) int64 each batch's distinct windows, packed rows, distinct sentences
+
+    def step(self, i: int, sizes: tuple[int, int, int] | None = None) -> StepTables:
+        """Batch `i` (a host int: views, no copy). `sizes` (`own_sizes()[i]`): cut to the batch's own windows,
+        rows and sentences, i.e. without any padding slot (the real slots come first)."""
+        tab = StepTables(**{f: getattr(self, f)[i] for f in FIELDS})
+        if sizes is not None:
+            w, r, n = sizes
+            tab.mask, tab.sent = tab.mask[:w], tab.sent[:n]
+            tab.rows, tab.scatter, tab.gather = tab.rows[:r], tab.scatter[:r], tab.gather[:r]
+        return tab
+
+    def own_sizes(self) -> list[tuple[int, int, int]]:
+        """Each batch's (windows, rows, sentences), one host read for the epoch. The CPU step forwards each batch
+        at its own sizes: there fixed shapes buy nothing and padding costs compute; traces and CUDA graphs use
+        the caps."""
+        return [tuple(c) for c in self.counts.tolist()]
 
     def at(self, k: Tensor) -> StepTables:
         """Batch `k`, a () int64 tensor on the tables' device: the read a CUDA graph replays (no host argument)."""
@@ -159,9 +177,10 @@ def epoch_tables(data: TripletTensors, order: Tensor | np.ndarray, batch: int, t
     rows = data.rows[uw.gather(1, u), j]  # (S, Nc) bank rows; padding rows read slot 0's first row
 
     # sentences: positives then negatives, distinct per batch in 2B slots
-    sent, inv_s, _ = _distinct(torch.cat([data.pos[idx], data.neg[idx]], dim=1), 2 * batch)  # (S, 2B), (S, 2B)
+    sent, inv_s, n_sent = _distinct(torch.cat([data.pos[idx], data.neg[idx]], dim=1), 2 * batch)  # (S, 2B) x2, (S,)
     return EpochTables(rows=rows, scatter=scatter, gather=flat, mask=mask, inv_v=inv_v, sent=sent,
-                       inv_p=inv_s[:, :batch], inv_n=inv_s[:, batch:], weight=weight, n_valid=weight.sum(1))
+                       inv_p=inv_s[:, :batch], inv_n=inv_s[:, batch:], weight=weight, n_valid=weight.sum(1),
+                       counts=torch.stack([n_win, n_rows.to(torch.int64), n_sent], dim=1))
 
 
 def compute_dtype(device: torch.device, autocast: bool) -> torch.dtype:
@@ -203,9 +222,10 @@ def train_one_epoch_static(model: JointEmbedder, data: TripletTensors, optimizer
     tables = epoch_tables(data, order, cfg.batch, t)
     dtype = compute_dtype(device, cfg.autocast)
     steps = tables.steps if limit_steps is None else min(tables.steps, limit_steps)
+    sizes = tables.own_sizes() if device.type == "cpu" else [None] * tables.steps  # (`EpochTables.own_sizes`)
     total = torch.zeros((), dtype=torch.float64, device=device)  # summed on device: no sync per step
     for i in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
-        tab = tables.step(i)
+        tab = tables.step(i, sizes[i])
         with _autocast(device, cfg.autocast):
             mean, wsum = weighted_loss(model, data, tab, cfg.margin, dtype)
         optimizer.zero_grad(set_to_none=True)
@@ -230,8 +250,9 @@ def evaluate_static(model: JointEmbedder, data: TripletTensors, idx: np.ndarray,
     tables = epoch_tables(data, idx[np.argsort(win[idx], kind="stable")], cfg.batch, t)  # share windows
     dtype = compute_dtype(device, cfg.autocast)
     sums = torch.zeros(2, dtype=torch.float64, device=device)  # (loss, correct)
+    sizes = tables.own_sizes() if device.type == "cpu" else [None] * tables.steps
     for i in range(tables.steps):
-        tab = tables.step(i)
+        tab = tables.step(i, sizes[i])
         with _autocast(device, cfg.autocast):
             loss, ok = static_batch_loss(model, data, tab, cfg.margin, dtype)
         sums += torch.stack([(loss.double() * tab.weight).sum(), (ok.double() * tab.weight).sum()])
