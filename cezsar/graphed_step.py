@@ -17,6 +17,7 @@ tests/test_cuda.py checks that a graphed epoch equals an eager one.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -36,11 +37,7 @@ class GraphedTrainer:
     def __init__(self, model: JointEmbedder, data: TripletTensors, optimizer: torch.optim.Optimizer, cfg, t: int,
                  unroll: int = 8) -> None:
         self.device = data.bank.device
-        if self.device.type != "cuda":
-            raise ValueError("GraphedTrainer needs the data on a CUDA device; on a CPU use the static or eager step")
-        if not all(g.get("capturable") for g in optimizer.param_groups):
-            raise ValueError("GraphedTrainer needs an optimizer built with capturable=True (make_optimizer(..., "
-                             "capturable=True))")
+        self._check(optimizer)
         if unroll < 1:
             raise ValueError(f"unroll must be >= 1, got {unroll}")
         self.model, self.data, self.opt, self.cfg, self.t, self.unroll = model, data, optimizer, cfg, t, unroll
@@ -49,17 +46,46 @@ class GraphedTrainer:
         self.counter = torch.zeros((), dtype=torch.int64, device=self.device)  # () the step the graph reads next
         self.total = torch.zeros((), dtype=torch.float64, device=self.device)  # () the epoch's summed loss
         self.tables: EpochTables | None = None
-        self.graphs: tuple[torch.cuda.CUDAGraph, torch.cuda.CUDAGraph] | None = None
+        self.graphs: tuple[Callable[[], None], Callable[[], None]] | None = None  # replays: unrolled, one step
         self.val_key: int | None = None
-        self.val_graph: torch.cuda.CUDAGraph | None = None
+        self.val_graph: Callable[[], None] | None = None
         self.val_sums = torch.zeros(2, dtype=torch.float64, device=self.device)  # (loss, correct)
         self.val_counter = torch.zeros((), dtype=torch.int64, device=self.device)
         self.val_tables: EpochTables | None = None
 
+    # --- the CUDA parts (tests/test_graphed_step.py replaces them with plain calls to check the rest on a CPU)
+    def _check(self, optimizer: torch.optim.Optimizer) -> None:
+        if self.device.type != "cuda":
+            raise ValueError("GraphedTrainer needs the data on a CUDA device; on a CPU use the static or eager step")
+        if not all(g.get("capturable") for g in optimizer.param_groups):
+            raise ValueError("GraphedTrainer needs an optimizer built with capturable=True (make_optimizer(..., "
+                             "capturable=True))")
+
+    def _warm_up(self, fn: Callable[[], None], times: int) -> None:
+        """`fn` run `times` times on a side stream, as torch's CUDA-graph notes ask before a capture."""
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(times):
+                fn()
+        torch.cuda.current_stream(self.device).wait_stream(side)
+
+    def _record(self, fn: Callable[[], None], pool=None) -> Callable[[], None]:
+        """`fn` captured in a CUDA graph (recording runs nothing); returns its replay. thread_local: a checkpoint
+        write on another thread may wait on a CUDA event during a capture."""
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+            fn()
+        return graph.replay
+
+    def _pool(self):
+        return torch.cuda.graph_pool_handle()
+
     # --- training ---------------------------------------------------------------------------------------
     def _autocast(self):
         # the autocast cache must be off inside a graph capture (its cached casts would outlive the capture)
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=bool(self.cfg.autocast), cache_enabled=False)
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, cache_enabled=False,
+                              enabled=bool(self.cfg.autocast) and self.device.type == "cuda")
 
     def _step(self) -> None:
         """One training step on batch `counter` of the tables; everything stays on the device."""
@@ -75,39 +101,35 @@ class GraphedTrainer:
 
     def _state(self) -> list[Tensor]:
         """Every tensor a step changes: the weights and the optimiser's state."""
-        out = [p.data for p in self.params]
+        out = list(self.params)
         for st in self.opt.state.values():
             out.extend(v for v in st.values() if isinstance(v, Tensor))
         return out
 
     def _capture(self) -> None:
         self.model.train()
-        had_state = {id(v): v.clone() for v in self._state()}  # () before warm-up (AdamW may create its state)
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            self.counter.zero_()
-            for _ in range(WARMUP_STEPS):
-                self._step()
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        for v in self._state():  # undo the warm-up: saved values back, state born in the warm-up to zero
-            if id(v) in had_state:
-                v.copy_(had_state[id(v)])
-            else:
-                v.zero_()  # AdamW's fresh state: step 0, both moments 0
-        del had_state
+        before = [(v, v.detach().clone()) for v in self._state()]  # AdamW may create its state in the warm-up
+        self.counter.zero_()
+        self._warm_up(self._step, WARMUP_STEPS)
+        with torch.no_grad():  # undo the warm-up: saved values back, state born in the warm-up to zero
+            known = {id(v) for v, _ in before}
+            for v in self._state():
+                if id(v) not in known:
+                    v.zero_()  # AdamW's fresh state: step 0, both moments 0
+            for v, saved in before:
+                v.copy_(saved)
+        del before
         for p in self.params:
             p.grad = None
-        pool = torch.cuda.graph_pool_handle()
-        many, one = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-        # recording runs nothing: weights and counters stay as they are. thread_local: a checkpoint write on
-        # another thread may wait on a CUDA event during a capture
-        with torch.cuda.graph(many, pool=pool, capture_error_mode="thread_local"):
+        self.counter.zero_()
+        self.total.zero_()
+        pool = self._pool()  # the two graphs share one memory pool
+
+        def unrolled() -> None:
             for _ in range(self.unroll):
                 self._step()
-        with torch.cuda.graph(one, pool=pool, capture_error_mode="thread_local"):
-            self._step()
-        self.graphs = (many, one)
+
+        self.graphs = (self._record(unrolled, pool), self._record(self._step, pool))
 
     def _load_tables(self, order: np.ndarray) -> None:
         """The epoch's tables into the captured buffers; a larger cap or step count than captured re-captures."""
@@ -134,9 +156,9 @@ class GraphedTrainer:
         self.total.zero_()
         many, one = self.graphs
         for _ in range(steps // self.unroll):
-            many.replay()
+            many()
         for _ in range(steps % self.unroll):
-            one.replay()
+            one()
         seen = min(len(order), steps * self.cfg.batch)
         loss = float(self.total) / max(seen, 1)  # the epoch's one read of the device
         return {"loss": loss, "steps": steps, "triplets": seen, "seconds": time.perf_counter() - t0}
@@ -160,20 +182,14 @@ class GraphedTrainer:
             win = self.data.win.cpu().numpy()
             order = idx[np.argsort(win[idx], kind="stable")]  # share windows, as `evaluate`
             self.val_tables = epoch_tables(self.data, order, self.cfg.batch, self.t)
-            side = torch.cuda.Stream(self.device)
-            side.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(side):
-                self.val_counter.zero_()
-                self._val_step()  # warm-up
-            torch.cuda.current_stream(self.device).wait_stream(side)
-            self.val_graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.val_graph, capture_error_mode="thread_local"):
-                self._val_step()
+            self.val_counter.zero_()
+            self._warm_up(self._val_step, 1)
+            self.val_graph = self._record(self._val_step)
             self.val_key = key
         self.val_counter.zero_()
         self.val_sums.zero_()
         for _ in range(self.val_tables.steps):
-            self.val_graph.replay()
+            self.val_graph()
         total, correct = self.val_sums.tolist()  # one read per validation pass
         self.model.train()
         return {"loss": total / len(idx), "acc": int(round(correct)) / len(idx)}

@@ -75,22 +75,26 @@ FIELDS = ("rows", "scatter", "gather", "mask", "inv_v", "sent", "inv_p", "inv_n"
 class EpochTables(StepTables):
     """Every batch of an epoch, stacked on a leading step axis (S, ...); built by `epoch_tables`."""
 
-    counts: Tensor | None = None  # (S, 3) int64 each batch's distinct windows, packed rows, distinct sentences
+    # (S, 4) int64 each batch's distinct windows, packed rows, distinct sentences, longest window
+    counts: Tensor | None = None
 
-    def step(self, i: int, sizes: tuple[int, int, int] | None = None) -> StepTables:
+    def step(self, i: int, sizes: tuple[int, int, int, int] | None = None) -> StepTables:
         """Batch `i` (a host int: views, no copy). `sizes` (`own_sizes()[i]`): cut to the batch's own windows,
-        rows and sentences, i.e. without any padding slot (the real slots come first)."""
+        rows, sentences and longest window, i.e. without any padding (the real slots come first): the eager
+        step's shapes, so its dropout draws too."""
         tab = StepTables(**{f: getattr(self, f)[i] for f in FIELDS})
         if sizes is not None:
-            w, r, n = sizes
-            tab.mask, tab.sent = tab.mask[:w], tab.sent[:n]
-            tab.rows, tab.scatter, tab.gather = tab.rows[:r], tab.scatter[:r], tab.gather[:r]
+            w, r, n, t = sizes
+            big_t = tab.mask.shape[1]
+            tab.mask, tab.sent, tab.rows = tab.mask[:w, :t], tab.sent[:n], tab.rows[:r]
+            flat = tab.scatter[:r]  # (r,) u * T + j, all real rows
+            tab.scatter = tab.gather = flat if t == big_t else flat // big_t * t + flat % big_t  # u * t + j
         return tab
 
-    def own_sizes(self) -> list[tuple[int, int, int]]:
-        """Each batch's (windows, rows, sentences), one host read for the epoch. The CPU step forwards each batch
-        at its own sizes: there fixed shapes buy nothing and padding costs compute; traces and CUDA graphs use
-        the caps."""
+    def own_sizes(self) -> list[tuple[int, int, int, int]]:
+        """Each batch's (windows, rows, sentences, longest window), one host read for the epoch. The CPU step
+        forwards each batch at its own sizes: there fixed shapes buy nothing and padding costs compute; traces
+        and CUDA graphs use the caps."""
         return [tuple(c) for c in self.counts.tolist()]
 
     def at(self, k: Tensor) -> StepTables:
@@ -180,7 +184,8 @@ def epoch_tables(data: TripletTensors, order: Tensor | np.ndarray, batch: int, t
     sent, inv_s, n_sent = _distinct(torch.cat([data.pos[idx], data.neg[idx]], dim=1), 2 * batch)  # (S, 2B) x2, (S,)
     return EpochTables(rows=rows, scatter=scatter, gather=flat, mask=mask, inv_v=inv_v, sent=sent,
                        inv_p=inv_s[:, :batch], inv_n=inv_s[:, batch:], weight=weight, n_valid=weight.sum(1),
-                       counts=torch.stack([n_win, n_rows.to(torch.int64), n_sent], dim=1))
+                       counts=torch.stack([n_win, n_rows.to(torch.int64), n_sent, lens.max(1).values.to(torch.int64)],
+                                          dim=1))
 
 
 def compute_dtype(device: torch.device, autocast: bool) -> torch.dtype:

@@ -72,6 +72,11 @@ def test_epoch_tables_hold_each_batch_its_distinct_windows_and_sentences(tmp_pat
         assert torch.equal(s.mask[:len(uw), :mask.shape[1]], mask) and not s.mask[:len(uw), mask.shape[1]:].any()
         assert torch.equal(s.scatter[:k] // t * mask.shape[1] + s.scatter[:k] % t, index)
         assert (s.scatter[k:] == uc * t).all() and torch.equal(s.gather[:k], s.scatter[:k])
+        # a CPU batch's own sizes are the eager step's
+        n_sent = len(torch.cat([data.pos[b], data.neg[b]]).unique())
+        assert tab.own_sizes()[i] == (len(uw), k, n_sent, mask.shape[1])
+        own = tab.step(i, tab.own_sizes()[i])
+        assert torch.equal(own.mask, mask) and torch.equal(own.scatter, index) and torch.equal(own.rows, s.rows[:k])
 
 
 def test_epoch_tables_refuse_caps_too_small(tmp_path):
@@ -129,6 +134,33 @@ def test_static_step_equals_eager_step_over_a_whole_epoch(tmp_path, group):
     for (name, p), q in zip(a.named_parameters(), b_model.parameters()):
         assert_rel_close(q, p, what=f"weights {name} after an epoch")
     assert not torch.allclose(a.vem.proj.weight, before.vem.proj.weight, atol=1e-4)  # it did train
+
+
+def test_cpu_static_epoch_draws_the_eager_epochs_dropout(tmp_path):
+    """On a CPU the static step forwards each batch at its own sizes (`EpochTables.own_sizes`): the eager
+    step's shapes, so with dropout on and the same seed it draws the same masks and trains the same weights."""
+    _, _, _, cfg, data = toy_fast_path(tmp_path, dropout=0.3)
+    order = epoch_order(data.win.numpy(), np.arange(len(data.win)), 0, 1, 1)  # i.i.d.: ragged windows per batch
+    torch.manual_seed(0)
+    a = JointEmbedder(cfg)
+    b = copy.deepcopy(a)
+    tcfg = TrainConfig(batch=BATCH)
+    torch.manual_seed(5)
+    ra = train_one_epoch(a, data, torch.optim.SGD(a.parameters(), lr=0.5), order, tcfg, torch.device("cpu"))
+    torch.manual_seed(5)
+    rb = train_one_epoch_static(b, data, torch.optim.SGD(b.parameters(), lr=0.5), order, tcfg, torch.device("cpu"),
+                                run_length(data))
+    assert abs(ra["loss"] - rb["loss"]) <= 1e-5 * ra["loss"]
+    for (name, p), q in zip(a.named_parameters(), b.parameters()):
+        assert_rel_close(q, p, what=f"weights {name}")
+    torch.manual_seed(6)  # another seed, other masks: the equality above is the draws', not dropout's absence
+    c = copy.deepcopy(b)
+    train_one_epoch_static(c, data, torch.optim.SGD(c.parameters(), lr=0.5), order, tcfg, torch.device("cpu"),
+                           run_length(data))
+    torch.manual_seed(5)
+    train_one_epoch_static(b, data, torch.optim.SGD(b.parameters(), lr=0.5), order, tcfg, torch.device("cpu"),
+                           run_length(data))
+    assert not torch.allclose(b.vem.proj.weight, c.vem.proj.weight, atol=1e-6)
 
 
 def test_static_evaluation_equals_eager_evaluation(tmp_path):
