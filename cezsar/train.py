@@ -270,8 +270,9 @@ def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
 
 # --- the whole run -------------------------------------------------------------------------------
 def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast: FastPathConfig, cache: Path,
-            device: torch.device) -> tuple[TripletTensors, dict]:
-    """Validate the inputs, build (or reuse) the feature bank and move everything to `device`."""
+            device: torch.device, bank_on_device: torch.dtype | None = None) -> tuple[TripletTensors, dict]:
+    """Validate the inputs, build (or reuse) the feature bank and move everything to `device` (the bank in
+    `bank_on_device` on a GPU, when given)."""
     n = len(triplets.video)
     for name in ("start", "end", "pos", "neg", "val"):
         if len(getattr(triplets, name)) != n:
@@ -289,7 +290,7 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
     rows, mask, win, stats = window_index(np.asarray(triplets.video), np.asarray(triplets.start),
                                           np.asarray(triplets.end), offsets, model_cfg.max_len)
     data = to_tensors(bank, rows, mask, win, np.asarray(triplets.pos), np.asarray(triplets.neg),
-                      np.asarray(text_emb, dtype=np.float32), device)
+                      np.asarray(text_emb, dtype=np.float32), device, bank_on_device)
     return data, {**stats, "triplets": n, "videos": len(triplets.video_ids), "bank_rows": int(offsets[-1])}
 
 
@@ -331,12 +332,6 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         raise ValueError(f"batch {train_cfg.batch} is the global batch, cut into one slice per rank: it needs at "
                          f"least one triplet for each of the {world} ranks")
     text_model = text_model or getattr(triplets, "text_model", None)
-    data, stats = prepare(triplets, store, text_emb, model_cfg, fast, Path(fast.cache_dir or out / "cache"), device)
-    val_mask = np.asarray(triplets.val, dtype=bool)
-    train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
-    if len(train_idx) == 0:
-        raise ValueError("triplets: every triplet is in the validation split")
-
     if fast.step not in ("static", "eager"):
         raise ValueError(f"FastPathConfig.step must be 'static' or 'eager', got {fast.step!r}")
     if fast.background not in ("auto", "on", "off"):
@@ -345,12 +340,20 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     static = (fast.step == "static" and world == 1
               and not (model_cfg.released_padding or model_cfg.released_attention))
     graphed = static and fast.graph and device.type == "cuda"
-    step_cfg = train_cfg
-    tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-    if fast.tf32 and device.type == "cuda":  # fp32 with TF32 GEMMs in place of bf16 autocast
-        step_cfg = dataclasses.replace(train_cfg, autocast=False)
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
+    if fast.device_bank not in ("auto", "stored", "bfloat16"):
+        raise ValueError(f"FastPathConfig.device_bank must be 'auto', 'stored' or 'bfloat16', got {fast.device_bank!r}")
+    # bf16 under CUDA autocast: what the first Linear reads anyway (fp16 -> bf16 rounds as fp16 -> fp32 -> bf16)
+    bf16 = device.type == "cuda" and (fast.device_bank == "bfloat16" or (
+        fast.device_bank == "auto" and static and train_cfg.autocast and not fast.tf32))
+    data, stats = prepare(triplets, store, text_emb, model_cfg, fast, Path(fast.cache_dir or out / "cache"), device,
+                          torch.bfloat16 if bf16 else None)
+    val_mask = np.asarray(triplets.val, dtype=bool)
+    train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+    if len(train_idx) == 0:
+        raise ValueError("triplets: every triplet is in the validation split")
+
+    tf32 = fast.tf32 and device.type == "cuda"  # fp32 with TF32 GEMMs in place of bf16 autocast
+    step_cfg = dataclasses.replace(train_cfg, autocast=False) if tf32 else train_cfg
     background = fast.background == "on" or (fast.background == "auto" and device.type == "cuda")
 
     seed_everything(train_cfg.seed)
@@ -395,6 +398,9 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     t_run = run_length(data) if static else 0
     trainer = GraphedTrainer(model, data, optimizer, step_cfg, t_run, fast.unroll) if graphed else None
     orders, writer = OrderAhead(order_of, background), CheckpointWriter(background and main)
+    tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     try:
         for epoch in range(state["epoch"] + 1, train_cfg.epochs):
             if state["bad_epochs"] >= train_cfg.patience:
