@@ -18,7 +18,8 @@ optimiser, same number of steps, in the same process; the ratio is what to read 
 
 `--compare-steps` times `cezsar.static_step` (fixed shapes, tables built once per epoch, their build included
 in its time) against the eager step (`train_one_epoch`) on the same batches from the same weights, in
-interleaved rounds; `ratio_static_vs_eager` > 1 means the static step is faster.
+interleaved rounds; `ratio_static_vs_eager` > 1 means the static step is faster. On CUDA it also times the
+static step in CUDA graphs (`cezsar.graphed_step`, capture excluded): `ratio_graph_vs_eager`.
 """
 from __future__ import annotations
 
@@ -115,9 +116,17 @@ def run_fast(model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: 
 
 def run_step(kind: str, model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: int | None,
              order: np.ndarray, t: int) -> dict:
-    """One (possibly limited) epoch over `order` with the eager or the static step."""
+    """One (possibly limited) epoch over `order` with the eager or the static step, or (CUDA) the static step
+    in CUDA graphs: its capture (and one step) before the clock starts."""
+    if kind == "graph":
+        from cezsar.graphed_step import GraphedTrainer
+
+        trainer = GraphedTrainer(model, data, make_optimizer(model, cfg, capturable=True), cfg, t)
+        trainer.train_epoch(order, limit_steps=1)
     c0 = time.process_time()
-    if kind == "static":
+    if kind == "graph":
+        r = trainer.train_epoch(order, limit_steps=steps)
+    elif kind == "static":
         r = train_one_epoch_static(model, data, opt, order, cfg, device, t, limit_steps=steps)
     else:
         r = train_one_epoch(model, data, opt, order, cfg, device, limit_steps=steps)
@@ -133,7 +142,7 @@ def compare_steps(args, device, data: TripletTensors, cfg: ModelConfig, steps: i
     tcfg = TrainConfig(batch=args.batch)
     t = run_length(data)
     order = epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 0, args.group)
-    res = {"eager": [], "static": []}
+    res = {"eager": [], "static": [], **({"graph": []} if device.type == "cuda" else {})}
     for kind in res:  # warm-up: allocator, first-call costs
         model, opt = fresh(cfg, device)
         run_step(kind, model, opt, data, tcfg, device, 2, order, t)
@@ -143,7 +152,8 @@ def compare_steps(args, device, data: TripletTensors, cfg: ModelConfig, steps: i
             res[kind].append(run_step(kind, model, opt, data, tcfg, device, steps, order, t))
     best = {k: max(r["triplets_per_s"] for r in v) for k, v in res.items()}
     best_cpu = {k: max(r["triplets_per_cpu_s"] for r in v) for k, v in res.items()}
-    return {"group": args.group, "time_axis": t, "rounds": res, "best_triplets_per_s": best,
+    extra = {"ratio_graph_vs_eager": round(best["graph"] / best["eager"], 3)} if "graph" in best else {}
+    return {"group": args.group, "time_axis": t, "rounds": res, "best_triplets_per_s": best, **extra,
             "ratio_static_vs_eager": round(best["static"] / best["eager"], 3),
             "cpu_ratio_static_vs_eager": round(best_cpu["static"] / best_cpu["eager"], 3)}
 
