@@ -70,16 +70,13 @@ class GraphedTrainer:
                 fn()
         torch.cuda.current_stream(self.device).wait_stream(side)
 
-    def _record(self, fn: Callable[[], None], pool=None) -> Callable[[], None]:
-        """`fn` captured in a CUDA graph (recording runs nothing); returns its replay. thread_local: a checkpoint
-        write on another thread may wait on a CUDA event during a capture."""
+    def _record(self, fn: Callable[[], None]) -> Callable[[], None]:
+        """`fn` captured in a CUDA graph with its own memory pool (recording runs nothing); returns its replay.
+        thread_local: a checkpoint write on another thread may wait on a CUDA event during a capture."""
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        with torch.cuda.graph(graph, capture_error_mode="thread_local"):
             fn()
         return graph.replay
-
-    def _pool(self):
-        return torch.cuda.graph_pool_handle()
 
     # --- training ---------------------------------------------------------------------------------------
     def _autocast(self):
@@ -123,13 +120,14 @@ class GraphedTrainer:
             p.grad = None
         self.counter.zero_()
         self.total.zero_()
-        pool = self._pool()  # the two graphs share one memory pool
 
         def unrolled() -> None:
             for _ in range(self.unroll):
                 self._step()
 
-        self.graphs = (self._record(unrolled, pool), self._record(self._step, pool))
+        # a memory pool each: they replay in any order (a shared pool asks for the capture order), and the
+        # model is small
+        self.graphs = (self._record(unrolled), self._record(self._step))
 
     def _load_tables(self, order: np.ndarray) -> None:
         """The epoch's tables into the captured buffers; a larger cap or step count than captured re-captures."""

@@ -34,12 +34,9 @@ class CallsNotGraphs(GraphedTrainer):
         for _ in range(times):
             fn()
 
-    def _record(self, fn, pool=None):
+    def _record(self, fn):
         self.recorded += 1
         return fn
-
-    def _pool(self):
-        return None
 
 
 def test_graphed_trainer_refuses_a_cpu_device_and_a_plain_optimizer(tmp_path):
