@@ -1,4 +1,4 @@
-"""Work that `cezsar.train.fit` moves off the training loop's path (docs/decisions.md §15): the next epoch's
+"""Work that `cezsar.train.fit` moves off the training loop's path (docs/decisions.md §16): the next epoch's
 batch order is drawn on a thread while this epoch trains, and an epoch's checkpoints and logs are written on a
 thread while the next epoch trains.
 

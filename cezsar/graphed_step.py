@@ -1,4 +1,4 @@
-"""The static step (`cezsar.static_step`) in CUDA graphs (docs/decisions.md §15): forward, backward and
+"""The static step (`cezsar.static_step`) in CUDA graphs (docs/decisions.md §16): forward, backward and
 AdamW(fused, capturable) of `unroll` consecutive steps recorded once and replayed, so an epoch costs a few
 hundred graph launches instead of ~200 kernel launches and 4 host syncs per step.
 
@@ -171,10 +171,11 @@ class GraphedTrainer:
         self.val_counter.add_(1)
 
     def evaluate(self, idx: np.ndarray) -> dict:
-        """`cezsar.train.evaluate` (one process) as a forward-only graph over the fixed validation triplets."""
+        """`cezsar.train.evaluate` (one process) as a forward-only graph over the fixed validation triplets
+        (in train mode with `cfg.released_validation`, dropout drawn inside the graph)."""
         if len(idx) == 0:
             return {"loss": float("nan"), "acc": float("nan")}
-        self.model.eval()
+        self.model.train(self.cfg.released_validation)  # the mode is recorded with the graph; as `evaluate`
         key = hash(np.ascontiguousarray(idx, dtype=np.int64).tobytes())
         if self.val_graph is None or key != self.val_key:
             win = self.data.win.cpu().numpy()

@@ -1,4 +1,4 @@
-"""The static-shape training step (docs/decisions.md §15): every tensor of a step has a shape fixed for the run,
+"""The static-shape training step (docs/decisions.md §16): every tensor of a step has a shape fixed for the run,
 and nothing in it waits for the device, so a step can be traced once (`torch.compile(fullgraph=True)`) or
 captured in a CUDA graph (`cezsar.graphed_step`).
 
@@ -247,8 +247,9 @@ def train_one_epoch_static(model: JointEmbedder, data: TripletTensors, optimizer
 @torch.no_grad()
 def evaluate_static(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg, device: torch.device,
                     t: int) -> dict:
-    """`cezsar.train.evaluate` (one process) with the static step: sums kept on the device, one read at the end."""
-    model.eval()
+    """`cezsar.train.evaluate` (one process) with the static step: sums kept on the device, one read at the end.
+    `cfg.released_validation`: in train mode, as `evaluate`."""
+    model.train(cfg.released_validation)
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     win = data.win.cpu().numpy()

@@ -190,8 +190,9 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
     """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split).
 
     Under torchrun each rank evaluates every N-th batch and the sums are all-reduced: every rank returns the
-    same numbers."""
-    model.eval()
+    same numbers. `cfg.released_validation`: the model stays in train mode, as in the released loop (dropout
+    on, so the early-stopping loss is noisy; the released head's training-only LayerNorm applied)."""
+    model.train(cfg.released_validation)
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     win = data.win.cpu().numpy()
@@ -244,9 +245,11 @@ def segment_bounds(captions) -> np.ndarray:
 def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     """The triplets with the visual input `window` asks for (TrainConfig.window).
 
-    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 s of the
-    triplet's captioned segment, [start, min(end, start + 16)), whatever window the objects came from; needs
-    `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end arrays.
+    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 rows of the
+    triplet's captioned segment as the released loader sliced them, `features[int(start):int(end)][:16]`
+    (both bounds truncated, not ceil'd: a segment [3.7, 25.2) gives rows 3 .. 18), whatever window the objects
+    came from; needs `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end
+    arrays (whole seconds, so `featurebank.window_index` takes exactly those rows).
     """
     if window == "paper":
         return triplets
@@ -262,9 +265,9 @@ def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     if seg.size and (seg.min() < 0 or seg.max() >= len(bounds)):
         raise ValueError(f"triplet segment id out of range of the {len(bounds)} segment bounds (other captions?)")
     out = copy.copy(triplets)
-    start = bounds[seg, 0]
+    start = np.trunc(bounds[seg, 0])  # int() of the released loader (timestamps are >= 0: floor)
     out.start = start.astype(np.float32)
-    out.end = np.minimum(bounds[seg, 1], start + RELEASED_SECONDS).astype(np.float32)
+    out.end = np.minimum(np.trunc(bounds[seg, 1]), start + RELEASED_SECONDS).astype(np.float32)
     return out
 
 
@@ -314,7 +317,7 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     global batch, rank 0 writes the files and calls `on_epoch_end`, every rank returns the same summary.
     `on_epoch_end(row)` runs once that epoch's files are on disk: with `fast.background` on, while or after the
     next epoch trains (`cezsar.background`). `fast.step` picks the static or the eager step (docs/decisions.md
-    §15), `fast.graph` the CUDA-graph path of the static one.
+    §16), `fast.graph` the CUDA-graph path of the static one.
     """
     from cezsar.graphed_step import GraphedTrainer  # these build on this module's loss: imported at call time
     from cezsar.static_step import evaluate_static, run_length, train_one_epoch_static
@@ -336,7 +339,7 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         raise ValueError(f"FastPathConfig.step must be 'static' or 'eager', got {fast.step!r}")
     if fast.background not in ("auto", "on", "off"):
         raise ValueError(f"FastPathConfig.background must be 'auto', 'on' or 'off', got {fast.background!r}")
-    # the static step (docs/decisions.md §15): one process, the packed VEM (the released variants pad instead)
+    # the static step (docs/decisions.md §16): one process, the packed VEM (the released variants pad instead)
     static = (fast.step == "static" and world == 1
               and not (model_cfg.released_padding or model_cfg.released_attention))
     graphed = static and fast.graph and device.type == "cuda"
