@@ -136,6 +136,27 @@ def test_static_step_equals_eager_step_over_a_whole_epoch(tmp_path, group):
     assert not torch.allclose(a.vem.proj.weight, before.vem.proj.weight, atol=1e-4)  # it did train
 
 
+@pytest.mark.parametrize("variant", ["released_head", "released_sem", "xavier_init"])
+def test_static_step_equals_eager_step_for_the_released_variants_it_serves(tmp_path, variant):
+    """The released switches that keep the packed layout (`fit` uses the eager step for released_padding and
+    released_attention): a full batch and the ragged tail, at the caps, equal to the eager step."""
+    import dataclasses
+
+    _, _, _, cfg, data = toy_fast_path(tmp_path)
+    cfg = dataclasses.replace(cfg, **{variant: True})
+    order = np.random.default_rng(2).permutation(len(data.win))
+    tab = epoch_tables(data, order, BATCH, run_length(data))
+    torch.manual_seed(0)
+    model = JointEmbedder(cfg).train()
+    params = list(model.parameters())
+    for i in (0, tab.steps - 1):
+        eager = batch_loss(model, data, torch.as_tensor(order[i * BATCH:(i + 1) * BATCH]), 1.0)[0].mean()
+        static, _ = weighted_loss(model, data, tab.step(i), 1.0)
+        assert_rel_close(static, eager, what=f"{variant} loss {i}")
+        for p, a, c in zip(params, torch.autograd.grad(static, params), torch.autograd.grad(eager, params)):
+            assert_rel_close(a, c, what=f"{variant} grad {tuple(p.shape)} {i}")
+
+
 def test_cpu_static_epoch_draws_the_eager_epochs_dropout(tmp_path):
     """On a CPU the static step forwards each batch at its own sizes (`EpochTables.own_sizes`): the eager
     step's shapes, so with dropout on and the same seed it draws the same masks and trains the same weights."""
