@@ -117,7 +117,7 @@ def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: T
     # only the dot products need the padded layout; padded queries give rows that are dropped below
     spare = 0 if gather is None else 1  # padding rows of a fixed-size batch land in one slot past the grid
     grid = qkv.new_zeros(u * t + spare, 3 * d).index_copy_(0, index, qkv)  # (U T [+ 1], 3 d_model) no clone
-    q, k, v = grid[:u * t].view(u, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (U, heads, T, d_head) each
+    q, k, v = grid[:u * t].view(u, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (U, heads, T, dh)
     p = attn.dropout if layer.training else 0.0  # on the attention weights, as MultiheadAttention does
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)  # (U, heads, T, d_head)  Eq. 2
     o = o.transpose(1, 2).reshape(u * t, d)[index if gather is None else gather]  # (N, d_model) valid rows only
