@@ -322,6 +322,32 @@ def test_checkpoint_writer_runs_writes_in_order_and_hooks_after_them(tmp_path):
         writer.close()
 
 
+@pytest.mark.slow
+def test_background_writes_equal_inline_writes(tmp_path):
+    """Checkpoints and logs written on a thread hold the state of their own epoch: the same files as inline."""
+    trip, store, text = make_toy(tmp_path / "feats")
+    rows = {}
+    for mode in ("off", "on"):
+        seen = []
+        fit(trip, store, text, TrainConfig(lr=1e-3, batch=BATCH, epochs=3, device="cpu"),
+            ModelConfig(**{**TINY, "dropout": 0.1}), tmp_path / mode, progress=False, on_epoch_end=seen.append,
+            fast=FastPathConfig(bank_dtype="float32", background=mode))
+        rows[mode] = seen
+    a = torch.load(tmp_path / "off" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "on" / "last.pt", weights_only=True)
+    def results(history: list) -> list:  # the rows without their timings
+        return [{k: v for k, v in r.items() if k not in ("seconds", "triplets_per_s")} for r in history]
+
+    assert a["epoch"] == b["epoch"] == 2 and len(a["history"]) == 3
+    assert results(a["history"]) == results(b["history"]) == results(rows["off"]) == results(rows["on"])
+    assert b["history"] == rows["on"] == json.loads((tmp_path / "on" / "log.json").read_text())
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert torch.equal(a["rng"]["torch"], b["rng"]["torch"])
+    for st_a, st_b in zip(a["optimizer"]["state"].values(), b["optimizer"]["state"].values()):
+        assert all(torch.equal(st_a[k], st_b[k]) for k in st_a)
+
+
 CHILD = textwrap.dedent("""
     import os, signal, sys
     sys.path.insert(0, {tests!r})
