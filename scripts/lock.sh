@@ -2,7 +2,8 @@
 # Refresh the lock files from pyproject.toml: ./scripts/lock.sh
 #   locks/cpu.txt   every package ./run_all.sh and ./run_tests.sh install (torch's CPU build)
 #   locks/cuda.txt  the same set with PyPI's CUDA build of torch (and only torch's own CUDA dependencies differ)
-# Made with pip-tools (pip-compile), run from a throwaway tool environment. Resolution uses pip's own settings:
+# Made with pip-tools (pip-compile), run from a throwaway tool environment on Python 3.11: the oldest 3.11 at hand
+# (CEZSAR_LOCK_PYTHON), so that the lock installs on every 3.11.x. Resolution uses pip's own settings:
 # where pip does not find torch 2.13.0+cpu (it lives on the PyTorch index, not PyPI), run
 #   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu ./scripts/lock.sh
 # Check and commit the two files afterwards (docs/decisions.md: the locked environment).
@@ -10,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${CEZSAR_LOCK_TOOLS:-${TMPDIR:-/tmp}/cezsar-pip-tools}"
 if [ ! -x "$TOOLS/bin/pip-compile" ]; then
-  python3 -m venv "$TOOLS"
+  "${CEZSAR_LOCK_PYTHON:-python3.11}" -m venv "$TOOLS"
   "$TOOLS/bin/python" -m pip install -q "pip-tools==7.7.0"
 fi
 export CUSTOM_COMPILE_COMMAND="./scripts/lock.sh"

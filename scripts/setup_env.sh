@@ -26,6 +26,10 @@ if [ -z "$PY" ]; then
   case "$_lock" in /*) ;; *) _lock="$_root/$_lock" ;; esac
   [ -f "$_lock" ] || { echo "[setup] no lock file $_lock (CEZSAR_LOCK)" >&2; return 1 2>/dev/null || exit 1; }
   _want="$(cat "$_root/pyproject.toml" "$_lock" | sha256sum | cut -d' ' -f1)"
+  case "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" in
+    3.11) ;;
+    *) echo "[setup] note: the lock files are made for Python 3.11; python3 here is another version, pip may refuse a pin" >&2 ;;
+  esac
   if [ ! -x "$_venv/bin/python" ]; then
     echo "[setup] creating $_venv (python3 -m venv)"
     python3 -m venv "$_venv" || { echo "[setup] python3 -m venv failed" >&2; return 1 2>/dev/null || exit 1; }
