@@ -115,18 +115,19 @@ def record(device: str | None = None) -> dict:
 
 
 def short(rec: dict | None) -> str:
-    """One line: "Python 3.11.7, torch 2.13.0+cpu, numpy 2.4.6, ...; <cpu>, <blas>, N threads; cpu; lock ..."."""
+    """One line for a "Computed on" cell: Python, torch, numpy, CPU (BLAS, threads), device and the lock; the other
+    packages are the lock's when it is exact, else their count of differences says so."""
     if not rec:
         return "environment not recorded"
     pk = rec.get("packages", {})
-    soft = ", ".join([f"Python {rec.get('python')}"] + [f"{n} {pk[n]}" for n in PACKAGES if pk.get(n)])
     lock = rec.get("lock") or {}
     if lock.get("file"):
         state = "exact" if lock.get("exact") else f"{len(lock.get('differs', []))} packages differ"
         lock_text = f"lock {Path(lock['file']).name} ({state})"
     else:
         lock_text = "no lock"
-    return f"{soft}; {rec.get('cpu')}, {rec.get('blas')}, {rec.get('threads')} threads; {rec.get('device')}; {lock_text}"
+    return (f"Python {rec.get('python')}, torch {pk.get('torch')}, numpy {pk.get('numpy')}; {rec.get('cpu')} "
+            f"({rec.get('blas')}, {rec.get('threads')} threads); {rec.get('device')}; {lock_text}")
 
 
 def differences(ours: dict | None, theirs: dict | None) -> list[str]:

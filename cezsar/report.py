@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Markdown, display
 
-from cezsar import classify, clip_stage, datasets, pipeline, plots, tables
+from cezsar import classify, clip_stage, datasets, environment, pipeline, plots, tables
 from cezsar.atomic import write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.clip import is_clip
@@ -71,14 +71,16 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
     results: dict = {"results_version": RESULTS_VERSION, "mode": lay.mode, "code": code_version(),
                      "params": s.to_dict(), "overrides": {k: v[1] for k, v in s.overrides.items()},
                      "checkpoint": str(checkpoint), "training": prov, "alpha": s.alpha, "beta": s.beta,
-                     "text_model": s.text_model, "objects_used": pipeline.uses_objects(lay, s), "datasets": {}}
+                     "text_model": s.text_model, "objects_used": pipeline.uses_objects(lay, s), "datasets": {},
+                     "environment": environment.record(str(s.device))}  # shown on every "Computed on" line
     for kind in TEST_SETS:
         print(f"evaluating {DATASET_NAMES[kind]}", flush=True)
         res = pipeline.evaluate_methods(lay, kind, checkpoint, s)
         res.pop("_emb")
         first = next(iter(next(iter(res.values())).values()))
         protos = {c: r["protocol"] for c, r in next(iter(res.values())).items()}
-        results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov), "methods": res,
+        results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov) + "; "
+                                     + environment.short(results["environment"]), "methods": res,
                                      "videos": first["n_dataset_videos"], "videos_used": first["n_videos"],
                                      "skipped_videos": first["skipped_videos"]}
     if s.clip_model:  # the CLIP rows: extra methods beside O, VE, VE + O (absent: the tables say "needs weights")
