@@ -284,3 +284,24 @@ def reference_file(params_file: str | Path) -> Path:
     from cezsar import config
 
     return config.PROJ_ROOT / "data" / "digests" / f"{Path(params_file).stem}.json"
+
+
+def early_check(lay: Layout, s: Settings, reference: str | Path | None = None):
+    """Notebook 00: before anything is computed, this machine's environment and the generated data against the
+    committed run's (data/digests/<set>.json); the full verdict comes at the end of the run (the report)."""
+    from IPython.display import Markdown
+
+    now = environment.record(str(s.device))
+    ref_path = Path(reference) if reference else reference_file(s.params_file)
+    lines = [f"**This machine:** {environment.short(now)}", ""]
+    if not ref_path.is_file():
+        return Markdown("\n".join(lines + [f"No committed digests for this parameter set ({ref_path.name}): "
+                                           "nothing to compare with."]))
+    ref = json.loads(ref_path.read_text())
+    lines += [f"**Committed run ({ref_path.name}):** {environment.short(ref.get('environment'))}", ""]
+    diffs = environment.differences(now, ref.get("environment"))
+    lines.append("**Environment differences:** " + ("; ".join(diffs) if diffs else "none") + "")
+    lines.append("")
+    same, detail = compare_stage("data", data_digest(lay.data_root), ref.get("stages", {}).get("data"))
+    lines.append(f"**Generated data:** {'identical to' if same else 'differs from'} the committed run's ({detail}).")
+    return Markdown("\n".join(lines))

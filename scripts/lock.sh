@@ -6,7 +6,7 @@
 # (CEZSAR_LOCK_PYTHON), so that the lock installs on every 3.11.x. Resolution uses pip's own settings:
 # where pip does not find torch 2.13.0+cpu (it lives on the PyTorch index, not PyPI), run
 #   PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu ./scripts/lock.sh
-# Check and commit the two files afterwards (docs/decisions.md: the locked environment).
+# Check and commit the two files afterwards (README, "A locked environment").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS="${CEZSAR_LOCK_TOOLS:-${TMPDIR:-/tmp}/cezsar-pip-tools}"

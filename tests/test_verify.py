@@ -146,3 +146,29 @@ def test_environment_record_and_differences(tmp_path: Path):
     lock.write_text(f"# comment\nnumpy=={numpy.__version__}\n    # via x\nno-such-package-xyz==1.0\n--extra-index-url u\n")
     status = environment.lock_status(tmp_path)
     assert status["file"] == "locks/cpu.txt" and status["differs"] == ["no-such-package-xyz missing (lock 1.0)"]
+
+
+def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_root: Path):
+    from cezsar import digests
+    from cezsar.layout import layout_from
+    from cezsar.params import settings
+    from cezsar.run_page import _verdict
+
+    params, run = _fake_run(tmp_path, synth_root)
+    s = settings(params)
+    lay = layout_from(s)
+    ref = digests.compute(lay, s, ("data", "features"))
+    ref["environment"] = dict(digests.environment.record("cpu"), threads=99)
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    shown = digests.early_check(lay, s, tmp_path / "ref.json").data
+    assert "identical to the committed run's" in shown and "threads:" in shown and "99" in shown
+    (lay.data_root / "groups.json").write_text("{}")
+    assert "differs from the committed run's" in digests.early_check(lay, s, tmp_path / "ref.json").data
+    assert "No committed digests" in digests.early_check(lay, s, tmp_path / "none.json").data
+
+    assert "Not verified" in _verdict(run)
+    now = digests.environment.record("cpu")
+    verdict = digests.compare(digests.compute(lay, s, ("data", "features")), ref, now=now)
+    (run / "verify.json").write_text(json.dumps(verdict))
+    page = _verdict(run)
+    assert "diverges first at stage 'data'" in page and "threads: " in page
