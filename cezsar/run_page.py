@@ -38,7 +38,8 @@ def _verdict(run_dir: Path) -> str:
     results = run_dir / "results.json"
     if results.is_file():
         env = f"Computed on: {short(json.loads(results.read_text()).get('environment'))}\n\n"
-    return head + env + f"Reference: `{Path(verdict.get('reference', '')).name}`\n\n```\n" + verdict_text(verdict) + "\n```"
+    ref = Path(verdict.get("reference", "")).name
+    return head + env + f"Reference: `{ref}`\n\n```\n" + verdict_text(verdict) + "\n```"
 
 
 def build(run_dir: str | Path, out: str | Path | None = None) -> Path:

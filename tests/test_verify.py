@@ -143,7 +143,8 @@ def test_environment_record_and_differences(tmp_path: Path):
     # a lock file's pins are read and compared with what is installed
     lock = tmp_path / "locks" / "cpu.txt"
     lock.parent.mkdir()
-    lock.write_text(f"# comment\nnumpy=={numpy.__version__}\n    # via x\nno-such-package-xyz==1.0\n--extra-index-url u\n")
+    lock.write_text(f"# comment\nnumpy=={numpy.__version__}\n    # via x\nno-such-package-xyz==1.0\n"
+                    "--extra-index-url u\n")
     status = environment.lock_status(tmp_path)
     assert status["file"] == "locks/cpu.txt" and status["differs"] == ["no-such-package-xyz missing (lock 1.0)"]
 

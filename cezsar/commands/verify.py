@@ -11,7 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-HELP = "Compare a run's stage digests (data, features, SBERT, triplets, first epoch, accuracies) with the committed ones."
+HELP = "Compare a run's stage digests (data, features, SBERT, triplets, first epoch, accuracies) with the committed."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
