@@ -42,6 +42,7 @@ _REL = {"features": 1e-4, "first_epoch": 1e-4}
 _ABS = {"sbert": 1e-4, "accuracies": 0.005}
 SAMPLE = 8  # captions and descriptions per test set in the SBERT sample
 QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
+QUANTILE_ROWS = 20000  # rows of a stack the quantiles are taken over (every k-th row of the joined stack)
 
 
 def _sig(x: float) -> float:
@@ -66,16 +67,30 @@ def data_digest(root: Path) -> dict | None:
 
 
 def stack_summary(folder: Path) -> dict | None:
-    """A feature folder's `<id>.npy` stacks: the joined stack's shape, mean, std and quantiles, and each file's
-    mean and std (so a changed file is named); None without any."""
+    """A feature folder's `<id>.npy` stacks: the joined stack's shape, mean, std and quantiles (over at most
+    QUANTILE_ROWS evenly spaced rows), and each file's mean and std (so a changed file is named); None without any."""
     paths = sorted(folder.glob("*.npy")) if folder.is_dir() else []
     if not paths:
         return None
-    arrays = [np.load(p).astype(np.float64) for p in paths]
-    rows = np.concatenate([a.reshape(len(a), -1) for a in arrays])  # (sum of T, D)
-    return {"files": len(paths), "shape": list(rows.shape), "mean": _sig(rows.mean()), "std": _sig(rows.std()),
-            "quantiles": {str(q): _sig(v) for q, v in zip(QUANTILES, np.quantile(rows, QUANTILES))},
-            "per_file": {p.stem: [_sig(a.mean()), _sig(a.std())] for p, a in zip(paths, arrays)}}
+    per_file, lengths = {}, []
+    total = total_sq = 0.0
+    count = dim = 0
+    for p in paths:  # one file at a time: a large stack never sits in memory whole
+        a = np.load(p).astype(np.float64)
+        a = a.reshape(len(a), -1)  # (T, D)
+        per_file[p.stem] = [_sig(a.mean()), _sig(a.std())]
+        total, total_sq, count, dim = total + a.sum(), total_sq + np.square(a).sum(), count + a.size, a.shape[1]
+        lengths.append(len(a))
+    rows = sum(lengths)
+    step = max(1, -(-rows // QUANTILE_ROWS))
+    sample = np.concatenate([np.load(p).reshape(n, -1)[(step - start % step) % step::step]
+                             for p, n, start in zip(paths, lengths, np.cumsum([0] + lengths[:-1]))])  # (≤ rows, D)
+    mean = total / count
+    return {"files": len(paths), "shape": [rows, dim], "mean": _sig(mean),
+            "std": _sig(np.sqrt(max(total_sq / count - mean * mean, 0.0))),
+            "quantiles": {str(q): _sig(v) for q, v in zip(QUANTILES, np.quantile(sample.astype(np.float64),
+                                                                                 QUANTILES))},
+            "per_file": per_file}
 
 
 def sbert_sample(lay: Layout) -> list[str]:
