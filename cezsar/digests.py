@@ -139,16 +139,16 @@ def triplets_digest(folder: Path) -> dict | None:
 
 
 def first_epoch_digest(models: Path) -> dict | None:
-    """The numeric entries of the first epoch of every training log (`log.json`) under `models`."""
+    """The losses and accuracies of the first epoch of every training log (`log.json`) under `models`."""
     logs = sorted(models.rglob("log.json")) if models.is_dir() else []
     out = {}
     for p in logs:
         log = json.loads(p.read_text())
         hist = log.get("history", []) if isinstance(log, dict) else log
         if hist:
-            out[p.relative_to(models).as_posix()] = {k: _sig(v) for k, v in hist[0].items()
-                                                     if isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                     and "time" not in k and "second" not in k}
+            out[p.relative_to(models).as_posix()] = {  # losses and accuracies; timings and throughput vary
+                k: _sig(v) for k, v in hist[0].items()
+                if isinstance(v, (int, float)) and not isinstance(v, bool) and ("loss" in k or "acc" in k)}
     return out or None
 
 
