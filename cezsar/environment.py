@@ -122,7 +122,8 @@ def short(rec: dict | None) -> str:
     pk = rec.get("packages", {})
     lock = rec.get("lock") or {}
     if lock.get("file"):
-        state = "exact" if lock.get("exact") else f"{len(lock.get('differs', []))} packages differ"
+        n = len(lock.get("differs", []))
+        state = "exact" if lock.get("exact") else f"{n} package{' differs' if n == 1 else 's differ'}"
         lock_text = f"lock {Path(lock['file']).name} ({state})"
     else:
         lock_text = "no lock"
