@@ -9,11 +9,21 @@
 # Check and commit the two files afterwards (README, "A locked environment").
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# the oldest Python 3.11 on PATH: a pin that needs a later 3.11.x (e.g. Requires-Python >=3.11.5) is avoided
+LOCK_PY="${CEZSAR_LOCK_PYTHON:-}"
+if [ -z "$LOCK_PY" ]; then
+  LOCK_PY="$(for p in $(which -a python3.11 python3 2>/dev/null); do
+      "$p" -c 'import sys; v = sys.version_info; v[:2] == (3, 11) and print(v.micro, sys.executable)' 2>/dev/null
+    done | sort -n | head -n 1 | cut -d' ' -f2-)"
+fi
+[ -n "$LOCK_PY" ] || { echo "lock: no Python 3.11 on PATH (set CEZSAR_LOCK_PYTHON)" >&2; exit 1; }
 TOOLS="${CEZSAR_LOCK_TOOLS:-${TMPDIR:-/tmp}/cezsar-pip-tools}"
-if [ ! -x "$TOOLS/bin/pip-compile" ]; then
-  "${CEZSAR_LOCK_PYTHON:-python3.11}" -m venv "$TOOLS"
+if [ ! -x "$TOOLS/bin/pip-compile" ] || [ "$("$TOOLS/bin/python" -V)" != "$("$LOCK_PY" -V)" ]; then
+  rm -rf "$TOOLS"
+  "$LOCK_PY" -m venv "$TOOLS"
   "$TOOLS/bin/python" -m pip install -q "pip-tools==7.7.0"
 fi
+echo "lock: resolving with $("$TOOLS/bin/python" -V) ($LOCK_PY)"
 export CUSTOM_COMPILE_COMMAND="./scripts/lock.sh"
 compile() {  # compile OUT [extra pip-compile args...]
   local out="$1"; shift
