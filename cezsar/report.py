@@ -93,6 +93,7 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
             d["clip_sources"] = {  # each row's own: the baseline has no epochs, its text model is CLIP's
                 v: _source(lay, kind, {v: res}, {c: r["protocol"] for c, r in res.items()},
                            _provenance(Path(trained)) if trained and v == "CLIP+VE" else {})
+                + "; " + environment.short(results["environment"])
                 for v, res in peer[kind].items()}
     pipeline.save_json(results, lay.run_dir / "results.json")
     return results
