@@ -7,7 +7,7 @@
   mean and std;
 - sbert: the SBERT vectors of a fixed sample of captions and class descriptions, encoded afresh;
 - triplets: the SHA-256 of every array of every mined triplet file;
-- first_epoch: the losses of every trained model's first epoch;
+- first_epoch: the losses and accuracies of every trained model's first epoch;
 - accuracies: every top-1 of results.json (each seed's where results.json keeps them).
 
 `compare(run, reference)` checks each stage against its tolerance (TOLERANCES) and returns the verdict: the
@@ -177,7 +177,8 @@ def _seed_values(record: dict) -> dict[str, float]:
 
 
 def accuracies_digest(results_file: Path) -> dict | None:
-    """Every top-1 mean of results.json (dataset/method/column), and each seed's where the record keeps them."""
+    """Every top-1 mean of results.json (dataset/method/column; the τ ablation's rows where it holds them), and
+    each seed's where a record keeps them."""
     if not results_file.is_file():
         return None
     results = json.loads(results_file.read_text())
@@ -193,6 +194,12 @@ def accuracies_digest(results_file: Path) -> dict | None:
                 out[where] = _sig(rec["top1_mean"])
                 for k, v in _seed_values(rec).items():
                     out[f"{where}/{k}"] = _sig(v)
+    ablation = results.get("tau_ablation")  # the τ ablation's rows, where results.json keeps them
+    for row in ablation.get("rows", []) if isinstance(ablation, dict) else []:
+        if isinstance(row, dict) and isinstance(row.get("top1"), (int, float)):
+            out[f"tau_ablation/{row.get('tau')}"] = _sig(row["top1"])
+            for k, v in _seed_values(row).items():
+                out[f"tau_ablation/{row.get('tau')}/{k}"] = _sig(v)
     return out or None
 
 

@@ -47,7 +47,8 @@ def _fake_run(tmp: Path, synth_root: Path) -> tuple[Path, Path]:
     run = tmp / "runs" / "fake"
     run.mkdir(parents=True)
     record = {"top1_mean": 0.531, "top1_std": 0.02, "runs": 3, "seed_top1": [0.52, 0.54, 0.533]}
-    (run / "results.json").write_text(json.dumps({"datasets": {"ucf101": {"methods": {"VE": {"16": record}}}}}))
+    (run / "results.json").write_text(json.dumps({"datasets": {"ucf101": {"methods": {"VE": {"16": record}}}},
+                                                  "tau_ablation": {"rows": [{"tau": 0.8, "top1": 0.5}]}}))
     params = tmp / "fake.yaml"
     params.write_text(yaml.safe_dump({"data_root": str(raw), "work_dir": str(work), "figures_dir": str(tmp / "f"),
                                       "device": "cpu"}))
@@ -68,6 +69,7 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     assert all(written["stages"][s] is not None for s in ("data", "features", "sbert", "triplets", "first_epoch",
                                                           "accuracies"))
     assert written["stages"]["accuracies"]["ucf101/VE/16/seed_top1[1]"] == pytest.approx(0.54)
+    assert written["stages"]["accuracies"]["tau_ablation/0.8"] == pytest.approx(0.5)
 
     same = _verify(str(run), "--params", str(params), "--reference", str(ref))
     assert same.returncode == 0, same.stdout + same.stderr
