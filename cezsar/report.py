@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Markdown, display
 
-from cezsar import classify, clip_stage, datasets, environment, pipeline, plots, tables
+from cezsar import classify, clip_stage, datasets, pipeline, plots, tables
 from cezsar.atomic import write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.clip import is_clip
@@ -21,6 +21,7 @@ from cezsar.objects import object_sentences
 from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 from cezsar.results import RESULTS_VERSION, code_version
+from cezsar import environment  # results.json's "environment", the tables' "Computed on" (docs/interfaces.md)
 from cezsar.video import VideoDecodeError, decode_1fps
 from cezsar.zsar import metrics
 
@@ -71,16 +72,14 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
     results: dict = {"results_version": RESULTS_VERSION, "mode": lay.mode, "code": code_version(),
                      "params": s.to_dict(), "overrides": {k: v[1] for k, v in s.overrides.items()},
                      "checkpoint": str(checkpoint), "training": prov, "alpha": s.alpha, "beta": s.beta,
-                     "text_model": s.text_model, "objects_used": pipeline.uses_objects(lay, s), "datasets": {},
-                     "environment": environment.record(str(s.device))}  # shown on every "Computed on" line
+                     "text_model": s.text_model, "objects_used": pipeline.uses_objects(lay, s), "datasets": {}}
     for kind in TEST_SETS:
         print(f"evaluating {DATASET_NAMES[kind]}", flush=True)
         res = pipeline.evaluate_methods(lay, kind, checkpoint, s)
         res.pop("_emb")
         first = next(iter(next(iter(res.values())).values()))
         protos = {c: r["protocol"] for c, r in next(iter(res.values())).items()}
-        results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov) + "; "
-                                     + environment.short(results["environment"]), "methods": res,
+        results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov), "methods": res,
                                      "videos": first["n_dataset_videos"], "videos_used": first["n_videos"],
                                      "skipped_videos": first["skipped_videos"]}
     if s.clip_model:  # the CLIP rows: extra methods beside O, VE, VE + O (absent: the tables say "needs weights")
@@ -93,8 +92,8 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
             d["clip_sources"] = {  # each row's own: the baseline has no epochs, its text model is CLIP's
                 v: _source(lay, kind, {v: res}, {c: r["protocol"] for c, r in res.items()},
                            _provenance(Path(trained)) if trained and v == "CLIP+VE" else {})
-                + "; " + environment.short(results["environment"])
                 for v, res in peer[kind].items()}
+    results["environment"] = environment.record(str(s.device))
     pipeline.save_json(results, lay.run_dir / "results.json")
     return results
 
@@ -104,7 +103,7 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
     out = {}
     for kind, stem, title in (("ucf101", "table1", "Table 1. UCF-101 top-1 accuracy (%)"),
                               ("kinetics400", "table2", "Table 2. Kinetics-400 top-1 accuracy (%)")):
-        d = results["datasets"][kind]
+        d = _with_environment(results["datasets"][kind], results.get("environment"), "clip" in results)
         rows = [tables.computed_row(ROW_NAMES[v], {c: _cell(r) for c, r in d["methods"][v].items()}, d["source"])
                 for v in ("O", "VE", "VE+O") if v in d["methods"]]
         if d["methods"]:  # nothing computed (only CLIP results files not given either): no chance row
@@ -116,6 +115,17 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
         tables.write_table(kind, table, figures / stem, caption=title)
         out[stem] = tables.to_markdown(kind, table, caption=title)
     return out
+
+
+def _with_environment(d: dict, env: dict | None, clip_here: bool) -> dict:
+    """A test set's results with the environment's short form closing each "Computed on" of the rows computed
+    with it (the CLIP rows only when notebook 05 computed them too); none recorded: as is."""
+    if not env:
+        return d
+    tail = "; " + environment.short(env)
+    clip = d.get("clip_sources", {})
+    return {**d, "source": d["source"] + tail,
+            "clip_sources": {v: text + tail for v, text in clip.items()} if clip_here else clip}
 
 
 def clip_table_rows(d: dict) -> list[tables.Row]:
