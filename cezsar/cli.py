@@ -30,6 +30,7 @@ COMMANDS = [
     "evaluate",
     "tables",
     "classify",
+    "verify",
 ]
 
 

@@ -128,6 +128,18 @@ class FastPathConfig:
     group: int = 8
     bank_dtype: str = "float16"  # storage of the contiguous feature array: float16 halves memory, float32 exact
     cache_dir: str | None = None  # where the bank .npy lives; None = <out>/cache
+    # the training step (docs/decisions.md §16): "static" = fixed shapes, batches padded to `batch` with weight-0
+    # triplets, distinct windows/sentences found once per epoch (`cezsar.static_step`); "eager" = per-batch
+    # torch.unique. Same loss and gradients; the released padded variants and torchrun use "eager"
+    step: str = "static"
+    graph: bool = False  # CUDA only, step "static": the whole step (forward, backward, AdamW) in CUDA graphs
+    unroll: int = 8  # graph: training steps captured in one graph
+    tf32: bool = False  # CUDA only: fp32 weights and activations with TF32 GEMMs instead of bf16 autocast
+    # the bank's dtype on a GPU: "auto" = bfloat16 for the static step under bf16 autocast (gathered straight
+    # into the compute dtype, the same numbers), else as stored; "stored"; "bfloat16"
+    device_bank: str = "auto"
+    background: str = "auto"  # epoch order one epoch ahead and checkpoint writes on a thread: "on", "off",
+    # "auto" = on with CUDA (on a CPU they would compete with the step for the same cores)
 
 
 @dataclass

@@ -94,12 +94,13 @@ def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tup
     return np.load(path, mmap_mode="r"), offsets
 
 
-def bank_tensor(bank: np.ndarray, device: torch.device) -> Tensor:
-    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU."""
+def bank_tensor(bank: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
+    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU. `dtype`: held in that
+    dtype on a GPU instead (converted chunk by chunk on the device, e.g. bfloat16, `cezsar.static_step`)."""
     if device.type == "cpu":
         # copy-on-write view: torch wants a writable buffer, nothing is ever written
         return torch.from_numpy(np.load(bank.filename, mmap_mode="c") if isinstance(bank, np.memmap) else bank)
-    out = torch.empty(bank.shape, dtype=getattr(torch, bank.dtype.name), device=device)
+    out = torch.empty(bank.shape, dtype=dtype or getattr(torch, bank.dtype.name), device=device)
     step = max(1, (256 << 20) // max(1, bank.shape[1] * bank.dtype.itemsize))  # ~256 MiB host chunks
     for i in range(0, bank.shape[0], step):
         out[i:i + step].copy_(torch.from_numpy(np.ascontiguousarray(bank[i:i + step])))
@@ -206,13 +207,14 @@ class TripletTensors:
 
 
 def to_tensors(bank: np.ndarray, rows: np.ndarray, mask: np.ndarray, win: np.ndarray, pos: np.ndarray,
-               neg: np.ndarray, text: np.ndarray, device: torch.device) -> TripletTensors:
-    """Move the fast path's arrays to `device` once (the bank whole on a GPU)."""
+               neg: np.ndarray, text: np.ndarray, device: torch.device,
+               bank_dtype: torch.dtype | None = None) -> TripletTensors:
+    """Move the fast path's arrays to `device` once (the bank whole on a GPU, in `bank_dtype` when given)."""
     def t(a: np.ndarray, dtype: torch.dtype) -> Tensor:
         return torch.as_tensor(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
 
     if text.shape[0] and (pos.max(initial=0) >= text.shape[0] or neg.max(initial=0) >= text.shape[0]):
         raise ValueError(f"triplet sentence id out of range of the {text.shape[0]} sentence vectors")
-    return TripletTensors(bank_tensor(bank, device), t(rows, torch.int64), t(mask, torch.bool),
+    return TripletTensors(bank_tensor(bank, device, bank_dtype), t(rows, torch.int64), t(mask, torch.bool),
                           t(win, torch.int64), t(pos, torch.int64), t(neg, torch.int64), t(text, torch.float32))
 

@@ -146,10 +146,12 @@ class VisualEmbedder(nn.Module):
         pooled = h.sum(dim=1) / n  # (B, d_model) masked mean over time
         return self._last(pooled)  # (B, d_emb)  Eq. 5
 
-    def forward_packed(self, x: Tensor, mask: Tensor, index: Tensor | None = None) -> Tensor:
+    def forward_packed(self, x: Tensor, mask: Tensor, index: Tensor | None = None,
+                       gather: Tensor | None = None) -> Tensor:
         """`forward` on packed rows, the training fast path: the same Eqs. 1-5 computed on the valid rows only
-        (`cezsar.packed_vem.forward_packed`; equal to `forward` in tests/test_model.py)."""
-        return packed_vem.forward_packed(self, x, mask, index)
+        (`cezsar.packed_vem.forward_packed`; equal to `forward` in tests/test_model.py). `gather`: padding rows
+        of a fixed-size batch (`cezsar.static_step`)."""
+        return packed_vem.forward_packed(self, x, mask, index, gather)
 
 
 class SentenceEmbedder(nn.Module):

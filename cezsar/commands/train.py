@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(fastest), 1 = i.i.d. shuffle like the released code")
     parser.add_argument("--bank-dtype", choices=("float16", "float32"), default=fast.bank_dtype,
                         help=f"storage of the contiguous feature array (default {fast.bank_dtype})")
+    parser.add_argument("--step", choices=("static", "eager"), default=fast.step,
+                        help=f"training step (default {fast.step}): static = fixed shapes, windows and sentences "
+                        "found once per epoch; eager = per batch. Same loss and gradients (docs/decisions.md §16)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="CUDA only, --step static: the whole step (forward, backward, AdamW) in CUDA graphs")
     parser.add_argument("--no-positional", action="store_true", help="released VEM: no positional encoding")
     parser.add_argument("--released-sem", action="store_true", help="released SEM: Dropout + Linear + LayerNorm")
     parser.add_argument("--params", default=None, metavar="NAME",
@@ -204,7 +209,7 @@ def run_files(args: argparse.Namespace) -> int:
             raise checks.UsageError("--window released needs --captions (the segments' bounds)")
         checks.require_file(args.captions, "--captions", "captions JSON file")
         bounds = segment_bounds(read_activitynet(args.captions))  # a DatasetError is one line at the boundary
-    fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype)
+    fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype, step=args.step, graph=args.cuda_graphs)
     try:
         res = fit(triplets, store, text_emb, train_cfg, model_cfg, args.out, resume=args.resume, fast=fast,
                   text_model=encoder.model_id, text_model_name=args.text_model, params=args.params,
