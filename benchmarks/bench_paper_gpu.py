@@ -8,8 +8,8 @@ segments of train + val_1, 54,234 distinct sentences), then times, each on its o
 - SBERT: every distinct sentence (`text.SentenceEncoder`, fp16 at batch 512 on CUDA), when the model is present;
 - mining: the τ rule for each τ of the ablation (`mining.mine`);
 - training: one epoch of each τ's triplets, `--limit-steps` steps timed and projected to the epoch and to 25
-  epochs (`--trainer eager`: `train.train_one_epoch`; `--trainer static`: `static_step.train_one_epoch_static`
-  where this checkout has it);
+  epochs, for each trainer of `--trainer` (eager `train.train_one_epoch`, static `static_step`, graphed /
+  graphed_tf32 `graphed_step.GraphedTrainer`); the projection takes the fastest that ran;
 - extraction: generated 360p clips with a keyframe a second through `features.extract` with random-weight
   BiT-M-R152x2 at 224 px, against the CNN alone with the same top-k; projected to the test sets' frames;
 - evaluation: each τ's model on UCF101- and Kinetics-sized test sets, prototypes and the protocols' runs.
@@ -22,6 +22,7 @@ against the 15-minute goal. Synthetic data: the times are real, the accuracies m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -164,24 +165,39 @@ def stage_mining(caps: Captions, texts: list[str], emb: np.ndarray) -> tuple[dic
     return {"per_tau": out, "seconds": round(sum(v["seconds"] for v in out.values()), 2)}, sets
 
 
-def train_epoch_fn(trainer: str):
-    """The epoch function of `--trainer`: the existing eager path, or the static-shape step where present."""
+def epoch_runner(trainer: str, model: JointEmbedder, data, cfg: TrainConfig, device: torch.device):
+    """(order, limit_steps) -> the epoch dict of `train.train_one_epoch`, for one model and its optimiser:
+    eager (`train.train_one_epoch`), static (`static_step.train_one_epoch_static`), graphed (the static step in
+    CUDA graphs, `graphed_step.GraphedTrainer`, bf16 autocast) or graphed_tf32 (the same with TF32 GEMMs in fp32)."""
     if trainer == "eager":
-        return lambda model, data, opt, order, cfg, device, limit: train_one_epoch(model, data, opt, order, cfg,
-                                                                                   device, limit_steps=limit)
-    if trainer == "static":
-        from cezsar import static_step  # not in every checkout: the error says so
+        opt = make_optimizer(model, cfg)
+        return lambda order, limit: train_one_epoch(model, data, opt, order, cfg, device, limit_steps=limit)
+    from cezsar import static_step  # imported only for the trainers that need it
 
-        return lambda model, data, opt, order, cfg, device, limit: static_step.train_one_epoch_static(
-            model, data, opt, order, cfg, device, static_step.run_length(data), limit_steps=limit)
-    raise ValueError(f"unknown --trainer {trainer!r} (eager | static)")
+    if trainer == "static":
+        opt, t = make_optimizer(model, cfg), static_step.run_length(data)
+        return lambda order, limit: static_step.train_one_epoch_static(model, data, opt, order, cfg, device, t,
+                                                                       limit_steps=limit)
+    if trainer in ("graphed", "graphed_tf32"):
+        from cezsar.graphed_step import GraphedTrainer
+
+        if trainer == "graphed_tf32":
+            cfg = dataclasses.replace(cfg, autocast=False)
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        g = GraphedTrainer(model, data, make_optimizer(model, cfg, capturable=True), cfg,
+                           static_step.run_length(data))
+        return lambda order, limit: g.train_epoch(order, limit_steps=limit)
+    raise ValueError(f"unknown trainer {trainer!r} (eager | static | graphed | graphed_tf32)")
 
 
 def stage_training(sets: dict, bank: torch.Tensor, offsets: np.ndarray, texts: list[str], emb: np.ndarray,
-                   spec: dict, device: torch.device, trainer: str, limit_steps: int) -> tuple[dict, dict]:
-    epoch = train_epoch_fn(trainer)
+                   spec: dict, device: torch.device, trainers: list[str], limit_steps: int) -> tuple[dict, dict]:
+    """One epoch of each τ's triplets per trainer, `limit_steps` steps timed after a warm-up and projected to 25
+    epochs; a trainer that fails is reported with its error and the others still run. The projection takes the
+    fastest trainer that ran."""
     row = {t: i for i, t in enumerate(texts)}
-    out, models = {}, {}
+    out: dict = {name: {} for name in trainers}
+    models = {}
     for tau, ts in sets.items():
         text = emb[[row[s] for s in ts.sentences]]  # (S, dim) in the triplets' own sentence order
         vid_index = np.array([int(v[1:]) for v in ts.video_ids])[ts.video]  # bank video of each triplet
@@ -190,21 +206,33 @@ def stage_training(sets: dict, bank: torch.Tensor, offsets: np.ndarray, texts: l
         data = to_tensors(np.zeros((1, spec["dim"]), np.float16), rows, mask, win, ts.pos[train], ts.neg[train],
                           text, device)
         data.bank = bank  # the device bank, shared by every τ
-        torch.manual_seed(0)
-        model = JointEmbedder(ModelConfig(feat_dim=spec["dim"], text_dim=emb.shape[1])).to(device)
-        cfg = TrainConfig(batch=128)
-        opt = make_optimizer(model, cfg)
         order = epoch_order(win, np.arange(len(win)), 0, 0, 8)
-        epoch(model, data, opt, order, cfg, device, 3)  # warm-up: lazy init, cuDNN/cuBLAS choices
-        r = epoch(model, data, opt, order, cfg, device, limit_steps)
+        cfg = TrainConfig(batch=128)
         steps_epoch = math.ceil(len(order) / cfg.batch)
-        epoch_s = r["seconds"] / r["steps"] * steps_epoch
-        out[str(tau)] = {"triplets": int(len(order)), "steps_timed": r["steps"], "ms_per_step":
-                         round(1000 * r["seconds"] / r["steps"], 3), "steps_per_epoch": steps_epoch,
-                         "epoch_s": round(epoch_s, 1), "projected_25_epochs_s": round(EPOCHS * epoch_s, 1)}
-        models[tau] = model.eval()
-    return {"trainer": trainer, "per_tau": out,
-            "projected_s": round(sum(v["projected_25_epochs_s"] for v in out.values()), 1)}, models
+        for name in trainers:
+            tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+            try:
+                torch.manual_seed(0)
+                model = JointEmbedder(ModelConfig(feat_dim=spec["dim"], text_dim=emb.shape[1])).to(device)
+                run = epoch_runner(name, model, data, cfg, device)
+                run(order, 3)  # warm-up: lazy init, cuDNN/cuBLAS choices, graph capture
+                r = run(order, limit_steps)
+            except Exception as err:  # one trainer's failure must not hide the others' numbers
+                out[name][str(tau)] = {"error": f"{type(err).__name__}: {str(err)[:200]}"}
+                continue
+            finally:
+                torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+            epoch_s = r["seconds"] / r["steps"] * steps_epoch
+            out[name][str(tau)] = {"triplets": int(len(order)), "steps_timed": r["steps"],
+                                   "ms_per_step": round(1000 * r["seconds"] / r["steps"], 3),
+                                   "steps_per_epoch": steps_epoch, "epoch_s": round(epoch_s, 1),
+                                   "projected_25_epochs_s": round(EPOCHS * epoch_s, 1)}
+            models.setdefault(tau, model.eval())
+    totals = {name: round(sum(v["projected_25_epochs_s"] for v in per.values()), 1) for name, per in out.items()
+              if per and all("error" not in v for v in per.values())}
+    best = min(totals, key=totals.get) if totals else None
+    return {"trainers": out, "projected_by_trainer_s": totals, "fastest": best,
+            "per_tau": out[best] if best else {}, "projected_s": totals.get(best, float("nan"))}, models
 
 
 def stage_extraction(spec: dict, device: torch.device, tmp: Path) -> dict:
@@ -266,7 +294,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", choices=tuple(SCALES), default="paper")
     ap.add_argument("--device", default="auto")
-    ap.add_argument("--trainer", default="eager", help="eager (train.train_one_epoch) | static (static_step)")
+    ap.add_argument("--trainer", default="eager",
+                    help="training steps to time, comma-separated: eager | static | graphed | graphed_tf32")
     ap.add_argument("--limit-steps", type=int, default=None, help="training steps timed per τ (then projected)")
     ap.add_argument("--skip", default="", help="stages to leave out, comma-separated (objects,sbert,extraction)")
     args = ap.parse_args()
@@ -297,7 +326,8 @@ def main() -> None:
         else:
             res["sbert"], emb = stage_sbert(texts, spec, device, tmp)
         res["mining"], sets = stage_mining(caps, texts, emb)
-        res["training"], models = stage_training(sets, bank, offsets, texts, emb, spec, device, args.trainer,
+        res["training"], models = stage_training(sets, bank, offsets, texts, emb, spec, device,
+                                                 args.trainer.split(","),
                                                  args.limit_steps or spec["limit_steps"])
         del bank
         res["extraction"] = {"skipped": "--skip"} if "extraction" in skip else stage_extraction(spec, device, tmp)

@@ -2,7 +2,7 @@
 # The GPU rows of benchmarks/RESULTS.md in one run (about 7-9 minutes on one H100), for a machine with an NVIDIA GPU:
 #   1. benchmarks/bench_paper_gpu.py: the paper run's stages on a paper-scale synthetic bank on the device
 #      (objects, SBERT, mining, one epoch per τ projected to 25, extraction, evaluation) and the projected total
-#      against the 15-minute goal (TRAINER=eager|static picks the training step);
+#      against the 15-minute goal (TRAINER: the training steps timed, eager,static,graphed,graphed_tf32);
 #   2. the CUDA tests (tests/test_cuda.py: packed = padded VEM in fp32 and bf16, training on CUDA lowers the loss,
 #      GPU frame features = CPU's, extraction on CUDA = on CPU, the on-device top-k = the float64 path, bf16
 #      extraction close to fp32, bank objects on CUDA = CPU, folded BiT, fp16 SBERT);
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 OUT="${OUT:-benchmarks/gpu_out}"
 DEVICE="${DEVICE:-cuda}"
 SCALE="${SCALE:-paper}"                 # bench_paper_gpu scale (tiny: a CPU smoke run)
-TRAINER="${TRAINER:-eager}"
+TRAINER="${TRAINER:-eager,graphed,graphed_tf32}"  # training steps timed side by side; the fastest that runs is projected
 CLIPS="${CLIPS:-40}"                    # extraction clips per source type (2 encoded, the rest hard links)
 SECONDS_PER_CLIP="${SECONDS_PER_CLIP:-20}"
 PY="${PY:-python3}"

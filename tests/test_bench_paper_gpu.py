@@ -26,6 +26,7 @@ def test_bench_paper_gpu_tiny_runs_every_stage(tmp_path: Path) -> None:
     assert rep["objects"]["rows"] == rep["bank"]["rows"] == 1600 and rep["objects"]["seconds"] > 0
     assert rep["objects"]["bytes_back"] == 1600 * 5 * (4 + 2)  # int32 indices + float16 scores, nothing more
     assert set(rep["mining"]["per_tau"]) == set(rep["training"]["per_tau"]) == {"0.7", "0.8", "0.9"}
+    assert rep["training"]["fastest"] == "eager" and set(rep["training"]["trainers"]) == {"eager"}
     for tau in rep["training"]["per_tau"].values():
         assert tau["steps_timed"] == 2 and tau["triplets"] > 0 and tau["steps_per_epoch"] == -(-tau["triplets"] // 128)
     ext = rep["extraction"]
