@@ -59,8 +59,8 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
     trip = tmp_path / "triplets.npz"
     capsys.readouterr()
     assert main(["mine", "--captions", str(synth / "activitynet" / "train.json"), "--features",
-                 str(feats / "activitynet"), "--out", str(trip)]) == 0
-    assert "O off" in capsys.readouterr().err
+                 str(feats / "activitynet"), "--object-positives", "2", "--out", str(trip)]) == 0
+    assert "O off" in capsys.readouterr().err  # object positives asked for, none possible: said, then captions only
     model = tmp_path / "model"
     assert main(["train", "--triplets", str(trip), "--features", str(feats / "activitynet"), "--out", str(model),
                  "--epochs", "2", "--device", "cpu"]) == 0
