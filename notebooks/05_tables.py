@@ -22,10 +22,14 @@
 # computed row says what it was computed on (dataset and videos used, backbone, text model, epochs). Three more rows,
 # the modern peer on the same splits — CLIP frame average (class names), CLIP frame average (descriptions), CEZSAR on
 # CLIP features — are computed when the parameter set names a CLIP (`clip_model`), and read "needs weights" otherwise.
+# Each trained row is the mean over `train_seeds` training seeds ± their std, with the protocol's spread over its
+# class subsets shown apart ("62.5 ± 1.8 (5 seeds), subsets ± 9.3"); every comparison below the tables is a paired
+# test over the seeds (`cezsar.compare`), never written by hand.
 #
 # **Inputs.** the τ checkpoint (03), test features (01). **Outputs.** `runs/<name>/results.json` (every run's
-# seed, classes, accuracy, the split files' hashes, the code version, the parameter set and the training record),
-# `<figures_dir>/table1.{md,csv}`, `<figures_dir>/table2.{md,csv}`.
+# seed, classes, accuracy, the split files' hashes, the code version, the parameter set and the training record,
+# for every training seed), `<figures_dir>/table1.{md,csv}`, `<figures_dir>/table2.{md,csv}`,
+# `<figures_dir>/comparisons.md`.
 
 # %% tags=["parameters"]
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
@@ -33,6 +37,7 @@ tau: float = 0.8  # which trained model to evaluate (paper: 0.8)
 alpha: float = 0.8  # Eq. 9 weight of VE
 beta: float = 0.2  # Eq. 9 weight of SE(O(v))
 runs: int = 50  # paper §4: random class subsets per protocol
+train_seeds: int = 5  # trained models per row (mean ± std over them)
 
 # %%
 from IPython.display import Markdown
@@ -60,3 +65,9 @@ results = report.evaluate_all(layout, P)
 
 # %%
 Markdown("\n\n".join(report.write_tables(results, layout.figures).values()))
+
+# %% [markdown]
+# ## Comparisons (paired over training seeds)
+
+# %%
+report.write_comparisons(results, layout.figures)
