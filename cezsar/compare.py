@@ -1,4 +1,4 @@
-"""Comparing two trained numbers over training seeds: a paired t-interval (docs/decisions.md §16).
+"""Comparing two trained numbers over training seeds: a paired t-interval (docs/decisions.md, 'Training seeds').
 
 Every sentence of the notebooks, the report and the README that says one number is above another is made here,
 from the per-seed numbers of results.json: model k of one row and model k of the other share training seed k,

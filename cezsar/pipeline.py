@@ -242,7 +242,7 @@ def model_config(s: Settings) -> ModelConfig:
 
 
 def training_seeds(s: Settings) -> list[int]:
-    """The training seeds of a parameter set (docs/decisions.md §16): `train_seeds` models per τ, with seeds
+    """The training seeds of a parameter set (docs/decisions.md, 'Training seeds'): `train_seeds` models per τ, with seeds
     `seed`, `seed` + 1, …, `seed` + train_seeds − 1 (0 … N − 1 by default). Seed k sets model k's
     initialisation, batch order and dropout draws; `seed` alone still drives mining and the t-SNE."""
     n = int(s.values.get("train_seeds", 1))

@@ -67,7 +67,7 @@ TRAINED_METHODS = ("VE", "VE+O", "CLIP+VE")  # rows whose numbers depend on the 
 
 
 def seed_record(records: list[dict], seeds: list[int]) -> dict:
-    """One protocol's result over training seeds (docs/decisions.md §16): seed k's record is `records[k]`.
+    """One protocol's result over training seeds (docs/decisions.md, 'Training seeds'): seed k's record is `records[k]`.
 
     The shared schema's keys keep seed `seeds[0]`'s record (its runs, split file, checkpoint), except
     "top1_mean" / "top5_mean", which become the mean over seeds of each seed's mean, and "top1_std" / "top5_std",

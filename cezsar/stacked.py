@@ -1,4 +1,4 @@
-"""Several training seeds in one process (docs/decisions.md §16): K joint embedders as stacked weights.
+"""Several training seeds in one process (docs/decisions.md, 'Training seeds'): K joint embedders as stacked weights.
 
 Every trained number of the tables is a mean over training seeds, so each τ trains K models that differ only
 in their seed (initialisation, batch order, dropout draws). Here they train together: their parameters are

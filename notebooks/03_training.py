@@ -21,7 +21,7 @@
 # triplets (paper §4). A checkpoint per epoch; a rerun resumes. One line per epoch is printed as it ends.
 # Every trained number is a mean over training seeds: `train_seeds` models (seeds `seed`, `seed` + 1, …) train
 # together in one process as stacked weights, each with its own initialisation, batch order, dropout draws,
-# optimiser state and early stopping (docs/decisions.md §16).
+# optimiser state and early stopping (docs/decisions.md, 'Training seeds').
 #
 # **Inputs.** triplets (02), features (01). **Outputs.** `<models_dir>/tau<τ>/seed<k>/{best,last}.pt`, `log.csv`,
 # `provenance.json` per training seed, and the loss curves.
