@@ -444,8 +444,8 @@ def evaluate_seeds(lay: Layout, kind: str, checkpoints: dict[int, Path | None], 
     per = {k: evaluate_methods(lay, kind, checkpoints[k], s, protocols, trained) for k in seeds} if trained else {}
     out["_seed_emb"] = {}
     for v in trained:
-        out["_emb"][v] = per[seeds[0]]["_emb"][v]
-        out["_seed_emb"][v] = {k: per[k]["_emb"][v] for k in seeds}
+        out["_emb"][v] = per[seeds[0]]["_emb"].get(v)
+        out["_seed_emb"][v] = {k: per[k]["_emb"].get(v) for k in seeds}
         out[v] = {col: seed_record([per[k][v][col] for k in seeds], seeds) for col in per[seeds[0]][v]}
     return out
 
