@@ -37,6 +37,7 @@ from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, epoch_order
 from cezsar.model import JointEmbedder
+from cezsar.packed_vem import dropout_cpu
 from cezsar.train import (_autocast, _write_logs, fit, make_optimizer, prepare, rng_state, seed_everything,
                           set_rng_state, triplet_loss, visual_windows)
 
@@ -86,7 +87,9 @@ class StackedEmbedders:
         return torch.addcmul(self.params[name + ".bias"].unsqueeze(1), y, self.params[name + ".weight"].unsqueeze(1))
 
     def _dropout(self, x: Tensor, p: float) -> Tensor:
-        return F.dropout(x, p, training=self.training) if p > 0 else x
+        """Inverted dropout; every element its own draw, so each model gets its own mask (the packed path's
+        cheaper CPU generator, `packed_vem.dropout_cpu`)."""
+        return dropout_cpu(x, p, self.training)
 
     def encode_video(self, x: Tensor, valid: Tensor, grid_pos: Tensor, column: Tensor, mask: Tensor) -> Tensor:
         """Eqs. 1-5 for K models on packed rows.
