@@ -52,6 +52,27 @@ def seed_dir(out: Path, seed: int) -> Path:
     return Path(out) / f"seed{seed}"
 
 
+class _StackedLinear(torch.autograd.Function):
+    """y = x W^T + b for K models at once: x (K, N, in), W (K, out, in), b (K, out) -> (K, N, out).
+
+    The backward writes the weight's gradient in W's own (K, out, in) layout (g^T x); autograd's rule for
+    `baddbmm(b, x, W.transpose(1, 2))` computes it transposed and then copies it whole, which on a CPU cost as much
+    as the products themselves."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))  # (K, N, out)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, w = ctx.saved_tensors
+        g = g.contiguous()
+        gx = torch.bmm(g, w) if ctx.needs_input_grad[0] else None  # (K, N, in)
+        gw = torch.bmm(g.transpose(1, 2), x)  # (K, out, in) in the weight's layout
+        return gx, gw, g.sum(dim=1)  # (K, out)
+
+
 class StackedEmbedders:
     """K `JointEmbedder`s of one `ModelConfig` as stacked parameters (name -> (K, *shape) leaf tensors)."""
 
@@ -78,8 +99,7 @@ class StackedEmbedders:
     # --- the batched Eqs. 1-6 ----------------------------------------------------------------------------
     def _linear(self, x: Tensor, name: str, weight: str = ".weight", bias: str = ".bias") -> Tensor:
         """x (K, N, in) through each model's own Linear `name`: (K, N, out)."""
-        w, b = self.params[name + weight], self.params[name + bias]  # (K, out, in), (K, out)
-        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+        return _StackedLinear.apply(x, self.params[name + weight], self.params[name + bias])
 
     def _norm(self, x: Tensor, name: str) -> Tensor:
         """LayerNorm with each model's own affine weights: (K, N, d)."""
