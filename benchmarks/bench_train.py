@@ -13,6 +13,13 @@ optimiser, same number of steps, in the same process; the ratio is what to read 
     python benchmarks/bench_train.py --scale paper        # ~12,000 videos x ~120 s x 4096-d fp16, ~3 M
                                                           # triplets: one full epoch (GPU machine)
     python benchmarks/bench_train.py --scale paper --limit-steps 20 --videos 500   # CPU: extrapolate
+    python benchmarks/bench_train.py --compare-steps      # the static step against the eager one (same run)
+    python benchmarks/bench_train.py --compare-steps --scale paper --videos 300 --limit-steps 60
+
+`--compare-steps` times `cezsar.static_step` (fixed shapes, tables built once per epoch, their build included
+in its time) against the eager step (`train_one_epoch`) on the same batches from the same weights, in
+interleaved rounds; `ratio_static_vs_eager` > 1 means the static step is faster. On CUDA it also times the
+static step in CUDA graphs (`cezsar.graphed_step`, capture excluded): `ratio_graph_vs_eager`.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
 from cezsar.devices import resolve_device
+from cezsar.static_step import run_length, train_one_epoch_static
 from cezsar.train import make_optimizer, train_one_epoch, triplet_loss
 
 SCALES = {  # videos, seconds (min, max), feature dim, windows per video, triplets per window, sentences
@@ -104,6 +112,54 @@ def run_fast(model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: 
     return {"triplets": r["triplets"], "seconds": round(r["seconds"], 3), "cpu_seconds": round(cpu, 3),
             "triplets_per_s": round(r["triplets"] / r["seconds"], 1),
             "triplets_per_cpu_s": round(r["triplets"] / max(cpu, 1e-9), 1), "steps": r["steps"]}
+
+
+def run_step(kind: str, model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: int | None,
+             order: np.ndarray, t: int) -> dict:
+    """One (possibly limited) epoch over `order` with the eager or the static step, or (CUDA) the static step
+    in CUDA graphs: its capture (and one step) before the clock starts."""
+    if kind == "graph":
+        from cezsar.graphed_step import GraphedTrainer
+
+        trainer = GraphedTrainer(model, data, make_optimizer(model, cfg, capturable=True), cfg, t)
+        trainer.train_epoch(order, limit_steps=1)
+    c0 = time.process_time()
+    if kind == "graph":
+        r = trainer.train_epoch(order, limit_steps=steps)
+    elif kind == "static":
+        r = train_one_epoch_static(model, data, opt, order, cfg, device, t, limit_steps=steps)
+    else:
+        r = train_one_epoch(model, data, opt, order, cfg, device, limit_steps=steps)
+    cpu = time.process_time() - c0
+    return {"triplets": r["triplets"], "seconds": round(r["seconds"], 3), "cpu_seconds": round(cpu, 3),
+            "triplets_per_s": round(r["triplets"] / r["seconds"], 1),
+            "triplets_per_cpu_s": round(r["triplets"] / max(cpu, 1e-9), 1), "steps": r["steps"],
+            "loss": round(r["loss"], 6)}
+
+
+def compare_steps(args, device, data: TripletTensors, cfg: ModelConfig, steps: int | None) -> dict:
+    """The static step against the eager one: interleaved rounds, the same order and initial weights."""
+    tcfg = TrainConfig(batch=args.batch)
+    t = run_length(data)
+    order = epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 0, args.group)
+    res = {"eager": [], "static": [], **({"graph": []} if device.type == "cuda" else {})}
+    for kind in res:  # warm-up: allocator, first-call costs
+        model, opt = fresh(cfg, device)
+        run_step(kind, model, opt, data, tcfg, device, 2, order, t)
+    for _ in range(args.rounds):
+        for kind in res:
+            model, opt = fresh(cfg, device)
+            res[kind].append(run_step(kind, model, opt, data, tcfg, device, steps, order, t))
+    best = {k: max(r["triplets_per_s"] for r in v) for k, v in res.items()}
+    best_cpu = {k: max(r["triplets_per_cpu_s"] for r in v) for k, v in res.items()}
+    extra = {"ratio_graph_vs_eager": round(best["graph"] / best["eager"], 3)} if "graph" in best else {}
+    return {"group": args.group, "time_axis": t, "rounds": res, "best_triplets_per_s": best, **extra,
+            "ratio_static_vs_eager": round(best["static"] / best["eager"], 3),
+            "cpu_ratio_static_vs_eager": round(best_cpu["static"] / best_cpu["eager"], 3),
+            # the median round: steadier than the best one when other jobs share the cores
+            "median_cpu_ratio_static_vs_eager": round(
+                float(np.median([r["cpu_seconds"] for r in res["eager"]])
+                      / np.median([r["cpu_seconds"] for r in res["static"]])), 3)}
 
 
 def profile_steps(model, opt, data: TripletTensors, cfg: TrainConfig, device, steps: int, group: int) -> dict:
@@ -204,6 +260,10 @@ def small(args, device) -> dict:
         data = to_tensors(bank, rows, mask, win, w["pos"], w["neg"], text, device)
         fast_setup = time.perf_counter() - t0
 
+        if args.compare_steps:
+            return {"scale": "small", "workload": {"triplets": int(len(w["video"])), "windows": int(len(rows)),
+                                                   "dim": spec["dim"], "bank_dtype": args.bank_dtype},
+                    **compare_steps(args, device, data, cfg, args.limit_steps)}
         results = {"reference": [], "fast": [], "fast_g8": [], "fast_iid": []}
         for rnd in range(args.rounds):  # interleaved rounds: machine noise hits both paths alike
             model, opt = fresh(cfg, device)
@@ -253,6 +313,10 @@ def paper(args, device) -> dict:
     cfg = ModelConfig(feat_dim=spec["dim"], text_dim=384)
     model, opt = fresh(cfg, device)
     tcfg = TrainConfig(batch=args.batch)
+    if args.compare_steps:
+        return {"scale": "paper", "workload": {"triplets": int(len(w["video"])), "windows": int(len(rows)),
+                                               "dim": spec["dim"], "bank_dtype": "float16"},
+                **compare_steps(args, device, data, cfg, args.limit_steps)}
     run_fast(model, opt, data, tcfg, device, 3, args.group, 99)  # warm-up
     r = run_fast(model, opt, data, tcfg, device, args.limit_steps, args.group, 0)
     steps_full = math.ceil(n_full / args.batch)
@@ -285,6 +349,9 @@ def main() -> None:
     ap.add_argument("--group", type=int, default=8, help="paper: triplets of a window per batch (0 = all, 1 = i.i.d.)")
     ap.add_argument("--profile", type=int, default=0,
                     help="paper: then profile this many steps (time per phase, top operators)")
+    ap.add_argument("--compare-steps", action="store_true",
+                    help="time the static step against the eager one (ratio_static_vs_eager); --limit-steps "
+                         "limits both, default a whole epoch")
     ap.add_argument("--threads", type=int, default=None,
                     help="torch CPU threads (default: torch's; 1 is steadier on a shared machine)")
     args = ap.parse_args()

@@ -14,9 +14,14 @@ import socket
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from cezsar.diskspace import full_error, is_disk_full
+
 
 def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call `write(fh)` on a binary temp file, fsync it and rename it to `path`; returns the path."""
+    """Call `write(fh)` on a binary temp file, fsync it and rename it to `path`; returns the path.
+
+    A write that runs out of room (ENOSPC, EDQUOT, or a writer's short write) raises `diskspace.DiskFullError`
+    naming `path`; the temp file is removed and `path` keeps its old content."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}@{_HOST}.tmp")
@@ -26,6 +31,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        if is_disk_full(err):
+            raise full_error(err, path) from err
+        raise
     finally:
         if tmp.exists():  # write() raised: leave nothing behind
             tmp.unlink()

@@ -142,14 +142,18 @@ def require_range(value: float | None, option: str, low: float, high: float) -> 
 
 def read_json_file(path: str | os.PathLike, option: str | None = None, what: str = "JSON file") -> Any:
     """Parse a JSON file the command needs; DataError naming it when it is unreadable or malformed."""
+    from cezsar.textio import read_json
+
     p = require_file(path, option, what)
+    return read_json(p, what, DataError) if option is None else _with_option(option, read_json, p, what)
+
+
+def _with_option(option: str, read: Any, p: Path, what: str) -> Any:
+    """`read(p, what, DataError)` with the option named before the path in its message."""
     try:
-        return json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as err:
-        raise DataError(f"{_label(option, p)}: not a text file ({err.reason})") from err
-    except json.JSONDecodeError as err:
-        raise DataError(f"{_label(option, p)}: malformed JSON at line {err.lineno}, column {err.colno}: "
-                        f"{err.msg}") from err
+        return read(p, what, DataError)
+    except DataError as err:
+        raise DataError(f"{option} {err}") from None
 
 
 def feature_folder(path: str | os.PathLike, option: str = "--features", objects: str | os.PathLike | None = None,
@@ -170,10 +174,14 @@ def feature_folder(path: str | os.PathLike, option: str = "--features", objects:
         if not isinstance(m, dict) or not isinstance(m.get("dim"), int) or m["dim"] < 1:
             raise DataError(f"{meta}: no positive integer 'dim'; delete the folder's features.json and re-create "
                             "the folder with `cezsar extract`")
+    from cezsar.stack_origin import MixedBackbones, check_one_backbone
+
     try:
-        return FeatureStore(p, objects)
-    except FeatureError as err:
+        store = FeatureStore(p, objects)
+        check_one_backbone(store)  # equal-width stacks of two backbones would be scored as one
+    except (FeatureError, MixedBackbones) as err:
         raise DataError(f"{option} {err}") from err
+    return store
 
 
 def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, map_location: Any = "cpu",
@@ -287,7 +295,7 @@ def _clip_encoder(backbone: str, weights: str | None, option: str, **kwargs: Any
         raise
     except Exception as err:  # transformers raises OSError, ValueError, EnvironmentError... for a model it lacks
         raise UsageError(f"--backbone {backbone}: cannot load this CLIP ({_reason(err)}); offline, give a local "
-                         "folder holding its config.json and weights (README, 'The CLIP rows')") from err
+                         "folder holding its config.json and weights (docs/clip.md)") from err
 
 
 def clear_stale_temps(path: str | os.PathLike) -> list[Path]:

@@ -46,6 +46,7 @@ from cezsar.config import EvalConfig, ExtractConfig
 from cezsar.datasets import normalize_class, read_descriptions
 from cezsar.objects import object_sentences, topk_from_logits
 from cezsar.prototypes import class_prototypes, encode_per_class, through_sem
+from cezsar.textio import read_text
 from cezsar.video import VideoDecodeError, decode_1fps
 
 METHODS = ("objects", "cezsar")
@@ -108,10 +109,10 @@ def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
         if not path.is_file():
             _refuse_missing_file(spec)
         if path.is_file():
-            try:
-                lines = path.read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as err:
-                raise LabelError(f"{path}: cannot read the label file ({err})") from err
+            try:  # a BOM, CRLF, UTF-16 with its mark: all read (cezsar.textio)
+                lines = read_text(path, "label file", LabelError).splitlines()
+            except LabelError as err:
+                raise LabelError(f"{path}: cannot read the label file ({str(err)[len(str(path)) + 2:]})") from None
             where = str(path)
             raw = [ln.strip() for ln in lines]
             raw = [ln for ln in raw if ln and not ln.startswith("#")]

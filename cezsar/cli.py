@@ -30,6 +30,7 @@ COMMANDS = [
     "evaluate",
     "tables",
     "classify",
+    "verify",
 ]
 
 
@@ -95,11 +96,14 @@ def _is_known(err: BaseException) -> bool:
         from cezsar.datasets import DatasetError
         from cezsar.features import FeatureError
         from cezsar.resources import ResourceMissing
+        from cezsar.diskspace import DiskFullError
+        from cezsar.params import ParameterError
+        from cezsar.textio import TextFileError
         from cezsar.video import VideoDecodeError
     except ImportError:  # a broken install: the caller reports the original error as unexpected
         return False
     return isinstance(err, (DatasetError, FeatureError, LabelError, CheckpointMismatch, VideoDecodeError,
-                            ResourceMissing))
+                            ResourceMissing, DiskFullError, ParameterError, TextFileError))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
+
+from cezsar.textio import loads_json, read_text
 
 KINDS = ("ucf101", "hmdb51", "kinetics400")
 _MAX_EXAMPLES = 3
@@ -112,23 +113,13 @@ def _unique_classes(raw_names: Iterable[str], where: str) -> list[str]:
 
 # --- JSON / CSV helpers --------------------------------------------------------------------------------
 def _load_json(path: Path):
-    text = _read_text(path, "JSON file")
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as err:
-        raise DatasetError(f"{path}: malformed JSON at line {err.lineno}, column {err.colno}: {err.msg}") from err
+    """A JSON file (a BOM, CRLF, UTF-16 with its mark read; a key given twice in one object refused naming it)."""
+    return loads_json(_read_text(path, "JSON file"), str(path), DatasetError)
 
 
 def _read_text(path: Path, what: str = "text file") -> str:
-    """A text file's content; DatasetError naming it when it is a folder, unreadable or not UTF-8."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except IsADirectoryError as err:
-        raise DatasetError(f"{path}: is a folder, expected a {what}") from err
-    except UnicodeDecodeError as err:
-        raise DatasetError(f"{path}: not a UTF-8 text file ({err.reason} at byte {err.start})") from err
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err.strerror or err})") from err
+    """A text file's content (`cezsar.textio`); DatasetError naming it when it is a folder, unreadable or not text."""
+    return read_text(path, what, DatasetError)
 
 
 def _number(value, where: str) -> float:
@@ -258,7 +249,7 @@ def _load_ucf101(root: Path) -> ClassDataset:
     line_of: dict[int, tuple[int, str]] = {}
     for n, line in _read_lines(ind):
         parts = line.split()
-        if len(parts) != 2 or not parts[0].isdigit():
+        if len(parts) != 2 or not (parts[0].isascii() and parts[0].isdigit()):
             raise DatasetError(f"{ind}: line {n}: expected '<index> <ClassName>', got {line!r}")
         k = int(parts[0])
         if k in line_of:  # two classes on one index: the label order (and every class id) would be ambiguous
@@ -344,8 +335,8 @@ def _load_kinetics400(root: Path) -> ClassDataset:
             raise DatasetError(f"{root}: line {n}: empty field in {dict(row)}")
         try:
             start, end = int(float(row["time_start"])), int(float(row["time_end"]))
-        except ValueError as err:
-            raise DatasetError(f"{root}: line {n}: time_start/time_end must be numbers: {err}") from err
+        except (ValueError, OverflowError) as err:  # "x", "nan" (ValueError) or "inf" (OverflowError)
+            raise DatasetError(f"{root}: line {n}: time_start/time_end must be finite numbers: {err}") from err
         ytid = row["youtube_id"]
         name = kinetics_clip_name(ytid, start, end)
         path = files.get(name) or files.get(f"v_{ytid}.mp4")

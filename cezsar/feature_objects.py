@@ -27,6 +27,7 @@ import torch
 
 from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
+from cezsar.diskspace import require_space
 from cezsar.datasets import Video
 from cezsar.devices import resolve_device
 from cezsar.features import FeatureError, FeatureStore, _check_objects, _check_stack, shard_videos
@@ -192,6 +193,7 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
                     parts_i.append(idx)
                     parts_s.append(sc)
             idx, sc = np.concatenate(parts_i), np.concatenate(parts_s)
+            require_space(target.parent, idx.nbytes + sc.nbytes, f"objects of {target.stem}")
             write_atomic(target, lambda fh: np.savez(fh, indices=idx, scores=sc))
             computed += 1
             rows += len(x)

@@ -3,8 +3,8 @@ offsets, windows as precomputed row-index matrices, and batches that forward eac
 sentence once, packed: only the windows' valid rows are gathered and go through the VEM
 (`JointEmbedder.encode_video_packed`).
 
-The bank is a `.npy` file written once (atomically) and memory-mapped; on a GPU it is copied whole to the
-device so that building a batch is a single gather. The released code instead did one `np.load` per sample
+The bank is a `.npy` file written once (atomically, by ordinary writes) and memory-mapped; on a GPU it is copied whole
+to the device so that building a batch is a single gather. The released code instead did one `np.load` per sample
 through a DataLoader (see `benchmarks/bench_train.py` for that reference and the ratio).
 """
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cezsar.atomic import write_json
+from cezsar.atomic import remove_stale_temps, write_atomic, write_json
+from cezsar.diskspace import require_space
 
 BANK_VERSION = 1
 FP16_MAX = 65504.0
@@ -70,29 +71,36 @@ def build_bank(store, ids: list[str], path: Path, dtype: str = "float16") -> tup
         if n < 1:
             raise ValueError(f"features of video {vid!r} have no rows")
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    mm = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.dtype(dtype), shape=(int(offsets[-1]), int(store.dim)))
-    for i, vid in enumerate(ids):
-        x = store.load(vid)  # (T, D) float32, validated by the store
-        if x.shape != (lengths[i], store.dim):
-            raise ValueError(f"features of video {vid!r}: shape {x.shape}, expected ({lengths[i]}, {store.dim})")
-        if dtype == "float16" and x.size and float(np.abs(x).max()) > FP16_MAX:
-            raise ValueError(f"features of video {vid!r} exceed float16 range; use bank_dtype='float32'")
-        mm[offsets[i]:offsets[i + 1]] = x
-    mm.flush()
-    del mm
-    os.replace(tmp, path)
+    shape, dt = (int(offsets[-1]), int(store.dim)), np.dtype(dtype)
+    if path.parent.is_dir():
+        remove_stale_temps(path.parent)  # a killed build's temp bank (gigabytes) would count against the room
+    require_space(path.parent, shape[0] * shape[1] * dt.itemsize, "feature bank")
+
+    def write(fh) -> None:
+        # ordinary writes, never a memory map: a full disk is then an ENOSPC from write() (one line naming the
+        # file, docs/errors.md), where pages of a map dirtied past the end of the free space would be SIGBUS
+        np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(dt),
+                                                  "fortran_order": False, "shape": shape})
+        for i, vid in enumerate(ids):
+            x = store.load(vid)  # (T, D) float32, validated by the store
+            if x.shape != (lengths[i], store.dim):
+                raise ValueError(f"features of video {vid!r}: shape {x.shape}, expected ({lengths[i]}, {store.dim})")
+            if dtype == "float16" and x.size and float(np.abs(x).max()) > FP16_MAX:
+                raise ValueError(f"features of video {vid!r} exceed float16 range; use bank_dtype='float32'")
+            fh.write(np.ascontiguousarray(x, dtype=dt).tobytes())
+
+    write_atomic(path, write)
     write_json(index_path, {**key, "offsets": offsets.tolist()}, indent=None)
     return np.load(path, mmap_mode="r"), offsets
 
 
-def bank_tensor(bank: np.ndarray, device: torch.device) -> Tensor:
-    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU."""
+def bank_tensor(bank: np.ndarray, device: torch.device, dtype: torch.dtype | None = None) -> Tensor:
+    """The bank as a tensor: zero-copy over the memmap on CPU, one whole copy on a GPU. `dtype`: held in that
+    dtype on a GPU instead (converted chunk by chunk on the device, e.g. bfloat16, `cezsar.static_step`)."""
     if device.type == "cpu":
         # copy-on-write view: torch wants a writable buffer, nothing is ever written
         return torch.from_numpy(np.load(bank.filename, mmap_mode="c") if isinstance(bank, np.memmap) else bank)
-    out = torch.empty(bank.shape, dtype=getattr(torch, bank.dtype.name), device=device)
+    out = torch.empty(bank.shape, dtype=dtype or getattr(torch, bank.dtype.name), device=device)
     step = max(1, (256 << 20) // max(1, bank.shape[1] * bank.dtype.itemsize))  # ~256 MiB host chunks
     for i in range(0, bank.shape[0], step):
         out[i:i + step].copy_(torch.from_numpy(np.ascontiguousarray(bank[i:i + step])))
@@ -199,13 +207,14 @@ class TripletTensors:
 
 
 def to_tensors(bank: np.ndarray, rows: np.ndarray, mask: np.ndarray, win: np.ndarray, pos: np.ndarray,
-               neg: np.ndarray, text: np.ndarray, device: torch.device) -> TripletTensors:
-    """Move the fast path's arrays to `device` once (the bank whole on a GPU)."""
+               neg: np.ndarray, text: np.ndarray, device: torch.device,
+               bank_dtype: torch.dtype | None = None) -> TripletTensors:
+    """Move the fast path's arrays to `device` once (the bank whole on a GPU, in `bank_dtype` when given)."""
     def t(a: np.ndarray, dtype: torch.dtype) -> Tensor:
         return torch.as_tensor(np.ascontiguousarray(a)).to(device=device, dtype=dtype)
 
     if text.shape[0] and (pos.max(initial=0) >= text.shape[0] or neg.max(initial=0) >= text.shape[0]):
         raise ValueError(f"triplet sentence id out of range of the {text.shape[0]} sentence vectors")
-    return TripletTensors(bank_tensor(bank, device), t(rows, torch.int64), t(mask, torch.bool),
+    return TripletTensors(bank_tensor(bank, device, bank_dtype), t(rows, torch.int64), t(mask, torch.bool),
                           t(win, torch.int64), t(pos, torch.int64), t(neg, torch.int64), t(text, torch.float32))
 

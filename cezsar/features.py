@@ -35,8 +35,10 @@ import numpy as np
 from cezsar import shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
+from cezsar.diskspace import require_space
 from cezsar.objects import topk_from_logits
 from cezsar.progress import progress_bar
+from cezsar.textio import read_json
 from cezsar.video import VideoDecodeError, decode_1fps
 
 
@@ -54,12 +56,57 @@ class FeatureError(ValueError):
 
 
 # --- validity of finished outputs ------------------------------------------------------------------
+_REDO = "delete it and run `cezsar extract` again (it redoes only the missing videos)"
+
+
+def npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of a `.npy` file from its header alone, checked against the file's size; FeatureError naming
+    the file (and saying what to do) for a file that is not a `.npy`, is truncated or holds Python objects."""
+    try:
+        with open(path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read:
+                raise ValueError(f"unsupported .npy version {version}")
+            shape, _, dtype = read[version](fh, max_header_size=1 << 16)  # Fortran order loads as well
+            offset = fh.tell()
+            size = os.fstat(fh.fileno()).st_size
+    except FileNotFoundError:
+        raise FeatureError(f"{path}: no such feature file") from None
+    except Exception as err:  # numpy's header parser raises ValueError, SyntaxError, tokenize errors... by damage
+        raise FeatureError(f"{path}: not a readable .npy file ({' '.join(str(err).split())[:100]}); {_REDO}") from None
+    if dtype.hasobject:
+        raise FeatureError(f"{path}: holds Python objects (dtype {dtype}), not float features; {_REDO}")
+    need = offset + int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if size < need:
+        raise FeatureError(f"{path}: truncated ({size:,} bytes, its header {tuple(shape)} {dtype} needs {need:,}); "
+                           f"{_REDO}")
+    return tuple(int(n) for n in shape), dtype
+
+
+def _stack_shape(path: Path, dim: int | None) -> tuple[int, int]:
+    """(T, D) of a feature stack from its header: a flat stack of `dim` values is one second (T = 1)."""
+    shape, dtype = npy_header(path)
+    if len(shape) == 1 and dim is not None and shape[0] == dim:
+        shape = (1, dim)
+    if len(shape) != 2 or shape[0] == 0:
+        flat = f" (a flat stack of {shape[0]} values is one second only when the store's dim is {shape[0]})" \
+            if len(shape) == 1 else ""
+        raise FeatureError(f"{path}: expected a (T, D) stack with T >= 1, got shape {shape}{flat}; {_REDO}")
+    if dim is not None and shape[1] != dim:
+        raise FeatureError(f"{path}: feature dim {shape[1]} != {dim} of this store")
+    if not np.issubdtype(dtype, np.floating):
+        raise FeatureError(f"{path}: dtype {dtype} is not floating point; {_REDO}")
+    return shape[0], shape[1]
+
+
 def _check_stack(path: Path, dim: int | None) -> np.ndarray:
     """Load a feature stack and check it; FeatureError names the file otherwise."""
+    _stack_shape(path, dim)
     try:
         arr = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise FeatureError(f"{path}: unreadable .npy ({err})") from err
+        raise FeatureError(f"{path}: unreadable .npy ({err}); {_REDO}") from err
     if arr.ndim == 1 and dim is not None and arr.shape[0] == dim:
         arr = arr[None]  # a one-second stack saved flat
     if arr.ndim != 2 or arr.shape[0] == 0:
@@ -195,9 +242,22 @@ def _prefetch(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, q: q
 _WRITES_IN_FLIGHT = 4
 
 
+def _check_room(out: Path, mine: list, todo: list) -> None:
+    """Refuse before decoding when the videos still to do will not fit under `out` (docs/errors.md): their size
+    is estimated from the stacks already written (mean bytes per video), so a first run is checked per video."""
+    if not todo:
+        return
+    done = [out / f"{v.video_id}.npy" for v in mine if v not in todo]
+    sizes = [p.stat().st_size for p in done[:200] if p.is_file()]
+    if sizes:
+        per_video = sum(sizes) / len(sizes) * (1.1 if (out / "objects").is_dir() else 1.0)
+        require_space(out, int(per_video * len(todo)), f"features of {len(todo)} video(s)")
+
+
 def _write_video(out: Path, video_id: str, feats: np.ndarray, idx: np.ndarray | None, sc: np.ndarray | None) -> None:
     """A video's two files, objects first and stack last: a .npy on disk implies its objects are complete
     (objects None: a backbone without them, only the stack)."""
+    require_space(out, feats.size * 4 + (0 if idx is None else idx.nbytes + sc.nbytes), f"features of {video_id}")
     if idx is not None:
         write_atomic(out / "objects" / f"{video_id}.npz", lambda fh: np.savez(fh, indices=idx, scores=sc))
     write_atomic(out / f"{video_id}.npy", lambda fh: np.save(fh, feats.astype(np.float32), allow_pickle=False))
@@ -246,6 +306,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
             reused += 1
         else:
             todo.append(v)
+    _check_room(out, mine, todo)
 
     q: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
@@ -320,21 +381,21 @@ class FeatureStore:
         self.ids = sorted(p.stem for p in self.root.glob("*.npy") if not p.name.startswith("."))
         meta_path = self.root / "features.json"
         if meta_path.exists():
-            m = json.loads(meta_path.read_text())
+            m = read_json(meta_path, "features.json", FeatureError)
+            if not isinstance(m, dict) or isinstance(m.get("dim"), bool) or not isinstance(m.get("dim"), int):
+                raise FeatureError(f"{meta_path}: no integer 'dim'; delete it and re-create the folder with "
+                                   "`cezsar extract`")
             self.meta = _Meta(m.get("backbone"), int(m["dim"]), m.get("label_space"))
         elif self.ids:
             first = self.root / f"{self.ids[0]}.npy"
-            try:
-                shape = np.load(first, mmap_mode="r", allow_pickle=False).shape
-            except (OSError, ValueError) as err:
-                raise FeatureError(f"{first}: unreadable .npy ({err})") from err
-            self.meta = _Meta(None, int(shape[-1]), None)  # released features: dim from the first file
+            shape, _ = npy_header(first)
+            self.meta = _Meta(None, int(shape[-1]) if shape else 0, None)  # released features: dim from the first
         else:
             raise FeatureError(f"{self.root}: no <video_id>.npy files and no features.json")
         # objects computed into a folder of their own: the released features' (no label space yet), or a CLIP's
         # videos given another backbone's objects (`--objects`, docs/decisions.md §14)
         if self.meta.label_space in (None, NO_LABELS) and (self.objects_dir / "objects.json").is_file():
-            o = json.loads((self.objects_dir / "objects.json").read_text())
+            o = read_json(self.objects_dir / "objects.json", "objects.json", FeatureError)
             self.meta.label_space, self.meta.backbone = o.get("label_space"), self.meta.backbone or o.get("backbone")
         self.dim, self.label_space, self.backbone = self.meta.dim, self.meta.label_space, self.meta.backbone
 
@@ -368,8 +429,8 @@ class FeatureStore:
         return _check_stack(p, self.dim)
 
     def length(self, video_id: str) -> int:
-        """T without reading the data (memory-mapped header)."""
-        return int(np.load(self.path(video_id), mmap_mode="r", allow_pickle=False).shape[0])
+        """T without reading the data (the `.npy` header, checked like `load` checks the stack)."""
+        return _stack_shape(self.path(video_id), self.dim)[0]
 
     def objects(self, video_id: str) -> tuple[np.ndarray, np.ndarray] | None:
         p = self.objects_dir / f"{video_id}.npz"

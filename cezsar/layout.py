@@ -61,9 +61,13 @@ class Layout:
         return self.test_features[part], self.test_objects[part]
 
     def store(self, part: str):
-        """The FeatureStore of "activitynet" or a test set, with its objects folder."""
+        """The FeatureStore of "activitynet" or a test set, with its objects folder; a folder mixing the stacks of
+        two backbones is refused (`stack_origin.check_one_backbone`, docs/errors.md)."""
+        from cezsar.stack_origin import check_one_backbone
 
-        return FeatureStore(*self.folders(part))
+        store = FeatureStore(*self.folders(part))
+        check_one_backbone(store)
+        return store
 
 
 def _beside(work: Path, kind: str) -> Path:

@@ -18,12 +18,17 @@ if TYPE_CHECKING:  # the module that calls this one; imported for the type only,
     from cezsar.model import VisualEmbedder
 
 
-def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor | None = None) -> Tensor:
+def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor | None = None,
+                   gather: Tensor | None = None) -> Tensor:
     """Eqs. 1-5 of `vem` on packed input: x (N, feat_dim), the valid rows of a padded (U, T) batch in
     row-major order, i.e. `padded[mask]`; mask (U, T) bool, True = valid row; index (N,) int64, the flat
     position u * T + j of each row of x (`mask.reshape(-1).nonzero()`, computed when not given).
     Returns (U, d_emb). The training fast path uses it (`cezsar.train.batch_loss`); zero-shot evaluation and
     classification keep `forward`.
+
+    `gather` (N,) int64, for a fixed number of rows N (`cezsar.static_step`): rows of x that are padding carry
+    index U * T, a spare slot past the grid that is written and never read, and gather 0 (any existing slot:
+    what they read back is never used); valid rows have gather == index.
 
     The projection and ReLU of Eq. 1, the positional code, the heads' q/k/v projections and W^0 of Eq. 3, the
     residuals and LayerNorms, the feed-forward network of Eq. 4, their dropouts, and the mean and projection of
@@ -40,12 +45,14 @@ def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor |
         # position j of a row = its column in the padded layout, as `forward` adds pe[:T]
         h = h + vem.pe.at(index % t, t).to(h.dtype)  # (N, d_model)
     keys = mask[:, None, None, :]  # (U, 1, 1, T) True = a valid key, for every head and query
+    spare = 0 if gather is None else 1  # the padding rows' slot after the (U, T) grid
     for layer in vem.layers:
-        h = _encoder_layer_packed(layer, h, keys, index)  # (N, d_model)  Eqs. 2-4
+        h = _encoder_layer_packed(layer, h, keys, index, gather)  # (N, d_model)  Eqs. 2-4
+    h = vem._per_step(h)  # (N, d_model) released head: its dropout and ReLU before the mean
     d = h.shape[-1]
     # the mean of Eq. 5 over valid steps: scatter into a zero (U, T) grid and sum, as `forward` sums its
     # zeroed padding (index_copy/sum, not index_add: no atomics, so the sum is deterministic on a GPU too)
-    grid = h.new_zeros(u * t, d).index_copy_(0, index, h).view(u, t, d)  # (U, T, d_model) in place: no clone
+    grid = h.new_zeros(u * t + spare, d).index_copy_(0, index, h)[:u * t].view(u, t, d)  # (U, T, d_model)
     n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (U, 1)
     pooled = grid.sum(dim=1) / n  # (U, d_model)
     return vem._last(pooled)  # (U, d_emb)  Eq. 5
@@ -70,7 +77,7 @@ def dropout_cpu(x: Tensor, p: float, training: bool) -> Tensor:
     F.dropout itself (its fused kernel is already cheap)."""
     if not training or p == 0.0:
         return x
-    if x.device.type != "cpu" or p >= 1.0:
+    if x.device.type != "cpu" or p >= 1.0 or torch.compiler.is_compiling():  # a traced step: torch's own op
         return F.dropout(x, p, training=True)
     return x * _cpu_dropout_noise(x, p)
 
@@ -78,24 +85,27 @@ def dropout_cpu(x: Tensor, p: float, training: bool) -> Tensor:
 def _add_dropout(h: Tensor, x: Tensor, p: float, training: bool) -> Tensor:
     """h + dropout(x), the residual of a TransformerEncoderLayer; on CPU one addcmul instead of a product and a
     sum over (N, d_model)."""
-    if not training or p == 0.0 or x.device.type != "cpu" or p >= 1.0:
+    if not training or p == 0.0 or x.device.type != "cpu" or p >= 1.0 or torch.compiler.is_compiling():
         return h + dropout_cpu(x, p, training)
     return torch.addcmul(h, x, _cpu_dropout_noise(x, p))
 
 
-def _encoder_layer_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor) -> Tensor:
+def _encoder_layer_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor,
+                          gather: Tensor | None = None) -> Tensor:
     """One `nn.TransformerEncoderLayer` (Eqs. 2-4) on packed rows h (N, d_model), with that layer's own
-    parameters and settings (norm_first, activation, dropout probabilities); keys: (U, 1, 1, T) bool."""
+    parameters and settings (norm_first, activation, dropout probabilities); keys: (U, 1, 1, T) bool;
+    gather as in `forward_packed`."""
     p1, p2, train = layer.dropout1.p, layer.dropout2.p, layer.training
     if layer.norm_first:
-        h = _add_dropout(h, _self_attention_packed(layer, layer.norm1(h), keys, index), p1, train)
+        h = _add_dropout(h, _self_attention_packed(layer, layer.norm1(h), keys, index, gather), p1, train)
         return _add_dropout(h, _feed_forward_packed(layer, layer.norm2(h)), p2, train)
-    a = _self_attention_packed(layer, h, keys, index)  # (N, d_model)  Eqs. 2-3
+    a = _self_attention_packed(layer, h, keys, index, gather)  # (N, d_model)  Eqs. 2-3
     h = layer.norm1(_add_dropout(h, a, p1, train))  # (N, d_model)
     return layer.norm2(_add_dropout(h, _feed_forward_packed(layer, h), p2, train))  # (N, d_model)  Eq. 4
 
 
-def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor) -> Tensor:
+def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: Tensor, index: Tensor,
+                           gather: Tensor | None = None) -> Tensor:
     """Multi-head self-attention (Eqs. 2-3) as `nn.MultiheadAttention` computes it, projections on packed rows
     (the caller applies dropout1)."""
     attn = layer.self_attn
@@ -105,11 +115,12 @@ def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: T
     d, heads = attn.embed_dim, attn.num_heads
     qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (N, 3 d_model)
     # only the dot products need the padded layout; padded queries give rows that are dropped below
-    grid = qkv.new_zeros(u * t, 3 * d).index_copy_(0, index, qkv)  # (U T, 3 d_model) in place: no clone
-    q, k, v = grid.view(u, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (U, heads, T, d_head) each
+    spare = 0 if gather is None else 1  # padding rows of a fixed-size batch land in one slot past the grid
+    grid = qkv.new_zeros(u * t + spare, 3 * d).index_copy_(0, index, qkv)  # (U T [+ 1], 3 d_model) no clone
+    q, k, v = grid[:u * t].view(u, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (U, heads, T, dh)
     p = attn.dropout if layer.training else 0.0  # on the attention weights, as MultiheadAttention does
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)  # (U, heads, T, d_head)  Eq. 2
-    o = o.transpose(1, 2).reshape(u * t, d)[index]  # (N, d_model) valid rows only
+    o = o.transpose(1, 2).reshape(u * t, d)[index if gather is None else gather]  # (N, d_model) valid rows only
     return attn.out_proj(o)  # (N, d_model)  W^0 of Eq. 3
 
 

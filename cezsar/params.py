@@ -4,10 +4,10 @@
 value); any other set (`params/paper.yaml`, a user's copy) changes some of them. A key that is not in the
 defaults is an error naming the nearest known key, so a misspelt `epcohs: 3` never passes silently.
 
-A notebook reads its set with `settings(params_file, globals())`. Its `parameters` cell holds the same
-defaults as `params/embedded.yaml` (a test keeps them equal), so a value there that differs from the default
-was put there on purpose — by papermill (`-p name value`), by hand, or by a widget — and overrides the set
-for that notebook; the returned `Settings` lists every such override, so it is visible in the output.
+A notebook reads its set with `settings(params_file, globals())`. Its `parameters` cell holds `None` for every
+key ("take it from the set"), so any value there was put there on purpose — by papermill (`-p name value`), by
+hand, or by a widget — and overrides the set for that notebook, whatever it equals; the returned `Settings`
+lists every override that changes a value, so it is visible in the output.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import yaml
 
 from cezsar import config
 from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
+from cezsar.textio import read_text
 
 DEFAULTS_FILE = config.PROJ_ROOT / "params" / "embedded.yaml"
 # keys that papermill and run_all pass beside a set's own keys
@@ -40,13 +41,55 @@ def resolve(path: str | Path) -> Path:
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ParameterError(f"parameter file not found: {path}")
+    text = read_text(path, "parameter file", ParameterError)  # a BOM, CRLF, UTF-16 with its mark: all read
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
-        raise ParameterError(f"{path}: not valid YAML ({err})") from None
+        raise ParameterError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from None
+    except (ValueError, TypeError, RecursionError) as err:  # e.g. a timestamp-like value no date can hold
+        raise ParameterError(f"{path}: not valid YAML ({type(err).__name__}: {' '.join(str(err).split())[:100]})"
+                             ) from None
     if not isinstance(data, dict):
         raise ParameterError(f"{path}: expected a mapping of name: value, got {type(data).__name__}")
     return data
+
+
+# the allowed values of the numeric keys (low, high, high included), checked where a set is read
+LIMITS: dict[str, tuple[float, float, bool]] = {
+    "epochs": (1, float("inf"), True), "patience": (0, float("inf"), True), "batch": (1, float("inf"), True),
+    "seed": (0, 2**32 - 1, True), "synth_seed": (0, 2**32 - 1, True), "runs": (1, float("inf"), True),
+    "n_negatives": (1, float("inf"), True), "object_positives": (0, float("inf"), True),
+    "tau": (0, 2, True), "val_fraction": (0, 1, False), "dropout": (0, 1, False), "d_model": (2, float("inf"), True),
+    "max_len": (1, float("inf"), True), "image_size": (32, float("inf"), True), "alpha": (0, float("inf"), True),
+    "beta": (0, float("inf"), True), "std_ddof": (0, 1, True), "max_seconds": (0, float("inf"), True),
+    "fidelity_seeds": (1, float("inf"), True), "fidelity_epochs": (1, float("inf"), True),
+}
+# keys with a fixed set of words
+CHOICES: dict[str, tuple[str, ...]] = {
+    "mode": ("embedded", "paper"), "synth_size": ("default", "small"), "use_objects": ("auto", "on", "off"),
+    "split": ("video", "triplet"), "draw": ("uniform", "released"), "window": ("paper", "released"),
+}
+
+
+def _check_value(name: str, value: Any, where: str) -> None:
+    """`value` (already typed) within the allowed values of `name` (LIMITS, CHOICES); ParameterError otherwise."""
+    if value is None:
+        return
+    if name == "tau_values":  # "0.7,0.8,0.9": each a tau
+        for part in (p.strip() for p in str(value).split(",") if p.strip()):
+            try:
+                _check_value("tau", float(part), where)
+            except ValueError:
+                raise ParameterError(f"{where}: tau_values: {part!r} is not a tau (a number in [0, 2]); give them "
+                                     "comma-separated, e.g. \"0.7,0.8,0.9\"") from None
+    if name in CHOICES and value not in CHOICES[name]:
+        raise ParameterError(f"{where}: {name}: {value!r} is not one of {', '.join(CHOICES[name])}")
+    if name in LIMITS and isinstance(value, (int, float)) and not isinstance(value, bool):
+        low, high, closed = LIMITS[name]
+        ok = value == value and low <= value and (value <= high if closed else value < high)
+        if not ok:
+            top = "" if high == float("inf") else (f" and {'at most' if closed else 'below'} {high:g}")
+            raise ParameterError(f"{where}: {name}: {value!r} must be at least {low:g}{top}")
 
 
 def defaults() -> dict[str, Any]:
@@ -54,10 +97,17 @@ def defaults() -> dict[str, Any]:
     return {**RUNTIME_KEYS, **_read_yaml(DEFAULTS_FILE)}
 
 
+_KIND = {bool: "true or false", int: "a whole number", float: "a number"}
+
+
 def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
-    """`value` as the type of the default `like` (YAML reads `1` as int where a float is meant)."""
-    if like is None or value is None:
+    """`value` as the type of the default `like` (YAML reads `1` as int where a float is meant); `null` only where
+    the default is null."""
+    if like is None:
         return value
+    if value is None:
+        raise ParameterError(f"{where}: {name}: null is not allowed; give {_KIND.get(type(like), 'a text value')} "
+                             f"(default {like!r})")
     if isinstance(like, bool):
         if isinstance(value, bool):
             return value
@@ -67,13 +117,14 @@ def _coerce(name: str, value: Any, like: Any, where: str) -> Any:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(like, float):
                 return float(value)
-            if float(value).is_integer():
+            if value == value and abs(value) != float("inf") and float(value).is_integer():
                 return int(value)
     elif isinstance(like, str):
         return value if isinstance(value, str) else str(value)
     else:
         return value
-    raise ParameterError(f"{where}: {name}: {value!r} is not a {type(like).__name__} (default {like!r})")
+    raise ParameterError(f"{where}: {name}: {value!r} is not {_KIND.get(type(like), 'a text value')} (default "
+                         f"{like!r})")
 
 
 def load(params_file: str | Path) -> dict[str, Any]:
@@ -91,6 +142,8 @@ def load(params_file: str | Path) -> dict[str, Any]:
                              f"params/embedded.yaml")
     out = dict(known)
     out.update({k: _coerce(k, v, known[k], str(path)) for k, v in data.items()})
+    for k in data:
+        _check_value(k, out[k], str(path))
     out["params_file"] = str(params_file)
     return out
 
@@ -128,21 +181,24 @@ class Settings:
 
 
 def settings(params_file: str | Path, namespace: dict[str, Any] | None = None) -> Settings:
-    """The parameter set `params_file`, overridden by the notebook's own values that differ from the defaults.
+    """The parameter set `params_file`, overridden by the notebook's own values.
 
-    `namespace` is the notebook's `globals()`: for each known key found there, a value equal to the default
-    (params/embedded.yaml) means "not set here" and the set's value is used; any other value overrides it.
+    `namespace` is the notebook's `globals()`: for each known key found there, `None` means "not set here" and
+    the set's value is used; any other value overrides the set, even one equal to a default (so `tau = 0.8`
+    in a notebook wins over a set's `tau: 0.7`). A key whose wanted value is null itself is set in the set.
     """
     base = load(params_file)
     known = defaults()
     values = dict(base)
     overrides: dict[str, tuple[Any, Any]] = {}
     for name, default in known.items():
-        if name in RUNTIME_KEYS or namespace is None or name not in namespace:
+        if name in RUNTIME_KEYS or namespace is None or namespace.get(name) is None:
             continue
-        mine = _coerce(name, namespace[name], default, "notebook parameters")
-        if mine != default and mine != base[name]:
-            values[name] = mine
+        mine = _coerce(name, namespace[name], default if default is not None else base[name],
+                       "notebook parameters")
+        _check_value(name, mine, "notebook parameters")
+        values[name] = mine
+        if mine != base[name]:
             overrides[name] = (base[name], mine)
     if namespace is not None and namespace.get("run_dir"):
         values["run_dir"] = str(namespace["run_dir"])
@@ -162,6 +218,7 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
     "d_model": ("model", "d_model"), "dropout": ("model", "dropout"), "max_len": ("model", "max_len"),
     "epochs": ("train", "epochs"), "patience": ("train", "patience"), "batch": ("train", "batch"),
     "window": ("train", "window"), "autocast": ("train", "autocast"), "device": ("train", "device"),
+    "released_validation": ("train", "released_validation"),
     "alpha": ("eval", "alpha"), "beta": ("eval", "beta"), "normalize_terms": ("eval", "normalize_terms"),
     "eval_released_objects": ("eval", "released_objects"),
     "released_descriptions": ("eval", "released_descriptions"), "max_seconds": ("eval", "max_seconds"),

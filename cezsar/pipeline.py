@@ -22,7 +22,7 @@ from cezsar.backbones import get_encoder
 from cezsar.captions import Captions, read_activitynet_files
 from cezsar.checkpoints import load_checkpoint
 from cezsar.clip_baseline import VARIANTS as CLIP_BASELINE_VARIANTS
-from cezsar.checks import read_checkpoint
+from cezsar.checks import DataError, read_checkpoint
 from cezsar.classify import checkpoint_text_encoder
 from cezsar.clip import clip_encoder
 from cezsar.config import EvalConfig, ExtractConfig, FastPathConfig, MiningConfig, ModelConfig, TrainConfig
@@ -241,6 +241,16 @@ def model_config(s: Settings) -> ModelConfig:
     return stage_configs(s.values)["model"]
 
 
+def _mined_triplets(path: Path, tau: float) -> TripletSet:
+    """The triplet file of `tau`; a DataError saying to mine first when it is absent or not a triplet file."""
+    if not path.is_file():
+        raise DataError(f"{path}: no triplet file for tau {tau:g}; run notebook 02 (or `cezsar mine`) first")
+    try:
+        return TripletSet.load(path)
+    except ValueError as err:
+        raise DataError(f"{' '.join(str(err).split())}; re-create it with notebook 02 (or `cezsar mine`)") from err
+
+
 def training_seeds(s: Settings) -> list[int]:
     """The training seeds of a parameter set (docs/decisions.md, 'Training seeds'): `train_seeds` models per τ, with seeds
     `seed`, `seed` + 1, …, `seed` + train_seeds − 1 (0 … N − 1 by default). Seed k sets model k's
@@ -290,7 +300,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     tau = s.tau if tau is None else tau
     cfg = train_config(s)
     seeds = training_seeds(s)
-    trip = TripletSet.load(lay.triplets(tau))
+    trip = _mined_triplets(lay.triplets(tau), tau)
     distributed.init(resolve_device(cfg.device))  # no-op in a notebook (one process)
     main = distributed.is_main()
     encoder = SentenceEncoder(s.text_model)

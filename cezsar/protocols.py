@@ -9,12 +9,14 @@ in `data/splits/` (tracked); custom datasets (SynthActions, a user's own) keep t
 from __future__ import annotations
 
 import json
-import string
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import contractions
 import numpy as np
 
 from cezsar import baselines, clip_baseline as cb, prototypes, zsar
@@ -23,6 +25,7 @@ from cezsar.clip_baseline import VARIANTS
 from cezsar.config import CLASSES_DIR, SPLITS_DIR
 from cezsar.datasets import normalize_class, read_split
 from cezsar.objects import all_sense_texts, object_sentences, released_object_text, released_video_objects
+from cezsar.textio import read_json, read_text
 from cezsar.zsar import cosine_scores, metrics, true_class_rank
 
 STD_DDOF = 1  # sample standard deviation over runs (numpy ddof=1), recorded in every results file
@@ -35,6 +38,8 @@ PROTOCOLS: dict[str, dict[str, tuple[int, int]]] = {
     "hmdb51": {"0/51": (51, 1), "0/25": (25, 50)},
 }
 REAL_DATASETS = tuple(PROTOCOLS)
+MIN_CLASSES = 2  # one class scored against itself is always right: no zero-shot test at all
+_TOO_FEW = f"a zero-shot test needs at least {MIN_CLASSES} classes (one class always scores 100 %)"
 
 
 @dataclass(frozen=True)
@@ -73,12 +78,16 @@ def get_protocol(dataset: str, spec: str, n_total: int, runs: int | None = None,
                          f"{', '.join(PROTOCOLS.get(dataset, {})) or 'generic 0/N'})")
     tail = spec[2:]
     if tail == "all":
+        if n_total < MIN_CLASSES:
+            raise ValueError(f"protocol {spec!r}: dataset {dataset!r} has {n_total} class(es); {_TOO_FEW}")
         return Protocol(dataset, "0/all", n_total, 1)
     try:
         n = int(tail)
     except ValueError:
         raise ValueError(f"protocol {spec!r}: the part after '0/' must be a class count or 'all'") from None
-    if n < 1 or n > n_total:
+    if n < MIN_CLASSES:
+        raise ValueError(f"protocol {spec!r}: {n} test class(es); {_TOO_FEW}")
+    if n > n_total:
         raise ValueError(f"protocol {spec!r} needs {n} test classes but dataset {dataset!r} has {n_total}")
     if n == n_total:
         return Protocol(dataset, spec, n, 1)
@@ -120,10 +129,9 @@ def load_or_create_splits(protocol: Protocol, classes: Sequence[str], path: str 
     path = Path(path)
     known = set(classes)
     if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"split file {path}: not valid JSON ({err})") from None
+        data = read_json(path, "split file", ValueError)
+        if not isinstance(data, dict) or not isinstance(data.get("runs", []), list):
+            raise ValueError(f"split file {path}: expected an object with a 'runs' list; delete it to regenerate")
         if data.get("dataset") != protocol.dataset or data.get("protocol") != protocol.name:
             raise ValueError(f"split file {path} is for {data.get('dataset')} {data.get('protocol')}, "
                              f"not {protocol.dataset} {protocol.name}")
@@ -138,6 +146,9 @@ def load_or_create_splits(protocol: Protocol, classes: Sequence[str], path: str 
         return {**data, "runs": runs[:protocol.runs], "path": str(path)}
     if protocol.split_file is not None:
         test = _testing_classes(protocol, classes)
+        if len(test) < MIN_CLASSES:
+            raise ValueError(f"split file {protocol.split_file}: {len(test)} testing class(es) of this dataset; "
+                             f"{_TOO_FEW}")
         runs = [{"seed": 0, "classes": test}]
         n = len(test)
         how = f"testing part of {Path(protocol.split_file).name}"
@@ -195,19 +206,39 @@ def summarize(run_results: Sequence[dict], ddof: int = STD_DDOF) -> dict:
     return out
 
 
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+RELEASED_MIN_WORDS = 3  # the released description sentences: at least 3 words (zsar.py min_len) ...
+RELEASED_MAX_WORDS = 300  # ... cut to their first 300 words (max_len)
 
 
 def clean_description(sentence: str) -> str:
-    """The released description cleaning: lower-cased, punctuation replaced by spaces, spaces collapsed."""
-    return " ".join(sentence.lower().translate(_PUNCT).split())
+    """The released description cleaning (dataset.py `preprocess_sentence` after `contractions.fix`): lower-cased,
+    contractions expanded by the `contractions` package (its slang and leftovers too: "someone's" -> "someone
+    is"), accents folded to ASCII, `. , ! ?` kept with a space on either side, every other run of non-letters
+    one space, cut to the first 300 words."""
+    text = contractions.fix(sentence.lower().strip())
+    text = "".join(c for c in unicodedata.normalize("NFD", text.lower().strip()) if unicodedata.category(c) != "Mn")
+    text = re.sub(r"([?.!,¿])", r" \1 ", text)  # a space between a word and the punctuation after it
+    text = re.sub(r"[ ]+", " ", text)
+    text = re.sub(r"[^a-zA-Z?.!,¿]+", " ", text).strip()  # letters and . , ! ? ¿ only
+    return " ".join(text.split(" ")[:RELEASED_MAX_WORDS])
 
 
 def pick_released_descriptions(classes: Sequence[str], descriptions: dict[str, list[str]], encode_fn: Any
                           ) -> list[str]:
-    """Per class, the released code's prototype sentence: every description sentence cleaned
-    (`clean_description`), then the one most similar (SBERT cosine) to the class name; ties to the first."""
-    cleaned = [[clean_description(x) for x in descriptions[c]] for c in classes]
+    """Per class, the released code's prototype sentence (dataset.py `load_class_sentences`): each description
+    sentence of at least 3 words (counted after the contractions are expanded) cleaned (`clean_description`),
+    repeats dropped, then the one most similar (SBERT cosine) to the class name; ties to the first. The
+    released code also split each line of its .txt files into sentences with nltk's punkt; here each given
+    sentence is one candidate (docs/fidelity.md "class descriptions")."""
+    cleaned = []
+    for c in classes:
+        kept = [clean_description(x) for x in descriptions[c]
+                if len(contractions.fix(x.lower().strip()).split(" ")) >= RELEASED_MIN_WORDS]
+        kept = list(dict.fromkeys(kept))  # the released code's set(), in a reproducible order
+        if not kept:
+            raise ValueError(f"class {c!r}: no description sentence of at least {RELEASED_MIN_WORDS} words "
+                             "(released_descriptions)")
+        cleaned.append(kept)
     flat = [x for xs in cleaned for x in xs]
     emb = np.asarray(encode_fn(list(classes) + flat), np.float32)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
@@ -355,7 +386,7 @@ def official_classes(kind: str) -> list[str] | None:
     path = CLASSES_DIR / f"{kind}.txt"
     if kind not in REAL_DATASETS or not path.is_file():
         return None
-    return [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
+    return [normalize_class(line) for line in read_text(path, "class list", ValueError).splitlines() if line.strip()]
 
 
 def run_evaluation(dataset: Any, store: Any, descriptions: dict[str, list[str]], encoder: Any, protocol: str,
@@ -413,7 +444,8 @@ def write_official_splits(kinds: Sequence[str] = REAL_DATASETS, runs: int = DEFA
         path = CLASSES_DIR / f"{kind}.txt"
         if not path.is_file():
             raise FileNotFoundError(f"official class list {path} is missing")
-        classes = [normalize_class(line) for line in path.read_text().splitlines() if line.strip()]
+        classes = [normalize_class(line) for line in read_text(path, "class list", ValueError).splitlines()
+                   if line.strip()]
         for name in PROTOCOLS[kind]:
             proto = get_protocol(kind, name, len(classes), runs)
             target = split_path(proto)

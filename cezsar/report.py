@@ -21,6 +21,7 @@ from cezsar.objects import object_sentences
 from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 from cezsar.results import RESULTS_VERSION, code_version
+from cezsar import environment  # results.json's "environment", the tables' "Computed on" (docs/interfaces.md)
 from cezsar.video import VideoDecodeError, decode_1fps
 from cezsar.zsar import metrics
 
@@ -30,7 +31,7 @@ CLIP_ROW_NAMES = {"CLIP-names": "CLIP frame average (class names)",
                   "CLIP-descriptions": "CLIP frame average (descriptions)", "CLIP+VE": "CEZSAR on CLIP features"}
 NEEDS_WEIGHTS = "needs weights"
 NEEDS_WEIGHTS_NOTE = ("not computed: set clip_model (e.g. openai/clip-vit-base-patch16, or its local folder) in the "
-                      "parameter set; README, 'The CLIP rows'")
+                      "parameter set; docs/clip.md")
 DATASET_NAMES = pipeline.DATASET_NAMES
 
 
@@ -112,6 +113,7 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
                            _provenance({int(k): Path(c) for k, c in trained.items()})
                            if trained and v == "CLIP+VE" else {})
                 for v, res in peer[kind].items()}
+    results["environment"] = environment.record(str(s.device))
     pipeline.save_json(results, lay.run_dir / "results.json")
     return results
 
@@ -121,7 +123,7 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
     out = {}
     for kind, stem, title in (("ucf101", "table1", "Table 1. UCF-101 top-1 accuracy (%)"),
                               ("kinetics400", "table2", "Table 2. Kinetics-400 top-1 accuracy (%)")):
-        d = results["datasets"][kind]
+        d = _with_environment(results["datasets"][kind], results.get("environment"), "clip" in results)
         rows = [tables.computed_row(ROW_NAMES[v], {c: _cell(r) for c, r in d["methods"][v].items()}, d["source"])
                 for v in ("O", "VE", "VE+O") if v in d["methods"]]
         if d["methods"]:  # nothing computed (only CLIP results files not given either): no chance row
@@ -133,6 +135,17 @@ def write_tables(results: dict, figures: Path) -> dict[str, str]:
         tables.write_table(kind, table, figures / stem, caption=title)
         out[stem] = tables.to_markdown(kind, table, caption=title)
     return out
+
+
+def _with_environment(d: dict, env: dict | None, clip_here: bool) -> dict:
+    """A test set's results with the environment's short form closing each "Computed on" of the rows computed
+    with it (the CLIP rows only when notebook 05 computed them too); none recorded: as is."""
+    if not env:
+        return d
+    tail = "; " + environment.short(env)
+    clip = d.get("clip_sources", {})
+    return {**d, "source": d["source"] + tail,
+            "clip_sources": {v: text + tail for v, text in clip.items()} if clip_here else clip}
 
 
 def clip_table_rows(d: dict) -> list[tables.Row]:

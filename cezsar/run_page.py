@@ -22,6 +22,26 @@ def _static(output) -> bool:
                 and "application/vnd.jupyter.widget-view+json" in data)
 
 
+def _verdict(run_dir: Path) -> str:
+    """The last section: `cezsar verify`'s verdict on this run against the committed digests (verify.json)."""
+    import json
+
+    from cezsar.digests import verdict_text
+    from cezsar.environment import short
+
+    head = "<a id='verify'></a>\n\n---\n\n## Verification against the committed run\n\n"
+    path = run_dir / "verify.json"
+    if not path.is_file():
+        return head + "Not verified: run `cezsar verify " + run_dir.name + "` (docs/interfaces.md, \"verify\")."
+    verdict = json.loads(path.read_text())
+    env = ""
+    results = run_dir / "results.json"
+    if results.is_file():
+        env = f"Computed on: {short(json.loads(results.read_text()).get('environment'))}\n\n"
+    ref = Path(verdict.get("reference", "")).name
+    return head + env + f"Reference: `{ref}`\n\n```\n" + verdict_text(verdict) + "\n```"
+
+
 def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Join `run_dir/[0-9][0-9]_*.ipynb` into one notebook and render it to `report.html` (returned)."""
 
@@ -40,6 +60,7 @@ def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
             if cell.cell_type == "code":
                 cell.outputs = [o for o in cell.get("outputs", []) if _static(o)]
             page.cells.append(cell)
+    page.cells.append(nbformat.v4.new_markdown_cell(_verdict(run_dir)))
     page.metadata = nbformat.read(books[0], as_version=4).metadata
     page.metadata.pop("widgets", None)
     exporter = HTMLExporter(template_name="lab")

@@ -23,6 +23,7 @@ import numpy as np
 
 from cezsar import config
 from cezsar.atomic import write_atomic, write_bytes
+from cezsar.diskspace import require_space
 from cezsar.progress import progress_bar
 from cezsar.resources import hub_model_cached, text_model_path
 
@@ -134,6 +135,7 @@ class SentenceCache:
         if vectors.shape != (len(sentences), self.dim):
             raise ValueError(f"sentence cache: {vectors.shape} vectors for {len(sentences)} sentences, dim {self.dim}")
         self.folder.mkdir(parents=True, exist_ok=True)
+        require_space(self.folder, vectors.nbytes, "sentence cache")
         name = f"shard-{time.time_ns():020d}-{os.getpid()}"
         write_atomic(self.folder / f"{name}.npy", lambda fh: np.save(fh, vectors, allow_pickle=False))
         data = json.dumps(sentences, ensure_ascii=False).encode("utf-8")

@@ -28,10 +28,12 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from cezsar import distributed
+from cezsar.background import CheckpointWriter, OrderAhead, snapshot
 from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
 from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.diskspace import require_space
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
@@ -96,14 +98,16 @@ def batch_loss(model: JointEmbedder, data: TripletTensors, b: Tensor, margin: fl
     return loss, correct
 
 
-def make_optimizer(model: JointEmbedder, cfg: TrainConfig) -> torch.optim.AdamW:
+def make_optimizer(model: JointEmbedder, cfg: TrainConfig, capturable: bool = False) -> torch.optim.AdamW:
     """AdamW with the paper's lr, betas and weight decay (§4).
 
     The fused kernel updates all parameters in one pass: on CPU the optimiser step is ~5x cheaper than
     torch's default loop, and with window sharing that step is a large part of a batch's cost.
+    `capturable`: the step count stays on the device, so the update can be recorded in a CUDA graph
+    (`cezsar.graphed_step`).
     """
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
-                             fused=True)
+                             fused=True, capturable=capturable)
 
 
 def _autocast(device: torch.device, enabled: bool = True):
@@ -187,8 +191,9 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
     """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split).
 
     Under torchrun each rank evaluates every N-th batch and the sums are all-reduced: every rank returns the
-    same numbers."""
-    model.eval()
+    same numbers. `cfg.released_validation`: the model stays in train mode, as in the released loop (dropout
+    on, so the early-stopping loss is noisy; the released head's training-only LayerNorm applied)."""
+    model.train(cfg.released_validation)
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     win = data.win.cpu().numpy()
@@ -220,6 +225,14 @@ def _write_logs(history: list[dict], out: Path) -> None:
     write_text(out / "log.csv", buf.getvalue())
 
 
+def _write_epoch(ckpt: dict, out: Path, best: bool) -> None:
+    """An epoch's files, each written atomically: last.pt, best.pt when `best`, the logs."""
+    write_atomic(out / "last.pt", lambda fh: torch.save(ckpt, fh))
+    if best:
+        write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
+    _write_logs(ckpt["history"], out)
+
+
 # --- the visual input of a triplet ---------------------------------------------------------------
 RELEASED_SECONDS = 16.0  # the released code's visual input: the first 16 s of the captioned segment
 
@@ -233,9 +246,11 @@ def segment_bounds(captions) -> np.ndarray:
 def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     """The triplets with the visual input `window` asks for (TrainConfig.window).
 
-    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 s of the
-    triplet's captioned segment, [start, min(end, start + 16)), whatever window the objects came from; needs
-    `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end arrays.
+    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 rows of the
+    triplet's captioned segment as the released loader sliced them, `features[int(start):int(end)][:16]`
+    (both bounds truncated, not ceil'd: a segment [3.7, 25.2) gives rows 3 .. 18), whatever window the objects
+    came from; needs `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end
+    arrays (whole seconds, so `featurebank.window_index` takes exactly those rows).
     """
     if window == "paper":
         return triplets
@@ -251,16 +266,17 @@ def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     if seg.size and (seg.min() < 0 or seg.max() >= len(bounds)):
         raise ValueError(f"triplet segment id out of range of the {len(bounds)} segment bounds (other captions?)")
     out = copy.copy(triplets)
-    start = bounds[seg, 0]
+    start = np.trunc(bounds[seg, 0])  # int() of the released loader (timestamps are >= 0: floor)
     out.start = start.astype(np.float32)
-    out.end = np.minimum(bounds[seg, 1], start + RELEASED_SECONDS).astype(np.float32)
+    out.end = np.minimum(np.trunc(bounds[seg, 1]), start + RELEASED_SECONDS).astype(np.float32)
     return out
 
 
 # --- the whole run -------------------------------------------------------------------------------
 def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast: FastPathConfig, cache: Path,
-            device: torch.device) -> tuple[TripletTensors, dict]:
-    """Validate the inputs, build (or reuse) the feature bank and move everything to `device`."""
+            device: torch.device, bank_on_device: torch.dtype | None = None) -> tuple[TripletTensors, dict]:
+    """Validate the inputs, build (or reuse) the feature bank and move everything to `device` (the bank in
+    `bank_on_device` on a GPU, when given)."""
     n = len(triplets.video)
     for name in ("start", "end", "pos", "neg", "val"):
         if len(getattr(triplets, name)) != n:
@@ -278,8 +294,16 @@ def prepare(triplets, store, text_emb: np.ndarray, model_cfg: ModelConfig, fast:
     rows, mask, win, stats = window_index(np.asarray(triplets.video), np.asarray(triplets.start),
                                           np.asarray(triplets.end), offsets, model_cfg.max_len)
     data = to_tensors(bank, rows, mask, win, np.asarray(triplets.pos), np.asarray(triplets.neg),
-                      np.asarray(text_emb, dtype=np.float32), device)
+                      np.asarray(text_emb, dtype=np.float32), device, bank_on_device)
     return data, {**stats, "triplets": n, "videos": len(triplets.video_ids), "bank_rows": int(offsets[-1])}
+
+
+def _checkpoint_bytes(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """What one checkpoint takes on disk: the previous last.pt's size, else the weights and optimizer state."""
+    if last.is_file():
+        return last.stat().st_size
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights * 3  # the weights and AdamW's two moment estimates
 
 
 def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = None,
@@ -300,7 +324,13 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
 
     Under torchrun (WORLD_SIZE > 1) this is data-parallel training (module doc): `train_cfg.batch` is the
     global batch, rank 0 writes the files and calls `on_epoch_end`, every rank returns the same summary.
+    `on_epoch_end(row)` runs once that epoch's files are on disk: with `fast.background` on, while or after the
+    next epoch trains (`cezsar.background`). `fast.step` picks the static or the eager step (docs/decisions.md
+    §16), `fast.graph` the CUDA-graph path of the static one.
     """
+    from cezsar.graphed_step import GraphedTrainer  # these build on this module's loss: imported at call time
+    from cezsar.static_step import evaluate_static, run_length, train_one_epoch_static
+
     train_cfg = train_cfg or TrainConfig()
     fast = fast or FastPathConfig()
     model_cfg = dataclasses.replace(model_cfg or ModelConfig(), feat_dim=int(store.dim), text_dim=int(text_emb.shape[1]))
@@ -314,15 +344,33 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         raise ValueError(f"batch {train_cfg.batch} is the global batch, cut into one slice per rank: it needs at "
                          f"least one triplet for each of the {world} ranks")
     text_model = text_model or getattr(triplets, "text_model", None)
-    data, stats = prepare(triplets, store, text_emb, model_cfg, fast, Path(fast.cache_dir or out / "cache"), device)
+    if fast.step not in ("static", "eager"):
+        raise ValueError(f"FastPathConfig.step must be 'static' or 'eager', got {fast.step!r}")
+    if fast.background not in ("auto", "on", "off"):
+        raise ValueError(f"FastPathConfig.background must be 'auto', 'on' or 'off', got {fast.background!r}")
+    # the static step (docs/decisions.md §16): one process, the packed VEM (the released variants pad instead)
+    static = (fast.step == "static" and world == 1
+              and not (model_cfg.released_padding or model_cfg.released_attention))
+    graphed = static and fast.graph and device.type == "cuda"
+    if fast.device_bank not in ("auto", "stored", "bfloat16"):
+        raise ValueError(f"FastPathConfig.device_bank must be 'auto', 'stored' or 'bfloat16', got {fast.device_bank!r}")
+    # bf16 under CUDA autocast: what the first Linear reads anyway (fp16 -> bf16 rounds as fp16 -> fp32 -> bf16)
+    bf16 = device.type == "cuda" and (fast.device_bank == "bfloat16" or (
+        fast.device_bank == "auto" and static and train_cfg.autocast and not fast.tf32))
+    data, stats = prepare(triplets, store, text_emb, model_cfg, fast, Path(fast.cache_dir or out / "cache"), device,
+                          torch.bfloat16 if bf16 else None)
     val_mask = np.asarray(triplets.val, dtype=bool)
     train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
     if len(train_idx) == 0:
         raise ValueError("triplets: every triplet is in the validation split")
 
+    tf32 = fast.tf32 and device.type == "cuda"  # fp32 with TF32 GEMMs in place of bf16 autocast
+    step_cfg = dataclasses.replace(train_cfg, autocast=False) if tf32 else train_cfg
+    background = fast.background == "on" or (fast.background == "auto" and device.type == "cuda")
+
     seed_everything(train_cfg.seed)
     model = JointEmbedder(model_cfg).to(device)
-    optimizer = make_optimizer(model, train_cfg)
+    optimizer = make_optimizer(model, train_cfg, capturable=graphed)
     meta = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
             "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
             "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
@@ -354,39 +402,63 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         ddp = DistributedDataParallel(_BatchLoss(model, data, train_cfg.margin),
                                       device_ids=[device.index] if device.type == "cuda" else None)
     history: list[dict] = list(state["history"])
-    for epoch in range(state["epoch"] + 1, train_cfg.epochs):
-        if state["bad_epochs"] >= train_cfg.patience:
-            break
-        order = epoch_order(data.win.cpu().numpy(), train_idx, train_cfg.seed, epoch, fast.group)
-        tr = train_one_epoch(model, data, optimizer, order, train_cfg, device, progress and main,
-                             desc=f"epoch {epoch}", ddp=ddp)
-        va = evaluate(model, data, val_idx, train_cfg, device)
-        # reduced values are equal on every rank; rank 0's score decides early stopping for all of them
-        score = distributed.broadcast_object(va["loss"] if len(val_idx) else tr["loss"])
-        improved = score < state["best_score"]
-        state["epoch"] = epoch
-        if improved:
-            state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
-        else:
-            state["bad_epochs"] += 1
-        has_val = len(val_idx) > 0  # None, not NaN, in the logs: NaN is not valid JSON
-        history.append({"epoch": epoch, "train_loss": tr["loss"], "val_loss": va["loss"] if has_val else None,
-                        "val_acc": va["acc"] if has_val else None,
-                        "seconds": round(tr["seconds"], 3),
-                        "triplets_per_s": round(tr["triplets"] / max(tr["seconds"], 1e-9), 1)})
-        state["history"] = history
-        rngs = distributed.gather_objects(rng_state())  # every rank's RNG, so --resume restores each of them
-        if not main:  # rank 0 alone writes checkpoints and logs
-            continue
-        ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs[0]}
-        if world > 1:
-            ckpt.update(world_size=world, rng_ranks=rngs)
-        write_atomic(last, lambda fh: torch.save(ckpt, fh))
-        if improved:
-            write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
-        _write_logs(history, out)
-        if on_epoch_end is not None:
-            on_epoch_end(history[-1])
+    win = data.win.cpu().numpy()
+
+    def order_of(epoch: int) -> np.ndarray:
+        return epoch_order(win, train_idx, train_cfg.seed, epoch, fast.group)
+
+    t_run = run_length(data) if static else 0
+    trainer = GraphedTrainer(model, data, optimizer, step_cfg, t_run, fast.unroll) if graphed else None
+    orders, writer = OrderAhead(order_of, background), CheckpointWriter(background and main)
+    tf32_before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    if tf32:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+    try:
+        for epoch in range(state["epoch"] + 1, train_cfg.epochs):
+            if state["bad_epochs"] >= train_cfg.patience:
+                break
+            order = orders.get(epoch, epoch + 1 if epoch + 1 < train_cfg.epochs else None)
+            if trainer is not None:
+                tr, va = trainer.train_epoch(order), trainer.evaluate(val_idx)
+            elif static:
+                tr = train_one_epoch_static(model, data, optimizer, order, step_cfg, device, t_run,
+                                            progress and main, desc=f"epoch {epoch}")
+                va = evaluate_static(model, data, val_idx, step_cfg, device, t_run)
+            else:
+                tr = train_one_epoch(model, data, optimizer, order, step_cfg, device, progress and main,
+                                     desc=f"epoch {epoch}", ddp=ddp)
+                va = evaluate(model, data, val_idx, step_cfg, device)
+            # reduced values are equal on every rank; rank 0's score decides early stopping for all of them
+            score = distributed.broadcast_object(va["loss"] if len(val_idx) else tr["loss"])
+            improved = score < state["best_score"]
+            state["epoch"] = epoch
+            if improved:
+                state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            else:
+                state["bad_epochs"] += 1
+            has_val = len(val_idx) > 0  # None, not NaN, in the logs: NaN is not valid JSON
+            history.append({"epoch": epoch, "train_loss": tr["loss"], "val_loss": va["loss"] if has_val else None,
+                            "val_acc": va["acc"] if has_val else None,
+                            "seconds": round(tr["seconds"], 3),
+                            "triplets_per_s": round(tr["triplets"] / max(tr["seconds"], 1e-9), 1)})
+            state["history"] = history
+            rngs = distributed.gather_objects(rng_state())  # every rank's RNG, so --resume restores each of them
+            if not main:  # rank 0 alone writes checkpoints and logs
+                continue
+            ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs[0]}
+            if world > 1:
+                ckpt.update(world_size=world, rng_ranks=rngs)
+            # room for both files before either is replaced: a full disk keeps the previous ones (docs/errors.md)
+            require_space(out, _checkpoint_bytes(out / "last.pt", model, optimizer) * (2 if improved else 1),
+                          "checkpoint")
+            if background:  # written while the next epoch trains: a copy the next steps cannot change
+                ckpt = snapshot(ckpt)
+            writer.submit(lambda ckpt=ckpt, best=improved: _write_epoch(ckpt, out, best),
+                          None if on_epoch_end is None else (lambda row=history[-1]: on_epoch_end(row)))
+    finally:
+        orders.close()
+        writer.close()  # the last epoch's files on disk (and its hook run) before fit returns
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32_before
 
     distributed.barrier()  # rank 0's last files are written when fit returns on any rank
     extra = {"world_size": world} if world > 1 else {}

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from cezsar.atomic import write_atomic
+from cezsar.diskspace import require_space
 
 _ARRAYS = ("video", "segment", "start", "end", "pos", "neg", "val")
 _VOLATILE = ("time",)  # summary keys left out of the file, so the same seed gives the same bytes
@@ -52,6 +53,8 @@ class TripletSet:
                 "summary": {k: v for k, v in self.summary.items() if k not in _VOLATILE}}
         arrays = {name: getattr(self, name) for name in _ARRAYS if getattr(self, name) is not None}
         arrays["meta"] = np.frombuffer(json.dumps(meta, ensure_ascii=False, sort_keys=True).encode("utf-8"), np.uint8)
+        # deflate seldom shrinks these much: the uncompressed size is the estimate (docs/errors.md, a full disk)
+        require_space(path.parent, sum(np.asarray(a).nbytes for a in arrays.values()), "triplet file")
 
         def write(fh) -> None:
             with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as zf:

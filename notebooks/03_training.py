@@ -27,14 +27,15 @@
 # `provenance.json` per training seed, and the loss curves.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-tau: float = 0.8  # which triplet file to train on
-epochs: int = 16  # paper §4: 25 (embedded set: 16, see params/embedded.yaml)
-patience: int = 10  # paper §4: early stopping
-batch: int = 128  # paper §4
-seed: int = 0  # mining and t-SNE; the first training seed
-train_seeds: int = 5  # models per τ, training seeds seed … seed + train_seeds − 1
-device: str = "auto"  # auto = CUDA when present (bf16 autocast), else CPU
+tau: float | None = None  # which triplet file to train on
+epochs: int | None = None  # paper §4: 25 (embedded set: 16, see params/embedded.yaml)
+patience: int | None = None  # paper §4: early stopping
+batch: int | None = None  # paper §4
+seed: int | None = None  # mining and t-SNE; the first training seed
+train_seeds: int | None = None  # models per τ, training seeds seed … seed + train_seeds − 1
+device: str | None = None  # auto = CUDA when present (bf16 autocast), else CPU
 
 # %%
 from cezsar import pipeline, plots, widgets

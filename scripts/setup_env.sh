@@ -1,8 +1,11 @@
 # Sourced by run_all.sh and run_tests.sh: find or build the Python environment, then prepare the offline
 # resources. Sets PY (the interpreter to use). Idempotent: a second call installs nothing.
 #
-# Order: an already active conda/venv environment that has the dependencies; else ./.venv (created with
-# `python3 -m venv` and `pip install -e .[dev]` on first use, re-installed only when pyproject.toml changes).
+# Order: an already active conda/venv environment that has the dependencies; else ./.venv, created with
+# `python3 -m venv` and filled from the lock file (every package at its exact version), then cezsar itself
+# (`pip install --no-deps -e .`); re-installed only when pyproject.toml or the lock file changes.
+# The lock: locks/cpu.txt (torch's CPU build), or CEZSAR_LOCK=locks/cuda.txt for PyPI's CUDA build of the same
+# torch; refresh both with ./scripts/lock.sh (README, "A locked environment").
 
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _deps_ok() { "$1" -c "import cezsar, torch, sentence_transformers, papermill, av, nltk, pytest" >/dev/null 2>&1; }
@@ -19,16 +22,28 @@ fi
 if [ -z "$PY" ]; then
   _venv="$_root/.venv"
   _stamp="$_venv/.cezsar-installed"
-  _want="$(sha256sum "$_root/pyproject.toml" | cut -d' ' -f1)"
+  _lock="${CEZSAR_LOCK:-locks/cpu.txt}"
+  case "$_lock" in /*) ;; *) _lock="$_root/$_lock" ;; esac
+  [ -f "$_lock" ] || { echo "[setup] no lock file $_lock (CEZSAR_LOCK)" >&2; return 1 2>/dev/null || exit 1; }
+  _want="$(cat "$_root/pyproject.toml" "$_lock" | sha256sum | cut -d' ' -f1)"
+  case "$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null)" in
+    3.11) ;;
+    *) echo "[setup] note: the lock files are made for Python 3.11; python3 here is another version, pip may refuse a pin" >&2 ;;
+  esac
   if [ ! -x "$_venv/bin/python" ]; then
     echo "[setup] creating $_venv (python3 -m venv)"
     python3 -m venv "$_venv" || { echo "[setup] python3 -m venv failed" >&2; return 1 2>/dev/null || exit 1; }
   fi
   if [ "$(cat "$_stamp" 2>/dev/null)" != "$_want" ] || ! _deps_ok "$_venv/bin/python"; then
-    echo "[setup] installing cezsar and its dependencies into $_venv (first run: a few minutes)"
-    # torch is pinned in pyproject.toml (==2.13.0): an unpinned torch would pull a multi-GB CUDA build
-    "$_venv/bin/python" -m pip install --disable-pip-version-check -q -e "$_root[dev]" \
-      || { echo "[setup] pip install failed" >&2; return 1 2>/dev/null || exit 1; }
+    echo "[setup] installing the locked environment ${_lock#$_root/} and cezsar into $_venv (first run: a few minutes)"
+    # torch's CPU build (2.13.0+cpu) comes from the PyTorch index: where pip does not find it, say where to look
+    "$_venv/bin/python" -m pip install --disable-pip-version-check -q -r "$_lock" \
+      || { echo "[setup] pip install -r ${_lock#$_root/} failed; if torch==2.13.0+cpu was not found, rerun with" \
+                "PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu (or CEZSAR_LOCK=locks/cuda.txt for the CUDA" \
+                "build)" >&2; return 1 2>/dev/null || exit 1; }
+    # cezsar itself, editable, with nothing more: every dependency (setuptools included) is the lock's
+    "$_venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$_root" \
+      || { echo "[setup] pip install -e . failed" >&2; return 1 2>/dev/null || exit 1; }
     echo "$_want" > "$_stamp"
   fi
   PY="$_venv/bin/python"

@@ -167,3 +167,125 @@ def test_extract_on_cuda_with_parallel_decoders_equals_cpu(tmp_path: Path):
         scale = float(np.abs(a).max())
         assert np.abs(a - b).max() <= 0.02 * scale
         assert (oa[:, 0] == ob[:, 0]).mean() >= 0.9  # top-1 object; near-ties may swap under TF32
+
+
+# --- the static step and its CUDA graphs (issue 28 parts 1-2) ------------------------------------
+def _cuda_toy(tmp_path: Path, dropout: float = 0.0):
+    """make_toy's triplets on the GPU (float32 bank), a TINY model config; TF32 off so fp32 means fp32."""
+    from test_train import TINY, make_toy
+
+    from cezsar.config import FastPathConfig
+    from cezsar.train import prepare
+
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    trip, store, text = make_toy(tmp_path / "feats")
+    cfg = ModelConfig(feat_dim=store.dim, text_dim=text.shape[1], **{**TINY, "dropout": dropout})
+    data, _ = prepare(trip, store, text, cfg, FastPathConfig(bank_dtype="float32"), tmp_path / "cache", CUDA)
+    return trip, cfg, data
+
+
+def _rel_close(a: torch.Tensor, b: torch.Tensor, rel: float, what: str) -> None:
+    scale = float(b.detach().abs().max().clamp(min=1e-12))
+    err = float((a.detach() - b.detach()).abs().max())
+    assert err <= rel * scale, f"{what}: max error {err:.3g} > {rel} x scale {scale:.3g}"
+
+
+def test_static_step_on_cuda_equals_the_eager_step(tmp_path: Path):
+    from cezsar.featurebank import epoch_order
+    from cezsar.static_step import epoch_tables, run_length, weighted_loss
+    from cezsar.train import batch_loss
+
+    _, cfg, data = _cuda_toy(tmp_path)
+    order = epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 0, 8)
+    tab = epoch_tables(data, order, 32, run_length(data))
+    torch.manual_seed(0)
+    model = JointEmbedder(cfg).to(CUDA).train()
+    params = list(model.parameters())
+    for i in (0, tab.steps - 1):  # a full batch and the ragged tail
+        b = torch.as_tensor(order[i * 32:(i + 1) * 32], device=CUDA)
+        eager = batch_loss(model, data, b, 1.0)[0].mean()
+        static = weighted_loss(model, data, tab.at(torch.tensor(i, device=CUDA)), 1.0)[0]
+        _rel_close(static, eager, 1e-5, f"loss {i}")
+        for p, a, c in zip(params, torch.autograd.grad(static, params), torch.autograd.grad(eager, params)):
+            _rel_close(a, c, 1e-4, f"grad {tuple(p.shape)} {i}")
+
+
+def test_graphed_epoch_equals_the_eager_epoch_on_cuda(tmp_path: Path):
+    """A whole epoch (300 triplets, 10 steps: unroll 4 -> two 4-step replays and two 1-step replays, the ragged
+    tail of 12 last):
+    the same epoch loss, the same last-step gradients and weights as the eager step with the same capturable
+    AdamW; and the warm-up did not train."""
+    import copy
+
+    from cezsar.featurebank import epoch_order
+    from cezsar.graphed_step import GraphedTrainer
+    from cezsar.static_step import run_length
+    from cezsar.train import make_optimizer, train_one_epoch
+
+    trip, cfg, data = _cuda_toy(tmp_path)
+    tcfg = TrainConfig(lr=1e-3, batch=32, autocast=False)
+    train_idx = np.flatnonzero(~np.asarray(trip.val))
+    order = epoch_order(data.win.cpu().numpy(), train_idx, 0, 0, 8)
+    torch.manual_seed(0)
+    eager = JointEmbedder(cfg).to(CUDA)
+    graphed, start = copy.deepcopy(eager), copy.deepcopy(eager)
+    opt_e, opt_g = make_optimizer(eager, tcfg, capturable=True), make_optimizer(graphed, tcfg, capturable=True)
+    trainer = GraphedTrainer(graphed, data, opt_g, tcfg, run_length(data), unroll=4)
+    r0 = trainer.train_epoch(order, limit_steps=0)  # captures (warm-up included), replays nothing
+    assert r0["steps"] == 0
+    for p, q in zip(graphed.parameters(), start.parameters()):
+        assert torch.equal(p, q)  # the warm-up's steps were undone
+    re = train_one_epoch(eager, data, opt_e, order, tcfg, CUDA)
+    rg = trainer.train_epoch(order)
+    assert len(order) == 300 and re["steps"] == rg["steps"] == 10 and re["triplets"] == rg["triplets"] == 300
+    assert abs(re["loss"] - rg["loss"]) <= 1e-5 * re["loss"]
+    # weights: AdamW turns the rounding noise of the attention key bias's zero gradient into lr-sized steps,
+    # so that slice is left out; everything else agrees to rounding
+    for (name, p), q in zip(graphed.named_parameters(), eager.parameters()):
+        if name.endswith("in_proj_bias"):
+            d = p.shape[0] // 3
+            p, q = torch.cat([p[:d], p[2 * d:]]), torch.cat([q[:d], q[2 * d:]])
+        _rel_close(p, q, 1e-3, f"weights {name}")
+    # the ragged tail's gradients: the graph's .grad buffers against what the eager epoch's last step left
+    for (name, p), q in zip(graphed.named_parameters(), eager.parameters()):
+        if not name.endswith("in_proj_bias"):
+            _rel_close(p.grad, q.grad, 1e-3, f"last-step grad {name}")
+    # a second epoch: new tables copied into the captured buffers (or a re-capture when a cap grows)
+    order1 = epoch_order(data.win.cpu().numpy(), train_idx, 0, 1, 8)
+    re1, rg1 = train_one_epoch(eager, data, opt_e, order1, tcfg, CUDA), trainer.train_epoch(order1)
+    assert abs(re1["loss"] - rg1["loss"]) <= 1e-4 * re1["loss"] and re1["loss"] != re["loss"]
+
+
+def test_graphed_validation_equals_evaluate_on_cuda(tmp_path: Path):
+    from cezsar.graphed_step import GraphedTrainer
+    from cezsar.static_step import run_length
+    from cezsar.train import evaluate, make_optimizer
+
+    trip, cfg, data = _cuda_toy(tmp_path, dropout=0.2)
+    tcfg = TrainConfig(batch=32, autocast=False)
+    val = np.flatnonzero(np.asarray(trip.val))
+    torch.manual_seed(0)
+    model = JointEmbedder(cfg).to(CUDA)
+    trainer = GraphedTrainer(model, data, make_optimizer(model, tcfg, capturable=True), tcfg, run_length(data))
+    ref = evaluate(model, data, val, tcfg, CUDA)
+    for _ in range(2):  # captured once, replayed twice
+        got = trainer.evaluate(val)
+        assert abs(got["loss"] - ref["loss"]) <= 1e-5 * ref["loss"] and got["acc"] == ref["acc"]
+
+
+@pytest.mark.parametrize("tf32", [False, True])
+def test_fit_with_cuda_graphs_lowers_the_loss(tmp_path: Path, tf32: bool):
+    from test_train import TINY, make_toy
+
+    from cezsar.config import FastPathConfig
+    from cezsar.train import fit
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=32, epochs=6, device="cuda"),
+              ModelConfig(**{**TINY, "dropout": 0.1}), tmp_path / "run", progress=False,
+              fast=FastPathConfig(step="static", graph=True, unroll=4, tf32=tf32))
+    hist = res["history"]
+    assert hist[-1]["train_loss"] < 0.5 * hist[0]["train_loss"]
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"]
+    assert (tmp_path / "run" / "last.pt").is_file() and (tmp_path / "run" / "best.pt").is_file()

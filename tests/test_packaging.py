@@ -16,22 +16,47 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!\[ ;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def test_environment_yml_has_the_same_packages_as_pyproject():
+def _pins(path: Path) -> dict[str, str]:
+    from cezsar.environment import read_lock
+
+    return read_lock(path)
+
+
+def test_environment_yml_installs_the_lock_which_pins_every_declared_package():
+    """Issue 26: environment.yml, the lock files and pyproject.toml agree: the lock pins every declared package
+    (and the declared pins exactly), environment.yml installs that lock, on the lock's Python."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = {r.strip() for r in project["dependencies"]} | set(project["optional-dependencies"]["dev"])
+    declared = {r.split("#")[0].strip() for r in project["dependencies"]} | set(project["optional-dependencies"]["dev"])
+    cpu, cuda = _pins(ROOT / "locks" / "cpu.txt"), _pins(ROOT / "locks" / "cuda.txt")
+    assert {_name(d) for d in declared} <= set(cpu)
+    for d in declared:
+        if "==" in d:  # a declared pin is the lock's (torch's CPU build carries a local label: 2.13.0+cpu)
+            name, version = d.split("==")
+            assert cpu[_name(name)].split("+")[0] == version, d
+    assert cpu["torch"] == "2.13.0+cpu" and cuda["torch"] == "2.13.0"
+    # the CUDA lock differs only in torch and torch's own CUDA packages
+    other = {n for n in set(cpu) | set(cuda) if cpu.get(n) != cuda.get(n)} - {"torch"}
+    assert other and all(n.startswith(("nvidia-", "cuda-", "triton")) for n in other), other
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    pip = {p for p in pip if not p.startswith("-e")}
-    assert {_name(p) for p in pip} == {_name(d) for d in declared}
-    # pins must agree exactly (torch above all: unpinned it pulls a multi-GB CUDA build)
-    assert {p for p in pip if "==" in p} == {d.split("  ")[0] for d in declared if "==" in d}
-    assert "torch==2.13.0" in pip
+    assert "-r locks/cpu.txt" in pip and "-e ." in pip
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert f"Python {python.split('=')[1]}" in (ROOT / "locks" / "cpu.txt").read_text().split("\n", 3)[1]
+
+
+def test_setup_installs_from_the_lock_and_reinstalls_when_it_changes():
+    setup = (ROOT / "scripts" / "setup_env.sh").read_text()
+    assert '-r "$_lock"' in setup and "--no-deps" in setup
+    assert 'cat "$_root/pyproject.toml" "$_lock" | sha256sum' in setup  # the re-install stamp covers the lock
+    assert "CUSTOM_COMPILE_COMMAND" in (ROOT / "scripts" / "lock.sh").read_text()
+    assert "./scripts/lock.sh" in (ROOT / "locks" / "cpu.txt").read_text()  # the lock names its refresh command
 
 
 def test_console_script_and_module_entry_point_agree():
     out = subprocess.run([sys.executable, "-m", "cezsar", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
-    for cmd in ("doctor", "setup", "synth", "check-data", "extract", "mine", "train", "evaluate", "tables", "classify"):
+    for cmd in ("doctor", "setup", "synth", "check-data", "extract", "mine", "train", "evaluate", "tables", "classify",
+                "verify"):
         assert cmd in out.stdout, f"subcommand {cmd} missing from `cezsar --help`"
 
 

@@ -73,7 +73,7 @@ def test_split_naming_an_unknown_class_is_an_error_naming_it(tmp_path):
     with pytest.raises(ValueError) as err:
         P.load_or_create_splits(proto, ["a", "b", "c"], path)
     assert "zebra dancing" in str(err.value) and str(path) in str(err.value)
-    wrong = P.get_protocol("custom", "0/1", 3, runs=1)
+    wrong = P.get_protocol("custom", "0/3", 3, runs=1)  # 0/1 is refused (issue 30)
     with pytest.raises(ValueError, match="is for custom 0/2"):
         P.load_or_create_splits(wrong, ["a", "b", "c"], path)
 

@@ -29,6 +29,47 @@ def shard_arg(text: str) -> tuple[int, int]:
     return k, n
 
 
+def int_at_least(minimum: int, maximum: int | None = None):
+    """argparse type: a whole number in [minimum, maximum]; a bad one is a usage error naming the option
+    ("argument --seed: must be ≥ 0, got -3")."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            top = "" if maximum is None else f" and ≤ {maximum}"
+            raise argparse.ArgumentTypeError(f"must be ≥ {minimum}{top}, got {value}")
+        return value
+
+    parse.__name__ = "integer"
+    return parse
+
+
+def float_in(low: float, high: float = float("inf"), low_open: bool = False, high_open: bool = False):
+    """argparse type: a finite number in the interval from `low` to `high` (open ends as flagged)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        ok = value == value and abs(value) != float("inf") and (value > low if low_open else value >= low) \
+            and (value < high if high_open else value <= high)
+        if not ok:
+            lo = f"{'>' if low_open else '≥'} {low:g}"
+            hi = "" if high == float("inf") else f" and {'<' if high_open else '≤'} {high:g}"
+            raise argparse.ArgumentTypeError(f"must be a finite number {lo}{hi}, got {text}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+SEED = int_at_least(0, 2**32 - 1)  # numpy's seeds: 0 .. 2**32 - 1
+
+
 def add_shard_options(parser: argparse.ArgumentParser, items: str, out: str) -> None:
     """`--shard K/N` and `--merge-reports` (extract, objects): `items` names what is split ("videos", "stacks"),
     `out` the folder the shard reports are merged in."""

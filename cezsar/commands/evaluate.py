@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from cezsar.commands import int_at_least
 from cezsar.config import DESCRIPTIONS_DIR, EvalConfig
 
 HELP = "Zero-shot evaluation (Eqs. 8-9) of a checkpoint, the objects-only or the CLIP baseline under a protocol."
@@ -70,8 +71,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="O(v) as released: top-3 by the mean over the first 16 rows (padding included), the "
                    "definitions of every sense joined into one text")
     g.add_argument("--released-descriptions", action="store_true",
-                   help="lower-case, strip punctuation, keep the description sentence closest to the class name")
-    g.add_argument("--std-ddof", type=int, default=d.std_ddof,
+                   help="lower-case, expand contractions, keep letters and . , ! ? only, then the description "
+                   "sentence closest to the class name")
+    g.add_argument("--std-ddof", type=int_at_least(0, 1), default=d.std_ddof,
                    help=f"ddof of the std over runs (default {d.std_ddof}; released numpy: 0)")
     parser.add_argument("--out", required=True, help="results JSON; custom datasets keep split files beside it")
     parser.add_argument("--json", action="store_true", help="print the results as one JSON document")

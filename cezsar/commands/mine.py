@@ -7,7 +7,7 @@ import json
 import sys
 import warnings
 
-from cezsar.commands import add_progress
+from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import MiningConfig
 
 HELP = "Mine (window, positive, negative) triplets from ActivityNet-form captions with the tau rule (paper §3.4)."
@@ -32,9 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="never draw a negative that captions the anchor's own video")
     parser.add_argument("--max-sim", type=float, default=d.max_sim,
                         help="paraphrase guard: drop candidates with cos >= this")
-    parser.add_argument("--object-positives", type=int, default=d.object_positives,
-                        help=f"object sentences per window added as positives (paper §3.4: {d.object_positives}; "
-                        "0 = captions only; needs objects)")
+    parser.add_argument("--object-positives", type=int_at_least(0), default=d.object_positives,
+                        help=f"object sentences per window added as positives (default {d.object_positives}, "
+                        "params/embedded.yaml; paper §3.4: 2; 0 = captions only; needs objects)")
     parser.add_argument("--no-object-negatives", action="store_true",
                         help="object sentences are not negatives (default: they are; see MiningConfig)")
     parser.add_argument("--windows", type=int, default=d.windows_per_segment,
@@ -48,17 +48,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block", type=int, default=d.block, help=f"similarity rows per block (default {d.block})")
     parser.add_argument("--text-model", default="minilm", help="minilm (default), mpnet, or a local model folder")
     parser.add_argument("--cache-dir", default=None, help="sentence cache root (default: the package cache)")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    parser.add_argument("--seed", type=SEED, default=d.seed, help=f"seed (default {d.seed})")
     g = parser.add_argument_group("released-code and paper-wording switches (docs/fidelity.md)")
     g.add_argument("--split", choices=("video", "triplet"), default=d.split,
                    help="validation split by video (default) or by triplet at random (released, with --val-fraction 0.3)")
     g.add_argument("--draw", choices=("uniform", "released"), default=d.draw,
-                   help="negatives: distinct, uniform (default) or with replacement weighted by entry count (released)")
+                   help="negatives: distinct, uniform (default) or with replacement from the list of positive "
+                   "entries (released)")
     g.add_argument("--released-objects", action="store_true",
                    help="object positives from all-sense definition fragments (> 5 words, cut to 20) of the top-5 "
-                   "objects over the 10 s from int(window start)")
+                   "objects over 10 s from a random whole second of the segment")
     g.add_argument("--far-from-all", action="store_true",
-                   help="paper §3.4: a negative must pass the rule against every positive of its window")
+                   help="paper §3.4: a negative passes the rule for its positive and is far "
+                   "(cos <= 1 - tau) from the other positives of its window")
     g.add_argument("--object-tau", action="store_true",
                    help="paper §3.4: object positives must pass the similarity rule (cos > 1 - tau) too")
     add_progress(parser)

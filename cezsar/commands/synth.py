@@ -5,12 +5,14 @@ import argparse
 import json
 import time
 
+from cezsar.commands import SEED
+
 HELP = "Generate the embedded SynthActions dataset (ActivityNet/UCF-101/Kinetics-400 forms) from a seed."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output folder (created; existing files are overwritten)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same dataset")
+    parser.add_argument("--seed", type=SEED, default=0, help="random seed; the same seed gives the same dataset")
     parser.add_argument("--size", choices=("small", "default"), default="default",
                         help="small: a few videos per part, for tests; default: the size run_all.sh uses")
     parser.add_argument("--workers", type=int, default=None, help="render processes (default: up to 2)")

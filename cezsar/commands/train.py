@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from cezsar.commands import add_progress
+from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 
 HELP = "Train the joint embedder on mined triplets with the Eq. 7 triplet loss (paper §3.3-§4)."
@@ -27,9 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of the three above: the training stage of notebook 03 for this parameter set "
                         "(e.g. params/paper.yaml), its folders and settings, resuming like the notebook; for "
                         "running that stage under torchrun")
-    parser.add_argument("--tau", type=float, default=None,
+    parser.add_argument("--tau", type=float_in(0, 2, low_open=True), default=None,
                         help="with --params-file: the triplet file of this tau (default: the set's tau)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, paper §4)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, params/embedded.yaml; paper §4: 25)")
     parser.add_argument("--batch", type=int, default=d.batch,
                         help=f"triplets per optimiser step (default {d.batch}, paper §4); under torchrun the global "
                         "batch, each of the N ranks takes batch/N")
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"early-stopping patience in epochs on the validation loss (default {d.patience})")
     parser.add_argument("--device", default=d.device, help="auto (CUDA when present, default), cpu or cuda")
     parser.add_argument("--resume", action="store_true", help="continue from <out>/last.pt when it exists")
-    parser.add_argument("--seed", type=int, default=d.seed, help=f"seed (default {d.seed})")
+    parser.add_argument("--seed", type=SEED, default=d.seed, help=f"seed (default {d.seed})")
     parser.add_argument("--text-model", default="minilm",
                         help="sentence encoder for the triplet sentences: minilm (default), mpnet or a folder; "
                         "should be the one `cezsar mine` used")
@@ -49,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "(fastest), 1 = i.i.d. shuffle like the released code")
     parser.add_argument("--bank-dtype", choices=("float16", "float32"), default=fast.bank_dtype,
                         help=f"storage of the contiguous feature array (default {fast.bank_dtype})")
+    parser.add_argument("--step", choices=("static", "eager"), default=fast.step,
+                        help=f"training step (default {fast.step}): static = fixed shapes, windows and sentences "
+                        "found once per epoch; eager = per batch. Same loss and gradients (docs/decisions.md §16)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="CUDA only, --step static: the whole step (forward, backward, AdamW) in CUDA graphs")
     parser.add_argument("--no-positional", action="store_true", help="released VEM: no positional encoding")
     parser.add_argument("--released-sem", action="store_true", help="released SEM: Dropout + Linear + LayerNorm")
     parser.add_argument("--params", default=None, metavar="NAME",
@@ -124,12 +129,18 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--released-attention", action="store_true",
                    help="attention across the batch in training, none across time at test (batch_first unset)")
     g.add_argument("--released-head", action="store_true",
-                   help="ReLU before the first and last FC, no output ReLU, LayerNorm on VEM/SEM outputs in training only")
-    g.add_argument("--xavier-init", action="store_true", help="Xavier-uniform weights (released); default torch's init")
-    g.add_argument("--d-model", type=int, default=m.d_model, help=f"transformer width (paper §4: {m.d_model}; released 1024)")
-    g.add_argument("--dropout", type=float, default=m.dropout, help=f"dropout (default {m.dropout}; released 0.15-0.2)")
-    g.add_argument("--max-len", type=int, default=m.max_len, help=f"rows per clip (paper §4: {m.max_len}; released 16)")
+                   help="ReLU-FC-Dropout-encoder-Dropout-ReLU-mean-FC, no output ReLU, affine LayerNorm "
+                   "on VEM/SEM outputs in training only")
+    g.add_argument("--xavier-init", action="store_true", help="Xavier-normal weights (released); default torch's init")
+    g.add_argument("--d-model", type=int_at_least(2), default=m.d_model,
+                   help=f"transformer width (paper §4: {m.d_model}; released 1024)")
+    g.add_argument("--dropout", type=float_in(0, 1, high_open=True), default=m.dropout,
+                   help=f"dropout (default {m.dropout}; released 0.15-0.2)")
+    g.add_argument("--max-len", type=int_at_least(1), default=m.max_len,
+                   help=f"rows per clip (paper §4: {m.max_len}; released 16)")
     g.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA (the released code trained in fp32)")
+    g.add_argument("--released-validation", action="store_true",
+                   help="validation loss in train mode, dropout on (the released loop never called model.eval())")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -183,7 +194,8 @@ def run_files(args: argparse.Namespace) -> int:
     with distributed.main_first():  # one process fills the sentence cache, the others read it
         text_emb = encoder.encode(triplets.sentences, progress=args.progress and main)  # (S, text_dim)
     train_cfg = TrainConfig(lr=args.lr, batch=args.batch, epochs=args.epochs, patience=args.patience,
-                            seed=args.seed, device=args.device, window=args.window, autocast=not args.fp32)
+                            seed=args.seed, device=args.device, window=args.window, autocast=not args.fp32,
+                            released_validation=args.released_validation)
     model_cfg = ModelConfig(positional=not args.no_positional, released_sem=args.released_sem,
                             released_padding=args.released_padding, released_attention=args.released_attention,
                             released_head=args.released_head, xavier_init=args.xavier_init, d_model=args.d_model,
@@ -198,7 +210,7 @@ def run_files(args: argparse.Namespace) -> int:
             raise checks.UsageError("--window released needs --captions (the segments' bounds)")
         checks.require_file(args.captions, "--captions", "captions JSON file")
         bounds = segment_bounds(read_activitynet(args.captions))  # a DatasetError is one line at the boundary
-    fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype)
+    fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype, step=args.step, graph=args.cuda_graphs)
     try:
         res = fit(triplets, store, text_emb, train_cfg, model_cfg, args.out, resume=args.resume, fast=fast,
                   text_model=encoder.model_id, text_model_name=args.text_model, params=args.params,

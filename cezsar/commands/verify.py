@@ -1,0 +1,68 @@
+"""`cezsar verify RUN_DIR`: compare a run's stage digests with the committed ones (docs/interfaces.md, "verify").
+
+Exit 0 when every stage is within its tolerance; 1 naming the first stage that diverges, by how much, and the
+recorded environment differences that might explain it. `--write FILE` only writes the run's digests (the
+command that refreshes the committed reference: `cezsar verify runs/embedded --write data/digests/embedded.json`).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+HELP = "Compare a run's stage digests (data, features, SBERT, triplets, first epoch, accuracies) with the committed."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", help="the run's folder, e.g. runs/embedded (results.json, executed notebooks)")
+    parser.add_argument("--params", default=None,
+                        help="its parameter set (default: params/<run folder name>.yaml)")
+    parser.add_argument("--reference", default=None,
+                        help="the reference digests (default: data/digests/<parameter set name>.json)")
+    parser.add_argument("--write", default=None, metavar="FILE",
+                        help="write the run's digests to FILE and compare nothing (refreshes a reference)")
+    parser.add_argument("--stages", default=None,
+                        help="comma-separated subset of data,features,sbert,triplets,first_epoch,accuracies")
+    parser.add_argument("--json", action="store_true", help="print the verdict as one JSON document")
+
+
+def run(args: argparse.Namespace) -> int:
+    from cezsar import checks, config, digests, environment
+    from cezsar.layout import layout_from
+    from cezsar.params import ParameterError, settings
+
+    run_dir = checks.require_dir(args.run_dir, None, "run folder")
+    params = Path(args.params) if args.params else config.PROJ_ROOT / "params" / f"{run_dir.name}.yaml"
+    checks.require_file(params, "--params", "parameter set")
+    stages = digests.STAGES
+    if args.stages:
+        stages = tuple(x.strip() for x in args.stages.split(",") if x.strip())
+        bad = [x for x in stages if x not in digests.STAGES]
+        if bad:
+            raise checks.UsageError(f"--stages: unknown stage {bad[0]!r} (known: {', '.join(digests.STAGES)})")
+    try:
+        s = settings(params)
+    except ParameterError as err:
+        raise checks.UsageError(f"--params: {err}") from err
+    lay = dataclasses.replace(layout_from(s), run_dir=run_dir)
+    ours = digests.compute(lay, s, stages)
+    if args.write:
+        target = checks.require_output(args.write, "--write")
+        from cezsar.atomic import write_json
+
+        if ours["environment"] is None:  # a run without results.json: record this process's environment
+            ours["environment"] = environment.record(str(s.device))
+        write_json(target, ours, indent=1)
+        print(f"wrote the digests of {run_dir} to {target}")
+        return 0
+    ref_path = Path(args.reference) if args.reference else digests.reference_file(params)
+    reference = checks.read_json_file(ref_path, "--reference", "reference digests")
+    verdict = digests.compare(ours, reference, now=environment.record(str(s.device)))
+    verdict["reference"] = str(ref_path)
+    from cezsar.atomic import write_json
+
+    write_json(run_dir / "digests.json", ours, indent=1)  # the run's own digests, beside its results
+    write_json(run_dir / "verify.json", verdict, indent=1)  # the report shows it
+    print(json.dumps(verdict, indent=1) if args.json else digests.verdict_text(verdict))
+    return 0 if verdict["same"] else 1

@@ -1,0 +1,201 @@
+"""Stage digests and `cezsar verify` (issue 26, part 4): an unchanged run passes; a change planted at one stage
+is named as the first divergence; and the locked environment (part 3) is what the record reports."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def synth_root(tmp_path_factory) -> Path:
+    from cezsar.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synth") / "raw"
+    generate(root, seed=0, size="small", workers=1)
+    return root
+
+
+def _fake_run(tmp: Path, synth_root: Path) -> tuple[Path, Path]:
+    """A run's files at every stage boundary (data, features, triplets, a training log, results.json) and its
+    parameter set; returns (params file, run folder)."""
+    import shutil
+
+    raw = tmp / "raw"
+    shutil.copytree(synth_root, raw)
+    work = tmp / "work"
+    rng = np.random.default_rng(0)
+    for part in ("activitynet", "ucf101", "kinetics400"):
+        folder = work / "features" / part
+        folder.mkdir(parents=True)
+        for i in range(4):
+            np.save(folder / f"{part}_{i}.npy", rng.standard_normal((5 + i, 16)).astype(np.float32))
+    (work / "processed").mkdir()
+    np.savez(work / "processed" / "triplets_tau0.80.npz", anchor=np.arange(12).reshape(4, 3),
+             positive=rng.integers(0, 9, (4, 3)))
+    (work / "models" / "tau0.80").mkdir(parents=True)
+    (work / "models" / "tau0.80" / "log.json").write_text(json.dumps(
+        {"history": [{"epoch": 1, "train_loss": 0.91, "val_loss": 0.87, "seconds": 3.2},
+                     {"epoch": 2, "train_loss": 0.71, "val_loss": 0.80, "seconds": 3.1}]}))
+    run = tmp / "runs" / "fake"
+    run.mkdir(parents=True)
+    record = {"top1_mean": 0.531, "top1_std": 0.02, "runs": 3, "seed_top1": [0.52, 0.54, 0.533]}
+    (run / "results.json").write_text(json.dumps({"datasets": {"ucf101": {"methods": {"VE": {"16": record}}}},
+                                                  "tau_ablation": {"rows": [{"tau": 0.8, "top1": 0.5}]}}))
+    params = tmp / "fake.yaml"
+    params.write_text(yaml.safe_dump({"data_root": str(raw), "work_dir": str(work), "figures_dir": str(tmp / "f"),
+                                      "device": "cpu"}))
+    return params, run
+
+
+def _verify(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cezsar", "verify", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: Path, synth_root: Path):
+    params, run = _fake_run(tmp_path, synth_root)
+    ref = tmp_path / "reference.json"
+    out = _verify(str(run), "--params", str(params), "--write", str(ref))
+    assert out.returncode == 0, out.stderr
+    written = json.loads(ref.read_text())
+    assert all(written["stages"][s] is not None for s in ("data", "features", "sbert", "triplets", "first_epoch",
+                                                          "accuracies"))
+    assert written["stages"]["accuracies"]["ucf101/VE/16/seed_top1[1]"] == pytest.approx(0.54)
+    assert written["stages"]["accuracies"]["tau_ablation/0.8"] == pytest.approx(0.5)
+
+    same = _verify(str(run), "--params", str(params), "--reference", str(ref))
+    assert same.returncode == 0, same.stdout + same.stderr
+    assert "every stage matches" in same.stdout
+    assert json.loads((run / "verify.json").read_text())["same"] is True
+
+    # one feature row of one test clip perturbed: features diverge first, data (earlier) still matches
+    path = tmp_path / "work" / "features" / "ucf101" / "ucf101_2.npy"
+    feats = np.load(path)
+    feats[3] += 0.05
+    np.save(path, feats)
+    changed = _verify(str(run), "--params", str(params), "--reference", str(ref))
+    assert changed.returncode == 1, changed.stdout + changed.stderr
+    verdict = json.loads((run / "verify.json").read_text())
+    assert verdict["first_divergence"]["stage"] == "features"
+    assert "ucf101/per_file/ucf101_2" in verdict["first_divergence"]["detail"]
+    assert [c["stage"] for c in verdict["checks"] if c["same"]] == ["data"] + [
+        c["stage"] for c in verdict["checks"][2:] if c["same"]]
+    assert "diverges first at stage 'features'" in changed.stdout
+
+
+def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth_root: Path):
+    params, run = _fake_run(tmp_path, synth_root)
+    ref = tmp_path / "reference.json"
+    assert _verify(str(run), "--params", str(params), "--write", str(ref), "--stages",
+                   "triplets,first_epoch,accuracies").returncode == 0
+    log = tmp_path / "work" / "models" / "tau0.80" / "log.json"
+    log.write_text(log.read_text().replace("0.87", "0.8702"))  # 2e-4: twice the tolerance
+    out = _verify(str(run), "--params", str(params), "--reference", str(ref), "--stages",
+                  "triplets,first_epoch,accuracies")
+    assert out.returncode == 1
+    first = json.loads((run / "verify.json").read_text())["first_divergence"]
+    assert first["stage"] == "first_epoch" and "val_loss" in first["detail"] and "0.0002 " in first["detail"]
+
+
+def test_stage_comparison_tolerances():
+    from cezsar.digests import compare_stage
+
+    assert compare_stage("accuracies", {"a": 0.500}, {"a": 0.504})[0]
+    same, detail = compare_stage("accuracies", {"a": 0.500}, {"a": 0.506})
+    assert not same and "a: absolute difference 0.006" in detail
+    assert not compare_stage("data", {"sha256": "ab"}, {"sha256": "ac"})[0]
+    assert compare_stage("triplets", None, None)[0]
+    assert compare_stage("features", None, {"x": 1.0}) == (False, "missing in this run")
+
+
+def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, synth_root: Path):
+    params, run = _fake_run(tmp_path, synth_root)
+    out = _verify(str(run), "--params", str(params), "--reference", str(tmp_path / "none.json"))
+    assert out.returncode != 0 and "none.json" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    bad = _verify(str(run), "--params", str(params), "--stages", "featurez")
+    assert bad.returncode == 2 and "featurez" in bad.stderr
+
+
+def test_environment_record_and_differences(tmp_path: Path):
+    from cezsar import environment
+
+    rec = environment.record("cpu")
+    import numpy
+    import torch
+
+    assert rec["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0]
+    assert rec["packages"]["numpy"] == numpy.__version__
+    assert rec["threads"] == torch.get_num_threads() and rec["device"] == "cpu"
+    assert f"torch {rec['packages']['torch']}" in environment.short(rec)
+    other = json.loads(json.dumps(rec))
+    other["packages"]["numpy"] = "0.0.1"
+    other["threads"] = rec["threads"] + 3
+    diffs = environment.differences(rec, other)
+    assert f"numpy: {numpy.__version__} vs 0.0.1" in diffs
+    assert f"threads: {rec['threads']} vs {rec['threads'] + 3}" in diffs
+    assert environment.differences(rec, rec) == []
+    # a lock file's pins are read and compared with what is installed
+    lock = tmp_path / "locks" / "cpu.txt"
+    lock.parent.mkdir()
+    lock.write_text(f"# comment\nnumpy=={numpy.__version__}\n    # via x\nno-such-package-xyz==1.0\n"
+                    "--extra-index-url u\n")
+    status = environment.lock_status(tmp_path)
+    assert status["file"] == "locks/cpu.txt" and status["differs"] == ["no-such-package-xyz missing (lock 1.0)"]
+
+
+def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_root: Path):
+    from cezsar import digests
+    from cezsar.layout import layout_from
+    from cezsar.params import settings
+    from cezsar.run_page import _verdict
+
+    params, run = _fake_run(tmp_path, synth_root)
+    s = settings(params)
+    lay = layout_from(s)
+    ref = digests.compute(lay, s, ("data", "features"))
+    ref["environment"] = dict(digests.environment.record("cpu"), threads=99)
+    (tmp_path / "ref.json").write_text(json.dumps(ref))
+    shown = digests.early_check(lay, s, tmp_path / "ref.json").data
+    assert "identical to the committed run's" in shown and "threads:" in shown and "99" in shown
+    (lay.data_root / "groups.json").write_text("{}")
+    assert "differs from the committed run's" in digests.early_check(lay, s, tmp_path / "ref.json").data
+    assert "No committed digests" in digests.early_check(lay, s, tmp_path / "none.json").data
+
+    assert "Not verified" in _verdict(run)
+    now = digests.environment.record("cpu")
+    verdict = digests.compare(digests.compute(lay, s, ("data", "features")), ref, now=now)
+    (run / "verify.json").write_text(json.dumps(verdict))
+    page = _verdict(run)
+    assert "diverges first at stage 'data'" in page and "threads: " in page
+
+
+def test_results_json_records_the_environment_and_every_computed_row_shows_it(tmp_path: Path, monkeypatch):
+    import torch
+
+    from cezsar import environment, params, pipeline, report
+
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump({"data_root": str(tmp_path / "raw"), "runs": 3,
+                                                     "work_dir": str(tmp_path / "work"), "use_objects": "off",
+                                                     "device": "cpu"}))
+    monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path / "runs"))
+    s = params.settings(tmp_path / "p.yaml")
+    lay = pipeline.layout_from(s)
+    record = {"protocol": "0/all", "n_videos": 3, "n_dataset_videos": 3, "n_classes": 4, "skipped_videos": [],
+              "backbone": "b", "text_model": "t", "top1_mean": 0.5, "top1_std": 0.1, "runs": [0.4, 0.6],
+              "chance": 0.25}
+    monkeypatch.setattr(pipeline, "evaluate_methods", lambda lay, kind, *a, **k: {
+        "_emb": {}, "VE": {"101" if kind == "ucf101" else "400": dict(record)}})
+    results = report.evaluate_all(lay, s, checkpoint=tmp_path / "none.pt")
+    saved = json.loads((lay.run_dir / "results.json").read_text())["environment"]
+    assert saved["packages"]["torch"].split("+")[0] == torch.__version__.split("+")[0] and saved["device"] == "cpu"
+    md = report.write_tables(results, tmp_path / "figures")
+    line = next(row for row in md["table1"].splitlines() if row.startswith("| CEZSAR (VE) |"))
+    assert line.rstrip(" |").endswith(environment.short(saved))
