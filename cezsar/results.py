@@ -73,7 +73,7 @@ def seed_record(records: list[dict], seeds: list[int]) -> dict:
     "top1_mean" / "top5_mean", which become the mean over seeds of each seed's mean, and "top1_std" / "top5_std",
     the mean over seeds of each seed's spread over the protocol's class subsets. "seeds" holds the rest:
     {"seeds", "top1" and "top5" (each seed's mean), "top1_std" / "top5_std" (sample std over seeds; 0 with one
-    seed), "n", "records" (every seed's whole record)}."""
+    seed), "n", "records" (every seed's whole record)}; "seed_top1" maps each seed to its top-1."""
     if len(records) != len(seeds) or not records:
         raise ValueError(f"seed_record: {len(records)} records for seeds {seeds}")
     out = dict(records[0])
@@ -87,4 +87,5 @@ def seed_record(records: list[dict], seeds: list[int]) -> dict:
         out[f"{key}_mean"] = m
         out[f"{key}_std"] = None if records[0].get(f"{key}_std") is None else sum(spreads) / len(spreads)
     out["seeds"] = per
+    out["seed_top1"] = {str(k): v for k, v in zip(seeds, per["top1"])}  # each seed's top-1, by seed (digests)
     return out

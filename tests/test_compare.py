@@ -55,7 +55,7 @@ def test_seed_record_keeps_every_seed_and_averages_the_protocols_numbers():
     assert r["top1_mean"] == pytest.approx(0.6) and r["top1_std"] == pytest.approx(0.2)
     assert r["seeds"]["top1"] == [0.5, 0.6, 0.7] and r["seeds"]["records"] == recs
     assert r["seeds"]["top1_std"] == pytest.approx(0.1)  # sample std over the seeds' means
-    assert r["protocol"] == "0/8"
+    assert r["protocol"] == "0/8" and r["seed_top1"] == {"0": 0.5, "1": 0.6, "2": 0.7}
 
 
 def test_a_table_cell_shows_the_seeds_spread_apart_from_the_subsets():
