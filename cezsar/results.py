@@ -79,6 +79,8 @@ def seed_record(records: list[dict], seeds: list[int]) -> dict:
     out = dict(records[0])
     per: dict = {"seeds": list(seeds), "n": len(seeds), "records": list(records)}
     for key in ("top1", "top5"):
+        if any(f"{key}_mean" not in r for r in records):  # a record without top-5 (e.g. built by hand)
+            continue
         means = [float(r[f"{key}_mean"]) for r in records]
         spreads = [float(r.get(f"{key}_std") or 0.0) for r in records]
         m = sum(means) / len(means)
