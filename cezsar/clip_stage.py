@@ -38,18 +38,22 @@ def clip_rows(lay: Layout, s: Settings) -> dict:
     cs, clay = clip_settings(s), clip_layout(lay)
     print(f"CLIP rows with {s.clip_model}: features under {clay.work}", flush=True)
     pipeline.extract_features(clay, cs)
-    checkpoint = None
+    checkpoints: dict[int, Path] = {}
     if pipeline._npy_ids(clay.train_features):
         pipeline.mine_triplets(clay, cs)
-        checkpoint = Path(pipeline.train_model(clay, cs)["checkpoint"])
-    out: dict = {"training": {"checkpoint": str(checkpoint) if checkpoint else None,
-                              "note": None if checkpoint else "no training videos to extract CLIP features from: "
+        trained = pipeline.train_model(clay, cs)  # every training seed, as the set's own rows
+        checkpoints = {k: Path(c) for k, c in zip(trained["seeds"], trained["checkpoints"])}
+    first = next(iter(checkpoints.values()), None)
+    out: dict = {"training": {"checkpoint": str(first) if first else None,
+                              "checkpoints": {str(k): str(c) for k, c in checkpoints.items()},
+                              "note": None if checkpoints else "no training videos to extract CLIP features from: "
                               "CEZSAR on CLIP features needs anet_videos"}}
     for kind in TEST_SETS:
-        methods = (*pipeline.CLIP_VARIANTS, "VE") if checkpoint else tuple(pipeline.CLIP_VARIANTS)
-        res = pipeline.evaluate_methods(clay, kind, checkpoint, cs, methods=methods)
+        if checkpoints:  # the baselines once, CEZSAR on CLIP features once per training seed
+            res = pipeline.evaluate_seeds(clay, kind, checkpoints, cs, methods=(*pipeline.CLIP_VARIANTS, "CLIP+VE"))
+        else:
+            res = pipeline.evaluate_methods(clay, kind, None, cs, methods=tuple(pipeline.CLIP_VARIANTS))
         res.pop("_emb")
-        if "VE" in res:
-            res["CLIP+VE"] = res.pop("VE")
+        res.pop("_seed_emb", None)
         out[kind] = res
     return out

@@ -35,7 +35,8 @@ from cezsar.mining import mine
 from cezsar.params import Settings, resolve, settings, stage_configs
 from cezsar.progress import progress_mode
 from cezsar.protocols import PROTOCOLS
-from cezsar.results import protocol_record
+from cezsar.results import TRAINED_METHODS, protocol_record, seed_record
+from cezsar.stacked import fit_stacked, seed_dir
 from cezsar.synthetic import generate
 from cezsar.tables import COLUMNS, FRACTIONS
 from cezsar.text import SentenceEncoder
@@ -48,9 +49,10 @@ CLIP_VARIANTS = {variant: prompts for prompts, variant in CLIP_BASELINE_VARIANTS
 # The notebooks' one entry point: the stages, and (from cezsar.layout / cezsar.params) the parameter set and its
 # layout, so a notebook imports `pipeline` alone.
 __all__ = ["CLIP_VARIANTS", "DATASET_NAMES", "TEST_SETS", "Layout", "ReadOnce", "check_inputs", "describe", "eval_config",
-           "evaluate_methods", "extract_features", "head_weights", "layout_from", "methods_for", "mine_triplets",
+           "evaluate_methods", "evaluate_seeds", "extract_features", "head_weights", "layout_from", "methods_for", "mine_triplets",
            "mining_config", "mining_inputs", "model_config", "prepare_data", "resolve", "save_json", "settings",
-           "table_protocols", "tau_ablation", "train_config", "train_model", "training_captions", "uses_objects"]
+           "model_checkpoints", "table_protocols", "tau_ablation", "train_config", "train_model", "training_captions",
+           "training_seeds", "uses_objects"]
 
 DATASET_NAMES = {"activitynet": "ActivityNet Captions", "ucf101": "UCF-101", "kinetics400": "Kinetics-400"}
 
@@ -249,16 +251,55 @@ def _mined_triplets(path: Path, tau: float) -> TripletSet:
         raise DataError(f"{' '.join(str(err).split())}; re-create it with notebook 02 (or `cezsar mine`)") from err
 
 
-def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
-    """Notebook 03: train (or resume, or reuse a finished run) on the τ triplet file; the loss history.
+def training_seeds(s: Settings) -> list[int]:
+    """The training seeds of a parameter set (docs/decisions.md, 'Training seeds'): `train_seeds` models per τ, with seeds
+    `seed`, `seed` + 1, …, `seed` + train_seeds − 1 (0 … N − 1 by default). Seed k sets model k's
+    initialisation, batch order and dropout draws; `seed` alone still drives mining and the t-SNE."""
+    n = int(s.values.get("train_seeds", 1))
+    if n < 1:
+        raise ValueError(f"{s.params_file}: train_seeds must be at least 1 (got {n})")
+    return [int(s.seed) + k for k in range(n)]
 
-    Every model of the set shares one feature bank (`Layout.bank_cache`); `provenance.json` beside the
-    checkpoints records the triplet file, the mining and training settings and the parameter set.
-    Under torchrun (`cezsar train --params-file FILE`, docs/decisions.md §13) this is data-parallel training:
-    rank 0 encodes the sentences, sets a stale run aside and writes the files; the others follow."""
+
+def model_checkpoints(lay: Layout, s: Settings, tau: float | None = None) -> dict[int, Path]:
+    """Each training seed's best checkpoint of τ: {seed: <models_dir>/tau<τ>/seed<seed>/best.pt}."""
+    out = lay.model_dir(s.tau if tau is None else tau)
+    return {k: seed_dir(out, k) / "best.pt" for k in training_seeds(s)}
+
+
+def _migrate_single_seed(out: Path) -> None:
+    """A run of the former one-seed layout (`<tau dir>/last.pt`, `best.pt`, logs) moves into the folder of its
+    training seed, `<tau dir>/seed<seed>/`, where every reader now looks; nothing is deleted."""
+    last = out / "last.pt"
+    if not last.is_file():
+        return
+    seed = int((read_checkpoint(last, None, training=True, remedy="delete it to train anew").get("train_cfg")
+                or {}).get("seed", 0))
+    target = seed_dir(out, seed)
+    if target.exists():
+        _set_aside(last)
+        return
+    target.mkdir(parents=True)
+    for name in ("last.pt", "best.pt", "log.json", "log.csv", "provenance.json"):
+        if (out / name).exists():
+            (out / name).rename(target / name)
+
+
+def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
+    """Notebook 03: train (or resume, or reuse finished runs) every training seed on the τ triplet file.
+
+    The seeds (`training_seeds`) train together in one process as stacked weights (`cezsar.stacked`), each
+    writing its own checkpoints and logs to `<models_dir>/tau<τ>/seed<k>/`. Every model of the set shares one
+    feature bank (`Layout.bank_cache`); `provenance.json` beside each seed's checkpoints records the triplet file,
+    the mining and training settings and the parameter set.
+    Under torchrun (`cezsar train --params-file FILE`, docs/decisions.md §13) each seed is data-parallel training
+    in turn: rank 0 encodes the sentences, sets a stale run aside and writes the files; the others follow.
+    Returns {"model_dir", "seeds", "checkpoints", "runs" (each seed's training summary), and seed 0's summary
+    and "checkpoint" as before}."""
 
     tau = s.tau if tau is None else tau
     cfg = train_config(s)
+    seeds = training_seeds(s)
     trip = _mined_triplets(lay.triplets(tau), tau)
     distributed.init(resolve_device(cfg.device))  # no-op in a notebook (one process)
     main = distributed.is_main()
@@ -266,10 +307,13 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     with distributed.main_first():  # one process fills the sentence cache, the others read it
         text_emb = encoder.encode(trip.sentences, progress=main)  # (S, text_dim), cached on disk
     out = lay.model_dir(tau)
-    last = out / "last.pt"
     with distributed.main_first():  # rank 0 sets a stale run aside; the others then find none
-        if last.exists():
-            _check_resumable(last, out, trip, cfg, s)
+        if main:
+            _migrate_single_seed(out)
+        for k in seeds:
+            last = seed_dir(out, k) / "last.pt"
+            if last.exists():
+                _check_resumable(last, seed_dir(out, k), trip, dataclasses.replace(cfg, seed=k), s)
     store = lay.store("activitynet")
     have = set(store.ids)
     lacking = [v for v in trip.video_ids if v not in have]
@@ -278,9 +322,9 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
         if main:
             print(f"NOTE: {len(lacking)} training video(s) have no features any more; their triplets are left out")
 
-    def log(row: dict) -> None:
+    def log(seed: int, row: dict) -> None:
         val = f", val {row['val_loss']:.4f}" if row.get("val_loss") is not None else ""
-        print(f"epoch {row['epoch'] + 1}/{cfg.epochs}: train {row['train_loss']:.4f}{val} "
+        print(f"seed {seed}, epoch {row['epoch'] + 1}/{cfg.epochs}: train {row['train_loss']:.4f}{val} "
               f"({row['seconds']:.1f} s, {row['triplets_per_s']:.0f} triplets/s)", flush=True)
 
     bounds = None
@@ -288,20 +332,29 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
 
         bounds = segment_bounds(training_captions(lay, store)[0])
     t0 = time.perf_counter()
-    history = fit(trip, store, text_emb, cfg, model_config(s), out_dir=out, resume=True, text_model=encoder.model_id,
-                  text_model_name=s.text_model, params=Path(s.params_file).stem, segment_bounds=bounds,
-                  fast=FastPathConfig(cache_dir=str(lay.bank_cache)), progress=main and progress_mode() == "widget",
-                  on_epoch_end=log)
+    common = dict(text_model=encoder.model_id, text_model_name=s.text_model, params=Path(s.params_file).stem,
+                  segment_bounds=bounds, fast=FastPathConfig(cache_dir=str(lay.bank_cache)))
+    if distributed.world_size() > 1:  # data-parallel: one seed after another, each over every rank
+        runs = [fit(trip, store, text_emb, dataclasses.replace(cfg, seed=k), model_config(s), out_dir=seed_dir(out, k),
+                    resume=True, progress=main and progress_mode() == "widget",
+                    on_epoch_end=lambda row, k=k: log(k, row), **common) for k in seeds]
+    else:
+        runs = fit_stacked(trip, store, text_emb, seeds, cfg, model_config(s), out_dir=out, resume=True,
+                           on_epoch_end=log, **common)
     provenance = {"params_file": s.params_file, "triplets": str(lay.triplets(tau)),
                   "mining": trip.summary.get("config"), "mining_inputs": trip.summary.get("inputs"),
                   "train_cfg": config.to_dict(cfg), "text_model": s.text_model, "backbone": store.backbone,
                   "feature_dim": store.dim, "train_videos": len(trip.video_ids),
                   "videos_without_features": trip.summary.get("videos_without_features", 0) + len(lacking),
                   "dataset": "SynthActions (synthetic clips)" if lay.mode == "embedded" else "ActivityNet Captions",
-                  "seconds": round(time.perf_counter() - t0, 1)}
+                  "train_seeds": seeds, "seconds": round(time.perf_counter() - t0, 1)}
     if main:
-        write_json(out / "provenance.json", provenance)
-    return {"model_dir": str(out), "checkpoint": str(out / "best.pt"), **history}
+        for k in seeds:
+            write_json(seed_dir(out, k) / "provenance.json",
+                       {**provenance, "seed": k, "train_cfg": config.to_dict(dataclasses.replace(cfg, seed=k))})
+    checkpoints = [str(seed_dir(out, k) / "best.pt") for k in seeds]
+    return {"model_dir": str(out), "seeds": seeds, "checkpoints": checkpoints, "runs": runs,
+            "checkpoint": checkpoints[0], **runs[0]}
 
 
 def _check_resumable(last: Path, out: Path, trip, cfg: TrainConfig, s: Settings) -> None:
@@ -358,7 +411,8 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     out: dict = {"_emb": {}}
     clip = None
     for variant in methods:
-        method, beta = ("objects", 0.0) if variant == "O" else ("cezsar", 0.0 if variant == "VE" else ecfg.beta)
+        trained_ve = variant in ("VE", "CLIP+VE")  # VE alone (Eq. 9 with beta 0); CLIP+VE: VE on CLIP features
+        method, beta = ("objects", 0.0) if variant == "O" else ("cezsar", 0.0 if trained_ve else ecfg.beta)
         prompts = CLIP_VARIANTS.get(variant)
         if prompts is not None:  # the CLIP baseline: CLIP's text tower, the one that made these features
 
@@ -385,9 +439,30 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     return out
 
 
+def evaluate_seeds(lay: Layout, kind: str, checkpoints: dict[int, Path | None], s: Settings,
+                   protocols: dict[str, str] | None = None, methods: tuple[str, ...] | None = None) -> dict:
+    """`evaluate_methods` over training seeds: the rows that do not depend on training (O, the CLIP baselines)
+    once, the trained rows (VE, VE + O) once per seed's checkpoint, each protocol's records joined by
+    `results.seed_record`. Returns {variant: {column: record}}, "_emb" (seed `first`'s embedded data) and
+    "_seed_emb" ({variant: {seed: embedded data}} of the trained rows)."""
+    methods = methods_for(lay, s) if methods is None else methods
+    seeds = list(checkpoints)
+    first = checkpoints[seeds[0]]
+    trained = tuple(m for m in methods if m in TRAINED_METHODS)
+    fixed = tuple(m for m in methods if m not in TRAINED_METHODS)
+    out = evaluate_methods(lay, kind, first, s, protocols, fixed) if fixed else {"_emb": {}}
+    per = {k: evaluate_methods(lay, kind, checkpoints[k], s, protocols, trained) for k in seeds} if trained else {}
+    out["_seed_emb"] = {}
+    for v in trained:
+        out["_emb"][v] = per[seeds[0]]["_emb"].get(v)
+        out["_seed_emb"][v] = {k: per[k]["_emb"].get(v) for k in seeds}
+        out[v] = {col: seed_record([per[k][v][col] for k in seeds], seeds) for col in per[seeds[0]][v]}
+    return out
+
+
 def tau_ablation(lay: Layout, s: Settings) -> dict:
-    """Notebook 04 (paper §5): for each τ, mine, train and score VE + O (VE without objects) on the UCF-form
-    set, every class."""
+    """Notebook 04 (paper §5): for each τ, mine, train every training seed and score VE + O (VE without objects)
+    on the UCF-form set, every class; each row holds every seed's accuracy."""
     taus = [float(t) for t in str(s.tau_values).split(",") if t.strip()]
     variant = "VE+O" if uses_objects(lay, s) else "VE"
 
@@ -400,12 +475,13 @@ def tau_ablation(lay: Layout, s: Settings) -> dict:
         print(f"τ = {tau}: mining, training, evaluating", flush=True)
         mined = mine_triplets(lay, s, tau)
         hist = train_model(lay, s, tau)
-        res = evaluate_methods(lay, "ucf101", Path(hist["checkpoint"]), s, protocols={"all": every_class},
-                               methods=(variant,))
+        res = evaluate_seeds(lay, "ucf101", {k: Path(c) for k, c in zip(hist["seeds"], hist["checkpoints"])}, s,
+                             protocols={"all": every_class}, methods=(variant,))
         r = res[variant]["all"]
         rows.append({"tau": tau, "triplets": mined.get("triplets"), "top1": r["top1_mean"],
-                     "top5": r["top5_mean"], "n_classes": r["n_classes"], "variant": variant,
-                     "seconds": time.perf_counter() - t0})
+                     "top5": r["top5_mean"], "seeds": r["seeds"]["seeds"], "top1_seeds": r["seeds"]["top1"],
+                     "top5_seeds": r["seeds"]["top5"], "top1_seed_std": r["seeds"]["top1_std"],
+                     "n_classes": r["n_classes"], "variant": variant, "seconds": time.perf_counter() - t0})
     return {"dataset": "ucf101", "protocol": every_class, "mode": lay.mode, "variant": variant, "rows": rows}
 
 

@@ -82,10 +82,16 @@ def fig3_confusion(matrices: dict[str, np.ndarray], class_names: list[str]) -> F
 
 
 def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, float] | None = None,
-                 dataset: str = "") -> Figure:
-    """Top-1 accuracy (%) against the mining threshold τ (paper §5: 0.7, 0.8, 0.9 on UCF-101 0/101)."""
+                 dataset: str = "", spread: list[float] | None = None) -> Figure:
+    """Top-1 accuracy (%) against the mining threshold τ (paper §5: 0.7, 0.8, 0.9 on UCF-101 0/101); `spread`:
+    the std over training seeds of each accuracy, drawn as error bars."""
     fig, ax = plt.subplots(figsize=(4.6, 3.4))
-    ax.plot(taus, [100 * a for a in accuracies], "o-", label=f"computed here{f' ({dataset})' if dataset else ''}")
+    label = f"computed here{f' ({dataset})' if dataset else ''}"
+    if spread is not None and any(spread):
+        ax.errorbar(taus, [100 * a for a in accuracies], yerr=[100 * e for e in spread], fmt="o-", capsize=3,
+                    label=label + ", ± std over seeds")
+    else:
+        ax.plot(taus, [100 * a for a in accuracies], "o-", label=label)
     if paper:
         ax.plot(list(paper), list(paper.values()), "s--", color="gray", label="paper (UCF-101, VE + O)")
     ax.set_xlabel("τ (negatives: cos > 1 − τ)")
@@ -101,13 +107,18 @@ def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, 
 PAPER_TAU = {0.7: 47.8, 0.8: 50.9, 0.9: 48.3}
 
 
-def loss_curves(history: list[dict]) -> Figure:
-    """Training and validation triplet loss (Eq. 7) per epoch, from `train.fit`'s history."""
+def loss_curves(history: list[dict] | dict[int, list[dict]]) -> Figure:
+    """Training and validation triplet loss (Eq. 7) per epoch, from `train.fit`'s history, or from several
+    training seeds' histories ({seed: history}, one pair of curves each)."""
     fig, ax = plt.subplots(figsize=(4.6, 3.2))
-    ep = [h["epoch"] + 1 for h in history]
-    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    if any(h.get("val_loss") is not None for h in history):
-        ax.plot(ep, [h["val_loss"] for h in history], "s-", label="validation (held-out videos)")
+    runs = history if isinstance(history, dict) else {None: history}
+    for i, (seed, hist) in enumerate(runs.items()):
+        ep = [h["epoch"] + 1 for h in hist]
+        tag = "" if seed is None else f", seed {seed}"
+        ax.plot(ep, [h["train_loss"] for h in hist], "o-", color=f"C{2 * i}", label="train" + tag, ms=3)
+        if any(h.get("val_loss") is not None for h in hist):
+            ax.plot(ep, [h["val_loss"] for h in hist], "s--", color=f"C{2 * i + 1}",
+                    label="validation (held-out videos)" + tag, ms=3)
     ax.set_xlabel("epoch")
     ax.set_ylabel("triplet loss (Eq. 7)")
     ax.grid(alpha=0.3)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from IPython.display import Markdown, display
 
-from cezsar import classify, clip_stage, datasets, pipeline, plots, tables
+from cezsar import classify, clip_stage, compare, datasets, pipeline, plots, tables
 from cezsar.atomic import write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.clip import is_clip
@@ -48,11 +48,25 @@ def _source(lay: Layout, kind: str, res: dict, protocols: dict[str, str], proven
     epochs = provenance.get("epochs_run")
     if epochs is not None:
         parts.append(f"{epochs} epoch{'s' if epochs != 1 else ''}")
+    seeds = provenance.get("train_seeds")
+    if seeds and len(seeds) > 1:
+        parts.append(f"{len(seeds)} training seeds ({seeds[0]}–{seeds[-1]})")
     return "; ".join(parts)
 
 
-def _provenance(checkpoint: Path) -> dict:
-    """The training record beside a checkpoint (provenance.json, log.json), or {} without one."""
+def _provenance(checkpoint: Path | dict[int, Path]) -> dict:
+    """The training record beside a checkpoint (provenance.json, log.json), or {} without one. For several
+    seeds' checkpoints ({seed: path}): the first seed's record, "epochs_run" as the most any seed ran, and
+    "train_seeds" and "per_seed" (each seed's record)."""
+    if isinstance(checkpoint, dict):
+        per = {k: _provenance(c) for k, c in checkpoint.items()}
+        first = dict(next(iter(per.values())))
+        runs = [p["epochs_run"] for p in per.values() if "epochs_run" in p]
+        if runs:
+            first["epochs_run"] = max(runs)
+        first["train_seeds"] = list(checkpoint)
+        first["per_seed"] = {str(k): p for k, p in per.items()}
+        return first
     folder = Path(checkpoint).parent
     out: dict = {}
     if (folder / "provenance.json").is_file():
@@ -65,18 +79,23 @@ def _provenance(checkpoint: Path) -> dict:
 
 
 def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> dict:
-    """Notebook 05: O, VE and VE + O (VE alone without objects) on both test sets under their protocols;
-    writes results.json with the code version, the parameter set, the training provenance and every run."""
-    checkpoint = checkpoint or lay.model_dir(s.tau) / "best.pt"
-    prov = _provenance(checkpoint)
+    """Notebook 05: O, VE and VE + O (VE alone without objects) on both test sets under their protocols, the
+    trained rows once per training seed (`pipeline.evaluate_seeds`); writes results.json with the code version,
+    the parameter set, the training provenance and every run of every seed. `checkpoint`: one model instead of
+    the set's seeds."""
+    checkpoints = {int(s.seed): Path(checkpoint)} if checkpoint else pipeline.model_checkpoints(lay, s)
+    prov = _provenance(checkpoints)
     results: dict = {"results_version": RESULTS_VERSION, "mode": lay.mode, "code": code_version(),
                      "params": s.to_dict(), "overrides": {k: v[1] for k, v in s.overrides.items()},
-                     "checkpoint": str(checkpoint), "training": prov, "alpha": s.alpha, "beta": s.beta,
+                     "checkpoint": str(next(iter(checkpoints.values()))),
+                     "checkpoints": {str(k): str(c) for k, c in checkpoints.items()}, "train_seeds": list(checkpoints),
+                     "training": prov, "alpha": s.alpha, "beta": s.beta,
                      "text_model": s.text_model, "objects_used": pipeline.uses_objects(lay, s), "datasets": {}}
     for kind in TEST_SETS:
         print(f"evaluating {DATASET_NAMES[kind]}", flush=True)
-        res = pipeline.evaluate_methods(lay, kind, checkpoint, s)
+        res = pipeline.evaluate_seeds(lay, kind, checkpoints, s)
         res.pop("_emb")
+        res.pop("_seed_emb")
         first = next(iter(next(iter(res.values())).values()))
         protos = {c: r["protocol"] for c, r in next(iter(res.values())).items()}
         results["datasets"][kind] = {"source": _source(lay, kind, res, protos, prov), "methods": res,
@@ -88,10 +107,11 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
         for kind in TEST_SETS:
             d = results["datasets"][kind]
             d["methods"].update(peer[kind])
-            trained = peer["training"]["checkpoint"]
+            trained = peer["training"].get("checkpoints") or {}
             d["clip_sources"] = {  # each row's own: the baseline has no epochs, its text model is CLIP's
                 v: _source(lay, kind, {v: res}, {c: r["protocol"] for c, r in res.items()},
-                           _provenance(Path(trained)) if trained and v == "CLIP+VE" else {})
+                           _provenance({int(k): Path(c) for k, c in trained.items()})
+                           if trained and v == "CLIP+VE" else {})
                 for v, res in peer[kind].items()}
     results["environment"] = environment.record(str(s.device))
     pipeline.save_json(results, lay.run_dir / "results.json")
@@ -184,7 +204,55 @@ def _column(kind: str, res: dict, d: dict) -> str:
 
 
 def _cell(r: dict) -> dict:
-    return {"mean": r["top1_mean"], "std": r["top1_std"] or 0.0, "runs": r["runs"]}
+    """A table cell's numbers: the mean (over seeds, when the record has them), the subsets' spread, and the
+    spread over training seeds with their count."""
+    seeds = r.get("seeds") or {}
+    return {"mean": r["top1_mean"], "std": r["top1_std"] or 0.0, "runs": r["runs"],
+            "n_seeds": seeds.get("n", 1), "seed_std": seeds.get("top1_std", 0.0)}
+
+
+def _per_seed(r: dict) -> list[float]:
+    """Each training seed's top-1 of a record (one value for a record of one model)."""
+    return list((r.get("seeds") or {}).get("top1") or [r["top1_mean"]])
+
+
+def comparisons(results: dict) -> list[str]:
+    """Every comparison the tables support, generated by `cezsar.compare` from each seed's numbers (paired by
+    training seed): CEZSAR VE + O against VE, and each trained row against the objects-only baseline, per test
+    set and column."""
+    lines = []
+    for kind in TEST_SETS:
+        d = results["datasets"].get(kind)
+        if not d:
+            continue
+        m = d["methods"]
+        pairs = [("VE+O", "VE"), ("VE+O", "O"), ("VE", "O"), ("CLIP+VE", "CLIP-descriptions")]
+        for a, b in pairs:
+            if a not in m or b not in m:
+                continue
+            for col in m[a]:
+                if col not in m[b]:
+                    continue
+                what = f"{DATASET_NAMES[kind]}-form, {col} column, top-1" if results.get("mode") == "embedded" \
+                    else f"{DATASET_NAMES[kind]} 0/{col}, top-1"
+                other = _per_seed(m[b][col])
+                lines.append(compare.sentence(_row_name(a), _per_seed(m[a][col]), _row_name(b),
+                                              other if len(other) > 1 else other[0], what))
+    return lines
+
+
+def _row_name(variant: str) -> str:
+    return ROW_NAMES.get(variant) or CLIP_ROW_NAMES.get(variant, variant)
+
+
+def write_comparisons(results: dict, figures: Path) -> Markdown:
+    """Notebook 05: the generated comparison sentences (`comparisons`) as `<figures>/comparisons.md`; shown."""
+    seeds = len(results.get("train_seeds") or [1])
+    md = (f"**Comparisons** (paired over {seeds} training seed{'s' if seeds != 1 else ''}; 95 % t-interval of the "
+          "mean difference; generated by `cezsar.compare`)\n\n" + "\n".join(f"- {x}" for x in comparisons(results))
+          + "\n")
+    write_text(figures / "comparisons.md", md)
+    return Markdown(md)
 
 
 class Shown:
@@ -199,21 +267,42 @@ class Shown:
 
 
 def tau_outputs(ablation: dict, figures: Path) -> Shown:
-    """Notebook 04: figures/tau_ablation.png and .md from `pipeline.tau_ablation`'s rows; shows both."""
+    """Notebook 04: figures/tau_ablation.png and .md from `pipeline.tau_ablation`'s rows (mean over training
+    seeds ± their std; the τ comparisons generated by `cezsar.compare`, paired by seed); shows both."""
 
     rows = ablation["rows"]
     where = "SynthActions UCF-form" if ablation.get("mode", "embedded") == "embedded" else "UCF-101"
     variant = ablation.get("variant", "VE+O").replace("+", " + ")
     fig = plots.tau_ablation([r["tau"] for r in rows], [r["top1"] for r in rows], plots.PAPER_TAU,
-                             dataset=f"{where}, every class, {variant}")
+                             dataset=f"{where}, every class, {variant}",
+                             spread=[r.get("top1_seed_std") or 0.0 for r in rows])
     figures.mkdir(parents=True, exist_ok=True)
     fig.savefig(figures / "tau_ablation.png", dpi=130)
+
+    def cell(r: dict, key: str) -> str:
+        vals = r.get(f"{key}_seeds") or [r[key]]
+        if len(vals) < 2:
+            return f"{100 * r[key]:.1f}"
+        return f"{100 * r[key]:.1f} ± {100 * float(np.std(vals, ddof=1)):.1f} ({len(vals)} seeds)"
+
     lines = ["| τ | triplets | top-1 (%) | top-5 (%) | paper, UCF-101 0/101 (%) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['tau']:.1f} | {r['triplets']} | {100 * r['top1']:.1f} | {100 * r['top5']:.1f} | "
+    lines += [f"| {r['tau']:.1f} | {r['triplets']} | {cell(r, 'top1')} | {cell(r, 'top5')} | "
               f"{plots.PAPER_TAU.get(round(r['tau'], 1), '–')} |" for r in rows]
+    lines += ["", *[f"- {x}" for x in tau_comparisons(ablation)]]
     md = "\n".join(lines) + "\n"
     write_text(figures / "tau_ablation.md", md)
     return Shown(fig, Markdown(md))
+
+
+def tau_comparisons(ablation: dict) -> list[str]:
+    """Each other τ against the paper's best (0.8, or the first τ when 0.8 is absent), paired by training seed."""
+    rows = ablation["rows"]
+    if len(rows) < 2:
+        return []
+    ref = next((r for r in rows if round(r["tau"], 2) == 0.8), rows[0])
+    return [compare.sentence(f"τ = {r['tau']:.1f}", r.get("top1_seeds") or [r["top1"]], f"τ = {ref['tau']:.1f}",
+                             ref.get("top1_seeds") or [ref["top1"]], "every class, top-1")
+            for r in rows if r is not ref]
 
 
 def data_preview(lay: Layout, clips: int = 3, seconds: int = 5) -> Shown:
@@ -343,14 +432,17 @@ def groups(lay: Layout, kind: str) -> dict:
 def figures_1_and_3(lay: Layout, s: Settings, checkpoint: Path | None = None, kind: str = "ucf101") -> dict:
     """Notebook 06: Fig. 1 (t-SNE, baseline SBERT space vs joint space) and Fig. 3 (confusion matrices of the
     hard classes, objects-only baseline vs CEZSAR VE + O; without objects, CEZSAR VE alone); saved under the
-    set's figures folder."""
+    set's figures folder. The figures show the first training seed's model; the hard-class accuracy of CEZSAR is
+    given over every training seed (mean ± std, each seed's in "hard_class_accuracy_seeds"), and compared with
+    the baseline by `cezsar.compare` ("comparison")."""
 
-    checkpoint = checkpoint or lay.model_dir(s.tau) / "best.pt"
+    checkpoints = {int(s.seed): Path(checkpoint)} if checkpoint else pipeline.model_checkpoints(lay, s)
     seed = s.seed
     objects = pipeline.uses_objects(lay, s)
-    res = pipeline.evaluate_methods(lay, kind, checkpoint, s, protocols={},
-                                    methods=("O", "VE+O") if objects else ("VE",))
-    ours = res["_emb"]["VE+O" if objects else "VE"]
+    ours_variant = "VE+O" if objects else "VE"
+    res = pipeline.evaluate_seeds(lay, kind, checkpoints, s, protocols={},
+                                  methods=("O", "VE+O") if objects else ("VE",))
+    ours = res["_emb"][ours_variant]
     base = res["_emb"].get("O")
     g = groups(lay, kind)
     present = set(ours["classes"])
@@ -364,13 +456,28 @@ def figures_1_and_3(lay: Layout, s: Settings, checkpoint: Path | None = None, ki
         spaces[title] = (v, p)
     f1 = plots.fig1_tsne(spaces, labels, g["tsne"], seed=seed)
     f1.savefig(lay.figures / "fig1_tsne.png", dpi=130)
+    ours_name = "CEZSAR (VE + O)" if base is not None else "CEZSAR (VE)"
+    per_seed = {k: metrics(_subset(e, g["hard"])[3], _subset(e, g["hard"])[1], g["hard"])["top1"]
+                for k, e in res["_seed_emb"][ours_variant].items()}
+    vals = list(per_seed.values())
     mats, accs = {}, {}
-    for name, emb in ([("objects-only baseline", base), ("CEZSAR (VE + O)", ours)] if base is not None
-                      else [("CEZSAR (VE)", ours)]):
-        _, y, _, s = _subset(emb, g["hard"])
-        m = metrics(s, y, g["hard"])
+    for name, emb in ([("objects-only baseline", base), (ours_name, ours)] if base is not None
+                      else [(ours_name, ours)]):
+        _, y, _, sc = _subset(emb, g["hard"])
+        m = metrics(sc, y, g["hard"])
         accs[name] = m["top1"]
-        mats[f"({'ab'[len(mats)]}) {name}: acc. {100 * m['top1']:.1f}%"] = np.asarray(m["confusion"])
+        label = f"acc. {100 * m['top1']:.1f}%"
+        if name == ours_name and len(vals) > 1:
+            label = (f"acc. {100 * m['top1']:.1f}% (seed {next(iter(per_seed))}; "
+                     f"{100 * float(np.mean(vals)):.1f} ± {100 * float(np.std(vals, ddof=1)):.1f}% over {len(vals)} seeds)")
+        mats[f"({'ab'[len(mats)]}) {name}: {label}"] = np.asarray(m["confusion"])
+    accs[ours_name] = float(np.mean(vals))
+    if len(vals) > 1:
+        accs[f"{ours_name}, std over {len(vals)} seeds"] = float(np.std(vals, ddof=1))
     f3 = plots.fig3_confusion(mats, g["hard"])
     f3.savefig(lay.figures / "fig3_confusion.png", dpi=130)
-    return {"fig1": f1, "fig3": f3, "hard_class_accuracy": accs, "tsne_classes": g["tsne"], "hard_classes": g["hard"]}
+    comparison = compare.sentence(ours_name, vals, "the objects-only baseline", accs["objects-only baseline"],
+                                  "hard classes, top-1") if base is not None else None
+    return {"fig1": f1, "fig3": f3, "hard_class_accuracy": accs, "hard_class_accuracy_seeds": per_seed,
+            "comparison": Markdown(comparison) if comparison else None, "tsne_classes": g["tsne"],
+            "hard_classes": g["hard"]}

@@ -61,3 +61,33 @@ def protocol_record(res: dict, *, checkpoint: str | Path | None, trained_on: dic
             "descriptions": descriptions_record(descriptions), "dataset_root": str(dataset_root),
             "features": str(features) if features is not None else None, "text_model": text_model,
             "text_model_id": text_model_id, "backbone": backbone, "split_sha256": sha256_of(res.get("split_file"))}
+
+
+TRAINED_METHODS = ("VE", "VE+O", "CLIP+VE")  # rows whose numbers depend on the training seed
+
+
+def seed_record(records: list[dict], seeds: list[int]) -> dict:
+    """One protocol's result over training seeds (docs/decisions.md, 'Training seeds'): seed k's record is `records[k]`.
+
+    The shared schema's keys keep seed `seeds[0]`'s record (its runs, split file, checkpoint), except
+    "top1_mean" / "top5_mean", which become the mean over seeds of each seed's mean, and "top1_std" / "top5_std",
+    the mean over seeds of each seed's spread over the protocol's class subsets. "seeds" holds the rest:
+    {"seeds", "top1" and "top5" (each seed's mean), "top1_std" / "top5_std" (sample std over seeds; 0 with one
+    seed), "n", "records" (every seed's whole record)}; "seed_top1" maps each seed to its top-1."""
+    if len(records) != len(seeds) or not records:
+        raise ValueError(f"seed_record: {len(records)} records for seeds {seeds}")
+    out = dict(records[0])
+    per: dict = {"seeds": list(seeds), "n": len(seeds), "records": list(records)}
+    for key in ("top1", "top5"):
+        if any(f"{key}_mean" not in r for r in records):  # a record without top-5 (e.g. built by hand)
+            continue
+        means = [float(r[f"{key}_mean"]) for r in records]
+        spreads = [float(r.get(f"{key}_std") or 0.0) for r in records]
+        m = sum(means) / len(means)
+        per[key] = means
+        per[f"{key}_std"] = (sum((x - m) ** 2 for x in means) / (len(means) - 1)) ** 0.5 if len(means) > 1 else 0.0
+        out[f"{key}_mean"] = m
+        out[f"{key}_std"] = None if records[0].get(f"{key}_std") is None else sum(spreads) / len(spreads)
+    out["seeds"] = per
+    out["seed_top1"] = {str(k): v for k, v in zip(seeds, per["top1"])}  # each seed's top-1, by seed (digests)
+    return out

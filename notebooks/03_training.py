@@ -19,9 +19,12 @@
 # **Purpose.** Train the Visual and Sentence Embedding Modules (Eqs. 1–6) with the triplet loss (Eq. 7): AdamW
 # lr 1e-4, β (0.9, 0.99), weight decay 1e-5, batch 128, 25 epochs, early stopping 10 on video-level validation
 # triplets (paper §4). A checkpoint per epoch; a rerun resumes. One line per epoch is printed as it ends.
+# Every trained number is a mean over training seeds: `train_seeds` models (seeds `seed`, `seed` + 1, …) train
+# together in one process as stacked weights, each with its own initialisation, batch order, dropout draws,
+# optimiser state and early stopping (docs/decisions.md, 'Training seeds').
 #
-# **Inputs.** triplets (02), features (01). **Outputs.** `<models_dir>/tau<τ>/{best,last}.pt`, `log.csv`,
-# `provenance.json`, and the loss curves.
+# **Inputs.** triplets (02), features (01). **Outputs.** `<models_dir>/tau<τ>/seed<k>/{best,last}.pt`, `log.csv`,
+# `provenance.json` per training seed, and the loss curves.
 
 # %% tags=["parameters"]
 # None: the parameter set's value (params_file); any value written here overrides it for this notebook
@@ -30,14 +33,15 @@ tau: float | None = None  # which triplet file to train on
 epochs: int | None = None  # paper §4: 25 (embedded set: 16, see params/embedded.yaml)
 patience: int | None = None  # paper §4: early stopping
 batch: int | None = None  # paper §4
-seed: int | None = None  # initialisation and batch order
+seed: int | None = None  # mining and t-SNE; the first training seed
+train_seeds: int | None = None  # models per τ, training seeds seed … seed + train_seeds − 1
 device: str | None = None  # auto = CUDA when present (bf16 autocast), else CPU
 
 # %%
 from cezsar import pipeline, plots, widgets
 
 # %%
-widgets.tuner(globals(), ["epochs", "patience", "batch", "seed"], params_file)
+widgets.tuner(globals(), ["epochs", "patience", "batch", "seed", "train_seeds"], params_file)
 
 # %%
 P = pipeline.settings(params_file, globals())
@@ -47,14 +51,14 @@ P
 layout = pipeline.layout_from(P)
 
 # %% [markdown]
-# ## Train (resumes from the last checkpoint when there is one)
+# ## Train every seed (each resumes from its last checkpoint when there is one)
 
 # %%
 history = pipeline.train_model(layout, P)
-{k: v for k, v in history.items() if k != "history"}
+[{k: v for k, v in run.items() if k not in ("history", "data")} for run in history["runs"]]
 
 # %% [markdown]
 # ## Loss curves
 
 # %%
-plots.loss_curves(history["history"])
+plots.loss_curves({run["seed"]: run["history"] for run in history["runs"]})

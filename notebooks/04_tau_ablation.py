@@ -17,7 +17,9 @@
 # # 04 · The τ ablation
 # **Purpose.** Paper §5: how the mining threshold τ changes zero-shot accuracy. For τ = 0.7, 0.8, 0.9: mine, train
 # and evaluate VE + O (Eq. 9; VE alone when the run has no objects) on the UCF-form test set with every class (the
-# paper: UCF-101 0/101; 47.8 %, 50.9 %, 48.3 %). Each τ reuses its triplet file and checkpoint when they exist.
+# paper: UCF-101 0/101; 47.8 %, 50.9 %, 48.3 %). Each τ trains `train_seeds` models and gives their mean ± std;
+# the τ comparisons are paired tests over the seeds (`cezsar.compare`). Each τ reuses its triplet file and
+# checkpoints when they exist.
 #
 # **Inputs.** features (01). **Outputs.** `<figures_dir>/tau_ablation.png`, `<figures_dir>/tau_ablation.md`.
 
@@ -26,6 +28,7 @@
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
 tau_values: str | None = None  # paper §5: the thresholds compared
 epochs: int | None = None  # paper §4: 25 (embedded set: 16)
+train_seeds: int | None = None  # models per τ (mean ± std over them)
 alpha: float | None = None  # Eq. 9 weight of VE
 beta: float | None = None  # Eq. 9 weight of SE(O(v))
 
@@ -33,7 +36,7 @@ beta: float | None = None  # Eq. 9 weight of SE(O(v))
 from cezsar import pipeline, report, widgets
 
 # %%
-widgets.tuner(globals(), ["tau_values", "epochs", "alpha", "beta"], params_file)
+widgets.tuner(globals(), ["tau_values", "epochs", "train_seeds", "alpha", "beta"], params_file)
 
 # %%
 P = pipeline.settings(params_file, globals())
@@ -50,7 +53,7 @@ ablation = pipeline.tau_ablation(layout, P)
 ablation
 
 # %% [markdown]
-# ## Plot and table
+# ## Plot, table and the paired comparisons
 
 # %%
 report.tau_outputs(ablation, layout.figures)

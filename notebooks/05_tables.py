@@ -22,10 +22,14 @@
 # computed row says what it was computed on (dataset and videos used, backbone, text model, epochs). Three more rows,
 # the modern peer on the same splits — CLIP frame average (class names), CLIP frame average (descriptions), CEZSAR on
 # CLIP features — are computed when the parameter set names a CLIP (`clip_model`), and read "needs weights" otherwise.
+# Each trained row is the mean over `train_seeds` training seeds ± their std, with the protocol's spread over its
+# class subsets shown apart ("62.5 ± 1.8 (5 seeds), subsets ± 9.3"); every comparison below the tables is a paired
+# test over the seeds (`cezsar.compare`), never written by hand.
 #
 # **Inputs.** the τ checkpoint (03), test features (01). **Outputs.** `runs/<name>/results.json` (every run's
-# seed, classes, accuracy, the split files' hashes, the code version, the parameter set and the training record),
-# `<figures_dir>/table1.{md,csv}`, `<figures_dir>/table2.{md,csv}`.
+# seed, classes, accuracy, the split files' hashes, the code version, the parameter set and the training record,
+# for every training seed), `<figures_dir>/table1.{md,csv}`, `<figures_dir>/table2.{md,csv}`,
+# `<figures_dir>/comparisons.md`.
 
 # %% tags=["parameters"]
 # None: the parameter set's value (params_file); any value written here overrides it for this notebook
@@ -34,6 +38,7 @@ tau: float | None = None  # which trained model to evaluate (paper: 0.8)
 alpha: float | None = None  # Eq. 9 weight of VE
 beta: float | None = None  # Eq. 9 weight of SE(O(v))
 runs: int | None = None  # paper §4: random class subsets per protocol
+train_seeds: int | None = None  # trained models per row (mean ± std over them)
 
 # %%
 from IPython.display import Markdown
@@ -61,3 +66,9 @@ results = report.evaluate_all(layout, P)
 
 # %%
 Markdown("\n\n".join(report.write_tables(results, layout.figures).values()))
+
+# %% [markdown]
+# ## Comparisons (paired over training seeds)
+
+# %%
+report.write_comparisons(results, layout.figures)

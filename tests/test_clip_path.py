@@ -104,12 +104,13 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, 
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({
         "data_root": str(synth), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,
-        "runs": 3, "use_objects": "off", "device": "cpu"}))
+        "train_seeds": 2, "runs": 3, "use_objects": "off", "device": "cpu"}))
     monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path / "runs"))
     s = params.settings(tmp_path / "p.yaml")
     lay = pipeline.layout_from(s)
     peer = clip_stage.clip_rows(lay, s)
     assert Path(peer["training"]["checkpoint"]).is_file()
+    assert [Path(c).parent.name for c in peer["training"]["checkpoints"].values()] == ["seed0", "seed1"]
     assert (lay.work / "clip" / "features" / "activitynet" / "features.json").is_file()
     for kind in pipeline.TEST_SETS:
         assert set(peer[kind]) == {"CLIP-names", "CLIP-descriptions", "CLIP+VE"}

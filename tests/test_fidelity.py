@@ -33,6 +33,9 @@ def test_table_means_stds_and_deltas_against_the_reference(tmp_path):
     settings = {"seeds": 2, "note": "toy"}
     out = fidelity.report(res, tmp_path, settings)
     assert "| raw_sum |" in out["markdown"] and "+20.0" in out["markdown"]
+    # the paired comparison over the seeds both variants have (issue 26): raw_sum - paper = +20, +20 points
+    assert "raw_sum vs paper (UCF-form, every class, VE + O top-1): +20.0 points" in out["markdown"]
+    assert "far_from_all vs obj2 (UCF-form, every class, VE + O top-1): +10.0 points with 1 seed" in out["markdown"]
     back = fidelity.recorded(tmp_path)
     assert back["markdown"] == out["markdown"] and back["rows"][1]["ucf101_VE+O"] == rows["raw_sum"]["ucf101_VE+O"]
     assert (tmp_path / "fidelity.png").stat().st_size > 0 and fidelity.recorded(tmp_path / "none") is None

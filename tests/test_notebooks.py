@@ -98,7 +98,7 @@ def _images(path: Path) -> int:
 TINY = {
     "mode": "embedded", "synth_seed": 0, "synth_size": "small", "backbone": "efficientnet_lite0",
     "backbone_weights": "", "image_size": 160, "text_model": "minilm", "tau": 0.8, "tau_values": "0.8,0.9",
-    "n_negatives": 10, "object_positives": 0, "epochs": 4, "patience": 10, "batch": 128, "seed": 0, "device": "cpu", "alpha": 0.8,
+    "n_negatives": 10, "object_positives": 0, "epochs": 4, "patience": 10, "batch": 128, "seed": 0, "train_seeds": 2, "device": "cpu", "alpha": 0.8,
     "beta": 0.2, "runs": 3,
 }
 
@@ -129,6 +129,11 @@ def test_run_all_executes_every_notebook_on_a_tiny_parameter_set(tmp_path: Path)
     results = json.loads((run / "results.json").read_text())
     assert set(results["datasets"]) == {"ucf101", "kinetics400"}
     assert {"O", "VE", "VE+O"} <= set(results["datasets"]["ucf101"]["methods"])
+    # every trained number over the training seeds (issue 26): each seed's record kept, the table cell says so
+    ve = next(iter(results["datasets"]["ucf101"]["methods"]["VE"].values()))
+    assert ve["seeds"]["seeds"] == [0, 1] and len(ve["seeds"]["records"]) == 2
+    assert "(2 seeds)" in (figs / "table1.md").read_text()
+    assert "paired over 2 seeds" in (figs / "comparisons.md").read_text()
     # one results schema (issue 20): every protocol record is the one `cezsar evaluate` writes
     from cezsar.results import RESULTS_VERSION, protocol_record
 
@@ -158,7 +163,7 @@ def test_run_all_executes_every_notebook_on_a_tiny_parameter_set(tmp_path: Path)
     again = json.loads((run / "results.json").read_text())
     assert again["datasets"] == results["datasets"] and again["overrides"] == {}
     # training on SynthActions lowers the validation loss (held-out videos)
-    log = json.loads((tmp_path / "work" / "models" / "tau0.80" / "log.json").read_text())
+    log = json.loads((tmp_path / "work" / "models" / "tau0.80" / "seed0" / "log.json").read_text())
     val = [e["val_loss"] for e in (log["history"] if isinstance(log, dict) else log)]
     assert min(val[1:]) < val[0], val
 

@@ -170,7 +170,8 @@ def run_stage(args: argparse.Namespace) -> int:
         raise checks.DataError(f"--params-file {' '.join(str(err).split())}") from err
     res = pipeline.train_model(pipeline.layout_from(s), s, args.tau)
     if distributed.is_main():
-        summary = {k: v for k, v in res.items() if k != "history"}
+        summary = {k: v for k, v in res.items() if k not in ("history", "runs")}
+        summary["runs"] = [{k: v for k, v in r.items() if k not in ("history", "data")} for r in res.get("runs", [])]
         print(json.dumps(res) if args.json else json.dumps(summary, indent=1, default=str))
     return 0
 

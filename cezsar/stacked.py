@@ -1,0 +1,416 @@
+"""Several training seeds in one process (docs/decisions.md, 'Training seeds'): K joint embedders as stacked weights.
+
+Every trained number of the tables is a mean over training seeds, so each τ trains K models that differ only
+in their seed (initialisation, batch order, dropout draws). Here they train together: their parameters are
+stacked along a new first axis (`torch.func.stack_module_state`), and one step runs Eqs. 1-7 for all K models
+with batched matrix products (each model on its own batch, its own weights), so the per-operation overhead of
+a small CPU step is paid once instead of K times. The models stay independent: the loss is the sum of the K
+models' batch means, so each model's gradient is exactly its own; one fused AdamW over the stacked tensors is
+element-wise K AdamWs (tests/test_stacked.py checks losses and gradients against K separate `train.fit`-style
+runs); a model that stops early leaves the stack.
+
+The VEM runs packed (the valid rows of each window, as `cezsar.packed_vem`), padded only to the longest
+model's row count. Each seed writes `fit`'s files (last.pt, best.pt, log.json, log.csv) to its own folder, in
+`fit`'s checkpoint format, so every reader of `fit`'s checkpoints reads them, and `fit(resume=True)` could
+continue one alone. The released-code model variants (`released_*`) fall back to one `fit` per seed.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import os
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.func import stack_module_state
+from torch.nn import functional as F
+
+from cezsar.atomic import write_atomic
+from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
+from cezsar.checks import CheckpointError, read_checkpoint
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.devices import resolve_device
+from cezsar.featurebank import TripletTensors, epoch_order
+from cezsar.model import JointEmbedder
+from cezsar.packed_vem import dropout_cpu
+from cezsar.train import (_autocast, _write_logs, fit, make_optimizer, prepare, rng_state, seed_everything,
+                          set_rng_state, triplet_loss, visual_windows)
+
+
+def stackable(cfg: ModelConfig) -> bool:
+    """Whether `StackedEmbedders` computes this model (the paper's; the released variants are not stacked)."""
+    return not (cfg.released_sem or cfg.released_padding or cfg.released_attention or cfg.released_head)
+
+
+def seed_dir(out: Path, seed: int) -> Path:
+    """Where training seed `seed` of a run writes its files: `<out>/seed<seed>/`."""
+    return Path(out) / f"seed{seed}"
+
+
+class _StackedLinear(torch.autograd.Function):
+    """y = x W^T + b for K models at once: x (K, N, in), W (K, out, in), b (K, out) -> (K, N, out).
+
+    The backward writes the weight's gradient in W's own (K, out, in) layout (g^T x); autograd's rule for
+    `baddbmm(b, x, W.transpose(1, 2))` computes it transposed and then copies it whole, which on a CPU cost as much
+    as the products themselves."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+        ctx.save_for_backward(x, w)
+        return torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))  # (K, N, out)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, w = ctx.saved_tensors
+        g = g.contiguous()
+        gx = torch.bmm(g, w) if ctx.needs_input_grad[0] else None  # (K, N, in)
+        gw = torch.bmm(g.transpose(1, 2), x)  # (K, out, in) in the weight's layout
+        return gx, gw, g.sum(dim=1)  # (K, out)
+
+
+class StackedEmbedders:
+    """K `JointEmbedder`s of one `ModelConfig` as stacked parameters (name -> (K, *shape) leaf tensors)."""
+
+    def __init__(self, models: list[JointEmbedder]) -> None:
+        if not models or not stackable(models[0].cfg):
+            raise ValueError("stacked training needs at least one model of the paper's variant (no released_*)")
+        self.cfg = models[0].cfg
+        self.names = [n for n, _ in models[0].named_parameters()]
+        params, _ = stack_module_state(models)  # name -> (K, *shape), requires_grad leaves
+        self.params = {n: params[n] for n in self.names}
+        self.k = len(models)
+        layer = models[0].vem.layers[0]
+        self.eps = layer.norm1.eps
+        self.pe = models[0].vem.pe  # a fixed table, no weights
+        self.training = True
+
+    def parameters(self) -> list[Tensor]:
+        return [self.params[n] for n in self.names]
+
+    def state_dict(self, k: int) -> dict[str, Tensor]:
+        """Model k's weights in `JointEmbedder.state_dict` form."""
+        return {n: self.params[n][k].detach().clone() for n in self.names}
+
+    # --- the batched Eqs. 1-6 ----------------------------------------------------------------------------
+    def _linear(self, x: Tensor, name: str, weight: str = ".weight", bias: str = ".bias") -> Tensor:
+        """x (K, N, in) through each model's own Linear `name`: (K, N, out)."""
+        return _StackedLinear.apply(x, self.params[name + weight], self.params[name + bias])
+
+    def _norm(self, x: Tensor, name: str) -> Tensor:
+        """LayerNorm with each model's own affine weights: (K, N, d)."""
+        y = F.layer_norm(x, x.shape[-1:], eps=self.eps)
+        return torch.addcmul(self.params[name + ".bias"].unsqueeze(1), y, self.params[name + ".weight"].unsqueeze(1))
+
+    def _dropout(self, x: Tensor, p: float) -> Tensor:
+        """Inverted dropout; every element its own draw, so each model gets its own mask (the packed path's
+        cheaper CPU generator, `packed_vem.dropout_cpu`)."""
+        return dropout_cpu(x, p, self.training)
+
+    def encode_video(self, x: Tensor, valid: Tensor, grid_pos: Tensor, column: Tensor, mask: Tensor) -> Tensor:
+        """Eqs. 1-5 for K models on packed rows.
+
+        x (K, N, feat_dim): model k's valid window rows, padded to N (rows past its own count are ignored);
+        valid (M,) flat positions in (K N) of the M real rows; grid_pos (M,) their flat positions in the
+        (K, U, T) window grid; column (M,) their time step; mask (K, U, T) bool valid steps (a padding window has
+        its first step valid, so its attention is defined; nothing reads it). Returns (K, U, d_emb)."""
+        k, n, _ = x.shape
+        _, u, t = mask.shape
+        cfg = self.cfg
+        h = torch.relu(self._linear(x, "vem.proj"))  # (K, N, d)  Eq. 1
+        d = h.shape[-1]
+        if self.pe is not None:
+            pe = self.pe.at(column, t)  # (M, d)
+            h = h.reshape(k * n, d).index_add(0, valid, pe.to(h.dtype)).view(k, n, d)
+        keys = mask.reshape(k * u, 1, 1, t)  # (K U, 1, 1, T) True = a valid key
+        heads = cfg.n_heads
+        p = cfg.dropout if self.training else 0.0
+        for i in range(cfg.n_layers):
+            pre = f"vem.layers.{i}."
+            qkv = self._linear(h, pre + "self_attn.in_proj", "_weight", "_bias")  # (K, N, 3d)
+            grid = qkv.new_zeros(k * u * t, 3 * d).index_copy_(0, grid_pos, qkv.reshape(k * n, 3 * d)[valid])
+            q, kk, v = grid.view(k * u, t, 3, heads, d // heads).permute(2, 0, 3, 1, 4).unbind(0)  # (K U, H, T, dh)
+            o = F.scaled_dot_product_attention(q, kk, v, attn_mask=keys, dropout_p=p)  # (K U, H, T, dh)  Eq. 2
+            o = o.transpose(1, 2).reshape(k * u * t, d)[grid_pos]  # (M, d)
+            o = o.new_zeros(k * n, d).index_copy_(0, valid, o).view(k, n, d)  # (K, N, d)
+            a = self._linear(o, pre + "self_attn.out_proj")  # (K, N, d)  W^0 of Eq. 3
+            h = self._norm(h + self._dropout(a, p), pre + "norm1")
+            f = self._linear(self._dropout(torch.relu(self._linear(h, pre + "linear1")), p), pre + "linear2")
+            h = self._norm(h + self._dropout(f, p), pre + "norm2")  # (K, N, d)  Eq. 4
+        grid = h.new_zeros(k * u * t, d).index_copy_(0, grid_pos, h.reshape(k * n, d)[valid]).view(k, u, t, d)
+        count = mask.sum(dim=2, keepdim=True).clamp(min=1).to(h.dtype)  # (K, U, 1)
+        pooled = grid.sum(dim=2) / count  # (K, U, d) mean over valid steps
+        return torch.relu(self._linear(pooled, "vem.out"))  # (K, U, d_emb)  Eq. 5
+
+    def encode_text(self, s: Tensor) -> Tensor:
+        """Eq. 6 for K models: s (K, S, text_dim) -> (K, S, d_emb)."""
+        return torch.relu(self._linear(s, "sem.net.0"))
+
+
+def _pad_stack(parts: list[Tensor], length: int, fill=0) -> Tensor:
+    """(K, length, *rest) from K tensors of (n_k, *rest), padded with `fill`."""
+    out = parts[0].new_full((len(parts), length, *parts[0].shape[1:]), fill)
+    for i, p in enumerate(parts):
+        out[i, :len(p)] = p
+    return out
+
+
+def stacked_batch_loss(net: StackedEmbedders, data: list[TripletTensors], batches: list[Tensor], margin: float
+                       ) -> tuple[Tensor, Tensor]:
+    """Eq. 7 for K models, model k on triplets `batches[k]` of `data[k]` (one data set may serve all).
+
+    Each model shares its batch's distinct windows and sentences as `train.batch_loss` does. Returns
+    (loss (K, B), d_pos < d_neg (K, B)); the batches have one length B."""
+    k = len(batches)
+    if len(data) == 1:
+        data = data * k
+    wins, texts = [d._windows(b) for d, b in zip(data, batches)], [d.text_batch(b) for d, b in zip(data, batches)]
+    u = max(len(w[0]) for w in wins)
+    t = max(w[1].shape[1] for w in wins)
+    xs, masks, grid_pos, valid, column = [], [], [], [], []
+    n = max(int(w[1].sum()) for w in wins)
+    for i, (d, (uw, m, _)) in enumerate(zip(data, wins)):
+        full = torch.zeros(u, t, dtype=torch.bool, device=m.device)
+        full[:len(uw), :m.shape[1]] = m
+        full[len(uw):, 0] = True  # padding windows: one valid step, so their attention is defined
+        idx = m.reshape(-1).nonzero().squeeze(1)  # (n_i,) in model i's own (U_i, t_i) layout
+        rows = d.rows[uw, :m.shape[1]].reshape(-1)[idx]  # (n_i,) bank rows
+        xs.append(d.bank[rows].float())  # (n_i, D)
+        r, c = idx // m.shape[1], idx % m.shape[1]
+        grid_pos.append(i * u * t + r * t + c)
+        valid.append(i * n + torch.arange(len(idx), device=idx.device))
+        column.append(c)
+        masks.append(full)
+    x = _pad_stack(xs, n)  # (K, N, D)
+    mask = torch.stack(masks)  # (K, U, T)
+    ve = net.encode_video(x, torch.cat(valid), torch.cat(grid_pos), torch.cat(column), mask).float()  # (K, U, E)
+    s = _pad_stack([tx[0] for tx in texts], max(len(tx[0]) for tx in texts))  # (K, S, text_dim)
+    se = net.encode_text(s).float()  # (K, S, E)
+    inv_v = torch.stack([w[2] for w in wins])  # (K, B)
+    inv_p, inv_n = torch.stack([tx[1] for tx in texts]), torch.stack([tx[2] for tx in texts])  # (K, B) each
+    take = lambda e, i: torch.gather(e, 1, i.unsqueeze(-1).expand(-1, -1, e.shape[-1]))  # (K, B, E)
+    v, sp, sn = take(ve, inv_v), take(se, inv_p), take(se, inv_n)
+    loss = triplet_loss(v, sp, sn, margin)  # (K, B)
+    with torch.no_grad():
+        correct = torch.linalg.vector_norm(v - sp, dim=-1) < torch.linalg.vector_norm(v - sn, dim=-1)
+    return loss, correct
+
+
+# --- per-seed state and the stacked optimiser -------------------------------------------------------------
+def stack_optimizer(net: StackedEmbedders, cfg: TrainConfig, states: list[dict | None]) -> torch.optim.AdamW:
+    """One fused AdamW over the stacked tensors (element-wise K AdamWs); `states` are the K models' own
+    `optimizer.state_dict()`s (fit's format) or all None for a fresh start. The K models must have taken the
+    same number of steps (the caller groups them by epoch)."""
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay,
+                            fused=True)
+    if all(s is None for s in states):
+        return opt
+    if any(s is None for s in states):
+        raise ValueError("stack_optimizer: mix of fresh and resumed optimiser states")
+    merged = copy.deepcopy(states[0])
+    for i, _ in enumerate(net.names):
+        per = [s["state"][i] for s in states]
+        steps = {float(p["step"]) for p in per}
+        if len(steps) != 1:
+            raise ValueError(f"stack_optimizer: the models took different numbers of steps {sorted(steps)}")
+        merged["state"][i] = {"step": per[0]["step"].clone(),
+                              "exp_avg": torch.stack([p["exp_avg"] for p in per]),
+                              "exp_avg_sq": torch.stack([p["exp_avg_sq"] for p in per])}
+    opt.load_state_dict(merged)
+    return opt
+
+
+def unstack_optimizer(opt: torch.optim.AdamW, net: StackedEmbedders, k: int) -> dict:
+    """Model k's part of the stacked AdamW, as its own `optimizer.state_dict()` (fit's format)."""
+    full = opt.state_dict()
+    out = {"param_groups": copy.deepcopy(full["param_groups"]), "state": {}}
+    for i, _ in enumerate(net.names):
+        st = full["state"].get(i)
+        if st is not None:
+            out["state"][i] = {"step": st["step"].clone(), "exp_avg": st["exp_avg"][k].clone(),
+                               "exp_avg_sq": st["exp_avg_sq"][k].clone()}
+    return out
+
+
+@dataclasses.dataclass
+class _Seed:
+    """One training seed's own run: its folder, weights, optimiser state and early-stopping state."""
+
+    seed: int
+    out: Path
+    weights: dict
+    opt_state: dict | None
+    state: dict
+    rng: dict | None = None
+    meta: dict = dataclasses.field(default_factory=dict)
+
+    def done(self, cfg: TrainConfig) -> bool:
+        return self.state["epoch"] + 1 >= cfg.epochs or self.state["bad_epochs"] >= cfg.patience
+
+
+def _stacked_epoch(net: StackedEmbedders, data: TripletTensors, opt: torch.optim.Optimizer, orders: list[np.ndarray],
+                   cfg: TrainConfig, device: torch.device) -> list[float]:
+    """One epoch of the stacked models, model k on its own order; returns each model's mean training loss."""
+    net.training = True
+    order_t = [torch.as_tensor(o, dtype=torch.int64).to(device) for o in orders]
+    steps = (len(orders[0]) + cfg.batch - 1) // cfg.batch
+    total = torch.zeros(len(orders), dtype=torch.float64, device=device)
+    for i in range(steps):
+        batches = [o[i * cfg.batch:(i + 1) * cfg.batch] for o in order_t]
+        with _autocast(device, cfg.autocast):
+            loss, _ = stacked_batch_loss(net, [data], batches, cfg.margin)  # (K, B)
+        opt.zero_grad(set_to_none=True)
+        loss.mean(dim=1).sum().backward()  # each model's gradient is that of its own batch mean
+        opt.step()
+        total += loss.detach().sum(dim=1).double()
+    return (total / len(orders[0])).tolist()
+
+
+@torch.no_grad()
+def _stacked_evaluate(net: StackedEmbedders, data: TripletTensors, idx: np.ndarray, cfg: TrainConfig,
+                      device: torch.device) -> list[dict]:
+    """`train.evaluate` for K models on the same validation triplets: [{"loss", "acc"}] per model."""
+    net.training = False
+    k = net.k
+    if len(idx) == 0:
+        return [{"loss": float("nan"), "acc": float("nan")} for _ in range(k)]
+    win = data.win.cpu().numpy()
+    order = torch.as_tensor(idx[np.argsort(win[idx], kind="stable")], dtype=torch.int64).to(device)
+    total, correct = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.int64)
+    for i in range(0, len(order), cfg.batch):
+        b = order[i:i + cfg.batch]
+        with _autocast(device, cfg.autocast):
+            loss, ok = stacked_batch_loss(net, [data], [b] * k, cfg.margin)
+        total += loss.double().sum(dim=1).cpu()
+        correct += ok.sum(dim=1).cpu()
+    return [{"loss": float(total[j]) / len(idx), "acc": int(correct[j]) / len(idx)} for j in range(k)]
+
+
+def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_cfg: TrainConfig | None = None,
+                model_cfg: ModelConfig | None = None, out_dir: str | os.PathLike = ".", resume: bool = False, *,
+                fast: FastPathConfig | None = None, text_model: str | None = None, text_model_name: str | None = None,
+                params: str | None = None, segment_bounds: np.ndarray | None = None,
+                on_epoch_end: Callable[[int, dict], None] | None = None) -> list[dict]:
+    """`train.fit` for every training seed in `seeds` at once (module doc): seed s trains as `fit` with
+    `train_cfg.seed = s` would (its initialisation, its batch order, its early stopping) and writes fit's files
+    to `<out_dir>/seed<s>/`. `resume=True` continues each seed from its own last.pt. Returns fit's summary
+    per seed, in the order of `seeds`; `on_epoch_end(seed, row)` after each seed's epoch."""
+    train_cfg = train_cfg or TrainConfig()
+    fast = fast or FastPathConfig()
+    if len(set(seeds)) != len(seeds) or not seeds:
+        raise ValueError(f"training seeds must be distinct and at least one: {seeds}")
+    model_cfg = dataclasses.replace(model_cfg or ModelConfig(), feat_dim=int(store.dim), text_dim=int(text_emb.shape[1]))
+    out = Path(out_dir)
+    if not stackable(model_cfg):  # the released variants: one fit per seed
+        return [fit(triplets, store, text_emb, dataclasses.replace(train_cfg, seed=s), model_cfg, seed_dir(out, s),
+                    resume, fast=fast, text_model=text_model, text_model_name=text_model_name, params=params,
+                    progress=False, segment_bounds=segment_bounds,
+                    on_epoch_end=None if on_epoch_end is None else (lambda row, s=s: on_epoch_end(s, row)))
+                for s in seeds]
+    triplets = visual_windows(triplets, train_cfg.window, segment_bounds)
+    device = resolve_device(train_cfg.device)
+    text_model = text_model or getattr(triplets, "text_model", None)
+    out.mkdir(parents=True, exist_ok=True)
+    data, stats = prepare(triplets, store, text_emb, model_cfg, fast, Path(fast.cache_dir or out / "cache"), device)
+    val_mask = np.asarray(triplets.val, dtype=bool)
+    train_idx, val_idx = np.flatnonzero(~val_mask), np.flatnonzero(val_mask)
+    if len(train_idx) == 0:
+        raise ValueError("triplets: every triplet is in the validation split")
+    win = data.win.cpu().numpy()
+    runs: list[_Seed] = []
+    for s in seeds:
+        cfg_s = dataclasses.replace(train_cfg, seed=s)
+        seed_everything(s)  # the same initialisation as fit(seed=s)
+        model = JointEmbedder(model_cfg)
+        meta = _meta(model_cfg, cfg_s, fast, text_model, text_model_name, triplets, store, params)
+        run = _Seed(s, seed_dir(out, s), model.state_dict(), None,
+                    {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []},
+                    meta=meta)
+        last = run.out / "last.pt"
+        if resume and last.is_file():
+            _load_seed(run, last, meta, device)
+        run.out.mkdir(parents=True, exist_ok=True)
+        runs.append(run)
+    base = JointEmbedder(model_cfg)  # holds the shapes; its weights are replaced below
+    while True:
+        todo = [r for r in runs if not r.done(train_cfg)]
+        if not todo:
+            break
+        epoch = min(r.state["epoch"] for r in todo) + 1
+        group = [r for r in todo if r.state["epoch"] + 1 == epoch]  # seeds resumed from one epoch train together
+        models = []
+        for r in group:
+            m = copy.deepcopy(base)
+            m.load_state_dict(r.weights)
+            models.append(m.to(device))
+        net = StackedEmbedders(models)
+        opt = stack_optimizer(net, train_cfg, [r.opt_state for r in group])
+        if group[0].rng is not None:
+            set_rng_state(group[0].rng)  # the dropout draws continue where the group's last epoch left them
+        elif epoch == 0:
+            seed_everything(group[0].seed)
+        orders = [epoch_order(win, train_idx, r.seed, epoch, fast.group) for r in group]
+        t0 = time.perf_counter()
+        tr = _stacked_epoch(net, data, opt, orders, train_cfg, device)
+        seconds = time.perf_counter() - t0
+        va = _stacked_evaluate(net, data, val_idx, train_cfg, device)
+        rng = rng_state()
+        for j, r in enumerate(group):
+            score = va[j]["loss"] if len(val_idx) else tr[j]
+            improved = score < r.state["best_score"]
+            r.state["epoch"] = epoch
+            if improved:
+                r.state.update(best_score=score, best_epoch=epoch, bad_epochs=0)
+            else:
+                r.state["bad_epochs"] += 1
+            has_val = len(val_idx) > 0
+            r.state["history"] = r.state["history"] + [{
+                "epoch": epoch, "train_loss": tr[j], "val_loss": va[j]["loss"] if has_val else None,
+                "val_acc": va[j]["acc"] if has_val else None, "seconds": round(seconds / len(group), 3),
+                "triplets_per_s": round(len(train_idx) * len(group) / max(seconds, 1e-9), 1)}]
+            r.weights, r.opt_state, r.rng = net.state_dict(j), unstack_optimizer(opt, net, j), rng
+            ckpt = {**r.meta, **r.state, "model": r.weights, "optimizer": r.opt_state, "rng": rng}
+            write_atomic(r.out / "last.pt", lambda fh, c=ckpt: torch.save(c, fh))
+            if improved:
+                write_atomic(r.out / "best.pt", lambda fh, c=ckpt: torch.save(c, fh))
+            _write_logs(r.state["history"], r.out)
+            if on_epoch_end is not None:
+                on_epoch_end(r.seed, r.state["history"][-1])
+    return [_summary(r, train_cfg, device, stats) for r in runs]
+
+
+def _meta(model_cfg, train_cfg, fast, text_model, text_model_name, triplets, store, params) -> dict:
+    """A seed's checkpoint header, as `fit` writes it."""
+    return {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
+            "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
+            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
+            "trained_on": training_provenance(triplets, store, text_model, params)}
+
+
+def _load_seed(run: _Seed, last: Path, meta: dict, device: torch.device) -> None:
+    """Continue a seed from its last.pt (fit's checks: same model, dims and triplets)."""
+    fix = "delete it to start over, or use another output folder"
+    ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=fix)
+    for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
+        if ckpt.get(key) != meta[key]:
+            raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
+                                  "resume with the same triplets and settings, or " + fix)
+    try:
+        run.weights, run.opt_state, run.rng = ckpt["model"], ckpt["optimizer"], ckpt["rng"]
+        run.state = {k: ckpt[k] for k in run.state}
+    except KeyError as err:
+        raise CheckpointError(f"{last}: no {err} in the checkpoint; {fix}") from err
+
+
+def _summary(r: _Seed, cfg: TrainConfig, device: torch.device, stats: dict) -> dict:
+    """`fit`'s return value for one seed."""
+    h = r.state["history"]
+    return {"seed": r.seed, "out_dir": str(r.out), "device": str(device), "epochs_run": len(h),
+            "best_epoch": r.state["best_epoch"], "best_score": r.state["best_score"],
+            "stopped_early": r.state["bad_epochs"] >= cfg.patience and len(h) < cfg.epochs,
+            "final_train_loss": h[-1]["train_loss"] if h else None,
+            "final_val_loss": h[-1]["val_loss"] if h else None, "data": stats, "history": h}
