@@ -110,17 +110,20 @@ class TrainConfig:
     margin: float = 1.0  # Eq. 7 epsilon; released code: 1.0
     window: str = "paper"  # "paper": the mined window is the visual input; "released": first 16 s of the segment
     autocast: bool = True  # paper: –; here bf16 autocast on CUDA; released: fp32 everywhere (False)
+    batch_makeup: str = "iid"  # paper §4 / released DataLoader: i.i.d. mini-batches; "grouped": triplets of one
+    # window travel in chunks of FastPathConfig.group (~16 windows x 8 per batch of 128; docs/fidelity.md "batch makeup")
     seed: int = 0
     device: str = "auto"  # auto = CUDA when present (bf16 autocast there), else CPU
 
 
 @dataclass
 class FastPathConfig:
-    """Knobs of the fast data path (not in the paper; they change speed, and `group` the batch mix)."""
+    """Knobs of the fast data path (not in the paper; they change speed, and `group` the batch mix of
+    `TrainConfig.batch_makeup="grouped"`)."""
 
-    # triplets of one window kept together in a batch: 0 = all of them (fastest), 1 = i.i.d. shuffle (released
-    # code). 8 (16 windows per batch of 128): on SynthActions ~4x the i.i.d. speed on CPU with nearly its
-    # per-epoch validation loss, while 0 needs several times more epochs (see the bench notes)
+    # with batch_makeup "grouped": triplets of one window kept together in a batch, 0 = all of them (fastest),
+    # 1 = an i.i.d. shuffle. 8 (16 windows per batch of 128): on SynthActions ~4x the i.i.d. speed on CPU with
+    # nearly its per-epoch validation loss, while 0 needs several times more epochs (benchmarks/RESULTS.md)
     group: int = 8
     bank_dtype: str = "float16"  # storage of the contiguous feature array: float16 halves memory, float32 exact
     cache_dir: str | None = None  # where the bank .npy lives; None = <out>/cache

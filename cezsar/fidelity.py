@@ -74,6 +74,8 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "far_from_all": ("paper words: a negative far from all 3 positives of its window", {**OBJ2, "far_from_all": True},
                      "obj2"),
     "object_tau": ("paper words: the tau rule also picks object positives", {**OBJ2, "object_tau": True}, "obj2"),
+    "grouped": ("batches of ~16 windows x 8 triplets instead of i.i.d. triplets (not released: a speed-up here)",
+                {"batch_makeup": "grouped"}, "paper"),
     "released": ("every released behaviour at once (params/released.yaml)", RELEASED, "paper"),
 }
 NOT_MEASURED = {

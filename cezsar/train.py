@@ -33,7 +33,7 @@ from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
 from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.devices import resolve_device
-from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
+from cezsar.featurebank import TripletTensors, batch_group, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
 
 def triplet_loss(v: Tensor, s_pos: Tensor, s_neg: Tensor, margin: float = 1.0) -> Tensor:
@@ -354,10 +354,11 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
         ddp = DistributedDataParallel(_BatchLoss(model, data, train_cfg.margin),
                                       device_ids=[device.index] if device.type == "cuda" else None)
     history: list[dict] = list(state["history"])
+    group = batch_group(train_cfg.batch_makeup, fast.group)  # 1 = i.i.d. batches (the default)
     for epoch in range(state["epoch"] + 1, train_cfg.epochs):
         if state["bad_epochs"] >= train_cfg.patience:
             break
-        order = epoch_order(data.win.cpu().numpy(), train_idx, train_cfg.seed, epoch, fast.group)
+        order = epoch_order(data.win.cpu().numpy(), train_idx, train_cfg.seed, epoch, group)
         tr = train_one_epoch(model, data, optimizer, order, train_cfg, device, progress and main,
                              desc=f"epoch {epoch}", ddp=ddp)
         va = evaluate(model, data, val_idx, train_cfg, device)
