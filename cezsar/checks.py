@@ -153,7 +153,7 @@ def read_json_file(path: str | os.PathLike, option: str | None = None, what: str
 
 
 def feature_folder(path: str | os.PathLike, option: str = "--features", objects: str | os.PathLike | None = None,
-                   objects_option: str = "--objects") -> Any:
+                   objects_option: str = "--objects", declared_manifest: str | None = None) -> Any:
     """Open a feature folder (`features.FeatureStore`) with its problems as one-line errors; `objects` is a
     separate objects folder (`cezsar objects --out`, e.g. for the released features), default `<path>/objects`.
 
@@ -171,7 +171,7 @@ def feature_folder(path: str | os.PathLike, option: str = "--features", objects:
             raise DataError(f"{meta}: no positive integer 'dim'; delete the folder's features.json and re-create "
                             "the folder with `cezsar extract`")
     try:
-        return FeatureStore(p, objects)
+        return FeatureStore(p, objects, declared_manifest=declared_manifest)
     except FeatureError as err:
         raise DataError(f"{option} {err}") from err
 

@@ -94,12 +94,13 @@ def _is_known(err: BaseException) -> bool:
         from cezsar.classify import CheckpointMismatch, LabelError
         from cezsar.datasets import DatasetError
         from cezsar.features import FeatureError
+        from cezsar.manifest import ManifestMismatch
         from cezsar.resources import ResourceMissing
         from cezsar.video import VideoDecodeError
     except ImportError:  # a broken install: the caller reports the original error as unexpected
         return False
     return isinstance(err, (DatasetError, FeatureError, LabelError, CheckpointMismatch, VideoDecodeError,
-                            ResourceMissing))
+                            ResourceMissing, ManifestMismatch))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,8 @@ class ExtractConfig:
     max_seconds: float | None = None  # decode at most this many seconds (None = whole video)
     decoders: int = 0  # videos decoded at once beside the CNN; 0 = auto: 1 on a CPU (the CNN needs the cores), up to 8 on a GPU
     released_preprocess: bool = False  # paper: –; here RGB, whole frame resized; released: BGR, resize 256 + centre crop 224
+    released_sampling: bool = False  # paper §3.2 1 fps; here the frame at each whole second; released: the frames
+    # of a 25-fps re-encode at linspace(0, n-1, n//25) (cezsar.video.decode_released)
 
 
 @dataclass

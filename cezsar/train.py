@@ -326,7 +326,8 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     meta = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
             "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
             "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
-            "trained_on": training_provenance(triplets, store, text_model, params)}
+            "trained_on": training_provenance(triplets, store, text_model, params),
+            "features_manifest": getattr(store, "manifest", None)}  # how the training vectors were made
     state = {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
     if resume and last.is_file():

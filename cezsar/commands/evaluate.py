@@ -170,6 +170,18 @@ def check_model_fits(model_path: str, trained: dict, store, model) -> None:
                                  f"use features of the backbone the model was trained on ({trained['backbone']})")
 
 
+def check_manifest(meta: dict, store) -> None:
+    """Refuse test features made another way than the checkpoint's training features (cezsar.manifest: exit 1,
+    one line naming both values); a folder or checkpoint from before manifests is a warning listing what is
+    not checked."""
+    from cezsar import manifest
+    from cezsar.checkpoints import training_manifest
+
+    recorded = training_manifest(meta)
+    for line in manifest.check_against_training(getattr(store, "manifest", None), recorded, f"--features {store.root}"):
+        print(f"warning: {line}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from cezsar import protocols
     from cezsar.atomic import write_json
@@ -199,6 +211,7 @@ def run(args: argparse.Namespace) -> int:
         model.to(args.device)
     if model is not None:
         check_model_fits(args.model, ckpt_meta["trained_on"], store, model)
+        check_manifest(ckpt_meta, store)
         encoder = checkpoint_text_encoder(ckpt_meta, args.text_model, f"--model {args.model}", device=args.device)
         print(f"note: {describe_provenance(ckpt_meta['trained_on'])}", file=sys.stderr)
     elif clip is None:

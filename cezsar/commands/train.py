@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triplets", help="triplet file written by `cezsar mine` (.npz); required unless "
                         "--params-file")
     parser.add_argument("--features", help="feature folder written by `cezsar extract`; required unless --params-file")
+    parser.add_argument("--features-manifest", default=None, metavar="NAME",
+                        help="how a --features folder without manifest.json was made: released_bit = the authors' "
+                        "released BiT features (recorded in the checkpoint; docs/fidelity.md \"feature manifests\")")
     parser.add_argument("--out", help="run folder: last.pt, best.pt, log.csv, log.json, cache/; required unless "
                         "--params-file")
     parser.add_argument("--params-file", default=None, metavar="YAML",
@@ -90,7 +93,12 @@ def check_inputs(args: argparse.Namespace):
         raise checks.UsageError(f"--lr {args.lr}: must be a finite number > 0")
     checks.require_device(args.device)
     path = checks.require_file(args.triplets, "--triplets", "triplet file", "give the --out file of `cezsar mine`")
-    store = checks.feature_folder(args.features)
+    from cezsar.manifest import BUILT_IN
+
+    if args.features_manifest is not None and args.features_manifest not in BUILT_IN:
+        raise checks.UsageError(f"--features-manifest {args.features_manifest}: not a built-in manifest (known: "
+                                f"{', '.join(sorted(BUILT_IN))})")
+    store = checks.feature_folder(args.features, declared_manifest=args.features_manifest)
     out = checks.require_output_dir(args.out, "--out")
     checks.check_feature_bank_cache(out / "cache")
     if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
