@@ -172,14 +172,16 @@ def check_model_fits(model_path: str, trained: dict, store, model) -> None:
 
 def check_manifest(meta: dict, store) -> None:
     """Refuse test features made another way than the checkpoint's training features (cezsar.manifest: exit 1,
-    one line naming both values); a folder or checkpoint from before manifests is a warning listing what is
+    one line naming both values); a folder or checkpoint from before manifests gives a line saying what is
     not checked."""
     from cezsar import manifest
     from cezsar.checkpoints import training_manifest
 
-    recorded = training_manifest(meta)
-    for line in manifest.check_against_training(getattr(store, "manifest", None), recorded, f"--features {store.root}"):
-        print(f"warning: {line}", file=sys.stderr)
+    recorded, here = training_manifest(meta), getattr(store, "manifest", None)
+    # a run wholly from before manifests (neither side has one) is a note; one side without it, a warning
+    level = "note" if recorded is None and here is None else "warning"
+    for line in manifest.check_against_training(here, recorded, f"--features {store.root}"):
+        print(f"{level}: {line}", file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -211,9 +213,9 @@ def run(args: argparse.Namespace) -> int:
         model.to(args.device)
     if model is not None:
         check_model_fits(args.model, ckpt_meta["trained_on"], store, model)
-        check_manifest(ckpt_meta, store)
         encoder = checkpoint_text_encoder(ckpt_meta, args.text_model, f"--model {args.model}", device=args.device)
         print(f"note: {describe_provenance(ckpt_meta['trained_on'])}", file=sys.stderr)
+        check_manifest(ckpt_meta, store)  # after the hard refusals: its warnings belong to a run that goes on
     elif clip is None:
         encoder = text_encoder(args.text_model or "minilm", device=args.device)
     else:
