@@ -185,3 +185,19 @@ def test_paper_mode_extracts_test_features_like_its_released_training_features(t
     with pytest.warns(UserWarning, match="no manifest.json"):
         pipeline.check_test_features(lay.store("ucf101"), meta, lay.folders("ucf101")[0])
     assert json.loads((matched / "manifest.json").read_text()) == test_m
+
+
+@pytest.mark.slow
+def test_cli_extract_records_the_released_preprocessing_and_sampling(tmp_path, capsys):
+    from cezsar.cli import main
+    from cezsar.resources import efficientnet_lite0_weights
+
+    clips(tmp_path / "videos", 1)
+    out = tmp_path / "out"
+    assert main(["extract", "--dataset", "folder", "--root", str(tmp_path / "videos"), "--out", str(out),
+                 "--device", "cpu", "--released-preprocess", "--released-sampling", "--no-progress"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert (m["backbone"], m["image_size"], m["preprocess"], m["sampling"]) == (
+        "efficientnet_lite0", 160, "released-bgr-crop160", "released-25fps-linspace")
+    assert m["weights_sha256"] == manifest.sha256_of(efficientnet_lite0_weights())
+    assert np.load(out / "clip0.npy").shape == (110 // 25, 1280)  # n // 25 rows of a 110-frame 25-fps clip
