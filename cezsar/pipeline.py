@@ -319,6 +319,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     provenance = {"params_file": s.params_file, "triplets": str(lay.triplets(tau)),
                   "mining": trip.summary.get("config"), "mining_inputs": trip.summary.get("inputs"),
                   "train_cfg": config.to_dict(cfg), "text_model": s.text_model, "backbone": store.backbone,
+                  "features_manifest": store.manifest,
                   "feature_dim": store.dim, "train_videos": len(trip.video_ids),
                   "videos_without_features": trip.summary.get("videos_without_features", 0) + len(lacking),
                   "dataset": "SynthActions (synthetic clips)" if lay.mode == "embedded" else "ActivityNet Captions",

@@ -201,3 +201,30 @@ def test_cli_extract_records_the_released_preprocessing_and_sampling(tmp_path, c
         "efficientnet_lite0", 160, "released-bgr-crop160", "released-25fps-linspace")
     assert m["weights_sha256"] == manifest.sha256_of(efficientnet_lite0_weights())
     assert np.load(out / "clip0.npy").shape == (110 // 25, 1280)  # n // 25 rows of a 110-frame 25-fps clip
+
+
+@pytest.mark.slow
+def test_cli_classify_refuses_to_make_other_features_than_the_model_was_trained_on(tmp_path, capsys):
+    from cezsar.checkpoints import CHECKPOINT_VERSION
+    from cezsar.cli import main
+    from cezsar.config import ModelConfig, to_dict
+    from cezsar.model import JointEmbedder
+    from cezsar.resources import efficientnet_lite0_weights
+
+    video = clips(tmp_path / "videos", 1)[0].path
+    torch.manual_seed(0)
+    cfg = ModelConfig(feat_dim=1280, text_dim=384, d_model=16, n_heads=2)
+    trained = manifest.make("efficientnet_lite0", 1280, 160, "released-bgr-crop160", "released",
+                            weights=efficientnet_lite0_weights())
+    ckpt = tmp_path / "best.pt"
+    torch.save({"version": CHECKPOINT_VERSION, "model_cfg": to_dict(cfg), "model": JointEmbedder(cfg).state_dict(),
+                "text_model": "minilm", "trained_on": {"backbone": "efficientnet_lite0"}, "features_manifest": trained},
+               ckpt)
+    argv = ["classify", str(video), "--labels", "swimming, cycling", "--model", str(ckpt), "--device", "cpu"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: --model {ckpt}: the features made here (--image-size 160): preprocess "
+                              "'rgb-resize' differs from the checkpoint's training features 'released-bgr-crop160'; "
+                              "sampling '1fps-whole-second' differs")
+    assert main(argv + ["--released-preprocess", "--released-sampling"]) == 0
+    assert "error" not in capsys.readouterr().err
