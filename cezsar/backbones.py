@@ -1,7 +1,7 @@
 """Frame encoders: an ImageNet CNN per frame -> pooled features and class logits (paper §3.2, §3.5).
 
 One interface, `FrameEncoder.encode(frames uint8 (T, H, W, 3) RGB) -> (features float32 (T, D),
-logits float32 (T, C))`, over three backbones (README "Real data and a GPU"; docs/fidelity.md "frame CNN"):
+logits float32 (T, C))`, over three backbones (docs/real_data.md; docs/fidelity.md "frame CNN"):
 | name | D | C | label space | preprocessing | weights |
 |---|---|---|---|---|---|
 | efficientnet_lite0 (default offline) | 1280 | 1000 | imagenet1k | [-1, 1] | pip package (cezsar.resources) |

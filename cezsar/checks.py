@@ -287,7 +287,7 @@ def _clip_encoder(backbone: str, weights: str | None, option: str, **kwargs: Any
         raise
     except Exception as err:  # transformers raises OSError, ValueError, EnvironmentError... for a model it lacks
         raise UsageError(f"--backbone {backbone}: cannot load this CLIP ({_reason(err)}); offline, give a local "
-                         "folder holding its config.json and weights (README, 'The CLIP rows')") from err
+                         "folder holding its config.json and weights (docs/clip.md)") from err
 
 
 def clear_stale_temps(path: str | os.PathLike) -> list[Path]:

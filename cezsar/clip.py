@@ -33,7 +33,7 @@ PREFIX = "clip:"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's normalisation (its preprocessor_config.json)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 CONTEXT = 77  # CLIP's text context in tokens
-PAPER_MODEL = "openai/clip-vit-base-patch16"  # the model of the published frame-average numbers (README)
+PAPER_MODEL = "openai/clip-vit-base-patch16"  # the model of the published frame-average numbers (docs/clip.md)
 
 
 def is_clip(backbone: str | None) -> bool:

@@ -51,7 +51,7 @@ class ExtractConfig:
 
 @dataclass
 class TextConfig:
-    model: str = "minilm"  # all-MiniLM-L6-v2 offline (README "Real data and a GPU"); "mpnet" (768-d) or a path; paper: paraphrase-distilroberta-base-v2
+    model: str = "minilm"  # all-MiniLM-L6-v2 offline (docs/real_data.md); "mpnet" (768-d) or a path; paper: paraphrase-distilroberta-base-v2
     batch: int = 64  # sentences per SBERT forward
 
 
@@ -61,20 +61,22 @@ class MiningConfig:
     n_negatives: int = 10  # paper §3.4 footnote 8: n = 10
     windows_per_segment: int = 3  # paper §3.4: three random windows per segment
     window_seconds: float = 10.0  # paper §3.4: windows of up to 10 s
-    object_positives: int = 2  # paper §3.4: two object sentences most similar to the caption
+    # paper §3.4: the two object sentences most similar to the caption (params/paper.yaml: 2); the default is the
+    # embedded parameter set's 0, captions only (docs/decisions.md §15): params/embedded.yaml is the one source
+    object_positives: int = 0
     objects_per_window: int = 5  # released code: top-5 objects over the window are the candidates
     object_negatives: bool = True  # object sentences join the negative pool too: if they were only ever
     # positives, a sentence's kind would reveal its role and the model can learn that instead of the video
-    # (measured on SynthActions: VE collapsed to chance with captions-only negatives; see README)
+    # (measured on SynthActions: VE collapsed to chance with captions-only negatives; docs/decisions.md §15)
     rule: str = "released"  # docs/fidelity.md: "released" = negatives have cos > 1 - tau (hard, related)
     exclude_same_video: bool = False  # switch: never draw a negative from the anchor's own video
     max_sim: float | None = None  # switch: paraphrase guard, drop candidates with cos >= max_sim
     val_fraction: float = 0.1  # share of *videos* (or of triplets, split="triplet") held out for early stopping
     split: str = "video"  # paper: –; here by video; "triplet" = released: triplets drawn at random (leaky; 0.3 there)
-    draw: str = "uniform"  # paper n = 10; here distinct, uniform; "released": with replacement, weighted by entry count
+    draw: str = "uniform"  # paper n = 10; here distinct, uniform; "released": with replacement, positives' entries
     released_objects: bool = False  # paper: 2 object sentences; released: all-sense fragments split on ".", > 5
-    # words, cut to 20, top-5 objects by mean score over the 10 s from int(window start)
-    far_from_all: bool = False  # paper §3.4 words: a negative passes the rule against all positives of its window
+    # words, cut to 20, top-5 objects by mean score over 10 s from a random whole second (released_starts)
+    far_from_all: bool = False  # paper §3.4 words: the rule for its positive, far from the window's other positives
     object_tau: bool = False  # paper §3.4 words: object positives must themselves be similar (cos > 1 - tau)
     block: int = 4096  # rows of the similarity matrix computed at once (bounds memory)
     seed: int = 0
@@ -96,9 +98,9 @@ class ModelConfig:
     # zero padded, the padding inside attention and the mean
     released_attention: bool = False  # paper: over time within a clip; released: across the batch in training
     # (batch_first unset), none across time at test (each step attends to itself)
-    released_head: bool = False  # paper Eqs. 1, 5: FC+ReLU; released: ReLU before the first and the last FC, no
-    # output ReLU, LayerNorm on the VEM and SEM outputs in training only
-    xavier_init: bool = False  # paper: –; here torch's default init; released: Xavier-uniform weights
+    released_head: bool = False  # paper Eqs. 1, 5: FC+ReLU; released: ReLU -> FC -> Dropout -> transformer ->
+    # Dropout -> ReLU -> mean -> FC, no output ReLU, an affine LayerNorm on the VEM and SEM outputs in training only
+    xavier_init: bool = False  # paper: –; here torch's default init; released: Xavier-normal weights (p.dim() > 1)
 
 
 @dataclass
@@ -107,13 +109,15 @@ class TrainConfig:
     betas: tuple[float, float] = (0.9, 0.99)  # paper §4
     weight_decay: float = 1e-5  # paper §4
     batch: int = 128  # paper §4
-    epochs: int = 25  # paper §4
+    epochs: int = 16  # paper §4: 25 (params/paper.yaml); the default is params/embedded.yaml's, the one source
     patience: int = 10  # paper §4: early stopping
     margin: float = 1.0  # Eq. 7 epsilon; released code: 1.0
     window: str = "paper"  # "paper": the mined window is the visual input; "released": first 16 s of the segment
     autocast: bool = True  # paper: –; here bf16 autocast on CUDA; released: fp32 everywhere (False)
     batch_makeup: str = "iid"  # paper §4 / released DataLoader: i.i.d. mini-batches; "grouped": triplets of one
     # window travel in chunks of FastPathConfig.group (~16 windows x 8 per batch of 128; docs/fidelity.md "batch makeup")
+    released_validation: bool = False  # paper: –; here the validation loss in eval mode; released: in train mode
+    # (the released loop never called model.eval(): dropout on, the training-only LayerNorms applied)
     seed: int = 0
     device: str = "auto"  # auto = CUDA when present (bf16 autocast there), else CPU
 
@@ -142,7 +146,7 @@ class EvalConfig:
     released_objects: bool = False  # O(v), here: top-3 by summed score over the clip, one sentence each, exact
     # synset; released: mean score over the first 16 rows (padding included), top-3, one joined all-sense text
     released_descriptions: bool = False  # here: the first description sentence as given; released: lower-cased,
-    # punctuation removed, the sentence most similar to the class name
+    # contractions expanded, only letters and . , ! ? kept, the sentence most similar to the class name
     std_ddof: int = 1  # std over runs: sample std (ddof 1) here; the released code's numpy default is ddof 0
 
 

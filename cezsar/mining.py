@@ -10,11 +10,12 @@ Switches: `exclude_same_video` (no candidate that captions the anchor's video), 
 max_sim, a paraphrase guard). A negative is never the caption of its own segment.
 
 Released-code and paper-wording switches (docs/fidelity.md), off by default: `split="triplet"` (a random
-triplet-level validation split), `draw="released"` (negatives with replacement, weighted by how many caption
-entries carry the sentence), `released_objects` (all-sense definition fragments of the top-5 objects over the
-10 s from int(window start)), `far_from_all` (a negative passes the rule against every positive of its
-window) and `object_tau` (object positives must pass the similarity rule too). The draw and far-from-all
-switches use `_switched_negatives`, an exact blockwise path of their own.
+triplet-level validation split), `draw="released"` (negatives with replacement from the released pool: the
+list of positive entries, one per window and positive sentence), `released_objects` (all-sense definition
+fragments of the top-5 objects over 10 s from a random whole second of the segment, drawn as the released
+code), `far_from_all` (a negative passes the rule against its own positive and is far, cos <= 1 - tau, from
+the other positives of its window) and `object_tau` (object positives must pass the similarity rule too).
+The draw and far-from-all switches use `_switched_negatives`, an exact blockwise path of their own.
 
 Strategy "exact": the similarity work is blockwise, `block` unique positive sentences x all candidates at
 a time, so memory is O(block * candidates); its draws are vectorised (rejection draws in flat arrays where
@@ -32,9 +33,9 @@ import numpy as np
 
 from cezsar.config import MiningConfig, to_dict
 from cezsar.mining_rules import (HIST_EDGES, _embed, _normalise, _ranges, _stats, admissible, draw_negatives,
-                                 random_windows, triplet_split, video_split)
+                                 far_from_others, random_windows, released_starts, triplet_split, video_split)
 from cezsar.mining_sample import pick_strategy, sample_negatives
-from cezsar.objects import all_sense_texts, definition_fragments, object_sentences, window_objects
+from cezsar.objects import definition_fragments, object_sentences, released_positive_texts, window_objects
 from cezsar.triplets import TripletSet
 
 
@@ -91,11 +92,14 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
     """Negatives under `far_from_all` and/or `draw="released"` (paper §3.4; docs/fidelity.md), exactly.
 
     Args:
-        group: (U,) the window of each unit; with far_from_all a candidate must pass the rule against every
-            positive of the unit's window (and be none of them), not only against the unit's own positive.
-        weights: (C,) entries per candidate (caption segments carrying it; 1 for an object sentence); with
-            draw="released" the n negatives are drawn with replacement, proportional to it, as the released
-            loop drew random entries; otherwise n distinct ones, uniformly.
+        group: (U,) the window of each unit; with far_from_all a candidate must pass the rule against the unit's
+            own positive and be far (cos <= 1 - tau) from every other positive of its window, and be none of
+            them (`mining_rules.far_from_others`).
+        weights: (C,) entries per candidate in the released list of positives (one per window and positive
+            sentence: a caption counts once per window of each segment it captions, an object sentence once per
+            window that took it as a positive, 0 when none did); with draw="released" the n negatives are drawn
+            with replacement from the admissible entries, as the released loop drew random entries; otherwise
+            n distinct ones, uniformly.
     Returns:
         neg (U, n) (-1 = none), summary statistics.
     """
@@ -112,13 +116,14 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
         sim = emb[u_pos[ub]] @ cand.T  # (E, C)
         mask = admissible(sim, u_pos[ub], None, cfg.tau, cfg.rule, cfg.max_sim)  # (E, C)
         if cfg.far_from_all:
-            # AND over the units of each window (windows may straddle blocks: recompute those members)
+            # far from the window's other positives (windows may straddle blocks: look up all members)
             for gi in np.unique(group[ub]):
                 members = order[np.searchsorted(g_sorted, gi):np.searchsorted(g_sorted, gi, side="right")]
-                ms = admissible(emb[u_pos[members]] @ cand.T, u_pos[members], None, cfg.tau, cfg.rule, cfg.max_sim)
-                both = ms.all(axis=0)  # (C,)
-                both[u_pos[members][u_pos[members] < n_cand]] = False  # never one of the window's positives
-                mask[group[ub] == gi] &= both
+                far = far_from_others(emb[u_pos[members]] @ cand.T, u_pos[members], cfg.tau)  # (k, C)
+                ids = u_pos[members]
+                far[:, ids[ids < n_cand]] = False  # never one of the window's positives
+                here = np.flatnonzero(group[ub] == gi)  # rows of this block in the window
+                mask[here] &= far[np.searchsorted(members, ub[here])]  # members ascend: `order` is a stable sort
         rows = np.arange(len(ub))
         own = banned[ub] >= 0
         mask[rows[own], banned[ub][own]] = False
@@ -126,6 +131,8 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
             offsets, cols, _ = video_of_cand
             lens = offsets[u_vid[ub] + 1] - offsets[u_vid[ub]]
             mask[np.repeat(rows, lens), cols[_ranges(offsets[u_vid[ub]], lens)]] = False
+        if cfg.draw == "released":
+            mask &= weights[None, :] > 0  # the released pool: entries of its list of positives only
         count[ub] = mask.sum(1)
         if cfg.draw == "released":
             w = mask * weights[None, :]  # (E, C) entry counts of the admissible candidates
@@ -141,9 +148,10 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
             keys = np.where(mask, rng.random(mask.shape), -1.0)  # random keys: top-n = uniform without replacement
             top = np.argsort(-keys, axis=1, kind="stable")[:, :n]
             nb = np.where(np.take_along_axis(keys, top, 1) >= 0, top, -1)
-        neg[ub] = nb
+        neg[ub, :nb.shape[1]] = nb  # n may exceed the candidates: the rest stays -1
         got = nb >= 0
-        neg_hist += np.histogram(sim[np.repeat(rows, n).reshape(-1, n)[got], nb[got]], bins=HIST_EDGES)[0]
+        neg_hist += np.histogram(sim[np.repeat(rows, nb.shape[1]).reshape(-1, nb.shape[1])[got], nb[got]],
+                                 bins=HIST_EDGES)[0]
     return neg, {"positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
                  "admissible": _stats(count), "switched_draw": {"draw": cfg.draw, "far_from_all": cfg.far_from_all},
                  "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()}}
@@ -151,13 +159,20 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
 
 # --- the miner ----------------------------------------------------------------------------------------
 def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.ndarray, w1: np.ndarray,
-                      store: Any, cfg: MiningConfig) -> tuple[np.ndarray, list[str]]:
-    """Top objects of every window -> (S, W, K) ImageNet classes (-1 = none) and the object sentences."""
+                      store: Any, cfg: MiningConfig, bounds: tuple[np.ndarray, np.ndarray] | None = None
+                      ) -> tuple[np.ndarray, list[str]]:
+    """Top objects of every window -> (S, W, K) ImageNet classes (-1 = none) and the object sentences.
+
+    `released_objects`: each window's objects come from the 10 s from a whole second drawn as the released code
+    drew it (`mining_rules.released_starts` over the segments' `bounds`, a random stream of its own), as its
+    object windows were drawn apart from its visual input (the segment's first 16 s)."""
 
     k = cfg.objects_per_window
     classes = np.full(w0.shape + (k,), -1, dtype=np.int64)  # (S, W, K)
     window = cfg.window_seconds
     cache: dict[int, Any] = {}
+    if cfg.released_objects:
+        starts = released_starts(bounds[0], bounds[1], w0.shape[1], window, np.random.default_rng([cfg.seed, 4]))
     for s in range(w0.shape[0]):  # a loop over windows (object lookup is per video file), not over pairs
         v = int(captions_vid[s])
         if v not in cache:
@@ -166,14 +181,14 @@ def _object_positives(captions_vid: np.ndarray, video_ids: list[str], w0: np.nda
         if obj is None:
             continue
         for w in range(w0.shape[1]):
-            if cfg.released_objects:  # released: the 10 s from int(start), whatever the window's end
-                lo, hi = float(int(w0[s, w])), float(int(w0[s, w]) + window)
+            if cfg.released_objects:  # released: the 10 s from its random whole second, whatever the segment's end
+                lo, hi = float(starts[s, w]), float(starts[s, w] + window)
             else:
                 lo, hi = float(w0[s, w]), float(w1[s, w])
             top = list(window_objects(obj[0], obj[1], lo, hi, k))[:k]
             classes[s, w, :len(top)] = top
     if cfg.released_objects:
-        return classes, all_sense_texts(store.label_space)
+        return classes, released_positive_texts(store.label_space)
     return classes, object_sentences(store.label_space)
 
 
@@ -217,7 +232,7 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
                             np.random.default_rng([cfg.seed, 0]))  # (S, W)
     obj_cls = None
     if store is not None and cfg.object_positives > 0:
-        obj_cls, obj_text = _object_positives(seg_vid, video_ids, w0, w1, store, cfg)  # (S, W, K)
+        obj_cls, obj_text = _object_positives(seg_vid, video_ids, w0, w1, store, cfg, (seg_start, seg_end))  # (S, W, K)
         used = np.unique(obj_cls[obj_cls >= 0])
         if cfg.released_objects:  # candidates: the definition fragments of the window's objects (S, W, K*F)
 
@@ -250,6 +265,15 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
         osid = osid_all  # (S, W, K) object sentences (released_objects: (S, W, K*F) fragments)
         sim = np.einsum("swkd,sd->swk", emb[np.maximum(osid, 0)], emb[seg_sid])  # (S, W, K)
         sim[(osid < 0) | (osid == seg_sid[:, None, None])] = -np.inf
+        # a sentence twice among a window's candidates (a fragment shared by two senses or objects) counts once,
+        # as the released list(set(pieces)) did
+        by_id = np.argsort(osid, axis=2, kind="stable")
+        ids = np.take_along_axis(osid, by_id, 2)
+        repeat = np.zeros(ids.shape, dtype=bool)
+        repeat[..., 1:] = ids[..., 1:] == ids[..., :-1]
+        dup = np.zeros(osid.shape, dtype=bool)
+        np.put_along_axis(dup, by_id, repeat, 2)
+        sim[dup] = -np.inf
         if cfg.object_tau:  # paper §3.4: "most similar (using the rule previously defined)": cos > 1 - tau
             sim[sim <= 1.0 - cfg.tau] = -np.inf
         top = np.argsort(-sim, axis=2, kind="stable")[:, :, :cfg.object_positives]  # (S, W, P)
@@ -275,8 +299,8 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     if cfg.draw not in ("uniform", "released"):
         raise ValueError(f"unknown negative draw {cfg.draw!r} (expected 'uniform' or 'released')")
     if cfg.draw == "released" or cfg.far_from_all:
-        weights = np.bincount(seg_sid, minlength=n_cand)[:n_cand].astype(np.float64)  # entries per caption
-        weights[weights == 0] = 1.0  # an object sentence is one entry
+        # the released list of entries = the positives, one per (window, sentence); its loop drew entries
+        weights = np.bincount(u_pos, minlength=n_cand)[:n_cand].astype(np.float64)  # (C,)
         neg, stats = _switched_negatives(emb, n_cand, u_pos, banned, u_vid, u_seg * n_win + u_win, weights,
                                          video_of_cand, cfg, rng)
         strategy = "exact-switched"

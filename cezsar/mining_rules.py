@@ -47,6 +47,26 @@ def rule_mask(sim: np.ndarray, tau: float, rule: str = "released", max_sim: floa
     return mask
 
 
+def far_from_others(sim: np.ndarray, pos_ids: np.ndarray, tau: float) -> np.ndarray:
+    """`far_from_all` (paper §3.4: a negative "sufficiently different from each of these three positive
+    descriptions"; docs/fidelity.md) for one window -> bool (k, C).
+
+    Row j: the candidates "sufficiently different", in the paper's sense of not similar (cos <= 1 - tau), from
+    every positive of the window other than positive j. The caller ANDs row j with positive j's own rule
+    (`admissible`), so under rule "different" a negative is far from all of the window's positives, and under
+    rule "released" it stays a hard negative of its own positive (cos > 1 - tau) yet is far from the others.
+
+    Args:
+        sim: cosines (k, C) of the window's k positives to C candidates.
+        pos_ids: (k,) their sentence ids; a positive repeated in the window is not an "other" one.
+    """
+    far = sim <= 1.0 - tau  # (k, C)
+    out = np.empty_like(far)
+    for j in range(len(pos_ids)):  # k <= 3 positives in a window: a tiny loop
+        out[j] = far[pos_ids != pos_ids[j]].all(axis=0)  # no other positive: every candidate passes
+    return out
+
+
 def _pair_member(a: np.ndarray, b: np.ndarray, keys: np.ndarray, nb: int) -> np.ndarray:
     """Whether each (a[i], b[i]) is in `keys` (sorted int64 a * nb + b)."""
     q = a.astype(np.int64) * nb + b
@@ -159,6 +179,21 @@ def random_windows(start: np.ndarray, end: np.ndarray, per_segment: int, seconds
     w0 = start[:, None] + rng.random((len(start), per_segment)) * slack  # (S, W)
     w1 = np.where(slack > 0, w0 + seconds, end[:, None])
     return w0, w1
+
+
+def released_starts(start: np.ndarray, end: np.ndarray, per_segment: int, seconds: float,
+                    rng: np.random.Generator) -> np.ndarray:
+    """The released windows' starts (hardsampling.py pairing_data) -> (S, W) whole seconds.
+
+    Per window: both bounds truncated (int()), swapped if reversed; when int(end) - seconds > int(start), a
+    whole second drawn uniformly from int(start) .. int(end) - seconds (random.randint, both ends included),
+    else int(start). The released window is then the `seconds` rows from there, whatever the segment's end.
+    """
+    a, b = np.trunc(start), np.trunc(end)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    last = np.floor(b - seconds)  # (S,) the latest start
+    draw = a[:, None] + np.floor(rng.random((len(a), per_segment)) * (last - a + 1)[:, None])  # (S, W)
+    return np.where((last > a)[:, None], np.minimum(draw, last[:, None]), a[:, None])
 
 
 def video_split(n_videos: int, fraction: float, seed: int) -> np.ndarray:

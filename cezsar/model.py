@@ -12,6 +12,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from cezsar import packed_vem
 from cezsar.config import ModelConfig
@@ -53,7 +54,10 @@ class SinusoidalPositionalEncoding(nn.Module):
 
 class VisualEmbedder(nn.Module):
     """VEM, paper §3.2: FC+ReLU (Eq. 1) -> sinusoidal PE -> one transformer encoder layer (Eqs. 2-4)
-    -> mean over the valid time steps -> FC+ReLU to d_emb (Eq. 5)."""
+    -> mean over the valid time steps -> FC+ReLU to d_emb (Eq. 5).
+
+    `released_head`: ReLU -> FC -> Dropout -> (PE) -> transformer -> Dropout -> ReLU -> mean -> FC, LayerNorm
+    (affine) on the output in training only, as the released VisualEmbedding and JointEmbeddingModel."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -66,21 +70,32 @@ class VisualEmbedder(nn.Module):
         )
         self.out = nn.Linear(cfg.d_model, cfg.emb_dim)
         self.cfg = cfg
-        # released head only: a parameter-free LayerNorm on the output in training (no new weights, and the
-        # default model's parameters and their initialisation order are untouched)
-        self.out_norm = nn.LayerNorm(cfg.emb_dim, elementwise_affine=False) if cfg.released_head else None
+        # released head only: the released LayerNorm on the output, with its affine weight and bias (torch's
+        # default), applied in training only; created after every other layer, so the default model's
+        # parameters and their initialisation order are untouched
+        self.out_norm = nn.LayerNorm(cfg.emb_dim) if cfg.released_head else None
 
     def _first(self, x: Tensor) -> Tensor:
-        """Eq. 1; released head: Linear(ReLU(x)), the ReLU before the FC and none after it."""
+        """Eq. 1; released head: Dropout(Linear(ReLU(x))), the ReLU before the FC, none after it, and the
+        released dropout between the FC and the transformer (docs/fidelity.md "VEM head")."""
         if self.cfg.released_head:
-            return self.proj(torch.relu(x))
+            return F.dropout(self.proj(torch.relu(x)), self.cfg.dropout, self.training)
         return torch.relu(self.proj(x))
 
+    def _per_step(self, h: Tensor) -> Tensor:
+        """What runs on each time step between the transformer and the mean: nothing for the paper; released
+        head: ReLU(Dropout(h)), its second dropout and the ReLU before the last FC. The released code applied
+        the FC per step and then took the mean; the FC is affine, so the mean of FC(z_t) is FC(mean z_t)."""
+        if self.cfg.released_head:
+            return torch.relu(F.dropout(h, self.cfg.dropout, self.training))
+        return h
+
     def _last(self, pooled: Tensor) -> Tensor:
-        """Eq. 5; released head: Linear(ReLU(pooled)), no output ReLU, LayerNorm in training only."""
+        """Eq. 5; released head: Linear(pooled) of the per-step ReLUs (`_per_step`), no output ReLU,
+        LayerNorm in training only."""
         if not self.cfg.released_head:
             return torch.relu(self.out(pooled))
-        out = self.out(torch.relu(pooled))
+        out = self.out(pooled)
         return self.out_norm(out) if self.training else out
 
     def _released_layer(self, layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor:
@@ -125,6 +140,7 @@ class VisualEmbedder(nn.Module):
                 h = self._released_layer(layer, h)  # (B, T, d_model)
             else:
                 h = layer(h, src_key_padding_mask=pad)  # (B, T, d_model)  Eqs. 2-4
+        h = self._per_step(h)  # (B, T, d_model)
         h = torch.where(valid, h, torch.zeros((), dtype=h.dtype, device=h.device))
         n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (B, 1)
         pooled = h.sum(dim=1) / n  # (B, d_model) masked mean over time
@@ -168,7 +184,7 @@ class JointEmbedder(nn.Module):
         if self.cfg.xavier_init:  # the released init; otherwise torch's defaults, drawn in the same order as ever
             for name, p in self.named_parameters():
                 if p.dim() > 1:
-                    nn.init.xavier_uniform_(p)
+                    nn.init.xavier_normal_(p)  # the released model.py: xavier_normal_ on every p.dim() > 1
 
     def encode_video(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         """Eqs. 1-5. x: (B, T, feat_dim) float; mask: (B, T) bool, True = valid. Returns (B, d_emb)."""

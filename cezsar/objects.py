@@ -4,7 +4,8 @@ Paper §3.5 and Eq. 9: the objects recognised in a video are turned into sentenc
 same SBERT as the class descriptions; the mining of §3.4 also draws object positives from them. A class
 index is mapped to its WordNet 3.0 synset *by offset* (the ImageNet id `n02124075` is noun offset
 2124075), and its sentence is "lemma: definition" of that exact synset (docs/fidelity.md "objects at eval";
-the released code took the definitions of every sense of the lemma, mixing unrelated meanings).
+the released code took the definitions of every sense of every lemma of the synset, looked up by word, mixing
+unrelated meanings: `all_sense_texts`, `released_positive_texts`).
 """
 from __future__ import annotations
 
@@ -125,27 +126,43 @@ FRAGMENT_MIN_WORDS = 5  # released object positives: definition fragments of mor
 FRAGMENT_MAX_WORDS = 20  # ... cut to their first 20 words
 
 
+RELEASED_PIECE_WORDS = 300  # the released O(v) text: each "."-piece cut to its first 300 words (max_len)
+
+
 @lru_cache(maxsize=None)
-def _all_sense_texts(label_space: str) -> tuple[str, ...]:
-    """Per class index, "lemma: definition. definition. ..." over every WordNet sense of the class's first lemma
-    (the released code looked the word up, not the synset); cached on disk like `_sentences`."""
-    return _cached_texts(label_space, "-allsenses", _wordnet_all_senses)
+def _released_wordnet(label_space: str) -> tuple[tuple[str, str], ...]:
+    """Per class index, the released code's (lemma line, definitions): the line is the synset's lemma names
+    joined by ", " (the released imagenet21k_wordnet_lemmas.txt line, underscores kept), the definitions
+    "d . d . " of every WordNet sense (any part of speech) of every lemma of that line, looked up by word, as
+    its get_word_net_definition did; cached on disk like `_sentences`."""
+    texts = _cached_texts(label_space, "-released-lemmas", _wordnet_released)
+    return tuple(tuple(t.split("\n", 1)) for t in texts)  # type: ignore[misc]
 
 
-def _wordnet_all_senses(wnids: list[str]) -> list[str]:
+def _wordnet_released(wnids: list[str]) -> list[str]:
     from nltk.corpus import wordnet as wn  # lazy, as in `_wordnet_sentences`
 
     out = []
     for wnid in wnids:
-        lemma = wn.synset_from_pos_and_offset("n", int(wnid[1:])).lemmas()[0].name()
-        defs = [syn.definition().strip().rstrip(".") for syn in wn.synsets(lemma)]
-        out.append(f"{lemma.replace('_', ' ')}: " + ". ".join(defs))
+        line = ", ".join(wn.synset_from_pos_and_offset("n", int(wnid[1:])).lemma_names())
+        # the released code split the line with line.replace(" ", "").split(","): every lemma, no spaces
+        defs = "".join(f"{syn.definition()} . " for word in line.replace(" ", "").split(",")
+                       for syn in wn.synsets(word))
+        out.append(f"{line}\n{defs}")
     return out
 
 
 def all_sense_texts(label_space: str) -> list[str]:
-    """One text per class index joining the definitions of every sense of its lemma (the released O(v) text)."""
-    return list(_all_sense_texts(label_space))
+    """The released O(v) text of each class index: its lemma line, the line with spaces for underscores, and
+    the definitions of every sense of every lemma (the released ZSARDataset's name + " " + description)."""
+    return [f"{line} {line.replace('_', ' ')} {defs}" for line, defs in _released_wordnet(label_space)]
+
+
+def released_positive_texts(label_space: str) -> list[str]:
+    """The released object-positive source of each class index, lower-cased: its lemma line, then "." and the
+    line with the definitions of every sense of every lemma; `definition_fragments` splits it on ".", so the
+    line alone is one piece (as the released code split the name and the description each)."""
+    return [f"{line}.{line} {defs}".lower() for line, defs in _released_wordnet(label_space)]
 
 
 def definition_fragments(text: str, min_words: int = FRAGMENT_MIN_WORDS, max_words: int = FRAGMENT_MAX_WORDS
@@ -154,7 +171,7 @@ def definition_fragments(text: str, min_words: int = FRAGMENT_MIN_WORDS, max_wor
     than `min_words` words, each cut to its first `max_words` words (paper §3.4 object positives, released)."""
     out = []
     for piece in text.split("."):
-        words = piece.split()
+        words = piece.strip().split(" ")  # the released count: split on single spaces, as it did
         if len(words) > min_words:
             out.append(" ".join(words[:max_words]))
     return out
@@ -180,5 +197,7 @@ def released_video_objects(indices: np.ndarray, scores: np.ndarray, k: int = 3, 
 
 
 def released_object_text(classes: list[int], texts: list[str]) -> str:
-    """The released O(v) sentence: the all-sense texts of the video's objects joined into one text."""
-    return " ".join(texts[c] for c in classes)
+    """The released O(v) sentence: the all-sense texts of the video's objects joined into one text, split on
+    ".", each piece cut to its first 300 words and the pieces joined by spaces (so the periods are gone)."""
+    joined = " ".join(texts[c] for c in classes)
+    return " ".join(" ".join(p.split(" ")[:RELEASED_PIECE_WORDS]) for p in joined.split("."))

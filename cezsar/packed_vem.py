@@ -42,6 +42,7 @@ def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor |
     keys = mask[:, None, None, :]  # (U, 1, 1, T) True = a valid key, for every head and query
     for layer in vem.layers:
         h = _encoder_layer_packed(layer, h, keys, index)  # (N, d_model)  Eqs. 2-4
+    h = vem._per_step(h)  # (N, d_model) released head: its dropout and ReLU before the mean
     d = h.shape[-1]
     # the mean of Eq. 5 over valid steps: scatter into a zero (U, T) grid and sum, as `forward` sums its
     # zeroed padding (index_copy/sum, not index_add: no atomics, so the sum is deterministic on a GPU too)

@@ -4,10 +4,10 @@
 value); any other set (`params/paper.yaml`, a user's copy) changes some of them. A key that is not in the
 defaults is an error naming the nearest known key, so a misspelt `epcohs: 3` never passes silently.
 
-A notebook reads its set with `settings(params_file, globals())`. Its `parameters` cell holds the same
-defaults as `params/embedded.yaml` (a test keeps them equal), so a value there that differs from the default
-was put there on purpose — by papermill (`-p name value`), by hand, or by a widget — and overrides the set
-for that notebook; the returned `Settings` lists every such override, so it is visible in the output.
+A notebook reads its set with `settings(params_file, globals())`. Its `parameters` cell holds `None` for every
+key ("take it from the set"), so any value there was put there on purpose — by papermill (`-p name value`), by
+hand, or by a widget — and overrides the set for that notebook, whatever it equals; the returned `Settings`
+lists every override that changes a value, so it is visible in the output.
 """
 from __future__ import annotations
 
@@ -128,21 +128,23 @@ class Settings:
 
 
 def settings(params_file: str | Path, namespace: dict[str, Any] | None = None) -> Settings:
-    """The parameter set `params_file`, overridden by the notebook's own values that differ from the defaults.
+    """The parameter set `params_file`, overridden by the notebook's own values.
 
-    `namespace` is the notebook's `globals()`: for each known key found there, a value equal to the default
-    (params/embedded.yaml) means "not set here" and the set's value is used; any other value overrides it.
+    `namespace` is the notebook's `globals()`: for each known key found there, `None` means "not set here" and
+    the set's value is used; any other value overrides the set, even one equal to a default (so `tau = 0.8`
+    in a notebook wins over a set's `tau: 0.7`). A key whose wanted value is null itself is set in the set.
     """
     base = load(params_file)
     known = defaults()
     values = dict(base)
     overrides: dict[str, tuple[Any, Any]] = {}
     for name, default in known.items():
-        if name in RUNTIME_KEYS or namespace is None or name not in namespace:
+        if name in RUNTIME_KEYS or namespace is None or namespace.get(name) is None:
             continue
-        mine = _coerce(name, namespace[name], default, "notebook parameters")
-        if mine != default and mine != base[name]:
-            values[name] = mine
+        mine = _coerce(name, namespace[name], default if default is not None else base[name],
+                       "notebook parameters")
+        values[name] = mine
+        if mine != base[name]:
             overrides[name] = (base[name], mine)
     if namespace is not None and namespace.get("run_dir"):
         values["run_dir"] = str(namespace["run_dir"])
@@ -163,6 +165,7 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
     "epochs": ("train", "epochs"), "patience": ("train", "patience"), "batch": ("train", "batch"),
     "window": ("train", "window"), "autocast": ("train", "autocast"), "device": ("train", "device"),
     "batch_makeup": ("train", "batch_makeup"),
+    "released_validation": ("train", "released_validation"),
     "alpha": ("eval", "alpha"), "beta": ("eval", "beta"), "normalize_terms": ("eval", "normalize_terms"),
     "eval_released_objects": ("eval", "released_objects"),
     "released_descriptions": ("eval", "released_descriptions"), "max_seconds": ("eval", "max_seconds"),

@@ -9,12 +9,14 @@ in `data/splits/` (tracked); custom datasets (SynthActions, a user's own) keep t
 from __future__ import annotations
 
 import json
-import string
+import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import contractions
 import numpy as np
 
 from cezsar import baselines, clip_baseline as cb, prototypes, zsar
@@ -195,19 +197,39 @@ def summarize(run_results: Sequence[dict], ddof: int = STD_DDOF) -> dict:
     return out
 
 
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
+RELEASED_MIN_WORDS = 3  # the released description sentences: at least 3 words (zsar.py min_len) ...
+RELEASED_MAX_WORDS = 300  # ... cut to their first 300 words (max_len)
 
 
 def clean_description(sentence: str) -> str:
-    """The released description cleaning: lower-cased, punctuation replaced by spaces, spaces collapsed."""
-    return " ".join(sentence.lower().translate(_PUNCT).split())
+    """The released description cleaning (dataset.py `preprocess_sentence` after `contractions.fix`): lower-cased,
+    contractions expanded by the `contractions` package (its slang and leftovers too: "someone's" -> "someone
+    is"), accents folded to ASCII, `. , ! ?` kept with a space on either side, every other run of non-letters
+    one space, cut to the first 300 words."""
+    text = contractions.fix(sentence.lower().strip())
+    text = "".join(c for c in unicodedata.normalize("NFD", text.lower().strip()) if unicodedata.category(c) != "Mn")
+    text = re.sub(r"([?.!,¿])", r" \1 ", text)  # a space between a word and the punctuation after it
+    text = re.sub(r"[ ]+", " ", text)
+    text = re.sub(r"[^a-zA-Z?.!,¿]+", " ", text).strip()  # letters and . , ! ? ¿ only
+    return " ".join(text.split(" ")[:RELEASED_MAX_WORDS])
 
 
 def pick_released_descriptions(classes: Sequence[str], descriptions: dict[str, list[str]], encode_fn: Any
                           ) -> list[str]:
-    """Per class, the released code's prototype sentence: every description sentence cleaned
-    (`clean_description`), then the one most similar (SBERT cosine) to the class name; ties to the first."""
-    cleaned = [[clean_description(x) for x in descriptions[c]] for c in classes]
+    """Per class, the released code's prototype sentence (dataset.py `load_class_sentences`): each description
+    sentence of at least 3 words (counted after the contractions are expanded) cleaned (`clean_description`),
+    repeats dropped, then the one most similar (SBERT cosine) to the class name; ties to the first. The
+    released code also split each line of its .txt files into sentences with nltk's punkt; here each given
+    sentence is one candidate (docs/fidelity.md "class descriptions")."""
+    cleaned = []
+    for c in classes:
+        kept = [clean_description(x) for x in descriptions[c]
+                if len(contractions.fix(x.lower().strip()).split(" ")) >= RELEASED_MIN_WORDS]
+        kept = list(dict.fromkeys(kept))  # the released code's set(), in a reproducible order
+        if not kept:
+            raise ValueError(f"class {c!r}: no description sentence of at least {RELEASED_MIN_WORDS} words "
+                             "(released_descriptions)")
+        cleaned.append(kept)
     flat = [x for xs in cleaned for x in xs]
     emb = np.asarray(encode_fn(list(classes) + flat), np.float32)
     emb = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)

@@ -30,7 +30,7 @@ CLIP_ROW_NAMES = {"CLIP-names": "CLIP frame average (class names)",
                   "CLIP-descriptions": "CLIP frame average (descriptions)", "CLIP+VE": "CEZSAR on CLIP features"}
 NEEDS_WEIGHTS = "needs weights"
 NEEDS_WEIGHTS_NOTE = ("not computed: set clip_model (e.g. openai/clip-vit-base-patch16, or its local folder) in the "
-                      "parameter set; README, 'The CLIP rows'")
+                      "parameter set; docs/clip.md")
 DATASET_NAMES = pipeline.DATASET_NAMES
 
 

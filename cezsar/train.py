@@ -187,8 +187,9 @@ def evaluate(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg: T
     """Mean Eq. 7 loss and triplet accuracy (d_pos < d_neg) over triplets `idx` (the video-level val split).
 
     Under torchrun each rank evaluates every N-th batch and the sums are all-reduced: every rank returns the
-    same numbers."""
-    model.eval()
+    same numbers. `cfg.released_validation`: the model stays in train mode, as in the released loop (dropout
+    on, so the early-stopping loss is noisy; the released head's training-only LayerNorm applied)."""
+    model.train(cfg.released_validation)
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}
     win = data.win.cpu().numpy()
@@ -233,9 +234,11 @@ def segment_bounds(captions) -> np.ndarray:
 def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     """The triplets with the visual input `window` asks for (TrainConfig.window).
 
-    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 s of the
-    triplet's captioned segment, [start, min(end, start + 16)), whatever window the objects came from; needs
-    `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end arrays.
+    "paper" (paper §3.4): the mined window of up to 10 s, as mined. "released": the first 16 rows of the
+    triplet's captioned segment as the released loader sliced them, `features[int(start):int(end)][:16]`
+    (both bounds truncated, not ceil'd: a segment [3.7, 25.2) gives rows 3 .. 18), whatever window the objects
+    came from; needs `triplets.segment` and the segments' `bounds`. Returns a shallow copy with new start/end
+    arrays (whole seconds, so `featurebank.window_index` takes exactly those rows).
     """
     if window == "paper":
         return triplets
@@ -251,9 +254,9 @@ def visual_windows(triplets, window: str, bounds: np.ndarray | None = None):
     if seg.size and (seg.min() < 0 or seg.max() >= len(bounds)):
         raise ValueError(f"triplet segment id out of range of the {len(bounds)} segment bounds (other captions?)")
     out = copy.copy(triplets)
-    start = bounds[seg, 0]
+    start = np.trunc(bounds[seg, 0])  # int() of the released loader (timestamps are >= 0: floor)
     out.start = start.astype(np.float32)
-    out.end = np.minimum(bounds[seg, 1], start + RELEASED_SECONDS).astype(np.float32)
+    out.end = np.minimum(np.trunc(bounds[seg, 1]), start + RELEASED_SECONDS).astype(np.float32)
     return out
 
 

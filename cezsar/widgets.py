@@ -15,6 +15,7 @@ from typing import Any
 
 from cezsar import config
 from cezsar.atomic import write_json
+from cezsar.params import defaults as known_defaults, load
 
 
 def controls_file(params_file: str) -> Path:
@@ -67,10 +68,14 @@ def tuner(namespace: dict, names: list[str], params_file: str | None = None,
     for name in names:
         if name not in namespace:
             raise KeyError(f"tuner: no parameter named {name!r} in this notebook")
-    defaults = {n: namespace[n] for n in names}
+    defaults = {n: namespace[n] for n in names}  # the notebook's own values (None: the parameter set's)
+    in_set = load(params_file) if params_file else known_defaults()
+    shown = {n: in_set.get(n) if defaults[n] is None else defaults[n] for n in names}  # what a control starts at
     kept = {k: v for k, v in remembered(params_file).items() if k in names}
     for name, value in kept.items():
-        namespace[name] = type(defaults[name])(value)
+        like = shown[name]
+        namespace[name] = value if like is None else type(like)(value)
+        shown[name] = namespace[name]
     controls = {}
     resetting = [False]  # a reset moves the controls too: those moves must not be remembered
 
@@ -80,7 +85,7 @@ def tuner(namespace: dict, names: list[str], params_file: str | None = None,
             _remember(params_file, {**remembered(params_file), name: value})
 
     for name in names:
-        c = _control(name, namespace[name])
+        c = _control(name, shown[name])
         c.observe(lambda change, n=name: changed(n, change["new"]), names="value")
         controls[name] = c
     reset = w.Button(description="reset to the parameter set", layout=w.Layout(width="auto"))
@@ -89,7 +94,7 @@ def tuner(namespace: dict, names: list[str], params_file: str | None = None,
         resetting[0] = True
         try:
             for name, c in controls.items():
-                c.value = defaults[name]
+                c.value = defaults[name] if defaults[name] is not None else in_set.get(name)
                 namespace[name] = defaults[name]
         finally:
             resetting[0] = False

@@ -25,9 +25,10 @@
 # (embedded), a summary of every dataset part, and a few frames of a few clips with their captions.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-synth_seed: int = 0  # SynthActions seed: same seed, byte-identical annotations
-synth_size: str = "default"  # "default" (the run_all size) or "small" (tests)
+synth_seed: int | None = None  # SynthActions seed: same seed, byte-identical annotations
+synth_size: str | None = None  # "default" (the run_all size) or "small" (tests)
 
 # %%
 from cezsar import pipeline, report, widgets

@@ -25,11 +25,12 @@
 # `report.json` (done, skipped with reasons, frames/s), objects, and a per-second objects strip of one clip.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-backbone: str = "efficientnet_lite0"  # frame CNN: efficientnet_lite0 (offline) | bit_m_r152x2 (paper) | resnet152
-backbone_weights: str = ""  # weights file for bit_m_r152x2 (.npz) or resnet152 (.pth); empty = offline default
-image_size: int = 160  # CNN input side in pixels (160 is ~3x faster than 224 on CPU)
-device: str = "auto"  # auto = CUDA when present, else CPU
+backbone: str | None = None  # frame CNN: efficientnet_lite0 (offline) | bit_m_r152x2 (paper) | resnet152
+backbone_weights: str | None = None  # weights file for bit_m_r152x2 (.npz) or resnet152 (.pth); empty = offline default
+image_size: int | None = None  # CNN input side in pixels (160 is ~3x faster than 224 on CPU)
+device: str | None = None  # auto = CUDA when present, else CPU
 
 # %%
 from cezsar import pipeline, report, widgets

@@ -26,13 +26,14 @@
 # its summary and the similarity histograms with the τ threshold.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-text_model: str = "minilm"  # SBERT: minilm (offline, 384-d) | mpnet (768-d) | a path or hub id
-tau: float = 0.8  # paper §3.4: sentences are similar when cos > 1 - tau
-n_negatives: int = 10  # paper §3.4: n = 10 negatives per positive
-object_positives: int = 0  # paper §3.4: 2 object sentences per window as positives (embedded set: 0, captions only)
-object_negatives: bool = True  # object sentences also serve as negatives (see MiningConfig)
-seed: int = 0  # windows, negatives and the video split
+text_model: str | None = None  # SBERT: minilm (offline, 384-d) | mpnet (768-d) | a path or hub id
+tau: float | None = None  # paper §3.4: sentences are similar when cos > 1 - tau
+n_negatives: int | None = None  # paper §3.4: n = 10 negatives per positive
+object_positives: int | None = None  # paper §3.4: 2 object sentences per window as positives (embedded set: 0, captions only)
+object_negatives: bool | None = None  # object sentences also serve as negatives (see MiningConfig)
+seed: int | None = None  # windows, negatives and the video split
 
 # %%
 from cezsar import pipeline, report, widgets

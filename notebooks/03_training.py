@@ -24,13 +24,14 @@
 # `provenance.json`, and the loss curves.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-tau: float = 0.8  # which triplet file to train on
-epochs: int = 16  # paper §4: 25 (embedded set: 16, see params/embedded.yaml)
-patience: int = 10  # paper §4: early stopping
-batch: int = 128  # paper §4
-seed: int = 0  # initialisation and batch order
-device: str = "auto"  # auto = CUDA when present (bf16 autocast), else CPU
+tau: float | None = None  # which triplet file to train on
+epochs: int | None = None  # paper §4: 25 (embedded set: 16, see params/embedded.yaml)
+patience: int | None = None  # paper §4: early stopping
+batch: int | None = None  # paper §4
+seed: int | None = None  # initialisation and batch order
+device: str | None = None  # auto = CUDA when present (bf16 autocast), else CPU
 
 # %%
 from cezsar import pipeline, plots, widgets

@@ -22,11 +22,12 @@
 # **Inputs.** features (01). **Outputs.** `<figures_dir>/tau_ablation.png`, `<figures_dir>/tau_ablation.md`.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-tau_values: str = "0.7,0.8,0.9"  # paper §5: the thresholds compared
-epochs: int = 16  # paper §4: 25 (embedded set: 16)
-alpha: float = 0.8  # Eq. 9 weight of VE
-beta: float = 0.2  # Eq. 9 weight of SE(O(v))
+tau_values: str | None = None  # paper §5: the thresholds compared
+epochs: int | None = None  # paper §4: 25 (embedded set: 16)
+alpha: float | None = None  # Eq. 9 weight of VE
+beta: float | None = None  # Eq. 9 weight of SE(O(v))
 
 # %%
 from cezsar import pipeline, report, widgets

@@ -28,11 +28,12 @@
 # `<figures_dir>/table1.{md,csv}`, `<figures_dir>/table2.{md,csv}`.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-tau: float = 0.8  # which trained model to evaluate (paper: 0.8)
-alpha: float = 0.8  # Eq. 9 weight of VE
-beta: float = 0.2  # Eq. 9 weight of SE(O(v))
-runs: int = 50  # paper §4: random class subsets per protocol
+tau: float | None = None  # which trained model to evaluate (paper: 0.8)
+alpha: float | None = None  # Eq. 9 weight of VE
+beta: float | None = None  # Eq. 9 weight of SE(O(v))
+runs: int | None = None  # paper §4: random class subsets per protocol
 
 # %%
 from IPython.display import Markdown

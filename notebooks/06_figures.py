@@ -24,12 +24,13 @@
 # `<figures_dir>/fig3_confusion.png`.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set of this run (run_all passes its own)
-tau: float = 0.8  # which trained model
-alpha: float = 0.8  # Eq. 9 weight of VE
-beta: float = 0.2  # Eq. 9 weight of SE(O(v))
-seed: int = 0  # t-SNE seed
-demo_labels: str = "a rabbit in a meadow, a car race, cooking in a kitchen, playing the piano, swimming in a pool"  # labels for the classify demo
+tau: float | None = None  # which trained model
+alpha: float | None = None  # Eq. 9 weight of VE
+beta: float | None = None  # Eq. 9 weight of SE(O(v))
+seed: int | None = None  # t-SNE seed
+demo_labels: str | None = None  # labels for the classify demo
 
 # %%
 from cezsar import classify, pipeline, report, widgets

@@ -31,9 +31,10 @@
 # **Outputs.** `figures/fidelity.md` (the table), `figures/fidelity.png` (the plot), shown below.
 
 # %% tags=["parameters"]
+# None: the parameter set's value (params_file); any value written here overrides it for this notebook
 params_file: str = "params/embedded.yaml"  # the parameter set (measured when its figures_dir has no record)
-fidelity_seeds: int = 3  # training seeds per variant, when measuring
-fidelity_epochs: int = 4  # epochs per training, when measuring (the recorded run: 4)
+fidelity_seeds: int | None = None  # training seeds per variant, when measuring
+fidelity_epochs: int | None = None  # epochs per training, when measuring (the recorded run: 4)
 
 # %%
 from IPython.display import Markdown

@@ -15,12 +15,13 @@ SMALL = dict(feat_dim=8, text_dim=6, d_model=16, n_heads=2, emb_dim=5, dropout=0
 
 
 def _pair(**switches):
-    """A paper model and a switched model with the same VEM weights (the switches add none)."""
+    """A paper model and a switched model with the same VEM weights (only the released head adds any)."""
     torch.manual_seed(0)
     paper = JointEmbedder(ModelConfig(**SMALL))
     torch.manual_seed(0)
     switched = JointEmbedder(ModelConfig(**SMALL, **switches))
-    switched.vem.load_state_dict(paper.vem.state_dict())
+    missing, unexpected = switched.vem.load_state_dict(paper.vem.state_dict(), strict=False)
+    assert set(missing) <= {"out_norm.weight", "out_norm.bias"} and not unexpected  # released head's LayerNorm
     return paper, switched
 
 
@@ -63,15 +64,16 @@ def test_released_head_relu_before_the_fcs_no_output_relu_layernorm_in_training_
     vem = rel.vem
     with torch.no_grad():
         rel.eval()
-        h = vem.layers[0](vem.proj(torch.relu(x))).mean(1)
-        ref = vem.out(torch.relu(h))
+        h = vem.layers[0](vem.proj(torch.relu(x)))
+        ref = vem.out(torch.relu(h).mean(1))  # ReLU per time step, then the mean (issue 27)
         torch.testing.assert_close(rel.encode_video(x), ref)
         assert (ref < 0).any()  # no output ReLU
         torch.testing.assert_close(rel.encode_text(s), rel.sem.net[1](s))  # Linear only at test
-        rel.train()
+        rel.train()  # dropout 0: deterministic; the LayerNorm is affine, at its initial weight 1 and bias 0
         torch.testing.assert_close(rel.encode_video(x), torch.nn.functional.layer_norm(ref, (5,)))
         torch.testing.assert_close(rel.encode_text(s), rel.sem.net(s))  # LayerNorm in training
-    assert set(paper.vem.state_dict()) == set(rel.vem.state_dict())  # the head switch adds no weights
+    # the head switch adds only the released LayerNorm's weight and bias
+    assert set(rel.vem.state_dict()) - set(paper.vem.state_dict()) == {"out_norm.weight", "out_norm.bias"}
 
 
 def test_released_head_packed_path_equals_padded_path():
@@ -86,14 +88,14 @@ def test_released_head_packed_path_equals_padded_path():
         pad.encode_video_packed(x[mask], mask)
 
 
-def test_xavier_init_draws_wider_weights_than_torch_default():
+def test_xavier_init_changes_the_weights_and_keeps_torchs_biases():
     torch.manual_seed(0)
     default = JointEmbedder(ModelConfig(**SMALL))
     torch.manual_seed(0)
     xavier = JointEmbedder(ModelConfig(**SMALL, xavier_init=True))
     w_d, w_x = default.vem.proj.weight, xavier.vem.proj.weight  # (16, 8)
     assert w_d.abs().max() <= 1 / np.sqrt(8) + 1e-6  # torch: U(-1/sqrt(fan_in), 1/sqrt(fan_in))
-    assert 1 / np.sqrt(8) < w_x.abs().max() <= np.sqrt(6 / (8 + 16)) + 1e-6  # Xavier: sqrt(6 / (in + out))
+    assert not torch.equal(w_d, w_x)  # Xavier-normal (tests/test_released_transcriptions.py: the released init)
     torch.testing.assert_close(default.vem.proj.bias, xavier.vem.proj.bias)  # biases keep torch's init
 
 
@@ -116,7 +118,7 @@ def _corpus_with_objects(monkeypatch, texts=None):
 
     monkeypatch.setattr(mining, "object_sentences", lambda space: labels)
     monkeypatch.setattr(mining, "window_objects", window_objects)
-    monkeypatch.setattr(mining, "all_sense_texts", lambda space: texts)
+    monkeypatch.setattr(mining, "released_positive_texts", lambda space: texts)
 
     class Store:
         label_space = "imagenet1k"
@@ -174,7 +176,7 @@ def test_far_from_all_and_object_tau_follow_the_papers_words(monkeypatch):
     from cezsar.mining import mine
 
     captions, emb_fn, store, _ = _corpus_with_objects(monkeypatch)
-    cfg = MiningConfig(n_negatives=3, tau=0.9, object_negatives=False)
+    cfg = MiningConfig(n_negatives=3, tau=0.9, object_negatives=False, object_positives=2)
     base = mine(captions, emb_fn, store, cfg)
     far = mine(captions, emb_fn, store, MiningConfig(**{**cfg.__dict__, "far_from_all": True}))
 
@@ -186,14 +188,16 @@ def test_far_from_all_and_object_tau_follow_the_papers_words(monkeypatch):
         pos_of = {}
         for seg, st, p in zip(ts.segment, ts.start, ts.pos):
             pos_of.setdefault((int(seg), float(st)), set()).add(int(p))
-        bad = 0
-        for seg, st, n in zip(ts.segment, ts.start, ts.neg):
-            bad += any(emb[n] @ emb[p] <= 1 - 0.9 or n == p for p in pos_of[(int(seg), float(st))])
+        bad = 0  # released rule + far_from_all (issue 27): similar to its own positive, far from the others
+        for seg, st, p, n in zip(ts.segment, ts.start, ts.pos, ts.neg):
+            window = pos_of[(int(seg), float(st))]
+            bad += (emb[n] @ emb[p] <= 1 - 0.9 or n in window
+                    or any(emb[n] @ emb[q] > 1 - 0.9 for q in window if q != p))
         return bad
 
     assert violations(base) > 0 and violations(far) == 0
-    tight = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5, object_tau=True))
-    loose = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5))
+    tight = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5, object_tau=True, object_positives=2))
+    loose = mine(captions, emb_fn, store, MiningConfig(n_negatives=3, tau=0.5, object_positives=2))
     emb = unit(emb_fn(tight.sentences))
     cap = {int(s): emb[i] for s, i in zip(tight.segment, tight.pos) if tight.sentences[i].startswith("topic")}
     obj = [(int(s), i) for s, i in zip(tight.segment, tight.pos) if tight.sentences[i].startswith("object")]
@@ -209,7 +213,7 @@ def test_released_object_positives_are_definition_fragments_of_the_10_s_from_int
     texts = [f"thing {i}: a b c d e f g h. short one. " + " ".join(f"w{j}" for j in range(30)) for i in range(8)]
     assert definition_fragments(texts[0]) == ["thing 0: a b c d e f g h", " ".join(f"w{j}" for j in range(20))]
     captions, emb_fn, store, seen = _corpus_with_objects(monkeypatch, texts)
-    ts = mine(captions, emb_fn, store, MiningConfig(n_negatives=2, released_objects=True))
+    ts = mine(captions, emb_fn, store, MiningConfig(n_negatives=2, released_objects=True, object_positives=2))
     frags = {f for t in texts[:3] for f in definition_fragments(t)}
     objs = {ts.sentences[p] for p in ts.pos if not ts.sentences[p].startswith("topic")}
     assert objs and objs <= frags
@@ -229,13 +233,17 @@ def test_std_ddof_0_is_the_population_std():
 def test_released_descriptions_are_cleaned_and_closest_to_the_class_name():
     from cezsar.protocols import clean_description, pick_released_descriptions
 
-    assert clean_description("Apply Eye-Makeup: a person's \"eyes\" (etc.)!") == "apply eye makeup a person s eyes etc"
-    vec = {"jump": [1.0, 0.0], "swim": [0.0, 1.0], "people swim in water": [0.1, 1.0],
-           "a jump into the air": [1.0, 0.2], "something else": [0.7, 0.7]}
+    # . , ! ? kept, spaced; other non-letters one space; "it's" expanded (issue 27: the released cleaning)
+    assert clean_description("Apply Eye-Makeup: it's \"eyes\" (etc.)!") == "apply eye makeup it is eyes etc . !"
+    vec = {"jump": [1.0, 0.0], "swim": [0.0, 1.0], "people swim in water .": [0.1, 1.0],
+           "a jump , into the air !": [1.0, 0.2], "something else entirely .": [0.7, 0.7]}
     enc = lambda s: np.array([vec[x] for x in s], np.float32)  # noqa: E731
-    got = pick_released_descriptions(["jump", "swim"], {"jump": ["Something else.", "A jump, into the air!"],
+    got = pick_released_descriptions(["jump", "swim"], {"jump": ["Something else entirely.", "A jump, into the air!",
+                                                                 "Too short."],
                                                         "swim": ["People swim in water."]}, enc)
-    assert got == ["a jump into the air", "people swim in water"]
+    assert got == ["a jump , into the air !", "people swim in water ."]  # "Too short." (2 words) never encoded
+    with pytest.raises(ValueError, match="'swim'"):
+        pick_released_descriptions(["jump", "swim"], {"jump": ["A jump, into the air!"], "swim": ["Swimming."]}, enc)
 
 
 def test_released_object_text_mean_over_16_padded_rows_and_one_joined_text():
@@ -284,8 +292,8 @@ def test_every_switch_has_a_flag_and_defaults_to_the_paper():
         ("paper", False, False, False, False, False)
     tr = p.parse_args(["train", *base, "--window", "released", "--captions", "c", "--released-padding",
                        "--released-attention", "--released-head", "--xavier-init", "--fp32", "--d-model", "1024",
-                       "--dropout", "0.2", "--max-len", "16"])
-    assert tr.window == "released" and tr.fp32 and tr.d_model == 1024 and tr.max_len == 16
+                       "--dropout", "0.2", "--max-len", "16", "--released-validation"])
+    assert tr.window == "released" and tr.fp32 and tr.d_model == 1024 and tr.max_len == 16 and tr.released_validation
     ev = p.parse_args(["evaluate", "--dataset", "ucf101", "--root", "r", "--features", "f", "--out", "o",
                        "--released-objects", "--released-descriptions", "--std-ddof", "0", "--released-sum"])
     assert ev.released_objects and ev.released_descriptions and ev.std_ddof == 0
@@ -348,6 +356,33 @@ def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkey
     model = JointEmbedder(ModelConfig(**{**SMALL, "positional": True})).eval()
     ds = ClassDataset("ucf101", ["a", "b"], [Video("v0", None, "a"), Video("v1", None, "b")], {}, {})
     emb = P.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(), model=model, released_objects=True)
-    assert "thing 5: sense a. sense b thing 2: sense a. sense b thing 7: sense a. sense b" in seen  # top-3, joined
-    assert "thing 3: sense a. sense b thing 4: sense a. sense b thing 6: sense a. sense b" in seen
+    # top-3, joined, split on "." and joined again by spaces (the released ZSARDataset's text)
+    assert "thing 5: sense a  sense b thing 2: sense a  sense b thing 7: sense a  sense b" in seen
+    assert "thing 3: sense a  sense b thing 4: sense a  sense b thing 6: sense a  sense b" in seen
     assert emb["videos"].shape == (2, 5)
+
+
+# --- validation (issue 27 part 4) ----------------------------------------------------------------
+def test_released_validation_runs_in_train_mode_with_dropout_on(tmp_path):
+    """training.py never called model.eval(): its validation loss had dropout on (and the LayerNorms)."""
+    from test_train import TINY, make_toy
+
+    from cezsar.config import FastPathConfig, TrainConfig
+    from cezsar.train import evaluate, prepare
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    cfg = ModelConfig(**{**TINY, "dropout": 0.5}, feat_dim=store.dim, text_dim=text.shape[1])
+    data, _ = prepare(trip, store, text, cfg, FastPathConfig(), tmp_path / "cache", torch.device("cpu"))
+    idx = np.arange(len(trip.video))
+    torch.manual_seed(0)
+    model = JointEmbedder(cfg)
+    runs = {}
+    for released in (False, True):
+        losses = []
+        for seed in (1, 2):
+            torch.manual_seed(seed)
+            cfg_t = TrainConfig(released_validation=released)
+            losses.append(evaluate(model, data, idx, cfg_t, torch.device("cpu"))["loss"])
+        runs[released] = (losses, model.training)
+    assert runs[False][0][0] == runs[False][0][1] and runs[False][1] is False  # eval mode: deterministic
+    assert runs[True][0][0] != runs[True][0][1] and runs[True][1] is True  # train mode: dropout masks differ

@@ -198,7 +198,7 @@ def test_object_positives(monkeypatch, strategy):
             return idx, np.ones_like(idx, dtype=np.float16)
 
     both = lambda s: np.stack([vecs[x] if x in vecs else emb_fn([x])[0] for x in s])  # noqa: E731
-    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, object_negatives=False), strategy=strategy)
+    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, object_negatives=False, object_positives=2), strategy=strategy)
     n_seg0 = sum(s.video_id == "v_000" for s in captions.segments)
     s = ts.summary
     assert s["object_positives"] == 2 * 3 * (len(captions.segments) - n_seg0)
@@ -211,7 +211,7 @@ def test_object_positives(monkeypatch, strategy):
     assert all(ts.sentences[n] != o for n, o in zip(ts.neg, own))  # never the segment's own caption
 
     # default: object sentences are candidates too, so both kinds of sentence occur as positives and negatives
-    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, tau=1.5), strategy=strategy)  # tau > 1: all admissible
+    ts = mine(captions, both, Store(), MiningConfig(n_negatives=3, tau=1.5, object_positives=2), strategy=strategy)  # tau > 1: all admissible
     assert ts.summary["candidates"] == len(ts.sentences)
     assert any(ts.sentences[n] in vecs for n in ts.neg) and any(ts.sentences[n] not in vecs for n in ts.neg)
     assert all(n != p for n, p in zip(ts.neg, ts.pos))

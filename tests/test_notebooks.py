@@ -60,9 +60,9 @@ def _parameter_values(path: Path) -> dict:
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_defaults_are_the_embedded_parameter_set(path: Path):
-    """One source of truth (issue 15): a notebook's parameters cell holds params/embedded.yaml's values, so a value
-    that differs there is an override on purpose, and every name is a key of the parameter sets."""
+def test_notebook_parameters_take_their_values_from_the_set(path: Path):
+    """One source of defaults (issue 29): every parameter of a notebook's parameters cell is None ("the parameter
+    set's value"), so the set alone holds defaults, and every name is a key of the parameter sets."""
     import yaml
 
     embedded = yaml.safe_load((ROOT / "params" / "embedded.yaml").read_text())
@@ -70,7 +70,7 @@ def test_notebook_defaults_are_the_embedded_parameter_set(path: Path):
     assert values.pop("params_file") == "params/embedded.yaml"
     for name, value in values.items():
         assert name in embedded, f"{path.name}: parameter {name!r} is not a key of params/embedded.yaml"
-        assert value == embedded[name], f"{path.name}: {name} = {value!r}, params/embedded.yaml has {embedded[name]!r}"
+        assert value is None, f"{path.name}: {name} = {value!r}; write None (the set's value) in the parameters cell"
 
 
 def _execute_plain(path: Path, params_file: Path, runs: Path) -> None:

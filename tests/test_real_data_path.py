@@ -120,14 +120,23 @@ def test_a_misspelt_key_is_an_error_naming_the_nearest(tmp_path: Path):
         params.load(tmp_path / "p.yaml")
 
 
-def test_notebook_values_override_the_set_visibly_and_defaults_do_not():
-    s = params.settings("params/paper.yaml", {"epochs": 16, "tau": 0.8, "batch": 128})
-    assert s.epochs == 25 and not s.overrides  # 16 is the default: the set's 25 is used
+def test_notebook_values_override_the_set_visibly_and_none_does_not():
+    s = params.settings("params/paper.yaml", {"epochs": None, "tau": None, "batch": None})
+    assert s.epochs == 25 and not s.overrides  # None: the set's 25 is used
     s = params.settings("params/paper.yaml", {"epochs": 3})
     assert s.epochs == 3 and s.overrides == {"epochs": (25, 3)}
     assert "epochs" in s._repr_markdown_() and "**3**" in s._repr_markdown_()
     with pytest.raises(params.ParameterError, match="epochs: 'many' is not a int"):
         params.settings("params/paper.yaml", {"epochs": "many"})
+
+
+def test_a_notebook_value_equal_to_the_embedded_default_still_overrides_another_set(tmp_path: Path):
+    """Issue 29: in a set with `tau: 0.7`, a notebook's `tau = 0.8` (the embedded default) is used, and so is a
+    notebook's `epochs = 16` under params/paper.yaml (epochs 25)."""
+    (tmp_path / "p.yaml").write_text("tau: 0.7\n")
+    s = params.settings(tmp_path / "p.yaml", {"tau": 0.8, "epochs": None})
+    assert s.tau == 0.8 and s.overrides == {"tau": (0.7, 0.8)}
+    assert params.settings("params/paper.yaml", {"epochs": 16}).epochs == 16
 
 
 def test_every_relative_path_resolves_against_the_project_root():
@@ -233,24 +242,24 @@ def test_a_value_set_on_a_control_survives_run_all_until_reset(tmp_path: Path, m
 
     monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path))
     monkeypatch.delenv("CEZSAR_HEADLESS", raising=False)
-    ns = {"epochs": 16, "tau": 0.8}
+    ns = {"epochs": None, "tau": None}
     panel = widgets.tuner(ns, ["epochs", "tau"], "params/embedded.yaml")
     epochs_control = panel.children[1]
     epochs_control.value = 3  # a person moves the control
     assert ns["epochs"] == 3
-    fresh = {"epochs": 16, "tau": 0.8}  # "Run All": the parameters cell runs again with its defaults
+    fresh = {"epochs": None, "tau": None}  # "Run All": the parameters cell runs again
     panel = widgets.tuner(fresh, ["epochs", "tau"], "params/embedded.yaml")
     assert fresh["epochs"] == 3 and "remembered: epochs=3" in panel.children[0].value
     assert params.settings("params/embedded.yaml", fresh).overrides == {"epochs": (16, 3)}
     monkeypatch.setenv("CEZSAR_HEADLESS", "1")  # papermill: the parameter set rules
-    headless = {"epochs": 16, "tau": 0.8}
+    headless = {"epochs": None, "tau": None}
     widgets.tuner(headless, ["epochs", "tau"], "params/embedded.yaml")
-    assert headless["epochs"] == 16
+    assert headless["epochs"] is None and params.settings("params/embedded.yaml", headless).epochs == 16
     monkeypatch.delenv("CEZSAR_HEADLESS")
     panel.children[-1].click()  # reset
-    again = {"epochs": 16, "tau": 0.8}
+    again = {"epochs": None, "tau": None}
     widgets.tuner(again, ["epochs", "tau"], "params/embedded.yaml")
-    assert again["epochs"] == 16 and fresh["epochs"] == 16
+    assert again["epochs"] is None and fresh["epochs"] is None  # forgotten: the set's value again
 
 
 def test_the_released_parameter_set_switches_every_stage_of_the_notebooks():
@@ -272,3 +281,15 @@ def test_the_released_parameter_set_switches_every_stage_of_the_notebooks():
     from cezsar.config import ModelConfig
 
     assert pipeline.model_config(e) == ModelConfig() and pipeline.train_config(e).window == "paper"
+
+
+def test_the_config_dataclasses_default_to_the_embedded_parameter_set():
+    """One source of defaults (issue 29): every parameter-set key that sets a config field has the same default in
+    the dataclass (and so in the CLI, whose defaults are the dataclasses') as in params/embedded.yaml."""
+    from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
+
+    made = {"mine": MiningConfig(), "model": ModelConfig(), "train": TrainConfig(), "eval": EvalConfig()}
+    embedded = params.defaults()
+    differ = {key: (getattr(made[stage], name), embedded[key]) for key, (stage, name) in params.CONFIG_KEYS.items()
+              if getattr(made[stage], name) != embedded[key]}
+    assert not differ, f"dataclass default vs params/embedded.yaml: {differ}"

@@ -70,7 +70,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="O(v) as released: top-3 by the mean over the first 16 rows (padding included), the "
                    "definitions of every sense joined into one text")
     g.add_argument("--released-descriptions", action="store_true",
-                   help="lower-case, strip punctuation, keep the description sentence closest to the class name")
+                   help="lower-case, expand contractions, keep letters and . , ! ? only, then the description "
+                   "sentence closest to the class name")
     g.add_argument("--std-ddof", type=int, default=d.std_ddof,
                    help=f"ddof of the std over runs (default {d.std_ddof}; released numpy: 0)")
     parser.add_argument("--out", required=True, help="results JSON; custom datasets keep split files beside it")

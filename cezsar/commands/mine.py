@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-sim", type=float, default=d.max_sim,
                         help="paraphrase guard: drop candidates with cos >= this")
     parser.add_argument("--object-positives", type=int, default=d.object_positives,
-                        help=f"object sentences per window added as positives (paper §3.4: {d.object_positives}; "
-                        "0 = captions only; needs objects)")
+                        help=f"object sentences per window added as positives (default {d.object_positives}, "
+                        "params/embedded.yaml; paper §3.4: 2; 0 = captions only; needs objects)")
     parser.add_argument("--no-object-negatives", action="store_true",
                         help="object sentences are not negatives (default: they are; see MiningConfig)")
     parser.add_argument("--windows", type=int, default=d.windows_per_segment,
@@ -53,12 +53,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split", choices=("video", "triplet"), default=d.split,
                    help="validation split by video (default) or by triplet at random (released, with --val-fraction 0.3)")
     g.add_argument("--draw", choices=("uniform", "released"), default=d.draw,
-                   help="negatives: distinct, uniform (default) or with replacement weighted by entry count (released)")
+                   help="negatives: distinct, uniform (default) or with replacement from the list of positive "
+                   "entries (released)")
     g.add_argument("--released-objects", action="store_true",
                    help="object positives from all-sense definition fragments (> 5 words, cut to 20) of the top-5 "
-                   "objects over the 10 s from int(window start)")
+                   "objects over 10 s from a random whole second of the segment")
     g.add_argument("--far-from-all", action="store_true",
-                   help="paper §3.4: a negative must pass the rule against every positive of its window")
+                   help="paper §3.4: a negative passes the rule for its positive and is far "
+                   "(cos <= 1 - tau) from the other positives of its window")
     g.add_argument("--object-tau", action="store_true",
                    help="paper §3.4: object positives must pass the similarity rule (cos > 1 - tau) too")
     add_progress(parser)

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "running that stage under torchrun")
     parser.add_argument("--tau", type=float, default=None,
                         help="with --params-file: the triplet file of this tau (default: the set's tau)")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, paper §4)")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, params/embedded.yaml; paper §4: 25)")
     parser.add_argument("--batch", type=int, default=d.batch,
                         help=f"triplets per optimiser step (default {d.batch}, paper §4); under torchrun the global "
                         "batch, each of the N ranks takes batch/N")
@@ -140,12 +140,15 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--released-attention", action="store_true",
                    help="attention across the batch in training, none across time at test (batch_first unset)")
     g.add_argument("--released-head", action="store_true",
-                   help="ReLU before the first and last FC, no output ReLU, LayerNorm on VEM/SEM outputs in training only")
-    g.add_argument("--xavier-init", action="store_true", help="Xavier-uniform weights (released); default torch's init")
+                   help="ReLU-FC-Dropout-encoder-Dropout-ReLU-mean-FC, no output ReLU, affine LayerNorm "
+                   "on VEM/SEM outputs in training only")
+    g.add_argument("--xavier-init", action="store_true", help="Xavier-normal weights (released); default torch's init")
     g.add_argument("--d-model", type=int, default=m.d_model, help=f"transformer width (paper §4: {m.d_model}; released 1024)")
     g.add_argument("--dropout", type=float, default=m.dropout, help=f"dropout (default {m.dropout}; released 0.15-0.2)")
     g.add_argument("--max-len", type=int, default=m.max_len, help=f"rows per clip (paper §4: {m.max_len}; released 16)")
     g.add_argument("--fp32", action="store_true", help="no bf16 autocast on CUDA (the released code trained in fp32)")
+    g.add_argument("--released-validation", action="store_true",
+                   help="validation loss in train mode, dropout on (the released loop never called model.eval())")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -199,7 +202,8 @@ def run_files(args: argparse.Namespace) -> int:
         text_emb = encoder.encode(triplets.sentences, progress=args.progress and main)  # (S, text_dim)
     train_cfg = TrainConfig(lr=args.lr, batch=args.batch, epochs=args.epochs, patience=args.patience,
                             seed=args.seed, device=args.device, window=args.window, autocast=not args.fp32,
-                            batch_makeup=args.batch_makeup)
+                            batch_makeup=args.batch_makeup,
+                            released_validation=args.released_validation)
     model_cfg = ModelConfig(positional=not args.no_positional, released_sem=args.released_sem,
                             released_padding=args.released_padding, released_attention=args.released_attention,
                             released_head=args.released_head, xavier_init=args.xavier_init, d_model=args.d_model,
