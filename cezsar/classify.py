@@ -356,7 +356,8 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
     sentences = object_sentences(frames.label_space)
     text.encode(sentences)  # warm the on-disk cache once: per-video calls are lookups (module doc)
     return Classifier(
-        sampling=sampling, method="cezsar" if net is not None else "objects", frames=frames, text=text, object_sentences=sentences,
+        sampling=sampling, method="cezsar" if net is not None else "objects", frames=frames, text=text,
+        object_sentences=sentences,
         model=net, meta=meta, alpha=cfg.alpha if alpha is None else float(alpha),
         beta=cfg.beta if beta is None else float(beta), n_objects=int(n_objects or cfg.n_objects),
         setup_s=round(time.perf_counter() - t0, 3))

@@ -64,7 +64,8 @@ class Layout:
     def store(self, part: str):
         """The FeatureStore of "activitynet" or a test set, with its objects folder."""
 
-        return FeatureStore(*self.folders(part), declared_manifest=self.train_manifest if part == "activitynet" else None)
+        declared = self.train_manifest if part == "activitynet" else None  # test folders carry their own file
+        return FeatureStore(*self.folders(part), declared_manifest=declared)
 
 
 def _beside(work: Path, kind: str) -> Path:

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="frame CNN (efficientnet_lite0 offline; bit_m_r152x2 / resnet152 need --weights)")
     parser.add_argument("--weights", default=None, help="weights file for --backbone bit_m_r152x2 / resnet152")
     parser.add_argument("--image-size", type=int, default=160,
-                        help="CNN input side in px (default 160; the model's training features' size, e.g. 224 for BiT)")
+                        help="CNN input side in px (default 160); the model's training features' size, e.g. 224 "
+                        "for BiT")
     parser.add_argument("--released-preprocess", action="store_true",
                         help="BGR frames, resize 256 + centre crop 224, as the released features were made")
     parser.add_argument("--released-sampling", action="store_true",
