@@ -27,6 +27,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -264,6 +265,10 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
         if clash:
             raise ValueError(f"{out / manifest.FILE}: folder holds features made another way "
                              f"{ {k: (a, b) for k, a, b in clash} } (old, new); use another --out")
+    elif next((p for p in out.glob("*.npy") if not p.name.startswith(".")), None) is not None:
+        # stacks from before manifests: how they were made is unknown, so no manifest may vouch for them
+        warnings.warn(f"{out}: holds feature stacks made before manifests; {manifest.FILE} is not written (how they "
+                      "were made is unknown): extract into an empty folder to have one", stacklevel=2)
     else:
         manifest.write(out, made)
 

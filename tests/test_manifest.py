@@ -60,6 +60,17 @@ def test_extract_writes_the_manifest_and_refuses_to_mix_two_kinds_in_one_folder(
         extract(videos, tmp_path / "out", released, encoder=bit_shaped_encoder("released"), progress=False)
 
 
+def test_extract_into_a_folder_from_before_manifests_does_not_vouch_for_its_old_stacks(tmp_path):
+    videos = clips(tmp_path / "videos")
+    out = tmp_path / "old"
+    out.mkdir()
+    np.save(out / "made_long_ago.npy", np.zeros((3, 4096), np.float32))  # how it was made: unknown
+    with pytest.warns(UserWarning, match="made before manifests; manifest.json is not written"):
+        extract(videos, out, ExtractConfig(image_size=224, topk_objects=3), encoder=bit_shaped_encoder("paper"),
+                progress=False)
+    assert (out / "clip0.npy").is_file() and manifest.read(out) is None
+
+
 def test_weights_are_identified_by_their_sha256(tmp_path):
     import hashlib
 
