@@ -6,8 +6,11 @@ zero-pads its window; a DataLoader (batch 128, shuffled) collates them; every tr
 the VEM. Fast path (`cezsar.featurebank` + `cezsar.train.train_one_epoch`): one contiguous feature array,
 windows as row-index matrices, each distinct window and sentence forwarded once per batch. Same model, same
 optimiser, same number of steps, in the same process; the ratio is what to read on a noisy machine.
-"fast" keeps all triplets of a window in one batch (group 0), "fast_g8" chunks of 8 (the training default),
-"fast_iid" an i.i.d. shuffle (group 1).
+"fast_iid" is an i.i.d. shuffle (the training default, `batch_makeup: iid`), "fast_g8" chunks of 8 triplets of a
+window (`batch_makeup: grouped`), "fast" all triplets of a window in one batch (group 0). "gemm_floor" says why the
+i.i.d. batches cost more: each step forwards every row of ~128 distinct windows (~6x the rows of a grouped step),
+and the row-wise matrix products alone, at the fp32 GEMM rate measured in the same run, bound the ratio any
+implementation of that step can reach against the reference.
 
     python benchmarks/bench_train.py                      # small workload, both paths, ratio (CPU ok)
     python benchmarks/bench_train.py --scale paper        # ~12,000 videos x ~120 s x 4096-d fp16, ~3 M
@@ -216,6 +219,47 @@ def profile_steps(model, opt, data: TripletTensors, cfg: TrainConfig, device, st
     return out
 
 
+def gemm_gflops(rows: int = 700, reps: int = 20) -> float:
+    """The fp32 matrix-product rate of this machine now (best of `reps`), at the shape of the FFN's first layer."""
+    a, b = torch.randn(rows, 2048), torch.randn(2048, 512)
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * rows * 2048 * 512 / best / 1e9
+
+
+def rows_per_step(data: TripletTensors, group: int, steps: int, batch: int) -> tuple[float, float]:
+    """Mean (valid rows, distinct windows) a step of this batch makeup forwards through the VEM."""
+    order = torch.as_tensor(epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 0, group))
+    rows, wins = [], []
+    for i in range(steps):
+        _, mask, _, _ = data.packed_video_batch(order[i * batch:(i + 1) * batch])
+        rows.append(int(mask.sum()))
+        wins.append(int(mask.shape[0]))
+    return float(np.mean(rows)), float(np.mean(wins))
+
+
+def gemm_floor(data: TripletTensors, cfg: ModelConfig, batch: int, ref_step_s: float, gflops: float) -> dict:
+    """Matrix-product FLOPs per step of each batch makeup (Eq. 1 projection, q/k/v, W^0, the FFN of Eq. 4; forward
+    and backward, no input gradient for Eq. 1) and the time they take at `gflops`: a lower bound on a step, so
+    `ref_step_s / floor` bounds the ratio against the reference."""
+    d, f, dm = cfg.d_model, 2048, cfg.feat_dim
+    fwd = dm * d + 3 * d * d + d * d + 2 * d * f  # multiply-adds per row, forward
+    per_row = 2 * (3 * fwd - dm * d)  # FLOP per row: forward + backward (weights and inputs, Eq. 1 weights only)
+    out = {"flop_per_row": per_row, "fp32_gemm_gflops": round(gflops, 1)}
+    for name, group in (("iid", 1), ("grouped_g8", 8)):
+        rows, wins = rows_per_step(data, group, 20, batch)
+        floor_s = rows * per_row / (gflops * 1e9)
+        out[name] = {"rows_per_step": round(rows, 1), "windows_per_step": round(wins, 1),
+                     "gemm_floor_ms": round(1000 * floor_s, 1),
+                     "max_ratio_vs_reference": round(ref_step_s / floor_s, 2)}
+    return out
+
+
 def fresh(cfg: ModelConfig, device) -> tuple[JointEmbedder, torch.optim.Optimizer]:
     torch.manual_seed(0)
     model = JointEmbedder(cfg).to(device)
@@ -264,6 +308,7 @@ def small(args, device) -> dict:
             return {"scale": "small", "workload": {"triplets": int(len(w["video"])), "windows": int(len(rows)),
                                                    "dim": spec["dim"], "bank_dtype": args.bank_dtype},
                     **compare_steps(args, device, data, cfg, args.limit_steps)}
+        gflops_before = gemm_gflops()
         results = {"reference": [], "fast": [], "fast_g8": [], "fast_iid": []}
         for rnd in range(args.rounds):  # interleaved rounds: machine noise hits both paths alike
             model, opt = fresh(cfg, device)
@@ -276,6 +321,7 @@ def small(args, device) -> dict:
             results["fast_g8"].append(run_fast(model, opt, data, tcfg, device, args.steps, 8, rnd))
             model, opt = fresh(cfg, device)
             results["fast_iid"].append(run_fast(model, opt, data, tcfg, device, args.steps, 1, rnd))
+        gflops = max(gemm_gflops(), gflops_before)  # before and after the timed rounds: the better of the two
     best = {k: max(r["triplets_per_s"] for r in v) for k, v in results.items()}
     best_cpu = {k: max(r["triplets_per_cpu_s"] for r in v) for k, v in results.items()}
     return {"scale": "small", "workload": {**{k: v for k, v in spec.items() if k != "seconds"},
@@ -288,7 +334,8 @@ def small(args, device) -> dict:
             "cpu_ratio_fast_vs_reference": round(best_cpu["fast"] / best_cpu["reference"], 2),
             "ratio_fast_g8_vs_reference": round(best["fast_g8"] / best["reference"], 2),
             "cpu_ratio_fast_g8_vs_reference": round(best_cpu["fast_g8"] / best_cpu["reference"], 2),
-            "cpu_ratio_fast_iid_vs_reference": round(best_cpu["fast_iid"] / best_cpu["reference"], 2)}
+            "cpu_ratio_fast_iid_vs_reference": round(best_cpu["fast_iid"] / best_cpu["reference"], 2),
+            "gemm_floor": gemm_floor(data, cfg, args.batch, args.batch / best["reference"], gflops)}
 
 
 def paper(args, device) -> dict:
@@ -346,7 +393,8 @@ def main() -> None:
     ap.add_argument("--bank-dtype", choices=("float16", "float32"), default="float32")
     ap.add_argument("--limit-steps", type=int, default=None, help="paper: time this many steps and extrapolate")
     ap.add_argument("--videos", type=int, default=None, help="paper: fewer videos in the bank (CPU memory)")
-    ap.add_argument("--group", type=int, default=8, help="paper: triplets of a window per batch (0 = all, 1 = i.i.d.)")
+    ap.add_argument("--group", type=int, default=1,
+                    help="paper: triplets of a window per batch: 1 = i.i.d. (default batch makeup), 8 = grouped, 0 = all")
     ap.add_argument("--profile", type=int, default=0,
                     help="paper: then profile this many steps (time per phase, top operators)")
     ap.add_argument("--compare-steps", action="store_true",

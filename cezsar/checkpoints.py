@@ -55,8 +55,9 @@ PROVENANCE_KEYS = ("dataset", "captions", "features", "backbone", "feat_dim", "l
 
 def training_provenance(triplets, store, text_model: str | None, params: str | None = None) -> dict:
     """What a run trains on, recorded in its checkpoints: the captions' dataset and file (from the triplet
-    file's summary), the feature folder's backbone and dim (its features.json), the text model id and the
-    parameter-set name. Unknown items are "unknown", never guessed."""
+    file's summary), the feature folder's backbone and dim (its features.json), the text model id, the
+    parameter-set name. Unknown items are "unknown", never guessed. (The folder's manifest is recorded beside
+    it, `features_manifest`: `training_manifest`.)"""
     summary = getattr(triplets, "summary", None) or {}
     cap = summary.get("captions") if isinstance(summary.get("captions"), dict) else {}
     root = getattr(store, "root", None)
@@ -65,6 +66,13 @@ def training_provenance(triplets, store, text_model: str | None, params: str | N
            "backbone": getattr(store, "backbone", None), "feat_dim": int(store.dim),
            "label_space": getattr(store, "label_space", None), "text_model": text_model, "params": params}
     return {k: ("unknown" if v in (None, "") else v) for k, v in out.items()}
+
+
+def training_manifest(meta: dict) -> dict | None:
+    """The manifest of a checkpoint's training features (cezsar.manifest; `features_manifest`, written by
+    `train.fit` from the feature folder); None for a checkpoint from before manifests or of a folder without one."""
+    found = meta.get("features_manifest")
+    return found if isinstance(found, dict) else None
 
 
 def provenance_of(meta: dict) -> dict:

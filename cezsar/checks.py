@@ -157,7 +157,7 @@ def _with_option(option: str, read: Any, p: Path, what: str) -> Any:
 
 
 def feature_folder(path: str | os.PathLike, option: str = "--features", objects: str | os.PathLike | None = None,
-                   objects_option: str = "--objects") -> Any:
+                   objects_option: str = "--objects", declared_manifest: str | None = None) -> Any:
     """Open a feature folder (`features.FeatureStore`) with its problems as one-line errors; `objects` is a
     separate objects folder (`cezsar objects --out`, e.g. for the released features), default `<path>/objects`.
 
@@ -177,7 +177,7 @@ def feature_folder(path: str | os.PathLike, option: str = "--features", objects:
     from cezsar.stack_origin import MixedBackbones, check_one_backbone
 
     try:
-        store = FeatureStore(p, objects)
+        store = FeatureStore(p, objects, declared_manifest=declared_manifest)
         check_one_backbone(store)  # equal-width stacks of two backbones would be scored as one
     except (FeatureError, MixedBackbones) as err:
         raise DataError(f"{option} {err}") from err

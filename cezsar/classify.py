@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib.util
 import re
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,7 +48,7 @@ from cezsar.datasets import normalize_class, read_descriptions
 from cezsar.objects import object_sentences, topk_from_logits
 from cezsar.prototypes import class_prototypes, encode_per_class, through_sem
 from cezsar.textio import read_text
-from cezsar.video import VideoDecodeError, decode_1fps
+from cezsar.video import VideoDecodeError, decode_1fps, decode_released
 
 METHODS = ("objects", "cezsar")
 METHOD_NOTES = {
@@ -246,6 +247,7 @@ class Classifier:
     n_objects: int = EvalConfig.n_objects
     normalize_terms: bool = EvalConfig.normalize_terms
     topk_stored: int = ExtractConfig.topk_objects  # per-second object classes kept, as in extraction
+    sampling: str = "1fps"  # frame sampling: "1fps" (video.decode_1fps) or "released" (video.decode_released)
     setup_s: float = 0.0
     _protos: dict = field(default_factory=dict, repr=False)
 
@@ -289,25 +291,37 @@ class Classifier:
         }
 
     def classify(self, path: str | Path, labels: LabelSet, top_k: int = 5, max_seconds: float | None = None) -> dict:
-        """Decode `path` at 1 fps (`video.decode_1fps`) and rank the labels; raises VideoDecodeError."""
+        """Decode `path` at 1 fps (`video.decode_1fps`; `video.decode_released` with sampling "released") and rank
+        the labels; raises VideoDecodeError."""
 
         t0 = time.perf_counter()
         s = self.frames.image_size
-        frames = decode_1fps(path, max_seconds=max_seconds, size=(s, s))  # (T, S, S, 3)
+        decode = decode_released if self.sampling == "released" else decode_1fps
+        frames = decode(path, max_seconds=max_seconds, size=(s, s))  # (T, S, S, 3)
         out = {"video": str(path), **self.classify_frames(frames, labels, top_k)}
         out["time_s"] = round(time.perf_counter() - t0, 3)
         return out
 
 
+def _flags(preprocess: str, sampling: str, image_size: int) -> str:
+    """The `cezsar classify` options that give this preprocessing, sampling and size."""
+    return " ".join([f"--image-size {image_size}"] + (["--released-preprocess"] if preprocess == "released" else [])
+                    + (["--released-sampling"] if sampling == "released" else []))
+
+
 def load_classifier(model: str | Path | None = None, *, text_model: str | None = None, alpha: float | None = None,
                     beta: float | None = None, n_objects: int | None = None, backbone: str = "efficientnet_lite0",
                     weights: str | Path | None = None, image_size: int = ExtractConfig.image_size,
-                    device: str = "cpu", cache_dir: str | Path | None = None) -> Classifier:
+                    device: str = "cpu", cache_dir: str | Path | None = None, preprocess: str = "paper",
+                    sampling: str = "1fps") -> Classifier:
     """Load the frame CNN, WordNet object sentences, SBERT and (optionally) a CEZSAR checkpoint, once.
 
     Without `model` the method is "objects"; with one it is "cezsar" (Eq. 9, alpha/beta default to
     `EvalConfig`). The checkpoint's recorded text model and dimensions must match the SBERT and CNN in
-    use, else CheckpointMismatch says which and how to fix it.
+    use, else CheckpointMismatch says which and how to fix it; the features this classifier makes
+    (`preprocess` "paper" | "released", `sampling` "1fps" | "released", `image_size`) must match the manifest of
+    the checkpoint's training features, else cezsar.manifest.ManifestMismatch (a checkpoint from before
+    manifests: a warning).
     """
 
     t0 = time.perf_counter()
@@ -324,14 +338,27 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
         text = checkpoint_text_encoder(meta, text_model, str(model), cache_dir=cache_dir, device=device)
     else:
         text = text_encoder(text_model or "minilm", cache_dir=cache_dir, device=device)
-    frames = frame_encoder(backbone, None if weights is None else str(weights), device=device, image_size=image_size)
+    kw = {} if preprocess == "paper" else {"preprocess": preprocess}
+    frames = frame_encoder(backbone, None if weights is None else str(weights), device=device, image_size=image_size,
+                           **kw)
     if net is not None and net.cfg.feat_dim != frames.dim:
         raise CheckpointMismatch(f"{model}: VEM expects {net.cfg.feat_dim}-d frame features, {frames.name} gives "
                                  f"{frames.dim}-d (use the backbone the training features came from)")
+    if net is not None:
+        from cezsar import manifest
+        from cezsar.checkpoints import training_manifest
+        from cezsar.features import extraction_manifest
+
+        made = extraction_manifest(frames, ExtractConfig(weights=None if weights is None else str(weights),
+                                                         released_sampling=sampling == "released"))
+        for line in manifest.check_against_training(made, training_manifest(meta), f"--model {model}: the "
+                                                    f"features made here ({_flags(preprocess, sampling, image_size)})"):
+            warnings.warn(line, stacklevel=2)
     sentences = object_sentences(frames.label_space)
     text.encode(sentences)  # warm the on-disk cache once: per-video calls are lookups (module doc)
     return Classifier(
-        method="cezsar" if net is not None else "objects", frames=frames, text=text, object_sentences=sentences,
+        sampling=sampling, method="cezsar" if net is not None else "objects", frames=frames, text=text,
+        object_sentences=sentences,
         model=net, meta=meta, alpha=cfg.alpha if alpha is None else float(alpha),
         beta=cfg.beta if beta is None else float(beta), n_objects=int(n_objects or cfg.n_objects),
         setup_s=round(time.perf_counter() - t0, 3))

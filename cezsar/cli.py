@@ -95,6 +95,7 @@ def _is_known(err: BaseException) -> bool:
         from cezsar.classify import CheckpointMismatch, LabelError
         from cezsar.datasets import DatasetError
         from cezsar.features import FeatureError
+        from cezsar.manifest import ManifestMismatch
         from cezsar.resources import ResourceMissing
         from cezsar.diskspace import DiskFullError
         from cezsar.params import ParameterError
@@ -103,7 +104,7 @@ def _is_known(err: BaseException) -> bool:
     except ImportError:  # a broken install: the caller reports the original error as unexpected
         return False
     return isinstance(err, (DatasetError, FeatureError, LabelError, CheckpointMismatch, VideoDecodeError,
-                            ResourceMissing, DiskFullError, ParameterError, TextFileError))
+                            ResourceMissing, DiskFullError, ParameterError, TextFileError, ManifestMismatch))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,6 +45,8 @@ class ExtractConfig:
     max_seconds: float | None = None  # decode at most this many seconds (None = whole video)
     decoders: int = 0  # videos decoded at once beside the CNN; 0 = auto: 1 on a CPU (the CNN needs the cores), cores - 2 on a GPU
     released_preprocess: bool = False  # paper: –; here RGB, whole frame resized; released: BGR, resize 256 + centre crop 224
+    released_sampling: bool = False  # paper §3.2 1 fps; here the frame at each whole second; released: the frames
+    # of a 25-fps re-encode at linspace(0, n-1, n//25) (cezsar.video.decode_released)
 
 
 @dataclass
@@ -112,6 +114,9 @@ class TrainConfig:
     margin: float = 1.0  # Eq. 7 epsilon; released code: 1.0
     window: str = "paper"  # "paper": the mined window is the visual input; "released": first 16 s of the segment
     autocast: bool = True  # paper: –; here bf16 autocast on CUDA; released: fp32 everywhere (False)
+    batch_makeup: str = "iid"  # paper §4 / released DataLoader: i.i.d. mini-batches; "grouped": triplets of one
+    # window travel in chunks of FastPathConfig.group (~16 windows x 8 per batch of 128; docs/fidelity.md
+    # "batch makeup")
     released_validation: bool = False  # paper: –; here the validation loss in eval mode; released: in train mode
     # (the released loop never called model.eval(): dropout on, the training-only LayerNorms applied)
     seed: int = 0
@@ -120,11 +125,12 @@ class TrainConfig:
 
 @dataclass
 class FastPathConfig:
-    """Knobs of the fast data path (not in the paper; they change speed, and `group` the batch mix)."""
+    """Knobs of the fast data path (not in the paper; they change speed, and `group` the batch mix of
+    `TrainConfig.batch_makeup="grouped"`)."""
 
-    # triplets of one window kept together in a batch: 0 = all of them (fastest), 1 = i.i.d. shuffle (released
-    # code). 8 (16 windows per batch of 128): on SynthActions ~4x the i.i.d. speed on CPU with nearly its
-    # per-epoch validation loss, while 0 needs several times more epochs (see the bench notes)
+    # with batch_makeup "grouped": triplets of one window kept together in a batch, 0 = all of them (fastest),
+    # 1 = an i.i.d. shuffle. 8 (16 windows per batch of 128): on SynthActions ~4x the i.i.d. speed on CPU with
+    # nearly its per-epoch validation loss, while 0 needs several times more epochs (benchmarks/RESULTS.md)
     group: int = 8
     bank_dtype: str = "float16"  # storage of the contiguous feature array: float16 halves memory, float32 exact
     cache_dir: str | None = None  # where the bank .npy lives; None = <out>/cache

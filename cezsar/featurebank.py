@@ -140,6 +140,19 @@ def window_index(video: np.ndarray, start: np.ndarray, end: np.ndarray, offsets:
 
 
 # --- batches -------------------------------------------------------------------------------------
+BATCH_MAKEUPS = ("iid", "grouped")
+
+
+def batch_group(makeup: str, group: int) -> int:
+    """The `epoch_order` group of a batch makeup: "iid" (paper §4, the released DataLoader) = 1, an i.i.d.
+    shuffle; "grouped" = `group` triplets of one window per chunk (docs/fidelity.md "batch makeup")."""
+    if makeup not in BATCH_MAKEUPS:
+        raise ValueError(f"batch_makeup {makeup!r}: expected one of {', '.join(BATCH_MAKEUPS)}")
+    if group < 0:
+        raise ValueError(f"group {group}: must be 0 (whole windows) or more")
+    return 1 if makeup == "iid" else int(group)
+
+
 def epoch_order(win: np.ndarray, idx: np.ndarray, seed: int, epoch: int, group: int) -> np.ndarray:
     """A permutation of the triplets `idx` for one epoch, a pure function of (seed, epoch).
 

@@ -4,6 +4,8 @@ Output folder (the released features' layout, so those drop in unchanged):
     <out>/<video_id>.npy            float32 (T, D), row i = second i (cezsar.video sampling rule)
     <out>/objects/<video_id>.npz    {"indices": int32 (T, K), "scores": float16 (T, K) softmax probs}
     <out>/features.json             {"backbone", "dim", "label_space", "topk", "image_size"}
+    <out>/manifest.json             how the vectors were made (cezsar.manifest): backbone, weights SHA-256, image
+                                    size, preprocessing, frame sampling, dtype, package version
 
 A backbone without an ImageNet head (CLIP, `label_space` "none") writes no objects/ folder and records topk 0:
 its videos are finished when their stack is (docs/decisions.md §14).
@@ -27,6 +29,7 @@ import os
 import queue
 import threading
 import time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,14 +37,14 @@ from typing import Iterable, Protocol
 
 import numpy as np
 
-from cezsar import shards
+from cezsar import manifest, shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
 from cezsar.diskspace import require_space
 from cezsar.objects import topk_from_logits
 from cezsar.progress import progress_bar
 from cezsar.textio import read_json
-from cezsar.video import VideoDecodeError, decode_1fps
+from cezsar.video import VideoDecodeError, decode_1fps, decode_released
 
 
 NO_LABELS = "none"  # features.json label_space of a backbone without an ImageNet head (CLIP): no objects
@@ -169,6 +172,8 @@ def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int] | None, threads: in
     if v.path is None:
         return v, None, "no video file"
     try:
+        if cfg.released_sampling:  # docs/fidelity.md "frame sampling"
+            return v, decode_released(v.path, cfg.max_seconds, size=size), None
         return v, decode_1fps(v.path, cfg.max_seconds, size=size, threads=threads), None
     except VideoDecodeError as err:
         return v, None, err.reason
@@ -350,6 +355,23 @@ class _Batcher:
         return done
 
 
+def extraction_manifest(encoder, cfg: ExtractConfig) -> dict:
+    """The manifest (cezsar.manifest) of the features `encoder` makes under `cfg`: backbone, the SHA-256 of its
+    weights file (the packaged EfficientNet-Lite0 one when `cfg.weights` is None), preprocessing, sampling."""
+    weights = cfg.weights
+    if weights is None and encoder.name == "efficientnet_lite0":
+        from cezsar.resources import ResourceMissing, efficientnet_lite0_weights
+
+        try:
+            weights = efficientnet_lite0_weights()
+        except ResourceMissing:
+            weights = None
+    mode = getattr(encoder, "preprocess_mode", "paper")
+    return manifest.make(encoder.name, int(encoder.dim), int(encoder.image_size),
+                         manifest.preprocess_name(mode, encoder.image_size),
+                         "released" if cfg.released_sampling else "1fps", weights=weights)
+
+
 def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig | None = None,
             shard: tuple[int, int] | None = None, encoder=None, progress: bool = True) -> dict:
     """Encode every video of the shard at 1 fps into `out_dir` (module doc); returns the report dict.
@@ -384,6 +406,19 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
             raise ValueError(f"{meta_path}: folder holds other features {clash} (old, new); use another --out")
     else:
         write_json(meta_path, meta)
+    made = extraction_manifest(encoder, cfg)
+    old_made = manifest.read(out)
+    if old_made is not None:
+        clash = manifest.compare(old_made, made)
+        if clash:
+            raise ValueError(f"{out / manifest.FILE}: folder holds features made another way "
+                             f"{ {k: (a, b) for k, a, b in clash} } (old, new); use another --out")
+    elif next((p for p in out.glob("*.npy") if not p.name.startswith(".")), None) is not None:
+        # stacks from before manifests: how they were made is unknown, so no manifest may vouch for them
+        warnings.warn(f"{out}: holds feature stacks made before manifests; {manifest.FILE} is not written (how they "
+                      "were made is unknown): extract into an empty folder to have one", stacklevel=2)
+    else:
+        manifest.write(out, made)
 
     mine = shard_videos(videos, shard)
     t0 = time.perf_counter()
@@ -475,14 +510,21 @@ class FeatureStore:
     """A folder of `<video_id>.npy` stacks (ours, or the released BiT features with no features.json).
 
     `.ids` (sorted), `.dim`, `.label_space` (None for released features until their objects are computed),
+    `.manifest` (cezsar.manifest: the folder's manifest.json, else the built-in one `declared_manifest` names,
+    else None),
     `.load(id)` -> float32 (T, D) checked for shape and NaN, `.objects(id)` -> (indices int32 (T, K), scores
     float16 (T, K)) | None, read from `objects_dir` (default `<root>/objects`).
     """
 
-    def __init__(self, root: str | Path, objects_dir: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path, objects_dir: str | Path | None = None, declared_manifest: str | None = None
+                 ) -> None:
         self.root = Path(root)
         if not self.root.is_dir():
             raise FileNotFoundError(f"feature folder not found: {self.root}")
+        try:  # how the vectors were made: manifest.json, else a built-in one declared by the parameter set
+            self.manifest = manifest.read(self.root, declared_manifest)
+        except ValueError as err:
+            raise FeatureError(str(err)) from None
         # objects of released features are computed into a folder of their own (cezsar.feature_objects),
         # so a raw data folder is never written to
         self.objects_dir = Path(objects_dir) if objects_dir else self.root / "objects"

@@ -78,10 +78,13 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
                      {**OBJ2, "far_from_all": True},
                      "obj2"),
     "object_tau": ("paper words: the tau rule also picks object positives", {**OBJ2, "object_tau": True}, "obj2"),
+    "grouped": ("batches of ~16 windows x 8 triplets instead of i.i.d. triplets (not released: a speed-up here)",
+                {"batch_makeup": "grouped"}, "paper"),
     "released": ("every released behaviour at once (params/released.yaml)", RELEASED, "paper"),
 }
 NOT_MEASURED = {
     "preprocess": "BGR + resize 256 / centre crop 224: needs every video re-extracted (ExtractConfig.released_preprocess)",
+    "sampling": "25-fps linspace frame sampling: needs every video re-extracted (ExtractConfig.released_sampling)",
     "fp32": "fp32 on GPU: the CPU run has no autocast to turn off (TrainConfig.autocast)",
     "ddof0": "std with ddof 0: changes the reported std over class subsets, never a top-1 mean (EvalConfig.std_ddof)",
 }

@@ -42,6 +42,7 @@ class Layout:
     run_dir: Path  # runs/<run_name>: results.json, executed notebooks
     figures: Path
     weights: Path | None  # the backbone's weights (extraction, and the head for objects)
+    train_manifest: str | None = None  # built-in manifest of training features made elsewhere (cezsar.manifest)
 
     def triplets(self, tau: float) -> Path:
         return self.processed / f"triplets_tau{tau:.2f}.npz"
@@ -65,7 +66,8 @@ class Layout:
         two backbones is refused (`stack_origin.check_one_backbone`, docs/errors.md)."""
         from cezsar.stack_origin import check_one_backbone
 
-        store = FeatureStore(*self.folders(part))
+        declared = self.train_manifest if part == "activitynet" else None  # test folders carry their own file
+        store = FeatureStore(*self.folders(part), declared_manifest=declared)
         check_one_backbone(store)
         return store
 
@@ -126,7 +128,7 @@ def layout_from(params: Settings | str, overrides: dict | None = None) -> Layout
             desc[k] = resolve(s[f"{k}_descriptions"])
     return Layout(s.mode, root, captions, videos, train_feats, _objects_dir(train_feats, work, "activitynet"),
                   roots, feats, {k: _objects_dir(feats[k], work, k) for k in TEST_SETS}, desc, groups, work,
-                  processed, models, run_dir, figures, weights)
+                  processed, models, run_dir, figures, weights, s.anet_features_manifest or None)
 
 
 def describe(lay: Layout) -> dict:

@@ -218,6 +218,7 @@ CONFIG_KEYS: dict[str, tuple[str, str]] = {
     "d_model": ("model", "d_model"), "dropout": ("model", "dropout"), "max_len": ("model", "max_len"),
     "epochs": ("train", "epochs"), "patience": ("train", "patience"), "batch": ("train", "batch"),
     "window": ("train", "window"), "autocast": ("train", "autocast"), "device": ("train", "device"),
+    "batch_makeup": ("train", "batch_makeup"),
     "released_validation": ("train", "released_validation"),
     "alpha": ("eval", "alpha"), "beta": ("eval", "beta"), "normalize_terms": ("eval", "normalize_terms"),
     "eval_released_objects": ("eval", "released_objects"),

@@ -12,15 +12,16 @@ import hashlib
 import json
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from cezsar import config, datasets, distributed, protocols as P
+from cezsar import config, datasets, distributed, manifest, protocols as P
 from cezsar.atomic import write_json
 from cezsar.backbones import get_encoder
 from cezsar.captions import Captions, read_activitynet_files
-from cezsar.checkpoints import load_checkpoint
+from cezsar.checkpoints import load_checkpoint, training_manifest
 from cezsar.clip_baseline import VARIANTS as CLIP_BASELINE_VARIANTS
 from cezsar.checks import DataError, read_checkpoint
 from cezsar.classify import checkpoint_text_encoder
@@ -98,7 +99,8 @@ def extract_features(lay: Layout, s: Settings) -> dict:
     """
 
     cfg = ExtractConfig(backbone=s.backbone, weights=str(lay.weights) if lay.weights else None,
-                        image_size=s.image_size, released_preprocess=s.released_preprocess)
+                        image_size=s.image_size, released_preprocess=s.released_preprocess,
+                        released_sampling=s.released_sampling)
     reports: dict = {}
     jobs = []
     if lay.train_videos is not None and lay.train_videos.is_dir():
@@ -115,12 +117,15 @@ def extract_features(lay: Layout, s: Settings) -> dict:
             reports[kind] = {"videos": len(vids), "done": len(have & {v.video_id for v in vids}),
                              "encoded": 0, "note": "feature folder used as it is",
                              "without_features": len([v for v in vids if v.video_id not in have])}
-    encoder = None
+    encoders: dict = {}
+    test_cfg = test_extract_config(lay, s, cfg)
     for name, vids, out in jobs:
-        if encoder is None:
-            encoder = get_encoder(cfg.backbone, cfg.weights, device=s.device, image_size=cfg.image_size,
-                                  batch=cfg.batch, preprocess="released" if cfg.released_preprocess else "paper")
-        rep = extract(vids, out, cfg, encoder=encoder, progress=True)
+        job_cfg = cfg if name == "activitynet" else test_cfg
+        key = (job_cfg.image_size, job_cfg.released_preprocess)
+        if key not in encoders:
+            encoders[key] = get_encoder(job_cfg.backbone, job_cfg.weights, device=s.device, image_size=key[0],
+                                        batch=job_cfg.batch, preprocess="released" if key[1] else "paper")
+        rep = extract(vids, out, job_cfg, encoder=encoders[key], progress=True)
         reports[name] = {k: rep[k] for k in ("videos", "done", "encoded", "reused", "frames", "seconds",
                                              "frames_per_s") if k in rep}
         reports[name]["skipped"] = rep.get("skipped", [])
@@ -140,6 +145,35 @@ def extract_features(lay: Layout, s: Settings) -> dict:
                                                                            "skipped", "label_space", "out")}
     reports["objects_used"] = uses_objects(lay, s)
     return reports
+
+
+def training_features_manifest(lay: Layout) -> dict | None:
+    """The manifest of the training features (cezsar.manifest): their manifest.json, or the built-in one the
+    parameter set declares (`anet_features_manifest`); None when neither exists (yet)."""
+    if not lay.train_features.is_dir():
+        return manifest.BUILT_IN.get(lay.train_manifest or "")
+    return manifest.read(lay.train_features, lay.train_manifest)
+
+
+def test_extract_config(lay: Layout, s: Settings, cfg: ExtractConfig) -> ExtractConfig:
+    """The ExtractConfig of the test sets: `cfg`, or with `match_training_features` the preprocessing, frame
+    sampling and image size of the training features' manifest (paper mode: the released BiT features' BGR,
+    resize 256 + crop 224 and 25-fps linspace sampling), so that the model scores vectors of its own kind."""
+    trained = training_features_manifest(lay) if s.match_training_features else None
+    if trained is None:
+        return cfg
+    return dataclasses.replace(
+        cfg, released_preprocess=str(trained.get("preprocess", "")).startswith("released-"),
+        released_sampling=trained.get("sampling") == manifest.SAMPLING["released"],
+        image_size=int(trained.get("image_size") or cfg.image_size))
+
+
+def check_test_features(store, meta: dict, folder: Path) -> None:
+    """Refuse test features made another way than the checkpoint's training features (ManifestMismatch, one
+    line naming both values); a folder or checkpoint from before manifests gives a warning instead."""
+    for line in manifest.check_against_training(getattr(store, "manifest", None), training_manifest(meta),
+                                                str(folder)):
+        warnings.warn(line, stacklevel=2)
 
 
 def _find_video(folder: Path, video_id: str) -> Path | None:
@@ -344,6 +378,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     provenance = {"params_file": s.params_file, "triplets": str(lay.triplets(tau)),
                   "mining": trip.summary.get("config"), "mining_inputs": trip.summary.get("inputs"),
                   "train_cfg": config.to_dict(cfg), "text_model": s.text_model, "backbone": store.backbone,
+                  "features_manifest": store.manifest,
                   "feature_dim": store.dim, "train_videos": len(trip.video_ids),
                   "videos_without_features": trip.summary.get("videos_without_features", 0) + len(lacking),
                   "dataset": "SynthActions (synthetic clips)" if lay.mode == "embedded" else "ActivityNet Captions",
@@ -405,6 +440,8 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
     desc = datasets.read_descriptions(lay.descriptions[kind])
     store = ReadOnce(lay.store(kind), float(os.environ.get("CEZSAR_EVAL_CACHE_GB", "4")))
     model, meta = load_checkpoint(checkpoint) if checkpoint else (None, {})
+    if checkpoint:  # test vectors of the training features' kind only (docs/fidelity.md "feature manifests")
+        check_test_features(store, meta, lay.folders(kind)[0])
     # the set's text model, checked against the one the checkpoint's SEM was trained with
     enc = checkpoint_text_encoder(meta, s.text_model, str(checkpoint)) if checkpoint else SentenceEncoder(s.text_model)
     protocols = table_protocols(kind, len(ds.classes)) if protocols is None else protocols

@@ -35,7 +35,7 @@ from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
 from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.devices import resolve_device
-from cezsar.featurebank import TripletTensors, epoch_order
+from cezsar.featurebank import TripletTensors, batch_group, epoch_order
 from cezsar.model import JointEmbedder
 from cezsar.packed_vem import dropout_cpu
 from cezsar.train import (_autocast, _write_logs, fit, make_optimizer, prepare, rng_state, seed_everything,
@@ -353,7 +353,7 @@ def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_c
             set_rng_state(group[0].rng)  # the dropout draws continue where the group's last epoch left them
         elif epoch == 0:
             seed_everything(group[0].seed)
-        orders = [epoch_order(win, train_idx, r.seed, epoch, fast.group) for r in group]
+        orders = [epoch_order(win, train_idx, r.seed, epoch, batch_group(train_cfg.batch_makeup, fast.group)) for r in group]
         t0 = time.perf_counter()
         tr = _stacked_epoch(net, data, opt, orders, train_cfg, device)
         seconds = time.perf_counter() - t0

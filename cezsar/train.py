@@ -35,7 +35,7 @@ from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.diskspace import require_space
 from cezsar.devices import resolve_device
-from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
+from cezsar.featurebank import TripletTensors, batch_group, build_bank, epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
 
 def triplet_loss(v: Tensor, s_pos: Tensor, s_neg: Tensor, margin: float = 1.0) -> Tensor:
@@ -374,7 +374,8 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     meta = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
             "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
             "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
-            "trained_on": training_provenance(triplets, store, text_model, params)}
+            "trained_on": training_provenance(triplets, store, text_model, params),
+            "features_manifest": getattr(store, "manifest", None)}  # how the training vectors were made
     state = {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
     if resume and last.is_file():
@@ -403,9 +404,10 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
                                       device_ids=[device.index] if device.type == "cuda" else None)
     history: list[dict] = list(state["history"])
     win = data.win.cpu().numpy()
+    group = batch_group(train_cfg.batch_makeup, fast.group)  # 1 = i.i.d. batches (docs/fidelity.md "batch makeup")
 
     def order_of(epoch: int) -> np.ndarray:
-        return epoch_order(win, train_idx, train_cfg.seed, epoch, fast.group)
+        return epoch_order(win, train_idx, train_cfg.seed, epoch, group)
 
     t_run = run_length(data) if static else 0
     trainer = GraphedTrainer(model, data, optimizer, step_cfg, t_run, fast.unroll) if graphed else None

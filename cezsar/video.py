@@ -10,6 +10,9 @@ Why the start of each second rather than its middle: encoders very often put a k
 seconds (keyint = fps, or a multiple of it), so a frame at i s is one seek plus one decoded frame,
 while i + 0.5 s would always need half a GOP decoded.
 
+`decode_released` is the released code's sampling instead (ExtractConfig.released_sampling): the frames of a
+25-fps re-encode at np.linspace(0, n - 1, n // 25), spread over the clip rather than on whole seconds.
+
 How it decodes only what it needs: one cheap demux pass (no decoding) lists the keyframe timestamps;
 for each target it seeks to the last keyframe before it only when that keyframe lies beyond the frame
 already decoded, and otherwise keeps decoding forward. With a keyframe every second this decodes one
@@ -124,12 +127,52 @@ def decode_1fps(
         VideoDecodeError: zero-byte, missing, non-video, audio-only, truncated or undecodable files.
     """
 
-    path = Path(path)
+    def times(data_s: float) -> list[float]:
+        n = max(1, math.floor(data_s + _EPS))
+        if max_seconds is not None:
+            n = min(n, max(1, math.ceil(max_seconds - _EPS)))
+        return [float(i) for i in range(n)]
+
+    return _decode_at(Path(path), times, max_seconds, size, _EPS)
+
+
+RELEASED_FPS = 25  # the released extraction re-encoded every video to 25 fps first
+
+
+def released_times(data_s: float) -> list[float]:
+    """The released frame sampling as times (s): a 25-fps re-encode has n = round(25 d) frames, of which it
+    kept np.linspace(0, n - 1, n // 25) cast to int (at least one), frame j being shown at j / 25 s."""
+    n = max(1, round(data_s * RELEASED_FPS))
+    keep = np.linspace(0, n - 1, max(1, n // RELEASED_FPS)).astype(np.int64)  # (T,) frame numbers, floored
+    return [float(j) / RELEASED_FPS for j in keep]
+
+
+def decode_released(
+    path: str | Path, max_seconds: float | None = None, size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """The released code's frame sampling (docs/fidelity.md "frame sampling"): uint8 (T, H, W, 3), the frames
+    of a 25-fps re-encode at `released_times`, T = n // 25 rows (floor(d) for most clips, as `decode_1fps`),
+    spread over the whole clip instead of one per whole second. Without re-encoding: each row is the source
+    frame nearest its time (the first frame at or after it less half a 25-fps frame), which is the re-encode's
+    frame itself for 25-fps sources. max_seconds keeps the first ceil(max_seconds) rows of the whole clip's
+    sampling. Raises VideoDecodeError as `decode_1fps`."""
+
+    def times(data_s: float) -> list[float]:
+        t = released_times(data_s)
+        return t if max_seconds is None else t[:max(1, math.ceil(max_seconds - _EPS))]
+
+    # the row times depend on the whole clip's duration: the demux pass reads every packet (no limit)
+    return _decode_at(Path(path), times, None, size, 0.5 / RELEASED_FPS)
+
+
+def _decode_at(path: Path, times, limit_s: float | None, size: tuple[int, int] | None, tol: float) -> np.ndarray:
+    """The frames at `times(data seconds)` (s from the stream start, increasing): for each, the first frame
+    whose timestamp is at or after it less `tol`, seeking only past keyframes beyond what is decoded (module doc)."""
     container = _open(path)
     try:
         stream = container.streams.video[0]
         tb: Fraction = stream.time_base
-        keys, data_s, first_pts = _keyframe_index(container, stream, path, max_seconds)
+        keys, data_s, first_pts = _keyframe_index(container, stream, path, limit_s)
         # Frame threads delay output by one frame per thread, and after every seek those frames are
         # decoded for nothing; so slice threads when seeks dominate (keyframes <= 2 s apart), frame
         # threads for long GOPs where the decoder mostly runs forward.
@@ -138,44 +181,45 @@ def decode_1fps(
         if threads > 0:
             stream.thread_count = threads
         declared = _declared_duration(container, stream)
-        if max_seconds is None and declared is not None and declared - data_s > _TRUNCATION_SLACK:
+        if limit_s is None and declared is not None and declared - data_s > _TRUNCATION_SLACK:
             raise VideoDecodeError(
                 path, f"truncated: header says {declared:.2f} s, data ends at {data_s:.2f} s"
             )
-        n = max(1, math.floor(data_s + _EPS))
-        if max_seconds is not None:
-            n = min(n, max(1, math.ceil(max_seconds - _EPS)))
+        wanted = times(data_s)
+        n = len(wanted)
         frames: list[np.ndarray] = []
         decoder = None
         cur_pts: int | None = None  # pts of the last decoded frame
         last = None
-        for i in range(n):
-            target = first_pts + int(round(i / tb))  # pts of second i
-            k = bisect.bisect_right(keys, target + int(_EPS / tb)) - 1
+        for i, at in enumerate(wanted):
+            target = first_pts + int(round(at / tb))  # pts of the wanted time
+            k = bisect.bisect_right(keys, target + int(tol / tb)) - 1
             key_pts = keys[k] if k >= 0 else first_pts
             if decoder is None or cur_pts is None or key_pts > cur_pts:
                 # a keyframe lies between what is decoded and the target: jump to it
                 container.seek(int(key_pts), stream=stream, backward=True, any_frame=False)
                 decoder = container.decode(stream)
             picked = None
+            if last is not None and (last.pts - target) * tb >= -tol:
+                picked = last  # two wanted times on one frame (a source slower than 25 fps)
             try:
-                for frame in decoder:
+                for frame in ([] if picked is not None else decoder):
                     if frame.pts is None:
                         continue
                     cur_pts = frame.pts
                     last = frame
-                    if (frame.pts - target) * tb >= -_EPS:
+                    if (frame.pts - target) * tb >= -tol:
                         picked = frame
                         break
             except av.error.FFmpegError as err:
-                raise VideoDecodeError(path, f"decoding failed near {i} s ({err})") from err
+                raise VideoDecodeError(path, f"decoding failed near {at:g} s ({err})") from err
             if picked is None:
-                # stream ended before second i: accept the final frame only for the last second,
+                # stream ended before the wanted time: accept the final frame only for the last row,
                 # whose timestamp can fall short of the rounded duration
                 if last is not None and i == n - 1 and (target - last.pts) * tb <= 1.0:
                     picked = last
                 else:
-                    raise VideoDecodeError(path, f"no frame at {i} s (expected {n} frames, got {i})")
+                    raise VideoDecodeError(path, f"no frame at {at:g} s (expected {n} frames, got {i})")
             if size is not None:
                 # AREA averages source pixels: no aliasing when shrinking HD frames to ~160 px
                 picked = picked.reformat(width=size[0], height=size[1], format="rgb24", interpolation="AREA")

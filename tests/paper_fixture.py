@@ -14,11 +14,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
+# beside the repository; CEZSAR_REFERENCE_DATA points elsewhere (a git worktree of the repository)
+REFERENCE = Path(os.environ.get("CEZSAR_REFERENCE_DATA") or Path(__file__).resolve().parents[2] / "shared" / "reference-data")
 DIM = 4096  # BiT-M-R152x2 pre-logits, as released
 HEAD_CLASSES = 1000  # reduced head (BiT-S size); the real BiT-M head has 21,843
 

@@ -86,4 +86,8 @@ def test_tables_have_the_paper_protocols_and_real_class_names(fixture_run):
     assert "CEZSAR (VE + O)" in table1 and "UCF-101; 201/202 videos (1 without features)" in table1
     assert "Kinetics-400; 400/400 videos; bit_m_r152x2, minilm; 1 epoch" in table2
     assert results["code"]["package"] and results["training"]["train_cfg"]["epochs"] == 1
+    # issue 27: the model records how its (released) training features were made, from params/paper.yaml's key
+    made = results["training"]["features_manifest"]
+    assert (made["declared"], made["preprocess"], made["sampling"]) == (
+        "released_bit", "released-bgr-crop224", "released-25fps-linspace")
     assert results["params"]["text_model"] == "minilm"

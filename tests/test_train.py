@@ -147,6 +147,41 @@ def test_epoch_order_is_a_seeded_permutation_grouping_windows():
     assert np.array_equal(np.sort(b), idx) and (np.diff(win[b]) != 0).sum() >= 50 * 3 - 1 - 10
 
 
+def test_batch_makeup_iid_draws_each_batch_from_many_windows_and_grouped_from_few():
+    """Issue 27 part 2: the default batches are i.i.d. (paper §4); "grouped" keeps 8 triplets of a window together."""
+    from cezsar.featurebank import batch_group
+
+    assert TrainConfig().batch_makeup == "iid"
+    win = np.repeat(np.arange(400), 30)  # 400 windows x 30 triplets, as mined windows carry ~30 triplets
+    idx = np.arange(len(win))
+    distinct = {}
+    for makeup in ("iid", "grouped"):
+        order = epoch_order(win, idx, 0, 0, batch_group(makeup, 8))
+        assert np.array_equal(np.sort(order), idx)
+        distinct[makeup] = [len(np.unique(win[order[i:i + 128]])) for i in range(0, len(order), 128)]
+    # 128 i.i.d. draws from 400 windows hit ~108 distinct ones on average; chunks of up to 8 (a window's last
+    # chunk holds 30 mod 8 = 6) give 16-22
+    assert np.mean(distinct["iid"]) > 100 and max(distinct["grouped"]) <= 22
+    with pytest.raises(ValueError, match="batch_makeup 'shuffled'"):
+        batch_group("shuffled", 8)
+
+
+def test_batch_makeup_is_a_parameter_key_and_a_fit_setting(tmp_path):
+    from cezsar.params import stage_configs
+
+    assert stage_configs({"batch_makeup": "grouped"})["train"].batch_makeup == "grouped"
+    trip, store, text = make_toy(tmp_path / "feats")
+    cfg = ModelConfig(**TINY)
+    runs = {}
+    for makeup in ("iid", "grouped"):
+        tc = TrainConfig(epochs=1, batch=16, device="cpu", batch_makeup=makeup)
+        runs[makeup] = fit(trip, store, text, tc, cfg, tmp_path / makeup, progress=False)
+        _, meta = load_checkpoint(tmp_path / makeup / "last.pt")
+        assert meta["train_cfg"]["batch_makeup"] == makeup
+    # same seed, same triplets: only the batch makeup differs, and it changes what is learnt
+    assert runs["iid"]["history"][0]["train_loss"] != runs["grouped"]["history"][0]["train_loss"]
+
+
 def test_shared_window_batch_equals_naive_per_triplet_forward(tmp_path):
     trip, store, text, cfg, data = toy_fast_path(tmp_path)
     b = np.arange(0, 120, 2)  # 60 triplets over few windows: many shared windows and sentences

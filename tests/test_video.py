@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from cezsar.video import VideoDecodeError, decode_1fps, decode_all_then_subsample, write_video
+from cezsar.video import VideoDecodeError, decode_1fps, decode_all_then_subsample, decode_released, write_video
 from media import write_audio_only
 
 H, W, BITS = 48, 64, 6  # 6 bars of 8 px encode the second's number in binary
@@ -114,3 +114,38 @@ def test_real_video_bigbuckbunny(tmp_path: Path) -> None:
     assert frames.shape[0] == max(1, int(duration + 1e-3)) and frames.shape[1:] == (720, 1280, 3)
     assert np.array_equal(frames, decode_all_then_subsample(path)[: len(frames)])
     assert frames.std() > 10  # real picture content, not a blank frame
+
+
+def frame_number_frames(n: int):
+    """Frames whose 8 bars spell, in binary, their own frame number (white = 1)."""
+    for j in range(n):
+        img = np.zeros((H, W, 3), np.uint8)
+        for b in range(8):
+            if (j >> b) & 1:
+                img[:, b * 8 + 1:b * 8 + 7] = 255
+        yield img
+
+
+def read_frame_numbers(frames: np.ndarray) -> list[int]:
+    bars = frames[:, H // 2, [b * 8 + 4 for b in range(8)], :].mean(axis=-1)  # (T, 8)
+    return [int(sum(1 << b for b in range(8) if row[b] > 128)) for row in bars]
+
+
+@pytest.mark.parametrize("gop", [25, None])
+def test_released_sampling_keeps_the_25fps_frames_at_linspace(tmp_path: Path, gop: int | None) -> None:
+    """Issue 27: the released extraction kept frames np.linspace(0, n-1, n//25) of a 25-fps video (here 190 frames,
+    7.6 s): 7 rows spread over the whole clip, where the 1-fps rule takes the frames at 0, 1, ..., 6 s."""
+    path = write_video(tmp_path / "n.mp4", frame_number_frames(190), fps=25, gop=gop)
+    want = [int(j) for j in np.linspace(0, 189, 190 // 25)]  # the released code's rule, written out: 0, 31, ... 189
+    assert read_frame_numbers(decode_released(path)) == want
+    assert read_frame_numbers(decode_1fps(path)) == [25 * i for i in range(7)]
+    assert read_frame_numbers(decode_released(path, max_seconds=3)) == want[:3]
+    assert decode_released(path, size=(32, 24)).shape == (7, 24, 32, 3)
+
+
+def test_released_sampling_of_a_30fps_video_takes_the_frame_nearest_each_25fps_instant(tmp_path: Path) -> None:
+    path = write_video(tmp_path / "n30.mp4", frame_number_frames(150), fps=30, gop=30)  # 5 s at 30 fps
+    kept = np.linspace(0, 124, 125 // 25).astype(int)  # frames of the 25-fps re-encode: 0, 31, 62, 93, 124
+    got = read_frame_numbers(decode_released(path))
+    assert len(got) == 5
+    assert all(abs(g - k / 25 * 30) <= 0.5 + 1e-9 for g, k in zip(got, kept)), (got, kept)

@@ -36,6 +36,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0",
                         help="frame CNN (efficientnet_lite0 offline; bit_m_r152x2 / resnet152 need --weights)")
     parser.add_argument("--weights", default=None, help="weights file for --backbone bit_m_r152x2 / resnet152")
+    parser.add_argument("--image-size", type=int, default=160,
+                        help="CNN input side in px (default 160); the model's training features' size, e.g. 224 "
+                        "for BiT")
+    parser.add_argument("--released-preprocess", action="store_true",
+                        help="BGR frames, resize 256 + centre crop 224, as the released features were made")
+    parser.add_argument("--released-sampling", action="store_true",
+                        help="the released frame sampling: a 25-fps re-encode's frames at linspace(0, n-1, n//25)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, default), cpu or cuda")
     parser.add_argument("--json", action="store_true",
                         help="print JSON: one object per video, a list when several videos are given")
@@ -57,6 +64,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     from cezsar import checks
 
     checks.require_positive(args.top_k, "--top-k")
+    checks.require_positive(args.image_size, "--image-size")
     checks.require_positive(args.objects, "--n-objects")
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
@@ -98,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     if args.model is None and (args.alpha is not None or args.beta is not None):
         print("note: --alpha/--beta apply to Eq. 9 with --model; the objects-only method ignores them", file=sys.stderr)
     clf = load_classifier(args.model, text_model=args.text_model, alpha=args.alpha, beta=args.beta,
-                          n_objects=args.objects, backbone=args.backbone, weights=args.weights, device=args.device)
+                          n_objects=args.objects, backbone=args.backbone, weights=args.weights, device=args.device,
+                          image_size=args.image_size, preprocess="released" if args.released_preprocess else "paper",
+                          sampling="released" if args.released_sampling else "1fps")
     if clf.model is not None:
         trained = clf.meta["trained_on"]
         print(f"note: {describe_provenance(trained)}", file=sys.stderr)

@@ -172,6 +172,20 @@ def check_model_fits(model_path: str, trained: dict, store, model) -> None:
                                  f"use features of the backbone the model was trained on ({trained['backbone']})")
 
 
+def check_manifest(meta: dict, store) -> None:
+    """Refuse test features made another way than the checkpoint's training features (cezsar.manifest: exit 1,
+    one line naming both values); a folder or checkpoint from before manifests gives a line saying what is
+    not checked."""
+    from cezsar import manifest
+    from cezsar.checkpoints import training_manifest
+
+    recorded, here = training_manifest(meta), getattr(store, "manifest", None)
+    # a run wholly from before manifests (neither side has one) is a note; one side without it, a warning
+    level = "note" if recorded is None and here is None else "warning"
+    for line in manifest.check_against_training(here, recorded, f"--features {store.root}"):
+        print(f"{level}: {line}", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     from cezsar import protocols
     from cezsar.atomic import write_json
@@ -203,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         check_model_fits(args.model, ckpt_meta["trained_on"], store, model)
         encoder = checkpoint_text_encoder(ckpt_meta, args.text_model, f"--model {args.model}", device=args.device)
         print(f"note: {describe_provenance(ckpt_meta['trained_on'])}", file=sys.stderr)
+        check_manifest(ckpt_meta, store)  # after the hard refusals: its warnings belong to a run that goes on
     elif clip is None:
         encoder = text_encoder(args.text_model or "minilm", device=args.device)
     else:

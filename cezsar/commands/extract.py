@@ -13,7 +13,8 @@ from pathlib import Path
 from cezsar.commands import add_progress, add_shard_options, merge_reports, print_skips
 from cezsar.config import ExtractConfig
 
-HELP = "Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, report.json."
+HELP = ("Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, manifest.json, "
+        "report.json.")
 KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
 
 
@@ -37,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-seconds", type=float, default=None, help="encode at most this many seconds")
     parser.add_argument("--topk", type=int, default=d.topk_objects,
                         help=f"object classes kept per second (default {d.topk_objects})")
+    parser.add_argument("--released-preprocess", action="store_true",
+                        help="the released extraction's frames: BGR fed as RGB, resize 256 + centre crop 224 (scaled "
+                        "to --image-size); recorded in <out>/manifest.json")
+    parser.add_argument("--released-sampling", action="store_true",
+                        help="the released frame sampling: a 25-fps re-encode's frames at linspace(0, n-1, n//25) "
+                        "instead of one per whole second; recorded in <out>/manifest.json")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     parser.add_argument("--decoders", type=int, default=d.decoders,
                         help="videos decoded at once beside the CNN (default 0 = auto: 1 on a CPU, cores - 2 on a GPU)")
@@ -96,6 +103,8 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.weights is not None:
         checks.require_file(args.weights, "--weights", "weights file")
     checks.require_device(args.device)
+    if args.released_preprocess and (args.backbone or "").startswith("clip:"):
+        raise checks.UsageError("--released-preprocess: CLIP backbones have their own preprocessing")
     meta = Path(args.out) / "features.json"
     if meta.exists():  # a resumed extraction compares its settings with this file
         try:
@@ -123,9 +132,12 @@ def extract_videos(args: argparse.Namespace) -> int:
     check_inputs(args)
     backbone = args.backbone or ("bit_m_r152x2" if (args.weights or "").endswith(".npz") else "efficientnet_lite0")
     cfg = ExtractConfig(backbone=backbone, weights=args.weights, image_size=args.image_size, batch=args.batch,
-                        topk_objects=args.topk, max_seconds=args.max_seconds, decoders=args.decoders)
+                        topk_objects=args.topk, max_seconds=args.max_seconds, decoders=args.decoders,
+                        released_preprocess=args.released_preprocess, released_sampling=args.released_sampling)
     videos = collect_videos(args.dataset, args.root)
-    encoder = frame_encoder(backbone, args.weights, device=args.device, image_size=args.image_size, batch=args.batch)
+    extra = {"preprocess": "released"} if args.released_preprocess else {}
+    encoder = frame_encoder(backbone, args.weights, device=args.device, image_size=args.image_size, batch=args.batch,
+                            **extra)
     try:
         report = extract(videos, args.out, cfg, shard=args.shard, encoder=encoder, progress=args.progress)
     except ValueError as err:  # an output folder that holds other features; duplicate ids

@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triplets", help="triplet file written by `cezsar mine` (.npz); required unless "
                         "--params-file")
     parser.add_argument("--features", help="feature folder written by `cezsar extract`; required unless --params-file")
+    parser.add_argument("--features-manifest", default=None, metavar="NAME",
+                        help="how a --features folder without manifest.json was made: released_bit = the authors' "
+                        "released BiT features (recorded in the checkpoint; docs/fidelity.md \"feature manifests\")")
     parser.add_argument("--out", help="run folder: last.pt, best.pt, log.csv, log.json, cache/; required unless "
                         "--params-file")
     parser.add_argument("--params-file", default=None, metavar="YAML",
@@ -44,9 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "should be the one `cezsar mine` used")
     parser.add_argument("--cache-dir", default=None, help="sentence cache root (default: the package cache)")
     fast = FastPathConfig()
-    parser.add_argument("--group", type=int, default=fast.group,
-                        help=f"triplets of one window kept together per batch: {fast.group} (default), 0 = all "
-                        "(fastest), 1 = i.i.d. shuffle like the released code")
+    parser.add_argument("--batch-makeup", choices=("iid", "grouped"), default=d.batch_makeup,
+                        help=f"iid: i.i.d. mini-batches as the paper and the released code ({d.batch_makeup}, "
+                        f"default) | grouped: triplets of one window kept together in chunks of --group, "
+                        "faster on a CPU (docs/fidelity.md \"batch makeup\")")
+    parser.add_argument("--group", type=int, default=None,
+                        help=f"with --batch-makeup grouped: triplets of one window per chunk, {fast.group} "
+                        "(default), 0 = the whole window (fastest)")
     parser.add_argument("--bank-dtype", choices=("float16", "float32"), default=fast.bank_dtype,
                         help=f"storage of the contiguous feature array (default {fast.bank_dtype})")
     parser.add_argument("--step", choices=("static", "eager"), default=fast.step,
@@ -82,12 +89,21 @@ def check_inputs(args: argparse.Namespace):
         raise checks.UsageError(f"--batch {args.batch}: the global batch needs at least one triplet for each of "
                                 f"the {distributed.world_size()} torchrun processes")
     checks.require_positive(args.patience, "--patience")
-    checks.require_positive(args.group, "--group", minimum=0)
+    if args.group is not None:
+        checks.require_positive(args.group, "--group", minimum=0)
+        if args.batch_makeup != "grouped":
+            raise checks.UsageError(f"--group {args.group}: applies to --batch-makeup grouped only "
+                                    f"(this run's batches are {args.batch_makeup})")
     if not (args.lr == args.lr and 0 < args.lr < float("inf")):
         raise checks.UsageError(f"--lr {args.lr}: must be a finite number > 0")
     checks.require_device(args.device)
     path = checks.require_file(args.triplets, "--triplets", "triplet file", "give the --out file of `cezsar mine`")
-    store = checks.feature_folder(args.features)
+    from cezsar.manifest import BUILT_IN
+
+    if args.features_manifest is not None and args.features_manifest not in BUILT_IN:
+        raise checks.UsageError(f"--features-manifest {args.features_manifest}: not a built-in manifest (known: "
+                                f"{', '.join(sorted(BUILT_IN))})")
+    store = checks.feature_folder(args.features, declared_manifest=args.features_manifest)
     out = checks.require_output_dir(args.out, "--out")
     checks.check_feature_bank_cache(out / "cache")
     if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
@@ -195,6 +211,7 @@ def run_files(args: argparse.Namespace) -> int:
         text_emb = encoder.encode(triplets.sentences, progress=args.progress and main)  # (S, text_dim)
     train_cfg = TrainConfig(lr=args.lr, batch=args.batch, epochs=args.epochs, patience=args.patience,
                             seed=args.seed, device=args.device, window=args.window, autocast=not args.fp32,
+                            batch_makeup=args.batch_makeup,
                             released_validation=args.released_validation)
     model_cfg = ModelConfig(positional=not args.no_positional, released_sem=args.released_sem,
                             released_padding=args.released_padding, released_attention=args.released_attention,
@@ -210,7 +227,9 @@ def run_files(args: argparse.Namespace) -> int:
             raise checks.UsageError("--window released needs --captions (the segments' bounds)")
         checks.require_file(args.captions, "--captions", "captions JSON file")
         bounds = segment_bounds(read_activitynet(args.captions))  # a DatasetError is one line at the boundary
-    fast = FastPathConfig(group=args.group, bank_dtype=args.bank_dtype, step=args.step, graph=args.cuda_graphs)
+    fast = FastPathConfig(bank_dtype=args.bank_dtype, step=args.step, graph=args.cuda_graphs)
+    if args.group is not None:
+        fast.group = args.group
     try:
         res = fit(triplets, store, text_emb, train_cfg, model_cfg, args.out, resume=args.resume, fast=fast,
                   text_model=encoder.model_id, text_model_name=args.text_model, params=args.params,
