@@ -173,7 +173,7 @@ def _decode_one(v, cfg: ExtractConfig, size: tuple[int, int] | None, threads: in
         return v, None, "no video file"
     try:
         if cfg.released_sampling:  # docs/fidelity.md "frame sampling"
-            return v, decode_released(v.path, cfg.max_seconds, size=size), None
+            return v, decode_released(v.path, cfg.max_seconds, size=size, threads=threads), None
         return v, decode_1fps(v.path, cfg.max_seconds, size=size, threads=threads), None
     except VideoDecodeError as err:
         return v, None, err.reason

@@ -78,8 +78,8 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
                      {**OBJ2, "far_from_all": True},
                      "obj2"),
     "object_tau": ("paper words: the tau rule also picks object positives", {**OBJ2, "object_tau": True}, "obj2"),
-    "grouped": ("batches of ~16 windows x 8 triplets instead of i.i.d. triplets (not released: a speed-up here)",
-                {"batch_makeup": "grouped"}, "paper"),
+    "iid": ("i.i.d. batches (paper §4, released) instead of the embedded set's ~16 windows x 8 triplets",
+            {"batch_makeup": "iid"}, "paper"),
     "released": ("every released behaviour at once (params/released.yaml)", RELEASED, "paper"),
 }
 NOT_MEASURED = {

@@ -133,7 +133,7 @@ def decode_1fps(
             n = min(n, max(1, math.ceil(max_seconds - _EPS)))
         return [float(i) for i in range(n)]
 
-    return _decode_at(Path(path), times, max_seconds, size, _EPS)
+    return _decode_at(Path(path), times, max_seconds, size, _EPS, threads)
 
 
 RELEASED_FPS = 25  # the released extraction re-encoded every video to 25 fps first
@@ -148,7 +148,7 @@ def released_times(data_s: float) -> list[float]:
 
 
 def decode_released(
-    path: str | Path, max_seconds: float | None = None, size: tuple[int, int] | None = None
+    path: str | Path, max_seconds: float | None = None, size: tuple[int, int] | None = None, threads: int = 0
 ) -> np.ndarray:
     """The released code's frame sampling (docs/fidelity.md "frame sampling"): uint8 (T, H, W, 3), the frames
     of a 25-fps re-encode at `released_times`, T = n // 25 rows (floor(d) for most clips, as `decode_1fps`),
@@ -162,10 +162,11 @@ def decode_released(
         return t if max_seconds is None else t[:max(1, math.ceil(max_seconds - _EPS))]
 
     # the row times depend on the whole clip's duration: the demux pass reads every packet (no limit)
-    return _decode_at(Path(path), times, None, size, 0.5 / RELEASED_FPS)
+    return _decode_at(Path(path), times, None, size, 0.5 / RELEASED_FPS, threads)
 
 
-def _decode_at(path: Path, times, limit_s: float | None, size: tuple[int, int] | None, tol: float) -> np.ndarray:
+def _decode_at(path: Path, times, limit_s: float | None, size: tuple[int, int] | None, tol: float,
+               threads: int = 0) -> np.ndarray:
     """The frames at `times(data seconds)` (s from the stream start, increasing): for each, the first frame
     whose timestamp is at or after it less `tol`, seeking only past keyframes beyond what is decoded (module doc)."""
     container = _open(path)
