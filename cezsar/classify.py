@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from cezsar import zsar
+from cezsar.progress import progress_bar
 from cezsar.backbones import _ALIASES
 from cezsar.baselines import objects_only_scores
 from cezsar.checkpoints import load_checkpoint
@@ -370,7 +371,7 @@ def classify_videos(paths: str | Path | Sequence[str | Path], labels: str | Sequ
                     top_k: int = 5, n_objects: int | None = None, text_model: str | None = None,
                     max_seconds: float | None = None, device: str = "cpu", errors: str = "raise",
                     classifier: Classifier | None = None,
-                    on_result: Callable[[dict], None] | None = None) -> list[dict]:
+                    on_result: Callable[[dict], None] | None = None, progress: bool = False) -> list[dict]:
     """Zero-shot labels for each video (paper §3.5): one result dict per video, in order.
 
     Each dict: {"video", "method", "labels": [{"label", "score"}] (top_k, best first), "objects":
@@ -388,15 +389,17 @@ def classify_videos(paths: str | Path | Sequence[str | Path], labels: str | Sequ
     clf.prototypes(label_set)  # label sentences encoded once, before the first video
     paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
     out = []
-    for p in paths:
-        try:
-            out.append(clf.classify(p, label_set, top_k=top_k, max_seconds=max_seconds))
-        except VideoDecodeError as err:
-            if errors == "raise":
-                raise
-            out.append({"video": str(p), "error": err.reason})
-        if on_result is not None:
-            on_result(out[-1])
+    with progress_bar(len(paths), "classify", unit="video", enabled=progress) as bar:
+        for p in paths:
+            try:
+                out.append(clf.classify(p, label_set, top_k=top_k, max_seconds=max_seconds))
+            except VideoDecodeError as err:
+                if errors == "raise":
+                    raise
+                out.append({"video": str(p), "error": err.reason})
+            bar.update(1)
+            if on_result is not None:
+                on_result(out[-1])
     return out
 
 

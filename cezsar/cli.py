@@ -50,13 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"cezsar.commands.{name.replace('-', '_')}")
-        except ModuleNotFoundError as err:
-            if err.name and err.name.startswith("cezsar.commands"):
-                continue  # a stage not built yet; keep the others usable
-            raise
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP)
+        mod = importlib.import_module(f"cezsar.commands.{name.replace('-', '_')}")
+        examples = "examples:\n" + "\n".join(f"  {line}" for line in mod.EXAMPLES)
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP, epilog=examples,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
     return parser

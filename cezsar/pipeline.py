@@ -326,7 +326,7 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     writing its own checkpoints and logs to `<models_dir>/tau<τ>/seed<k>/`. Every model of the set shares one
     feature bank (`Layout.bank_cache`); `provenance.json` beside each seed's checkpoints records the triplet file,
     the mining and training settings and the parameter set.
-    Under torchrun (`cezsar train --params-file FILE`, docs/decisions.md §13) each seed is data-parallel training
+    Under torchrun (`cezsar train --params FILE`, docs/decisions.md §13) each seed is data-parallel training
     in turn: rank 0 encodes the sentences, sets a stale run aside and writes the files; the others follow.
     Returns {"model_dir", "seeds", "checkpoints", "runs" (each seed's training summary), and seed 0's summary
     and "checkpoint" as before}."""

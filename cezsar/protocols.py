@@ -256,7 +256,7 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
                   normalize_terms: bool = True, n_objects: int = 3, max_seconds: float | None = None,
                   all_sentences: bool = False, skip_missing: bool = False, released_objects: bool = False,
                   released_descriptions: bool = False, clip: Any = None, prompts: str = "names",
-                  template: str | None = None) -> dict:
+                  template: str | None = None, progress: bool = False) -> dict:
     """Videos and class prototypes of a ClassDataset in the space a method scores in.
 
     method "cezsar": VidE (Eq. 9; VE only when beta = 0) and SEM prototypes (Eq. 6) from `model`;
@@ -323,7 +323,7 @@ def embed_dataset(dataset: Any, store: Any, descriptions: dict[str, list[str]], 
         max_len = getattr(getattr(model, "cfg", None), "max_len", 15)
         # normalize_terms=False is the released raw sum all the way down: no unit-norm windows or objects either
         ve = zsar.encode_videos(model, store, ids, max_len=max_len, max_seconds=max_seconds,
-                                normalize=normalize_terms)
+                                normalize=normalize_terms, progress=progress)
         obj_se = zsar.object_embeddings(model, obj_ids, sentences, encoder.encode,
                                         normalize=normalize_terms) if need_objects else None
         vid = zsar.video_embedding(ve, obj_se, alpha, beta, normalize_terms)

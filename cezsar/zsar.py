@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from cezsar.objects import window_objects
+from cezsar.progress import progress_bar
 
 EPS = 1e-12
 
@@ -143,26 +144,28 @@ def clip_windows(n_seconds: int, max_len: int = 15, max_seconds: float | None = 
 
 def encode_videos(model: Any, store: Any, video_ids: Sequence[str], max_len: int = 15,
                   max_seconds: float | None = None, batch: int = 256, device: str = "cpu",
-                  normalize: bool = True) -> np.ndarray:
+                  normalize: bool = True, progress: bool = False) -> np.ndarray:
     """VE(v) of Eq. 9 for each video id: windows of <= max_len features through `model.encode_video`.
 
     Windows of all videos are padded to (B, max_len, D) with a mask (True = valid) and encoded in batches;
     a video's VE is the length-weighted mean of its windows' L2-normalised embeddings (module docstring).
     `normalize=False` averages the raw window embeddings instead (the released code's unnormalised Eq. 9;
     a clip of one window then gets the VEM output itself). Returns (V, 128) float32. A video with no
-    features is an error naming it.
+    features is an error naming it. `progress`: a bar over the videos read (reading the stacks dominates).
     """
 
     wins: list[np.ndarray] = []
     owner: list[int] = []
-    for i, vid in enumerate(video_ids):
-        x = store.load(vid)  # (T, D)
-        spans = clip_windows(len(x), max_len, max_seconds)
-        if not spans:
-            raise ValueError(f"encode_videos: video {vid!r} has no feature rows")
-        for s, e in spans:
-            wins.append(x[s:e])
-            owner.append(i)
+    with progress_bar(len(video_ids), "read test stacks", unit="video", enabled=progress) as bar:
+        for i, vid in enumerate(video_ids):
+            x = store.load(vid)  # (T, D)
+            spans = clip_windows(len(x), max_len, max_seconds)
+            if not spans:
+                raise ValueError(f"encode_videos: video {vid!r} has no feature rows")
+            for s, e in spans:
+                wins.append(x[s:e])
+                owner.append(i)
+            bar.update(1)
     dim = wins[0].shape[1] if wins else 0
     emb = []
     with torch.no_grad():

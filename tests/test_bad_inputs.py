@@ -223,7 +223,7 @@ def test_check_data_hmdb51_needs_a_folder(capsys, tmp_path):
 
 def test_check_data_split_that_is_a_folder(capsys, tmp_path):
     cap = write_captions(tmp_path / "c.json")
-    one_error(*cli(capsys, "check-data", "activitynet", cap, "--split", tmp_path)[::2], 2, "--split", "is a folder")
+    one_error(*cli(capsys, "check-data", "activitynet", cap, "--split-file", tmp_path)[::2], 2, "--split-file", "is a folder")
 
 
 def test_check_data_binary_file_as_json(capsys, tmp_path):
@@ -566,7 +566,7 @@ def test_train_records_what_the_model_was_trained_on(capsys, tmp_path, toy, mini
     from cezsar.checkpoints import describe_provenance, load_checkpoint
 
     out = tmp_path / "run"
-    rc, _, err = cli(capsys, *train_args(toy, out, "--params", "embedded", "--json"))
+    rc, _, err = cli(capsys, *train_args(toy, out, "--set-name", "embedded", "--json"))
     assert rc == 0, err
     _, meta = load_checkpoint(out / "best.pt")
     assert meta["trained_on"] == {"dataset": "SynthActions (synthetic clips)", "captions": "train.json",
@@ -625,7 +625,7 @@ def test_mine_malformed_captions(capsys, tmp_path, no_models):
                                            ("--windows", "0")])
 def test_mine_bad_numbers(capsys, tmp_path, no_models, option, value):
     cap = write_captions(tmp_path / "c.json")
-    one_error(*cli(capsys, *mine_args(cap, tmp_path / "t.npz", option, value))[::2], 2, f"{option} {value}")
+    one_error(*cli(capsys, *mine_args(cap, tmp_path / "t.npz", option, value))[::2], 2, option, value)  # the option and the value it refused
 
 
 def test_mine_out_that_is_a_folder(capsys, tmp_path, no_models):

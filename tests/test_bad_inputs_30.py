@@ -160,7 +160,7 @@ def test_cezsar_train_on_a_full_disk_is_one_line_before_training(capsys, tmp_pat
 def test_a_null_in_a_parameter_set_names_the_key_and_its_type(tmp_path, capsys):
     p = tmp_path / "p.yaml"
     p.write_text("epochs: null\n")
-    one_error(*cli(capsys, "train", "--params-file", p), 1, str(p), "epochs: null is not allowed",
+    one_error(*cli(capsys, "train", "--params", p), 1, str(p), "epochs: null is not allowed",
               "a whole number")
 
 
@@ -187,7 +187,7 @@ def test_parameter_values_outside_their_allowed_values_are_refused_naming_the_ke
 def test_training_a_parameter_set_before_mining_says_to_mine_first(tmp_path, capsys):
     p = tmp_path / "p.yaml"
     p.write_text(f"work_dir: {tmp_path / 'work'}\n")
-    one_error(*cli(capsys, "train", "--params-file", p), 1, "triplets_tau0.80.npz", "no triplet file",
+    one_error(*cli(capsys, "train", "--params", p), 1, "triplets_tau0.80.npz", "no triplet file",
               "`cezsar mine`")
 
 
@@ -389,7 +389,7 @@ def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys
         parse_labels(str(p))
     q = tmp_path / "p.yaml"
     q.write_bytes("epochs: 3\n".encode("utf-16-le"))  # UTF-16 without its mark
-    one_error(*cli(capsys, "train", "--params-file", q), 1, str(q), "UTF-16 without its byte-order mark")
+    one_error(*cli(capsys, "train", "--params", q), 1, str(q), "UTF-16 without its byte-order mark")
 
 
 # --- 7. a checkpoint write that dies part-way ------------------------------------------------------------------

@@ -199,14 +199,14 @@ def test_torchrun_runs_the_train_command(toy, tmp_path):
 
 
 def test_train_command_forms_are_checked(tmp_path, capsys):
-    """Either the three files or --params-file; usage errors exit 2 (docs/errors.md)."""
+    """Either the three files or --params; usage errors exit 2 (docs/errors.md)."""
     from cezsar.cli import main
 
     assert main(["train", "--triplets", str(tmp_path / "t.npz")]) == 2
-    assert "give --features, --out (or --params-file" in capsys.readouterr().err
-    assert main(["train", "--params-file", "params/embedded.yaml", "--out", str(tmp_path)]) == 2
+    assert "give --features, --out (or --params" in capsys.readouterr().err
+    assert main(["train", "--params", "params/embedded.yaml", "--out", str(tmp_path)]) == 2
     assert "drop --out" in capsys.readouterr().err
-    assert main(["train", "--params-file", str(tmp_path / "none.yaml")]) == 2
+    assert main(["train", "--params", str(tmp_path / "none.yaml")]) == 2
     assert "none.yaml: no such file" in capsys.readouterr().err
 
 

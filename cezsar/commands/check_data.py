@@ -7,6 +7,10 @@ import json
 HELP = ("Read a dataset (activitynet, ucf101, hmdb51, kinetics400, descriptions) and report counts and problems; "
         "with --features, check a feature folder against it (exit 1 when incomplete).")
 KINDS = ("activitynet", "ucf101", "hmdb51", "kinetics400", "descriptions")
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar check-data activitynet data/raw/synthactions/activitynet/train.json',
+    'cezsar check-data ucf101 data/raw/synthactions/ucf101 --features data/interim/embedded/features/ucf101',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,7 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "ucf101_dataset.json; hmdb51: the folder with the split lists; kinetics400: a CSV or a folder with "
         "test.csv + clips/; descriptions: our JSON or a folder of <class>.txt files",
     )
-    parser.add_argument("--split", action="append", default=[], metavar="FILE",
+    parser.add_argument("--split-file", action="append", default=[], metavar="FILE", dest="split",
                         help="a split JSON {training, testing} to resolve against the classes (repeatable)")
     parser.add_argument("--features", default=None, metavar="DIR",
                         help="also check a feature folder against the dataset's video list: videos without a stack, "
@@ -67,7 +71,7 @@ def check_inputs(kind: str, path: str, splits: list[str]) -> None:
     else:
         checks.require_path(path, "PATH", f"{kind} file or folder")
     for f in splits:
-        checks.require_file(f, "--split", "split JSON file")
+        checks.require_file(f, "--split-file", "split JSON file")
 
 
 def _video_ids(kind: str, path: str) -> list[str]:

@@ -13,7 +13,13 @@ import argparse
 import json
 import sys
 
+from cezsar.commands import add_progress
+
 HELP = "Classify videos against your own labels, zero-shot (objects-only, or Eq. 9 with --model)."
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar classify my_video.mp4 --labels "a rabbit in a meadow, a car race, cooking in a kitchen"',
+    'cezsar classify a.mp4 b.mp4 --labels labels.txt --model models/embedded/tau0.80/seed0/best.pt --json',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -28,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=None, help="Eq. 9 weight of VE(v) (default 0.8, paper §5)")
     parser.add_argument("--beta", type=float, default=None, help="Eq. 9 weight of SE(O(v)) (default 0.2; 0 = VE only)")
     parser.add_argument("--top-k", type=int, default=5, help="labels shown per video (default 5)")
-    parser.add_argument("--n-objects", "--objects", dest="objects", type=int, default=None, metavar="K",
+    parser.add_argument("--n-objects", dest="objects", type=int, default=None, metavar="K",
                         help="objects per video for O(v) and the explanation (default 3, docs/fidelity.md)")
     parser.add_argument("--text-model", default=None,
                         help="SBERT model (minilm, mpnet, a path); default minilm, or the checkpoint's")
@@ -44,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--released-sampling", action="store_true",
                         help="the released frame sampling: a 25-fps re-encode's frames at linspace(0, n-1, n//25)")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present, default), cpu or cuda")
+    add_progress(parser)
     parser.add_argument("--json", action="store_true",
                         help="print JSON: one object per video, a list when several videos are given")
 
@@ -124,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
             print(format_result(res), flush=True)
 
     out = classify_videos(args.videos, labels, top_k=args.top_k, max_seconds=args.max_seconds, errors="keep",
-                          classifier=clf, on_result=show)
+                          classifier=clf, on_result=show, progress=args.progress)
     results = [r for r in out if "error" not in r]
     failed = [r["video"] for r in out if "error" in r]
     if args.json:

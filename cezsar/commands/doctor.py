@@ -5,6 +5,10 @@ import argparse
 import json
 
 HELP = "check every offline resource (loads it, runs one tiny inference); exit 1 if a required one is missing"
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar doctor',
+    'cezsar doctor --json',
+]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

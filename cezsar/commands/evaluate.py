@@ -12,10 +12,14 @@ import json
 import sys
 from pathlib import Path
 
-from cezsar.commands import int_at_least
+from cezsar.commands import add_progress, int_at_least
 from cezsar.config import DESCRIPTIONS_DIR, EvalConfig
 
 HELP = "Zero-shot evaluation (Eqs. 8-9) of a checkpoint, the objects-only or the CLIP baseline under a protocol."
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar evaluate --dataset ucf101 --root data/raw/synthactions/ucf101 --features data/interim/embedded/features/ucf101 --model models/embedded/tau0.80/seed0/best.pt --protocol 0/8 --runs 5 --out runs/cli/ucf101.json',
+    'cezsar evaluate --dataset ucf101 --root data/raw/synthactions/ucf101 --features data/interim/embedded/features/ucf101 --method objects --protocol 0/all --out runs/cli/objects.json',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,6 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="leave out videos without features (listed in the results) instead of failing")
     parser.add_argument("--device", default="auto", help="torch device for the model and SBERT: auto (CUDA when "
                         "present, default), cpu or cuda")
+    add_progress(parser)
     g = parser.add_argument_group("released-code switches (docs/fidelity.md; default: the paper's reading)")
     g.add_argument("--released-objects", action="store_true",
                    help="O(v) as released: top-3 by the mean over the first 16 rows (padding included), the "
@@ -230,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
             normalize_terms=not args.released_sum, n_objects=args.n_objects, max_seconds=args.max_seconds,
             all_sentences=args.all_sentences, skip_missing=args.skip_missing, std_ddof=args.std_ddof,
             released_objects=args.released_objects, released_descriptions=args.released_descriptions,
-            clip=clip, prompts=args.prompts, template=args.template)
+            clip=clip, prompts=args.prompts, template=args.template, progress=args.progress)
     except (ValueError, FileNotFoundError) as err:  # protocols names the class, video or split file at fault
         raise DataError(str(err)) from err
     res = protocol_record(res, checkpoint=Path(args.model).resolve() if model is not None else None,

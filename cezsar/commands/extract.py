@@ -16,6 +16,10 @@ from cezsar.config import ExtractConfig
 HELP = ("Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, manifest.json, "
         "report.json.")
 KINDS = ("activitynet", "ucf101", "kinetics400", "hmdb51", "folder")
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar extract --dataset ucf101 --root data/raw/synthactions/ucf101 --out data/interim/embedded/features/ucf101',
+    'cezsar extract --dataset kinetics400 --root data/raw/kinetics400 --out data/interim/paper/features/kinetics400 --backbone bit_m_r152x2 --weights data/raw/weights/BiT-M-R152x2.npz --shard 0/4',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -36,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, default=d.image_size,
                         help=f"square input side in px (default {d.image_size})")
     parser.add_argument("--max-seconds", type=float, default=None, help="encode at most this many seconds")
-    parser.add_argument("--topk", type=int, default=d.topk_objects,
+    parser.add_argument("--top-k", type=int, dest="topk", default=d.topk_objects,
                         help=f"object classes kept per second (default {d.topk_objects})")
     parser.add_argument("--released-preprocess", action="store_true",
                         help="the released extraction's frames: BGR fed as RGB, resize 256 + centre crop 224 (scaled "

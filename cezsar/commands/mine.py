@@ -11,6 +11,10 @@ from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import MiningConfig
 
 HELP = "Mine (window, positive, negative) triplets from ActivityNet-form captions with the tau rule (paper §3.4)."
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar mine --captions data/raw/synthactions/activitynet/train.json --features data/interim/embedded/features/activitynet --out data/processed/embedded/cli/triplets.npz',
+    'cezsar mine --captions data/raw/activitynet/train.json --features data/raw/activitynet/features_bit --objects data/interim/paper/objects/activitynet --object-positives 2 --out data/processed/paper/triplets.npz',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="objects folder of `cezsar objects --out` (for features without objects/, e.g. the "
                         "released ones); default <features>/objects")
     parser.add_argument("--out", required=True, help="triplet file to write (.npz)")
-    parser.add_argument("--tau", type=float, default=d.tau, help=f"similar if cos > 1 - tau (default {d.tau})")
+    parser.add_argument("--tau", type=float_in(0, 2), default=d.tau, help=f"similar if cos > 1 - tau (default {d.tau})")
     parser.add_argument("--negatives", type=int, default=d.n_negatives, help=f"negatives per positive "
                         f"(default {d.n_negatives})")
     parser.add_argument("--rule", choices=("released", "different"), default=d.rule,
@@ -63,6 +67,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    "(cos <= 1 - tau) from the other positives of its window")
     g.add_argument("--object-tau", action="store_true",
                    help="paper §3.4: object positives must pass the similarity rule (cos > 1 - tau) too")
+    parser.add_argument("--device", default="auto", help="torch device of SBERT: auto (CUDA when present, default), "
+                        "cpu or cuda")
     add_progress(parser)
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON document")
 
@@ -71,6 +77,7 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
     """Options and paths checked before any sentence is encoded (docs/errors.md); UsageError, exit 2."""
     from cezsar import checks
 
+    checks.require_device(args.device)
     checks.require_positive(cfg.n_negatives, "--negatives")
     checks.require_positive(cfg.windows_per_segment, "--windows")
     checks.require_positive(cfg.block, "--block")
@@ -87,6 +94,7 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import DataError, clear_stale_temps, feature_folder, text_encoder
     from cezsar.captions import read_activitynet
+    from cezsar.devices import resolve_device
     from cezsar.mining import mine
 
     cfg = MiningConfig(tau=args.tau, n_negatives=args.negatives, rule=args.rule,
@@ -109,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if reason and (cfg.object_positives > 0 or cfg.released_objects):  # CLIP features: captions-only mining
         print(f"note: {reason}; mining captions only (--object-positives 0)", file=sys.stderr)
         cfg = dataclasses.replace(cfg, object_positives=0, released_objects=False)
-    encoder = text_encoder(args.text_model, cache_dir=args.cache_dir)
+    encoder = text_encoder(args.text_model, cache_dir=args.cache_dir, device=str(resolve_device(args.device)))
     with warnings.catch_warnings():  # an empty result is reported below as the error it is, not twice
         warnings.filterwarnings("ignore", message="mine: 0 triplets")
         ts = mine(captions, lambda s: encoder.encode(s, progress=args.progress), store, cfg, strategy=args.strategy)

@@ -10,6 +10,9 @@ from cezsar.config import ExtractConfig
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
         "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar objects --features data/raw/activitynet/features_bit --weights data/raw/weights/BiT-M-R152x2.npz --out data/interim/paper/objects/activitynet',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="output folder (default <features>/objects; use another folder to leave a raw "
                         "data folder untouched, and pass it on as the objects folder)")
     topk = ExtractConfig.topk_objects  # the objects extraction keeps, computed here from the features instead
-    parser.add_argument("--topk", type=int, default=topk, help=f"object classes kept per second (default {topk})")
+    parser.add_argument("--top-k", type=int, dest="topk", default=topk, help=f"object classes kept per second (default {topk})")
     parser.add_argument("--device", default="auto", help="cpu | cuda | auto (default)")
     add_shard_options(parser, "stacks", "--out (default <features>/objects)")
     add_progress(parser)
@@ -47,7 +50,7 @@ def objects(args: argparse.Namespace) -> int:
     from cezsar.feature_objects import load_head, objects_from_features
     from cezsar.features import FeatureError
 
-    checks.require_positive(args.topk, "--topk")
+    checks.require_positive(args.topk, "--top-k")
     checks.require_device(args.device)
     reason = checks.feature_folder(args.features).objects_off_reason
     if reason:  # a CLIP's features: no ImageNet head exists for them

@@ -6,6 +6,9 @@ import json
 
 HELP = ("prepare offline resources (WordNet 3.0 for nltk, model paths, CLIP's tokenizer; --mpnet assembles the "
         "768-d text model)")
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar setup',
+]
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -8,6 +8,9 @@ import time
 from cezsar.commands import SEED
 
 HELP = "Generate the embedded SynthActions dataset (ActivityNet/UCF-101/Kinetics-400 forms) from a seed."
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar synth --out data/raw/synthactions --seed 0 --size small',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

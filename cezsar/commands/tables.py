@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 
 HELP = "Tables 1/2 from notebook 05's results.json, adding `cezsar evaluate` results of the CLIP rows (--add)."
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar tables --results runs/embedded/results.json --out runs/cli/tables',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

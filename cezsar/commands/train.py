@@ -1,5 +1,5 @@
 """`cezsar train --triplets FILE --features DIR --out DIR`: contrastive training of the joint embedder
-(paper §3.3 and §4). `cezsar train --params-file params/paper.yaml` runs notebook 03's stage instead.
+(paper §3.3 and §4). `cezsar train --params params/paper.yaml` runs notebook 03's stage instead.
 
 Under `torchrun --nproc-per-node N -m cezsar train ...` both forms train data-parallel on N processes
 (docs/decisions.md §13); rank 0 alone prints.
@@ -14,24 +14,28 @@ from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 
 HELP = "Train the joint embedder on mined triplets with the Eq. 7 triplet loss (paper §3.3-§4)."
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar train --triplets data/processed/embedded/triplets_tau0.80.npz --features data/interim/embedded/features/activitynet --out models/embedded/cli --epochs 2',
+    'cezsar train --params params/embedded.yaml --tau 0.8',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = TrainConfig()
     parser.add_argument("--triplets", help="triplet file written by `cezsar mine` (.npz); required unless "
-                        "--params-file")
-    parser.add_argument("--features", help="feature folder written by `cezsar extract`; required unless --params-file")
+                        "--params")
+    parser.add_argument("--features", help="feature folder written by `cezsar extract`; required unless --params")
     parser.add_argument("--features-manifest", default=None, metavar="NAME",
                         help="how a --features folder without manifest.json was made: released_bit = the authors' "
                         "released BiT features (recorded in the checkpoint; docs/fidelity.md \"feature manifests\")")
     parser.add_argument("--out", help="run folder: last.pt, best.pt, log.csv, log.json, cache/; required unless "
-                        "--params-file")
-    parser.add_argument("--params-file", default=None, metavar="YAML",
+                        "--params")
+    parser.add_argument("--params", default=None, metavar="YAML",
                         help="instead of the three above: the training stage of notebook 03 for this parameter set "
                         "(e.g. params/paper.yaml), its folders and settings, resuming like the notebook; for "
                         "running that stage under torchrun")
     parser.add_argument("--tau", type=float_in(0, 2, low_open=True), default=None,
-                        help="with --params-file: the triplet file of this tau (default: the set's tau)")
+                        help="with --params: the triplet file of this tau (default: the set's tau)")
     parser.add_argument("--epochs", type=int, default=d.epochs, help=f"epochs (default {d.epochs}, params/embedded.yaml; paper §4: 25)")
     parser.add_argument("--batch", type=int, default=d.batch,
                         help=f"triplets per optimiser step (default {d.batch}, paper §4); under torchrun the global "
@@ -63,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="CUDA only, --step static: the whole step (forward, backward, AdamW) in CUDA graphs")
     parser.add_argument("--no-positional", action="store_true", help="released VEM: no positional encoding")
     parser.add_argument("--released-sem", action="store_true", help="released SEM: Dropout + Linear + LayerNorm")
-    parser.add_argument("--params", default=None, metavar="NAME",
+    parser.add_argument("--set-name", default=None, metavar="NAME",
                         help="name of the parameter set this run belongs to (e.g. embedded, paper); recorded in "
                         "the checkpoint with the data it was trained on")
     add_fidelity_arguments(parser)
@@ -82,7 +86,7 @@ def check_inputs(args: argparse.Namespace):
     missing = [o for o in ("triplets", "features", "out") if getattr(args, o) is None]
     if missing:
         raise checks.UsageError("cezsar train: give " + ", ".join("--" + o for o in missing) +
-                                " (or --params-file for the notebooks' training stage)")
+                                " (or --params for the notebooks' training stage)")
     checks.require_positive(args.epochs, "--epochs")
     checks.require_positive(args.batch, "--batch")
     if args.batch < distributed.world_size():
@@ -163,27 +167,27 @@ def run(args: argparse.Namespace) -> int:
     from cezsar import distributed
 
     try:
-        return run_stage(args) if args.params_file else run_files(args)
+        return run_stage(args) if args.params else run_files(args)
     finally:
         distributed.cleanup()
 
 
 def run_stage(args: argparse.Namespace) -> int:
-    """`--params-file`: notebook 03's stage (`pipeline.train_model`) for that parameter set."""
+    """`--params`: notebook 03's stage (`pipeline.train_model`) for that parameter set."""
     from cezsar import checks, distributed, pipeline
 
     given = [o for o in ("triplets", "features", "out") if getattr(args, o) is not None]
     if given:
-        raise checks.UsageError(f"--params-file takes its folders from the parameter set; drop "
+        raise checks.UsageError(f"--params takes its folders from the parameter set; drop "
                                 f"{', '.join('--' + o for o in given)}")
     from cezsar.params import ParameterError
 
-    if not pipeline.resolve(args.params_file).is_file():  # relative paths resolve against the project root
-        raise checks.UsageError(f"--params-file {args.params_file}: no such file (e.g. params/paper.yaml)")
+    if not pipeline.resolve(args.params).is_file():  # relative paths resolve against the project root
+        raise checks.UsageError(f"--params {args.params}: no such file (e.g. params/paper.yaml)")
     try:
-        s = pipeline.settings(args.params_file)
+        s = pipeline.settings(args.params)
     except ParameterError as err:
-        raise checks.DataError(f"--params-file {' '.join(str(err).split())}") from err
+        raise checks.DataError(f"--params {' '.join(str(err).split())}") from err
     res = pipeline.train_model(pipeline.layout_from(s), s, args.tau)
     if distributed.is_main():
         summary = {k: v for k, v in res.items() if k not in ("history", "runs")}
@@ -232,7 +236,7 @@ def run_files(args: argparse.Namespace) -> int:
         fast.group = args.group
     try:
         res = fit(triplets, store, text_emb, train_cfg, model_cfg, args.out, resume=args.resume, fast=fast,
-                  text_model=encoder.model_id, text_model_name=args.text_model, params=args.params,
+                  text_model=encoder.model_id, text_model_name=args.text_model, params=args.set_name,
                   progress=args.progress, segment_bounds=bounds)
     except (ValueError, KeyError, FeatureError) as err:  # the message names the file or array at fault
         raise DataError(" ".join(str(err).split())) from err

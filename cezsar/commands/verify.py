@@ -12,6 +12,9 @@ import json
 from pathlib import Path
 
 HELP = "Compare a run's stage digests (data, features, SBERT, triplets, first epoch, accuracies) with the committed."
+EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
+    'cezsar verify runs/embedded',
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
