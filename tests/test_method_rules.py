@@ -1,0 +1,175 @@
+"""The paper's rules at their boundaries (issue 31): the τ rule at exactly 1 − τ, and the rules a mutation run
+(benchmarks/mutation.sh) found unprotected by the rest of the fast tier."""
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from cezsar.captions import Captions, Segment
+from cezsar.config import MiningConfig
+from cezsar.mining import mine
+from cezsar.mining_rules import admissible, rule_mask
+
+# τ = 0.75 makes 1 − τ = 0.25 exactly in binary floating point, and every vector below has dyadic components and
+# unit norm, so float32 cosines land on 0.25 exactly (no rounding hides the boundary).
+TAU = 0.75
+DIM = 6
+
+
+def _boundary_vectors() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Unit vectors whose cosine with e0 is exactly 0.25 ("at") or exactly 0.5 ("above")."""
+    at, above = [], []
+    for perm in sorted(set(itertools.permutations((0.75, 0.5, 0.25, 0.25)))):  # 1/16 + 9/16 + 4/16 + 1/16 + 1/16
+        for signs in itertools.product((1.0, -1.0), repeat=4):
+            at.append(np.array((0.25,) + tuple(s * p for s, p in zip(signs, perm)) + (0.0,)))
+    for dims in itertools.combinations(range(1, DIM), 3):  # 1/4 * 4 = 1
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            v = np.zeros(DIM)
+            v[0] = 0.5
+            v[list(dims)] = np.array(signs) * 0.5
+            above.append(v)
+    return at, above
+
+
+def test_boundary_vectors_are_exactly_at_one_minus_tau():
+    at, above = _boundary_vectors()
+    e0 = np.eye(DIM, dtype=np.float32)[0]
+    assert 1.0 - TAU == 0.25
+    for v in at + above:
+        assert np.float32(np.linalg.norm(v.astype(np.float32))) == 1.0
+    assert {float(np.float32(v).astype(np.float32) @ e0) for v in at} == {0.25}
+    assert {float(np.float32(v).astype(np.float32) @ e0) for v in above} == {0.5}
+
+
+@pytest.mark.parametrize("tau", [0.75, 0.8, 0.7, 0.9, 0.5])
+def test_similarity_exactly_at_one_minus_tau_is_not_similar(tau):
+    """Paper §3.4: two sentences are similar iff cos > 1 − τ (strict). At exactly 1 − τ a pair is *not* similar:
+    the released rule (negatives must be similar) refuses it, the "different" rule (negatives must not be
+    similar) takes it, and the two rules split every cosine between them."""
+    edge = 1.0 - tau
+    sim = np.array([[np.nextafter(edge, -2.0), edge, np.nextafter(edge, 2.0)]])  # (1, 3): below, at, above
+    released = rule_mask(sim, tau, "released")
+    different = rule_mask(sim, tau, "different")
+    assert released.tolist() == [[False, False, True]]
+    assert different.tolist() == [[True, True, False]]
+    # through `admissible` too (identity exclusion must not change the verdict on other columns)
+    ids = np.array([0])
+    assert admissible(sim, ids, np.array([1, 2, 3]), tau, "released").tolist() == [[False, False, True]]
+    assert admissible(sim, ids, np.array([1, 2, 3]), tau, "different").tolist() == [[True, True, False]]
+
+
+def test_max_sim_guard_drops_a_cosine_equal_to_max_sim():
+    """The paraphrase guard drops cos >= max_sim: a cosine exactly at max_sim is dropped, just below is kept."""
+    sim = np.array([[0.5, np.nextafter(0.5, 0.0), 0.25]])
+    assert rule_mask(sim, 0.75, "released", max_sim=0.5).tolist() == [[False, True, False]]
+
+
+def _boundary_corpus():
+    at, above = _boundary_vectors()
+    vecs = {"anchor": np.eye(DIM)[0]}
+    vecs.update({f"at {i}": v for i, v in enumerate(at)})
+    vecs.update({f"above {i}": v for i, v in enumerate(above)})
+    segs = [Segment(f"v_{i:03d}", 0.0, 5.0, text) for i, text in enumerate(vecs)]
+    captions = Captions(segs, {s.video_id: 5.0 for s in segs}, {}, {})
+    return captions, (lambda sents: np.stack([vecs[s] for s in sents]).astype(np.float32))
+
+
+@pytest.mark.parametrize("rule", ["released", "different"])
+@pytest.mark.parametrize("strategy", ["exact", "sample"])
+def test_mined_negatives_respect_the_boundary(rule, strategy):
+    """End to end through `mine` (both strategies): a caption at cosine exactly 1 − τ to the anchor is never its
+    negative under the released rule; under the "different" rule it is admissible and cos > 1 − τ is not."""
+    captions, emb_fn = _boundary_corpus()
+    cfg = replace(MiningConfig(), tau=TAU, rule=rule, n_negatives=5, windows_per_segment=1, object_positives=0,
+                  val_fraction=0.0)
+    ts = mine(captions, emb_fn, None, cfg, strategy=strategy)
+    anchor = ts.sentences.index("anchor")
+    negs = {ts.sentences[q] for p, q in zip(ts.pos, ts.neg) if p == anchor}
+    assert len(negs) == 5
+    want = "above" if rule == "released" else "at"
+    assert all(s.startswith(want) for s in negs), sorted(negs)
+
+
+# --- early stopping and the checkpoint choice (cezsar.train.fit) -----------------------------------------------
+def _scripted_evaluate(monkeypatch, losses: dict[int, float]) -> list[int]:
+    """Replace fit's validation pass by a scripted loss per epoch (the epoch is the number of calls so far plus
+    the first epoch of this run); returns the list of epochs evaluated."""
+    from cezsar import train
+
+    seen: list[int] = []
+
+    def fake(model, data, idx, cfg, device):
+        epoch = min(losses) + len(seen)
+        seen.append(epoch)
+        return {"loss": losses[epoch], "acc": 0.5}
+
+    monkeypatch.setattr(train, "evaluate", fake)
+    return seen
+
+
+def _weights(path) -> dict:
+    import torch
+
+    return {k: v.clone() for k, v in torch.load(path, map_location="cpu", weights_only=False)["model"].items()}
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_best_checkpoint_stays_at_the_best_epoch_when_later_epochs_are_worse(tmp_path, monkeypatch):
+    """Early stopping watches the validation loss: best.pt is the model of the epoch with the lowest loss, and
+    is not overwritten by later, worse epochs, neither in one run nor after --resume; a later improvement (after
+    --resume, against the best score read back from last.pt) does replace it."""
+    import torch
+    from test_train import TINY, make_toy
+
+    from cezsar.config import ModelConfig, TrainConfig
+    from cezsar.train import fit
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    out = tmp_path / "run"
+    mcfg = ModelConfig(**TINY)
+
+    def run(epochs: int, losses: dict[int, float], resume: bool) -> dict:
+        seen = _scripted_evaluate(monkeypatch, losses)
+        res = fit(trip, store, text, TrainConfig(lr=1e-2, batch=64, epochs=epochs, patience=10, device="cpu"),
+                  mcfg, out, resume=resume, progress=False)
+        assert seen == sorted(losses)  # every scripted epoch was run, no other
+        return res
+
+    res = run(3, {0: 2.0, 1: 1.0, 2: 1.5}, resume=False)
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert res["best_epoch"] == 1 and best["epoch"] == 1 and best["best_score"] == 1.0
+    assert last["epoch"] == 2 and last["best_epoch"] == 1
+    w1 = _weights(out / "best.pt")
+    assert any(not torch.equal(w1[k], v) for k, v in last["model"].items())  # epoch 2 trained on: other weights
+
+    res = run(5, {3: 1.2, 4: 3.0}, resume=True)  # both worse than epoch 1's 1.0
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    assert res["best_epoch"] == 1 and best["epoch"] == 1
+    assert all(torch.equal(w1[k], v) for k, v in best["model"].items())
+    assert torch.load(out / "last.pt", map_location="cpu", weights_only=False)["epoch"] == 4
+
+    res = run(6, {5: 0.5}, resume=True)  # an improvement after a resume replaces it
+    best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    assert res["best_epoch"] == 5 and best["epoch"] == 5 and best["best_score"] == 0.5
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path, monkeypatch):
+    """Early stopping: training stops once `patience` epochs in a row did not lower the best validation loss;
+    an epoch that only equals the best does not count as an improvement."""
+    from test_train import TINY, make_toy
+
+    from cezsar.config import ModelConfig, TrainConfig
+    from cezsar.train import fit
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    seen = _scripted_evaluate(monkeypatch, {0: 2.0, 1: 1.0, 2: 1.0, 3: 1.5, 4: 0.1, 5: 0.1})
+    res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=64, epochs=6, patience=2, device="cpu"),
+              ModelConfig(**TINY), tmp_path / "run", progress=False)
+    assert seen == [0, 1, 2, 3]  # epochs 2 and 3 did not improve on 1.0: stop before epoch 4
+    assert res["epochs_run"] == 4 and res["best_epoch"] == 1 and res["stopped_early"] is True
+    assert res["best_score"] == 1.0
