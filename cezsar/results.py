@@ -60,4 +60,4 @@ def protocol_record(res: dict, *, checkpoint: str | Path | None, trained_on: dic
             "checkpoint": str(checkpoint) if checkpoint is not None else None, "trained_on": trained_on,
             "descriptions": descriptions_record(descriptions), "dataset_root": str(dataset_root),
             "features": str(features) if features is not None else None, "text_model": text_model,
-            "text_model_id": text_model_id, "backbone": backbone, "split_sha256": sha256_of(res.get("split_file"))}
+            "text_model_id": text_model_id, "backbone": backbone, "split_sha256": res.get("split_sha256") or sha256_of(res.get("split_file"))}
