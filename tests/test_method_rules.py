@@ -173,3 +173,51 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     assert seen == [0, 1, 2, 3]  # epochs 2 and 3 did not improve on 1.0: stop before epoch 4
     assert res["epochs_run"] == 4 and res["best_epoch"] == 1 and res["stopped_early"] is True
     assert res["best_score"] == 1.0
+
+
+# --- Eq. 9's object term and the scores' bookkeeping (cezsar.zsar) ---------------------------------------------
+def test_mean_rows_averages_unit_rows_per_video():
+    """SE(O(v)) of Eq. 9 is the mean of the video's object-sentence vectors, each L2-normalised first (the
+    default); normalize=False averages them as they are (released); a video without objects is an error."""
+    from cezsar.zsar import mean_rows
+
+    table = np.array([[3.0, 4.0], [0.0, 2.0], [10.0, 0.0]])  # norms 5, 2, 10
+    rows = [np.array([0, 1]), np.array([2])]
+    assert np.allclose(mean_rows(table, rows), [[0.3, 0.9], [1.0, 0.0]])
+    assert np.allclose(mean_rows(table, rows, normalize=False), [[1.5, 3.0], [10.0, 0.0]])
+    empty = mean_rows(table, [])
+    assert empty.shape == (0, 2) and empty.dtype == np.float32
+    with pytest.raises(ValueError, match=r"mean_rows: video index\(es\) \[1, 2, 3, 4, 5\] have no objects"):
+        mean_rows(table, [rows[0]] + [np.array([], np.int64)] * 6)
+
+
+def test_metrics_refuses_labels_outside_the_columns():
+    """Top-k accuracy is defined for labels 0 <= y < C only: a label equal to C, or below 0, is refused with
+    the range in the message; so are score rows and labels of different counts."""
+    from cezsar.zsar import metrics
+
+    scores = np.eye(3)
+    assert metrics(scores, np.array([0, 1, 2]))["top1"] == 1.0
+    for bad in ([0, 1, 3], [-1, 1, 2]):
+        with pytest.raises(ValueError, match=r"metrics: labels must lie in \[0, 3\); got -?\d\.\.\d"):
+            metrics(scores, np.array(bad))
+    with pytest.raises(ValueError, match="metrics: 3 score rows but 2 labels"):
+        metrics(scores, np.array([0, 1]))
+
+
+# --- the protocols' splits (cezsar.protocols) ------------------------------------------------------------------
+def test_a_supplied_split_tests_its_testing_classes_in_official_order(tmp_path):
+    """TruZe-style protocol: the one run tests exactly the split file's *testing* classes, listed in the
+    dataset's official order (not the file's), never its training classes."""
+    import json
+
+    from cezsar import protocols as P
+
+    classes = ["apply eye makeup", "archery", "baby crawling", "balance beam", "band marching"]
+    split = tmp_path / "mysplit.json"
+    split.write_text(json.dumps({"training": ["archery", "balance beam"],
+                                 "testing": ["band marching", "apply eye makeup", "baby crawling"]}))
+    proto = P.get_protocol("ucf101", "truze", len(classes), split_file=split)
+    s = P.load_or_create_splits(proto, classes, tmp_path / "splits.json")
+    assert [r["classes"] for r in s["runs"]] == [["apply eye makeup", "baby crawling", "band marching"]]
+    assert s["n_classes"] == 3 and s["runs"][0]["seed"] == 0
