@@ -3,7 +3,7 @@
 # listed in benchmarks/mutation_targets.txt and runs, for every mutant, only the fast-tier tests (-m "not slow")
 # of the files in pyproject.toml [tool.mutmut] pytest_add_cli_args_test_selection that executed the mutated
 # function while the selection ran once unmutated. A measurement, not a CI check. Needs the dev extra (mutmut).
-#   benchmarks/mutation.sh              run every target (results are kept in mutants/: a second call resumes)
+#   benchmarks/mutation.sh              run every target mutant without a verdict (kept in mutants/: it resumes)
 #   benchmarks/mutation.sh 'GLOB' ...   (re)run only these mutants, e.g. 'cezsar.zsar.x_predict__mutmut_*'
 # Writes mutants/ (scratch, git-ignored) and prints the per-function table and the survivors
 # (benchmarks/mutation_report.py).
@@ -14,7 +14,10 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 MPLBACKEND=Agg OMP_NUM_THREADS=1 
 if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
-  mapfile -t targets < <(grep -v '^#' benchmarks/mutation_targets.txt | grep -v '^$')
+  # every target mutant without a verdict yet (a resumed run does not redo the others)
+  [ -d mutants ] || nice -n 15 mutmut run --max-children 1 'cezsar.no_such_function__mutmut_0' >/dev/null 2>&1 || true
+  mapfile -t targets < <(nice -n 15 python benchmarks/mutation_report.py --expand)
+  [ "${#targets[@]}" -gt 0 ] || { python benchmarks/mutation_report.py --survivors; exit 0; }
 fi
 nice -n 15 mutmut run --max-children "${MUTMUT_CHILDREN:-1}" "${targets[@]}" || true
-python benchmarks/mutation_report.py
+python benchmarks/mutation_report.py --survivors

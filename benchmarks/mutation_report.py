@@ -1,10 +1,15 @@
-"""Summarise a mutmut run (benchmarks/mutation.sh) over the targets of benchmarks/mutation_targets.txt.
+"""The mutants of benchmarks/mutation_targets.txt, and a summary of a mutmut run over them.
 
-Prints, as Markdown, mutants per function by verdict, the score (killed / (killed + survived + timeout)) and
-every surviving mutant with its changed lines. Run from the repository root after `mutmut run`."""
+    python benchmarks/mutation_report.py --expand [--all]   mutant names to run (--all: also those with a verdict)
+    python benchmarks/mutation_report.py [--survivors]       Markdown table per function, score, survivors
+
+A target line is a mutant-name glob, or `GLOB ~ REGEX`: the mutants of GLOB whose changed (original) source line
+matches REGEX. The score is killed / (killed + survived + no tests + timeout + suspicious); "not checked" mutants
+are counted apart. Run from the repository root after mutmut has generated mutants/."""
 from __future__ import annotations
 
 import fnmatch
+import json
 import re
 import sys
 from collections import Counter, defaultdict
@@ -15,43 +20,71 @@ from mutmut.mutation.diff_apply import get_diff_for_mutant
 from mutmut.stats import status_by_exit_code
 from mutmut.utils.file_utils import walk_mutatable_files
 
-
-def targets(path: Path = Path("benchmarks/mutation_targets.txt")) -> list[str]:
-    return [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.startswith("#")]
+CACHE = Path("mutants/changed_lines.json")  # mutant -> [original line, mutated line]; mutants/ is scratch
 
 
-def main() -> None:
-    globs = targets()
-    by_func: dict[str, Counter] = defaultdict(Counter)
-    survivors: list[tuple[str, Path]] = []
+def _targets(path: Path = Path("benchmarks/mutation_targets.txt")) -> list[tuple[str, re.Pattern | None]]:
+    out = []
+    for ln in path.read_text().splitlines():
+        if ln.strip() and not ln.startswith("#"):
+            glob, _, regex = ln.partition(" ~ ")
+            out.append((glob.strip(), re.compile(regex.strip()) if regex.strip() else None))
+    return out
+
+
+def _changed(name: str, path: Path, cache: dict) -> list[str]:
+    if name not in cache:
+        diff = get_diff_for_mutant(name, path=path).splitlines()
+        old = [ln[1:].strip() for ln in diff if ln.startswith("-") and not ln.startswith("---")]
+        new = [ln[1:].strip() for ln in diff if ln.startswith("+") and not ln.startswith("+++")]
+        cache[name] = [" ".join(old), " ".join(new)]
+    return cache[name]
+
+
+def selected() -> list[tuple[str, Path, int | None]]:
+    """(mutant name, source path, exit code or None) of every targeted mutant."""
+    targets = _targets()
+    cache = json.loads(CACHE.read_text()) if CACHE.is_file() else {}
+    out = []
     for path in walk_mutatable_files():
         data = SourceFileMutationData(path=path)
         data.load()
         for name, code in data.exit_code_by_key.items():
-            if not any(fnmatch.fnmatch(name, g) for g in globs):
-                continue
-            status = status_by_exit_code[code]
-            by_func[re.sub(r"__mutmut_\d+$", "", name)][status] += 1
-            if status in ("survived", "no tests", "timeout", "suspicious"):
-                survivors.append((name, path))
+            for glob, regex in targets:
+                if fnmatch.fnmatch(name, glob) and (regex is None or regex.search(_changed(name, path, cache)[0])):
+                    out.append((name, path, code))
+                    break
+    CACHE.write_text(json.dumps(cache))
+    return out
+
+
+def main() -> None:
+    mutants = selected()
+    if "--expand" in sys.argv:
+        print("\n".join(n for n, _, code in mutants if code is None or "--all" in sys.argv))
+        return
+    cache = json.loads(CACHE.read_text())
+    by_func: dict[str, Counter] = defaultdict(Counter)
+    survivors = []
+    for name, path, code in mutants:
+        status = status_by_exit_code[code]
+        by_func[re.sub(r"__mutmut_\d+$", "", name)][status] += 1
+        if status in ("survived", "no tests", "timeout", "suspicious"):
+            survivors.append((name, status, *_changed(name, path, cache)))
     cols = ["killed", "survived", "no tests", "timeout", "suspicious", "not checked"]
     total: Counter = Counter()
     print("| function | " + " | ".join(cols) + " |\n|---|" + "---:|" * len(cols))
     for func in sorted(by_func):
-        c = by_func[func]
-        total.update(c)
-        print(f"| `{func}` | " + " | ".join(str(c[k]) for k in cols) + " |")
+        total.update(by_func[func])
+        print(f"| `{func}` | " + " | ".join(str(by_func[func][k]) for k in cols) + " |")
     print("| **all** | " + " | ".join(f"**{total[k]}**" for k in cols) + " |")
-    run = total["killed"] + total["survived"] + total["timeout"] + total["no tests"] + total["suspicious"]
-    if run:
-        print(f"\nmutants run {run}, killed {total['killed']} ({100 * total['killed'] / run:.1f} %), "
-              f"not run {total['not checked']}")
+    run = sum(total[k] for k in cols[:-1])
+    print(f"\nmutants {len(mutants)}: run {run}, killed {total['killed']}"
+          f" ({100 * total['killed'] / max(run, 1):.1f} % of those run), not run {total['not checked']}")
     if "--survivors" in sys.argv:
-        print("\n## survivors\n")
-        for name, path in sorted(survivors):
-            diff = [ln for ln in get_diff_for_mutant(name, path=path).splitlines()
-                    if ln[:1] in "+-" and not ln.startswith(("+++", "---"))]
-            print(f"- `{name}`: " + " → ".join(f"`{ln[1:].strip()}`" for ln in diff))
+        print()
+        for name, status, old, new in sorted(survivors):
+            print(f"- `{name}` ({status}): `{old}` → `{new}`")
 
 
 if __name__ == "__main__":

@@ -221,3 +221,66 @@ def test_a_supplied_split_tests_its_testing_classes_in_official_order(tmp_path):
     s = P.load_or_create_splits(proto, classes, tmp_path / "splits.json")
     assert [r["classes"] for r in s["runs"]] == [["apply eye makeup", "baby crawling", "band marching"]]
     assert s["n_classes"] == 3 and s["runs"][0]["seed"] == 0
+
+
+# --- Eqs. 1-6: the model's paper path against the equations written out (cezsar.model) -----------------------
+def _sinusoid(length: int, d: int) -> np.ndarray:
+    """Vaswani et al.'s table from its formula: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(same)."""
+    pe = np.zeros((length, d))
+    for p in range(length):
+        for i in range(0, d, 2):
+            pe[p, i] = np.sin(p / 10000 ** (i / d))
+            if i + 1 < d:
+                pe[p, i + 1] = np.cos(p / 10000 ** (i / d))
+    return pe
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_vem_and_sem_compute_eqs_1_to_6():
+    """VE(v) = ReLU(W5 · mean_t Transformer(ReLU(W1 x_t + b1) + PE_t) + b5) over the clip's valid seconds
+    (Eqs. 1-5, sinusoidal PE of Vaswani et al.), and SE(s) = ReLU(W6 s + b6) (Eq. 6), computed here by hand
+    from the module's weights (only the transformer layer itself is torch's)."""
+    import torch
+
+    from cezsar.config import ModelConfig
+    from cezsar.model import JointEmbedder
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(feat_dim=5, text_dim=7, d_model=8, n_heads=2, emb_dim=4, dropout=0.1)
+    model = JointEmbedder(cfg).eval()
+    with torch.no_grad():  # biases away from zero, so ReLUs and a missing bias both show
+        model.vem.out.bias.fill_(0.3)
+        model.sem.net[0].bias.fill_(0.2)
+    x = torch.randn(2, 6, 5)
+    mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3])
+    got = model.encode_video(x, mask).detach().numpy()
+    vem = model.vem
+    pe = torch.as_tensor(_sinusoid(6, 8), dtype=torch.float32)
+    want = []
+    for b, n in ((0, 6), (1, 3)):
+        h = torch.relu(x[b, :n] @ vem.proj.weight.T + vem.proj.bias) + pe[:n]  # (n, 8)  Eq. 1 + PE
+        h = vem.layers[0](h[None])[0]  # (n, 8)  Eqs. 2-4, valid rows only
+        want.append(torch.relu(h.mean(0) @ vem.out.weight.T + vem.out.bias).detach().numpy())  # Eq. 5
+    assert np.allclose(got, np.stack(want), atol=1e-5)
+    assert (got >= 0).all() and (got == 0).any() and (got > 0).any()  # the output ReLU of Eq. 5 is there
+    s = torch.randn(3, 7)
+    sem = model.sem.net[0]
+    want_se = torch.relu(s @ sem.weight.T + sem.bias).detach().numpy()
+    assert np.allclose(model.encode_text(s).detach().numpy(), want_se, atol=1e-6)
+    assert np.allclose(vem.pe.pe[:40].numpy(), _sinusoid(40, 8), atol=1e-5)
+    assert np.allclose(vem.pe._table(300, 8)[299].numpy(), _sinusoid(300, 8)[299], atol=1e-4)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_positional_table_grows_for_long_clips_and_odd_widths():
+    """A clip longer than the table gets codes from the same formula (the table is recomputed, not cut), and
+    `at` gives the code of each step for packed rows."""
+    import torch
+
+    from cezsar.model import SinusoidalPositionalEncoding
+
+    enc = SinusoidalPositionalEncoding(6, max_len=4)
+    out = enc(torch.zeros(1, 9, 6))  # (1, 9, 6)
+    assert np.allclose(out[0].numpy(), _sinusoid(9, 6), atol=1e-6)
+    assert np.allclose(enc.at(torch.tensor([0, 10, 3]), 12).numpy(), _sinusoid(12, 6)[[0, 10, 3]], atol=1e-6)
+    assert np.allclose(SinusoidalPositionalEncoding(5, max_len=7).pe.numpy(), _sinusoid(7, 5), atol=1e-6)
