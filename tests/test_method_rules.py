@@ -284,3 +284,55 @@ def test_the_positional_table_grows_for_long_clips_and_odd_widths():
     assert np.allclose(out[0].numpy(), _sinusoid(9, 6), atol=1e-6)
     assert np.allclose(enc.at(torch.tensor([0, 10, 3]), 12).numpy(), _sinusoid(12, 6)[[0, 10, 3]], atol=1e-6)
     assert np.allclose(SinusoidalPositionalEncoding(5, max_len=7).pe.numpy(), _sinusoid(7, 5), atol=1e-6)
+
+
+def test_eq9_defaults_and_the_unnormalised_visual_term():
+    """Eq. 9's weights default to the paper's α = 0.8, β = 0.2 (§4); with no object term and normalize_terms
+    off, VidE(v) is VE(v) as given; outputs are float32 whatever the input precision."""
+    from cezsar.zsar import l2_normalize, video_embedding
+
+    rng = np.random.default_rng(0)
+    ve, obj = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))  # float64 in
+    got = video_embedding(ve, obj)
+    assert got.dtype == np.float32
+    assert np.allclose(got, 0.8 * l2_normalize(ve) + 0.2 * l2_normalize(obj), atol=1e-6)
+    raw = video_embedding(ve, None, normalize_terms=False)
+    assert raw.dtype == np.float32 and np.allclose(raw, ve, atol=1e-6)
+    assert np.allclose(video_embedding(ve, None), l2_normalize(ve))
+
+
+def test_metrics_bookkeeping_on_edge_inputs():
+    """The metrics dict: integer confusion counts, default class names "0".."C-1", the video count, and NaN
+    accuracies (no warning) when there is no video; labels given as floats index the same classes."""
+    import math
+    import warnings
+
+    from cezsar.zsar import metrics
+
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.3, 0.5, 0.2]])
+    m = metrics(scores, np.array([0, 1, 2]))
+    assert m["classes"] == ["0", "1", "2"] and m["n_videos"] == 3 and m["n_classes"] == 3
+    assert m["confusion"] == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+    assert all(type(x) is int for row in m["confusion"] for x in row)
+    assert metrics(scores, np.array([0.0, 1.0, 2.0]))["confusion"] == m["confusion"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        empty = metrics(np.zeros((0, 3)), np.zeros(0, np.int64))
+    assert math.isnan(empty["top1"]) and math.isnan(empty["top5"]) and empty["n_videos"] == 0
+
+
+def test_encode_per_class_splits_one_call_into_the_classes():
+    """Prototypes (Eq. 8) need each class's own sentences: one encoder call, cut back into per-class float32
+    arrays in the classes' order."""
+    from cezsar.prototypes import encode_per_class
+
+    calls = []
+
+    def encode(sents):
+        calls.append(list(sents))
+        return np.array([[float(len(s)), 1.0] for s in sents])  # float64 out
+
+    got = encode_per_class(encode, [["a", "bb"], ["ccc"], ["dddd", "eeeee", "f"]])
+    assert len(calls) == 1 and calls[0] == ["a", "bb", "ccc", "dddd", "eeeee", "f"]
+    assert [g[:, 0].tolist() for g in got] == [[1.0, 2.0], [3.0], [4.0, 5.0, 1.0]]
+    assert all(g.dtype == np.float32 for g in got)
