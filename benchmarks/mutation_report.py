@@ -1,6 +1,7 @@
 """The mutants of benchmarks/mutation_targets.txt, and a summary of a mutmut run over them.
 
-    python benchmarks/mutation_report.py --expand [--all]   mutant names to run (--all: also those with a verdict)
+    python benchmarks/mutation_report.py --expand [--all | --survivors]   mutant names without a verdict (--all:
+        every one; --survivors: with the survivors, to check them again after new tests)
     python benchmarks/mutation_report.py [--survivors]       Markdown table per function, score, survivors
 
 A target line is a mutant-name glob, or `GLOB ~ REGEX`: the mutants of GLOB whose changed (original) source line
@@ -61,7 +62,9 @@ def selected() -> list[tuple[str, Path, int | None]]:
 def main() -> None:
     mutants = selected()
     if "--expand" in sys.argv:
-        print("\n".join(n for n, _, code in mutants if code is None or "--all" in sys.argv))
+        redo = {"survived", "no tests", "timeout", "suspicious"} if "--survivors" in sys.argv else set()
+        print("\n".join(n for n, _, code in mutants
+                        if code is None or "--all" in sys.argv or status_by_exit_code[code] in redo))
         return
     cache = json.loads(CACHE.read_text())
     by_func: dict[str, Counter] = defaultdict(Counter)
