@@ -336,3 +336,38 @@ def test_encode_per_class_splits_one_call_into_the_classes():
     assert len(calls) == 1 and calls[0] == ["a", "bb", "ccc", "dddd", "eeeee", "f"]
     assert [g[:, 0].tolist() for g in got] == [[1.0, 2.0], [3.0], [4.0, 5.0, 1.0]]
     assert all(g.dtype == np.float32 for g in got)
+
+
+# --- object positives come from the window's own seconds (cezsar.mining, paper §3.4) ---------------------------
+def test_object_positives_are_the_top_objects_of_their_own_window(monkeypatch):
+    """Paper §3.4: a window's object positives are object sentences of the objects seen *in that window*
+    (per-second top-K summed over the window's seconds, the best `objects_per_window` kept), described with the
+    store's label space."""
+    from cezsar import mining
+
+    labels = [f"object {i}: a thing" for i in range(6)]
+    monkeypatch.setattr(mining, "object_sentences", lambda space: {"imagenet1k": labels}[space])
+
+    class Store:
+        label_space = "imagenet1k"
+
+        def objects(self, vid):
+            idx = np.zeros((40, 3), np.int32)
+            idx[:20], idx[20:] = [0, 1, 2], [3, 4, 5]  # the first 20 s show objects 0-2, the last 20 s 3-5
+            sc = np.tile(np.array([0.9, 0.5, 0.1], np.float16), (40, 1))
+            return idx, sc
+
+    segs = [Segment("v_000", 0.0, 8.0, "first caption"), Segment("v_000", 25.0, 33.0, "second caption"),
+            Segment("v_001", 0.0, 8.0, "other caption")]
+    captions = Captions(segs, {"v_000": 40.0, "v_001": 40.0}, {}, {})
+    rng = np.random.default_rng(0)
+    vecs = {t: rng.normal(size=8) for t in labels + [s.sentence for s in segs]}
+    cfg = replace(MiningConfig(), n_negatives=1, windows_per_segment=1, objects_per_window=2, object_positives=2,
+                  object_negatives=False, tau=1.5, val_fraction=0.0)
+    ts = mine(captions, lambda s: np.stack([vecs[x] for x in s]), Store(), cfg, strategy="exact")
+    got: dict[int, set] = {}
+    for seg, p in zip(ts.segment, ts.pos):
+        if ts.sentences[p] in labels:
+            got.setdefault(int(seg), set()).add(ts.sentences[p])
+    assert got[0] == {labels[0], labels[1]} and got[1] == {labels[3], labels[4]}
+    assert got[2] == {labels[0], labels[1]}  # every video of this store shows the same objects
