@@ -371,3 +371,70 @@ def test_object_positives_are_the_top_objects_of_their_own_window(monkeypatch):
             got.setdefault(int(seg), set()).add(ts.sentences[p])
     assert got[0] == {labels[0], labels[1]} and got[1] == {labels[3], labels[4]}
     assert got[2] == {labels[0], labels[1]}  # every video of this store shows the same objects
+
+
+def test_one_sentence_prototypes_are_unit_vectors_in_the_encoder_space():
+    """Eq. 8 with one sentence per class: a (C, d) array of sentence vectors gives its rows L2-normalised
+    (no projection), or the projection's output as it is."""
+    from cezsar.prototypes import class_prototypes
+
+    per_class = np.array([[3.0, 4.0], [0.0, 2.0]])
+    assert np.allclose(class_prototypes(per_class), [[0.6, 0.8], [0.0, 1.0]])
+    assert np.allclose(class_prototypes(per_class, project=lambda x: 2 * x), 2 * per_class)
+
+
+def test_summary_statistics_of_no_run():
+    """Mean and std over runs: no run gives NaN means and no std, without a warning."""
+    import math
+    import warnings
+
+    from cezsar import protocols as P
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = P.summarize([])
+    assert math.isnan(s["top1_mean"]) and math.isnan(s["top5_mean"]) and s["top1_std"] is None
+
+
+def _tiny_emb(n_classes: int = 6, per_class: int = 3) -> dict:
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(n_classes), per_class)  # (V,)
+    return {"classes": [f"class {i}" for i in range(n_classes)], "labels": labels,
+            "scores": rng.normal(size=(len(labels), n_classes)) + 0.8 * np.eye(n_classes)[labels]}  # (V, C)
+
+
+def test_evaluate_protocol_statistics_chance_and_ddof(tmp_path):
+    """A protocol's result: chance is 1 / (test classes), the std over runs uses the ddof asked for."""
+    from cezsar import protocols as P
+
+    emb = _tiny_emb()
+    proto = P.get_protocol("mine", "0/3", 6, runs=4)
+    r1 = P.evaluate_protocol(emb, proto, P.split_path(proto, tmp_path))
+    r0 = P.evaluate_protocol(emb, proto, P.split_path(proto, tmp_path), ddof=0)
+    top1 = np.array([r["top1"] for r in r1["runs"]])
+    assert r1["chance"] == pytest.approx(1 / 3) and r1["std_ddof"] == 1 and r0["std_ddof"] == 0
+    assert r1["top1_std"] == pytest.approx(top1.std(ddof=1)) and r0["top1_std"] == pytest.approx(top1.std(ddof=0))
+    assert top1.std(ddof=1) != pytest.approx(top1.std(ddof=0))
+
+
+def test_a_single_run_confusion_covers_only_its_classes_and_videos(tmp_path):
+    """A one-run protocol (a supplied split) reports the confusion matrix and per-class accuracy of the run's
+    classes only, keyed by class name: videos of other classes are not scored, other columns not competed."""
+    import json
+
+    from cezsar import protocols as P
+    from cezsar.zsar import metrics
+
+    emb = _tiny_emb()
+    split = tmp_path / "s.json"
+    split.write_text(json.dumps({"training": ["class 0", "class 2", "class 4"],
+                                 "testing": ["class 5", "class 1", "class 3"]}))
+    proto = P.get_protocol("mine", "split", 6, split_file=split)
+    res = P.evaluate_protocol(emb, proto, tmp_path / "splits.json")
+    assert res["chance"] == pytest.approx(1 / 3)
+    cols = [1, 3, 5]
+    rows = np.flatnonzero(np.isin(emb["labels"], cols))
+    want = metrics(emb["scores"][np.ix_(rows, cols)], np.searchsorted(cols, emb["labels"][rows]))
+    assert res["confusion"] == want["confusion"] and np.array(res["confusion"]).sum() == 9
+    assert list(res["per_class"]) == ["class 1", "class 3", "class 5"]
+    assert list(res["per_class"].values()) == list(want["per_class"].values())
