@@ -438,3 +438,48 @@ def test_a_single_run_confusion_covers_only_its_classes_and_videos(tmp_path):
     assert res["confusion"] == want["confusion"] and np.array(res["confusion"]).sum() == 9
     assert list(res["per_class"]) == ["class 1", "class 3", "class 5"]
     assert list(res["per_class"].values()) == list(want["per_class"].values())
+
+
+def test_evaluate_runs_of_an_empty_run_and_of_classes_without_videos():
+    """A run scores the videos of its classes only: a run with no class, or whose classes have no video, has 0
+    videos and NaN accuracies (no warning), and does not disturb the other runs."""
+    import math
+    import warnings
+
+    from cezsar import protocols as P
+
+    emb = _tiny_emb(n_classes=4)
+    keep = emb["labels"] != 3  # class 3 has no video
+    scores, labels = emb["scores"][keep], emb["labels"][keep]
+    runs = [{"seed": 0, "classes": []}, {"seed": 1, "classes": ["class 3"]}, {"seed": 2, "classes": ["class 0"]}]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = P.evaluate_runs(scores, labels, emb["classes"], runs)
+    for r in out[:2]:
+        assert r["n_videos"] == 0 and math.isnan(r["top1"]) and math.isnan(r["top5"])
+    assert out[2]["n_videos"] == 3 and out[2]["top1"] == 1.0  # one class: every video is right
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_encode_videos_uses_15_second_stacks_and_max_seconds():
+    """VE(v) at test time (Eq. 9): consecutive stacks of up to 15 features (paper §4) by default, their unit
+    embeddings averaged by length; `max_seconds` keeps only the clip's first seconds; an empty clip is an
+    error naming it."""
+    import torch
+    from test_zsar import ArrayStore, tiny_model
+
+    from cezsar.zsar import encode_videos, l2_normalize
+
+    model = tiny_model()
+    x = np.random.default_rng(3).normal(size=(20, 8)).astype(np.float32)
+
+    def ref(rows):
+        with torch.no_grad():
+            return l2_normalize(model.encode_video(torch.from_numpy(rows[None]), None).numpy())[0]
+
+    store = ArrayStore({"v": x, "empty": np.zeros((0, 8), np.float32)})
+    np.testing.assert_allclose(encode_videos(model, store, ["v"])[0], (15 * ref(x[:15]) + 5 * ref(x[15:])) / 20,
+                               atol=1e-5)
+    np.testing.assert_allclose(encode_videos(model, store, ["v"], max_seconds=10)[0], ref(x[:10]), atol=1e-5)
+    with pytest.raises(ValueError, match="encode_videos: video 'empty' has no feature rows"):
+        encode_videos(model, store, ["v", "empty"])
