@@ -381,6 +381,8 @@ def test_one_sentence_prototypes_are_unit_vectors_in_the_encoder_space():
     per_class = np.array([[3.0, 4.0], [0.0, 2.0]])
     assert np.allclose(class_prototypes(per_class), [[0.6, 0.8], [0.0, 1.0]])
     assert np.allclose(class_prototypes(per_class, project=lambda x: 2 * x), 2 * per_class)
+    several = class_prototypes([np.array([[3.0, 4.0], [0.0, 5.0]]), np.array([[0.0, 2.0]])])  # no projection
+    assert np.allclose(several, [[0.3, 0.9], [0.0, 1.0]])  # mean of the unit vectors
 
 
 def test_summary_statistics_of_no_run():
@@ -483,3 +485,6 @@ def test_encode_videos_uses_15_second_stacks_and_max_seconds():
     np.testing.assert_allclose(encode_videos(model, store, ["v"], max_seconds=10)[0], ref(x[:10]), atol=1e-5)
     with pytest.raises(ValueError, match="encode_videos: video 'empty' has no feature rows"):
         encode_videos(model, store, ["v", "empty"])
+    assert encode_videos(model, store, ["v", "v"]).dtype == np.float32
+    none = encode_videos(model, store, [])
+    assert none.shape == (0, 0) and none.dtype == np.float32
