@@ -488,3 +488,29 @@ def test_encode_videos_uses_15_second_stacks_and_max_seconds():
     assert encode_videos(model, store, ["v", "v"]).dtype == np.float32
     none = encode_videos(model, store, [])
     assert none.shape == (0, 0) and none.dtype == np.float32
+
+
+def test_true_class_rank_counts_ties_as_argmax_does():
+    """Eq. 8's 1-NN takes the first maximum: a class beats the true class when it scores higher, or the same
+    with a lower index; checked against a brute-force count on scores full of exact ties, and rank 0 is
+    exactly `predict == label`."""
+    from cezsar.zsar import predict, topk_correct, true_class_rank
+
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, size=(60, 6)).astype(np.float32)  # (V, C) values 0, 1, 2: ties everywhere
+    labels = rng.integers(0, 6, size=60)
+    want = [sum(1 for j in range(6) if s[j] > s[y] or (s[j] == s[y] and j < y)) for s, y in zip(scores, labels)]
+    got = true_class_rank(scores, labels)
+    assert got.tolist() == want
+    assert np.array_equal(got == 0, predict(scores) == labels)
+    assert np.array_equal(topk_correct(scores, labels, 3), np.array(want) < 3)
+    # one tie of exactly two classes, on a row other than the first
+    two = np.array([[0.9, 0.1, 0.0], [0.5, 0.7, 0.5]], np.float32)
+    assert true_class_rank(two, np.array([0, 2])).tolist() == [0, 2]
+
+
+def test_test_time_stacks_default_to_15_seconds():
+    """Paper §4: stacks of up to 15 features; a clip is cut into consecutive stacks of 15 seconds."""
+    from cezsar.zsar import clip_windows
+
+    assert clip_windows(31) == [(0, 15), (15, 30), (30, 31)]
