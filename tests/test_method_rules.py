@@ -514,3 +514,30 @@ def test_test_time_stacks_default_to_15_seconds():
     from cezsar.zsar import clip_windows
 
     assert clip_windows(31) == [(0, 15), (15, 30), (30, 31)]
+
+
+def test_split_files_are_checked_before_use(tmp_path):
+    """A split file is read, never regenerated, so a broken one is refused with its path and reason: not JSON,
+    no runs, or unknown classes (at most five named); a generated one says where its classes came from."""
+    import json
+
+    from cezsar import protocols as P
+
+    classes = [f"class {i}" for i in range(10)]
+    proto = P.get_protocol("mine", "0/3", 10, runs=2)
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match=r"split file .*bad.json: not valid JSON \("):
+        P.load_or_create_splits(proto, classes, bad)
+    bad.write_text(json.dumps({"dataset": "mine", "protocol": "0/3"}))
+    with pytest.raises(ValueError, match=r"holds 0 runs, 2 requested"):
+        P.load_or_create_splits(proto, classes, bad)
+    ghosts = [f"ghost {i}" for i in range(7)]
+    bad.write_text(json.dumps({"dataset": "mine", "protocol": "0/3", "runs": [{"seed": 0, "classes": ghosts}] * 2}))
+    with pytest.raises(ValueError, match="run seed 0: unknown class") as err:
+        P.load_or_create_splits(proto, classes, bad)
+    assert str(ghosts[:5]) in str(err.value) and "ghost 5" not in str(err.value)
+    split = tmp_path / "truze_like.json"
+    split.write_text(json.dumps({"training": classes[:5], "testing": classes[5:]}))
+    s = P.load_or_create_splits(P.get_protocol("mine", "split", 10, split_file=split), classes, tmp_path / "s.json")
+    assert s["generator"] == "testing part of truze_like.json"
