@@ -184,7 +184,8 @@ def test_mean_rows_averages_unit_rows_per_video():
     table = np.array([[3.0, 4.0], [0.0, 2.0], [10.0, 0.0]])  # norms 5, 2, 10
     rows = [np.array([0, 1]), np.array([2])]
     assert np.allclose(mean_rows(table, rows), [[0.3, 0.9], [1.0, 0.0]])
-    assert np.allclose(mean_rows(table, rows, normalize=False), [[1.5, 3.0], [10.0, 0.0]])
+    raw = mean_rows(table, rows, normalize=False)
+    assert np.allclose(raw, [[1.5, 3.0], [10.0, 0.0]]) and raw.dtype == np.float32
     empty = mean_rows(table, [])
     assert empty.shape == (0, 2) and empty.dtype == np.float32
     with pytest.raises(ValueError, match=r"mean_rows: video index\(es\) \[1, 2, 3, 4, 5\] have no objects"):
@@ -299,6 +300,8 @@ def test_eq9_defaults_and_the_unnormalised_visual_term():
     raw = video_embedding(ve, None, normalize_terms=False)
     assert raw.dtype == np.float32 and np.allclose(raw, ve, atol=1e-6)
     assert np.allclose(video_embedding(ve, None), l2_normalize(ve))
+    released = video_embedding(ve, obj, normalize_terms=False)  # the released sum of raw terms
+    assert released.dtype == np.float32 and np.allclose(released, 0.8 * ve + 0.2 * obj, atol=1e-6)
 
 
 def test_metrics_bookkeeping_on_edge_inputs():
