@@ -155,6 +155,11 @@ def test_best_checkpoint_stays_at_the_best_epoch_when_later_epochs_are_worse(tmp
     res = run(6, {5: 0.5}, resume=True)  # an improvement after a resume replaces it
     best = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
     assert res["best_epoch"] == 5 and best["epoch"] == 5 and best["best_score"] == 0.5
+    assert [h["epoch"] for h in res["history"]] == list(range(6))  # the log goes on across resumes
+    assert [h["val_loss"] for h in res["history"]] == [2.0, 1.0, 1.5, 1.2, 3.0, 0.5]
+
+    res = run(2, {0: 4.0, 1: 5.0}, resume=False)  # without --resume an existing last.pt is not read
+    assert [h["epoch"] for h in res["history"]] == [0, 1] and res["best_epoch"] == 0
 
 
 @pytest.mark.usefixtures("one_torch_thread")
@@ -173,6 +178,71 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     assert seen == [0, 1, 2, 3]  # epochs 2 and 3 did not improve on 1.0: stop before epoch 4
     assert res["epochs_run"] == 4 and res["best_epoch"] == 1 and res["stopped_early"] is True
     assert res["best_score"] == 1.0
+    # patience counts epochs in a row: an improvement resets the count
+    seen = _scripted_evaluate(monkeypatch, {0: 2.0, 1: 3.0, 2: 1.0, 3: 1.5, 4: 0.5, 5: 0.7})
+    res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=64, epochs=6, patience=2, device="cpu"),
+              ModelConfig(**TINY), tmp_path / "run2", progress=False)
+    assert seen == [0, 1, 2, 3, 4, 5] and res["best_epoch"] == 4 and res["stopped_early"] is False
+    # patience 1: the first epoch always runs, the first epoch without improvement is the last
+    seen = _scripted_evaluate(monkeypatch, {0: 2.0, 1: 3.0, 2: 1.0})
+    res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=64, epochs=3, patience=1, device="cpu"),
+              ModelConfig(**TINY), tmp_path / "run3", progress=False)
+    assert seen == [0, 1] and res["best_epoch"] == 0
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_without_validation_triplets_the_training_loss_chooses_the_checkpoint(tmp_path, monkeypatch):
+    """Early stopping watches the validation loss, or the training loss when no triplet is held out: best.pt
+    is then the epoch with the lowest training loss. Zero epochs choose nothing. The default output folder is
+    the working directory."""
+    import torch
+    from test_train import TINY, make_toy
+
+    from cezsar.config import ModelConfig, TrainConfig
+    from cezsar.train import fit
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    trip.val = np.zeros_like(trip.val)
+    monkeypatch.chdir(tmp_path)
+    res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=64, epochs=2, device="cpu"), ModelConfig(**TINY),
+              progress=False)
+    losses = [h["train_loss"] for h in res["history"]]
+    assert all(h["val_loss"] is None for h in res["history"])
+    assert res["best_score"] == min(losses) and res["best_epoch"] == int(np.argmin(losses))
+    assert torch.load(tmp_path / "best.pt", map_location="cpu", weights_only=False)["epoch"] == res["best_epoch"]
+    none = fit(trip, store, text, TrainConfig(epochs=0, device="cpu"), ModelConfig(**TINY), tmp_path / "zero",
+               progress=False)
+    assert none["best_epoch"] == -1 and none["epochs_run"] == 0 and not (tmp_path / "zero" / "best.pt").exists()
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_resume_refuses_another_model_or_an_incomplete_last_checkpoint(tmp_path):
+    """--resume continues only the same run: another model config, or a last.pt without what resuming needs,
+    is a CheckpointError naming the file, the entry and the remedy (never a KeyError)."""
+    import torch
+    from test_train import TINY, make_toy
+
+    from cezsar.checks import CheckpointError
+    from cezsar.config import ModelConfig, TrainConfig
+    from cezsar.train import fit
+
+    trip, store, text = make_toy(tmp_path / "feats")
+    out = tmp_path / "run"
+    fit(trip, store, text, TrainConfig(batch=64, epochs=1, device="cpu"), ModelConfig(**TINY), out, progress=False)
+    last = out / "last.pt"
+    fix = "delete it to start over, or use another output folder"
+    with pytest.raises(CheckpointError) as err:
+        fit(trip, store, text, TrainConfig(batch=64, epochs=2, device="cpu"), ModelConfig(**{**TINY, "emb_dim": 8}),
+            out, resume=True, progress=False)
+    assert str(err.value).startswith(f"{last}: model_cfg {{") and "differs from this run's" in str(err.value)
+    assert str(err.value).endswith("resume with the same triplets and settings, or " + fix)
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    del ckpt["bad_epochs"]
+    torch.save(ckpt, last)
+    with pytest.raises(CheckpointError) as err:
+        fit(trip, store, text, TrainConfig(batch=64, epochs=2, device="cpu"), ModelConfig(**TINY), out, resume=True,
+            progress=False)
+    assert str(err.value) == f"{last}: lacks bad_epochs needed to resume; {fix}"
 
 
 # --- Eq. 9's object term and the scores' bookkeeping (cezsar.zsar) ---------------------------------------------
