@@ -614,3 +614,45 @@ def test_split_files_are_checked_before_use(tmp_path):
     split.write_text(json.dumps({"training": classes[:5], "testing": classes[5:]}))
     s = P.load_or_create_splits(P.get_protocol("mine", "split", 10, split_file=split), classes, tmp_path / "s.json")
     assert s["generator"] == "testing part of truze_like.json"
+
+
+def test_admissible_defaults_to_the_released_rule_and_applies_max_sim():
+    """`admissible` without a rule is the released τ rule (cos > 1 − τ), and its max_sim guard drops
+    paraphrases (cos >= max_sim) besides the same-sentence exclusion."""
+    sim = np.array([[0.1, 0.5, 0.97, 0.6]])  # (1, 4)
+    ids = np.array([3])
+    assert admissible(sim, ids, None, 0.8).tolist() == [[False, True, True, False]]  # column 3 is itself
+    assert admissible(sim, ids, None, 0.8, max_sim=0.95).tolist() == [[False, True, False, False]]
+    assert admissible(sim, ids, np.array([0, 1, 2, 4]), 0.8, max_sim=0.95).tolist() == [[False, True, False, True]]
+
+
+def test_video_split_holds_out_at_least_one_video_and_never_all():
+    """Validation by video (docs/fidelity.md "optimiser"): fraction 0 or a single video holds out nothing;
+    otherwise round(fraction x videos) videos, at least one and never every video."""
+    from cezsar.mining_rules import video_split
+
+    assert video_split(10, 0.0, 0).sum() == 0 and video_split(1, 0.5, 0).sum() == 0
+    assert video_split(2, 0.1, 0).sum() == 1 and video_split(2, 0.9, 0).sum() == 1
+    assert video_split(10, 0.01, 0).sum() == 1 and video_split(10, 0.3, 0).sum() == 3
+    assert video_split(3, 0.5, 0).sum() == 2
+
+
+def test_unit_rows_and_the_vem_keep_the_input_precision():
+    """L2-normalised rows are float32 whatever comes in; the VEM (with its positional table and masking)
+    runs in the model's own dtype, here bfloat16, without promoting to float32."""
+    import torch
+
+    from cezsar.config import ModelConfig
+    from cezsar.model import JointEmbedder, SinusoidalPositionalEncoding
+    from cezsar.zsar import l2_normalize
+
+    assert l2_normalize(np.array([[3.0, 4.0]])).dtype == np.float32
+    enc = SinusoidalPositionalEncoding(6)
+    assert enc(torch.zeros(1, 3, 6, dtype=torch.bfloat16)).dtype == torch.bfloat16
+    torch.manual_seed(0)
+    model = JointEmbedder(ModelConfig(feat_dim=5, text_dim=7, d_model=8, n_heads=2, emb_dim=4)).eval()
+    x = torch.randn(2, 4, 5)
+    mask = torch.tensor([[True] * 4, [True, True, False, False]])
+    want = model.encode_video(x, mask)
+    got = model.to(torch.bfloat16).encode_video(x.to(torch.bfloat16), mask)
+    assert got.dtype == torch.bfloat16 and torch.allclose(got.float(), want, atol=0.1)
