@@ -656,3 +656,49 @@ def test_unit_rows_and_the_vem_keep_the_input_precision():
     want = model.encode_video(x, mask)
     got = model.to(torch.bfloat16).encode_video(x.to(torch.bfloat16), mask)
     assert got.dtype == torch.bfloat16 and torch.allclose(got.float(), want, atol=0.1)
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_released_padding_trains_on_the_padded_windows(tmp_path):
+    """The released padding (docs/fidelity.md) feeds max_len rows, zeros included, to attention and the mean:
+    the batched Eq. 7 loss of such a model equals the loss of each triplet's window encoded alone (which the
+    model pads the same way); the default packed path would give another value."""
+    import dataclasses
+
+    import torch
+    from test_train import toy_fast_path
+
+    from cezsar.model import JointEmbedder
+    from cezsar.train import batch_loss, triplet_loss
+
+    trip, store, text, cfg, data = toy_fast_path(tmp_path)
+    cfg = dataclasses.replace(cfg, released_padding=True)
+    torch.manual_seed(1)
+    model = JointEmbedder(cfg).eval()
+    b = np.arange(0, 60, 3)
+    fast, _ = batch_loss(model, data, torch.as_tensor(b), 1.0)  # (B,)
+    naive = []
+    for i in b:
+        feats = store.load(trip.video_ids[trip.video[i]])
+        lo = min(int(np.ceil(trip.start[i])), len(feats) - 1)  # frame i is at second i
+        hi = min(max(int(np.ceil(trip.end[i])), lo + 1), len(feats), lo + cfg.max_len)
+        v = model.encode_video(torch.from_numpy(feats[lo:hi])[None])
+        sp, sn = model.encode_text(torch.from_numpy(text[[trip.pos[i]]])), model.encode_text(torch.from_numpy(text[[trip.neg[i]]]))
+        naive.append(triplet_loss(v, sp, sn, 1.0))
+    torch.testing.assert_close(fast, torch.cat(naive).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_rule_mask_defaults_to_the_released_rule_and_names_an_unknown_rule():
+    """rule_mask without a rule is the released τ rule; an unknown rule is refused by name."""
+    sim = np.array([0.1, 0.3])
+    assert rule_mask(sim, 0.8).tolist() == [False, True]
+    with pytest.raises(ValueError, match=r"unknown negative rule 'similar' \(expected 'released' or 'different'\)"):
+        rule_mask(sim, 0.8, "similar")
+
+
+def test_mined_windows_are_stored_as_float32_seconds():
+    """The triplet file stores each window's start and end seconds as float32 (the TripletSet format)."""
+    captions, emb_fn = _boundary_corpus()
+    cfg = replace(MiningConfig(), tau=TAU, n_negatives=2, windows_per_segment=2, object_positives=0)
+    ts = mine(captions, emb_fn, None, cfg, strategy="exact")
+    assert ts.start.dtype == np.float32 and ts.end.dtype == np.float32 and (ts.end > ts.start).all()
