@@ -134,7 +134,7 @@ def test_best_checkpoint_stays_at_the_best_epoch_when_later_epochs_are_worse(tmp
     def run(epochs: int, losses: dict[int, float], resume: bool) -> dict:
         seen = _scripted_evaluate(monkeypatch, losses)
         res = fit(trip, store, text, TrainConfig(lr=1e-2, batch=64, epochs=epochs, patience=10, device="cpu"),
-                  mcfg, out, resume=resume, progress=False)
+                  mcfg, out, progress=False, **({"resume": True} if resume else {}))  # resume is off by default
         assert seen == sorted(losses)  # every scripted epoch was run, no other
         return res
 
@@ -187,7 +187,12 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     seen = _scripted_evaluate(monkeypatch, {0: 2.0, 1: 3.0, 2: 1.0})
     res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=64, epochs=3, patience=1, device="cpu"),
               ModelConfig(**TINY), tmp_path / "run3", progress=False)
-    assert seen == [0, 1] and res["best_epoch"] == 0
+    assert seen == [0, 1] and res["best_epoch"] == 0 and res["stopped_early"] is True
+    # patience running out on the last epoch is not an early stop: every epoch ran
+    seen = _scripted_evaluate(monkeypatch, {0: 1.0, 1: 2.0})
+    res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=64, epochs=2, patience=1, device="cpu"),
+              ModelConfig(**TINY), tmp_path / "run4", progress=False)
+    assert seen == [0, 1] and res["stopped_early"] is False
 
 
 @pytest.mark.usefixtures("one_torch_thread")
@@ -243,6 +248,11 @@ def test_resume_refuses_another_model_or_an_incomplete_last_checkpoint(tmp_path)
         fit(trip, store, text, TrainConfig(batch=64, epochs=2, device="cpu"), ModelConfig(**TINY), out, resume=True,
             progress=False)
     assert str(err.value) == f"{last}: lacks bad_epochs needed to resume; {fix}"
+    ckpt["bad_epochs"], ckpt["model"] = 0, {"not_a_weight": torch.zeros(1)}
+    torch.save(ckpt, last)
+    with pytest.raises(CheckpointError, match=r"run/last.pt: model, optimizer or RNG state unusable \("):
+        fit(trip, store, text, TrainConfig(batch=64, epochs=2, device="cpu"), ModelConfig(**TINY), out, resume=True,
+            progress=False)
 
 
 # --- Eq. 9's object term and the scores' bookkeeping (cezsar.zsar) ---------------------------------------------
@@ -702,3 +712,33 @@ def test_mined_windows_are_stored_as_float32_seconds():
     cfg = replace(MiningConfig(), tau=TAU, n_negatives=2, windows_per_segment=2, object_positives=0)
     ts = mine(captions, emb_fn, None, cfg, strategy="exact")
     assert ts.start.dtype == np.float32 and ts.end.dtype == np.float32 and (ts.end > ts.start).all()
+
+
+def test_window_index_rows_at_the_edges_of_a_video():
+    """Paper §4 stacks: a window [start, end) takes rows ceil(start) .. ceil(end) - 1 of its own video, clipped
+    into the video: a start before 0 begins at row 0, a window at or past the end keeps the last second (and is
+    counted), an empty window keeps one row; rows are int64 bank rows; a video index outside the bank is refused."""
+    from cezsar.featurebank import window_index
+
+    offsets = np.array([0, 6, 16])  # video 0: rows 0-5 (6 s), video 1: rows 6-15 (10 s)
+    video = np.array([1, 1, 1, 0, 1])
+    start = np.array([-1.5, 10.0, 3.2, 2.0, 12.0], np.float32)
+    end = np.array([2.0, 14.0, 3.2, 4.0, 30.0], np.float32)
+    rows, mask, win, stats = window_index(video, start, end, offsets, 15)
+    got = [rows[w][mask[w]].tolist() for w in win]
+    assert got == [[6, 7], [15], [10], [2, 3], [15]]
+    assert rows.dtype == np.int64 and win.dtype == np.int64
+    assert stats == {"windows": 5, "past_end": 2, "truncated": 0}
+    for bad in (np.array([2]), np.array([-1])):
+        with pytest.raises(ValueError, match=r"^triplet video index out of range \[0, 2\)$"):
+            window_index(bad, np.zeros(1), np.ones(1), offsets, 15)
+
+
+def test_eq7_margin_defaults_to_one():
+    """Eq. 7 with the default margin 1: max(d+ - d- + 1, 0)."""
+    import torch
+
+    from cezsar.train import triplet_loss
+
+    v, p, n = torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 4.5]])  # d+ 5, d- 4.5
+    assert float(triplet_loss(v, p, n)) == pytest.approx(1.5)
