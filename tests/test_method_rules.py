@@ -669,10 +669,12 @@ def test_unit_rows_and_the_vem_keep_the_input_precision():
 
 
 @pytest.mark.usefixtures("one_torch_thread")
-def test_released_padding_trains_on_the_padded_windows(tmp_path):
-    """The released padding (docs/fidelity.md) feeds max_len rows, zeros included, to attention and the mean:
-    the batched Eq. 7 loss of such a model equals the loss of each triplet's window encoded alone (which the
-    model pads the same way); the default packed path would give another value."""
+@pytest.mark.parametrize("released_padding", [False, True])
+def test_batch_loss_is_eq7_on_each_triplets_own_window(tmp_path, released_padding):
+    """The batched Eq. 7 loss (with the margin asked for) and its accuracy flag d+ < d- equal those of each
+    triplet's window encoded alone. With the released padding (docs/fidelity.md) the model feeds max_len rows,
+    zeros included, to attention and the mean, and encodes a lone window the same way; the default packed path
+    would give another value."""
     import dataclasses
 
     import torch
@@ -682,20 +684,22 @@ def test_released_padding_trains_on_the_padded_windows(tmp_path):
     from cezsar.train import batch_loss, triplet_loss
 
     trip, store, text, cfg, data = toy_fast_path(tmp_path)
-    cfg = dataclasses.replace(cfg, released_padding=True)
+    cfg = dataclasses.replace(cfg, released_padding=released_padding)
     torch.manual_seed(1)
     model = JointEmbedder(cfg).eval()
     b = np.arange(0, 60, 3)
-    fast, _ = batch_loss(model, data, torch.as_tensor(b), 1.0)  # (B,)
-    naive = []
+    fast, ok = batch_loss(model, data, torch.as_tensor(b), 0.5)  # (B,), (B,)
+    naive, flags = [], []
     for i in b:
         feats = store.load(trip.video_ids[trip.video[i]])
         lo = min(int(np.ceil(trip.start[i])), len(feats) - 1)  # frame i is at second i
         hi = min(max(int(np.ceil(trip.end[i])), lo + 1), len(feats), lo + cfg.max_len)
         v = model.encode_video(torch.from_numpy(feats[lo:hi])[None])
         sp, sn = model.encode_text(torch.from_numpy(text[[trip.pos[i]]])), model.encode_text(torch.from_numpy(text[[trip.neg[i]]]))
-        naive.append(triplet_loss(v, sp, sn, 1.0))
+        naive.append(triplet_loss(v, sp, sn, 0.5))
+        flags.append(bool(torch.linalg.vector_norm(v - sp) < torch.linalg.vector_norm(v - sn)))
     torch.testing.assert_close(fast, torch.cat(naive).detach(), atol=1e-5, rtol=1e-5)
+    assert ok.tolist() == flags and 0 < sum(flags) < len(flags)
 
 
 def test_rule_mask_defaults_to_the_released_rule_and_names_an_unknown_rule():
