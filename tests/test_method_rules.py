@@ -523,6 +523,9 @@ def test_a_single_run_confusion_covers_only_its_classes_and_videos(tmp_path):
     assert res["confusion"] == want["confusion"] and np.array(res["confusion"]).sum() == 9
     assert list(res["per_class"]) == ["class 1", "class 3", "class 5"]
     assert list(res["per_class"].values()) == list(want["per_class"].values())
+    split.write_text(json.dumps({"training": ["class 0"], "testing": ["class 4"]}))
+    one = P.evaluate_protocol(emb, P.get_protocol("mine", "split", 6, split_file=split), tmp_path / "one.json")
+    assert one["chance"] == 1.0 and one["top1_mean"] == 1.0  # one test class: always right, by chance too
 
 
 def test_evaluate_runs_of_an_empty_run_and_of_classes_without_videos():
