@@ -33,6 +33,15 @@ def _targets(path: Path = Path("benchmarks/mutation_targets.txt")) -> list[tuple
     return out
 
 
+def _equivalent(path: Path = Path("benchmarks/mutation_equivalent.txt")) -> list[tuple[str, re.Pattern, str]]:
+    out = []
+    for ln in path.read_text().splitlines():
+        if ln.strip() and not ln.startswith("#"):
+            globs, regex, why = (part.strip() for part in ln.split(" ~ ", 2))
+            out += [(g, re.compile(regex), why) for g in globs.split("|")]
+    return out
+
+
 def _changed(name: str, path: Path, cache: dict) -> list[str]:
     if name not in cache:
         diff = get_diff_for_mutant(name, path=path).splitlines()
@@ -85,9 +94,16 @@ def main() -> None:
     print(f"\nmutants {len(mutants)}: run {run}, killed {total['killed']}"
           f" ({100 * total['killed'] / max(run, 1):.1f} % of those run), not run {total['not checked']}")
     if "--survivors" in sys.argv:
-        print()
+        rules = _equivalent()
+        reasons = {n: next((why for g, rx, why in rules if fnmatch.fnmatch(n, g) and rx.search(new)), None)
+                   for n, _, _, new in survivors}
+        equivalent = sum(r is not None for r in reasons.values())
+        live = run - equivalent
+        print(f"equivalent (benchmarks/mutation_equivalent.txt): {equivalent}; killed / non-equivalent run: "
+              f"{total['killed']} / {live} = {100 * total['killed'] / max(live, 1):.1f} %\n")
         for name, status, old, new in sorted(survivors):
-            print(f"- `{name}` ({status}): `{old}` → `{new}`")
+            why = f" — equivalent: {reasons[name]}" if reasons[name] else " — **not killed yet**"
+            print(f"- `{name}` ({status}): `{old}` → `{new}`{why}")
 
 
 if __name__ == "__main__":
