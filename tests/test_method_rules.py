@@ -749,3 +749,61 @@ def test_eq7_margin_defaults_to_one():
 
     v, p, n = torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 4.5]])  # d+ 5, d- 4.5
     assert float(triplet_loss(v, p, n)) == pytest.approx(1.5)
+
+
+def test_a_supplied_split_is_one_run_named_after_its_file_and_protocol_errors_say_what_is_known(tmp_path):
+    """Protocol "truze"/"split": one run over the split file's testing classes, named split:<file stem>; without
+    the file, or with an unknown spec, the error says what to give (the known protocols of the dataset)."""
+    from cezsar import protocols as P
+
+    p = P.get_protocol("ucf101", "TruZe", 101, split_file=tmp_path / "my_split.json")
+    assert (p.dataset, p.name, p.n_classes, p.runs, p.split_file) == \
+        ("ucf101", "split:my_split", -1, 1, str(tmp_path / "my_split.json"))
+    with pytest.raises(ValueError, match=r"needs a split file \(e\.g\. ucf101_truezsl_splits\.json: the TruZe 67/34 "
+                                         r"split, whose 34 testing classes are evaluated\)"):
+        P.get_protocol("ucf101", "truze", 101)
+    with pytest.raises(ValueError, match=r"unknown protocol '1/5': use 0/N, 0/all or truze \(known for ucf101: "
+                                         r"0/101, 0/50, 0/20\)"):
+        P.get_protocol("ucf101", "1/5", 101)
+    with pytest.raises(ValueError, match=r"\(known for mine: generic 0/N\)"):
+        P.get_protocol("mine", "1/5", 10)
+
+
+def test_a_generated_split_file_records_how_and_from_how_many_classes(tmp_path):
+    """A generated split file says how its classes were drawn and from how many dataset classes."""
+    from cezsar import protocols as P
+
+    s = P.load_or_create_splits(P.get_protocol("mine", "0/3", 10, runs=2), [f"c{i}" for i in range(10)],
+                                tmp_path / "s.json")
+    assert s["n_dataset_classes"] == 10
+    assert s["generator"] == "seed s: numpy.random.default_rng(s).choice(C, n, replace=False), kept in official order"
+
+
+@pytest.mark.usefixtures("one_torch_thread")
+def test_the_joint_embedder_refuses_inputs_of_the_wrong_shape():
+    """Eqs. 1-6 take (B, T, feat_dim) features with a (B, T) mask, packed (N, feat_dim) rows with a (U, T) mask
+    and an optional (N,) index, and (B, text_dim) sentence vectors; anything else is refused with the shapes."""
+    import torch
+
+    from cezsar.config import ModelConfig
+    from cezsar.model import JointEmbedder, SinusoidalPositionalEncoding
+
+    m = JointEmbedder(ModelConfig(feat_dim=5, text_dim=7, d_model=8, n_heads=2, emb_dim=4)).eval()
+    with pytest.raises(ValueError, match=r"encode_text expects \(B, 7\) sentence vectors, got \(2, 5\)"):
+        m.encode_text(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match=r"mask shape \(2, 3\) does not match features \(2, 4\)"):
+        m.encode_video(torch.zeros(2, 4, 5), torch.ones(2, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"encode_video_packed expects \(N, 5\) rows, got \(1, 3, 5\)"):
+        m.encode_video_packed(torch.zeros(1, 3, 5), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"encode_video_packed expects \(N, 5\) rows, got \(3, 4\)"):
+        m.encode_video_packed(torch.zeros(3, 4), torch.ones(1, 3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask \(3,\) / index must be \(U, T\) / \(3,\)"):
+        m.encode_video_packed(torch.zeros(3, 5), torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"mask \(1, 3\) / index must be \(U, T\) / \(3,\)"):
+        m.encode_video_packed(torch.zeros(3, 5), torch.ones(1, 3, dtype=torch.bool), torch.arange(2))
+    x, mask = torch.randn(2, 4, 5), torch.tensor([[True] * 4, [True, True, False, False]])
+    rows = x[mask]  # (6, 5) the valid rows
+    torch.testing.assert_close(m.encode_video_packed(rows, mask, torch.nonzero(mask.reshape(-1)).reshape(-1)),
+                               m.encode_video(x, mask), atol=1e-5, rtol=1e-5)
+    pe = SinusoidalPositionalEncoding(8)
+    assert pe.pe.shape == (256, 8) and "pe" not in pe.state_dict()  # a pure function of (d, length): not saved
