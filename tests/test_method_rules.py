@@ -807,3 +807,19 @@ def test_the_joint_embedder_refuses_inputs_of_the_wrong_shape():
                                m.encode_video(x, mask), atol=1e-5, rtol=1e-5)
     pe = SinusoidalPositionalEncoding(8)
     assert pe.pe.shape == (256, 8) and "pe" not in pe.state_dict()  # a pure function of (d, length): not saved
+
+
+def test_protocol_specs_name_the_classes_and_runs_of_the_paper():
+    """0/all and 0/N with N = every class are one run over all classes; 0/N takes the paper's run count for a
+    known dataset and protocol (ucf101 0/50: 50 runs); a malformed count is refused saying what is expected."""
+    from cezsar import protocols as P
+
+    a = P.get_protocol("ucf101", "0/all", 101)
+    assert (a.dataset, a.name, a.n_classes, a.runs) == ("ucf101", "0/all", 101, 1)
+    b = P.get_protocol("ucf101", "0/101", 101)
+    assert (b.dataset, b.name, b.n_classes, b.runs) == ("ucf101", "0/101", 101, 1)
+    c = P.get_protocol("ucf101", "0/50", 101)
+    assert (c.dataset, c.name, c.n_classes, c.runs) == ("ucf101", "0/50", 50, P.PROTOCOLS["ucf101"]["0/50"][1])
+    assert P.get_protocol("ucf101", "0/50", 101, runs=3).runs == 3
+    with pytest.raises(ValueError, match=r"^protocol '0/x': the part after '0/' must be a class count or 'all'$"):
+        P.get_protocol("ucf101", "0/x", 101)
