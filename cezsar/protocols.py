@@ -8,6 +8,7 @@ in `data/splits/` (tracked); custom datasets (SynthActions, a user's own) keep t
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
@@ -160,6 +161,15 @@ def load_or_create_splits(protocol: Protocol, classes: Sequence[str], path: str 
             "n_dataset_classes": len(classes), "generator": how, "runs": runs}
     write_json(path, data)
     return {**data, "path": str(path)}
+
+
+def splits_sha256(splits: dict) -> str:
+    """SHA-256 of the split file holding exactly the runs used (`load_or_create_splits`' dict, "path" left out).
+
+    A file with more runs than a protocol asks for is read and its first runs used: this hash is the one a
+    fresh file of just those runs has, so it does not depend on what an earlier run left in the folder."""
+    body = {k: v for k, v in splits.items() if k != "path"}
+    return hashlib.sha256((json.dumps(body, indent=1) + "\n").encode()).hexdigest()
 
 
 def evaluate_runs(scores: np.ndarray, labels: np.ndarray, classes: Sequence[str], runs: Sequence[dict]) -> list[dict]:
@@ -362,13 +372,14 @@ def _embed_clip(classes: list[str], descriptions: dict[str, list[str]], store: A
 
 def evaluate_protocol(emb: dict, protocol: Protocol, split_file: str | Path, ddof: int = STD_DDOF) -> dict:
     """Score every run of `protocol` on embedded data (`embed_dataset`'s dict); results dict with stable
-    names: {"protocol", "n_classes", "split_file", "n_runs", "std_ddof", "top1_mean", "top1_std",
-    "top5_mean", "top5_std", "chance", "runs": [...]} plus "confusion"/"per_class" for a single run."""
+    names: {"protocol", "n_classes", "split_file", "split_sha256" (`splits_sha256`), "n_runs", "std_ddof",
+    "top1_mean", "top1_std", "top5_mean", "top5_std", "chance", "runs": [...]} plus "confusion"/"per_class" for
+    a single run."""
 
     splits = load_or_create_splits(protocol, emb["classes"], split_file)
     runs = evaluate_runs(emb["scores"], emb["labels"], emb["classes"], splits["runs"])
     out = {"protocol": protocol.name, "n_classes": splits["n_classes"], "split_file": splits["path"],
-           **summarize(runs, ddof), "chance": 1.0 / max(splits["n_classes"], 1), "runs": runs}
+           "split_sha256": splits_sha256(splits), **summarize(runs, ddof), "chance": 1.0 / max(splits["n_classes"], 1), "runs": runs}
     if len(runs) == 1:
         col = {c: i for i, c in enumerate(emb["classes"])}
         cols = np.array([col[c] for c in runs[0]["classes"]], np.int64)

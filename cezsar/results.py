@@ -60,7 +60,9 @@ def protocol_record(res: dict, *, checkpoint: str | Path | None, trained_on: dic
             "checkpoint": str(checkpoint) if checkpoint is not None else None, "trained_on": trained_on,
             "descriptions": descriptions_record(descriptions), "dataset_root": str(dataset_root),
             "features": str(features) if features is not None else None, "text_model": text_model,
-            "text_model_id": text_model_id, "backbone": backbone, "split_sha256": sha256_of(res.get("split_file"))}
+            "text_model_id": text_model_id, "backbone": backbone,
+            # the hash of the splits actually used, whatever else the split file holds (issue 31)
+            "split_sha256": res.get("split_sha256") or sha256_of(res.get("split_file"))}
 
 
 TRAINED_METHODS = ("VE", "VE+O", "CLIP+VE")  # rows whose numbers depend on the training seed

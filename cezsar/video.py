@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import os
 from fractions import Fraction
 from pathlib import Path
 
@@ -46,6 +47,8 @@ class VideoDecodeError(RuntimeError):
 
 
 def _open(path: Path):
+    if path.is_symlink() and not path.exists():
+        raise VideoDecodeError(path, f"a symbolic link whose target does not exist ({os.readlink(path)})")
     if not path.exists():
         raise VideoDecodeError(path, "file not found")
     if path.is_dir():

@@ -182,7 +182,7 @@ def encode_videos(model: Any, store: Any, video_ids: Sequence[str], max_len: int
     if normalize:
         win_emb = l2_normalize(win_emb)
     weights = np.array([len(w) for w in wins], np.float32)
-    owner_arr = np.asarray(owner)
+    owner_arr = np.asarray(owner, np.int64)  # int even when there is no video
     out = np.zeros((len(video_ids), win_emb.shape[1] if len(win_emb) else 0), np.float32)
     np.add.at(out, owner_arr, win_emb * weights[:, None])
     return out / np.bincount(owner_arr, weights=weights, minlength=len(video_ids))[:, None].astype(np.float32)

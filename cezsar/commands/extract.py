@@ -71,9 +71,11 @@ def collect_videos(kind: str, root: str | Path) -> list:
         if p.stem in files:
             raise ds.DatasetError(f"two videos share the id {p.stem!r}: {files[p.stem]} and {p}")
         files[p.stem] = p
-    # a folder named like a video ("clip.mp4/") is kept as an item, so extraction lists it as skipped
-    # with its reason instead of leaving it out without a word (video.decode_1fps names it)
-    for p in sorted(q for q in root.rglob("*") if q.is_dir() and q.suffix.lower() in VIDEO_EXTS):
+    # a folder named like a video ("clip.mp4/") or a symbolic link whose target is gone is kept as an item, so
+    # extraction lists it as skipped with its reason instead of leaving it out without a word (video.decode_1fps
+    # names it)
+    for p in sorted(q for q in root.rglob("*") if q.suffix.lower() in VIDEO_EXTS
+                    and (q.is_dir() or (q.is_symlink() and not q.exists()))):
         files.setdefault(p.stem, p)
     if kind == "folder":
         return [ds.Video(vid, p, "") for vid, p in sorted(files.items())]
