@@ -478,6 +478,13 @@ def figures_1_and_3(lay: Layout, s: Settings, checkpoint: Path | None = None, ki
     f3.savefig(lay.figures / "fig3_confusion.png", dpi=130)
     comparison = compare.sentence(ours_name, vals, "the objects-only baseline", accs["objects-only baseline"],
                                   "hard classes, top-1") if base is not None else None
+    # the hard-class numbers as text beside the figure (the README's results block is generated from it)
+    lines = [f"**Fig. 3, the {len(g['hard'])} hard classes** (top-1, %): " + "; ".join(
+        f"{name} {100 * acc:.1f}" for name, acc in accs.items() if "std over" not in name)
+        + (f" ± {100 * float(np.std(vals, ddof=1)):.1f} over {len(vals)} seeds" if len(vals) > 1 else "")]
+    if comparison:
+        lines.append(f"- {comparison}")
+    write_text(lay.figures / "fig3_hard_classes.md", "\n\n".join(lines) + "\n")
     return {"fig1": f1, "fig3": f3, "hard_class_accuracy": accs, "hard_class_accuracy_seeds": per_seed,
             "comparison": Markdown(comparison) if comparison else None, "tsne_classes": g["tsne"],
             "hard_classes": g["hard"]}

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import os
 import time
 from pathlib import Path
@@ -31,15 +30,14 @@ from torch.func import stack_module_state
 from torch.nn import functional as F
 
 from cezsar.atomic import write_atomic
-from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
-from cezsar.checks import CheckpointError, read_checkpoint
-from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.checks import CheckpointError
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, epoch_order
 from cezsar.model import JointEmbedder
 from cezsar.packed_vem import dropout_cpu
-from cezsar.train import (_autocast, _write_logs, fit, make_optimizer, prepare, rng_state, seed_everything,
-                          set_rng_state, triplet_loss, visual_windows)
+from cezsar.train import (RESUME_FIX, _autocast, _write_logs, checkpoint_meta, fit, prepare,
+                          read_resumable, rng_state, seed_everything, set_rng_state, triplet_loss, visual_windows)
 
 
 def stackable(cfg: ModelConfig) -> bool:
@@ -326,7 +324,7 @@ def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_c
         cfg_s = dataclasses.replace(train_cfg, seed=s)
         seed_everything(s)  # the same initialisation as fit(seed=s)
         model = JointEmbedder(model_cfg)
-        meta = _meta(model_cfg, cfg_s, fast, text_model, text_model_name, triplets, store, params)
+        meta = checkpoint_meta(model_cfg, cfg_s, fast, text_model, text_model_name, triplets, store, params)
         run = _Seed(s, seed_dir(out, s), model.state_dict(), None,
                     {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []},
                     meta=meta)
@@ -383,22 +381,10 @@ def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_c
     return [_summary(r, train_cfg, device, stats) for r in runs]
 
 
-def _meta(model_cfg, train_cfg, fast, text_model, text_model_name, triplets, store, params) -> dict:
-    """A seed's checkpoint header, as `fit` writes it."""
-    return {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
-            "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
-            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
-            "trained_on": training_provenance(triplets, store, text_model, params)}
-
-
 def _load_seed(run: _Seed, last: Path, meta: dict, device: torch.device) -> None:
     """Continue a seed from its last.pt (fit's checks: same model, dims and triplets)."""
-    fix = "delete it to start over, or use another output folder"
-    ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=fix)
-    for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
-        if ckpt.get(key) != meta[key]:
-            raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
-                                  "resume with the same triplets and settings, or " + fix)
+    ckpt = read_resumable(last, meta, device)
+    fix = RESUME_FIX
     try:
         run.weights, run.opt_state, run.rng = ckpt["model"], ckpt["optimizer"], ckpt["rng"]
         run.state = {k: ckpt[k] for k in run.state}

@@ -233,6 +233,31 @@ def _write_epoch(ckpt: dict, out: Path, best: bool) -> None:
     _write_logs(ckpt["history"], out)
 
 
+RESUME_FIX = "delete it to start over, or use another output folder"
+
+
+def checkpoint_meta(model_cfg: ModelConfig, train_cfg: TrainConfig, fast: FastPathConfig, text_model: str | None,
+                    text_model_name: str | None, triplets, store, params: str | None) -> dict:
+    """The header every checkpoint of a run carries (`fit` and the stacked seeds alike): the configs, the dims,
+    the text model, what the run trained on, and the manifest of its training features."""
+    return {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
+            "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
+            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
+            "trained_on": training_provenance(triplets, store, text_model, params),
+            "features_manifest": getattr(store, "manifest", None)}  # how the training vectors were made
+
+
+def read_resumable(last: Path, meta: dict, device: torch.device) -> dict:
+    """`last.pt` read for `--resume`, refused (CheckpointError) when it was trained on other triplets or with
+    another model than `meta` says."""
+    ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=RESUME_FIX)
+    for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
+        if ckpt.get(key) != meta[key]:
+            raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
+                                  "resume with the same triplets and settings, or " + RESUME_FIX)
+    return ckpt
+
+
 # --- the visual input of a triplet ---------------------------------------------------------------
 RELEASED_SECONDS = 16.0  # the released code's visual input: the first 16 s of the captioned segment
 
@@ -371,20 +396,12 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
     seed_everything(train_cfg.seed)
     model = JointEmbedder(model_cfg).to(device)
     optimizer = make_optimizer(model, train_cfg, capturable=graphed)
-    meta = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
-            "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
-            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
-            "trained_on": training_provenance(triplets, store, text_model, params),
-            "features_manifest": getattr(store, "manifest", None)}  # how the training vectors were made
+    meta = checkpoint_meta(model_cfg, train_cfg, fast, text_model, text_model_name, triplets, store, params)
     state = {"epoch": -1, "best_score": float("inf"), "best_epoch": -1, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
     if resume and last.is_file():
-        fix = "delete it to start over, or use another output folder"
-        ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=fix)
-        for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
-            if ckpt.get(key) != meta[key]:
-                raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
-                                      "resume with the same triplets and settings, or " + fix)
+        ckpt = read_resumable(last, meta, device)
+        fix = RESUME_FIX
         try:
             model.load_state_dict(ckpt["model"])
             optimizer.load_state_dict(ckpt["optimizer"])

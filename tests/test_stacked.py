@@ -100,8 +100,10 @@ def test_fit_stacked_equals_fit_per_seed_and_writes_each_seeds_files(tmp_path):
         assert {p.name for p in out.iterdir()} >= {"best.pt", "last.pt", "log.json", "log.csv"}
         assert json.loads((out / "log.json").read_text()) == r["history"]
         model, meta = load_checkpoint(out / "best.pt")
-        ref_model, _ = load_checkpoint(tmp_path / f"fit{s}" / "best.pt")
+        ref_model, ref_meta = load_checkpoint(tmp_path / f"fit{s}" / "best.pt")
         assert meta["train_cfg"]["seed"] == s
+        # the header is fit's: the stacked checkpoints record the training features' manifest too (issue 27)
+        assert "features_manifest" in meta and meta["features_manifest"] == ref_meta["features_manifest"]
         # the attention's key bias has a zero gradient in exact arithmetic (softmax ignores it): Adam turns its
         # rounding noise into steps of up to lr, so weights are compared to lr x steps absolute
         steps = len(r["history"]) * int(np.ceil((~np.asarray(trip.val, bool)).sum() / 32))
