@@ -97,16 +97,17 @@ def test_mined_negatives_respect_the_boundary(rule, strategy):
 def _scripted_evaluate(monkeypatch, losses: dict[int, float]) -> list[int]:
     """Replace fit's validation pass by a scripted loss per epoch (the epoch is the number of calls so far plus
     the first epoch of this run); returns the list of epochs evaluated."""
-    from cezsar import train
+    from cezsar import static_step, train
 
     seen: list[int] = []
 
-    def fake(model, data, idx, cfg, device):
+    def fake(model, data, idx, cfg, device, *static):  # static: the static step's run length
         epoch = min(losses) + len(seen)
         seen.append(epoch)
         return {"loss": losses[epoch], "acc": 0.5}
 
-    monkeypatch.setattr(train, "evaluate", fake)
+    monkeypatch.setattr(train, "evaluate", fake)  # the eager step's validation
+    monkeypatch.setattr(static_step, "evaluate_static", fake)  # and the static step's (fit's default)
     return seen
 
 
@@ -524,8 +525,8 @@ def test_a_single_run_confusion_covers_only_its_classes_and_videos(tmp_path):
     assert list(res["per_class"]) == ["class 1", "class 3", "class 5"]
     assert list(res["per_class"].values()) == list(want["per_class"].values())
     split.write_text(json.dumps({"training": ["class 0"], "testing": ["class 4"]}))
-    one = P.evaluate_protocol(emb, P.get_protocol("mine", "split", 6, split_file=split), tmp_path / "one.json")
-    assert one["chance"] == 1.0 and one["top1_mean"] == 1.0  # one test class: always right, by chance too
+    with pytest.raises(ValueError, match="at least 2 classes"):  # one test class is always right: refused (issue 30)
+        P.evaluate_protocol(emb, P.get_protocol("mine", "split", 6, split_file=split), tmp_path / "one.json")
 
 
 def test_evaluate_runs_of_an_empty_run_and_of_classes_without_videos():
@@ -613,7 +614,7 @@ def test_split_files_are_checked_before_use(tmp_path):
     proto = P.get_protocol("mine", "0/3", 10, runs=2)
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(ValueError, match=r"split file .*bad.json: not valid JSON \("):
+    with pytest.raises(ValueError, match=r"bad.json: malformed JSON at line 1"):
         P.load_or_create_splits(proto, classes, bad)
     bad.write_text(json.dumps({"dataset": "mine", "protocol": "0/3"}))
     with pytest.raises(ValueError, match=r"holds 0 runs, 2 requested"):
