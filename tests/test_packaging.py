@@ -97,3 +97,11 @@ def test_readme_paper_to_code_table_names_real_objects():
         for attr in parts[i:]:
             assert hasattr(obj, attr), name
             obj = getattr(obj, attr)
+
+
+def test_the_readmes_results_are_generated_from_the_committed_figures():
+    """Issue 26: no number or comparison in the README's results block is typed by hand: the block is exactly what
+    scripts/readme_results.py makes of figures/ (tables, paired comparisons, Fig. 3's hard classes, the τ ablation)."""
+    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_results.py"), "--check"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
