@@ -85,7 +85,7 @@ def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, 
                  dataset: str = "", spread: list[float] | None = None) -> Figure:
     """Top-1 accuracy (%) against the mining threshold τ (paper §5: 0.7, 0.8, 0.9 on UCF-101 0/101); `spread`:
     the std over training seeds of each accuracy, drawn as error bars."""
-    fig, ax = plt.subplots(figsize=(4.6, 3.4))
+    fig, ax = plt.subplots(figsize=(5.6, 4.0))
     label = f"computed here{f' ({dataset})' if dataset else ''}"
     if spread is not None and any(spread):
         ax.errorbar(taus, [100 * a for a in accuracies], yerr=[100 * e for e in spread], fmt="o-", capsize=3,
@@ -98,7 +98,8 @@ def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, 
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_xticks(taus)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    # below the axes: the long labels (dataset, seeds) would cover the error bars inside them
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.tight_layout()
     return _shown_once(fig)
 

@@ -468,7 +468,7 @@ def figures_1_and_3(lay: Layout, s: Settings, checkpoint: Path | None = None, ki
         accs[name] = m["top1"]
         label = f"acc. {100 * m['top1']:.1f}%"
         if name == ours_name and len(vals) > 1:
-            label = (f"acc. {100 * m['top1']:.1f}% (seed {next(iter(per_seed))}; "
+            label = (f"acc. {100 * m['top1']:.1f}%\n(seed {next(iter(per_seed))}; "
                      f"{100 * float(np.mean(vals)):.1f} ± {100 * float(np.std(vals, ddof=1)):.1f}% over {len(vals)} seeds)")
         mats[f"({'ab'[len(mats)]}) {name}: {label}"] = np.asarray(m["confusion"])
     accs[ours_name] = float(np.mean(vals))
