@@ -115,55 +115,83 @@ def _run_all(params: dict, tmp: Path, notebooks: Path | None = None) -> subproce
                           text=True, timeout=1500)
 
 
-@pytest.mark.slow
-def test_run_all_executes_every_notebook_on_a_tiny_parameter_set(tmp_path: Path):
-    params = {**TINY, "data_root": str(tmp_path / "raw"), "work_dir": str(tmp_path / "work"),
-              "figures_dir": str(tmp_path / "figures")}
-    out = _run_all(params, tmp_path)
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> dict:
+    """One ./run_all.sh on the tiny parameter set, shared by the tests below (each checks one behaviour)."""
+    tmp = tmp_path_factory.mktemp("tiny_run")
+    params = {**TINY, "data_root": str(tmp / "raw"), "work_dir": str(tmp / "work"), "figures_dir": str(tmp / "figures")}
+    out = _run_all(params, tmp)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    figs = tmp_path / "figures"
+    run = tmp / "runs" / "tiny"
+    return {"tmp": tmp, "figs": tmp / "figures", "run": run,
+            "results": json.loads((run / "results.json").read_text())}
+
+
+@pytest.mark.slow
+def test_run_all_writes_every_table_and_figure(tiny_run):
     for name in ("table1.md", "table1.csv", "table2.md", "table2.csv", "fig1_tsne.png", "fig3_confusion.png",
-                 "tau_ablation.png", "tau_ablation.md"):
-        assert (figs / name).stat().st_size > 0, name
-    run = tmp_path / "runs" / "tiny"
-    results = json.loads((run / "results.json").read_text())
+                 "tau_ablation.png", "tau_ablation.md", "comparisons.md", "fig3_hard_classes.md"):
+        assert (tiny_run["figs"] / name).stat().st_size > 0, name
+    for stem in EXPECTED:
+        assert (tiny_run["run"] / f"{stem}.ipynb").stat().st_size > 0
+    results = tiny_run["results"]
     assert set(results["datasets"]) == {"ucf101", "kinetics400"}
     assert {"O", "VE", "VE+O"} <= set(results["datasets"]["ucf101"]["methods"])
-    # every trained number over the training seeds (issue 26): each seed's record kept, the table cell says so
-    ve = next(iter(results["datasets"]["ucf101"]["methods"]["VE"].values()))
+    assert "Estevam et al. (O)" in (tiny_run["figs"] / "table1.md").read_text()  # the cited literature rows
+
+
+@pytest.mark.slow
+def test_every_trained_number_is_over_the_training_seeds(tiny_run):
+    """Issue 26: each seed's record kept, the table cell says how many seeds, comparisons are paired over them."""
+    ve = next(iter(tiny_run["results"]["datasets"]["ucf101"]["methods"]["VE"].values()))
     assert ve["seeds"]["seeds"] == [0, 1] and len(ve["seeds"]["records"]) == 2
-    assert "(2 seeds)" in (figs / "table1.md").read_text()
-    assert "paired over 2 seeds" in (figs / "comparisons.md").read_text()
-    # one results schema (issue 20): every protocol record is the one `cezsar evaluate` writes
+    assert "(2 seeds)" in (tiny_run["figs"] / "table1.md").read_text()
+    assert "paired over 2 seeds" in (tiny_run["figs"] / "comparisons.md").read_text()
+
+
+@pytest.mark.slow
+def test_every_protocol_record_is_the_one_cezsar_evaluate_writes(tiny_run):
+    """One results schema (issue 20)."""
     from cezsar.results import RESULTS_VERSION, protocol_record
 
+    results = tiny_run["results"]
     record = next(iter(results["datasets"]["ucf101"]["methods"]["VE"].values()))
     shared = protocol_record({}, checkpoint=None, trained_on=None, descriptions="d.json", dataset_root=".",
                              features=None, text_model="", text_model_id="", backbone=None)
     assert results["results_version"] == record["results_version"] == RESULTS_VERSION
     assert set(shared) <= set(record) and record["descriptions"]["layout"] == "json"
     assert record["trained_on"]["dataset"].startswith("SynthActions")
-    for stem in EXPECTED:
-        assert (run / f"{stem}.ipynb").stat().st_size > 0
-    # every figure a notebook makes is shown inline (issue 15), not printed as "<Figure size ...>"
+
+
+@pytest.mark.slow
+def test_every_figure_is_shown_inline_and_in_the_report(tiny_run):
+    """Issue 15: figures are inline images, not printed as "<Figure size ...>", and the report embeds them all."""
+    run = tiny_run["run"]
     images = {stem: _images(run / f"{stem}.ipynb") for stem in EXPECTED}
     assert images["00_data"] >= 1 and images["01_features"] >= 1 and images["02_mining"] >= 1, images
     assert images["03_training"] >= 1 and images["04_tau_ablation"] >= 1 and images["06_figures"] >= 3, images
     for stem in EXPECTED:
         text = json.dumps(nbformat.read(run / f"{stem}.ipynb", as_version=4).cells)
         assert "<Figure size" not in text or images[stem], stem
-    assert "CEZSAR (VE + O)" in (run / "report.html").read_text()  # the one-page report, figures embedded
-    assert (run / "report.html").read_text().count("data:image/png;base64") >= sum(images.values())
-    assert "Estevam et al. (O)" in (figs / "table1.md").read_text()  # the cited literature rows
-    # one source of truth (issue 15): notebook 05 run again in a plain kernel (no papermill, no injected values),
-    # with only its params_file pointed at the set as a person would in JupyterLab, reproduces run_all's tables
+    report = (run / "report.html").read_text()
+    assert "CEZSAR (VE + O)" in report and report.count("data:image/png;base64") >= sum(images.values())
+
+
+@pytest.mark.slow
+def test_notebook_05_in_a_plain_kernel_reproduces_run_alls_tables(tiny_run):
+    """One source of truth (issue 15): notebook 05 run again in a plain kernel (no papermill, no injected values),
+    with only its params_file pointed at the set as a person would in JupyterLab, gives the same tables."""
+    figs, tmp = tiny_run["figs"], tiny_run["tmp"]
     tables = {n: (figs / n).read_bytes() for n in ("table1.md", "table2.md", "table1.csv", "table2.csv")}
-    _execute_plain(ROOT / "notebooks" / "05_tables.ipynb", tmp_path / "tiny.yaml", tmp_path / "runs")
+    _execute_plain(ROOT / "notebooks" / "05_tables.ipynb", tmp / "tiny.yaml", tmp / "runs")
     assert {n: (figs / n).read_bytes() for n in tables} == tables
-    again = json.loads((run / "results.json").read_text())
-    assert again["datasets"] == results["datasets"] and again["overrides"] == {}
-    # training on SynthActions lowers the validation loss (held-out videos)
-    log = json.loads((tmp_path / "work" / "models" / "tau0.80" / "seed0" / "log.json").read_text())
+    again = json.loads((tiny_run["run"] / "results.json").read_text())
+    assert again["datasets"] == tiny_run["results"]["datasets"] and again["overrides"] == {}
+
+
+@pytest.mark.slow
+def test_training_on_synthactions_lowers_the_validation_loss(tiny_run):
+    log = json.loads((tiny_run["tmp"] / "work" / "models" / "tau0.80" / "seed0" / "log.json").read_text())
     val = [e["val_loss"] for e in (log["history"] if isinstance(log, dict) else log)]
     assert min(val[1:]) < val[0], val
 
