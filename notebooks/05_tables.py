@@ -22,8 +22,8 @@
 # computed row says what it was computed on (dataset and videos used, backbone, text model, epochs). Three more rows,
 # the modern peer on the same splits — CLIP frame average (class names), CLIP frame average (descriptions), CEZSAR on
 # CLIP features — are computed when the parameter set names a CLIP (`clip_model`), and read "needs weights" otherwise.
-# Each trained row is the mean over `train_seeds` training seeds ± their std, with the protocol's spread over its
-# class subsets shown apart ("62.5 ± 1.8 (5 seeds), subsets ± 9.3"); every comparison below the tables is a paired
+# Each trained row is the mean over `train_seeds` training seeds ± their std, with the protocol's spread over the
+# subsets of its classes shown apart ("62.5 ± 1.8 (5 seeds), subsets ± 9.3"); every comparison below the tables is a paired
 # test over the seeds (`cezsar.compare`), never written by hand.
 #
 # **Inputs.** the τ checkpoint (03), test features (01). **Outputs.** `runs/<name>/results.json` (every run's
