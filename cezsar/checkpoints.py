@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from cezsar.checks import CheckpointError, read_checkpoint
-from cezsar.config import ModelConfig
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.model import JointEmbedder
 
 CHECKPOINT_VERSION = 1
@@ -97,3 +97,28 @@ def describe_provenance(trained_on: dict) -> str:
 def is_synthetic(trained_on: dict) -> bool:
     """Whether the provenance says the model saw only the embedded synthetic clips (SynthActions)."""
     return "synth" in str(trained_on.get("dataset", "")).lower()
+
+
+RESUME_FIX = "delete it to start over, or use another output folder"
+
+
+def checkpoint_meta(model_cfg: ModelConfig, train_cfg: TrainConfig, fast: FastPathConfig, text_model: str | None,
+                    text_model_name: str | None, triplets, store, params: str | None) -> dict:
+    """The header every checkpoint of a run carries (`fit` and the stacked seeds alike): the configs, the dims,
+    the text model, what the run trained on, and the manifest of its training features."""
+    return {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
+            "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
+            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
+            "trained_on": training_provenance(triplets, store, text_model, params),
+            "features_manifest": getattr(store, "manifest", None)}  # how the training vectors were made
+
+
+def read_resumable(last: Path, meta: dict, device: torch.device) -> dict:
+    """`last.pt` read for `--resume`, refused (CheckpointError) when it was trained on other triplets or with
+    another model than `meta` says."""
+    ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=RESUME_FIX)
+    for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
+        if ckpt.get(key) != meta[key]:
+            raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
+                                  "resume with the same triplets and settings, or " + RESUME_FIX)
+    return ckpt

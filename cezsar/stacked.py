@@ -36,8 +36,9 @@ from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, epoch_order
 from cezsar.model import JointEmbedder
 from cezsar.packed_vem import dropout_cpu
-from cezsar.train import (RESUME_FIX, _autocast, _write_logs, checkpoint_meta, fit, prepare,
-                          read_resumable, rng_state, seed_everything, set_rng_state, triplet_loss, visual_windows)
+from cezsar.checkpoints import RESUME_FIX, checkpoint_meta, read_resumable
+from cezsar.train import (_autocast, _write_logs, fit, prepare, rng_state, seed_everything, set_rng_state,
+                          triplet_loss, visual_windows)
 
 
 def stackable(cfg: ModelConfig) -> bool:

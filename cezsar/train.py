@@ -30,9 +30,9 @@ from tqdm.auto import tqdm
 from cezsar import distributed
 from cezsar.background import CheckpointWriter, OrderAhead, snapshot
 from cezsar.atomic import write_atomic, write_json, write_text
-from cezsar.checkpoints import CHECKPOINT_VERSION, training_provenance
-from cezsar.checks import CheckpointError, read_checkpoint
-from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.checkpoints import RESUME_FIX, checkpoint_meta, read_resumable
+from cezsar.checks import CheckpointError
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.diskspace import require_space
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, build_bank, epoch_order, to_tensors, window_index
@@ -231,31 +231,6 @@ def _write_epoch(ckpt: dict, out: Path, best: bool) -> None:
     if best:
         write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
     _write_logs(ckpt["history"], out)
-
-
-RESUME_FIX = "delete it to start over, or use another output folder"
-
-
-def checkpoint_meta(model_cfg: ModelConfig, train_cfg: TrainConfig, fast: FastPathConfig, text_model: str | None,
-                    text_model_name: str | None, triplets, store, params: str | None) -> dict:
-    """The header every checkpoint of a run carries (`fit` and the stacked seeds alike): the configs, the dims,
-    the text model, what the run trained on, and the manifest of its training features."""
-    return {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(model_cfg), "train_cfg": to_dict(train_cfg),
-            "fast_cfg": to_dict(fast), "feat_dim": model_cfg.feat_dim, "text_dim": model_cfg.text_dim,
-            "text_model": text_model, "text_model_name": text_model_name, "n_triplets": int(len(triplets.video)),
-            "trained_on": training_provenance(triplets, store, text_model, params),
-            "features_manifest": getattr(store, "manifest", None)}  # how the training vectors were made
-
-
-def read_resumable(last: Path, meta: dict, device: torch.device) -> dict:
-    """`last.pt` read for `--resume`, refused (CheckpointError) when it was trained on other triplets or with
-    another model than `meta` says."""
-    ckpt = read_checkpoint(last, None, map_location=device, training=True, remedy=RESUME_FIX)
-    for key in ("model_cfg", "feat_dim", "text_dim", "n_triplets"):
-        if ckpt.get(key) != meta[key]:
-            raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
-                                  "resume with the same triplets and settings, or " + RESUME_FIX)
-    return ckpt
 
 
 # --- the visual input of a triplet ---------------------------------------------------------------
