@@ -18,7 +18,7 @@ list is k mod n, so n job-array tasks cover a dataset exactly once; under `torch
 and rank 0 merges the reports at the end (cezsar.shards, docs/decisions.md §13). Decoders (`ExtractConfig.decoders`)
 decode the next videos while the CNN encodes the current one (§11: decoding overlaps the CNN). A bad video
 never stops the run: it is listed in the report with its reason. An encoder with `encode_topk` (every ImageNet
-FrameEncoder) gets its frames in batches cut across videos (`_Batcher`; on a GPU always `batch` frames, the last
+FrameEncoder) gets its frames in batches cut across videos (`FrameBatcher`; on a GPU always `batch` frames, the last
 padded) and returns each frame's top-k objects computed where it runs (docs/decisions.md §11).
 """
 from __future__ import annotations
@@ -31,7 +31,7 @@ import threading
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Protocol
 
@@ -41,6 +41,7 @@ from cezsar import manifest, shards
 from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.config import ExtractConfig
 from cezsar.diskspace import require_space
+from cezsar.frame_batches import FrameBatcher
 from cezsar.objects import topk_from_logits
 from cezsar.progress import progress_bar
 from cezsar.textio import read_json
@@ -288,73 +289,6 @@ def _write_rows(out: Path, video_id: str, pieces: list, event) -> None:
     _write_video(out, video_id, feats, idx, sc)
 
 
-@dataclass
-class _Pending:
-    video: VideoLike
-    frames: int  # T
-    rows: int = 0  # rows already through the CNN
-    pieces: list = field(default_factory=list)  # (feats, indices, scores) host tensors, in row order
-    event: object = None  # the CUDA event of the last batch holding its rows
-
-
-class _Batcher:
-    """The frames of consecutive videos cut into CNN batches of exactly `size` frames, whatever the videos'
-    lengths (`encoder.encode_topk`: the top-k is computed where the CNN runs); on a GPU the last batch is padded
-    to `size` too, so every forward has one shape. `add` and `flush` return the videos whose rows are all
-    through the CNN, in order."""
-
-    def __init__(self, encoder, k: int, size: int, pad: bool) -> None:
-        self.encoder, self.k, self.size, self.pad = encoder, k, size, pad
-        self.frames: list[np.ndarray] = []  # decoded frames not yet through the CNN, in order
-        self.waiting = 0
-        self.videos: collections.deque = collections.deque()
-
-    def add(self, video: VideoLike, stack: np.ndarray) -> list[_Pending]:
-        done = []
-        if self.frames and stack.shape[1:] != self.frames[0].shape[1:]:
-            done += self.flush()  # frames of another size cannot share a batch
-        self.videos.append(_Pending(video, len(stack)))
-        self.frames.append(stack)
-        self.waiting += len(stack)
-        while self.waiting >= self.size:
-            done += self._run(self.size)
-        return done
-
-    def flush(self) -> list[_Pending]:
-        done = []
-        while self.waiting:
-            done += self._run(min(self.size, self.waiting))
-        return done
-
-    def _run(self, n: int) -> list[_Pending]:
-        take, got = [], 0
-        while got < n:  # the next n frames, across video boundaries
-            head = self.frames[0]
-            m = min(n - got, len(head))
-            take.append(head[:m])
-            got += m
-            if m == len(head):
-                self.frames.pop(0)
-            else:
-                self.frames[0] = head[m:]
-        self.waiting -= n
-        batch = np.concatenate(take) if len(take) > 1 else take[0]  # (n, H, W, 3)
-        if self.pad and n < self.size:
-            batch = np.concatenate([batch, np.zeros((self.size - n, *batch.shape[1:]), batch.dtype)])  # (size, ...)
-        feats, idx, sc, event = self.encoder.encode_topk(batch, self.k)  # (size, D), (size, K), (size, K)
-        lo = 0
-        for rec in self.videos:  # hand the batch's rows to the videos they came from
-            if lo == n:
-                break
-            m = min(rec.frames - rec.rows, n - lo)
-            rec.pieces.append((feats[lo:lo + m], idx[lo:lo + m], sc[lo:lo + m]))
-            rec.rows, rec.event, lo = rec.rows + m, event, lo + m
-        done = []
-        while self.videos and self.videos[0].rows == self.videos[0].frames:
-            done.append(self.videos.popleft())
-        return done
-
-
 def extraction_manifest(encoder, cfg: ExtractConfig) -> dict:
     """The manifest (cezsar.manifest) of the features `encoder` makes under `cfg`: backbone, the SHA-256 of its
     weights file (the packaged EfficientNet-Lite0 one when `cfg.weights` is None), preprocessing, sampling."""
@@ -439,7 +373,7 @@ def extract(videos: Iterable[VideoLike], out_dir: str | Path, cfg: ExtractConfig
     producer.start()
     skipped, encoded, frames = [], 0, 0
     # an encoder that computes its objects where it runs (FrameEncoder) gets fixed-size batches across videos
-    batcher = _Batcher(encoder, meta["topk"], int(getattr(encoder, "batch", 32)),
+    batcher = FrameBatcher(encoder, meta["topk"], int(getattr(encoder, "batch", 32)),
                        pad=getattr(getattr(encoder, "device", None), "type", "cpu") == "cuda") \
         if objects and hasattr(encoder, "encode_topk") else None
     # the files are written (and fsynced) on a thread while the CNN encodes the next video; at most

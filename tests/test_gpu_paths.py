@@ -112,7 +112,7 @@ def test_batched_extraction_equals_video_by_video(clips, encoder, tmp_path: Path
 def test_padded_fixed_batches_give_each_video_its_own_rows(clips, encoder):
     """The GPU's batching (every forward exactly `size` frames, the last one padded), run here on the CPU: each
     video gets back its own rows, in order, whatever batches they were cut into."""
-    from cezsar.features import _Batcher
+    from cezsar.frame_batches import FrameBatcher
 
     stacks = {vid: decode_1fps(p, size=(96, 96)) for vid, p in clips.items()}
     seen = []
@@ -124,7 +124,7 @@ def test_padded_fixed_batches_give_each_video_its_own_rows(clips, encoder):
 
     encoder.encode_topk = spy
     try:
-        batcher = _Batcher(encoder, 5, 4, pad=True)
+        batcher = FrameBatcher(encoder, 5, 4, pad=True)
         done = [rec for vid, s in stacks.items() for rec in batcher.add(Video(vid, None, ""), s)] + batcher.flush()
     finally:
         del encoder.encode_topk
