@@ -1,16 +1,9 @@
-"""Input checks at the command boundary, and the typed errors every `cezsar` command turns into one line.
+"""Input checks at the command boundary: cheap checks of paths, numbers and files that a command runs before its
+first expensive step, each failure one line of `cezsar.errors` (`UsageError`, exit 2; `DataError`, exit 1) naming
+the input (option and path), what is wrong and what to do (docs/errors.md).
 
-Two kinds of bad input, two exit codes (docs/errors.md):
-- `UsageError` (exit 2): the command line cannot be used as given: an option out of range, a path that
-  does not exist or is the wrong kind (a folder where a file is expected), a label list that is not one.
-- `DataError` (exit 1): the inputs exist but their content is wrong: a corrupt checkpoint or cache, a
-  model that does not fit the features, a mining run that yields nothing.
-
-Each message names the input (option and path), says what is wrong and what to do, on one line.
-`cezsar.cli.main` prints it as `error: <message>` and returns the code; no traceback reaches the user
-unless `CEZSAR_DEBUG=1` asks for one. The checks here are cheap (no model is loaded, no video decoded),
-so a command can run them all before its first expensive step: the few that need torch, the feature store or an
-encoder import them inside the function (lazy on purpose), so a usage error is reported before torch loads.
+No model is loaded and no video decoded here: the few checks that need torch, the feature store or an encoder import
+them inside the function (lazy on purpose), so a usage error is reported before torch loads.
 """
 from __future__ import annotations
 
@@ -21,28 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cezsar.atomic import stale_temp
-
-
-class InputError(Exception):
-    """A bad input named in one line; `exit_code` is what the command returns."""
-
-    exit_code = 1
-
-
-class UsageError(InputError):
-    """The command line cannot be used as given (exit 2)."""
-
-    exit_code = 2
-
-
-class DataError(InputError):
-    """An input exists but its content cannot be used (exit 1)."""
-
-    exit_code = 1
-
-
-class CheckpointError(DataError):
-    """A checkpoint file that is not a readable, complete CEZSAR checkpoint."""
+from cezsar.errors import CheckpointError, DataError, UsageError
 
 
 def _reason(err: BaseException, limit: int = 120) -> str:

