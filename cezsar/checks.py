@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from cezsar.atomic import stale_temp
-from cezsar.errors import CheckpointError, DataError, UsageError
+from cezsar.errors import CheckpointError  # noqa: F401 (re-exported until train.py, stacked.py import cezsar.errors)
+from cezsar.errors import DataError, UsageError
 
 
-def _reason(err: BaseException, limit: int = 120) -> str:
+def first_sentence(err: BaseException, limit: int = 120) -> str:
     """The first sentence of an exception's message, on one line (library messages can run for lines)."""
     text = " ".join(str(err).split())
     first = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0] if text else ""
@@ -156,44 +157,6 @@ def feature_folder(path: str | os.PathLike, option: str = "--features", objects:
     return store
 
 
-def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, map_location: Any = "cpu",
-                    training: bool = False, remedy: str | None = None) -> dict:
-    """Load a CEZSAR checkpoint dict with `torch.load(weights_only=True)` and check its shape.
-
-    Zero-byte, truncated, non-torch or foreign files and checkpoints missing a required entry raise
-    CheckpointError naming the file and saying to delete or re-create it. `training=True` also requires
-    what `--resume` needs (optimizer, epoch, RNG states).
-    """
-    import torch
-
-    from cezsar.checkpoints import CHECKPOINT_VERSION  # lazy: cezsar.checkpoints imports this module
-
-    p = require_file(path, option, "checkpoint", "pass the best.pt or last.pt written by `cezsar train`")
-    where = _label(option, p)
-    fix = remedy or "delete it or re-create it with `cezsar train`"
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"{where}: empty file (0 bytes), not a checkpoint; {fix}")
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError... by file damage
-        reason = _reason(err)
-        raise CheckpointError(f"{where}: not a readable checkpoint (truncated or not a torch file: {reason}); "
-                              f"{fix}") from err
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{where}: holds a {type(ckpt).__name__}, not a CEZSAR checkpoint; {fix}")
-    if "version" not in ckpt or "model" not in ckpt or "model_cfg" not in ckpt:
-        raise CheckpointError(f"{where}: not a CEZSAR checkpoint (no version/model/model_cfg entries); {fix}")
-    if ckpt["version"] != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{where}: checkpoint version {ckpt['version']!r}, this package reads "
-                              f"{CHECKPOINT_VERSION}; {fix}")
-    if training:
-        missing = [k for k in ("optimizer", "epoch", "rng", "history", "best_score", "best_epoch", "bad_epochs")
-                   if k not in ckpt]
-        if missing:
-            raise CheckpointError(f"{where}: lacks {', '.join(missing)} needed to resume; {fix}")
-    return ckpt
-
-
 def require_device(name: str, option: str = "--device") -> str:
     """A torch device the machine has: "cpu", "auto", or "cuda[:k]" only when CUDA is available."""
     if name in ("cpu", "auto"):
@@ -221,7 +184,7 @@ def text_encoder(name: str, option: str = "--text-model", **kwargs: Any) -> Any:
     except ResourceMissing:
         raise
     except (OSError, ValueError, KeyError) as err:
-        reason = _reason(err)
+        reason = first_sentence(err)
         raise UsageError(f"{option} {name}: cannot load this sentence model offline ({reason}); use minilm, "
                          "mpnet or a local sentence-transformers folder") from err
 
@@ -248,7 +211,7 @@ def frame_encoder(backbone: str, weights: str | None, option: str = "--weights",
     except FileNotFoundError as err:  # a backbone that needs weights, given none
         raise UsageError(f"--backbone {backbone}: {' '.join(str(err).split())}") from err
     except Exception as err:  # torch/numpy raise many types for a file that is not the weights it claims to be
-        reason = _reason(err)
+        reason = first_sentence(err)
         raise DataError(f"{option} {weights}: not usable weights for {backbone} ({type(err).__name__}: "
                         f"{reason}); pass the original weights file") from err
 
@@ -266,7 +229,7 @@ def _clip_encoder(backbone: str, weights: str | None, option: str, **kwargs: Any
     except ResourceMissing:
         raise
     except Exception as err:  # transformers raises OSError, ValueError, EnvironmentError... for a model it lacks
-        raise UsageError(f"--backbone {backbone}: cannot load this CLIP ({_reason(err)}); offline, give a local "
+        raise UsageError(f"--backbone {backbone}: cannot load this CLIP ({first_sentence(err)}); offline, give a local "
                          "folder holding its config.json and weights (docs/clip.md)") from err
 
 
@@ -298,6 +261,6 @@ def check_feature_bank_cache(folder: str | os.PathLike) -> None:
                 if rows is not None and shape[0] != rows:
                     raise ValueError(f"{shape[0]} rows, its index says {rows}")
         except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
-            reason = _reason(err, 100)
+            reason = first_sentence(err, 100)
             raise DataError(f"{index.parent}: damaged feature-bank cache {index.name} / {bank.name} ({reason}); "
                             f"delete both files, they are rebuilt from --features") from err

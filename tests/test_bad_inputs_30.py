@@ -396,7 +396,7 @@ def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys
 def test_a_checkpoint_write_that_dies_part_way_keeps_last_and_best_loadable(tmp_path, monkeypatch):
     import torch
 
-    from cezsar.checks import read_checkpoint
+    from cezsar.checkpoints import read_checkpoint
     from cezsar.config import ModelConfig, TrainConfig
     from cezsar.train import fit
     from test_train import TINY, make_toy

@@ -111,8 +111,9 @@ def check_inputs(args: argparse.Namespace):
     out = checks.require_output_dir(args.out, "--out")
     checks.check_feature_bank_cache(out / "cache")
     if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
-        checks.read_checkpoint(out / "last.pt", None, training=True,
-                               remedy="delete it to start over, or use another --out")
+        from cezsar.checkpoints import read_checkpoint  # lazy: torch, only when resuming
+
+        read_checkpoint(out / "last.pt", None, training=True, remedy="delete it to start over, or use another --out")
     try:
         triplets = TripletSet.load(path)
     except ValueError as err:
