@@ -2,8 +2,9 @@
 first expensive step, each failure one line of `cezsar.errors` (`UsageError`, exit 2; `DataError`, exit 1) naming
 the input (option and path), what is wrong and what to do (docs/errors.md).
 
-No model is loaded and no video decoded here: the few checks that need torch, the feature store or an encoder import
-them inside the function (lazy on purpose), so a usage error is reported before torch loads.
+No model is loaded and no video decoded here, and torch only by `require_device` (inside it, lazy on purpose), so a
+usage error is reported before torch loads. A feature folder and the encoders a command names are opened with the
+same one-line errors by `cezsar.feature_folder` and `cezsar.encoder_factory`.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any
 from cezsar.atomic import stale_temp
 from cezsar.errors import CheckpointError  # noqa: F401 (re-exported until train.py, stacked.py import cezsar.errors)
 from cezsar.errors import DataError, UsageError
+from cezsar.textio import read_json
 
 
 def first_sentence(err: BaseException, limit: int = 120) -> str:
@@ -115,8 +117,6 @@ def require_range(value: float | None, option: str, low: float, high: float) -> 
 
 def read_json_file(path: str | os.PathLike, option: str | None = None, what: str = "JSON file") -> Any:
     """Parse a JSON file the command needs; DataError naming it when it is unreadable or malformed."""
-    from cezsar.textio import read_json
-
     p = require_file(path, option, what)
     return read_json(p, what, DataError) if option is None else _with_option(option, read_json, p, what)
 
@@ -127,34 +127,6 @@ def _with_option(option: str, read: Any, p: Path, what: str) -> Any:
         return read(p, what, DataError)
     except DataError as err:
         raise DataError(f"{option} {err}") from None
-
-
-def feature_folder(path: str | os.PathLike, option: str = "--features", objects: str | os.PathLike | None = None,
-                   objects_option: str = "--objects", declared_manifest: str | None = None) -> Any:
-    """Open a feature folder (`features.FeatureStore`) with its problems as one-line errors; `objects` is a
-    separate objects folder (`cezsar objects --out`, e.g. for the released features), default `<path>/objects`.
-
-    Not a folder / absent -> UsageError; a broken features.json or no feature files -> DataError.
-    """
-    if objects:
-        require_dir(objects, objects_option, "objects folder", "give the --out folder of `cezsar objects`")
-    from cezsar.features import FeatureError, FeatureStore
-
-    p = require_dir(path, option, "feature folder", "give the --out folder of `cezsar extract`")
-    meta = p / "features.json"
-    if meta.exists():
-        m = read_json_file(meta, None, "features.json")
-        if not isinstance(m, dict) or not isinstance(m.get("dim"), int) or m["dim"] < 1:
-            raise DataError(f"{meta}: no positive integer 'dim'; delete the folder's features.json and re-create "
-                            "the folder with `cezsar extract`")
-    from cezsar.stack_origin import MixedBackbones, check_one_backbone
-
-    try:
-        store = FeatureStore(p, objects, declared_manifest=declared_manifest)
-        check_one_backbone(store)  # equal-width stacks of two backbones would be scored as one
-    except (FeatureError, MixedBackbones) as err:
-        raise DataError(f"{option} {err}") from err
-    return store
 
 
 def require_device(name: str, option: str = "--device") -> str:
@@ -168,69 +140,6 @@ def require_device(name: str, option: str = "--device") -> str:
     if not torch.cuda.is_available():
         raise UsageError(f"{option} {name}: torch sees no CUDA device here; use --device cpu")
     return name
-
-
-def text_encoder(name: str, option: str = "--text-model", **kwargs: Any) -> Any:
-    """`text.SentenceEncoder(name, **kwargs)`, with a model that cannot be found or loaded as one line.
-
-    An unknown name or a folder that is not a sentence-transformers model -> UsageError; a missing
-    offline resource keeps its own message (`resources.ResourceMissing`, with the command that fixes it).
-    """
-    from cezsar.resources import ResourceMissing
-    from cezsar.text import SentenceEncoder
-
-    try:
-        return SentenceEncoder(name, **kwargs)
-    except ResourceMissing:
-        raise
-    except (OSError, ValueError, KeyError) as err:
-        reason = first_sentence(err)
-        raise UsageError(f"{option} {name}: cannot load this sentence model offline ({reason}); use minilm, "
-                         "mpnet or a local sentence-transformers folder") from err
-
-
-def frame_encoder(backbone: str, weights: str | None, option: str = "--weights", **kwargs: Any) -> Any:
-    """`backbones.get_encoder(backbone, weights, **kwargs)` with its input problems as one line each."""
-    from cezsar.backbones import BACKBONES, get_encoder
-    from cezsar.clip import is_clip
-    from cezsar.resources import ResourceMissing
-
-    if is_clip(backbone):
-        return _clip_encoder(backbone, weights, option, **kwargs)
-    if weights is not None:
-        require_file(weights, option, "weights file")
-    try:
-        return get_encoder(backbone, weights, **kwargs)
-    except ResourceMissing:
-        raise
-    except ValueError as err:
-        if "unknown backbone" in str(err):
-            raise UsageError(f"--backbone {backbone}: unknown; choose one of {', '.join(BACKBONES)} or "
-                             "clip:<model id or folder>") from err
-        raise DataError(f"{option} {weights}: cannot load it for {backbone} ({err})") from err
-    except FileNotFoundError as err:  # a backbone that needs weights, given none
-        raise UsageError(f"--backbone {backbone}: {' '.join(str(err).split())}") from err
-    except Exception as err:  # torch/numpy raise many types for a file that is not the weights it claims to be
-        reason = first_sentence(err)
-        raise DataError(f"{option} {weights}: not usable weights for {backbone} ({type(err).__name__}: "
-                        f"{reason}); pass the original weights file") from err
-
-
-def _clip_encoder(backbone: str, weights: str | None, option: str, **kwargs: Any) -> Any:
-    """`--backbone clip:<model>`: a model that cannot be had here is a usage error naming what to give instead."""
-    from cezsar.backbones import get_encoder
-    from cezsar.resources import ResourceMissing
-
-    if weights is not None:
-        raise UsageError(f"{option} {weights}: a CLIP is named by --backbone clip:<hub id or local folder>, not "
-                         f"by {option}")
-    try:
-        return get_encoder(backbone, None, **kwargs)
-    except ResourceMissing:
-        raise
-    except Exception as err:  # transformers raises OSError, ValueError, EnvironmentError... for a model it lacks
-        raise UsageError(f"--backbone {backbone}: cannot load this CLIP ({first_sentence(err)}); offline, give a local "
-                         "folder holding its config.json and weights (docs/clip.md)") from err
 
 
 def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
