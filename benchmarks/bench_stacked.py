@@ -22,7 +22,7 @@ import torch
 
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order, to_tensors, window_index
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.stacked import StackedEmbedders, _stacked_epoch, stack_optimizer
 from cezsar.train import make_optimizer, seed_everything, train_one_epoch
 

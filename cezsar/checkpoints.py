@@ -16,7 +16,7 @@ import torch
 from cezsar.checks import first_sentence, require_file
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.errors import CheckpointError
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 
 CHECKPOINT_VERSION = 1
 

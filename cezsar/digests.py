@@ -27,7 +27,7 @@ from cezsar import environment
 from cezsar.layout import TEST_SETS, Layout
 from cezsar.params import Settings
 
-DIGESTS_VERSION = 1
+DIGESTS_VERSION = 2  # 2: a triplet file's meta is hashed without its machine paths
 STAGES = ("data", "features", "sbert", "triplets", "first_epoch", "accuracies")
 # what counts as the same, per stage; the verdict prints it beside each difference
 TOLERANCES = {
@@ -137,9 +137,23 @@ def triplets_digest(folder: Path) -> dict | None:
     out = {}
     for p in paths:
         with np.load(p, allow_pickle=False) as z:
-            out[p.name] = {k: hashlib.sha256(f"{z[k].dtype}{z[k].shape}".encode() + np.ascontiguousarray(z[k])
-                                             .tobytes()).hexdigest() for k in sorted(z.files)}
+            out[p.name] = {k: _array_sha(_without_paths(z[k]) if k == "meta" else z[k]) for k in sorted(z.files)}
     return out
+
+
+def _array_sha(a: np.ndarray) -> str:
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+def _without_paths(meta: np.ndarray) -> np.ndarray:
+    """A triplet file's meta (JSON bytes) without its "path" entries: where a clone lives on disk is not a result,
+    and the inputs' hashes beside each path still say which data was mined."""
+    def strip(v):
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k != "path"}
+        return [strip(x) for x in v] if isinstance(v, list) else v
+    text = json.dumps(strip(json.loads(bytes(meta).decode("utf-8"))), sort_keys=True)
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
 
 
 def first_epoch_digest(models: Path) -> dict | None:

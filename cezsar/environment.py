@@ -20,7 +20,7 @@ from cezsar import config
 PACKAGES = ("torch", "numpy", "transformers", "sentence-transformers", "av", "scikit-learn")
 LOCKS = ("locks/cpu.txt", "locks/cuda.txt")
 # fields compared by `differences`, in the order a reader checks them (packages follow, one by one)
-FIELDS = ("python", "cpu", "blas", "threads", "device", "lock")
+FIELDS = ("python", "cpu", "cpu_capability", "cpu_flags", "blas", "threads", "device", "lock")
 
 
 def _norm(name: str) -> str:
@@ -74,6 +74,22 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# the vector instruction sets whose presence changes which float kernels MKL, oneDNN and ATen pick
+VECTOR_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
+
+def _cpu_flags() -> list[str]:
+    """The VECTOR_FLAGS this CPU has (from /proc/cpuinfo; empty where it cannot be read)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return [f for f in VECTOR_FLAGS if f in have]
+    except OSError:
+        pass
+    return []
+
+
 def _blas(config_text: str) -> str:
     """torch's BLAS as its build configuration names it (e.g. "mkl", "open"), with MKL-DNN when built in."""
     found = re.search(r"BLAS_INFO=([^,\s]+)", config_text)
@@ -106,7 +122,10 @@ def record(device: str | None = None) -> dict:
         except metadata.PackageNotFoundError:
             versions[name] = None
     lock = lock_status()
+    # two CPUs sold under one model name can differ in vector units; torch then runs other kernels, whose
+    # float sums round differently (benchmarks/RESULTS.md, "The embedded run on a second machine")
     return {"python": platform.python_version(), "packages": versions, "cpu": _cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_flags": _cpu_flags(),
             "blas": _blas(torch.__config__.show()), "threads": torch.get_num_threads(),
             "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "device": _device(device), "platform": platform.platform(),

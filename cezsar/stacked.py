@@ -34,7 +34,7 @@ from cezsar.checks import CheckpointError
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, epoch_order
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.packed_vem import dropout_cpu
 from cezsar.checkpoints import RESUME_FIX, checkpoint_meta, read_resumable
 from cezsar.train import (_autocast, _write_logs, fit, prepare, rng_state, seed_everything, set_rng_state,

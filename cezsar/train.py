@@ -36,7 +36,7 @@ from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.diskspace import require_space
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, build_bank, epoch_order, to_tensors, window_index
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 
 def triplet_loss(v: Tensor, s_pos: Tensor, s_neg: Tensor, margin: float = 1.0) -> Tensor:
     """Eq. 7 per triplet: max(||v - s_p|| - ||v - s_n|| + margin, 0), Euclidean distance. Returns (B,).

@@ -16,7 +16,7 @@ import torch
 from cezsar.checkpoints import load_checkpoint
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.stacked import StackedEmbedders, fit_stacked, seed_dir, stack_optimizer, stacked_batch_loss
 from cezsar.train import batch_loss, fit, make_optimizer, seed_everything
 from test_train import TINY, make_toy, toy_fast_path

@@ -199,3 +199,39 @@ def test_results_json_records_the_environment_and_every_computed_row_shows_it(tm
     md = report.write_tables(results, tmp_path / "figures")
     line = next(row for row in md["table1"].splitlines() if row.startswith("| CEZSAR (VE) |"))
     assert line.rstrip(" |").endswith(environment.short(saved))
+
+
+def test_cpu_vector_units_are_recorded_and_named_as_a_difference():
+    """Two CPUs sold as one model ("AMD EPYC") can run other float kernels (AVX2 against AVX-512): the record keeps
+    torch's CPU capability and the vector flags, and `differences` names them."""
+    import torch
+
+    from cezsar import environment
+
+    rec = environment.record("cpu")
+    assert rec["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    flags = Path("/proc/cpuinfo").read_text().split("flags", 1)[1].splitlines()[0].split() \
+        if Path("/proc/cpuinfo").exists() else []
+    assert rec["cpu_flags"] == [f for f in environment.VECTOR_FLAGS if f in flags]
+    other = json.loads(json.dumps(rec))
+    other["cpu_capability"] = "AVX512" if rec["cpu_capability"] != "AVX512" else "AVX2"
+    assert f"cpu_capability: {rec['cpu_capability']} vs {other['cpu_capability']}" in environment.differences(rec, other)
+
+
+def test_a_triplet_files_digest_ignores_where_the_clone_lives(tmp_path: Path):
+    """The same triplets mined in two clones differ only in the absolute paths their meta records: same digest.
+    A changed input hash beside the path still changes it."""
+    from cezsar.digests import triplets_digest
+
+    def write(folder: Path, path: str, sha: str) -> dict:
+        folder.mkdir()
+        meta = {"summary": {"inputs": {"captions": [{"path": path, "sha256": sha}]}, "tau": 0.8}}
+        np.savez(folder / "triplets_tau0.80.npz", pos=np.arange(4), meta=np.frombuffer(
+            json.dumps(meta).encode(), dtype=np.uint8))
+        return triplets_digest(folder)["triplets_tau0.80.npz"]
+
+    a = write(tmp_path / "a", "/home/one/cezsar/data/raw/train.json", "de0b")
+    b = write(tmp_path / "b", "/srv/two/data/raw/train.json", "de0b")
+    c = write(tmp_path / "c", "/srv/two/data/raw/train.json", "ffff")
+    assert a == b
+    assert a["pos"] == c["pos"] and a["meta"] != c["meta"]
