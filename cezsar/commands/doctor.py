@@ -55,7 +55,8 @@ def _check_efficientnet() -> str:
 
     enc = get_encoder("efficientnet_lite0")
     feats, logits = enc.encode(np.zeros((1, 160, 160, 3), np.uint8))
-    return f"EfficientNet-Lite0 ({efficientnet_lite0_weights().name}): features {tuple(feats.shape)}, logits {tuple(logits.shape)}"
+    return (f"EfficientNet-Lite0 ({efficientnet_lite0_weights().name}): features {tuple(feats.shape)}, "
+            f"logits {tuple(logits.shape)}")
 
 
 def _check_wordnet() -> str:
