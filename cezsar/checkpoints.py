@@ -2,24 +2,60 @@
 provenance), for evaluation, `cezsar classify` and resumed training (`cezsar.train` writes them).
 
 A checkpoint is a torch dict: {"version", "model_cfg", "model", "optimizer", RNG states, "epoch", history,
-"feat_dim", "text_dim", "text_model", "text_model_name", "trained_on", ...}; `checks.read_checkpoint` validates
+"feat_dim", "text_dim", "text_model", "text_model_name", "trained_on", ...}; `read_checkpoint` validates
 the file before anything here uses it.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 
-from cezsar.checks import CheckpointError, read_checkpoint
+from cezsar.checks import first_sentence, require_file
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
+from cezsar.errors import CheckpointError
 from cezsar.joint_embedder import JointEmbedder
 
 CHECKPOINT_VERSION = 1
 
 
 # --- reading a checkpoint ---------------------------------------------------------------------------------
+def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, map_location: Any = "cpu",
+                    training: bool = False, remedy: str | None = None) -> dict:
+    """Load a CEZSAR checkpoint dict with `torch.load(weights_only=True)` and check its shape.
+
+    Zero-byte, truncated, non-torch or foreign files and checkpoints missing a required entry raise
+    CheckpointError naming the file and saying to delete or re-create it. `training=True` also requires
+    what `--resume` needs (optimizer, epoch, RNG states).
+    """
+    p = require_file(path, option, "checkpoint", "pass the best.pt or last.pt written by `cezsar train`")
+    where = f"{option} {p}" if option else str(p)
+    fix = remedy or "delete it or re-create it with `cezsar train`"
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"{where}: empty file (0 bytes), not a checkpoint; {fix}")
+    try:
+        ckpt = torch.load(p, map_location=map_location, weights_only=True)
+    except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError... by file damage
+        reason = first_sentence(err)
+        raise CheckpointError(f"{where}: not a readable checkpoint (truncated or not a torch file: {reason}); "
+                              f"{fix}") from err
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{where}: holds a {type(ckpt).__name__}, not a CEZSAR checkpoint; {fix}")
+    if "version" not in ckpt or "model" not in ckpt or "model_cfg" not in ckpt:
+        raise CheckpointError(f"{where}: not a CEZSAR checkpoint (no version/model/model_cfg entries); {fix}")
+    if ckpt["version"] != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{where}: checkpoint version {ckpt['version']!r}, this package reads "
+                              f"{CHECKPOINT_VERSION}; {fix}")
+    if training:
+        missing = [k for k in ("optimizer", "epoch", "rng", "history", "best_score", "best_epoch", "bad_epochs")
+                   if k not in ckpt]
+        if missing:
+            raise CheckpointError(f"{where}: lacks {', '.join(missing)} needed to resume; {fix}")
+    return ckpt
+
+
 def _build_model(ckpt: dict, where: str, device, fix: str) -> JointEmbedder:
     """The JointEmbedder a checkpoint dict describes, weights loaded; CheckpointError when they do not fit."""
     try:
@@ -36,7 +72,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
                     option: str | None = None) -> tuple[JointEmbedder, dict]:
     """Rebuild the trained JointEmbedder (eval mode) from `last.pt`/`best.pt`; meta = everything else stored.
 
-    The file is checked first (`checks.read_checkpoint`): a missing, empty, truncated or foreign file
+    The file is checked first (`read_checkpoint`): a missing, empty, truncated or foreign file
     raises UsageError / CheckpointError naming it. `meta["trained_on"]` always exists (`provenance`),
     with "unknown" for what a checkpoint from before provenance was recorded does not say.
     """

@@ -1,16 +1,10 @@
-"""Input checks at the command boundary, and the typed errors every `cezsar` command turns into one line.
+"""Input checks at the command boundary: cheap checks of paths, numbers and files that a command runs before its
+first expensive step, each failure one line of `cezsar.errors` (`UsageError`, exit 2; `DataError`, exit 1) naming
+the input (option and path), what is wrong and what to do (docs/errors.md).
 
-Two kinds of bad input, two exit codes (docs/errors.md):
-- `UsageError` (exit 2): the command line cannot be used as given: an option out of range, a path that
-  does not exist or is the wrong kind (a folder where a file is expected), a label list that is not one.
-- `DataError` (exit 1): the inputs exist but their content is wrong: a corrupt checkpoint or cache, a
-  model that does not fit the features, a mining run that yields nothing.
-
-Each message names the input (option and path), says what is wrong and what to do, on one line.
-`cezsar.cli.main` prints it as `error: <message>` and returns the code; no traceback reaches the user
-unless `CEZSAR_DEBUG=1` asks for one. The checks here are cheap (no model is loaded, no video decoded),
-so a command can run them all before its first expensive step: the few that need torch, the feature store or an
-encoder import them inside the function (lazy on purpose), so a usage error is reported before torch loads.
+No model is loaded and no video decoded here, and torch only by `require_device` (inside it, lazy on purpose), so a
+usage error is reported before torch loads. A feature folder and the encoders a command names are opened with the
+same one-line errors by `cezsar.feature_folder` and `cezsar.encoder_factory`.
 """
 from __future__ import annotations
 
@@ -21,31 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from cezsar.atomic import stale_temp
+from cezsar.errors import CheckpointError  # noqa: F401 (re-exported until train.py, stacked.py import cezsar.errors)
+from cezsar.errors import DataError, UsageError
+from cezsar.textio import read_json
 
 
-class InputError(Exception):
-    """A bad input named in one line; `exit_code` is what the command returns."""
-
-    exit_code = 1
-
-
-class UsageError(InputError):
-    """The command line cannot be used as given (exit 2)."""
-
-    exit_code = 2
-
-
-class DataError(InputError):
-    """An input exists but its content cannot be used (exit 1)."""
-
-    exit_code = 1
-
-
-class CheckpointError(DataError):
-    """A checkpoint file that is not a readable, complete CEZSAR checkpoint."""
-
-
-def _reason(err: BaseException, limit: int = 120) -> str:
+def first_sentence(err: BaseException, limit: int = 120) -> str:
     """The first sentence of an exception's message, on one line (library messages can run for lines)."""
     text = " ".join(str(err).split())
     first = re.split(r"(?<=[a-z0-9)])\. ", text, maxsplit=1)[0] if text else ""
@@ -142,8 +117,6 @@ def require_range(value: float | None, option: str, low: float, high: float) -> 
 
 def read_json_file(path: str | os.PathLike, option: str | None = None, what: str = "JSON file") -> Any:
     """Parse a JSON file the command needs; DataError naming it when it is unreadable or malformed."""
-    from cezsar.textio import read_json
-
     p = require_file(path, option, what)
     return read_json(p, what, DataError) if option is None else _with_option(option, read_json, p, what)
 
@@ -154,72 +127,6 @@ def _with_option(option: str, read: Any, p: Path, what: str) -> Any:
         return read(p, what, DataError)
     except DataError as err:
         raise DataError(f"{option} {err}") from None
-
-
-def feature_folder(path: str | os.PathLike, option: str = "--features", objects: str | os.PathLike | None = None,
-                   objects_option: str = "--objects", declared_manifest: str | None = None) -> Any:
-    """Open a feature folder (`features.FeatureStore`) with its problems as one-line errors; `objects` is a
-    separate objects folder (`cezsar objects --out`, e.g. for the released features), default `<path>/objects`.
-
-    Not a folder / absent -> UsageError; a broken features.json or no feature files -> DataError.
-    """
-    if objects:
-        require_dir(objects, objects_option, "objects folder", "give the --out folder of `cezsar objects`")
-    from cezsar.features import FeatureError, FeatureStore
-
-    p = require_dir(path, option, "feature folder", "give the --out folder of `cezsar extract`")
-    meta = p / "features.json"
-    if meta.exists():
-        m = read_json_file(meta, None, "features.json")
-        if not isinstance(m, dict) or not isinstance(m.get("dim"), int) or m["dim"] < 1:
-            raise DataError(f"{meta}: no positive integer 'dim'; delete the folder's features.json and re-create "
-                            "the folder with `cezsar extract`")
-    from cezsar.stack_origin import MixedBackbones, check_one_backbone
-
-    try:
-        store = FeatureStore(p, objects, declared_manifest=declared_manifest)
-        check_one_backbone(store)  # equal-width stacks of two backbones would be scored as one
-    except (FeatureError, MixedBackbones) as err:
-        raise DataError(f"{option} {err}") from err
-    return store
-
-
-def read_checkpoint(path: str | os.PathLike, option: str | None = "--model", *, map_location: Any = "cpu",
-                    training: bool = False, remedy: str | None = None) -> dict:
-    """Load a CEZSAR checkpoint dict with `torch.load(weights_only=True)` and check its shape.
-
-    Zero-byte, truncated, non-torch or foreign files and checkpoints missing a required entry raise
-    CheckpointError naming the file and saying to delete or re-create it. `training=True` also requires
-    what `--resume` needs (optimizer, epoch, RNG states).
-    """
-    import torch
-
-    from cezsar.checkpoints import CHECKPOINT_VERSION  # lazy: cezsar.checkpoints imports this module
-
-    p = require_file(path, option, "checkpoint", "pass the best.pt or last.pt written by `cezsar train`")
-    where = _label(option, p)
-    fix = remedy or "delete it or re-create it with `cezsar train`"
-    if p.stat().st_size == 0:
-        raise CheckpointError(f"{where}: empty file (0 bytes), not a checkpoint; {fix}")
-    try:
-        ckpt = torch.load(p, map_location=map_location, weights_only=True)
-    except Exception as err:  # torch raises EOFError, RuntimeError, UnpicklingError, KeyError... by file damage
-        reason = _reason(err)
-        raise CheckpointError(f"{where}: not a readable checkpoint (truncated or not a torch file: {reason}); "
-                              f"{fix}") from err
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f"{where}: holds a {type(ckpt).__name__}, not a CEZSAR checkpoint; {fix}")
-    if "version" not in ckpt or "model" not in ckpt or "model_cfg" not in ckpt:
-        raise CheckpointError(f"{where}: not a CEZSAR checkpoint (no version/model/model_cfg entries); {fix}")
-    if ckpt["version"] != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{where}: checkpoint version {ckpt['version']!r}, this package reads "
-                              f"{CHECKPOINT_VERSION}; {fix}")
-    if training:
-        missing = [k for k in ("optimizer", "epoch", "rng", "history", "best_score", "best_epoch", "bad_epochs")
-                   if k not in ckpt]
-        if missing:
-            raise CheckpointError(f"{where}: lacks {', '.join(missing)} needed to resume; {fix}")
-    return ckpt
 
 
 def require_device(name: str, option: str = "--device") -> str:
@@ -233,69 +140,6 @@ def require_device(name: str, option: str = "--device") -> str:
     if not torch.cuda.is_available():
         raise UsageError(f"{option} {name}: torch sees no CUDA device here; use --device cpu")
     return name
-
-
-def text_encoder(name: str, option: str = "--text-model", **kwargs: Any) -> Any:
-    """`text.SentenceEncoder(name, **kwargs)`, with a model that cannot be found or loaded as one line.
-
-    An unknown name or a folder that is not a sentence-transformers model -> UsageError; a missing
-    offline resource keeps its own message (`resources.ResourceMissing`, with the command that fixes it).
-    """
-    from cezsar.resources import ResourceMissing
-    from cezsar.text import SentenceEncoder
-
-    try:
-        return SentenceEncoder(name, **kwargs)
-    except ResourceMissing:
-        raise
-    except (OSError, ValueError, KeyError) as err:
-        reason = _reason(err)
-        raise UsageError(f"{option} {name}: cannot load this sentence model offline ({reason}); use minilm, "
-                         "mpnet or a local sentence-transformers folder") from err
-
-
-def frame_encoder(backbone: str, weights: str | None, option: str = "--weights", **kwargs: Any) -> Any:
-    """`backbones.get_encoder(backbone, weights, **kwargs)` with its input problems as one line each."""
-    from cezsar.backbones import BACKBONES, get_encoder
-    from cezsar.clip import is_clip
-    from cezsar.resources import ResourceMissing
-
-    if is_clip(backbone):
-        return _clip_encoder(backbone, weights, option, **kwargs)
-    if weights is not None:
-        require_file(weights, option, "weights file")
-    try:
-        return get_encoder(backbone, weights, **kwargs)
-    except ResourceMissing:
-        raise
-    except ValueError as err:
-        if "unknown backbone" in str(err):
-            raise UsageError(f"--backbone {backbone}: unknown; choose one of {', '.join(BACKBONES)} or "
-                             "clip:<model id or folder>") from err
-        raise DataError(f"{option} {weights}: cannot load it for {backbone} ({err})") from err
-    except FileNotFoundError as err:  # a backbone that needs weights, given none
-        raise UsageError(f"--backbone {backbone}: {' '.join(str(err).split())}") from err
-    except Exception as err:  # torch/numpy raise many types for a file that is not the weights it claims to be
-        reason = _reason(err)
-        raise DataError(f"{option} {weights}: not usable weights for {backbone} ({type(err).__name__}: "
-                        f"{reason}); pass the original weights file") from err
-
-
-def _clip_encoder(backbone: str, weights: str | None, option: str, **kwargs: Any) -> Any:
-    """`--backbone clip:<model>`: a model that cannot be had here is a usage error naming what to give instead."""
-    from cezsar.backbones import get_encoder
-    from cezsar.resources import ResourceMissing
-
-    if weights is not None:
-        raise UsageError(f"{option} {weights}: a CLIP is named by --backbone clip:<hub id or local folder>, not "
-                         f"by {option}")
-    try:
-        return get_encoder(backbone, None, **kwargs)
-    except ResourceMissing:
-        raise
-    except Exception as err:  # transformers raises OSError, ValueError, EnvironmentError... for a model it lacks
-        raise UsageError(f"--backbone {backbone}: cannot load this CLIP ({_reason(err)}); offline, give a local "
-                         "folder holding its config.json and weights (docs/clip.md)") from err
 
 
 def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
@@ -326,6 +170,6 @@ def check_feature_bank_cache(folder: str | os.PathLike) -> None:
                 if rows is not None and shape[0] != rows:
                     raise ValueError(f"{shape[0]} rows, its index says {rows}")
         except (OSError, ValueError, KeyError, TypeError, EOFError) as err:
-            reason = _reason(err, 100)
+            reason = first_sentence(err, 100)
             raise DataError(f"{index.parent}: damaged feature-bank cache {index.name} / {bank.name} ({reason}); "
                             f"delete both files, they are rebuilt from --features") from err

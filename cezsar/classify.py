@@ -43,7 +43,7 @@ from cezsar.progress import progress_bar
 from cezsar.backbones import _ALIASES
 from cezsar.baselines import objects_only_scores
 from cezsar.checkpoints import load_checkpoint
-from cezsar.checks import frame_encoder, text_encoder
+from cezsar.encoder_factory import frame_encoder, text_encoder
 from cezsar.config import EvalConfig, ExtractConfig
 from cezsar.datasets import normalize_class, read_descriptions
 from cezsar.objects import object_sentences, topk_from_logits

@@ -17,6 +17,8 @@ import sys
 import traceback
 import warnings
 
+from cezsar.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_USAGE, LIBRARY_ERRORS, InputError, UsageError
+
 # subcommand -> module under cezsar.commands (dashes become underscores)
 COMMANDS = [
     "doctor",
@@ -38,8 +40,6 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors: `cezsar <cmd>: error: ...; see cezsar <cmd> --help` (exit 2)."""
 
     def error(self, message: str):  # argparse's default prints the whole usage block first
-        from cezsar.checks import UsageError
-
         raise UsageError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
@@ -65,16 +65,14 @@ def _one_line(text: str) -> str:
 
 def error_line(err: BaseException) -> tuple[str, int]:
     """The one stderr line and the exit code for an exception that ends a command (docs/errors.md)."""
-    from cezsar.checks import InputError
-
-    code = 1
+    code = EXIT_DATA
     if isinstance(err, InputError):
         code = err.exit_code
         text = str(err)
     elif _is_known(err):
         from cezsar.classify import LabelError
 
-        code = 2 if isinstance(err, LabelError) else 1
+        code = EXIT_USAGE if isinstance(err, LabelError) else EXIT_DATA
         text = str(err)
     elif isinstance(err, OSError) and err.filename is not None:
         text = f"{err.filename}: {err.strerror or err}"
@@ -88,20 +86,14 @@ def error_line(err: BaseException) -> tuple[str, int]:
 
 def _is_known(err: BaseException) -> bool:
     """The library's own typed errors, whose messages already name the input (file, video, class)."""
+    if isinstance(err, LIBRARY_ERRORS):
+        return True
     try:
         from cezsar.classify import CheckpointMismatch, LabelError
-        from cezsar.datasets import DatasetError
         from cezsar.features import FeatureError
-        from cezsar.manifest import ManifestMismatch
-        from cezsar.resources import ResourceMissing
-        from cezsar.diskspace import DiskFullError
-        from cezsar.params import ParameterError
-        from cezsar.textio import TextFileError
-        from cezsar.video import VideoDecodeError
     except ImportError:  # a broken install: the caller reports the original error as unexpected
         return False
-    return isinstance(err, (DatasetError, FeatureError, LabelError, CheckpointMismatch, VideoDecodeError,
-                            ResourceMissing, DiskFullError, ParameterError, TextFileError, ManifestMismatch))
+    return isinstance(err, (FeatureError, LabelError, CheckpointMismatch))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,11 +116,11 @@ def _main(argv: list[str] | None, debug: bool) -> int:
         args = parser.parse_args(argv)
         if not getattr(args, "_run", None):
             parser.print_help()
-            return 2
+            return EXIT_USAGE
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except SystemExit:
         raise  # --help, or a command that chose its own exit
     except Exception as err:  # the one boundary: a user sees one line, never a traceback (module doc)

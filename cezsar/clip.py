@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from cezsar.clip_tokenizer import load_clip_tokenizer
 from cezsar.devices import resolve_device
-from cezsar.features import NO_LABELS
+from cezsar.objects import NO_LABELS
 
 PREFIX = "clip:"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP's normalisation (its preprocessor_config.json)

@@ -22,6 +22,7 @@ import zipfile
 from pathlib import Path
 
 from cezsar.config import cache_dir
+from cezsar.errors import ResourceMissing
 
 OPEN_CLIP_VERSION = "3.3.0"  # the wheel the merges file is read from (any version ships the same file)
 BPE_MEMBER = "open_clip/bpe_simple_vocab_16e6.txt.gz"
@@ -77,8 +78,6 @@ def _sha256(path: Path) -> str:
 def fetch_bpe(wheels: Path | None = None) -> Path:
     """The merges file, extracted from the `open-clip-torch` wheel (downloaded once, without its dependencies,
     into `<cache>/wheels`); ResourceMissing with the fix when PyPI cannot be reached."""
-    from cezsar.resources import ResourceMissing
-
     wheels = wheels or cache_dir() / "wheels"
     out = wheels / "bpe_simple_vocab_16e6.txt.gz"
     if out.is_file() and _sha256(out) == BPE_SHA256:

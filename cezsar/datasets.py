@@ -15,14 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
+from cezsar.errors import DatasetError
 from cezsar.textio import loads_json, read_text
 
 KINDS = ("ucf101", "hmdb51", "kinetics400")
 _MAX_EXAMPLES = 3
-
-
-class DatasetError(ValueError):
-    """Unreadable dataset input; the message names the file and the item (video id, class, line)."""
 
 
 @dataclass(frozen=True)

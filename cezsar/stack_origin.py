@@ -22,15 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from cezsar.errors import MixedBackbones
+
 SAMPLE = 48  # stacks compared (spread over the sorted ids)
 COHERENT = 0.3  # a group of one network: each member's profile correlates with the rest of its group above this
 UNRELATED = 0.15  # two groups whose mean profiles correlate below this: two different networks
 MIN_DIM = 64  # below this, chance correlations of unrelated profiles (sd 1/sqrt(D)) look like agreement
 MIN_STACKS = 6  # fewer stacks split into "groups" by chance
-
-class MixedBackbones(ValueError):
-    """A feature folder whose stacks come from different backbones; the message names examples of each group."""
-
 
 def _manifest_backbones(root: Path) -> dict[str, str] | None:
     """{video id: backbone} from the folder's manifest.json when it records one per stack, else None (hook)."""

@@ -14,13 +14,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cezsar.errors import TextFileError
+
 # longest first: the UTF-32 LE mark starts with the UTF-16 LE one
 _BOMS = ((codecs.BOM_UTF32_LE, "utf-32-le"), (codecs.BOM_UTF32_BE, "utf-32-be"), (codecs.BOM_UTF8, "utf-8"),
          (codecs.BOM_UTF16_LE, "utf-16-le"), (codecs.BOM_UTF16_BE, "utf-16-be"))
-
-
-class TextFileError(ValueError):
-    """A text input that cannot be read as text (encoding, a folder, permissions); the message names the file."""
 
 
 def decode(data: bytes, where: str, error: type[Exception] = TextFileError) -> str:

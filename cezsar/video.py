@@ -30,20 +30,13 @@ from pathlib import Path
 import av
 import numpy as np
 
+from cezsar.errors import VideoDecodeError
+
 # Timestamps are compared with this slack (seconds): container rounding puts a frame meant for
 # exactly i s at i - 1e-5 s.
 _EPS = 1e-3
 # A file whose header promises more than this many seconds beyond the last packet is truncated.
 _TRUNCATION_SLACK = 1.0
-
-
-class VideoDecodeError(RuntimeError):
-    """A video that cannot be decoded; `path` and `reason` say which and why."""
-
-    def __init__(self, path: str | Path, reason: str) -> None:
-        self.path = str(path)
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
 
 
 def _open(path: Path):

@@ -271,16 +271,17 @@ def _backbone(seed: int, dim: int):
 
 def test_a_feature_folder_mixing_two_backbones_of_equal_width_is_refused(tmp_path):
     from cezsar import checks
+    from cezsar.feature_folder import feature_folder
 
     one, other = _backbone(1, 256), _backbone(2, 256)
     for i in range(24):
         np.save(tmp_path / f"v{i:02d}.npy", (other if i % 4 == 0 else one)(6))
     with pytest.raises(checks.DataError, match="two different backbones of dim 256.*v00"):
-        checks.feature_folder(tmp_path)
+        feature_folder(tmp_path)
 
 
 def test_a_feature_folder_of_one_backbone_or_of_random_numbers_passes(tmp_path):
-    from cezsar import checks
+    from cezsar.feature_folder import feature_folder
 
     one = _backbone(1, 256)
     (tmp_path / "net").mkdir()
@@ -289,8 +290,8 @@ def test_a_feature_folder_of_one_backbone_or_of_random_numbers_passes(tmp_path):
     for i in range(24):
         np.save(tmp_path / "net" / f"v{i:02d}.npy", one(6))
         np.save(tmp_path / "noise" / f"v{i:02d}.npy", rng.standard_normal((6, 256)).astype(np.float32))
-    assert len(checks.feature_folder(tmp_path / "net").ids) == 24
-    assert len(checks.feature_folder(tmp_path / "noise").ids) == 24
+    assert len(feature_folder(tmp_path / "net").ids) == 24
+    assert len(feature_folder(tmp_path / "noise").ids) == 24
 
 
 def test_a_manifest_that_records_two_backbones_is_refused_by_it(tmp_path):
@@ -396,7 +397,7 @@ def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys
 def test_a_checkpoint_write_that_dies_part_way_keeps_last_and_best_loadable(tmp_path, monkeypatch):
     import torch
 
-    from cezsar.checks import read_checkpoint
+    from cezsar.checkpoints import read_checkpoint
     from cezsar.config import ModelConfig, TrainConfig
     from cezsar.train import fit
     from test_train import TINY, make_toy
@@ -442,9 +443,9 @@ def test_a_stack_saved_in_fortran_order_still_loads(tmp_path):
 
 
 def test_few_channels_or_stacks_are_never_taken_for_two_backbones(tmp_path):
-    from cezsar import checks
+    from cezsar.feature_folder import feature_folder
 
     rng = np.random.default_rng(0)
     for i in range(6):  # 8 channels of noise: chance correlations as large as real agreement
         np.save(tmp_path / f"v{i}.npy", rng.normal(size=(6, 8)).astype(np.float32))
-    assert len(checks.feature_folder(tmp_path).ids) == 6
+    assert len(feature_folder(tmp_path).ids) == 6

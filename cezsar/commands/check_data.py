@@ -85,12 +85,13 @@ def _video_ids(kind: str, path: str) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from cezsar import checks
+    from cezsar.feature_folder import feature_folder
 
     check_inputs(args.kind, args.path, args.split)
     if args.features and args.kind == "descriptions":
         raise checks.UsageError("--features checks a dataset's videos: use it with activitynet, ucf101, hmdb51 or "
                                 "kinetics400")
-    store = checks.feature_folder(args.features, objects=args.objects) if args.features else None
+    store = feature_folder(args.features, objects=args.objects) if args.features else None
     out, examples = summarize(args.kind, args.path, args.split)
     if store is not None:
         from cezsar.features import check_folder

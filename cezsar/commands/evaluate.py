@@ -137,6 +137,7 @@ def _clip_for(args: argparse.Namespace, store):
     features of another backbone, or a --clip-model other than theirs, are usage errors."""
     from cezsar import checks
     from cezsar.clip import PREFIX, is_clip, model_spec
+    from cezsar.encoder_factory import frame_encoder
 
     if not is_clip(store.backbone):
         raise checks.UsageError(f"--method clip needs CLIP frame features; --features {args.features} holds "
@@ -145,7 +146,7 @@ def _clip_for(args: argparse.Namespace, store):
     if args.clip_model and PREFIX + model_spec(args.clip_model) != store.backbone:
         raise checks.UsageError(f"--clip-model {args.clip_model}: --features {args.features} were extracted with "
                                 f"{store.backbone}; the text and image towers must be one model")
-    return checks.frame_encoder(PREFIX + model_spec(spec), None, option="--clip-model", device=args.device)
+    return frame_encoder(PREFIX + model_spec(spec), None, option="--clip-model", device=args.device)
 
 
 def _objects_off(args: argparse.Namespace, store) -> None:
@@ -194,7 +195,9 @@ def check_manifest(meta: dict, store) -> None:
 def run(args: argparse.Namespace) -> int:
     from cezsar import protocols
     from cezsar.atomic import write_json
-    from cezsar.checks import DataError, UsageError, feature_folder, text_encoder
+    from cezsar.checks import DataError, UsageError
+    from cezsar.encoder_factory import text_encoder
+    from cezsar.feature_folder import feature_folder
     from cezsar.classify import checkpoint_text_encoder
     from cezsar.datasets import load_dataset, read_descriptions
     from cezsar.results import protocol_record

@@ -132,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
 def extract_videos(args: argparse.Namespace) -> int:
     from cezsar import distributed
-    from cezsar.checks import DataError, frame_encoder
+    from cezsar.checks import DataError
+    from cezsar.encoder_factory import frame_encoder
     from cezsar.features import extract
 
     check_inputs(args)

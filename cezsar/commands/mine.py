@@ -92,7 +92,9 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar.checks import DataError, clear_stale_temps, feature_folder, text_encoder
+    from cezsar.checks import DataError, clear_stale_temps
+    from cezsar.encoder_factory import text_encoder
+    from cezsar.feature_folder import feature_folder
     from cezsar.captions import read_activitynet
     from cezsar.devices import resolve_device
     from cezsar.mining import mine

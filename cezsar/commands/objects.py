@@ -48,11 +48,12 @@ def run(args: argparse.Namespace) -> int:
 def objects(args: argparse.Namespace) -> int:
     from cezsar import checks, distributed
     from cezsar.feature_objects import load_head, objects_from_features
+    from cezsar.feature_folder import feature_folder
     from cezsar.features import FeatureError
 
     checks.require_positive(args.topk, "--top-k")
     checks.require_device(args.device)
-    reason = checks.feature_folder(args.features).objects_off_reason
+    reason = feature_folder(args.features).objects_off_reason
     if reason:  # a CLIP's features: no ImageNet head exists for them
         raise checks.UsageError(f"--features {args.features}: {reason}; objects of these videos can come from "
                                 "another backbone: `cezsar objects` on its features, then --objects at mining and "

@@ -107,12 +107,15 @@ def check_inputs(args: argparse.Namespace):
     if args.features_manifest is not None and args.features_manifest not in BUILT_IN:
         raise checks.UsageError(f"--features-manifest {args.features_manifest}: not a built-in manifest (known: "
                                 f"{', '.join(sorted(BUILT_IN))})")
-    store = checks.feature_folder(args.features, declared_manifest=args.features_manifest)
+    from cezsar.feature_folder import feature_folder
+
+    store = feature_folder(args.features, declared_manifest=args.features_manifest)
     out = checks.require_output_dir(args.out, "--out")
     checks.check_feature_bank_cache(out / "cache")
     if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
-        checks.read_checkpoint(out / "last.pt", None, training=True,
-                               remedy="delete it to start over, or use another --out")
+        from cezsar.checkpoints import read_checkpoint  # lazy: torch, only when resuming
+
+        read_checkpoint(out / "last.pt", None, training=True, remedy="delete it to start over, or use another --out")
     try:
         triplets = TripletSet.load(path)
     except ValueError as err:
@@ -199,7 +202,8 @@ def run_stage(args: argparse.Namespace) -> int:
 def run_files(args: argparse.Namespace) -> int:
     """`--triplets/--features/--out`: train on those files."""
     from cezsar import distributed
-    from cezsar.checks import DataError, text_encoder
+    from cezsar.checks import DataError
+    from cezsar.encoder_factory import text_encoder
     from cezsar.devices import resolve_device
     from cezsar.features import FeatureError
     from cezsar.train import fit
