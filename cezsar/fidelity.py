@@ -100,7 +100,8 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
                  RELEASED, "obj2"),
 }
 NOT_MEASURED = {
-    "preprocess": "BGR + resize 256 / centre crop 224: needs every video re-extracted (ExtractConfig.released_preprocess)",
+    "preprocess": "BGR + resize 256 / centre crop 224: needs every video re-extracted "
+                  "(ExtractConfig.released_preprocess)",
     "sampling": "25-fps linspace frame sampling: needs every video re-extracted (ExtractConfig.released_sampling)",
     "fp32": "fp32 on GPU: the CPU run has no autocast to turn off (TrainConfig.autocast)",
     "ddof0": "std with ddof 0: changes the reported std over class subsets, never a top-1 mean (EvalConfig.std_ddof)",

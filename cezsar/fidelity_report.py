@@ -70,7 +70,8 @@ def to_markdown(rows: list[dict], settings: dict, not_measured: dict[str, str]) 
              f"over the training seeds (up to {settings['seeds']}); Δ = the change against the reference variant "
              f"(\"vs\"), the paired mean over the seeds both have, with its 95 % t-interval in brackets "
              f"(p.p.; `cezsar.compare`). {settings['note']}", "",
-             "| variant | what it switches | UCF VE+O | Δ | Kinetics VE+O | Δ | UCF VE | Δ | Kinetics VE | Δ | vs | seeds |",
+             "| variant | what it switches | UCF VE+O | Δ | Kinetics VE+O | Δ | UCF VE | Δ | Kinetics VE | Δ | vs "
+             "| seeds |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "not_measurable" in r:
