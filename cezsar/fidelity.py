@@ -220,7 +220,7 @@ def check_variant(data: _Data, name: str, base: dict) -> str | None:
         return None
     trip = data.triplets(stage_configs(values)["mine"])[0] if {"window", "max_len"} & set(VARIANTS[name][1]) else None
     clips = None
-    if "max_seconds" in VARIANTS[name][1]:
+    if {"max_seconds", "max_len"} & set(VARIANTS[name][1]):
         clips = {k: (t[2], [v.video_id for v in t[0].videos]) for k, t in data.tests.items()}
     return unmeasurable(ref_values, values, data.where, triplets=trip, store=data.store, bounds=data.bounds,
                         test_clips=clips)

@@ -5,8 +5,9 @@ and a "+0.0" in the table would read as "costs nothing" where the truth is "cann
 before a variant trains, `unmeasurable` looks at what the variant changes against its reference and checks the
 data for it:
 
-- only the visual input of training (`window`, `max_len`): do both readings take the same feature rows for every
-  mined triplet (`featurebank.window_index` over `train.visual_windows`)?
+- only the visual input (`window`, `max_len`): do both readings take the same feature rows for every mined
+  triplet (`featurebank.window_index` over `train.visual_windows`), and, when `max_len` differs, cut every test
+  clip into the same windows (`zsar.clip_windows`: a clip longer than `max_len` is encoded in several)?
 - only the test clip cut (`max_seconds`): is every test clip at most that many feature rows (1 per second) long?
 
 It returns the reason (a sentence for the table) when nothing can change, else None. Any other difference is
@@ -20,6 +21,7 @@ import numpy as np
 
 from cezsar.featurebank import window_index
 from cezsar.train import visual_windows
+from cezsar.zsar import clip_windows
 
 VISUAL_KEYS = {"window", "max_len"}  # what only the visual input of a training triplet reads
 CLIP_KEYS = {"max_seconds"}  # what only the test clip cut reads
@@ -59,20 +61,34 @@ def longest_clip(store: Any, video_ids: Iterable[str]) -> int:
     return max((int(store.length(v)) for v in video_ids), default=0)
 
 
+def same_test_windows(test_clips: dict[str, tuple[Any, list[str]]], max_len: tuple[int, int],
+                      max_seconds: float | None) -> bool:
+    """True when every test clip is cut into the same windows under both `max_len` values (`zsar.clip_windows`)."""
+    return all(clip_windows(int(store.length(v)), max_len[0], max_seconds) ==
+               clip_windows(int(store.length(v)), max_len[1], max_seconds)
+               for store, ids in test_clips.values() for v in ids)
+
+
 def unmeasurable(reference: dict, variant: dict, where: str, *, triplets: Any = None, store: Any = None,
                  bounds: np.ndarray | None = None, test_clips: dict[str, tuple[Any, list[str]]] | None = None
                  ) -> str | None:
-    """Why the variant cannot change anything on this data (one sentence), or None when it can or when this
-    kind of difference has no check. `where` names the data ("SynthActions"); `triplets`, `store` (training
-    features) and `bounds` (segment bounds) serve the visual-input check, `test_clips` {test set: (store,
-    video ids)} the clip-cut check."""
+    """Why the variant cannot change anything on this data (one sentence), or None when it can, or when what it
+    changes has no check, or when the check lacks its data. `where` names the data ("SynthActions"); `triplets`,
+    `store` (training features) and `bounds` (segment bounds) serve the visual-input check, `test_clips`
+    {test set: (feature store, video ids)} the test-clip checks."""
     diff = changed(reference, variant)
     if diff and diff <= VISUAL_KEYS and triplets is not None:
         ref = (reference.get("window", "paper"), int(reference.get("max_len", 15)))
         var = (variant.get("window", "paper"), int(variant.get("max_len", 15)))
-        if same_visual_input(triplets, store, bounds, ref, var):
-            return (f"not measurable on {where}: the visual input {var[0]!r} takes the same feature rows as "
-                    f"{ref[0]!r} for every one of the {len(triplets.video)} mined triplets")
+        if not same_visual_input(triplets, store, bounds, ref, var):
+            return None
+        clips = ""
+        if ref[1] != var[1]:  # max_len also cuts the test clips into windows
+            if not test_clips or not same_test_windows(test_clips, (ref[1], var[1]), variant.get("max_seconds")):
+                return None
+            clips = f", and max_len {var[1]} cuts every test clip into the same windows as {ref[1]}"
+        return (f"not measurable on {where}: the visual input {var[0]!r} takes the same feature rows as {ref[0]!r} "
+                f"for every one of the {len(triplets.video)} mined triplets{clips}")
     if diff and diff <= CLIP_KEYS and test_clips:
         cut = variant.get("max_seconds")
         if cut is not None and reference.get("max_seconds") is None:

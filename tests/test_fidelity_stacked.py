@@ -89,13 +89,19 @@ def test_the_released_window_is_not_measurable_only_when_it_takes_the_mined_wind
     base = {"window": "paper", "max_len": 15, "epochs": 25}
     whole = np.array([[2.0, 10.0], [12.0, 21.0]])  # whole-second bounds: int() and ceil() agree
     assert same_visual_input(_triplets(whole), store, whole, ("paper", 15), ("released", 16))
+    short = {"ucf101": (_Lengths({"u": 15}), ["u"])}  # one window under max_len 15 and 16
     reason = unmeasurable(base, {**base, **window}, "SynthActions", triplets=_triplets(whole), store=store,
-                          bounds=whole)
+                          bounds=whole, test_clips=short)
     assert reason.startswith("not measurable on SynthActions") and "2 mined triplets" in reason
+    # max_len 16 also cuts a 16-s test clip into one window instead of 15 + 1: measurable, or unknown without clips
+    sixteen = {"ucf101": (_Lengths({"u": 16}), ["u"])}
+    for clips in (sixteen, None):
+        assert unmeasurable(base, {**base, **window}, "SynthActions", triplets=_triplets(whole), store=store,
+                            bounds=whole, test_clips=clips) is None
     shifted = np.array([[2.4, 10.4], [12.0, 21.0]])  # released rows 2..9, the window's 3..10
     assert not same_visual_input(_triplets(shifted), store, shifted, ("paper", 15), ("released", 16))
     assert unmeasurable(base, {**base, **window}, "SynthActions", triplets=_triplets(shifted), store=store,
-                        bounds=shifted) is None
+                        bounds=shifted, test_clips=short) is None
     longer = np.array([[2.0, 30.0]])  # a 28-s segment: the released first 16 s, the mined window its rows to 30
     assert not same_visual_input(_triplets(longer), store, longer, ("paper", 30), ("released", 16))
 
