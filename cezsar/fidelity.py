@@ -86,6 +86,7 @@ VARIANTS: dict[str, tuple[str, dict, str]] = {
     "first_16s": ("test clips cut to their first 16 s", {"max_seconds": 16}, "paper"),
     "descriptions": ("descriptions lower-cased, contractions expanded, letters and . , ! ? kept, top-1 by "
                      "similarity to the name", {"released_descriptions": True}, "paper"),
+    "fp32": ("fp32 training instead of bf16 autocast (CUDA only)", {"autocast": False}, "paper"),
     "iid": ("i.i.d. batches (paper §4, released) instead of the embedded set's ~16 windows x 8 triplets",
             {"batch_makeup": "iid"}, "paper"),
     "released_captions": ("every released behaviour but the object positives (captions-only mining, as paper)",
@@ -103,7 +104,6 @@ NOT_MEASURED = {
     "preprocess": "BGR + resize 256 / centre crop 224: needs every video re-extracted "
                   "(ExtractConfig.released_preprocess)",
     "sampling": "25-fps linspace frame sampling: needs every video re-extracted (ExtractConfig.released_sampling)",
-    "fp32": "fp32 on GPU: the CPU run has no autocast to turn off (TrainConfig.autocast)",
     "ddof0": "std with ddof 0: changes the reported std over class subsets, never a top-1 mean (EvalConfig.std_ddof)",
 }
 # parameter-set keys no (variant, seed) result reads: left out of the record's settings key
@@ -222,8 +222,9 @@ def check_variant(data: _Data, name: str, base: dict) -> str | None:
     clips = None
     if {"max_seconds", "max_len"} & set(VARIANTS[name][1]):
         clips = {k: (t[2], [v.video_id for v in t[0].videos]) for k, t in data.tests.items()}
+    device = resolve_device(stage_configs(values)["train"].device).type
     return unmeasurable(ref_values, values, data.where, triplets=trip, store=data.store, bounds=data.bounds,
-                        test_clips=clips)
+                        test_clips=clips, device=device)
 
 
 def run_variant(data: _Data, name: str, seeds: list[int], base: dict, epochs: int, results_dir: Path,

@@ -9,6 +9,7 @@ data for it:
   triplet (`featurebank.window_index` over `train.visual_windows`), and, when `max_len` differs, cut every test
   clip into the same windows (`zsar.clip_windows`: a clip longer than `max_len` is encoded in several)?
 - only the test clip cut (`max_seconds`): is every test clip at most that many feature rows (1 per second) long?
+- only the precision (`autocast`): bf16 autocast exists on CUDA only, so on a CPU there is nothing to turn off.
 
 It returns the reason (a sentence for the table) when nothing can change, else None. Any other difference is
 taken to be measurable.
@@ -25,6 +26,7 @@ from cezsar.zsar import clip_windows
 
 VISUAL_KEYS = {"window", "max_len"}  # what only the visual input of a training triplet reads
 CLIP_KEYS = {"max_seconds"}  # what only the test clip cut reads
+PRECISION_KEYS = {"autocast"}  # bf16 autocast: CUDA only (train._autocast)
 
 
 def changed(reference: dict, variant: dict) -> set[str]:
@@ -70,13 +72,15 @@ def same_test_windows(test_clips: dict[str, tuple[Any, list[str]]], max_len: tup
 
 
 def unmeasurable(reference: dict, variant: dict, where: str, *, triplets: Any = None, store: Any = None,
-                 bounds: np.ndarray | None = None, test_clips: dict[str, tuple[Any, list[str]]] | None = None
-                 ) -> str | None:
+                 bounds: np.ndarray | None = None, test_clips: dict[str, tuple[Any, list[str]]] | None = None,
+                 device: str | None = None) -> str | None:
     """Why the variant cannot change anything on this data (one sentence), or None when it can, or when what it
     changes has no check, or when the check lacks its data. `where` names the data ("SynthActions"); `triplets`,
     `store` (training features) and `bounds` (segment bounds) serve the visual-input check, `test_clips`
-    {test set: (feature store, video ids)} the test-clip checks."""
+    {test set: (feature store, video ids)} the test-clip checks, `device` ("cpu", "cuda") the precision check."""
     diff = changed(reference, variant)
+    if diff and diff <= PRECISION_KEYS and device is not None and device != "cuda":
+        return f"not measurable on {device.upper()}: bf16 autocast runs on CUDA only, so there is none to turn off"
     if diff and diff <= VISUAL_KEYS and triplets is not None:
         ref = (reference.get("window", "paper"), int(reference.get("max_len", 15)))
         var = (variant.get("window", "paper"), int(variant.get("max_len", 15)))

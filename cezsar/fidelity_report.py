@@ -60,6 +60,8 @@ def _delta_cell(d: dict | float | None) -> str:
         return f"{100 * d:+.1f}"
     if d["low"] is None:
         return f"{100 * d['diff']:+.1f} (1 seed)"
+    if d["low"] == d["high"] == 0:  # e.g. VE alone under a switch of the object term: nothing it reads changed
+        return "identical on every seed"
     return f"{100 * d['diff']:+.1f} ({100 * d['low']:+.1f} … {100 * d['high']:+.1f})"
 
 

@@ -62,6 +62,18 @@ def test_a_variant_that_cannot_change_anything_gets_its_reason_not_a_zero(tmp_pa
     assert "first_16s" not in [r["variant"] for r in out["rows"] if "seeds" in r]
 
 
+def test_a_score_the_switch_does_not_read_is_identical_not_plus_zero(tmp_path):
+    """The released O(v) changes VE + O only: VE alone is the same on every seed, and its cell says so."""
+    res = [_result("paper", 0, 0.5, 0.4), _result("paper", 1, 0.6, 0.4)]
+    res += [{**r, "variant": "objects_eval", "overrides": fidelity.VARIANTS["objects_eval"][1],
+             "ucf101_VE+O": r["ucf101_VE+O"] + d} for r, d in zip(res, (0.05, 0.1))]
+    line = next(x for x in fidelity.report(res, tmp_path, {"seeds": 2, "note": ""})["markdown"].splitlines()
+                if x.startswith("| objects_eval |"))
+    cells = line.split(" | ")  # variant, what, UCF VE+O, Δ, Kinetics VE+O, Δ, UCF VE, Δ, Kinetics VE, Δ, ...
+    assert cells[3].startswith("+7.5 (") and cells[7] == cells[9] == "identical on every seed"
+    assert cells[5] == "identical on every seed"  # Kinetics VE+O unchanged here too
+
+
 def test_the_record_is_continued_only_under_the_same_settings_and_overrides(tmp_path):
     """A measurement continues from figures/fidelity.json (on any machine) only when the record's settings key and
     each variant's overrides are those of now."""

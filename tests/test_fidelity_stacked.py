@@ -115,3 +115,10 @@ def test_the_first_16_s_cut_is_not_measurable_only_when_no_test_clip_is_longer()
     # a switch of another kind is never declared unmeasurable by these checks
     assert unmeasurable({"max_seconds": None, "d_model": 512}, {"max_seconds": 16, "d_model": 1024}, "SynthActions",
                         test_clips=short) is None
+
+
+def test_fp32_is_measured_on_cuda_only():
+    """bf16 autocast runs on CUDA only: turning it off changes nothing on a CPU."""
+    reason = unmeasurable({"autocast": True}, {"autocast": False}, "SynthActions", device="cpu")
+    assert reason == "not measurable on CPU: bf16 autocast runs on CUDA only, so there is none to turn off"
+    assert unmeasurable({"autocast": True}, {"autocast": False}, "SynthActions", device="cuda") is None
