@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -36,10 +35,10 @@ from cezsar.captions import read_activitynet_files
 from cezsar.checkpoints import load_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.devices import resolve_device
-from cezsar.digests import data_digest
 from cezsar.fidelity_checks import unmeasurable
 from cezsar import fidelity_report
-from cezsar.fidelity_report import read_record, recorded
+from cezsar.fidelity_report import key_of as _key
+from cezsar.fidelity_report import read_record, record_key, recorded
 from cezsar.layout import TEST_SETS
 from cezsar.mining import mine
 from cezsar.params import load, stage_configs
@@ -106,41 +105,7 @@ NOT_MEASURED = {
     "sampling": "25-fps linspace frame sampling: needs every video re-extracted (ExtractConfig.released_sampling)",
     "ddof0": "std with ddof 0: changes the reported std over class subsets, never a top-1 mean (EvalConfig.std_ddof)",
 }
-# parameter-set keys no (variant, seed) result reads: left out of the record's settings key
-NOT_IN_KEY = {"params_file", "run_dir", "figures_dir", "fidelity_seeds", "fidelity_epochs", "epochs", "train_seeds",
-              "tau_values", "runs", "demo_labels", "clip_model"}
 
-
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
-
-
-def data_sha256(lay: Any) -> str:
-    """The data's digest: embedded mode, every byte of the generated SynthActions (the "data" stage of `cezsar
-    verify`); real data, the caption and description files' bytes and the names and sizes of every feature file
-    (hashing the raw videos would take hours)."""
-    if lay.mode == "embedded":
-        d = data_digest(lay.data_root)
-        if d is not None:
-            return d["sha256"]
-    h = hashlib.sha256()
-    files = [*lay.captions, *(lay.descriptions[k] for k in TEST_SETS)]
-    for f in files:
-        for p in sorted(Path(f).rglob("*")) if Path(f).is_dir() else [Path(f)]:
-            if p.is_file():
-                h.update(p.name.encode() + b"\0" + p.read_bytes())
-    for folder in (lay.train_features, *(lay.test_features[k] for k in TEST_SETS)):
-        for p in sorted(Path(folder).glob("*.npy")):
-            h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
-    return h.hexdigest()
-
-
-def record_key(values: dict, epochs: int, lay: Any) -> dict:
-    """The settings a recorded (variant, seed) result must share to count for this measurement: the parameter
-    values (less NOT_IN_KEY), the epochs, the data's digest and the device kind (bf16 autocast on CUDA)."""
-    kept = {k: v for k, v in values.items() if k not in NOT_IN_KEY}
-    device = resolve_device(stage_configs(values)["train"].device).type
-    return {"params_sha256": _key(kept), "epochs": int(epochs), "data_sha256": data_sha256(lay), "device": device}
 
 
 def stacks(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
@@ -275,10 +240,10 @@ def _settings(params_file: str, key: dict, seeds: int, results: list[dict], wher
             "command": f"python -m cezsar.fidelity --params {params_file} --seeds {seeds} --epochs {epochs}",
             "results": len(results), "stacked": sum(bool(r.get("stacked")) for r in results),
             "seconds_all_runs": round(sum(sum(r["seconds"].values()) for r in results)),
-            "note": f"Each model trained up to {epochs} epochs with early stopping as the parameter set says "
-                    f"(patience, validation split) on {where}' training videos, mining seed fixed; the seeds of a "
-                    "variant trained together as stacked weights where the model allows it; evaluation-only "
-                    "variants reuse the paper models of their seeds."}
+            "note": f"Each model trained up to {epochs} epoch{'s' if epochs != 1 else ''} with early stopping as "
+                    f"the parameter set says (patience, validation split) on {where}' training videos, mining "
+                    "seed fixed; the seeds of a variant trained together as stacked weights where the model allows "
+                    "it; evaluation-only variants reuse the paper models of their seeds."}
 
 
 def _merge(figures: Path, key: dict, mine: list[dict], verdicts: dict[str, str]) -> tuple[list[dict], dict]:
@@ -290,11 +255,13 @@ def _merge(figures: Path, key: dict, mine: list[dict], verdicts: dict[str, str])
 
 def measure(params_file: str, seeds: int | None = None, epochs: int | None = None, variants: list[str] | None = None,
             work: str | Path | None = None, figures: str | Path | None = None, log: Callable[[str], None] = print,
-            existing_only: bool = False, first_seed: int = 0, stacked: bool = True) -> dict:
+            existing_only: bool = False, first_seed: int = 0, stacked: bool = True,
+            replace: bool = False) -> dict:
     """Every variant x training seeds first_seed..seeds-1 (default: the set's fidelity_seeds, fidelity_epochs),
     variant by variant; the results recorded in `<figures>/fidelity.json` under the same settings (`record_key`)
     and the result files of `<work>` are read back, not rerun. After each variant the record (and its table and
-    plot) is rewritten. `existing_only`: collect what is finished, run nothing. Returns the report
+    plot) is rewritten; a record of other settings stops the run unless `replace`. `existing_only`: collect what is
+    finished, run nothing. Returns the report
     ({"rows", "markdown", "figure"}) with "results", "not_measurable" and "settings"."""
     lay = pipeline.layout_from(params_file)
     base = load(params_file)  # the whole set: validated, every key typed like its default
@@ -307,6 +274,10 @@ def measure(params_file: str, seeds: int | None = None, epochs: int | None = Non
     if unknown:
         raise ValueError(f"unknown fidelity variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     key = record_key(base, epochs, lay)
+    other = fidelity_report.other_settings(figures, key)
+    if other is not None and not replace:  # the record is tracked: never overwritten by a trial of other settings
+        raise SystemExit(f"fidelity: {figures / 'fidelity.json'} records a measurement of other settings ({other}); "
+                         "pass --replace-record to start a new record there, or --figures DIR to write elsewhere")
     results, verdicts = read_record(figures, key, VARIANTS)
     if results or verdicts:
         log(f"[fidelity] {figures / 'fidelity.json'}: {len(results)} (variant, seed) results of these settings")
@@ -383,12 +354,14 @@ def main(argv: list[str] | None = None) -> dict:
                    help="start at this seed (a second process can take the later seeds; the record is shared)")
     p.add_argument("--per-seed", action="store_true", help="train one model at a time (no stacked seeds)")
     p.add_argument("--report-only", action="store_true", help="tabulate the finished (variant, seed) pairs only")
+    p.add_argument("--replace-record", action="store_true",
+                   help="start a new record where the figures folder holds one of other settings")
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     return measure(args.params, args.seeds, args.epochs, args.variants.split(",") if args.variants else None,
                    figures=args.figures and pipeline.resolve(args.figures), existing_only=args.report_only,
-                   first_seed=args.first_seed, stacked=not args.per_seed)
+                   first_seed=args.first_seed, stacked=not args.per_seed, replace=args.replace_record)
 
 
 if __name__ == "__main__":

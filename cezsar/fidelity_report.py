@@ -4,20 +4,30 @@ Each variant's scores are its mean ± std over training seeds; its Δ against it
 mean over the seeds both have (model k of each trained with training seed k) with the 95 % t-interval of that
 mean (`cezsar.compare.paired`). A variant that cannot change anything on the data (`cezsar.fidelity_checks`)
 gets its reason instead of numbers. The record, figures/fidelity.json, keeps every (variant, seed) result with
-the settings that made it, so `cezsar.fidelity.measure` continues a measurement from it on any machine.
+the settings that made it (`record_key`: the parameter values, the epochs, the data's digest, the device kind), so
+`cezsar.fidelity.measure` continues a measurement from it on any machine.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
 
 from cezsar import compare
 from cezsar.atomic import write_json, write_text
+from cezsar.devices import resolve_device
+from cezsar.digests import data_digest
+from cezsar.layout import TEST_SETS
+from cezsar.params import stage_configs
 from cezsar.plots import _shown_once
 
+# parameter-set keys no (variant, seed) result reads: left out of the record's settings key
+NOT_IN_KEY = {"params_file", "run_dir", "figures_dir", "fidelity_seeds", "fidelity_epochs", "epochs", "train_seeds",
+              "tau_values", "runs", "demo_labels", "clip_model"}
 SCORES = ("ucf101_VE+O", "kinetics400_VE+O", "ucf101_VE", "kinetics400_VE")
 SETS = (("ucf101_VE+O", "UCF-form"), ("kinetics400_VE+O", "Kinetics-form"))
 
@@ -149,6 +159,20 @@ def report(results: list[dict], figures: str | Path, settings: dict, variants: d
     return {"rows": rows, "markdown": md, "figure": fig}
 
 
+def other_settings(figures: str | Path, key: dict) -> str | None:
+    """What differs when `<figures>/fidelity.json` records a measurement of other settings than `key` (e.g.
+    "epochs 4, not 25"), None when it records these settings or there is no record."""
+    path = Path(figures) / "fidelity.json"
+    if not path.is_file():
+        return None
+    was = json.loads(path.read_text()).get("settings", {}).get("key")
+    if was == key:
+        return None
+    if not isinstance(was, dict):
+        return "a record without settings key (made before records could be continued)"
+    return ", ".join(f"{k} {was.get(k)}, not {v}" for k, v in key.items() if was.get(k) != v)
+
+
 def read_record(figures: str | Path, key: dict, variants: dict) -> tuple[list[dict], dict[str, str]]:
     """The (variant, seed) results and the not-measurable verdicts of `<figures>/fidelity.json` made with the same
     settings `key` (parameter values, epochs, data, ...) and the same overrides per variant as `variants` has
@@ -174,3 +198,37 @@ def recorded(figures: str | Path) -> dict | None:
     md_file = Path(figures) / "fidelity.md"
     md = md_file.read_text() if md_file.is_file() else to_markdown(rows, data["settings"], {})
     return {"rows": rows, "markdown": md, "figure": plot(rows), "settings": data["settings"]}
+
+
+# --- the record's settings key ----------------------------------------------------------------------------------
+def key_of(*parts: Any) -> str:
+    """A short SHA-256 of JSON-serialisable parts (folder names, the parameter-values hash)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def data_sha256(lay: Any) -> str:
+    """The data's digest: embedded mode, every byte of the generated SynthActions (the "data" stage of `cezsar
+    verify`); real data, the caption and description files' bytes and the names and sizes of every feature file
+    (hashing the raw videos would take hours)."""
+    if lay.mode == "embedded":
+        d = data_digest(lay.data_root)
+        if d is not None:
+            return d["sha256"]
+    h = hashlib.sha256()
+    files = [*lay.captions, *(lay.descriptions[k] for k in TEST_SETS)]
+    for f in files:
+        for p in sorted(Path(f).rglob("*")) if Path(f).is_dir() else [Path(f)]:
+            if p.is_file():
+                h.update(p.name.encode() + b"\0" + p.read_bytes())
+    for folder in (lay.train_features, *(lay.test_features[k] for k in TEST_SETS)):
+        for p in sorted(Path(folder).glob("*.npy")):
+            h.update(f"{p.name}\0{p.stat().st_size}\0".encode())
+    return h.hexdigest()
+
+
+def record_key(values: dict, epochs: int, lay: Any) -> dict:
+    """The settings a recorded (variant, seed) result must share to count for this measurement: the parameter
+    values (less NOT_IN_KEY), the epochs, the data's digest and the device kind (bf16 autocast on CUDA)."""
+    kept = {k: v for k, v in values.items() if k not in NOT_IN_KEY}
+    device = resolve_device(stage_configs(values)["train"].device).type
+    return {"params_sha256": key_of(kept), "epochs": int(epochs), "data_sha256": data_sha256(lay), "device": device}
