@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from cezsar import fidelity
+from cezsar import fidelity, fidelity_report
 from cezsar.fidelity_checks import changed
 from cezsar.params import load, stage_configs
 
@@ -88,6 +88,12 @@ def test_the_record_is_continued_only_under_the_same_settings_and_overrides(tmp_
     assert fidelity.read_record(tmp_path, {**key, "data_sha256": "d2"}, fidelity.VARIANTS) == ([], {})
     assert fidelity.read_record(tmp_path / "none", key, fidelity.VARIANTS) == ([], {})
     assert json.loads((tmp_path / "fidelity.json").read_text())["settings"]["key"] == key
+    # a run of other settings is told what differs (and `measure` stops rather than overwrite the record)
+    assert fidelity_report.other_settings(tmp_path, key) is None
+    assert fidelity_report.other_settings(tmp_path, {**key, "epochs": 4}) == "epochs 25, not 4"
+    assert fidelity_report.other_settings(tmp_path / "none", key) is None
+    fidelity.report(res, tmp_path, {"seeds": 2, "note": ""})  # a record made before settings keys
+    assert "without settings key" in fidelity_report.other_settings(tmp_path, key)
 
 
 def test_the_all_released_rows_do_not_mix_object_positives_into_the_comparison():
