@@ -99,7 +99,7 @@ TINY = {
     "mode": "embedded", "synth_seed": 0, "synth_size": "small", "backbone": "efficientnet_lite0",
     "backbone_weights": "", "image_size": 160, "text_model": "minilm", "tau": 0.8, "tau_values": "0.8,0.9",
     "n_negatives": 10, "object_positives": 0, "epochs": 4, "patience": 10, "batch": 128, "seed": 0, "train_seeds": 2, "device": "cpu", "alpha": 0.8,
-    "beta": 0.2, "runs": 3,
+    "beta": 0.2, "runs": 3, "fidelity_seeds": 2, "fidelity_epochs": 2,  # notebook 07 measures: not the set's 5 x 25
 }
 
 
