@@ -33,7 +33,8 @@ from cezsar.mining import mine
 from cezsar.params import load, stage_configs
 from cezsar.plots import _shown_once
 from cezsar.text import SentenceEncoder
-from cezsar.train import fit, segment_bounds
+from cezsar.train import fit
+from cezsar.train_inputs import segment_bounds
 from cezsar.triplets import TripletSet
 
 # the released code's behaviours as parameter values (params/released.yaml holds the same, all at once)

@@ -41,7 +41,8 @@ from cezsar.stacked import fit_stacked, seed_dir
 from cezsar.synthetic import generate
 from cezsar.tables import COLUMNS, FRACTIONS
 from cezsar.text import SentenceEncoder
-from cezsar.train import fit, segment_bounds
+from cezsar.train import fit
+from cezsar.train_inputs import segment_bounds
 from cezsar.triplets import TripletSet
 
 # the CLIP baseline's table rows (docs/decisions.md §14): variant -> prompt set

@@ -29,16 +29,17 @@ from torch import Tensor
 from torch.func import stack_module_state
 from torch.nn import functional as F
 
-from cezsar.atomic import write_atomic
 from cezsar.checks import CheckpointError
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, epoch_order
 from cezsar.model import JointEmbedder
 from cezsar.packed_vem import dropout_cpu
-from cezsar.checkpoints import RESUME_FIX, checkpoint_meta, read_resumable
-from cezsar.train import (_autocast, _write_logs, fit, prepare, rng_state, seed_everything, set_rng_state,
-                          triplet_loss, visual_windows)
+from cezsar.checkpoints import (RESUME_FIX, checkpoint_meta, read_resumable, rng_state, set_rng_state,
+                                write_epoch)
+from cezsar.loss import autocast, triplet_loss
+from cezsar.train import fit, seed_everything
+from cezsar.train_inputs import prepare, visual_windows
 
 
 def stackable(cfg: ModelConfig) -> bool:
@@ -162,7 +163,7 @@ def stacked_batch_loss(net: StackedEmbedders, data: list[TripletTensors], batche
                        ) -> tuple[Tensor, Tensor]:
     """Eq. 7 for K models, model k on triplets `batches[k]` of `data[k]` (one data set may serve all).
 
-    Each model shares its batch's distinct windows and sentences as `train.batch_loss` does. Returns
+    Each model shares its batch's distinct windows and sentences as `eager_step.batch_loss` does. Returns
     (loss (K, B), d_pos < d_neg (K, B)); the batches have one length B."""
     k = len(batches)
     if len(data) == 1:
@@ -260,7 +261,7 @@ def _stacked_epoch(net: StackedEmbedders, data: TripletTensors, opt: torch.optim
     total = torch.zeros(len(orders), dtype=torch.float64, device=device)
     for i in range(steps):
         batches = [o[i * cfg.batch:(i + 1) * cfg.batch] for o in order_t]
-        with _autocast(device, cfg.autocast):
+        with autocast(device, cfg.autocast):
             loss, _ = stacked_batch_loss(net, [data], batches, cfg.margin)  # (K, B)
         opt.zero_grad(set_to_none=True)
         loss.mean(dim=1).sum().backward()  # each model's gradient is that of its own batch mean
@@ -272,7 +273,7 @@ def _stacked_epoch(net: StackedEmbedders, data: TripletTensors, opt: torch.optim
 @torch.no_grad()
 def _stacked_evaluate(net: StackedEmbedders, data: TripletTensors, idx: np.ndarray, cfg: TrainConfig,
                       device: torch.device) -> list[dict]:
-    """`train.evaluate` for K models on the same validation triplets: [{"loss", "acc"}] per model."""
+    """`eager_step.evaluate` for K models on the same validation triplets: [{"loss", "acc"}] per model."""
     net.training = False
     k = net.k
     if len(idx) == 0:
@@ -282,7 +283,7 @@ def _stacked_evaluate(net: StackedEmbedders, data: TripletTensors, idx: np.ndarr
     total, correct = torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.int64)
     for i in range(0, len(order), cfg.batch):
         b = order[i:i + cfg.batch]
-        with _autocast(device, cfg.autocast):
+        with autocast(device, cfg.autocast):
             loss, ok = stacked_batch_loss(net, [data], [b] * k, cfg.margin)
         total += loss.double().sum(dim=1).cpu()
         correct += ok.sum(dim=1).cpu()
@@ -373,10 +374,7 @@ def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_c
                 "triplets_per_s": round(len(train_idx) * len(group) / max(seconds, 1e-9), 1)}]
             r.weights, r.opt_state, r.rng = net.state_dict(j), unstack_optimizer(opt, net, j), rng
             ckpt = {**r.meta, **r.state, "model": r.weights, "optimizer": r.opt_state, "rng": rng}
-            write_atomic(r.out / "last.pt", lambda fh, c=ckpt: torch.save(c, fh))
-            if improved:
-                write_atomic(r.out / "best.pt", lambda fh, c=ckpt: torch.save(c, fh))
-            _write_logs(r.state["history"], r.out)
+            write_epoch(ckpt, r.out, improved)
             if on_epoch_end is not None:
                 on_epoch_end(r.seed, r.state["history"][-1])
     return [_summary(r, train_cfg, device, stats) for r in runs]

@@ -175,7 +175,7 @@ def _cuda_toy(tmp_path: Path, dropout: float = 0.0):
     from test_train import TINY, make_toy
 
     from cezsar.config import FastPathConfig
-    from cezsar.train import prepare
+    from cezsar.train_inputs import prepare
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -194,7 +194,7 @@ def _rel_close(a: torch.Tensor, b: torch.Tensor, rel: float, what: str) -> None:
 def test_static_step_on_cuda_equals_the_eager_step(tmp_path: Path):
     from cezsar.featurebank import epoch_order
     from cezsar.static_step import epoch_tables, run_length, weighted_loss
-    from cezsar.train import batch_loss
+    from cezsar.eager_step import batch_loss
 
     _, cfg, data = _cuda_toy(tmp_path)
     order = epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 0, 8)
@@ -221,7 +221,7 @@ def test_graphed_epoch_equals_the_eager_epoch_on_cuda(tmp_path: Path):
     from cezsar.featurebank import epoch_order
     from cezsar.graphed_step import GraphedTrainer
     from cezsar.static_step import run_length
-    from cezsar.train import make_optimizer, train_one_epoch
+    from cezsar.eager_step import make_optimizer, train_one_epoch
 
     trip, cfg, data = _cuda_toy(tmp_path)
     tcfg = TrainConfig(lr=1e-3, batch=32, autocast=False)
@@ -260,7 +260,7 @@ def test_graphed_epoch_equals_the_eager_epoch_on_cuda(tmp_path: Path):
 def test_graphed_validation_equals_evaluate_on_cuda(tmp_path: Path):
     from cezsar.graphed_step import GraphedTrainer
     from cezsar.static_step import run_length
-    from cezsar.train import evaluate, make_optimizer
+    from cezsar.eager_step import evaluate, make_optimizer
 
     trip, cfg, data = _cuda_toy(tmp_path, dropout=0.2)
     tcfg = TrainConfig(batch=32, autocast=False)

@@ -19,7 +19,8 @@ from cezsar.commands.extract import collect_videos
 from cezsar.feature_objects import LinearHead, objects_from_features
 from cezsar.features import extract
 from cezsar.shards import ShardReportsMissing, merge_reports
-from cezsar.train import fit, rank_slice
+from cezsar.train import fit
+from cezsar.eager_step import rank_slice
 from test_features import MockEncoder, _snapshot, make_corpus
 from test_train import TINY, FakeStore, make_toy
 
@@ -59,6 +60,7 @@ TRAIN_CHILD = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from pathlib import Path
+    import cezsar.eager_step as eager_step
     import cezsar.train as train
     from cezsar.config import ModelConfig, TrainConfig
     from test_train import FakeStore, make_toy, TINY
@@ -67,14 +69,14 @@ TRAIN_CHILD = textwrap.dedent("""
     # another rank reads them
     trip, _, text = make_toy(Path(out + ".arrays" + os.environ["RANK"]))
     store = FakeStore(Path({feats!r}))
-    original, calls = train.batch_loss, [0]
+    original, calls = eager_step.batch_loss, [0]
     def batch_loss(model, *a, **k):  # SIGKILL this rank in the middle of a training epoch
         if model.training:
             calls[0] += 1
             if int(os.environ["RANK"]) == kill_rank and calls[0] == kill_step:
                 os.kill(os.getpid(), signal.SIGKILL)
         return original(model, *a, **k)
-    train.batch_loss = batch_loss
+    eager_step.batch_loss = batch_loss
     train.fit(trip, store, text, TrainConfig(**{run!r}), ModelConfig(**{tiny!r}), out, resume=resume,
               progress=False)
 """)

@@ -99,7 +99,8 @@ def test_released_window_is_the_first_16_s_of_the_segment_and_trains(tmp_path):
     from test_train import TINY, make_toy
 
     from cezsar.config import TrainConfig
-    from cezsar.train import fit, visual_windows
+    from cezsar.train import fit
+    from cezsar.train_inputs import visual_windows
 
     trip, store, text = make_toy(tmp_path / "feats")
     n = len(trip.video)

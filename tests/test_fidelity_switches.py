@@ -368,7 +368,8 @@ def test_released_validation_runs_in_train_mode_with_dropout_on(tmp_path):
     from test_train import TINY, make_toy
 
     from cezsar.config import FastPathConfig, TrainConfig
-    from cezsar.train import evaluate, prepare
+    from cezsar.train_inputs import prepare
+    from cezsar.eager_step import evaluate
 
     trip, store, text = make_toy(tmp_path / "feats")
     cfg = ModelConfig(**{**TINY, "dropout": 0.5}, feat_dim=store.dim, text_dim=text.shape[1])

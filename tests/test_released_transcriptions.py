@@ -127,7 +127,7 @@ def _released_rows(start: float, end: float, n_rows: int, input_len: int = 16) -
 
 def test_released_window_takes_the_rows_the_released_loader_sliced():
     from cezsar.featurebank import window_index
-    from cezsar.train import visual_windows
+    from cezsar.train_inputs import visual_windows
 
     bounds = np.array([[3.7, 25.2], [0.4, 9.9], [12.0, 14.5], [5.99, 6.5], [30.2, 60.0], [7.5, 23.999]])
     n_rows = 40

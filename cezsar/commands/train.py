@@ -225,7 +225,7 @@ def run_files(args: argparse.Namespace) -> int:
     if args.window == "released":
         from cezsar import checks
         from cezsar.captions import read_activitynet
-        from cezsar.train import segment_bounds
+        from cezsar.train_inputs import segment_bounds
 
         if not args.captions:
             raise checks.UsageError("--window released needs --captions (the segments' bounds)")
