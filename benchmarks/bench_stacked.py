@@ -23,7 +23,8 @@ import torch
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order, to_tensors, window_index
 from cezsar.model import JointEmbedder
-from cezsar.stacked import StackedEmbedders, _stacked_epoch, stack_optimizer
+from cezsar.stacked import _stacked_epoch, stack_optimizer
+from cezsar.stacked_model import StackedEmbedders
 from cezsar.train import seed_everything
 from cezsar.eager_step import make_optimizer, train_one_epoch
 

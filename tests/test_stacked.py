@@ -17,7 +17,8 @@ from cezsar.checkpoints import load_checkpoint
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order
 from cezsar.model import JointEmbedder
-from cezsar.stacked import StackedEmbedders, fit_stacked, seed_dir, stack_optimizer, stacked_batch_loss
+from cezsar.stacked import fit_stacked, seed_dir, stack_optimizer
+from cezsar.stacked_model import StackedEmbedders, stacked_batch_loss
 from cezsar.train import fit, seed_everything
 from cezsar.eager_step import batch_loss, make_optimizer
 from test_train import TINY, make_toy, toy_fast_path
