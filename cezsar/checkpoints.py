@@ -201,3 +201,30 @@ def restore_training(ckpt: dict, last: Path, model: torch.nn.Module, optimizer: 
         reason = " ".join(str(err).split())[:160]
         raise CheckpointError(f"{last}: model, optimizer or RNG state unusable ({reason}); {RESUME_FIX}") from err
     return state
+
+
+# --- a run found on disk: continue it or set it aside --------------------------------------------------
+RESUMABLE = ("epochs", "patience", "device")  # changing these continues a run instead of restarting it
+_FOUND_FIX = "delete it to train anew"
+
+
+def recorded_seed(last: Path) -> int:
+    """The training seed a run's `last.pt` was trained with (0 when it does not say)."""
+    ckpt = read_checkpoint(last, None, training=True, remedy=_FOUND_FIX)
+    return int((ckpt.get("train_cfg") or {}).get("seed", 0))
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def resumable_by(last: Path, n_triplets: int, train_cfg: TrainConfig, model_cfg: ModelConfig) -> bool:
+    """Whether the run whose `last.pt` this is trained on as many triplets with the same training and model
+    settings (up to `RESUMABLE` and the data-set sizes `fit` fills in), so that it may continue."""
+    meta = read_checkpoint(last, None, training=True, remedy=_FOUND_FIX)
+    same = {k: v for k, v in _plain(to_dict(train_cfg)).items() if k not in RESUMABLE}
+    was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in RESUMABLE}
+    sized = ("feat_dim", "text_dim")  # set by fit from the data
+    model_same = {k: v for k, v in to_dict(model_cfg).items() if k not in sized}
+    model_was = {k: v for k, v in (meta.get("model_cfg") or {}).items() if k not in sized}
+    return meta.get("n_triplets") == n_triplets and same == was and model_same == model_was

@@ -36,7 +36,7 @@ object_negatives: bool | None = None  # object sentences also serve as negatives
 seed: int | None = None  # windows, negatives and the video split
 
 # %%
-from cezsar import pipeline, report, widgets
+from cezsar import pipeline, pipeline_mining, report, widgets
 
 # %%
 widgets.tuner(globals(), ["tau", "n_negatives", "seed"], params_file)
@@ -52,7 +52,7 @@ layout = pipeline.layout_from(P)
 # ## Mine the triplets
 
 # %%
-summary = pipeline.mine_triplets(layout, P)
+summary = pipeline_mining.mine_triplets(layout, P)
 {k: v for k, v in summary.items() if "hist" not in k}
 
 # %% [markdown]

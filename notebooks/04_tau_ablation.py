@@ -33,7 +33,7 @@ alpha: float | None = None  # Eq. 9 weight of VE
 beta: float | None = None  # Eq. 9 weight of SE(O(v))
 
 # %%
-from cezsar import pipeline, report, widgets
+from cezsar import pipeline, pipeline_evaluation, report, widgets
 
 # %%
 widgets.tuner(globals(), ["tau_values", "epochs", "train_seeds", "alpha", "beta"], params_file)
@@ -49,7 +49,7 @@ layout = pipeline.layout_from(P)
 # ## Mine, train and evaluate for each τ
 
 # %%
-ablation = pipeline.tau_ablation(layout, P)
+ablation = pipeline_evaluation.tau_ablation(layout, P)
 ablation
 
 # %% [markdown]
