@@ -10,7 +10,7 @@ segments of train + val_1, 54,234 distinct sentences), then times, each on its o
 - training: one epoch of each τ's triplets, `--limit-steps` steps timed and projected to the epoch and to 25
   epochs, for each trainer of `--trainer` (eager `eager_step.train_one_epoch`, static `static_step`, graphed /
   graphed_tf32 `graphed_step.GraphedTrainer`); the projection takes the fastest that ran;
-- extraction: generated 360p clips with a keyframe a second through `features.extract` with random-weight
+- extraction: generated 360p clips with a keyframe a second through `extraction.extract` with random-weight
   BiT-M-R152x2 at 224 px, against the CNN alone with the same top-k; projected to the test sets' frames;
 - evaluation: each τ's model on UCF101- and Kinetics-sized test sets, prototypes and the protocols' runs.
 Prints one JSON document (and writes it to $OUT/bench_paper_gpu.json when OUT is set) with the projected total
@@ -47,7 +47,7 @@ from cezsar.datasets import Video  # noqa: E402
 from cezsar.devices import resolve_device  # noqa: E402
 from cezsar.feature_objects import objects_from_bank  # noqa: E402
 from cezsar.featurebank import epoch_order, to_tensors, window_index  # noqa: E402
-from cezsar.features import extract  # noqa: E402
+from cezsar.extraction import extract  # noqa: E402
 from cezsar.mining import mine  # noqa: E402
 from cezsar.model import JointEmbedder  # noqa: E402
 from cezsar.eager_step import make_optimizer, train_one_epoch  # noqa: E402

@@ -26,7 +26,7 @@ _API = {
     "run_evaluation": "cezsar.protocols",  # one protocol's seeded runs
     "classify_videos": "cezsar.classify",
     "FeatureStore": "cezsar.features",
-    "extract": "cezsar.features",
+    "extract": "cezsar.extraction",
     "objects_from_features": "cezsar.feature_objects",
     "settings": "cezsar.params",
 }

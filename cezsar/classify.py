@@ -20,7 +20,7 @@ Decisions:
   L2-normalised embeddings (`prototypes.class_prototypes`, as in evaluation). `cezsar
   evaluate` uses the first sentence by default to match the paper's one-description protocol; a user
   who writes several sentences for their own label means all of them.
-- Frames are decoded straight to the encoder's square input size, exactly as `features.extract` does,
+- Frames are decoded straight to the encoder's square input size, exactly as `extraction.extract` does,
   so a checkpoint sees the same kind of features it was trained on.
 - All 1000 object sentences are SBERT-encoded once at set-up (on-disk cache, so only the very first
   run pays ~10-20 s): per-video time then never includes loading SBERT.
@@ -348,7 +348,7 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
     if net is not None:
         from cezsar import manifest
         from cezsar.checkpoints import training_manifest
-        from cezsar.features import extraction_manifest
+        from cezsar.extraction import extraction_manifest
 
         made = extraction_manifest(frames, ExtractConfig(weights=None if weights is None else str(weights),
                                                          released_sampling=sampling == "released"))

@@ -23,7 +23,7 @@ from cezsar.captions import read_activitynet_files
 from cezsar.checkpoints import training_manifest
 from cezsar.config import ExtractConfig
 from cezsar.feature_objects import load_head, objects_from_features
-from cezsar.features import extract
+from cezsar.extraction import extract
 from cezsar.layout import (TEST_SETS, Layout, _have_objects, _npy_ids, check_inputs, describe, head_weights,
                            layout_from, uses_objects)
 from cezsar.params import Settings, resolve, settings

@@ -139,7 +139,7 @@ def test_a_write_that_runs_out_of_room_names_the_file_and_keeps_the_old_one(tmp_
 
 
 def test_extract_refuses_when_the_rest_of_the_videos_will_not_fit(tmp_path, monkeypatch):
-    from cezsar import features
+    from cezsar import extraction
 
     out = tmp_path / "feats"
     out.mkdir()
@@ -147,7 +147,7 @@ def test_extract_refuses_when_the_rest_of_the_videos_will_not_fit(tmp_path, monk
     videos = [type("V", (), {"video_id": v, "path": None, "label": "x"})() for v in ("a", "b", "c")]
     monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 << 20})())
     with pytest.raises(diskspace.DiskFullError, match=r"features of 2 video\(s\): needs ≈ .* GB under .*feats"):
-        features._check_room(out, videos, videos[1:])
+        extraction._check_room(out, videos, videos[1:])
 
 
 def test_cezsar_train_on_a_full_disk_is_one_line_before_training(capsys, tmp_path, toy, minilm_id, monkeypatch):

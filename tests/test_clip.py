@@ -16,7 +16,8 @@ from cezsar import clip_baseline, protocols
 from cezsar.clip import CLIP_MEAN, CLIP_STD, clip_encoder, preprocess_frames
 from cezsar.clip_tokenizer import N_MERGES, fetch_bpe, load_clip_tokenizer
 from cezsar.datasets import ClassDataset, Video
-from cezsar.features import NO_LABELS, FeatureStore, extract
+from cezsar.features import NO_LABELS, FeatureStore
+from cezsar.extraction import extract
 
 
 # --- tokenizer --------------------------------------------------------------------------------------------

@@ -151,7 +151,7 @@ def test_extract_on_cuda_with_parallel_decoders_equals_cpu(tmp_path: Path):
 
     from cezsar.backbones import get_encoder
     from cezsar.commands.extract import collect_videos
-    from cezsar.features import extract
+    from cezsar.extraction import extract
 
     videos = collect_videos("folder", make_corpus(tmp_path / "corpus", bad=False))
     rc = extract(videos, tmp_path / "cpu", ExtractConfig(decoders=1), encoder=get_encoder(device="cpu"),
@@ -321,7 +321,7 @@ def test_bf16_extraction_on_cuda_close_to_fp32(tmp_path: Path):
 
     from cezsar.backbones import get_encoder
     from cezsar.commands.extract import collect_videos
-    from cezsar.features import extract
+    from cezsar.extraction import extract
 
     videos = collect_videos("folder", make_corpus(tmp_path / "corpus", bad=False))
     r32 = extract(videos, tmp_path / "fp32", ExtractConfig(batch=4),

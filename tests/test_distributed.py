@@ -17,7 +17,7 @@ from cezsar import distributed
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.commands.extract import collect_videos
 from cezsar.feature_objects import LinearHead, objects_from_features
-from cezsar.features import extract
+from cezsar.extraction import extract
 from cezsar.shards import ShardReportsMissing, merge_reports
 from cezsar.train import fit
 from cezsar.eager_step import rank_slice
@@ -122,7 +122,7 @@ def test_a_rank_takes_its_shard_device_and_decoders(monkeypatch):
     """Under torchrun (env only; no group is joined for an explicit --shard): --shard K/N splits by rank, a GPU
     run's decoders share the machine's cores between its ranks, CUDA means the rank's own GPU."""
     from cezsar.devices import resolve_device
-    from cezsar.features import decoders_for
+    from cezsar.extraction import decoders_for
     from cezsar.shards import for_this_process
 
     assert for_this_process((1, 3)) == ((1, 3), False) and for_this_process(None) == ((0, 1), False)
@@ -220,7 +220,7 @@ EXTRACT_CHILD = textwrap.dedent("""
     from test_features import MockEncoder
     from cezsar.commands.extract import collect_videos
     from cezsar.feature_objects import objects_from_features
-    from cezsar.features import extract
+    from cezsar.extraction import extract
     corpus, out = sys.argv[1], sys.argv[2]
     extract(collect_videos("folder", corpus), out, encoder=MockEncoder(), progress=False)  # shard = the rank
     objects_from_features(out, mock_head(), out + "_objects", topk=3, progress=False)
