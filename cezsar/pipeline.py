@@ -32,7 +32,7 @@ from cezsar.synthetic import generate
 # Every notebook's first calls, with the stages of 00 and 01: (from cezsar.layout / cezsar.params) the parameter
 # set and its layout.
 __all__ = ["DATASET_NAMES", "TEST_SETS", "Layout", "check_inputs", "check_test_features", "describe",
-           "extract_features", "head_weights", "layout_from", "prepare_data", "resolve", "save_json", "settings",
+           "extract_features", "find_video", "head_weights", "layout_from", "prepare_data", "resolve", "save_json", "settings",
            "test_extract_config", "training_features_manifest", "uses_objects"]
 
 DATASET_NAMES = {"activitynet": "ActivityNet Captions", "ucf101": "UCF-101", "kinetics400": "Kinetics-400"}
@@ -85,7 +85,7 @@ def extract_features(lay: Layout, s: Settings) -> dict:
     jobs = []
     if lay.train_videos is not None and lay.train_videos.is_dir():
         caps = read_activitynet_files(lay.captions)
-        vids = [datasets.Video(v, _find_video(lay.train_videos, v), "") for v in sorted(caps.durations)]
+        vids = [datasets.Video(v, find_video(lay.train_videos, v), "") for v in sorted(caps.durations)]
         jobs.append(("activitynet", vids, lay.train_features))
     for kind in TEST_SETS:
         vids = datasets.load_dataset(kind, lay.roots[kind]).videos
@@ -156,7 +156,8 @@ def check_test_features(store, meta: dict, folder: Path) -> None:
         warnings.warn(line, stacklevel=2)
 
 
-def _find_video(folder: Path, video_id: str) -> Path | None:
+def find_video(folder: Path, video_id: str) -> Path | None:
+    """The video file of `video_id` in `folder` (.mp4, .mkv, .webm or .avi), None when there is none."""
     for ext in (".mp4", ".mkv", ".webm", ".avi"):
         if (folder / f"{video_id}{ext}").exists():
             return folder / f"{video_id}{ext}"

@@ -33,7 +33,7 @@ alpha: float | None = None  # Eq. 9 weight of VE
 beta: float | None = None  # Eq. 9 weight of SE(O(v))
 
 # %%
-from cezsar import pipeline, pipeline_evaluation, report, widgets
+from cezsar import paper_figures, pipeline, pipeline_evaluation, widgets
 
 # %%
 widgets.tuner(globals(), ["tau_values", "epochs", "train_seeds", "alpha", "beta"], params_file)
@@ -56,4 +56,4 @@ ablation
 # ## Plot, table and the paired comparisons
 
 # %%
-report.tau_outputs(ablation, layout.figures)
+paper_figures.tau_outputs(ablation, layout.figures)
