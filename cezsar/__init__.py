@@ -22,7 +22,7 @@ _API = {
     "fit": "cezsar.train",  # Eq. 7 training
     "load_checkpoint": "cezsar.checkpoints",
     "class_prototypes": "cezsar.prototypes",  # SE(z) of Eq. 8
-    "embed_dataset": "cezsar.protocols",  # Eqs. 8-9 over a dataset
+    "embed_dataset": "cezsar.dataset_embedding",  # Eqs. 8-9 over a dataset
     "run_evaluation": "cezsar.protocols",  # one protocol's seeded runs
     "classify_videos": "cezsar.classify",
     "FeatureStore": "cezsar.features",

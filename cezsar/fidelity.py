@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from cezsar import compare, datasets, pipeline, protocols, zsar
+from cezsar import compare, dataset_embedding, datasets, pipeline, zsar
 from cezsar.atomic import write_json, write_text
 from cezsar.captions import read_activitynet_files
 from cezsar.checkpoints import load_checkpoint
@@ -138,10 +138,11 @@ def run_one(lay: Any, name: str, seed: int, base: dict, out: Path, epochs: int |
         desc = datasets.read_descriptions(lay.descriptions[kind])
         tstore = lay.store(kind)
         for variant, beta in (("VE+O", ecfg.beta), ("VE", 0.0)):
-            emb = protocols.embed_dataset(ds, tstore, desc, enc, model=model, alpha=ecfg.alpha, beta=beta,
-                                          normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
-                                          max_seconds=ecfg.max_seconds, released_objects=ecfg.released_objects,
-                                          released_descriptions=ecfg.released_descriptions)
+            emb = dataset_embedding.embed_dataset(ds, tstore, desc, enc, model=model, alpha=ecfg.alpha, beta=beta,
+                                                  normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
+                                                  max_seconds=ecfg.max_seconds,
+                                                  released_objects=ecfg.released_objects,
+                                                  released_descriptions=ecfg.released_descriptions)
             scores[f"{kind}_{variant}"] = zsar.metrics(emb["scores"], emb["labels"])["top1"]
     res = {"variant": name, "seed": seed, **scores, "epochs_run": hist["epochs_run"],
            "best_epoch": hist["best_epoch"], "triplets": len(trip), "overrides": VARIANTS[name][1],

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from cezsar import datasets, protocols as P
+from cezsar.dataset_embedding import embed_dataset
 from cezsar.checkpoints import load_checkpoint
 from cezsar.classify import checkpoint_text_encoder
 from cezsar.clip import clip_encoder
@@ -79,7 +80,7 @@ def evaluate_methods(lay: Layout, kind: str, checkpoint: Path | None, s: Setting
 
             method, beta = "clip", 0.0
             clip = clip or clip_encoder(store.backbone, device=s.device)
-        emb = P.embed_dataset(ds, store, desc, enc, method=method, model=model, alpha=ecfg.alpha, beta=beta,
+        emb = embed_dataset(ds, store, desc, enc, method=method, model=model, alpha=ecfg.alpha, beta=beta,
                               normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
                               max_seconds=ecfg.max_seconds, skip_missing=bool(s.skip_missing),
                               released_objects=ecfg.released_objects,

@@ -322,7 +322,7 @@ def _released_sentences(lines: list[str], min_len: int = 3, max_len: int = 300) 
 def test_released_descriptions_clean_as_the_released_load_class_sentences():
     from cezsar.config import PROJ_ROOT
     from cezsar.datasets import read_descriptions
-    from cezsar.protocols import clean_description, pick_released_descriptions
+    from cezsar.dataset_embedding import clean_description, pick_released_descriptions
 
     desc = read_descriptions(PROJ_ROOT / "data" / "descriptions" / "kinetics400.json")
     lines = [s for sents in desc.values() for s in sents]
