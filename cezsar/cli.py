@@ -72,7 +72,7 @@ def error_line(err: BaseException) -> tuple[str, int]:
         code = err.exit_code
         text = str(err)
     elif _is_known(err):
-        from cezsar.classify import LabelError
+        from cezsar.class_labels import LabelError
 
         code = 2 if isinstance(err, LabelError) else 1
         text = str(err)
@@ -89,7 +89,8 @@ def error_line(err: BaseException) -> tuple[str, int]:
 def _is_known(err: BaseException) -> bool:
     """The library's own typed errors, whose messages already name the input (file, video, class)."""
     try:
-        from cezsar.classify import CheckpointMismatch, LabelError
+        from cezsar.classify import CheckpointMismatch
+        from cezsar.class_labels import LabelError
         from cezsar.datasets import DatasetError
         from cezsar.features import FeatureError
         from cezsar.manifest import ManifestMismatch

@@ -366,7 +366,7 @@ def test_json_inputs_read_with_a_bom_and_crlf(tmp_path, form):
 @pytest.mark.parametrize("form", FORMS)
 def test_description_folders_label_files_and_parameter_sets_read_with_a_bom_and_crlf(tmp_path, form):
     from cezsar import params
-    from cezsar.classify import parse_labels
+    from cezsar.class_labels import parse_labels
     from cezsar.datasets import read_descriptions
 
     (tmp_path / "d").mkdir()
@@ -383,7 +383,7 @@ def test_description_folders_label_files_and_parameter_sets_read_with_a_bom_and_
 def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys):
     p = tmp_path / "labels.txt"
     p.write_bytes("café\nthé\n".encode("latin-1"))
-    from cezsar.classify import LabelError, parse_labels
+    from cezsar.class_labels import LabelError, parse_labels
 
     with pytest.raises(LabelError, match="labels.txt: cannot read the label file .*not a UTF-8 text file.*save it as"):
         parse_labels(str(p))
