@@ -50,9 +50,11 @@ def clip_rows(lay: Layout, s: Settings) -> dict:
                               "CEZSAR on CLIP features needs anet_videos"}}
     for kind in TEST_SETS:
         if checkpoints:  # the baselines once, CEZSAR on CLIP features once per training seed
-            res = pipeline_evaluation.evaluate_seeds(clay, kind, checkpoints, cs, methods=(*pipeline_evaluation.CLIP_VARIANTS, "CLIP+VE"))
+            res = pipeline_evaluation.evaluate_seeds(clay, kind, checkpoints, cs,
+                                                     methods=(*pipeline_evaluation.CLIP_VARIANTS, "CLIP+VE"))
         else:
-            res = pipeline_evaluation.evaluate_methods(clay, kind, None, cs, methods=tuple(pipeline_evaluation.CLIP_VARIANTS))
+            res = pipeline_evaluation.evaluate_methods(clay, kind, None, cs,
+                                                       methods=tuple(pipeline_evaluation.CLIP_VARIANTS))
         res.pop("_emb")
         res.pop("_seed_emb", None)
         out[kind] = res

@@ -32,8 +32,8 @@ from cezsar.synthetic import generate
 # Every notebook's first calls, with the stages of 00 and 01: (from cezsar.layout / cezsar.params) the parameter
 # set and its layout.
 __all__ = ["DATASET_NAMES", "TEST_SETS", "Layout", "check_inputs", "check_test_features", "describe",
-           "extract_features", "find_video", "head_weights", "layout_from", "prepare_data", "resolve", "save_json", "settings",
-           "test_extract_config", "training_features_manifest", "uses_objects"]
+           "extract_features", "find_video", "head_weights", "layout_from", "prepare_data", "resolve", "save_json",
+           "settings", "test_extract_config", "training_features_manifest", "uses_objects"]
 
 DATASET_NAMES = {"activitynet": "ActivityNet Captions", "ucf101": "UCF-101", "kinetics400": "Kinetics-400"}
 

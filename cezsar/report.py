@@ -75,8 +75,8 @@ def _provenance(checkpoint: Path | dict[int, Path]) -> dict:
 
 def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> dict:
     """Notebook 05: O, VE and VE + O (VE alone without objects) on both test sets under their protocols, the
-    trained rows once per training seed (`pipeline_evaluation.evaluate_seeds`); writes results.json with the code version,
-    the parameter set, the training provenance and every run of every seed. `checkpoint`: one model instead of
+    trained rows once per training seed (`pipeline_evaluation.evaluate_seeds`); writes results.json with the code
+    version, the parameter set, the training provenance and every run of every seed. `checkpoint`: one model instead of
     the set's seeds."""
     checkpoints = {int(s.seed): Path(checkpoint)} if checkpoint else pipeline_training.model_checkpoints(lay, s)
     prov = _provenance(checkpoints)
@@ -181,8 +181,8 @@ def add_clip_results(results: dict | None, evaluated: list[dict]) -> dict:
 
 def _column(kind: str, res: dict, d: dict) -> str:
     """The table column a result's protocol fills: the one notebook 05 ran it under, else the one
-    `pipeline_evaluation.table_protocols` gives for its dataset's class count (its split file's; 0/101 ... on the real data);
-    every class (0/all) is the first column."""
+    `pipeline_evaluation.table_protocols` gives for its dataset's class count (its split file's; 0/101 ... on the real
+    data); every class (0/all) is the first column."""
     proto = res["protocol"]
     ran = {r["protocol"]: c for m in d["methods"].values() for c, r in m.items()}
     split = Path(str(res.get("split_file")))
