@@ -11,7 +11,8 @@ runs); a model that stops early leaves the stack.
 
 The stacked models and their step are `cezsar.stacked_model`. Each seed writes `fit`'s files (last.pt, best.pt,
 log.json, log.csv; `checkpoints.write_epoch`) to its own folder, in `fit`'s checkpoint format, so every reader of
-`fit`'s checkpoints reads them, and `fit(resume=True)` could continue one alone. The released-code model variants (`released_*`) fall back to one `fit` per seed.
+`fit`'s checkpoints reads them, and `fit(resume=True)` could continue one alone. The released-code model variants
+(`released_*`) fall back to one `fit` per seed.
 """
 from __future__ import annotations
 
