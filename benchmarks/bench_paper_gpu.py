@@ -49,7 +49,7 @@ from cezsar.feature_objects import objects_from_bank  # noqa: E402
 from cezsar.featurebank import epoch_order, to_tensors, window_index  # noqa: E402
 from cezsar.extraction import extract  # noqa: E402
 from cezsar.mining import mine  # noqa: E402
-from cezsar.model import JointEmbedder  # noqa: E402
+from cezsar.joint_embedder import JointEmbedder  # noqa: E402
 from cezsar.eager_step import make_optimizer, train_one_epoch  # noqa: E402
 from cezsar.video import decode_1fps  # noqa: E402
 

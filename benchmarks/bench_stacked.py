@@ -22,7 +22,7 @@ import torch
 
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order, to_tensors, window_index
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.stacked import _stacked_epoch, stack_optimizer
 from cezsar.stacked_model import StackedEmbedders
 from cezsar.train import seed_everything

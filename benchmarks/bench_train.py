@@ -40,8 +40,8 @@ import torch
 
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
-from cezsar.model import JointEmbedder
 from cezsar.devices import resolve_device
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import run_length, train_one_epoch_static
 from cezsar.eager_step import make_optimizer, train_one_epoch
 from cezsar.loss import triplet_loss

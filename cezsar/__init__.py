@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (docs/interfaces.md)
 _API = {
-    "JointEmbedder": "cezsar.model",  # VEM + SEM, Eqs. 1-6
+    "JointEmbedder": "cezsar.joint_embedder",  # VEM + SEM, Eqs. 1-6 (cezsar.model)
     "TripletSet": "cezsar.triplets",
     "mine": "cezsar.mining",  # hard negative mining, paper §3.4
     "fit": "cezsar.train",  # Eq. 7 training

@@ -21,7 +21,7 @@ import torch
 from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.checks import CheckpointError, read_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 
 CHECKPOINT_VERSION = 1
 

@@ -20,7 +20,7 @@ from cezsar import distributed
 from cezsar.config import TrainConfig
 from cezsar.featurebank import TripletTensors
 from cezsar.loss import autocast, triplet_loss
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 
 
 def batch_loss(model: JointEmbedder, data: TripletTensors, b: Tensor, margin: float) -> tuple[Tensor, Tensor]:

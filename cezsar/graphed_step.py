@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from cezsar.featurebank import TripletTensors
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import EpochTables, compute_dtype, epoch_tables, static_batch_loss, weighted_loss
 
 WARMUP_STEPS = 3

@@ -1,10 +1,12 @@
-"""The joint embedder (paper §3.2): a visual embedding module (VEM) and a sentence embedding module (SEM)
-that map a video's per-second CNN feature stack and a sentence's SBERT vector into one 128-d space.
+"""The joint embedder's two modules as the paper writes them (§3.2, Eqs. 1-6): the visual embedding module (VEM)
+maps a video's per-second CNN feature stack, and the sentence embedding module (SEM) a sentence's SBERT vector,
+into one 128-d space.
 
-Defaults follow the paper; the `ModelConfig` switches `positional`, `released_sem`, `released_padding`,
-`released_attention`, `released_head` and `xavier_init` turn on the released code's variants one by one
-(docs/fidelity.md). `released_attention` reproduces the released attention over the *batch* axis
-(`batch_first` unset): in training a clip's embedding then depends on the other clips of its batch.
+This file is the paper only, read top to bottom: the positional code, then the VEM step by step (Eq. 1, the
+positional code, Eqs. 2-4, the mean and Eq. 5), then the SEM (Eq. 6). The released code's variants
+(docs/fidelity.md) subclass or replace these modules in `cezsar.released_model`; `cezsar.joint_embedder` joins a
+VEM and a SEM into the `JointEmbedder` a `ModelConfig` names, and `cezsar.packed_vem` runs the same VEM steps on
+packed rows (the training fast path).
 """
 from __future__ import annotations
 
@@ -12,14 +14,12 @@ import math
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
-from cezsar import packed_vem
 from cezsar.config import ModelConfig
 
 
 class SinusoidalPositionalEncoding(nn.Module):
-    """Fixed sine/cosine position codes (Vaswani et al. 2017), added to the VEM input of Eq. 2-3."""
+    """Fixed sine/cosine position codes (Vaswani et al. 2017), added to the VEM input of Eqs. 2-3 (v_r^PE)."""
 
     def __init__(self, d_model: int, max_len: int = 256) -> None:
         super().__init__()
@@ -42,6 +42,7 @@ class SinusoidalPositionalEncoding(nn.Module):
             self.pe = self._table(t, self.d_model).to(self.pe.device)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x (B, T, d_model) plus the codes of positions 0 … T-1."""
         t = x.shape[1]
         self._ensure(t)
         return x + self.pe[:t].to(x.dtype)  # (B, T, d_model)
@@ -53,160 +54,87 @@ class SinusoidalPositionalEncoding(nn.Module):
 
 
 class VisualEmbedder(nn.Module):
-    """VEM, paper §3.2: FC+ReLU (Eq. 1) -> sinusoidal PE -> one transformer encoder layer (Eqs. 2-4)
-    -> mean over the valid time steps -> FC+ReLU to d_emb (Eq. 5).
+    """VEM, paper §3.2, Eqs. 1-5: each second's CNN feature reduced by FC + ReLU (Eq. 1), its sine/cosine
+    position code added, one transformer encoder layer over the clip's seconds (Eqs. 2-4), the mean over the
+    clip's valid seconds, and FC + ReLU onto the joint space (Eq. 5).
 
-    `released_head`: ReLU -> FC -> Dropout -> (PE) -> transformer -> Dropout -> ReLU -> mean -> FC, LayerNorm
-    (affine) on the output in training only, as the released VisualEmbedding and JointEmbeddingModel."""
+    Each step is a public method, so the packed fast path (`cezsar.packed_vem`) and the released variants
+    (`cezsar.released_model`) reuse or replace exactly one step."""
+
+    # each clip's embedding depends on its own valid rows only: padding never reaches the output and clips never
+    # see each other, so the packed fast path may compute it from the valid rows alone
+    valid_rows_only = True
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.proj = nn.Linear(cfg.feat_dim, cfg.d_model)
-        self.pe = SinusoidalPositionalEncoding(cfg.d_model) if cfg.positional else None
-        # batch_first=True: attention runs over time within each clip, never across the batch
+        self.proj = nn.Linear(cfg.feat_dim, cfg.d_model)  # Eq. 1: W, b
+        self.pe: SinusoidalPositionalEncoding | None = SinusoidalPositionalEncoding(cfg.d_model)  # v_r^PE
+        # Eqs. 2-4; batch_first=True: attention runs over time within each clip, never across the batch
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
             for _ in range(cfg.n_layers)
         )
-        self.out = nn.Linear(cfg.d_model, cfg.emb_dim)
+        self.out = nn.Linear(cfg.d_model, cfg.emb_dim)  # Eq. 5: W, b
         self.cfg = cfg
-        # released head only: the released LayerNorm on the output, with its affine weight and bias (torch's
-        # default), applied in training only; created after every other layer, so the default model's
-        # parameters and their initialisation order are untouched
-        self.out_norm = nn.LayerNorm(cfg.emb_dim) if cfg.released_head else None
 
-    def _first(self, x: Tensor) -> Tensor:
-        """Eq. 1; released head: Dropout(Linear(ReLU(x))), the ReLU before the FC, none after it, and the
-        released dropout between the FC and the transformer (docs/fidelity.md "VEM head")."""
-        if self.cfg.released_head:
-            return F.dropout(self.proj(torch.relu(x)), self.cfg.dropout, self.training)
-        return torch.relu(self.proj(x))
+    def reduce(self, v_c: Tensor) -> Tensor:
+        """Eq. 1: v_r = ReLU(v_c W + b), each second's CNN feature reduced to d_model. (..., feat_dim) ->
+        (..., d_model)."""
+        return torch.relu(self.proj(v_c))
 
-    def _per_step(self, h: Tensor) -> Tensor:
-        """What runs on each time step between the transformer and the mean: nothing for the paper; released
-        head: ReLU(Dropout(h)), its second dropout and the ReLU before the last FC. The released code applied
-        the FC per step and then took the mean; the FC is affine, so the mean of FC(z_t) is FC(mean z_t)."""
-        if self.cfg.released_head:
-            return torch.relu(F.dropout(h, self.cfg.dropout, self.training))
+    def encode_positions(self, v_r: Tensor) -> Tensor:
+        """v_r^PE: v_r (B, T, d_model) plus each time step's sine/cosine code (Vaswani et al.)."""
+        return self.pe(v_r)  # (B, T, d_model)
+
+    def attend(self, h: Tensor, pad: Tensor) -> Tensor:
+        """Eqs. 2-4: multi-head scaled dot-product self-attention over the time steps of each clip, then the
+        position-wise FFN (with the encoder layer's residuals and LayerNorms). h (B, T, d_model); pad (B, T) bool,
+        True = a padded step, never attended to (torch's key-padding convention)."""
+        for layer in self.layers:
+            h = layer(h, src_key_padding_mask=pad)  # (B, T, d_model)
         return h
 
-    def _last(self, pooled: Tensor) -> Tensor:
-        """Eq. 5; released head: Linear(pooled) of the per-step ReLUs (`_per_step`), no output ReLU,
-        LayerNorm in training only."""
-        if not self.cfg.released_head:
-            return torch.relu(self.out(pooled))
-        out = self.out(pooled)
-        return self.out_norm(out) if self.training else out
+    def step_features(self, h: Tensor) -> Tensor:
+        """v_r^FFN, the per-step features that Eq. 5 averages: Eq. 4's output as it is (the released head
+        changes them, `cezsar.released_model`)."""
+        return h
 
-    def _released_layer(self, layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor:
-        """The released attention: its layer ran with batch_first unset on (B, T, d) input, so in training each
-        time step attends across the clips of the batch; at test it encoded one clip at a time as (1, T, d),
-        i.e. T sequences of length 1, so each step attends only to itself. No key padding mask either way."""
-        b, t, d = h.shape
-        if self.training:
-            return layer(h.transpose(0, 1)).transpose(0, 1)  # (T, B, d): attention over B  -> (B, T, d)
-        return layer(h.reshape(b * t, 1, d)).reshape(b, t, d)  # (B T, 1, d): each step alone
+    def average(self, h: Tensor, mask: Tensor) -> Tensor:
+        """"These features are averaged" (Eq. 5): the mean of h (B, T, d_model) over each clip's valid steps
+        (mask (B, T) bool, True = valid). Returns (B, d_model)."""
+        # torch.where, not a product: a NaN/inf in a padded row must not leak through 0 * h
+        h = torch.where(mask.unsqueeze(-1), h, torch.zeros((), dtype=h.dtype, device=h.device))  # (B, T, d_model)
+        n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (B, 1)
+        return h.sum(dim=1) / n  # (B, d_model)
 
-    def _released_pad(self, x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-        """The released fixed input: exactly max_len rows, zero padded, every row valid (padding included in
-        attention and in the mean)."""
-        b, t, f = x.shape
-        L = self.cfg.max_len
-        x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))[:, :L]
-        if t < L:
-            x = torch.cat([x, x.new_zeros(b, L - t, f)], dim=1)  # (B, L, feat_dim)
-        return x, torch.ones(b, L, dtype=torch.bool, device=x.device)
+    def project(self, pooled: Tensor) -> Tensor:
+        """Eq. 5: v_emb = ReLU(mean v_r^FFN W + b), onto the joint space. (B, d_model) -> (B, d_emb)."""
+        return torch.relu(self.out(pooled))
 
     def forward(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """x: (B, T, feat_dim) features, one row per second; mask: (B, T) bool, True = valid row.
+        """Eqs. 1-5. x: (B, T, feat_dim) features, one row per second; mask: (B, T) bool, True = valid row.
 
         Padded rows are excluded from the attention keys and from the mean, and are zeroed before the
-        projection, so neither their content nor their number changes the output (unless `released_padding`).
+        projection, so neither their content nor their number changes the output.
         """
         b, t, _ = x.shape
         if mask is None:
             mask = torch.ones(b, t, dtype=torch.bool, device=x.device)
-        if self.cfg.released_padding:
-            x, mask = self._released_pad(x, mask)  # (B, max_len, feat_dim), all rows valid
-        valid = mask.unsqueeze(-1)  # (B, T, 1)
-        # torch.where, not a product: a NaN/inf in a padded row must not leak through 0 * x
-        x = torch.where(valid, x, torch.zeros((), dtype=x.dtype, device=x.device))
-        h = self._first(x)  # (B, T, d_model)  Eq. 1
-        if self.pe is not None:
-            h = self.pe(h)
-        pad = ~mask  # (B, T) True = ignore (torch's key-padding convention)
-        for layer in self.layers:
-            if self.cfg.released_attention:
-                h = self._released_layer(layer, h)  # (B, T, d_model)
-            else:
-                h = layer(h, src_key_padding_mask=pad)  # (B, T, d_model)  Eqs. 2-4
-        h = self._per_step(h)  # (B, T, d_model)
-        h = torch.where(valid, h, torch.zeros((), dtype=h.dtype, device=h.device))
-        n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (B, 1)
-        pooled = h.sum(dim=1) / n  # (B, d_model) masked mean over time
-        return self._last(pooled)  # (B, d_emb)  Eq. 5
-
-    def forward_packed(self, x: Tensor, mask: Tensor, index: Tensor | None = None,
-                       gather: Tensor | None = None) -> Tensor:
-        """`forward` on packed rows, the training fast path: the same Eqs. 1-5 computed on the valid rows only
-        (`cezsar.packed_vem.forward_packed`; equal to `forward` in tests/test_model.py). `gather`: padding rows
-        of a fixed-size batch (`cezsar.static_step`)."""
-        return packed_vem.forward_packed(self, x, mask, index, gather)
+        x = torch.where(mask.unsqueeze(-1), x, torch.zeros((), dtype=x.dtype, device=x.device))  # (B, T, feat_dim)
+        h = self.reduce(x)  # (B, T, d_model)  Eq. 1
+        h = self.encode_positions(h)  # (B, T, d_model)  v_r^PE
+        h = self.attend(h, ~mask)  # (B, T, d_model)  Eqs. 2-4
+        pooled = self.average(self.step_features(h), mask)  # (B, d_model)
+        return self.project(pooled)  # (B, d_emb)  Eq. 5
 
 
 class SentenceEmbedder(nn.Module):
-    """SEM, paper Eq. 6: FC+ReLU from the SBERT vector to d_emb.
-
-    `released_sem=True` uses the released code's Dropout + Linear + LayerNorm instead; with `released_head`
-    that LayerNorm runs in training only, as in the released code.
-    """
+    """SEM, paper Eq. 6: s_emb = ReLU(SBERT(s) W + b), from the SBERT vector to d_emb."""
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.train_only_norm = cfg.released_sem and cfg.released_head
-        if cfg.released_sem:
-            self.net = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.text_dim, cfg.emb_dim), nn.LayerNorm(cfg.emb_dim))
-        else:
-            self.net = nn.Sequential(nn.Linear(cfg.text_dim, cfg.emb_dim), nn.ReLU())
+        self.net = nn.Sequential(nn.Linear(cfg.text_dim, cfg.emb_dim), nn.ReLU())  # Eq. 6: W, b, ReLU
 
     def forward(self, s: Tensor) -> Tensor:
-        if self.train_only_norm and not self.training:
-            return self.net[:-1](s)  # (B, d_emb) the released evaluation skips the LayerNorm
+        """Eq. 6. s (B, text_dim) SBERT vectors -> (B, d_emb)."""
         return self.net(s)  # (B, d_emb)
-
-
-class JointEmbedder(nn.Module):
-    """VEM + SEM (paper §3.2); trained with the triplet loss of Eq. 7 (`cezsar.train`)."""
-
-    def __init__(self, cfg: ModelConfig | None = None) -> None:
-        super().__init__()
-        self.cfg = cfg or ModelConfig()
-        self.vem = VisualEmbedder(self.cfg)
-        self.sem = SentenceEmbedder(self.cfg)
-        if self.cfg.xavier_init:  # the released init; otherwise torch's defaults, drawn in the same order as ever
-            for name, p in self.named_parameters():
-                if p.dim() > 1:
-                    nn.init.xavier_normal_(p)  # the released model.py: xavier_normal_ on every p.dim() > 1
-
-    def encode_video(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Eqs. 1-5. x: (B, T, feat_dim) float; mask: (B, T) bool, True = valid. Returns (B, d_emb)."""
-        if x.dim() != 3 or x.shape[-1] != self.cfg.feat_dim:
-            raise ValueError(f"encode_video expects (B, T, {self.cfg.feat_dim}) features, got {tuple(x.shape)}")
-        if mask is not None and mask.shape != x.shape[:2]:
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match features {tuple(x.shape[:2])}")
-        return self.vem(x, mask)
-
-    def encode_video_packed(self, x: Tensor, mask: Tensor, index: Tensor | None = None) -> Tensor:
-        """Eqs. 1-5 on packed input (`VisualEmbedder.forward_packed`): x (N, feat_dim) = the valid rows of a
-        (U, T) batch, mask (U, T) bool, index (N,) optional flat positions. Returns (U, d_emb)."""
-        if x.dim() != 2 or x.shape[-1] != self.cfg.feat_dim:
-            raise ValueError(f"encode_video_packed expects (N, {self.cfg.feat_dim}) rows, got {tuple(x.shape)}")
-        if mask.dim() != 2 or (index is not None and index.shape != x.shape[:1]):
-            raise ValueError(f"mask {tuple(mask.shape)} / index must be (U, T) / ({x.shape[0]},)")
-        return self.vem.forward_packed(x, mask, index)
-
-    def encode_text(self, s: Tensor) -> Tensor:
-        """Eq. 6. s: (B, text_dim) SBERT vectors. Returns (B, d_emb)."""
-        if s.dim() != 2 or s.shape[-1] != self.cfg.text_dim:
-            raise ValueError(f"encode_text expects (B, {self.cfg.text_dim}) sentence vectors, got {tuple(s.shape)}")
-        return self.sem(s)

@@ -8,14 +8,11 @@ the dropout masks come from a cheaper generator (`dropout_cpu`), so training dra
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-if TYPE_CHECKING:  # the module that calls this one; imported for the type only, so no cycle at run time
-    from cezsar.model import VisualEmbedder
+from cezsar.model import VisualEmbedder
 
 
 def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor | None = None,
@@ -35,27 +32,28 @@ def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor |
     Eq. 5 run on the N valid rows; only the scaled dot-product attention (Eq. 2) needs the (U, T) layout, and it
     gets the key padding mask, as `forward` does.
     """
-    if vem.cfg.released_padding or vem.cfg.released_attention:
-        raise NotImplementedError("released_padding / released_attention need the padded layout: use forward")
+    if not vem.valid_rows_only:
+        raise NotImplementedError("this VEM needs the padded layout (released_padding / released_attention): "
+                                  "use forward")
     u, t = mask.shape
     if index is None:
         index = mask.reshape(-1).nonzero().squeeze(1)  # (N,)
-    h = vem._first(x)  # (N, d_model)  Eq. 1
-    if vem.pe is not None:
+    h = vem.reduce(x)  # (N, d_model)  Eq. 1
+    if vem.pe is not None:  # None: a variant without positional codes (`cezsar.released_model`)
         # position j of a row = its column in the padded layout, as `forward` adds pe[:T]
         h = h + vem.pe.at(index % t, t).to(h.dtype)  # (N, d_model)
     keys = mask[:, None, None, :]  # (U, 1, 1, T) True = a valid key, for every head and query
     spare = 0 if gather is None else 1  # the padding rows' slot after the (U, T) grid
     for layer in vem.layers:
         h = _encoder_layer_packed(layer, h, keys, index, gather)  # (N, d_model)  Eqs. 2-4
-    h = vem._per_step(h)  # (N, d_model) released head: its dropout and ReLU before the mean
+    h = vem.step_features(h)  # (N, d_model) v_r^FFN (the released head: its dropout and ReLU before the mean)
     d = h.shape[-1]
     # the mean of Eq. 5 over valid steps: scatter into a zero (U, T) grid and sum, as `forward` sums its
     # zeroed padding (index_copy/sum, not index_add: no atomics, so the sum is deterministic on a GPU too)
     grid = h.new_zeros(u * t + spare, d).index_copy_(0, index, h)[:u * t].view(u, t, d)  # (U, T, d_model)
     n = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)  # (U, 1)
     pooled = grid.sum(dim=1) / n  # (U, d_model)
-    return vem._last(pooled)  # (U, d_emb)  Eq. 5
+    return vem.project(pooled)  # (U, d_emb)  Eq. 5
 
 
 def _cpu_dropout_noise(x: Tensor, p: float) -> Tensor:
@@ -109,7 +107,7 @@ def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: T
     """Multi-head self-attention (Eqs. 2-3) as `nn.MultiheadAttention` computes it, projections on packed rows
     (the caller applies dropout1)."""
     attn = layer.self_attn
-    if not attn._qkv_same_embed_dim or attn.bias_k is not None or attn.add_zero_attn:
+    if attn.in_proj_weight is None or attn.bias_k is not None or attn.add_zero_attn:  # separate q/k/v weights
         raise NotImplementedError("packed attention supports the packed q/k/v projection only")
     u, _, _, t = keys.shape
     d, heads = attn.embed_dim, attn.num_heads

@@ -32,7 +32,7 @@ from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, epoch_order
 from cezsar.checkpoints import (RESUME_FIX, checkpoint_meta, read_resumable, rng_state, set_rng_state,
                                 write_epoch)
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.loss import autocast
 from cezsar.stacked_model import StackedEmbedders, stackable, stacked_batch_loss
 from cezsar.train import fit, seed_everything

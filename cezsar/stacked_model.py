@@ -17,7 +17,7 @@ from torch.nn import functional as F
 from cezsar.config import ModelConfig
 from cezsar.featurebank import TripletTensors
 from cezsar.loss import triplet_loss
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.packed_vem import dropout_cpu
 
 

@@ -31,8 +31,9 @@ import torch
 from torch import Tensor
 
 from cezsar.featurebank import TripletTensors
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.loss import autocast, triplet_loss
+from cezsar.packed_vem import forward_packed
 
 WINDOW_BUCKETS = (16, 32, 64, 128)  # slots for a batch's distinct windows; beyond 128: multiples of 128
 ROW_MULTIPLE = 16  # packed rows per batch: the epoch's largest, rounded up to this
@@ -199,7 +200,7 @@ def static_batch_loss(model: JointEmbedder, data: TripletTensors, tab: StepTable
     """Eq. 7 for one batch of the tables: (per-triplet loss (B,), d_pos < d_neg (B,) bool), padding included
     (weigh with tab.weight). The same function as `cezsar.eager_step.batch_loss` on the batch's real triplets."""
     x = data.bank[tab.rows].to(dtype)  # (Nc, D) one gather, straight into the compute dtype
-    ve = model.vem.forward_packed(x, tab.mask, tab.scatter, tab.gather).float()  # (Uc, d_emb)
+    ve = forward_packed(model.vem, x, tab.mask, tab.scatter, tab.gather).float()  # (Uc, d_emb)
     se = model.encode_text(data.text[tab.sent]).float()  # (2B, d_emb)
     v, sp, sn = ve[tab.inv_v], se[tab.inv_p], se[tab.inv_n]  # (B, d_emb) each
     loss = triplet_loss(v, sp, sn, margin)  # (B,)

@@ -31,7 +31,7 @@ from cezsar.devices import resolve_device
 from cezsar.eager_step import BatchLoss, evaluate, make_optimizer, train_one_epoch
 from cezsar.featurebank import batch_group, epoch_order
 from cezsar.graphed_step import GraphedTrainer
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import evaluate_static, run_length, train_one_epoch_static
 from cezsar.train_inputs import prepare, visual_windows
 

@@ -80,8 +80,8 @@ def still_image(path: Path) -> Path:
 def save_checkpoint(path: Path, feat_dim: int = 1280, text_dim: int = 384, text_model: str = "minilm-384d",
                     trained_on: dict | None = None, resumable: bool = False) -> Path:
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.model import JointEmbedder
     from cezsar.checkpoints import CHECKPOINT_VERSION
+    from cezsar.joint_embedder import JointEmbedder
 
     cfg = ModelConfig(feat_dim=feat_dim, text_dim=text_dim, d_model=16, n_heads=2, emb_dim=8)
     ckpt = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(cfg), "model": JointEmbedder(cfg).state_dict(),

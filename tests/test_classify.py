@@ -122,7 +122,7 @@ def test_objects_method_ranks_and_explains():
 
 def _tiny_model(seed=0):
     torch.manual_seed(seed)
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
 
     return JointEmbedder(ModelConfig(feat_dim=8, text_dim=len(KEYWORDS), d_model=16, n_heads=2, emb_dim=32,
                                      dropout=0.0)).eval()
@@ -162,7 +162,7 @@ def _save_checkpoint(path, text_model, text_dim):
     from cezsar.checkpoints import CHECKPOINT_VERSION
 
     cfg = ModelConfig(feat_dim=1280, text_dim=text_dim, d_model=16, emb_dim=6)
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
 
     torch.save({"version": CHECKPOINT_VERSION, "model_cfg": to_dict(cfg), "model": JointEmbedder(cfg).state_dict(),
                 "feat_dim": 1280, "text_dim": text_dim, "text_model": text_model}, path)

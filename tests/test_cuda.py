@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from cezsar.config import ExtractConfig, ModelConfig, TrainConfig
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (issue 18: GPU machine only)")
 

@@ -33,7 +33,7 @@ class _Store:
 
 
 def _model():
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
 
     torch.manual_seed(0)
     return JointEmbedder(ModelConfig(feat_dim=8, text_dim=6, d_model=16, n_heads=2, emb_dim=5)).eval()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cezsar.config import ModelConfig
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,7 +14,7 @@ import torch
 from cezsar.config import TrainConfig
 from cezsar.featurebank import epoch_order
 from cezsar.graphed_step import GraphedTrainer
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import run_length
 from cezsar.eager_step import evaluate, make_optimizer, train_one_epoch
 from test_train import toy_fast_path

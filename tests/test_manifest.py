@@ -137,7 +137,7 @@ def test_cli_evaluate_exits_1_on_other_features_and_warns_on_a_folder_without_ma
     from cezsar.checkpoints import CHECKPOINT_VERSION
     from cezsar.cli import main
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
 
     root, feats, _ = _write_ucf(tmp_path)
     torch.manual_seed(0)
@@ -220,7 +220,7 @@ def test_cli_classify_refuses_to_make_other_features_than_the_model_was_trained_
     from cezsar.checkpoints import CHECKPOINT_VERSION
     from cezsar.cli import main
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
     from cezsar.resources import efficientnet_lite0_weights
 
     video = clips(tmp_path / "videos", 1)[0].path

@@ -325,7 +325,7 @@ def test_vem_and_sem_compute_eqs_1_to_6():
     import torch
 
     from cezsar.config import ModelConfig
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
 
     torch.manual_seed(0)
     cfg = ModelConfig(feat_dim=5, text_dim=7, d_model=8, n_heads=2, emb_dim=4, dropout=0.1)
@@ -657,7 +657,8 @@ def test_unit_rows_and_the_vem_keep_the_input_precision():
     import torch
 
     from cezsar.config import ModelConfig
-    from cezsar.model import JointEmbedder, SinusoidalPositionalEncoding
+    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.model import SinusoidalPositionalEncoding
     from cezsar.zsar import l2_normalize
 
     assert l2_normalize(np.array([[3.0, 4.0]])).dtype == np.float32
@@ -684,7 +685,7 @@ def test_batch_loss_is_eq7_on_each_triplets_own_window(tmp_path, released_paddin
     import torch
     from test_train import toy_fast_path
 
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
     from cezsar.eager_step import batch_loss
     from cezsar.loss import triplet_loss
 
@@ -788,7 +789,8 @@ def test_the_joint_embedder_refuses_inputs_of_the_wrong_shape():
     import torch
 
     from cezsar.config import ModelConfig
-    from cezsar.model import JointEmbedder, SinusoidalPositionalEncoding
+    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.model import SinusoidalPositionalEncoding
 
     m = JointEmbedder(ModelConfig(feat_dim=5, text_dim=7, d_model=8, n_heads=2, emb_dim=4)).eval()
     with pytest.raises(ValueError, match=r"encode_text expects \(B, 7\) sentence vectors, got \(2, 5\)"):

@@ -1,11 +1,15 @@
-"""The joint embedder (paper §3.2): padding, batch independence, positional encoding, shapes at real dims."""
+"""The joint embedder (paper §3.2): padding, batch independence, positional encoding, shapes at real dims, the
+packed fast path, and the paper modules or the released variants a config names."""
 from __future__ import annotations
 
 import pytest
 import torch
 
 from cezsar.config import ModelConfig
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
+from cezsar.model import SentenceEmbedder, VisualEmbedder
+from cezsar.packed_vem import dropout_cpu
+from cezsar.released_model import ReleasedSentenceEmbedder, ReleasedVisualEmbedder
 
 TINY = dict(feat_dim=24, text_dim=10, d_model=32, n_heads=2, emb_dim=16, dropout=0.0)
 
@@ -167,8 +171,6 @@ def test_packed_training_forward_is_seeded_and_drops_out():
 
 
 def test_cpu_dropout_keeps_one_minus_p_and_scales_like_f_dropout():
-    from cezsar.packed_vem import dropout_cpu
-
     x = torch.randn(400, 1001)  # an odd element count: the last 64-bit word is used half
     torch.manual_seed(0)
     y = dropout_cpu(x, 0.1, training=True)
@@ -179,3 +181,48 @@ def test_cpu_dropout_keeps_one_minus_p_and_scales_like_f_dropout():
     torch.manual_seed(0)
     assert torch.equal(dropout_cpu(x, 0.1, training=True), y)
     assert dropout_cpu(x, 0.1, training=False) is x and dropout_cpu(x, 0.0, training=True) is x
+
+
+# --- the paper's modules or the released variants, chosen from the config (cezsar.released_model) -------------
+LAYER_KEYS = ["self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
+              "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
+              "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"]
+PAPER_VEM = ["vem.proj.weight", "vem.proj.bias", *[f"vem.layers.0.{k}" for k in LAYER_KEYS], "vem.out.weight",
+             "vem.out.bias"]
+
+
+@pytest.mark.parametrize("switches,vem_extra,sem_keys", [
+    ({}, [], ["sem.net.0.weight", "sem.net.0.bias"]),
+    (dict(positional=False), [], ["sem.net.0.weight", "sem.net.0.bias"]),
+    (dict(released_padding=True, max_len=16), [], ["sem.net.0.weight", "sem.net.0.bias"]),
+    (dict(released_attention=True), [], ["sem.net.0.weight", "sem.net.0.bias"]),
+    (dict(released_head=True), ["vem.out_norm.weight", "vem.out_norm.bias"], ["sem.net.0.weight", "sem.net.0.bias"]),
+    (dict(released_sem=True), [], ["sem.net.1.weight", "sem.net.1.bias", "sem.net.2.weight", "sem.net.2.bias"]),
+    (dict(xavier_init=True), [], ["sem.net.0.weight", "sem.net.0.bias"]),
+])
+def test_each_variant_keeps_the_checkpoint_keys_and_reloads_to_the_same_embeddings(switches, vem_extra, sem_keys):
+    """A checkpoint names its tensors as it always did (the paper's keys, plus only the released layers' own),
+    and its weights loaded into a freshly drawn model of the same config give the same embeddings."""
+    saved = tiny(**switches).eval()
+    assert list(saved.state_dict()) == PAPER_VEM + vem_extra + sem_keys
+    torch.manual_seed(1)  # other initial weights, replaced by the loaded ones
+    fresh = JointEmbedder(ModelConfig(**{**TINY, **switches})).eval()
+    fresh.load_state_dict(saved.state_dict())
+    x, mask = ragged([5, 2, 7], 7)
+    s = torch.randn(4, 10)
+    with torch.no_grad():
+        assert torch.equal(fresh.encode_video(x, mask), saved.encode_video(x, mask))
+        assert torch.equal(fresh.encode_text(s), saved.encode_text(s))
+
+
+@pytest.mark.parametrize("switches,vem_released,sem_released", [
+    ({}, False, False), (dict(positional=False), True, False), (dict(released_padding=True), True, False),
+    (dict(released_attention=True), True, False), (dict(released_head=True), True, False),
+    (dict(released_sem=True), False, True), (dict(xavier_init=True), False, False),
+])
+def test_the_paper_modules_unless_a_released_switch_changes_them(switches, vem_released, sem_released):
+    """Without a released switch the joint embedder is made of cezsar.model's modules exactly; a switch that
+    changes the VEM or the SEM swaps in that module's released variant, and only that one."""
+    model = tiny(**switches)
+    assert type(model.vem) is (ReleasedVisualEmbedder if vem_released else VisualEmbedder)
+    assert type(model.sem) is (ReleasedSentenceEmbedder if sem_released else SentenceEmbedder)

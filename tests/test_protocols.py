@@ -154,8 +154,8 @@ class Store:
 def tiny_model():
     import torch
 
-    from cezsar.model import JointEmbedder
     from cezsar.config import ModelConfig
+    from cezsar.joint_embedder import JointEmbedder
 
     torch.manual_seed(0)
     return JointEmbedder(ModelConfig(feat_dim=8, text_dim=6, d_model=16, n_heads=2, emb_dim=5)).eval()
@@ -261,7 +261,7 @@ def test_cli_evaluate_objects_and_cezsar(tmp_path, capsys):
 
     from cezsar.cli import main
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
     from cezsar.results import RESULTS_VERSION
     from cezsar.checkpoints import CHECKPOINT_VERSION
 

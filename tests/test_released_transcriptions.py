@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cezsar.config import MiningConfig, ModelConfig
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

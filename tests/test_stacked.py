@@ -16,7 +16,7 @@ import torch
 from cezsar.checkpoints import load_checkpoint
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.stacked import fit_stacked, seed_dir, stack_optimizer
 from cezsar.stacked_model import StackedEmbedders, stacked_batch_loss
 from cezsar.train import fit, seed_everything

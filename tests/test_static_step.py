@@ -18,7 +18,7 @@ import torch
 from cezsar.background import CheckpointWriter, OrderAhead, snapshot
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import (epoch_tables, evaluate_static, run_length,
                                 train_one_epoch_static, weighted_loss, window_cap)
 from cezsar.train import fit

@@ -18,7 +18,7 @@ import torch
 from cezsar.checkpoints import load_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order, window_index
-from cezsar.model import JointEmbedder
+from cezsar.joint_embedder import JointEmbedder
 from cezsar.train import fit
 from cezsar.train_inputs import prepare
 from cezsar.eager_step import batch_loss

@@ -10,7 +10,7 @@ from cezsar.config import ModelConfig
 
 
 def tiny_model(seed: int = 0):
-    from cezsar.model import JointEmbedder
+    from cezsar.joint_embedder import JointEmbedder
 
     torch.manual_seed(seed)
     m = JointEmbedder(ModelConfig(feat_dim=8, text_dim=6, d_model=16, n_heads=2, emb_dim=5, max_len=15))
