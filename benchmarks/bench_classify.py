@@ -57,7 +57,8 @@ def main() -> None:
 
     import torch
 
-    from cezsar.classify import load_classifier, packaged_video, prepare_labels
+    from cezsar.classify import load_classifier, packaged_video
+    from cezsar.class_labels import prepare_labels
     from cezsar.video import decode_1fps
 
     if args.threads:

@@ -36,8 +36,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from bench_train import SCALES, workload  # noqa: E402  (a sibling script, not a package)
 
-from cezsar.config import ModelConfig, TrainConfig  # noqa: E402
-from cezsar.featurebank import FastPathConfig  # noqa: E402
+from cezsar.config import FastPathConfig, ModelConfig, TrainConfig  # noqa: E402
 from cezsar.train import fit  # noqa: E402
 
 

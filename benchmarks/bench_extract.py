@@ -1,6 +1,6 @@
 """Extraction speed as ratios measured in one run (docs/decisions.md §11): prints one JSON document.
 
-- pipeline_vs_cnn_only: frames/s of `features.extract` (seek-decoding in a prefetch thread, CNN, atomic
+- pipeline_vs_cnn_only: frames/s of `extraction.extract` (seek-decoding in a prefetch thread, CNN, atomic
   writes) over frames/s of the CNN alone on pre-decoded frames. Goal >= 0.8 (decoding hidden behind the CNN).
 - kept frames/s per source type (`--sources`: resolution and keyframe interval, e.g. 360p:30,720p:250): the
   pipeline against "CNN alone with the same top-k" (`FrameEncoder.encode_topk` in fixed-size batches on
@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cezsar.backbones import FrameEncoder, get_encoder  # noqa: E402
 from cezsar.config import ExtractConfig  # noqa: E402
 from cezsar.datasets import Video  # noqa: E402
-from cezsar.features import extract  # noqa: E402
+from cezsar.extraction import extract  # noqa: E402
 from cezsar.video import decode_1fps, decode_all_then_subsample, write_video  # noqa: E402
 
 
@@ -88,7 +88,7 @@ def bit_random(device: str, image_size: int, batch: int, units: tuple[int, ...] 
 
 def cnn_alone_topk(enc: FrameEncoder, decoded: list[np.ndarray], k: int = 5) -> None:
     """The CNN alone with the pipeline's top-k: pre-decoded frames in batches of exactly `enc.batch` frames
-    across clips (the last one padded on a GPU, as `features.extract` does), waiting only for the last copy."""
+    across clips (the last one padded on a GPU, as `extraction.extract` does), waiting only for the last copy."""
     frames = np.concatenate(decoded)  # (N, S, S, 3)
     event = None
     for i in range(0, len(frames), enc.batch):

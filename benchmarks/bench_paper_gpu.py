@@ -8,9 +8,9 @@ segments of train + val_1, 54,234 distinct sentences), then times, each on its o
 - SBERT: every distinct sentence (`text.SentenceEncoder`, fp16 at batch 512 on CUDA), when the model is present;
 - mining: the τ rule for each τ of the ablation (`mining.mine`);
 - training: one epoch of each τ's triplets, `--limit-steps` steps timed and projected to the epoch and to 25
-  epochs, for each trainer of `--trainer` (eager `train.train_one_epoch`, static `static_step`, graphed /
+  epochs, for each trainer of `--trainer` (eager `eager_step.train_one_epoch`, static `static_step`, graphed /
   graphed_tf32 `graphed_step.GraphedTrainer`); the projection takes the fastest that ran;
-- extraction: generated 360p clips with a keyframe a second through `features.extract` with random-weight
+- extraction: generated 360p clips with a keyframe a second through `extraction.extract` with random-weight
   BiT-M-R152x2 at 224 px, against the CNN alone with the same top-k; projected to the test sets' frames;
 - evaluation: each τ's model on UCF101- and Kinetics-sized test sets, prototypes and the protocols' runs.
 Prints one JSON document (and writes it to $OUT/bench_paper_gpu.json when OUT is set) with the projected total
@@ -47,10 +47,10 @@ from cezsar.datasets import Video  # noqa: E402
 from cezsar.devices import resolve_device  # noqa: E402
 from cezsar.feature_objects import objects_from_bank  # noqa: E402
 from cezsar.featurebank import epoch_order, to_tensors, window_index  # noqa: E402
-from cezsar.features import extract  # noqa: E402
-from cezsar.joint_embedder import JointEmbedder  # noqa: E402
+from cezsar.extraction import extract  # noqa: E402
 from cezsar.mining import mine  # noqa: E402
-from cezsar.train import make_optimizer, train_one_epoch  # noqa: E402
+from cezsar.joint_embedder import JointEmbedder  # noqa: E402
+from cezsar.eager_step import make_optimizer, train_one_epoch  # noqa: E402
 from cezsar.video import decode_1fps  # noqa: E402
 
 GOAL_S = 15 * 60
@@ -166,8 +166,8 @@ def stage_mining(caps: Captions, texts: list[str], emb: np.ndarray) -> tuple[dic
 
 
 def epoch_runner(trainer: str, model: JointEmbedder, data, cfg: TrainConfig, device: torch.device):
-    """(order, limit_steps) -> the epoch dict of `train.train_one_epoch`, for one model and its optimiser:
-    eager (`train.train_one_epoch`), static (`static_step.train_one_epoch_static`), graphed (the static step in
+    """(order, limit_steps) -> the epoch dict of `eager_step.train_one_epoch`, for one model and its optimiser:
+    eager (`eager_step.train_one_epoch`), static (`static_step.train_one_epoch_static`), graphed (the static step in
     CUDA graphs, `graphed_step.GraphedTrainer`, bf16 autocast) or graphed_tf32 (the same with TF32 GEMMs in fp32)."""
     if trainer == "eager":
         opt = make_optimizer(model, cfg)

@@ -2,7 +2,7 @@
 
 Same data (bench_train's "small" workload: 40 videos x 40-80 s x 1280-d, 9,600 triplets, the paper's
 d_model 512 model, dropout 0.1), same seeds, same batch orders (each seed its own `epoch_order`), same number of
-steps; the sequential path is `cezsar.train.train_one_epoch` (the packed single-model step) once per seed, the
+steps; the sequential path is `cezsar.eager_step.train_one_epoch` (the packed single-model step) once per seed, the
 stacked path `cezsar.stacked._stacked_epoch` once for all. Both in the same process, rounds interleaved, so the
 ratio is what to read on a shared machine.
 
@@ -23,8 +23,10 @@ import torch
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order, to_tensors, window_index
 from cezsar.joint_embedder import JointEmbedder
-from cezsar.stacked import StackedEmbedders, _stacked_epoch, stack_optimizer
-from cezsar.train import make_optimizer, seed_everything, train_one_epoch
+from cezsar.stacked import _stacked_epoch, stack_optimizer
+from cezsar.stacked_model import StackedEmbedders
+from cezsar.train import seed_everything
+from cezsar.eager_step import make_optimizer, train_one_epoch
 
 SPEC = dict(videos=40, seconds=(40, 80), dim=1280, windows=8, per_window=30, sentences=3000)
 

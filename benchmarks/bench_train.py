@@ -3,7 +3,7 @@
 Reference, as the released code feeds its model: the triplets are a pickled list of (video id, start, end,
 positive, negative); a torch Dataset does one `np.load` of the video's feature file per triplet, slices and
 zero-pads its window; a DataLoader (batch 128, shuffled) collates them; every triplet's window goes through
-the VEM. Fast path (`cezsar.featurebank` + `cezsar.train.train_one_epoch`): one contiguous feature array,
+the VEM. Fast path (`cezsar.featurebank` + `cezsar.eager_step.train_one_epoch`): one contiguous feature array,
 windows as row-index matrices, each distinct window and sentence forwarded once per batch. Same model, same
 optimiser, same number of steps, in the same process; the ratio is what to read on a noisy machine.
 "fast_iid" is an i.i.d. shuffle (the training default, `batch_makeup: iid`), "fast_g8" chunks of 8 triplets of a
@@ -43,7 +43,8 @@ from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tenso
 from cezsar.devices import resolve_device
 from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import run_length, train_one_epoch_static
-from cezsar.train import make_optimizer, train_one_epoch, triplet_loss
+from cezsar.eager_step import make_optimizer, train_one_epoch
+from cezsar.loss import triplet_loss
 
 SCALES = {  # videos, seconds (min, max), feature dim, windows per video, triplets per window, sentences
     "small": dict(videos=40, seconds=(40, 80), dim=1280, windows=8, per_window=30, sentences=3000, dtype="float32"),
@@ -170,7 +171,7 @@ def profile_steps(model, opt, data: TripletTensors, cfg: TrainConfig, device, st
     sentences' rows from the bank, forward = Eqs. 1-7, backward, optimizer), then torch.profiler's top
     operators over the same number of unsynced steps. The synced phases add up to more than a normal step
     (the syncs stop the CPU from queueing ahead); their shares are what to read."""
-    from cezsar.train import _autocast
+    from cezsar.loss import autocast
 
     order = torch.as_tensor(epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 7, group)).to(device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
@@ -184,7 +185,7 @@ def profile_steps(model, opt, data: TripletTensors, cfg: TrainConfig, device, st
         x, mask, index, inv_v = data.packed_video_batch(b)
         sync()
         t1 = time.perf_counter()
-        with _autocast(device, cfg.autocast):
+        with autocast(device, cfg.autocast):
             ve = model.encode_video_packed(x, mask, index).float()  # (U, d_emb)
             se = model.encode_text(s).float()  # (Us, d_emb)
             loss = triplet_loss(ve[inv_v], se[inv_p], se[inv_n], cfg.margin).mean()

@@ -22,11 +22,11 @@ _API = {
     "fit": "cezsar.train",  # Eq. 7 training
     "load_checkpoint": "cezsar.checkpoints",
     "class_prototypes": "cezsar.prototypes",  # SE(z) of Eq. 8
-    "embed_dataset": "cezsar.protocols",  # Eqs. 8-9 over a dataset
+    "embed_dataset": "cezsar.dataset_embedding",  # Eqs. 8-9 over a dataset
     "run_evaluation": "cezsar.protocols",  # one protocol's seeded runs
     "classify_videos": "cezsar.classify",
     "FeatureStore": "cezsar.features",
-    "extract": "cezsar.features",
+    "extract": "cezsar.extraction",
     "objects_from_features": "cezsar.feature_objects",
     "settings": "cezsar.params",
 }

@@ -1,5 +1,7 @@
-"""Checkpoints of the joint embedder: reading one back (`load_checkpoint`) and what it was trained on (its
-provenance), for evaluation, `cezsar classify` and resumed training (`cezsar.train` writes them).
+"""Checkpoints of the joint embedder, the one place that writes and reads them: an epoch's files (`write_epoch`,
+for `cezsar.train.fit` and `cezsar.stacked.fit_stacked`), reading one back (`load_checkpoint`) with what it was
+trained on (its provenance), for evaluation, `cezsar classify` and resumed training (`read_resumable`,
+`restore_training`), and the checks the notebooks' training stage makes on a run it finds (`resumable_by`).
 
 A checkpoint is a torch dict: {"version", "model_cfg", "model", "optimizer", RNG states, "epoch", history,
 "feat_dim", "text_dim", "text_model", "text_model_name", "trained_on", ...}; `read_checkpoint` validates
@@ -7,12 +9,17 @@ the file before anything here uses it.
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
+import random
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+from cezsar.atomic import write_atomic, write_json, write_text
 from cezsar.checks import first_sentence, require_file
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.errors import CheckpointError
@@ -158,3 +165,102 @@ def read_resumable(last: Path, meta: dict, device: torch.device) -> dict:
             raise CheckpointError(f"{last}: {key} {ckpt.get(key)} differs from this run's {meta[key]}; "
                                   "resume with the same triplets and settings, or " + RESUME_FIX)
     return ckpt
+
+
+# --- writing a run's files --------------------------------------------------------------------------------
+def rng_state() -> dict:
+    """RNG states as tensors and plain types, so `torch.load(weights_only=True)` can read them back."""
+    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                       "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Restore the RNG states `rng_state` recorded (CUDA's only where CUDA is available)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def write_logs(history: list[dict], out: Path) -> None:
+    """The training history as log.json and log.csv in `out` (one row per epoch), each written atomically."""
+    write_json(out / "log.json", history)
+    buf = io.StringIO()
+    if history:
+        writer = csv.DictWriter(buf, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    write_text(out / "log.csv", buf.getvalue())
+
+
+def write_epoch(ckpt: dict, out: Path, best: bool) -> None:
+    """An epoch's files, each written atomically: last.pt, best.pt when `best`, the logs."""
+    write_atomic(out / "last.pt", lambda fh: torch.save(ckpt, fh))
+    if best:
+        write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
+    write_logs(ckpt["history"], out)
+
+
+def checkpoint_bytes(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
+    """What one checkpoint takes on disk: the previous last.pt's size, else the weights and optimizer state."""
+    if last.is_file():
+        return last.stat().st_size
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    return weights * 3  # the weights and AdamW's two moment estimates
+
+
+
+def restore_training(ckpt: dict, last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                     state_keys, world: int, rank: int, warn: bool) -> dict:
+    """Load a resumable checkpoint (`read_resumable`) into `model` and `optimizer` and restore this rank's RNG
+    state; returns the run state {k: ckpt[k] for k in state_keys}. A checkpoint of another process count
+    continues from the same weights, not bit for bit (a warning when `warn`); unusable entries raise
+    CheckpointError naming `last`."""
+    try:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = {k: ckpt[k] for k in state_keys}
+        per_rank = ckpt.get("rng_ranks") or [ckpt["rng"]]  # one state per rank (one-process runs: "rng")
+        if len(per_rank) != world and warn:
+            print(f"warning: {last} was written by {len(per_rank)} process(es), this run has {world}; it "
+                  "continues from the same weights, but not bit for bit (dropout draws differ)")
+        set_rng_state(per_rank[rank] if len(per_rank) == world else ckpt["rng"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise CheckpointError(f"{last}: model, optimizer or RNG state unusable ({reason}); {RESUME_FIX}") from err
+    return state
+
+
+# --- a run found on disk: continue it or set it aside --------------------------------------------------
+RESUMABLE = ("epochs", "patience", "device")  # changing these continues a run instead of restarting it
+_FOUND_FIX = "delete it to train anew"
+
+
+def recorded_seed(last: Path) -> int:
+    """The training seed a run's `last.pt` was trained with (0 when it does not say)."""
+    ckpt = read_checkpoint(last, None, training=True, remedy=_FOUND_FIX)
+    return int((ckpt.get("train_cfg") or {}).get("seed", 0))
+
+
+def _plain(d: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+
+def resumable_by(last: Path, n_triplets: int, train_cfg: TrainConfig, model_cfg: ModelConfig) -> bool:
+    """Whether the run whose `last.pt` this is trained on as many triplets with the same training and model
+    settings (up to `RESUMABLE` and the data-set sizes `fit` fills in), so that it may continue."""
+    meta = read_checkpoint(last, None, training=True, remedy=_FOUND_FIX)
+    same = {k: v for k, v in _plain(to_dict(train_cfg)).items() if k not in RESUMABLE}
+    was = {k: v for k, v in _plain(meta.get("train_cfg") or {}).items() if k not in RESUMABLE}
+    sized = ("feat_dim", "text_dim")  # set by fit from the data
+    model_same = {k: v for k, v in to_dict(model_cfg).items() if k not in sized}
+    model_was = {k: v for k, v in (meta.get("model_cfg") or {}).items() if k not in sized}
+    return meta.get("n_triplets") == n_triplets and same == was and model_same == model_was

@@ -10,17 +10,15 @@ by cosine similarity (Eq. 8) under one of two methods:
   (`zsar.video_embedding`), prototypes SE(z) through the trained SEM (`prototypes.class_prototypes`).
 
 Everything the methods compute is reused from `zsar`, `baselines`, `objects`, `video`, `backbones` and
-`text`; this module only adds the glue: label parsing, an in-memory feature store for one decoded
+`text`; this module only adds the glue: an in-memory feature store for one decoded
 video, the checkpoint/SBERT compatibility check, and the result dicts.
 
 Decisions:
-- A bare label is its own sentence, in `datasets.normalize_class` form ("HorseRiding" -> "horse
-  riding"), so CamelCase or snake_case class lists read as words to SBERT (MiniLM is uncased anyway).
-- A label covered by a descriptions file uses *all* its sentences: the prototype is the mean of their
-  L2-normalised embeddings (`prototypes.class_prototypes`, as in evaluation). `cezsar
-  evaluate` uses the first sentence by default to match the paper's one-description protocol; a user
-  who writes several sentences for their own label means all of them.
-- Frames are decoded straight to the encoder's square input size, exactly as `features.extract` does,
+- Labels become sentences in `cezsar.class_labels` (a bare label is its own sentence; a label covered by a
+  descriptions file uses *all* its sentences, the prototype being the mean of their L2-normalised
+  embeddings). `cezsar evaluate` uses the first sentence by default to match the paper's one-description
+  protocol; a user who writes several sentences for their own label means all of them.
+- Frames are decoded straight to the encoder's square input size, exactly as `extraction.extract` does,
   so a checkpoint sees the same kind of features it was trained on.
 - All 1000 object sentences are SBERT-encoded once at set-up (on-disk cache, so only the very first
   run pays ~10-20 s): per-video time then never includes loading SBERT.
@@ -38,17 +36,17 @@ from typing import Any
 
 import numpy as np
 
-from cezsar import zsar
-from cezsar.progress import progress_bar
+from cezsar import manifest, zsar
 from cezsar.backbones import _ALIASES
 from cezsar.baselines import objects_only_scores
-from cezsar.checkpoints import load_checkpoint
+from cezsar.checkpoints import load_checkpoint, training_manifest
+from cezsar.class_labels import LabelSet, prepare_labels
 from cezsar.encoder_factory import frame_encoder, text_encoder
 from cezsar.config import EvalConfig, ExtractConfig
-from cezsar.datasets import normalize_class, read_descriptions
+from cezsar.extraction import extraction_manifest
 from cezsar.objects import object_sentences, topk_from_logits
+from cezsar.progress import progress_bar
 from cezsar.prototypes import class_prototypes, encode_per_class, through_sem
-from cezsar.textio import read_text
 from cezsar.video import VideoDecodeError, decode_1fps, decode_released
 
 METHODS = ("objects", "cezsar")
@@ -58,127 +56,8 @@ METHOD_NOTES = {
 }
 
 
-class LabelError(ValueError):
-    """A label list that cannot be used (empty, only duplicates, unreadable file)."""
-
-
 class CheckpointMismatch(ValueError):
     """A checkpoint whose feature or sentence space does not match the encoders in use."""
-
-
-# --- labels -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class LabelSet:
-    """Labels as the user wrote them (deduplicated), one sentence list per label, and notes for stderr."""
-
-    labels: list[str]
-    sentences: list[list[str]]
-    source: list[str]  # per label: "descriptions" or "label" (its own text)
-    notes: list[str] = field(default_factory=list)
-
-
-def _normalize(name: str) -> str:
-    return normalize_class(name)
-
-
-# a label that ends like a file name, or a lone item with a path separator, is a label file that is not
-# there (a typo, another folder): ranking its name as a label would give confident nonsense
-_FILE_LIKE = re.compile(r"\.(txt|text|csv|tsv|json|jsonl|lst|list|labels|ya?ml|md)$", re.IGNORECASE)
-
-
-def _refuse_missing_file(spec: str) -> None:
-    items = [x.strip() for x in spec.split(",") if x.strip()]
-    lone = len(items) == 1
-    for item in items:
-        if _FILE_LIKE.search(item) or (lone and ("/" in item or "\\" in item or item.startswith("~"))):
-            raise LabelError(f"--labels {spec}: {item!r} looks like a file name but no such file exists; give an "
-                             "existing label file (one label per line) or plain labels \"label a, label b, ...\"")
-
-
-def parse_labels(spec: str | Sequence[str]) -> tuple[list[str], list[str]]:
-    """Labels from a file (one per line; blank lines and `#` comments skipped) or "a, b, c"; or a list.
-
-    Whitespace is trimmed and duplicates (same `normalize_class` form) dropped, the first spelling kept.
-    Returns (labels, notes); raises LabelError when fewer than two distinct labels are left.
-    """
-    if isinstance(spec, str):
-        path = Path(spec).expanduser()
-        if spec.strip() and path.is_dir():
-            raise LabelError(f"--labels {spec}: is a folder; give a label file (one label per line) or "
-                             "\"label a, label b, ...\"")
-        if not path.is_file():
-            _refuse_missing_file(spec)
-        if path.is_file():
-            try:  # a BOM, CRLF, UTF-16 with its mark: all read (cezsar.textio)
-                lines = read_text(path, "label file", LabelError).splitlines()
-            except LabelError as err:
-                raise LabelError(f"{path}: cannot read the label file ({str(err)[len(str(path)) + 2:]})") from None
-            where = str(path)
-            raw = [ln.strip() for ln in lines]
-            raw = [ln for ln in raw if ln and not ln.startswith("#")]
-        else:
-            where = "--labels"
-            raw = [x.strip() for x in spec.split(",")]
-            raw = [x for x in raw if x]
-    else:
-        where = "labels"
-        raw = [str(x).strip() for x in spec]
-        raw = [x for x in raw if x]
-    seen: dict[str, str] = {}
-    notes = []
-    for label in raw:
-        key = _normalize(label)
-        if key in seen:
-            notes.append(f"warning: duplicate label {label!r} (same as {seen[key]!r}) ignored")
-            continue
-        seen[key] = label
-    labels = list(seen.values())
-    if len(labels) < 2:  # ranking needs alternatives: one label would always come first
-        if not labels:
-            what = "no labels"
-        elif len(raw) > 1:
-            what = f"only duplicates of {labels[0]!r}"
-        else:
-            what = f"a single label ({labels[0]!r}) has nothing to be ranked against"
-        raise LabelError(f"{where}: {what}; give at least two labels, in a file (one per line) or as "
-                         "\"label a, label b, ...\"")
-    return labels, notes
-
-
-def prepare_labels(spec: str | Sequence[str], descriptions: str | Path | Mapping[str, Sequence[str]] | None = None
-                   ) -> LabelSet:
-    """Parse labels and attach their sentences: a descriptions entry when there is one, else the label itself.
-
-    `descriptions`: a file read by `datasets.read_descriptions` ({class: [sentences], "_meta": ...}) or
-    an already read {normalised class: [sentences]} dict.
-    """
-    labels, notes = parse_labels(spec)
-    desc: Mapping[str, Sequence[str]] = {}
-    if descriptions is not None:
-        if isinstance(descriptions, Mapping):
-            desc = {_normalize(k): list(v) for k, v in descriptions.items() if k != "_meta"}
-        else:
-            desc = read_descriptions(descriptions)
-    sentences, source = [], []
-    for label in labels:
-        found = desc.get(_normalize(label))
-        if found:
-            sentences.append([str(s) for s in found])
-            source.append("descriptions")
-        else:
-            sentences.append([_normalize(label)])
-            source.append("label")
-    if descriptions is not None:
-        bare = [lab for lab, s in zip(labels, source) if s == "label"]
-        if bare:
-            notes.append(f"note: {len(bare)} label(s) not in the descriptions use their own text as sentence: "
-                         + ", ".join(repr(b) for b in bare[:10]) + (" ..." if len(bare) > 10 else ""))
-        unused = len(set(desc) - {_normalize(lab) for lab in labels})
-        if unused:
-            notes.append(f"note: {unused} description(s) match no label and are not used")
-    return LabelSet(labels, sentences, source, notes)
 
 
 # --- the loaded models --------------------------------------------------------------------------------------
@@ -346,10 +225,6 @@ def load_classifier(model: str | Path | None = None, *, text_model: str | None =
         raise CheckpointMismatch(f"{model}: VEM expects {net.cfg.feat_dim}-d frame features, {frames.name} gives "
                                  f"{frames.dim}-d (use the backbone the training features came from)")
     if net is not None:
-        from cezsar import manifest
-        from cezsar.checkpoints import training_manifest
-        from cezsar.features import extraction_manifest
-
         made = extraction_manifest(frames, ExtractConfig(weights=None if weights is None else str(weights),
                                                          released_sampling=sampling == "released"))
         for line in manifest.check_against_training(made, training_manifest(meta), f"--model {model}: the "

@@ -70,7 +70,7 @@ def error_line(err: BaseException) -> tuple[str, int]:
         code = err.exit_code
         text = str(err)
     elif _is_known(err):
-        from cezsar.classify import LabelError
+        from cezsar.class_labels import LabelError
 
         code = EXIT_USAGE if isinstance(err, LabelError) else EXIT_DATA
         text = str(err)
@@ -89,7 +89,8 @@ def _is_known(err: BaseException) -> bool:
     if isinstance(err, LIBRARY_ERRORS):
         return True
     try:
-        from cezsar.classify import CheckpointMismatch, LabelError
+        from cezsar.class_labels import LabelError
+        from cezsar.classify import CheckpointMismatch
         from cezsar.features import FeatureError
     except ImportError:  # a broken install: the caller reports the original error as unexpected
         return False

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from cezsar import pipeline
+from cezsar import pipeline, pipeline_evaluation, pipeline_mining, pipeline_training
 from cezsar.layout import TEST_SETS, Layout
 from cezsar.params import Settings
 
@@ -40,8 +40,8 @@ def clip_rows(lay: Layout, s: Settings) -> dict:
     pipeline.extract_features(clay, cs)
     checkpoints: dict[int, Path] = {}
     if pipeline._npy_ids(clay.train_features):
-        pipeline.mine_triplets(clay, cs)
-        trained = pipeline.train_model(clay, cs)  # every training seed, as the set's own rows
+        pipeline_mining.mine_triplets(clay, cs)
+        trained = pipeline_training.train_model(clay, cs)  # every training seed, as the set's own rows
         checkpoints = {k: Path(c) for k, c in zip(trained["seeds"], trained["checkpoints"])}
     first = next(iter(checkpoints.values()), None)
     out: dict = {"training": {"checkpoint": str(first) if first else None,
@@ -50,9 +50,11 @@ def clip_rows(lay: Layout, s: Settings) -> dict:
                               "CEZSAR on CLIP features needs anet_videos"}}
     for kind in TEST_SETS:
         if checkpoints:  # the baselines once, CEZSAR on CLIP features once per training seed
-            res = pipeline.evaluate_seeds(clay, kind, checkpoints, cs, methods=(*pipeline.CLIP_VARIANTS, "CLIP+VE"))
+            res = pipeline_evaluation.evaluate_seeds(clay, kind, checkpoints, cs,
+                                                     methods=(*pipeline_evaluation.CLIP_VARIANTS, "CLIP+VE"))
         else:
-            res = pipeline.evaluate_methods(clay, kind, None, cs, methods=tuple(pipeline.CLIP_VARIANTS))
+            res = pipeline_evaluation.evaluate_methods(clay, kind, None, cs,
+                                                       methods=tuple(pipeline_evaluation.CLIP_VARIANTS))
         res.pop("_emb")
         res.pop("_seed_emb", None)
         out[kind] = res

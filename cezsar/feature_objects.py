@@ -30,7 +30,8 @@ from cezsar.atomic import remove_stale_temps, write_atomic, write_json
 from cezsar.diskspace import require_space
 from cezsar.datasets import Video
 from cezsar.devices import resolve_device
-from cezsar.features import FeatureError, FeatureStore, _check_objects, _check_stack, shard_videos
+from cezsar.features import FeatureError, FeatureStore, check_objects, check_stack
+from cezsar.extraction import shard_videos
 from cezsar.objects import topk_logsumexp
 from cezsar.progress import progress_bar
 from cezsar.resources import efficientnet_lite0_weights
@@ -147,7 +148,7 @@ def _valid(path: Path, t: int, k: int) -> bool:
     """A finished objects file: readable, T rows, k classes a row (the check `cezsar extract` uses)."""
 
     try:
-        idx, _ = _check_objects(path, t)
+        idx, _ = check_objects(path, t)
     except FeatureError:
         return False
     return idx.shape[1] == k
@@ -229,7 +230,7 @@ def objects_from_features(features: str | Path, head: LinearHead, out: str | Pat
                 bar.update(1)
                 continue
             try:
-                x = _check_stack(store.path(vid), store.dim)  # (T, D) float32, checked
+                x = check_stack(store.path(vid), store.dim)  # (T, D) float32, checked
             except FeatureError as err:
                 skipped.append({"video_id": vid, "reason": str(err)})
                 bar.update(1)

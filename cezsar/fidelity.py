@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 import torch
 
-from cezsar import datasets, pipeline, protocols, zsar
+from cezsar import dataset_embedding, datasets, pipeline, zsar
 from cezsar.atomic import write_json
 from cezsar.captions import read_activitynet_files
 from cezsar.checkpoints import load_checkpoint
@@ -44,7 +44,8 @@ from cezsar.mining import mine
 from cezsar.params import load, stage_configs
 from cezsar.stacked import fit_stacked, seed_dir, stackable
 from cezsar.text import SentenceEncoder
-from cezsar.train import fit, segment_bounds
+from cezsar.train import fit
+from cezsar.train_inputs import segment_bounds
 from cezsar.triplets import TripletSet
 
 # the released code's behaviours as parameter values (params/released.yaml holds the same, all at once)
@@ -169,10 +170,10 @@ class _Data:
         scores = {}
         for kind, (ds, desc, tstore) in self.tests.items():
             for variant, beta in (("VE+O", ecfg.beta), ("VE", 0.0)):
-                emb = protocols.embed_dataset(ds, tstore, desc, self.enc, model=model, alpha=ecfg.alpha, beta=beta,
-                                              normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects,
-                                              max_seconds=ecfg.max_seconds, released_objects=ecfg.released_objects,
-                                              released_descriptions=ecfg.released_descriptions)
+                emb = dataset_embedding.embed_dataset(
+                    ds, tstore, desc, self.enc, model=model, alpha=ecfg.alpha, beta=beta,
+                    normalize_terms=ecfg.normalize_terms, n_objects=ecfg.n_objects, max_seconds=ecfg.max_seconds,
+                    released_objects=ecfg.released_objects, released_descriptions=ecfg.released_descriptions)
                 scores[f"{kind}_{variant}"] = zsar.metrics(emb["scores"], emb["labels"])["top1"]
         return scores
 

@@ -1,6 +1,6 @@
 """Frames of consecutive videos cut into CNN batches of one fixed size across video boundaries (issue 28: a GPU
 runs one shape per forward and is never fed a short batch mid-run); each video gets its rows back, in order,
-once all of them have been through the CNN (`cezsar.features.extract` writes them)."""
+once all of them have been through the CNN (`cezsar.extraction.extract` writes them)."""
 from __future__ import annotations
 
 import collections

@@ -11,7 +11,7 @@ hundred graph launches instead of ~200 kernel launches and 4 host syncs per step
   counters are restored afterwards, so the warm-up steps do not train.
 - Validation is a second, forward-only graph (model in eval mode) whose sums stay on the device.
 
-CUDA only. The eager step (`cezsar.train.batch_loss`) stays the CPU path and the reference:
+CUDA only. The eager step (`cezsar.eager_step.batch_loss`) stays the CPU path and the reference:
 tests/test_cuda.py checks that a graphed epoch equals an eager one.
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ WARMUP_STEPS = 3
 
 class GraphedTrainer:
     """Trains `model` with `optimizer` (AdamW with capturable=True, on the model's CUDA device) on `data`, one
-    epoch per `train_epoch` call; `evaluate` is `cezsar.train.evaluate` as a graph. t: the run's time axis."""
+    epoch per `train_epoch` call; `evaluate` is `cezsar.eager_step.evaluate` as a graph. t: the run's time axis."""
 
     def __init__(self, model: JointEmbedder, data: TripletTensors, optimizer: torch.optim.Optimizer, cfg, t: int,
                  unroll: int = 8) -> None:
@@ -145,7 +145,7 @@ class GraphedTrainer:
         self._capture()
 
     def train_epoch(self, order: np.ndarray, limit_steps: int | None = None) -> dict:
-        """One epoch over the triplets `order` (`cezsar.train.train_one_epoch`'s dict back)."""
+        """One epoch over the triplets `order` (`cezsar.eager_step.train_one_epoch`'s dict back)."""
         t0 = time.perf_counter()
         self._load_tables(order)
         self.model.train()
@@ -171,7 +171,7 @@ class GraphedTrainer:
         self.val_counter.add_(1)
 
     def evaluate(self, idx: np.ndarray) -> dict:
-        """`cezsar.train.evaluate` (one process) as a forward-only graph over the fixed validation triplets
+        """`cezsar.eager_step.evaluate` (one process) as a forward-only graph over the fixed validation triplets
         (in train mode with `cfg.released_validation`, dropout drawn inside the graph)."""
         if len(idx) == 0:
             return {"loss": float("nan"), "acc": float("nan")}

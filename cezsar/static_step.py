@@ -2,7 +2,7 @@
 and nothing in it waits for the device, so a step can be traced once (`torch.compile(fullgraph=True)`) or
 captured in a CUDA graph (`cezsar.graphed_step`).
 
-The eager step (`cezsar.train.batch_loss`) finds a batch's distinct windows and sentences with `torch.unique`,
+The eager step (`cezsar.eager_step.batch_loss`) finds a batch's distinct windows and sentences with `torch.unique`,
 its longest window with `.item()` and its valid rows with `nonzero`: four host syncs and shapes that change
 from batch to batch. Here those are computed once per epoch, for every batch at once, into `EpochTables`:
 
@@ -32,8 +32,8 @@ from torch import Tensor
 
 from cezsar.featurebank import TripletTensors
 from cezsar.joint_embedder import JointEmbedder
+from cezsar.loss import autocast, triplet_loss
 from cezsar.packed_vem import forward_packed
-from cezsar.train import _autocast, triplet_loss
 
 WINDOW_BUCKETS = (16, 32, 64, 128)  # slots for a batch's distinct windows; beyond 128: multiples of 128
 ROW_MULTIPLE = 16  # packed rows per batch: the epoch's largest, rounded up to this
@@ -198,7 +198,7 @@ def compute_dtype(device: torch.device, autocast: bool) -> torch.dtype:
 def static_batch_loss(model: JointEmbedder, data: TripletTensors, tab: StepTables, margin: float,
                       dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     """Eq. 7 for one batch of the tables: (per-triplet loss (B,), d_pos < d_neg (B,) bool), padding included
-    (weigh with tab.weight). The same function as `cezsar.train.batch_loss` on the batch's real triplets."""
+    (weigh with tab.weight). The same function as `cezsar.eager_step.batch_loss` on the batch's real triplets."""
     x = data.bank[tab.rows].to(dtype)  # (Nc, D) one gather, straight into the compute dtype
     ve = forward_packed(model.vem, x, tab.mask, tab.scatter, tab.gather).float()  # (Uc, d_emb)
     se = model.encode_text(data.text[tab.sent]).float()  # (2B, d_emb)
@@ -220,7 +220,7 @@ def weighted_loss(model: JointEmbedder, data: TripletTensors, tab: StepTables, m
 def train_one_epoch_static(model: JointEmbedder, data: TripletTensors, optimizer: torch.optim.Optimizer,
                            order: np.ndarray, cfg, device: torch.device, t: int, progress: bool = False,
                            limit_steps: int | None = None, desc: str = "train") -> dict:
-    """`cezsar.train.train_one_epoch` (one process) with the static step; the same dict back."""
+    """`cezsar.eager_step.train_one_epoch` (one process) with the static step; the same dict back."""
     from tqdm.auto import tqdm
 
     model.train()
@@ -232,7 +232,7 @@ def train_one_epoch_static(model: JointEmbedder, data: TripletTensors, optimizer
     total = torch.zeros((), dtype=torch.float64, device=device)  # summed on device: no sync per step
     for i in tqdm(range(steps), desc=desc, disable=not progress, leave=False):
         tab = tables.step(i, sizes[i])
-        with _autocast(device, cfg.autocast):
+        with autocast(device, cfg.autocast):
             mean, wsum = weighted_loss(model, data, tab, cfg.margin, dtype)
         optimizer.zero_grad(set_to_none=True)
         mean.backward()
@@ -248,7 +248,7 @@ def train_one_epoch_static(model: JointEmbedder, data: TripletTensors, optimizer
 @torch.no_grad()
 def evaluate_static(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg, device: torch.device,
                     t: int) -> dict:
-    """`cezsar.train.evaluate` (one process) with the static step: sums kept on the device, one read at the end.
+    """`cezsar.eager_step.evaluate` (one process) with the static step: sums kept on the device, one read at the end.
     `cfg.released_validation`: in train mode, as `evaluate`."""
     model.train(cfg.released_validation)
     if len(idx) == 0:
@@ -260,7 +260,7 @@ def evaluate_static(model: JointEmbedder, data: TripletTensors, idx: np.ndarray,
     sizes = tables.own_sizes() if device.type == "cpu" else [None] * tables.steps
     for i in range(tables.steps):
         tab = tables.step(i, sizes[i])
-        with _autocast(device, cfg.autocast):
+        with autocast(device, cfg.autocast):
             loss, ok = static_batch_loss(model, data, tab, cfg.margin, dtype)
         sums += torch.stack([(loss.double() * tab.weight).sum(), (ok.double() * tab.weight).sum()])
     total, correct = sums.tolist()

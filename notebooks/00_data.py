@@ -31,7 +31,7 @@ synth_seed: int | None = None  # SynthActions seed: same seed, byte-identical an
 synth_size: str | None = None  # "default" (the run_all size) or "small" (tests)
 
 # %%
-from cezsar import digests, pipeline, report, widgets
+from cezsar import digests, pipeline, previews, widgets
 
 # %% [markdown]
 # Retune in JupyterLab: a value set on a control is used by the next Run All of this notebook (and only in
@@ -72,4 +72,4 @@ digests.early_check(layout, P)
 # ## A look at the data: frames of a few training clips with their captions, and the test classes
 
 # %%
-report.data_preview(layout)
+previews.data_preview(layout)

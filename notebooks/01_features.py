@@ -33,7 +33,7 @@ image_size: int | None = None  # CNN input side in pixels (160 is ~3x faster tha
 device: str | None = None  # auto = CUDA when present, else CPU
 
 # %%
-from cezsar import pipeline, report, widgets
+from cezsar import pipeline, previews, widgets
 
 # %%
 widgets.tuner(globals(), ["backbone", "image_size"], params_file)
@@ -56,4 +56,4 @@ reports
 # ## Speed and one clip's objects, second by second
 
 # %%
-report.features_preview(layout, reports)
+previews.features_preview(layout, reports)

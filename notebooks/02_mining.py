@@ -36,7 +36,7 @@ object_negatives: bool | None = None  # object sentences also serve as negatives
 seed: int | None = None  # windows, negatives and the video split
 
 # %%
-from cezsar import pipeline, report, widgets
+from cezsar import pipeline, pipeline_mining, previews, widgets
 
 # %%
 widgets.tuner(globals(), ["tau", "n_negatives", "seed"], params_file)
@@ -52,11 +52,11 @@ layout = pipeline.layout_from(P)
 # ## Mine the triplets
 
 # %%
-summary = pipeline.mine_triplets(layout, P)
+summary = pipeline_mining.mine_triplets(layout, P)
 {k: v for k, v in summary.items() if "hist" not in k}
 
 # %% [markdown]
 # ## Similarity of positives to their negatives, against the τ threshold
 
 # %%
-report.mining_histograms(summary, P.tau)
+previews.mining_histograms(summary, P.tau)

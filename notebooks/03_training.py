@@ -38,7 +38,7 @@ train_seeds: int | None = None  # models per τ, training seeds seed … seed + 
 device: str | None = None  # auto = CUDA when present (bf16 autocast), else CPU
 
 # %%
-from cezsar import pipeline, plots, widgets
+from cezsar import pipeline, pipeline_training, plots, widgets
 
 # %%
 widgets.tuner(globals(), ["epochs", "patience", "batch", "seed", "train_seeds"], params_file)
@@ -54,7 +54,7 @@ layout = pipeline.layout_from(P)
 # ## Train every seed (each resumes from its last checkpoint when there is one)
 
 # %%
-history = pipeline.train_model(layout, P)
+history = pipeline_training.train_model(layout, P)
 [{k: v for k, v in run.items() if k not in ("history", "data")} for run in history["runs"]]
 
 # %% [markdown]

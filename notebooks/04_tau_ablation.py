@@ -33,7 +33,7 @@ alpha: float | None = None  # Eq. 9 weight of VE
 beta: float | None = None  # Eq. 9 weight of SE(O(v))
 
 # %%
-from cezsar import pipeline, report, widgets
+from cezsar import paper_figures, pipeline, pipeline_evaluation, widgets
 
 # %%
 widgets.tuner(globals(), ["tau_values", "epochs", "train_seeds", "alpha", "beta"], params_file)
@@ -49,11 +49,11 @@ layout = pipeline.layout_from(P)
 # ## Mine, train and evaluate for each τ
 
 # %%
-ablation = pipeline.tau_ablation(layout, P)
+ablation = pipeline_evaluation.tau_ablation(layout, P)
 ablation
 
 # %% [markdown]
 # ## Plot, table and the paired comparisons
 
 # %%
-report.tau_outputs(ablation, layout.figures)
+paper_figures.tau_outputs(ablation, layout.figures)

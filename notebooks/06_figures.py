@@ -35,7 +35,7 @@ train_seeds: int | None = None  # trained models (the hard-class accuracy over t
 demo_labels: str | None = None  # labels for the classify demo
 
 # %%
-from cezsar import classify, pipeline, report, widgets
+from cezsar import classify, paper_figures, pipeline, previews, widgets
 
 # %%
 widgets.tuner(globals(), ["alpha", "beta", "seed", "demo_labels"], params_file)
@@ -51,7 +51,7 @@ layout = pipeline.layout_from(P)
 # ## Fig. 1 and Fig. 3 (UCF-form test set)
 
 # %%
-figs = report.figures_1_and_3(layout, P)
+figs = paper_figures.figures_1_and_3(layout, P)
 figs["hard_class_accuracy"]
 
 # %%
@@ -67,4 +67,4 @@ figs["fig3"]
 # ## Classify a real video against any label list (objects-only: no training needed)
 
 # %%
-report.classify_demo(P.demo_labels)
+previews.classify_demo(P.demo_labels)

@@ -139,7 +139,7 @@ def test_a_write_that_runs_out_of_room_names_the_file_and_keeps_the_old_one(tmp_
 
 
 def test_extract_refuses_when_the_rest_of_the_videos_will_not_fit(tmp_path, monkeypatch):
-    from cezsar import features
+    from cezsar import extraction
 
     out = tmp_path / "feats"
     out.mkdir()
@@ -147,7 +147,7 @@ def test_extract_refuses_when_the_rest_of_the_videos_will_not_fit(tmp_path, monk
     videos = [type("V", (), {"video_id": v, "path": None, "label": "x"})() for v in ("a", "b", "c")]
     monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 << 20})())
     with pytest.raises(diskspace.DiskFullError, match=r"features of 2 video\(s\): needs ≈ .* GB under .*feats"):
-        features._check_room(out, videos, videos[1:])
+        extraction._check_room(out, videos, videos[1:])
 
 
 def test_cezsar_train_on_a_full_disk_is_one_line_before_training(capsys, tmp_path, toy, minilm_id, monkeypatch):
@@ -367,7 +367,7 @@ def test_json_inputs_read_with_a_bom_and_crlf(tmp_path, form):
 @pytest.mark.parametrize("form", FORMS)
 def test_description_folders_label_files_and_parameter_sets_read_with_a_bom_and_crlf(tmp_path, form):
     from cezsar import params
-    from cezsar.classify import parse_labels
+    from cezsar.class_labels import parse_labels
     from cezsar.datasets import read_descriptions
 
     (tmp_path / "d").mkdir()
@@ -384,7 +384,7 @@ def test_description_folders_label_files_and_parameter_sets_read_with_a_bom_and_
 def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys):
     p = tmp_path / "labels.txt"
     p.write_bytes("café\nthé\n".encode("latin-1"))
-    from cezsar.classify import LabelError, parse_labels
+    from cezsar.class_labels import LabelError, parse_labels
 
     with pytest.raises(LabelError, match="labels.txt: cannot read the label file .*not a UTF-8 text file.*save it as"):
         parse_labels(str(p))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import classify as C
+from cezsar import class_labels as L, classify as C
 from cezsar.config import ModelConfig
 
 # --- label parsing ------------------------------------------------------------------------------------------
@@ -17,39 +17,39 @@ from cezsar.config import ModelConfig
 def test_label_file_skips_blank_lines_comments_and_duplicates(tmp_path):
     f = tmp_path / "labels.txt"
     f.write_text("# my labels\n\n  horse riding  \nHorseRiding\na, b with comma\n\n# end\nplaying the piano\n")
-    labels, notes = C.parse_labels(str(f))
+    labels, notes = L.parse_labels(str(f))
     # one label per line (commas inside a line are kept); "HorseRiding" normalises to "horse riding"
     assert labels == ["horse riding", "a, b with comma", "playing the piano"]
     assert len(notes) == 1 and "'HorseRiding'" in notes[0] and "duplicate" in notes[0]
 
 
 def test_comma_list_trims_and_dedupes():
-    labels, notes = C.parse_labels(" a rabbit in a meadow ,a car race,, A Car Race ,apply_eye_makeup, ApplyEyeMakeup")
+    labels, notes = L.parse_labels(" a rabbit in a meadow ,a car race,, A Car Race ,apply_eye_makeup, ApplyEyeMakeup")
     assert labels == ["a rabbit in a meadow", "a car race", "apply_eye_makeup"]
     assert len(notes) == 2
-    assert C.parse_labels(["x", " y ", ""])[0] == ["x", "y"]
+    assert L.parse_labels(["x", " y ", ""])[0] == ["x", "y"]
 
 
 @pytest.mark.parametrize("spec, match", [("", "no labels"), (" , ,, ", "no labels"),
                                          ("Swim, swim , SWIM", "only duplicates of 'Swim'"),
                                          ("swim", "single label")])
 def test_unusable_label_lists_are_errors(spec, match):
-    with pytest.raises(C.LabelError, match=match):
-        C.parse_labels(spec)
+    with pytest.raises(L.LabelError, match=match):
+        L.parse_labels(spec)
 
 
 def test_empty_label_file_names_the_file(tmp_path):
     f = tmp_path / "empty.txt"
     f.write_text("# nothing here\n\n")
-    with pytest.raises(C.LabelError, match="empty.txt: no labels"):
-        C.parse_labels(str(f))
+    with pytest.raises(L.LabelError, match="empty.txt: no labels"):
+        L.parse_labels(str(f))
 
 
 def test_descriptions_cover_some_labels_others_use_their_text(tmp_path):
     d = tmp_path / "desc.json"
     d.write_text(json.dumps({"_meta": {"source": "test"}, "HorseRiding": ["a person rides a horse", "equestrian"],
                              "Surfing": ["riding a wave"]}))
-    ls = C.prepare_labels("horse riding, PlayingPiano", d)
+    ls = L.prepare_labels("horse riding, PlayingPiano", d)
     assert ls.sentences == [["a person rides a horse", "equestrian"], ["playing piano"]]
     assert ls.source == ["descriptions", "label"]
     assert any("'PlayingPiano'" in n for n in ls.notes)
@@ -108,7 +108,7 @@ class FakeFrames:
 
 def test_objects_method_ranks_and_explains():
     clf = C.Classifier("objects", FakeFrames(), FakeText(), OBJECTS, n_objects=2)
-    labels = C.prepare_labels(["playing the piano", "a rabbit on the grass", "a car race", "water polo"])
+    labels = L.prepare_labels(["playing the piano", "a rabbit on the grass", "a car race", "water polo"])
     res = clf.classify_frames(np.zeros((4, 16, 16, 3), np.uint8), labels, top_k=3)
     assert res["method"] == "objects" and res["seconds"] == 4
     assert [x["label"] for x in res["labels"]][:1] == ["a rabbit on the grass"] and len(res["labels"]) == 3
@@ -137,7 +137,7 @@ def test_cezsar_method_matches_the_model_applied_directly():
     """Eq. 9 wiring: beta = 0 is cos(VE, SE(z)); alpha = 0 is cos(mean normalised SE(objects), SE(z))."""
     model = _tiny_model()
     frames = np.zeros((6, 16, 16, 3), np.uint8)
-    labels = C.prepare_labels(["a rabbit on the grass", "a car race", "piano and water"])
+    labels = L.prepare_labels(["a rabbit on the grass", "a car race", "piano and water"])
     feats, _ = FakeFrames().encode(frames)
     with torch.no_grad():
         ve = model.encode_video(torch.from_numpy(feats)[None]).numpy()  # (1, 32)

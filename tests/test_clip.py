@@ -12,11 +12,12 @@ import pytest
 import regex
 import torch
 
-from cezsar import clip_baseline, protocols
+from cezsar import clip_baseline, dataset_embedding, protocols
 from cezsar.clip import CLIP_MEAN, CLIP_STD, clip_encoder, preprocess_frames
 from cezsar.clip_tokenizer import N_MERGES, fetch_bpe, load_clip_tokenizer
 from cezsar.datasets import ClassDataset, Video
-from cezsar.features import NO_LABELS, FeatureStore, extract
+from cezsar.features import NO_LABELS, FeatureStore
+from cezsar.extraction import extract
 
 
 # --- tokenizer --------------------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_frame_average_1nn_on_a_hand_made_case():
     desc = {"juggling": ["Someone juggling balls."], "rowing": ["People rowing a boat."],
             "surfing": ["A surfer surfing a wave."]}
     clip = _Clip()
-    emb = protocols.embed_dataset(ds, _Store(stacks), desc, None, method="clip", clip=clip, prompts="names")
+    emb = dataset_embedding.embed_dataset(ds, _Store(stacks), desc, None, method="clip", clip=clip, prompts="names")
     assert clip.seen == ["a photo of a person juggling.", "a photo of a person rowing.", "a photo of a person surfing."]
     assert emb["scores"].argmax(1).tolist() == [0, 1, 2]
     unnormalised = np.stack([s.mean(0) for s in stacks.values()]) @ np.eye(3)
@@ -170,7 +171,8 @@ def test_frame_average_1nn_on_a_hand_made_case():
     assert (res["variant"], res["top1_mean"], res["template"], res["clip_model"]) == (
         "CLIP-names", 1.0, clip_baseline.TEMPLATE, "hand-made")
     clip.seen.clear()
-    emb = protocols.embed_dataset(ds, _Store(stacks), desc, None, method="clip", clip=clip, prompts="descriptions")
+    emb = dataset_embedding.embed_dataset(ds, _Store(stacks), desc, None, method="clip", clip=clip,
+                                          prompts="descriptions")
     assert clip.seen == [desc[c][0] for c in classes] and emb["settings"]["template"] is None
     with pytest.raises(ValueError, match="no '\\{\\}'"):
         clip_baseline.prompts_for(classes, desc, "names", template="a photo")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cezsar.cli import main
-from cezsar.pipeline import table_protocols
+from cezsar.pipeline_evaluation import table_protocols
 
 pytestmark = pytest.mark.slow
 
@@ -100,7 +100,7 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, 
     tables show them computed instead of "needs weights"."""
     import yaml
 
-    from cezsar import clip_stage, params, pipeline, report
+    from cezsar import clip_stage, params, pipeline, pipeline_evaluation, report
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({
         "data_root": str(synth), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,
@@ -121,7 +121,7 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, 
         assert peer[kind]["CLIP+VE"]["101" if kind == "ucf101" else "400"]["variant"] == "VE"
     # notebook 05's evaluate_all adds them beside the paper's methods (those stubbed here: no main model trained)
     monkeypatch.setattr(clip_stage, "clip_rows", lambda *a: peer)
-    monkeypatch.setattr(pipeline, "evaluate_methods",
+    monkeypatch.setattr(pipeline_evaluation, "evaluate_methods",
                         lambda lay, kind, *a, **k: {"_emb": {}, "VE": peer[kind]["CLIP+VE"]})
     results = report.evaluate_all(lay, s, checkpoint=tmp_path / "none.pt")
     assert results["clip"]["model"] == str(tiny_clip) and results["clip"]["template"] == "a photo of a person {}."

@@ -151,7 +151,7 @@ def test_extract_on_cuda_with_parallel_decoders_equals_cpu(tmp_path: Path):
 
     from cezsar.backbones import get_encoder
     from cezsar.commands.extract import collect_videos
-    from cezsar.features import extract
+    from cezsar.extraction import extract
 
     videos = collect_videos("folder", make_corpus(tmp_path / "corpus", bad=False))
     rc = extract(videos, tmp_path / "cpu", ExtractConfig(decoders=1), encoder=get_encoder(device="cpu"),
@@ -175,7 +175,7 @@ def _cuda_toy(tmp_path: Path, dropout: float = 0.0):
     from test_train import TINY, make_toy
 
     from cezsar.config import FastPathConfig
-    from cezsar.train import prepare
+    from cezsar.train_inputs import prepare
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -194,7 +194,7 @@ def _rel_close(a: torch.Tensor, b: torch.Tensor, rel: float, what: str) -> None:
 def test_static_step_on_cuda_equals_the_eager_step(tmp_path: Path):
     from cezsar.featurebank import epoch_order
     from cezsar.static_step import epoch_tables, run_length, weighted_loss
-    from cezsar.train import batch_loss
+    from cezsar.eager_step import batch_loss
 
     _, cfg, data = _cuda_toy(tmp_path)
     order = epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 0, 8)
@@ -221,7 +221,7 @@ def test_graphed_epoch_equals_the_eager_epoch_on_cuda(tmp_path: Path):
     from cezsar.featurebank import epoch_order
     from cezsar.graphed_step import GraphedTrainer
     from cezsar.static_step import run_length
-    from cezsar.train import make_optimizer, train_one_epoch
+    from cezsar.eager_step import make_optimizer, train_one_epoch
 
     trip, cfg, data = _cuda_toy(tmp_path)
     tcfg = TrainConfig(lr=1e-3, batch=32, autocast=False)
@@ -260,7 +260,7 @@ def test_graphed_epoch_equals_the_eager_epoch_on_cuda(tmp_path: Path):
 def test_graphed_validation_equals_evaluate_on_cuda(tmp_path: Path):
     from cezsar.graphed_step import GraphedTrainer
     from cezsar.static_step import run_length
-    from cezsar.train import evaluate, make_optimizer
+    from cezsar.eager_step import evaluate, make_optimizer
 
     trip, cfg, data = _cuda_toy(tmp_path, dropout=0.2)
     tcfg = TrainConfig(batch=32, autocast=False)
@@ -321,7 +321,7 @@ def test_bf16_extraction_on_cuda_close_to_fp32(tmp_path: Path):
 
     from cezsar.backbones import get_encoder
     from cezsar.commands.extract import collect_videos
-    from cezsar.features import extract
+    from cezsar.extraction import extract
 
     videos = collect_videos("folder", make_corpus(tmp_path / "corpus", bad=False))
     r32 = extract(videos, tmp_path / "fp32", ExtractConfig(batch=4),

@@ -17,9 +17,10 @@ from cezsar import distributed
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.commands.extract import collect_videos
 from cezsar.feature_objects import LinearHead, objects_from_features
-from cezsar.features import extract
+from cezsar.extraction import extract
 from cezsar.shards import ShardReportsMissing, merge_reports
-from cezsar.train import fit, rank_slice
+from cezsar.train import fit
+from cezsar.eager_step import rank_slice
 from test_features import MockEncoder, _snapshot, make_corpus
 from test_train import TINY, FakeStore, make_toy
 
@@ -59,6 +60,7 @@ TRAIN_CHILD = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from pathlib import Path
+    import cezsar.eager_step as eager_step
     import cezsar.train as train
     from cezsar.config import ModelConfig, TrainConfig
     from test_train import FakeStore, make_toy, TINY
@@ -67,14 +69,14 @@ TRAIN_CHILD = textwrap.dedent("""
     # another rank reads them
     trip, _, text = make_toy(Path(out + ".arrays" + os.environ["RANK"]))
     store = FakeStore(Path({feats!r}))
-    original, calls = train.batch_loss, [0]
+    original, calls = eager_step.batch_loss, [0]
     def batch_loss(model, *a, **k):  # SIGKILL this rank in the middle of a training epoch
         if model.training:
             calls[0] += 1
             if int(os.environ["RANK"]) == kill_rank and calls[0] == kill_step:
                 os.kill(os.getpid(), signal.SIGKILL)
         return original(model, *a, **k)
-    train.batch_loss = batch_loss
+    eager_step.batch_loss = batch_loss
     train.fit(trip, store, text, TrainConfig(**{run!r}), ModelConfig(**{tiny!r}), out, resume=resume,
               progress=False)
 """)
@@ -120,7 +122,7 @@ def test_a_rank_takes_its_shard_device_and_decoders(monkeypatch):
     """Under torchrun (env only; no group is joined for an explicit --shard): --shard K/N splits by rank, a GPU
     run's decoders share the machine's cores between its ranks, CUDA means the rank's own GPU."""
     from cezsar.devices import resolve_device
-    from cezsar.features import decoders_for
+    from cezsar.extraction import decoders_for
     from cezsar.shards import for_this_process
 
     assert for_this_process((1, 3)) == ((1, 3), False) and for_this_process(None) == ((0, 1), False)
@@ -218,7 +220,7 @@ EXTRACT_CHILD = textwrap.dedent("""
     from test_features import MockEncoder
     from cezsar.commands.extract import collect_videos
     from cezsar.feature_objects import objects_from_features
-    from cezsar.features import extract
+    from cezsar.extraction import extract
     corpus, out = sys.argv[1], sys.argv[2]
     extract(collect_videos("folder", corpus), out, encoder=MockEncoder(), progress=False)  # shard = the rank
     objects_from_features(out, mock_head(), out + "_objects", topk=3, progress=False)

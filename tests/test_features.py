@@ -14,7 +14,8 @@ import pytest
 
 from cezsar.commands.extract import collect_videos
 from cezsar.config import ExtractConfig
-from cezsar.features import FeatureError, FeatureStore, extract, shard_videos
+from cezsar.features import FeatureError, FeatureStore
+from cezsar.extraction import extract, shard_videos
 from cezsar.video import write_video
 from media import write_audio_only
 
@@ -138,7 +139,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 from test_features import MockEncoder
 from cezsar.commands.extract import collect_videos
-from cezsar.features import extract
+from cezsar.extraction import extract
 extract(collect_videos("folder", {root!r}), {out!r}, encoder=MockEncoder(delay=0.4), progress=False)
 """
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import protocols as P
+from cezsar import dataset_embedding, protocols as P
 from cezsar.config import ModelConfig
 from cezsar.datasets import ClassDataset, Video
 
@@ -41,10 +41,10 @@ def _model():
 
 def test_released_sum_is_the_raw_sum_of_raw_vem_and_raw_object_sem_outputs(monkeypatch):
     """Defect 1: normalize_terms=False must not L2-normalise the window embeddings or the object embeddings."""
-    import cezsar.protocols
+    import cezsar.dataset_embedding
 
     sentences = [f"object {i}: a thing number {i}" for i in range(10)]
-    monkeypatch.setattr(cezsar.protocols, "object_sentences", lambda label_space: sentences)
+    monkeypatch.setattr(cezsar.dataset_embedding, "object_sentences", lambda label_space: sentences)
     rng = np.random.default_rng(1)
     classes = ["act a", "act b"]
     videos = [Video("v0", None, "act a"), Video("v1", None, "act b")]
@@ -54,7 +54,7 @@ def test_released_sum_is_the_raw_sum_of_raw_vem_and_raw_object_sem_outputs(monke
     ds = ClassDataset("ucf101", classes, videos, {}, {})
     desc = {c: [f"someone does {c}"] for c in classes}
     model, enc = _model(), _Encoder()
-    emb = P.embed_dataset(ds, _Store(feats, objs), desc, enc, model=model, alpha=0.8, beta=0.2,
+    emb = dataset_embedding.embed_dataset(ds, _Store(feats, objs), desc, enc, model=model, alpha=0.8, beta=0.2,
                           normalize_terms=False, n_objects=3)
     with torch.no_grad():
         ve = model.encode_video(torch.from_numpy(np.stack([feats["v0"], feats["v1"]]))).numpy()  # (2, 5)
@@ -89,7 +89,7 @@ def test_results_record_the_max_seconds_the_embedding_used(tmp_path, monkeypatch
     ds = ClassDataset("ucf101", classes, videos, {}, {})
     desc = {c: [f"someone does {c}"] for c in classes}
     store = _Store(feats, {})
-    emb = P.embed_dataset(ds, store, desc, _Encoder(), model=_model(), beta=0.0, max_seconds=16)
+    emb = dataset_embedding.embed_dataset(ds, store, desc, _Encoder(), model=_model(), beta=0.0, max_seconds=16)
     res = P.run_evaluation(ds, store, desc, _Encoder(), "0/all", model=_model(), out_dir=tmp_path, emb=emb)
     assert res["max_seconds"] == 16 and res["beta"] == 0.0 and res["variant"] == "VE"
 
@@ -99,7 +99,8 @@ def test_released_window_is_the_first_16_s_of_the_segment_and_trains(tmp_path):
     from test_train import TINY, make_toy
 
     from cezsar.config import TrainConfig
-    from cezsar.train import fit, visual_windows
+    from cezsar.train import fit
+    from cezsar.train_inputs import visual_windows
 
     trip, store, text = make_toy(tmp_path / "feats")
     n = len(trip.video)

@@ -231,7 +231,7 @@ def test_std_ddof_0_is_the_population_std():
 
 
 def test_released_descriptions_are_cleaned_and_closest_to_the_class_name():
-    from cezsar.protocols import clean_description, pick_released_descriptions
+    from cezsar.dataset_embedding import clean_description, pick_released_descriptions
 
     # . , ! ? kept, spaced; other non-letters one space; "it's" expanded (issue 27: the released cleaning)
     assert clean_description("Apply Eye-Makeup: it's \"eyes\" (etc.)!") == "apply eye makeup it is eyes etc . !"
@@ -327,12 +327,11 @@ def test_released_yaml_turns_every_switch_on_and_matches_the_measured_variant():
 
 
 def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkeypatch):
-    import cezsar.protocols
-    from cezsar import protocols as P
+    import cezsar.dataset_embedding
     from cezsar.datasets import ClassDataset, Video
 
     texts = [f"thing {i}: sense a. sense b" for i in range(10)]
-    monkeypatch.setattr(cezsar.protocols, "all_sense_texts", lambda label_space: texts)
+    monkeypatch.setattr(cezsar.dataset_embedding, "all_sense_texts", lambda label_space: texts)
     seen = []
 
     class Enc:
@@ -355,7 +354,8 @@ def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkey
     torch.manual_seed(0)
     model = JointEmbedder(ModelConfig(**{**SMALL, "positional": True})).eval()
     ds = ClassDataset("ucf101", ["a", "b"], [Video("v0", None, "a"), Video("v1", None, "b")], {}, {})
-    emb = P.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(), model=model, released_objects=True)
+    emb = cezsar.dataset_embedding.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(), model=model,
+                                                 released_objects=True)
     # top-3, joined, split on "." and joined again by spaces (the released ZSARDataset's text)
     assert "thing 5: sense a  sense b thing 2: sense a  sense b thing 7: sense a  sense b" in seen
     assert "thing 3: sense a  sense b thing 4: sense a  sense b thing 6: sense a  sense b" in seen
@@ -368,7 +368,8 @@ def test_released_validation_runs_in_train_mode_with_dropout_on(tmp_path):
     from test_train import TINY, make_toy
 
     from cezsar.config import FastPathConfig, TrainConfig
-    from cezsar.train import evaluate, prepare
+    from cezsar.train_inputs import prepare
+    from cezsar.eager_step import evaluate
 
     trip, store, text = make_toy(tmp_path / "feats")
     cfg = ModelConfig(**{**TINY, "dropout": 0.5}, feat_dim=store.dim, text_dim=text.shape[1])

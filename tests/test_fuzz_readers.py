@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from cezsar import params
 from cezsar.captions import read_activitynet
-from cezsar.classify import LabelError, parse_labels
+from cezsar.class_labels import LabelError, parse_labels
 from cezsar.datasets import DatasetError, load_dataset, read_descriptions, read_split
 from cezsar.features import FeatureError, FeatureStore
 

@@ -21,7 +21,8 @@ from cezsar.bit import StdConv2d, fold_standardisation, load_bit_npz, random_bit
 from cezsar.config import ExtractConfig
 from cezsar.datasets import Video
 from cezsar.feature_objects import LinearHead, objects_from_bank, objects_from_features, topk_probs
-from cezsar.features import FeatureStore, extract
+from cezsar.features import FeatureStore
+from cezsar.extraction import extract
 from cezsar.objects import topk_from_logits, topk_logsumexp
 from cezsar.video import decode_1fps
 from media import write_photo_clip

@@ -16,7 +16,7 @@ from cezsar.featurebank import epoch_order
 from cezsar.graphed_step import GraphedTrainer
 from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import run_length
-from cezsar.train import evaluate, make_optimizer, train_one_epoch
+from cezsar.eager_step import evaluate, make_optimizer, train_one_epoch
 from test_train import toy_fast_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -17,7 +17,8 @@ from cezsar.backbones import FrameEncoder
 from cezsar.checkpoints import training_manifest
 from cezsar.config import ExtractConfig
 from cezsar.datasets import Video
-from cezsar.features import FeatureStore, extract
+from cezsar.features import FeatureStore
+from cezsar.extraction import extract
 from cezsar.manifest import ManifestMismatch
 from cezsar.video import write_video
 

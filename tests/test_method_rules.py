@@ -97,7 +97,7 @@ def test_mined_negatives_respect_the_boundary(rule, strategy):
 def _scripted_evaluate(monkeypatch, losses: dict[int, float]) -> list[int]:
     """Replace fit's validation pass by a scripted loss per epoch (the epoch is the number of calls so far plus
     the first epoch of this run); returns the list of epochs evaluated."""
-    from cezsar import static_step, train
+    from cezsar import train
 
     seen: list[int] = []
 
@@ -107,7 +107,7 @@ def _scripted_evaluate(monkeypatch, losses: dict[int, float]) -> list[int]:
         return {"loss": losses[epoch], "acc": 0.5}
 
     monkeypatch.setattr(train, "evaluate", fake)  # the eager step's validation
-    monkeypatch.setattr(static_step, "evaluate_static", fake)  # and the static step's (fit's default)
+    monkeypatch.setattr(train, "evaluate_static", fake)  # and the static step's (fit's default)
     return seen
 
 
@@ -686,7 +686,8 @@ def test_batch_loss_is_eq7_on_each_triplets_own_window(tmp_path, released_paddin
     from test_train import toy_fast_path
 
     from cezsar.joint_embedder import JointEmbedder
-    from cezsar.train import batch_loss, triplet_loss
+    from cezsar.eager_step import batch_loss
+    from cezsar.loss import triplet_loss
 
     trip, store, text, cfg, data = toy_fast_path(tmp_path)
     cfg = dataclasses.replace(cfg, released_padding=released_padding)
@@ -747,7 +748,7 @@ def test_eq7_margin_defaults_to_one():
     """Eq. 7 with the default margin 1: max(d+ - d- + 1, 0)."""
     import torch
 
-    from cezsar.train import triplet_loss
+    from cezsar.loss import triplet_loss
 
     v, p, n = torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 4.5]])  # d+ 5, d- 4.5
     assert float(triplet_loss(v, p, n)) == pytest.approx(1.5)

@@ -15,7 +15,7 @@ import pytest
 import torch
 import yaml
 
-from cezsar import captions, datasets, params, pipeline
+from cezsar import captions, datasets, params, pipeline, pipeline_evaluation, pipeline_mining, pipeline_training
 from cezsar.feature_objects import load_head, objects_from_features, topk_probs
 from cezsar.features import FeatureStore, ReadOnce
 from cezsar.objects import topk_from_logits
@@ -201,14 +201,14 @@ def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path):
     rng = np.random.default_rng(0)
     for vid, d in caps.durations.items():
         np.save(feats / f"{vid}.npy", rng.standard_normal((int(d) + 1, 8), dtype=np.float32))
-    first = pipeline.mine_triplets(lay, s)
+    first = pipeline_mining.mine_triplets(lay, s)
     assert first["reused"] is False and first["videos_without_features"] == 0
-    assert pipeline.mine_triplets(lay, s)["reused"] is True
+    assert pipeline_mining.mine_triplets(lay, s)["reused"] is True
     data = json.loads(lay.captions[0].read_text())
     vid = sorted(data)[0]
     data[vid]["sentences"][0] = "a completely different caption about a red kite"
     lay.captions[0].write_text(json.dumps(data))
-    again = pipeline.mine_triplets(lay, s)
+    again = pipeline_mining.mine_triplets(lay, s)
     assert again["reused"] is False, "a changed captions file must not reuse old triplets"
     assert list(lay.triplets(s.tau).parent.glob("*.stale-*")), "the old file is set aside, not deleted"
 
@@ -267,8 +267,8 @@ def test_the_released_parameter_set_switches_every_stage_of_the_notebooks():
     from cezsar.fidelity import RELEASED
 
     s = params.settings("params/released.yaml")
-    mine, model, train, ev = (pipeline.mining_config(s), pipeline.model_config(s), pipeline.train_config(s),
-                              pipeline.eval_config(s))
+    mine, model, train, ev = (pipeline_mining.mining_config(s), pipeline_training.model_config(s),
+                              pipeline_training.train_config(s), pipeline_evaluation.eval_config(s))
     assert (mine.split, mine.draw, mine.released_objects, mine.val_fraction) == ("triplet", "released", True, 0.3)
     assert (model.released_padding, model.released_attention, model.released_head, model.max_len,
             model.d_model, model.positional) == (True, True, True, 16, 1024, False)
@@ -280,7 +280,8 @@ def test_the_released_parameter_set_switches_every_stage_of_the_notebooks():
     e = params.settings("params/embedded.yaml")
     from cezsar.config import ModelConfig
 
-    assert pipeline.model_config(e) == ModelConfig() and pipeline.train_config(e).window == "paper"
+    assert pipeline_training.model_config(e) == ModelConfig()
+    assert pipeline_training.train_config(e).window == "paper"
 
 
 def test_the_config_dataclasses_default_to_the_embedded_parameter_set():

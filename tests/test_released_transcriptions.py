@@ -127,7 +127,7 @@ def _released_rows(start: float, end: float, n_rows: int, input_len: int = 16) -
 
 def test_released_window_takes_the_rows_the_released_loader_sliced():
     from cezsar.featurebank import window_index
-    from cezsar.train import visual_windows
+    from cezsar.train_inputs import visual_windows
 
     bounds = np.array([[3.7, 25.2], [0.4, 9.9], [12.0, 14.5], [5.99, 6.5], [30.2, 60.0], [7.5, 23.999]])
     n_rows = 40
@@ -322,7 +322,7 @@ def _released_sentences(lines: list[str], min_len: int = 3, max_len: int = 300) 
 def test_released_descriptions_clean_as_the_released_load_class_sentences():
     from cezsar.config import PROJ_ROOT
     from cezsar.datasets import read_descriptions
-    from cezsar.protocols import clean_description, pick_released_descriptions
+    from cezsar.dataset_embedding import clean_description, pick_released_descriptions
 
     desc = read_descriptions(PROJ_ROOT / "data" / "descriptions" / "kinetics400.json")
     lines = [s for sents in desc.values() for s in sents]

@@ -17,8 +17,10 @@ from cezsar.checkpoints import load_checkpoint
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order
 from cezsar.joint_embedder import JointEmbedder
-from cezsar.stacked import StackedEmbedders, fit_stacked, seed_dir, stack_optimizer, stacked_batch_loss
-from cezsar.train import batch_loss, fit, make_optimizer, seed_everything
+from cezsar.stacked import fit_stacked, seed_dir, stack_optimizer
+from cezsar.stacked_model import StackedEmbedders, stacked_batch_loss
+from cezsar.train import fit, seed_everything
+from cezsar.eager_step import batch_loss, make_optimizer
 from test_train import TINY, make_toy, toy_fast_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -169,14 +171,14 @@ def test_sigkill_between_seeds_then_resume_finishes_every_seed(tmp_path):
 def test_a_former_single_seed_run_moves_into_its_seed_folder(tmp_path):
     """The one-seed layout (`tau<τ>/last.pt`, best.pt, logs) is migrated to `tau<τ>/seed<its seed>/`, where
     stacked training resumes it (nothing retrained: its epochs are done)."""
-    from cezsar.pipeline import _migrate_single_seed
+    from cezsar.pipeline_training import migrate_single_seed
 
     trip, store, text = make_toy(tmp_path / "feats")
     tau_dir = tmp_path / "tau0.80"
     tcfg = TrainConfig(lr=1e-3, batch=32, epochs=2, device="cpu", seed=1)
     fit(trip, store, text, tcfg, ModelConfig(**TINY), tau_dir, progress=False)
     before = torch.load(tau_dir / "last.pt", weights_only=True)
-    _migrate_single_seed(tau_dir)
+    migrate_single_seed(tau_dir)
     assert not (tau_dir / "last.pt").exists()
     assert {"last.pt", "best.pt", "log.json", "log.csv"} <= {p.name for p in seed_dir(tau_dir, 1).iterdir()}
     res = fit_stacked(trip, store, text, [1], tcfg, ModelConfig(**TINY), tau_dir, resume=True)

@@ -21,7 +21,8 @@ from cezsar.featurebank import epoch_order
 from cezsar.joint_embedder import JointEmbedder
 from cezsar.static_step import (epoch_tables, evaluate_static, run_length,
                                 train_one_epoch_static, weighted_loss, window_cap)
-from cezsar.train import batch_loss, evaluate, fit, make_optimizer, train_one_epoch
+from cezsar.train import fit
+from cezsar.eager_step import batch_loss, evaluate, make_optimizer, train_one_epoch
 from test_train import TINY, make_toy, toy_fast_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -12,7 +12,8 @@ import pytest
 from cezsar import cli
 from cezsar.captions import read_activitynet
 from cezsar.datasets import load_dataset, normalize_class, read_descriptions
-from cezsar.synthetic import ACTIONS, ACTORS, _plan, generate
+from cezsar.synthetic import _plan, generate
+from cezsar.synthetic_world import ACTIONS, ACTORS
 from cezsar.video import decode_1fps
 
 ANNOTATIONS = ["activitynet/train.json", "ucf101/classInd.txt", "ucf101/testlist01.txt", "kinetics400/test.csv",

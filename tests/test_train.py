@@ -19,7 +19,10 @@ from cezsar.checkpoints import load_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.featurebank import epoch_order, window_index
 from cezsar.joint_embedder import JointEmbedder
-from cezsar.train import batch_loss, fit, prepare, triplet_loss
+from cezsar.train import fit
+from cezsar.train_inputs import prepare
+from cezsar.eager_step import batch_loss
+from cezsar.loss import triplet_loss
 
 TINY = dict(d_model=32, n_heads=2, emb_dim=16, dropout=0.0)
 

@@ -180,7 +180,7 @@ def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_ro
 def test_results_json_records_the_environment_and_every_computed_row_shows_it(tmp_path: Path, monkeypatch):
     import torch
 
-    from cezsar import environment, params, pipeline, report
+    from cezsar import environment, params, pipeline, pipeline_evaluation, report
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"data_root": str(tmp_path / "raw"), "runs": 3,
                                                      "work_dir": str(tmp_path / "work"), "use_objects": "off",
@@ -191,7 +191,7 @@ def test_results_json_records_the_environment_and_every_computed_row_shows_it(tm
     record = {"protocol": "0/all", "n_videos": 3, "n_dataset_videos": 3, "n_classes": 4, "skipped_videos": [],
               "backbone": "b", "text_model": "t", "top1_mean": 0.5, "top1_std": 0.1, "runs": [0.4, 0.6],
               "chance": 0.25}
-    monkeypatch.setattr(pipeline, "evaluate_methods", lambda lay, kind, *a, **k: {
+    monkeypatch.setattr(pipeline_evaluation, "evaluate_methods", lambda lay, kind, *a, **k: {
         "_emb": {}, "VE": {"101" if kind == "ucf101" else "400": dict(record)}})
     results = report.evaluate_all(lay, s, checkpoint=tmp_path / "none.pt")
     saved = json.loads((lay.run_dir / "results.json").read_text())["environment"]

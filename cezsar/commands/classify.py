@@ -101,7 +101,8 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from cezsar.checks import require_path
-    from cezsar.classify import classify_videos, load_classifier, prepare_labels
+    from cezsar.classify import classify_videos, load_classifier
+    from cezsar.class_labels import prepare_labels
     from cezsar.checkpoints import describe_provenance, is_synthetic
 
     if args.descriptions is not None:

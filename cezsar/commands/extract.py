@@ -134,7 +134,7 @@ def extract_videos(args: argparse.Namespace) -> int:
     from cezsar import distributed
     from cezsar.checks import DataError
     from cezsar.encoder_factory import frame_encoder
-    from cezsar.features import extract
+    from cezsar.extraction import extract
 
     check_inputs(args)
     backbone = args.backbone or ("bit_m_r152x2" if (args.weights or "").endswith(".npz") else "efficientnet_lite0")

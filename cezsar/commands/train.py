@@ -176,8 +176,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_stage(args: argparse.Namespace) -> int:
-    """`--params`: notebook 03's stage (`pipeline.train_model`) for that parameter set."""
-    from cezsar import checks, distributed, pipeline
+    """`--params`: notebook 03's stage (`pipeline_training.train_model`) for that parameter set."""
+    from cezsar import checks, distributed, pipeline, pipeline_training
 
     given = [o for o in ("triplets", "features", "out") if getattr(args, o) is not None]
     if given:
@@ -191,7 +191,7 @@ def run_stage(args: argparse.Namespace) -> int:
         s = pipeline.settings(args.params)
     except ParameterError as err:
         raise checks.DataError(f"--params {' '.join(str(err).split())}") from err
-    res = pipeline.train_model(pipeline.layout_from(s), s, args.tau)
+    res = pipeline_training.train_model(pipeline.layout_from(s), s, args.tau)
     if distributed.is_main():
         summary = {k: v for k, v in res.items() if k not in ("history", "runs")}
         summary["runs"] = [{k: v for k, v in r.items() if k not in ("history", "data")} for r in res.get("runs", [])]
@@ -229,7 +229,7 @@ def run_files(args: argparse.Namespace) -> int:
     if args.window == "released":
         from cezsar import checks
         from cezsar.captions import read_activitynet
-        from cezsar.train import segment_bounds
+        from cezsar.train_inputs import segment_bounds
 
         if not args.captions:
             raise checks.UsageError("--window released needs --captions (the segments' bounds)")
