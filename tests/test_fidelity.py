@@ -112,3 +112,16 @@ def test_the_all_released_rows_do_not_mix_object_positives_into_the_comparison()
 def test_the_embedded_set_measures_to_convergence_with_five_seeds():
     base = load("params/embedded.yaml")
     assert (base["fidelity_epochs"], base["fidelity_seeds"]) == (25, 5)  # the paper's 25 epochs (§4)
+
+
+def test_an_interrupted_measurement_names_the_variants_it_has_not_reached(tmp_path):
+    """A record made of the first variants only (a measurement stopped, to be continued elsewhere) says which
+    variants are still missing, instead of reading like the whole table."""
+    res = [_result("paper", s, 0.5, 0.4) for s in range(2)] + [_result("window", s, 0.6, 0.4) for s in range(2)]
+    md = fidelity.report(res, tmp_path, {"seeds": 2, "note": "toy", "command": "python -m cezsar.fidelity"})["markdown"]
+    line = next(x for x in md.splitlines() if x.startswith("Not yet measured"))
+    missing = [v for v in fidelity.VARIANTS if v not in ("paper", "window")]
+    assert f"({len(missing)} of {len(fidelity.VARIANTS)} variants" in line
+    assert line.endswith(", ".join(missing) + ".") and "`python -m cezsar.fidelity`" in line
+    full = [_result(v, 0, 0.5, 0.4) for v in fidelity.VARIANTS]
+    assert "Not yet measured" not in fidelity.report(full, tmp_path / "all", {"seeds": 1, "note": "toy"})["markdown"]
