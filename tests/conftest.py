@@ -10,13 +10,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-PROJ_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DATA = PROJ_ROOT.parent / "shared" / "reference-data"
+from paper_fixture import REFERENCE as REFERENCE_DATA  # noqa: E402  (one place says where the reference data is)
 
 
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
-    """`../shared/reference-data` (real annotation files); tests that need it skip when it is absent."""
+    """`../shared/reference-data` or $CEZSAR_REFERENCE_DATA (real annotation files); tests that need it skip when it
+    is absent."""
     if not REFERENCE_DATA.is_dir():
         pytest.skip(f"reference data not present at {REFERENCE_DATA}")
     return REFERENCE_DATA

@@ -15,7 +15,9 @@ from cezsar.mining import mine
 from cezsar.triplets import TripletSet
 from cezsar.mining_rules import draw_negatives, random_windows
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "activitynet_captions" / "train.json"
+from paper_fixture import REFERENCE
+
+REF = REFERENCE / "activitynet_captions" / "train.json"
 
 
 def make_corpus(n_videos: int = 30, seed: int = 0, dim: int = 16, pool: int = 60):
