@@ -192,11 +192,11 @@ def test_train_and_both_validation_files_read_as_one_corpus():
     assert len(caps.segments) == len(train.segments) + len(v1.segments) + len(v2.segments) - dups
 
 
-def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path):
-    from cezsar.synthetic import generate
+def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path, synth_small: Path):
+    import shutil
 
     root = tmp_path / "synth"
-    generate(root, seed=0, size="small")
+    shutil.copytree(synth_small, root)  # its captions file is changed below
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"data_root": str(root), "work_dir": str(tmp_path / "work"),
                                                      "use_objects": "off"}))
     s = params.settings(tmp_path / "p.yaml")

@@ -14,22 +14,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    from cezsar.synthetic import generate
-
-    root = tmp_path_factory.mktemp("synth") / "raw"
-    generate(root, seed=0, size="small", workers=1)
-    return root
-
-
-def _fake_run(tmp: Path, synth_root: Path) -> tuple[Path, Path]:
+def _fake_run(tmp: Path, synth_small: Path) -> tuple[Path, Path]:
     """A run's files at every stage boundary (data, features, triplets, a training log, results.json) and its
     parameter set; returns (params file, run folder)."""
     import shutil
 
     raw = tmp / "raw"
-    shutil.copytree(synth_root, raw)
+    shutil.copytree(synth_small, raw)
     work = tmp / "work"
     rng = np.random.default_rng(0)
     for part in ("activitynet", "ucf101", "kinetics400"):
@@ -60,8 +51,8 @@ def _verify(*args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=600)
 
 
-def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: Path, synth_root: Path):
-    params, run = _fake_run(tmp_path, synth_root)
+def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: Path, synth_small: Path):
+    params, run = _fake_run(tmp_path, synth_small)
     ref = tmp_path / "reference.json"
     out = _verify(str(run), "--params", str(params), "--write", str(ref))
     assert out.returncode == 0, out.stderr
@@ -91,8 +82,8 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     assert "diverges first at stage 'features'" in changed.stdout
 
 
-def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth_root: Path):
-    params, run = _fake_run(tmp_path, synth_root)
+def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth_small: Path):
+    params, run = _fake_run(tmp_path, synth_small)
     ref = tmp_path / "reference.json"
     assert _verify(str(run), "--params", str(params), "--write", str(ref), "--stages",
                    "triplets,first_epoch,accuracies").returncode == 0
@@ -116,8 +107,8 @@ def test_stage_comparison_tolerances():
     assert compare_stage("features", None, {"x": 1.0}) == (False, "missing in this run")
 
 
-def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, synth_root: Path):
-    params, run = _fake_run(tmp_path, synth_root)
+def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, synth_small: Path):
+    params, run = _fake_run(tmp_path, synth_small)
     out = _verify(str(run), "--params", str(params), "--reference", str(tmp_path / "none.json"))
     assert out.returncode != 0 and "none.json" in out.stderr and len(out.stderr.strip().splitlines()) == 1
     bad = _verify(str(run), "--params", str(params), "--stages", "featurez")
@@ -151,13 +142,13 @@ def test_environment_record_and_differences(tmp_path: Path):
     assert status["file"] == "locks/cpu.txt" and status["differs"] == ["no-such-package-xyz missing (lock 1.0)"]
 
 
-def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_root: Path):
+def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_small: Path):
     from cezsar import digests
     from cezsar.layout import layout_from
     from cezsar.params import settings
     from cezsar.run_page import _verdict
 
-    params, run = _fake_run(tmp_path, synth_root)
+    params, run = _fake_run(tmp_path, synth_small)
     s = settings(params)
     lay = layout_from(s)
     ref = digests.compute(lay, s, ("data", "features"))
