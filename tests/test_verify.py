@@ -46,15 +46,21 @@ def _fake_run(tmp: Path, synth_small: Path) -> tuple[Path, Path]:
     return params, run
 
 
-def _verify(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cezsar", "verify", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+def _verify(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`cezsar verify ARGS` in this process (cezsar.cli.main, which `python -m cezsar` exits with): its exit code,
+    stdout and stderr. In-process, the text model's import is paid once per test session, not once per call."""
+    from cezsar.cli import main
+
+    capsys.readouterr()
+    code = main(["verify", *args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["cezsar", "verify", *args], code, out, err)
 
 
-def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: Path, synth_small: Path):
+def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: Path, synth_small: Path, capsys):
     params, run = _fake_run(tmp_path, synth_small)
     ref = tmp_path / "reference.json"
-    out = _verify(str(run), "--params", str(params), "--write", str(ref))
+    out = _verify(capsys, str(run), "--params", str(params), "--write", str(ref))
     assert out.returncode == 0, out.stderr
     written = json.loads(ref.read_text())
     assert all(written["stages"][s] is not None for s in ("data", "features", "sbert", "triplets", "first_epoch",
@@ -62,7 +68,7 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     assert written["stages"]["accuracies"]["ucf101/VE/16/seed_top1[1]"] == pytest.approx(0.54)
     assert written["stages"]["accuracies"]["tau_ablation/0.8"] == pytest.approx(0.5)
 
-    same = _verify(str(run), "--params", str(params), "--reference", str(ref))
+    same = _verify(capsys, str(run), "--params", str(params), "--reference", str(ref))
     assert same.returncode == 0, same.stdout + same.stderr
     assert "every stage matches" in same.stdout
     assert json.loads((run / "verify.json").read_text())["same"] is True
@@ -72,7 +78,7 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     feats = np.load(path)
     feats[3] += 0.05
     np.save(path, feats)
-    changed = _verify(str(run), "--params", str(params), "--reference", str(ref))
+    changed = _verify(capsys, str(run), "--params", str(params), "--reference", str(ref))
     assert changed.returncode == 1, changed.stdout + changed.stderr
     verdict = json.loads((run / "verify.json").read_text())
     assert verdict["first_divergence"]["stage"] == "features"
@@ -82,14 +88,14 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     assert "diverges first at stage 'features'" in changed.stdout
 
 
-def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth_small: Path):
+def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth_small: Path, capsys):
     params, run = _fake_run(tmp_path, synth_small)
     ref = tmp_path / "reference.json"
-    assert _verify(str(run), "--params", str(params), "--write", str(ref), "--stages",
+    assert _verify(capsys, str(run), "--params", str(params), "--write", str(ref), "--stages",
                    "triplets,first_epoch,accuracies").returncode == 0
     log = tmp_path / "work" / "models" / "tau0.80" / "log.json"
     log.write_text(log.read_text().replace("0.87", "0.8702"))  # 2e-4: twice the tolerance
-    out = _verify(str(run), "--params", str(params), "--reference", str(ref), "--stages",
+    out = _verify(capsys, str(run), "--params", str(params), "--reference", str(ref), "--stages",
                   "triplets,first_epoch,accuracies")
     assert out.returncode == 1
     first = json.loads((run / "verify.json").read_text())["first_divergence"]
@@ -107,12 +113,14 @@ def test_stage_comparison_tolerances():
     assert compare_stage("features", None, {"x": 1.0}) == (False, "missing in this run")
 
 
-def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, synth_small: Path):
+def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, synth_small: Path, capsys):
     params, run = _fake_run(tmp_path, synth_small)
-    out = _verify(str(run), "--params", str(params), "--reference", str(tmp_path / "none.json"))
+    out = _verify(capsys, str(run), "--params", str(params), "--reference", str(tmp_path / "none.json"))
     assert out.returncode != 0 and "none.json" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    bad = _verify(str(run), "--params", str(params), "--stages", "featurez")
-    assert bad.returncode == 2 and "featurez" in bad.stderr
+    # in a real process: the exit code the shell sees for a usage error
+    bad = subprocess.run([sys.executable, "-m", "cezsar", "verify", str(run), "--params", str(params), "--stages",
+                          "featurez"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "featurez" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_environment_record_and_differences(tmp_path: Path):
