@@ -10,13 +10,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-PROJ_ROOT = Path(__file__).resolve().parents[1]
-REFERENCE_DATA = PROJ_ROOT.parent / "shared" / "reference-data"
+from paper_fixture import REFERENCE as REFERENCE_DATA  # noqa: E402  (one place says where the reference data is)
 
 
 @pytest.fixture(scope="session")
 def reference_data() -> Path:
-    """`../shared/reference-data` (real annotation files); tests that need it skip when it is absent."""
+    """`../shared/reference-data` or $CEZSAR_REFERENCE_DATA (real annotation files); tests that need it skip when it
+    is absent."""
     if not REFERENCE_DATA.is_dir():
         pytest.skip(f"reference data not present at {REFERENCE_DATA}")
     return REFERENCE_DATA
@@ -40,3 +40,14 @@ def tiny_clip(tmp_path_factory) -> Path:
     from tiny_clip import save_tiny_clip
 
     return save_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+@pytest.fixture(scope="session")
+def synth_small(tmp_path_factory) -> Path:
+    """SynthActions at size "small", seed 0 (real rendered and encoded video), made once per session. Read only:
+    a test that changes a file in it works on a copy (shutil.copytree)."""
+    from cezsar.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synth-small") / "raw"
+    generate(root, seed=0, size="small", workers=1)
+    return root

@@ -287,11 +287,12 @@ def test_a_feature_folder_of_one_backbone_or_of_random_numbers_passes(tmp_path):
     (tmp_path / "net").mkdir()
     (tmp_path / "noise").mkdir()
     rng = np.random.default_rng(0)
-    for i in range(24):
+    n_videos = 24
+    for i in range(n_videos):
         np.save(tmp_path / "net" / f"v{i:02d}.npy", one(6))
         np.save(tmp_path / "noise" / f"v{i:02d}.npy", rng.standard_normal((6, 256)).astype(np.float32))
-    assert len(feature_folder(tmp_path / "net").ids) == 24
-    assert len(feature_folder(tmp_path / "noise").ids) == 24
+    assert len(feature_folder(tmp_path / "net").ids) == n_videos
+    assert len(feature_folder(tmp_path / "noise").ids) == n_videos
 
 
 def test_a_manifest_that_records_two_backbones_is_refused_by_it(tmp_path):

@@ -9,7 +9,13 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from test_bad_inputs import damaged_checkpoints, save_checkpoint, write_captions, write_clip
+
+# real `python -m cezsar` processes (each imports torch, some load MiniLM): end to end, the slow tier; the same
+# errors in-process are checked in the fast tier by tests/test_bad_inputs.py
+pytestmark = pytest.mark.slow
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(PROJ_ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}

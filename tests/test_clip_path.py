@@ -15,24 +15,15 @@ from cezsar.pipeline_evaluation import table_protocols
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory) -> Path:
-    from cezsar.synthetic import generate
-
-    root = tmp_path_factory.mktemp("synth")
-    generate(root, seed=0, size="small", workers=1)
-    return root
-
-
 ROOTS = {"ucf101": "ucf101", "kinetics400": "kinetics400/test.csv"}
 
 
-def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, capsys):
+def test_clip_rows_end_to_end(synth_small: Path, tiny_clip: Path, tmp_path: Path, capsys):
     feats = tmp_path / "features"
     backbone = f"clip:{tiny_clip}"
     for dataset, root in (("activitynet", "activitynet"), ("ucf101", ROOTS["ucf101"]),
                           ("kinetics400", ROOTS["kinetics400"])):
-        assert main(["extract", "--dataset", dataset, "--root", str(synth / root), "--out", str(feats / dataset),
+        assert main(["extract", "--dataset", dataset, "--root", str(synth_small / root), "--out", str(feats / dataset),
                      "--backbone", backbone, "--no-progress"]) == 0
         meta = json.loads((feats / dataset / "features.json").read_text())
         assert (meta["backbone"], meta["label_space"], meta["dim"]) == (backbone, "none", 32)
@@ -40,12 +31,12 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
 
     # the baseline under every protocol of Tables 1/2 (SynthActions: the same fractions of its classes)
     for dataset in ("ucf101", "kinetics400"):
-        n_classes = len(json.loads((synth / "descriptions" / f"{dataset}.json").read_text())) - 1  # less _meta
+        n_classes = len(json.loads((synth_small / "descriptions" / f"{dataset}.json").read_text())) - 1  # less _meta
         for column, protocol in table_protocols(dataset, n_classes).items():
             for prompts in ("names", "descriptions"):
                 out = tmp_path / "results" / f"{dataset}_{column}_{prompts}.json"
-                assert main(["evaluate", "--dataset", dataset, "--root", str(synth / ROOTS[dataset]),
-                             "--descriptions", str(synth / "descriptions" / f"{dataset}.json"),
+                assert main(["evaluate", "--dataset", dataset, "--root", str(synth_small / ROOTS[dataset]),
+                             "--descriptions", str(synth_small / "descriptions" / f"{dataset}.json"),
                              "--features", str(feats / dataset), "--method", "clip", "--clip-model", str(tiny_clip),
                              "--prompts", prompts, "--protocol", protocol, "--out", str(out)]) == 0
                 res = json.loads(out.read_text())
@@ -58,7 +49,7 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
     # CEZSAR on the CLIP features: captions-only mining (no objects), 2 epochs, VE
     trip = tmp_path / "triplets.npz"
     capsys.readouterr()
-    assert main(["mine", "--captions", str(synth / "activitynet" / "train.json"), "--features",
+    assert main(["mine", "--captions", str(synth_small / "activitynet" / "train.json"), "--features",
                  str(feats / "activitynet"), "--object-positives", "2", "--out", str(trip)]) == 0
     assert "O off" in capsys.readouterr().err  # object positives asked for, none possible: said, then captions only
     model = tmp_path / "model"
@@ -66,8 +57,9 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
                  "--epochs", "2", "--device", "cpu"]) == 0
     for dataset in ("ucf101", "kinetics400"):
         out = tmp_path / "results" / f"{dataset}_cezsar.json"
-        assert main(["evaluate", "--dataset", dataset, "--root", str(synth / ROOTS[dataset]), "--descriptions",
-                     str(synth / "descriptions" / f"{dataset}.json"), "--features", str(feats / dataset), "--model", str(model / "best.pt"), "--device", "cpu",
+        assert main(["evaluate", "--dataset", dataset, "--root", str(synth_small / ROOTS[dataset]),
+                     "--descriptions", str(synth_small / "descriptions" / f"{dataset}.json"), "--features",
+                     str(feats / dataset), "--model", str(model / "best.pt"), "--device", "cpu",
                      "--out", str(out)]) == 0
         res = json.loads(out.read_text())
         assert (res["variant"], res["beta"], res["backbone"]) == ("VE", 0.0, backbone)
@@ -90,12 +82,12 @@ def test_clip_rows_end_to_end(synth: Path, tiny_clip: Path, tmp_path: Path, caps
         assert "needs weights" not in md[stem] and (tmp_path / "tables" / f"{stem}.csv").is_file()
 
     # a CLIP's text tower must be the one that made the features
-    assert main(["evaluate", "--dataset", "ucf101", "--root", str(synth / "ucf101"), "--features",
+    assert main(["evaluate", "--dataset", "ucf101", "--root", str(synth_small / "ucf101"), "--features",
                  str(feats / "ucf101"), "--method", "clip", "--clip-model", "openai/clip-vit-base-patch16",
                  "--out", str(tmp_path / "x.json")]) == 2
 
 
-def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, tmp_path: Path, monkeypatch):
+def test_the_notebooks_clip_rows_with_a_tiny_clip(synth_small: Path, tiny_clip: Path, tmp_path: Path, monkeypatch):
     """`clip_model` set: notebook 05's CLIP rows (clip_stage.clip_rows) computed under every table protocol, and the
     tables show them computed instead of "needs weights"."""
     import yaml
@@ -103,7 +95,7 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, 
     from cezsar import clip_stage, params, pipeline, pipeline_evaluation, report
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({
-        "data_root": str(synth), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,
+        "data_root": str(synth_small), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,
         "train_seeds": 2, "runs": 3, "use_objects": "off", "device": "cpu"}))
     monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path / "runs"))
     s = params.settings(tmp_path / "p.yaml")

@@ -11,7 +11,7 @@ from cezsar.captions import read_activitynet
 from cezsar.datasets import (DatasetError, load_dataset, normalize_class, read_descriptions,
                              read_split)
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
+from paper_fixture import REFERENCE as REF
 
 
 def need(rel: str) -> Path:

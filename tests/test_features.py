@@ -82,7 +82,7 @@ def test_bad_files_reported_not_fatal(corpus: Path, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "out" / "report.json").read_text())["skipped"] == rep["skipped"]
     assert rep["frames"] == sum(max(1, int(s)) for s in GOOD.values())
     store = FeatureStore(tmp_path / "out")
-    assert store.ids == sorted(GOOD) and store.dim == 12 and store.label_space == "imagenet1k"
+    assert store.ids == sorted(GOOD) and store.dim == MockEncoder.dim and store.label_space == MockEncoder.label_space
     for vid, sec in GOOD.items():
         x = store.load(vid)
         assert x.dtype == np.float32 and x.shape == (max(1, int(sec)), 12)
@@ -170,11 +170,12 @@ def test_sigkill_midway_then_rerun(tmp_path: Path) -> None:
 
 def test_store_opens_released_layout(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
+    dim = 4096  # the released BiT-M-R152x2 pre-logits
     for vid, t in [("v_abc", 7), ("v_def", 3)]:
-        np.save(tmp_path / f"{vid}.npy", rng.standard_normal((t, 4096)).astype(np.float32))
+        np.save(tmp_path / f"{vid}.npy", rng.standard_normal((t, dim)).astype(np.float32))
     store = FeatureStore(tmp_path)
-    assert store.ids == ["v_abc", "v_def"] and store.dim == 4096 and store.label_space is None
-    assert store.load("v_abc").shape == (7, 4096) and store.length("v_def") == 3 and store.objects("v_abc") is None
+    assert store.ids == ["v_abc", "v_def"] and store.dim == dim and store.label_space is None
+    assert store.load("v_abc").shape == (7, dim) and store.length("v_def") == 3 and store.objects("v_abc") is None
     bad = rng.standard_normal((4, 4096)).astype(np.float32)
     bad[2, 5] = np.nan
     np.save(tmp_path / "v_nan.npy", bad)

@@ -776,9 +776,9 @@ def test_a_generated_split_file_records_how_and_from_how_many_classes(tmp_path):
     """A generated split file says how its classes were drawn and from how many dataset classes."""
     from cezsar import protocols as P
 
-    s = P.load_or_create_splits(P.get_protocol("mine", "0/3", 10, runs=2), [f"c{i}" for i in range(10)],
-                                tmp_path / "s.json")
-    assert s["n_dataset_classes"] == 10
+    classes = [f"c{i}" for i in range(10)]
+    s = P.load_or_create_splits(P.get_protocol("mine", "0/3", len(classes), runs=2), classes, tmp_path / "s.json")
+    assert s["n_dataset_classes"] == len(classes)
     assert s["generator"] == "seed s: numpy.random.default_rng(s).choice(C, n, replace=False), kept in official order"
 
 

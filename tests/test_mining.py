@@ -15,7 +15,9 @@ from cezsar.mining import mine
 from cezsar.triplets import TripletSet
 from cezsar.mining_rules import draw_negatives, random_windows
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "activitynet_captions" / "train.json"
+from paper_fixture import REFERENCE
+
+REF = REFERENCE / "activitynet_captions" / "train.json"
 
 
 def make_corpus(n_videos: int = 30, seed: int = 0, dim: int = 16, pool: int = 60):
@@ -148,11 +150,13 @@ def test_exclude_same_video():
 
 
 def test_video_split_and_windows():
-    captions, emb_fn = make_corpus(n_videos=40, seed=4)
+    n_videos = 40
+    captions, emb_fn = make_corpus(n_videos=n_videos, seed=4)
     cfg = replace(MiningConfig(), val_fraction=0.25)
     ts = mine(captions, emb_fn, None, cfg)
     val_v, train_v = set(ts.video[ts.val]), set(ts.video[~ts.val])
-    assert not val_v & train_v and len(val_v) == 10 and len(train_v) == 30
+    n_val = round(n_videos * cfg.val_fraction)
+    assert not val_v & train_v and len(val_v) == n_val and len(train_v) == n_videos - n_val
     seg = captions.segments
     s0 = np.array([seg[i].start for i in ts.segment])
     s1 = np.array([seg[i].end for i in ts.segment])
@@ -160,8 +164,9 @@ def test_video_split_and_windows():
     assert (ts.end - ts.start <= cfg.window_seconds + 1e-4).all()
     short = s1 - s0 <= cfg.window_seconds
     np.testing.assert_allclose(ts.start[short], s0[short], atol=1e-4)
-    w0, w1 = random_windows(np.array([0.0]), np.array([100.0]), 50, 10.0, np.random.default_rng(0))
-    assert len(np.unique(w0)) == 50 and np.allclose(w1 - w0, 10.0)
+    n_windows, seconds = 50, 10.0
+    w0, w1 = random_windows(np.array([0.0]), np.array([100.0]), n_windows, seconds, np.random.default_rng(0))
+    assert len(np.unique(w0)) == n_windows and np.allclose(w1 - w0, seconds)
 
 
 def test_same_seed_same_bytes(tmp_path):
@@ -227,16 +232,21 @@ def test_real_captions_subset():
     from cezsar.captions import read_activitynet
     from cezsar.text import SentenceEncoder
 
+    n_segments = 2000
     cap = read_activitynet(REF)
-    sub = Captions(cap.segments[:2000], cap.durations, {}, {})
+    sub = Captions(cap.segments[:n_segments], cap.durations, {}, {})
     enc = SentenceEncoder("minilm")
     means = []
     for tau in (0.7, 0.8, 0.9):
-        ts = mine(sub, enc, None, MiningConfig(tau=tau))
+        cfg = MiningConfig(tau=tau)
+        ts = mine(sub, enc, None, cfg)
         s = ts.summary
-        assert s["segments"] == 2000 and s["caption_positives"] == 6000
+        positives = n_segments * cfg.windows_per_segment  # one caption positive per window
+        assert s["segments"] == n_segments and s["caption_positives"] == positives
         means.append(s["admissible"]["mean"])
-        assert 10 * (6000 - s["positives_short"]) <= s["triplets"] == len(ts) <= 60000
+        # n negatives per positive, fewer only for the positives whose admissible set is short of n
+        assert cfg.n_negatives * (positives - s["positives_short"]) <= s["triplets"] == len(ts)
+        assert s["triplets"] <= cfg.n_negatives * positives
         assert not np.any(np.array(ts.sentences)[ts.pos] == np.array(ts.sentences)[ts.neg])
     assert means[0] < means[1] < means[2]
     ts = mine(sub, enc, None, MiningConfig(tau=0.8), strategy="sample")  # the sampled path on real text
@@ -312,14 +322,15 @@ def test_sample_fallback_gives_exact_sets_to_short_positives():
     cfg = replace(MiningConfig(), n_negatives=60, tau=0.9)  # admissible sets span 53..155: some short of n
     ts = mine(captions, emb_fn, None, cfg, strategy="sample")
     ref = reference_admissible(ts, emb_fn, captions, cfg)
-    short = sum(cfg.windows_per_segment for r in ref.values() if len(r) < 60)
+    n = cfg.n_negatives
+    short = sum(cfg.windows_per_segment for r in ref.values() if len(r) < n)
     assert 0 < short == ts.summary["positives_short"] < ts.summary["positives"]
-    for seg_i, negs in _units(ts, ref, 60):
+    for seg_i, negs in _units(ts, ref, n):
         assert len(set(negs)) == len(negs)
-        if len(ref[seg_i]) < 60:
+        if len(ref[seg_i]) < n:
             assert set(negs) == ref[seg_i]  # a short positive gets its whole (exact) admissible set
         else:
-            assert len(negs) == 60 and set(negs) <= ref[seg_i]
+            assert len(negs) == n and set(negs) <= ref[seg_i]
 
 
 def test_sample_same_seed_same_bytes(tmp_path):
@@ -337,7 +348,8 @@ def test_sample_draws_uniformly_from_the_admissible_set(monkeypatch):
     d = 12
     anchor = np.eye(d)[0]
     vecs = {"anchor": anchor}
-    segs = [Segment(f"a{i}", 0.0, 5.0, "anchor") for i in range(400)]
+    n_anchor_segments = 400
+    segs = [Segment(f"a{i}", 0.0, 5.0, "anchor") for i in range(n_anchor_segments)]
     for i in range(2300):
         noise = rng.normal(size=d)
         noise[0] = 0.0
@@ -352,18 +364,19 @@ def test_sample_draws_uniformly_from_the_admissible_set(monkeypatch):
     real_call = mining._ExactMiner.__call__
     monkeypatch.setattr(mining._ExactMiner, "__call__",
                         lambda self, units: exact_units.append(units.copy()) or real_call(self, units))
-    ts = mine(captions, lambda s: np.stack([vecs[x] for x in s]), None,
-              MiningConfig(tau=0.5, n_negatives=n), strategy="sample")
+    cfg = MiningConfig(tau=0.5, n_negatives=n)
+    ts = mine(captions, lambda s: np.stack([vecs[x] for x in s]), None, cfg, strategy="sample")
+    units = n_anchor_segments * cfg.windows_per_segment  # the anchor text's units come first
     fell_back = np.concatenate(exact_units) if exact_units else np.zeros(0, int)
-    assert (fell_back < 1200).sum() < 60  # units 0..1199 are the anchor's: (nearly) all took the sampled path
+    assert (fell_back < units).sum() < units // 20  # (nearly) all of the anchor's units took the sampled path
     is_anchor = np.array(ts.sentences)[ts.pos] == "anchor"
-    assert is_anchor.sum() == 1200 * n
-    negs = ts.neg[is_anchor].reshape(1200, n)
+    assert is_anchor.sum() == units * n
+    negs = ts.neg[is_anchor].reshape(units, n)
     assert all(len(set(r)) == n for r in negs)
     freq = Counter(ts.sentences[j] for j in negs.ravel())
     assert set(freq) <= {f"cand {i}" for i in range(300)}
     f = np.array([freq.get(f"cand {i}", 0) for i in range(300)])
-    expect = 1200 * n / 300
+    expect = units * n / 300
     chi2 = float(((f - expect) ** 2 / expect).sum())  # ~ chi-square, 299 dof: mean 299, sd 24.5
     assert f.min() > 0.25 * expect and f.max() < 2.5 * expect and chi2 < 299 + 6 * 24.5
 

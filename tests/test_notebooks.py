@@ -115,10 +115,20 @@ def _run_all(params: dict, tmp: Path, notebooks: Path | None = None) -> subproce
                           text=True, timeout=1500)
 
 
+FIDELITY_RECORD = ("fidelity.json", "fidelity.md", "fidelity.png")  # figures/: the committed measurement
+
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> dict:
-    """One ./run_all.sh on the tiny parameter set, shared by the tests below (each checks one behaviour)."""
+    """One ./run_all.sh on the tiny parameter set, shared by the tests below (each checks one behaviour). Its
+    figures folder starts with the committed fidelity record, so notebook 07 shows it as it does for a user, instead
+    of training its 57 models (the measurement itself: test_the_fidelity_measurement_trains_evaluates_and_records)."""
+    import shutil
+
     tmp = tmp_path_factory.mktemp("tiny_run")
+    (tmp / "figures").mkdir()
+    for name in FIDELITY_RECORD:
+        shutil.copy(ROOT / "figures" / name, tmp / "figures" / name)
     params = {**TINY, "data_root": str(tmp / "raw"), "work_dir": str(tmp / "work"), "figures_dir": str(tmp / "figures")}
     out = _run_all(params, tmp)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -187,6 +197,38 @@ def test_notebook_05_in_a_plain_kernel_reproduces_run_alls_tables(tiny_run):
     assert {n: (figs / n).read_bytes() for n in tables} == tables
     again = json.loads((tiny_run["run"] / "results.json").read_text())
     assert again["datasets"] == tiny_run["results"]["datasets"] and again["overrides"] == {}
+
+
+@pytest.mark.slow
+def test_notebook_07_shows_the_recorded_fidelity_measurement(tiny_run):
+    nb = nbformat.read(tiny_run["run"] / "07_fidelity.ipynb", as_version=4)
+    shown = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                    for o in c.outputs)
+    table = [line for line in (ROOT / "figures" / "fidelity.md").read_text().splitlines() if line.startswith("| ")]
+    assert table and all(line in shown for line in table)  # the recorded table, row by row
+    assert _images(tiny_run["run"] / "07_fidelity.ipynb") >= 1
+    for name in FIDELITY_RECORD:  # shown, not measured again
+        assert (tiny_run["figs"] / name).read_bytes() == (ROOT / "figures" / name).read_bytes(), name
+
+
+@pytest.mark.slow
+def test_the_fidelity_measurement_trains_evaluates_and_records(tiny_run, one_torch_thread):
+    """`python -m cezsar.fidelity` (notebook 07 when no record exists) on the tiny run's data and features, for a
+    variant and its reference at one seed and one epoch: one model trained per variant, evaluated on both test sets,
+    tabulated with the change against the reference, recorded where notebook 07 reads it."""
+    from cezsar import fidelity
+
+    out = tiny_run["tmp"] / "fidelity_figures"
+    measured = fidelity.main(["--params", str(tiny_run["tmp"] / "tiny.yaml"), "--seeds", "1", "--epochs", "1",
+                              "--variants", "paper,raw_sum", "--figures", str(out)], quiet=True)
+    rows = {r["variant"]: r for r in measured["rows"]}
+    assert list(rows) == ["paper", "raw_sum"] and rows["raw_sum"]["reference"] == "paper"
+    for row in rows.values():
+        assert row["seeds"] == 1 and all(0.0 <= row[k][0] <= 1.0 for k in ("ucf101_VE+O", "kinetics400_VE+O"))
+    assert rows["raw_sum"]["delta_ucf101_VE+O"] == pytest.approx(
+        rows["raw_sum"]["ucf101_VE+O"][0] - rows["paper"]["ucf101_VE+O"][0])
+    assert fidelity.recorded(out)["markdown"] == measured["markdown"] and "| raw_sum |" in measured["markdown"]
+    assert fidelity.show_or_measure(str(tiny_run["tmp"] / "tiny.yaml"), out)["markdown"] == measured["markdown"]
 
 
 @pytest.mark.slow

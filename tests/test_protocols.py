@@ -14,7 +14,7 @@ from cezsar import zsar
 from cezsar.config import SPLITS_DIR
 from cezsar.datasets import ClassDataset, Video
 
-REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data"
+from paper_fixture import REFERENCE as REF
 
 
 def test_paper_protocols_class_counts_and_runs():
@@ -38,12 +38,13 @@ def test_paper_protocols_class_counts_and_runs():
 
 def test_make_runs_seeded_sizes_and_official_order():
     classes = [f"c{i:03d}" for i in range(60)]
-    a = P.make_runs(classes, 10, 20)
-    assert a == P.make_runs(classes, 10, 20)
-    assert [r["seed"] for r in a] == list(range(20))
+    size, runs = 10, 20
+    a = P.make_runs(classes, size, runs)
+    assert a == P.make_runs(classes, size, runs)
+    assert [r["seed"] for r in a] == list(range(runs))
     for r in a:
-        assert len(set(r["classes"])) == 10 and r["classes"] == sorted(r["classes"])
-    assert len({tuple(r["classes"]) for r in a}) == 20  # different seeds, different subsets
+        assert len(set(r["classes"])) == size and r["classes"] == sorted(r["classes"])
+    assert len({tuple(r["classes"]) for r in a}) == runs  # different seeds, different subsets
     assert P.make_runs(classes, 10, 3, first_seed=5)[0] == a[5]
 
 
@@ -99,6 +100,7 @@ def test_truze_uses_the_34_testing_classes_of_the_real_split(tmp_path):
     proto = P.get_protocol("ucf101", "truze", 101, split_file=ref)
     s = P.load_or_create_splits(proto, official, tmp_path / "truze.json")
     raw = json.loads(ref.read_text())
+    # 34: the TruZe split's UCF-101 unseen (test) classes, as its paper gives them
     assert proto.runs == 1 and len(s["runs"][0]["classes"]) == len(raw["testing"]) == 34
     assert not set(s["runs"][0]["classes"]) & {c.lower() for c in raw["training"]}
 
@@ -178,17 +180,21 @@ RESULT_KEYS = {"dataset", "method", "variant", "alpha", "beta", "normalize_terms
 
 def test_run_evaluation_results_schema_and_custom_split_location(tmp_path):
     ds, store, desc, model = tiny_world()
-    res = P.run_evaluation(ds, store, desc, HashEncoder(), "0/3", model=model, runs=4, out_dir=tmp_path, beta=0.0)
-    assert RESULT_KEYS <= set(res) and res["variant"] == "VE" and res["n_runs"] == 4 and res["std_ddof"] == 1
-    assert Path(res["split_file"]) == tmp_path / "splits" / "ucf101_0-3.json"
-    assert [r["seed"] for r in res["runs"]] == [0, 1, 2, 3]
+    n_test, runs = 3, 4  # protocol 0/3, four draws
+    res = P.run_evaluation(ds, store, desc, HashEncoder(), f"0/{n_test}", model=model, runs=runs, out_dir=tmp_path,
+                           beta=0.0)
+    assert RESULT_KEYS <= set(res) and res["variant"] == "VE" and res["n_runs"] == runs and res["std_ddof"] == 1
+    assert Path(res["split_file"]) == tmp_path / "splits" / f"ucf101_0-{n_test}.json"
+    assert [r["seed"] for r in res["runs"]] == list(range(runs))
+    per_class = len(ds.videos) // len(ds.classes)
     for r in res["runs"]:
-        assert set(r) == {"seed", "classes", "n_videos", "top1", "top5"} and len(r["classes"]) == 3
-        assert r["n_videos"] == 12 and r["top5"] == 1.0  # 3 classes: top-5 is certain
+        assert set(r) == {"seed", "classes", "n_videos", "top1", "top5"} and len(r["classes"]) == n_test
+        assert r["n_videos"] == n_test * per_class and r["top5"] == 1.0  # 3 classes: top-5 is certain
     assert res["top1_mean"] == pytest.approx(np.mean([r["top1"] for r in res["runs"]]))
     json.dumps(res)  # serialisable as is
     full = P.run_evaluation(ds, store, desc, HashEncoder(), "0/all", model=model, out_dir=tmp_path, beta=0.0)
-    assert full["n_runs"] == 1 and np.array(full["confusion"]).sum() == 20 and len(full["per_class"]) == 5
+    assert full["n_runs"] == 1 and np.array(full["confusion"]).sum() == len(ds.videos)
+    assert len(full["per_class"]) == len(ds.classes)
 
 
 def test_run_evaluation_on_a_real_dataset_reads_data_splits():
@@ -219,7 +225,7 @@ def test_bad_input_errors_name_the_item(tmp_path):
     with pytest.raises(ValueError, match="v2_1"):
         P.run_evaluation(ds, store, desc, enc, "0/all", model=model, out_dir=tmp_path, beta=0.0)
     res = P.run_evaluation(ds, store, desc, enc, "0/all", model=model, out_dir=tmp_path, beta=0.0, skip_missing=True)
-    assert res["skipped_videos"] == ["v2_1"] and res["n_videos"] == 19
+    assert res["skipped_videos"] == ["v2_1"] and res["n_videos"] == len(ds.videos) - 1
     with pytest.raises(ValueError, match="out_dir"):
         P.run_evaluation(ds, store, desc, enc, "0/all", model=model, beta=0.0, skip_missing=True)
 

@@ -19,9 +19,13 @@ from cezsar import captions, datasets, params, pipeline, pipeline_evaluation, pi
 from cezsar.feature_objects import load_head, objects_from_features, topk_probs
 from cezsar.features import FeatureStore, ReadOnce
 from cezsar.objects import topk_from_logits
+from paper_fixture import REFERENCE
 
 ROOT = Path(__file__).resolve().parents[1]
-REF = ROOT.parent / "shared" / "reference-data"
+REF = REFERENCE
+# the sets' own epochs, read from the files: these tests are about which value wins, not about the values
+PAPER_EPOCHS = yaml.safe_load((ROOT / "params" / "paper.yaml").read_text())["epochs"]
+EMBEDDED_EPOCHS = yaml.safe_load((ROOT / "params" / "embedded.yaml").read_text())["epochs"]
 
 
 def _head(path: Path, dim: int, classes: int, seed: int = 0) -> Path:
@@ -122,9 +126,9 @@ def test_a_misspelt_key_is_an_error_naming_the_nearest(tmp_path: Path):
 
 def test_notebook_values_override_the_set_visibly_and_none_does_not():
     s = params.settings("params/paper.yaml", {"epochs": None, "tau": None, "batch": None})
-    assert s.epochs == 25 and not s.overrides  # None: the set's 25 is used
+    assert s.epochs == PAPER_EPOCHS and not s.overrides  # None: the set's value is used
     s = params.settings("params/paper.yaml", {"epochs": 3})
-    assert s.epochs == 3 and s.overrides == {"epochs": (25, 3)}
+    assert s.epochs == 3 and s.overrides == {"epochs": (PAPER_EPOCHS, 3)}
     assert "epochs" in s._repr_markdown_() and "**3**" in s._repr_markdown_()
     with pytest.raises(params.ParameterError, match="epochs: 'many' is not a whole number"):
         params.settings("params/paper.yaml", {"epochs": "many"})
@@ -136,7 +140,8 @@ def test_a_notebook_value_equal_to_the_embedded_default_still_overrides_another_
     (tmp_path / "p.yaml").write_text("tau: 0.7\n")
     s = params.settings(tmp_path / "p.yaml", {"tau": 0.8, "epochs": None})
     assert s.tau == 0.8 and s.overrides == {"tau": (0.7, 0.8)}
-    assert params.settings("params/paper.yaml", {"epochs": 16}).epochs == 16
+    assert EMBEDDED_EPOCHS != PAPER_EPOCHS
+    assert params.settings("params/paper.yaml", {"epochs": EMBEDDED_EPOCHS}).epochs == EMBEDDED_EPOCHS
 
 
 def test_every_relative_path_resolves_against_the_project_root():
@@ -180,17 +185,18 @@ def test_train_and_both_validation_files_read_as_one_corpus():
     caps = captions.read_activitynet_files(f"{a / 'train.json'},{a / 'val_1.json'},{a / 'val_2.json'}")
     train = captions.read_activitynet(a / "train.json")
     v1, v2 = captions.read_activitynet(a / "val_1.json"), captions.read_activitynet(a / "val_2.json")
-    # val_1 and val_2 annotate the same videos: 10,009 + 4,917 distinct videos
-    assert len(caps.durations) == len(set(train.durations) | set(v1.durations) | set(v2.durations)) == 14926
+    # val_1 and val_2 annotate the same videos; ActivityNet Captions' published split sizes: 10,009 training
+    # videos + 4,917 validation videos = 14,926 distinct videos
+    assert len(caps.durations) == len(set(train.durations) | set(v1.durations) | set(v2.durations)) == 10_009 + 4_917
     dups = caps.problems.get("duplicate_across_files", 0)
     assert len(caps.segments) == len(train.segments) + len(v1.segments) + len(v2.segments) - dups
 
 
-def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path):
-    from cezsar.synthetic import generate
+def test_a_triplet_file_is_not_reused_when_an_input_changes(tmp_path: Path, synth_small: Path):
+    import shutil
 
     root = tmp_path / "synth"
-    generate(root, seed=0, size="small")
+    shutil.copytree(synth_small, root)  # its captions file is changed below
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"data_root": str(root), "work_dir": str(tmp_path / "work"),
                                                      "use_objects": "off"}))
     s = params.settings(tmp_path / "p.yaml")
@@ -250,11 +256,11 @@ def test_a_value_set_on_a_control_survives_run_all_until_reset(tmp_path: Path, m
     fresh = {"epochs": None, "tau": None}  # "Run All": the parameters cell runs again
     panel = widgets.tuner(fresh, ["epochs", "tau"], "params/embedded.yaml")
     assert fresh["epochs"] == 3 and "remembered: epochs=3" in panel.children[0].value
-    assert params.settings("params/embedded.yaml", fresh).overrides == {"epochs": (16, 3)}
+    assert params.settings("params/embedded.yaml", fresh).overrides == {"epochs": (EMBEDDED_EPOCHS, 3)}
     monkeypatch.setenv("CEZSAR_HEADLESS", "1")  # papermill: the parameter set rules
     headless = {"epochs": None, "tau": None}
     widgets.tuner(headless, ["epochs", "tau"], "params/embedded.yaml")
-    assert headless["epochs"] is None and params.settings("params/embedded.yaml", headless).epochs == 16
+    assert headless["epochs"] is None and params.settings("params/embedded.yaml", headless).epochs == EMBEDDED_EPOCHS
     monkeypatch.delenv("CEZSAR_HEADLESS")
     panel.children[-1].click()  # reset
     again = {"epochs": None, "tau": None}

@@ -227,7 +227,7 @@ def test_released_draw_weights_are_the_released_list_of_positive_entries(monkeyp
                      if rel.sentences[p] == captions.segments[int(s)].sentence]
     key = caption_units[0]
     drawn = rel.neg[(rel.segment == key[0]) & (rel.start == np.float32(key[1])) & (rel.pos == key[2])]
-    assert len(drawn) == 4000
+    assert len(drawn) == cfg.n_negatives
     want = _released_draw_probabilities(ts_all, emb, key[2], 0.8)
     seen = np.bincount(drawn, minlength=len(rel.sentences)) / len(drawn)
     assert set(np.flatnonzero(seen)) <= set(want)  # nothing outside the released pool

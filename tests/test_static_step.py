@@ -49,6 +49,7 @@ def test_epoch_tables_hold_each_batch_its_distinct_windows_and_sentences(tmp_pat
     t = run_length(data)
     tab = epoch_tables(data, order, BATCH, t)
     steps = -(-len(order) // BATCH)
+    # make_toy's windows last up to 10 s, one feature row per second: the longest window has 10 rows
     assert tab.steps == steps and t == int(data.mask.sum(1).max()) == 10
     uc, nc = tab.caps
     assert uc in (16, 32) and nc % 16 == 0 and tab.mask.shape == (steps, uc, t)

@@ -14,22 +14,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def synth_root(tmp_path_factory) -> Path:
-    from cezsar.synthetic import generate
-
-    root = tmp_path_factory.mktemp("synth") / "raw"
-    generate(root, seed=0, size="small", workers=1)
-    return root
-
-
-def _fake_run(tmp: Path, synth_root: Path) -> tuple[Path, Path]:
+def _fake_run(tmp: Path, synth_small: Path) -> tuple[Path, Path]:
     """A run's files at every stage boundary (data, features, triplets, a training log, results.json) and its
     parameter set; returns (params file, run folder)."""
     import shutil
 
     raw = tmp / "raw"
-    shutil.copytree(synth_root, raw)
+    shutil.copytree(synth_small, raw)
     work = tmp / "work"
     rng = np.random.default_rng(0)
     for part in ("activitynet", "ucf101", "kinetics400"):
@@ -55,15 +46,21 @@ def _fake_run(tmp: Path, synth_root: Path) -> tuple[Path, Path]:
     return params, run
 
 
-def _verify(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "cezsar", "verify", *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=600)
+def _verify(capsys, *args: str) -> subprocess.CompletedProcess:
+    """`cezsar verify ARGS` in this process (cezsar.cli.main, which `python -m cezsar` exits with): its exit code,
+    stdout and stderr. In-process, the text model's import is paid once per test session, not once per call."""
+    from cezsar.cli import main
+
+    capsys.readouterr()
+    code = main(["verify", *args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["cezsar", "verify", *args], code, out, err)
 
 
-def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: Path, synth_root: Path):
-    params, run = _fake_run(tmp_path, synth_root)
+def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: Path, synth_small: Path, capsys):
+    params, run = _fake_run(tmp_path, synth_small)
     ref = tmp_path / "reference.json"
-    out = _verify(str(run), "--params", str(params), "--write", str(ref))
+    out = _verify(capsys, str(run), "--params", str(params), "--write", str(ref))
     assert out.returncode == 0, out.stderr
     written = json.loads(ref.read_text())
     assert all(written["stages"][s] is not None for s in ("data", "features", "sbert", "triplets", "first_epoch",
@@ -71,7 +68,7 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     assert written["stages"]["accuracies"]["ucf101/VE/16/seed_top1[1]"] == pytest.approx(0.54)
     assert written["stages"]["accuracies"]["tau_ablation/0.8"] == pytest.approx(0.5)
 
-    same = _verify(str(run), "--params", str(params), "--reference", str(ref))
+    same = _verify(capsys, str(run), "--params", str(params), "--reference", str(ref))
     assert same.returncode == 0, same.stdout + same.stderr
     assert "every stage matches" in same.stdout
     assert json.loads((run / "verify.json").read_text())["same"] is True
@@ -81,7 +78,7 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     feats = np.load(path)
     feats[3] += 0.05
     np.save(path, feats)
-    changed = _verify(str(run), "--params", str(params), "--reference", str(ref))
+    changed = _verify(capsys, str(run), "--params", str(params), "--reference", str(ref))
     assert changed.returncode == 1, changed.stdout + changed.stderr
     verdict = json.loads((run / "verify.json").read_text())
     assert verdict["first_divergence"]["stage"] == "features"
@@ -91,14 +88,14 @@ def test_an_unchanged_run_passes_and_a_perturbed_feature_row_is_named(tmp_path: 
     assert "diverges first at stage 'features'" in changed.stdout
 
 
-def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth_root: Path):
-    params, run = _fake_run(tmp_path, synth_root)
+def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth_small: Path, capsys):
+    params, run = _fake_run(tmp_path, synth_small)
     ref = tmp_path / "reference.json"
-    assert _verify(str(run), "--params", str(params), "--write", str(ref), "--stages",
+    assert _verify(capsys, str(run), "--params", str(params), "--write", str(ref), "--stages",
                    "triplets,first_epoch,accuracies").returncode == 0
     log = tmp_path / "work" / "models" / "tau0.80" / "log.json"
     log.write_text(log.read_text().replace("0.87", "0.8702"))  # 2e-4: twice the tolerance
-    out = _verify(str(run), "--params", str(params), "--reference", str(ref), "--stages",
+    out = _verify(capsys, str(run), "--params", str(params), "--reference", str(ref), "--stages",
                   "triplets,first_epoch,accuracies")
     assert out.returncode == 1
     first = json.loads((run / "verify.json").read_text())["first_divergence"]
@@ -116,12 +113,14 @@ def test_stage_comparison_tolerances():
     assert compare_stage("features", None, {"x": 1.0}) == (False, "missing in this run")
 
 
-def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, synth_root: Path):
-    params, run = _fake_run(tmp_path, synth_root)
-    out = _verify(str(run), "--params", str(params), "--reference", str(tmp_path / "none.json"))
+def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, synth_small: Path, capsys):
+    params, run = _fake_run(tmp_path, synth_small)
+    out = _verify(capsys, str(run), "--params", str(params), "--reference", str(tmp_path / "none.json"))
     assert out.returncode != 0 and "none.json" in out.stderr and len(out.stderr.strip().splitlines()) == 1
-    bad = _verify(str(run), "--params", str(params), "--stages", "featurez")
-    assert bad.returncode == 2 and "featurez" in bad.stderr
+    # in a real process: the exit code the shell sees for a usage error
+    bad = subprocess.run([sys.executable, "-m", "cezsar", "verify", str(run), "--params", str(params), "--stages",
+                          "featurez"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert bad.returncode == 2 and "featurez" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_environment_record_and_differences(tmp_path: Path):
@@ -151,13 +150,13 @@ def test_environment_record_and_differences(tmp_path: Path):
     assert status["file"] == "locks/cpu.txt" and status["differs"] == ["no-such-package-xyz missing (lock 1.0)"]
 
 
-def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_root: Path):
+def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_small: Path):
     from cezsar import digests
     from cezsar.layout import layout_from
     from cezsar.params import settings
     from cezsar.run_page import _verdict
 
-    params, run = _fake_run(tmp_path, synth_root)
+    params, run = _fake_run(tmp_path, synth_small)
     s = settings(params)
     lay = layout_from(s)
     ref = digests.compute(lay, s, ("data", "features"))
