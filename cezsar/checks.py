@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from cezsar.atomic import stale_temp
-from cezsar.errors import CheckpointError  # noqa: F401 (re-exported until train.py, stacked.py import cezsar.errors)
 from cezsar.errors import DataError, UsageError
 from cezsar.textio import read_json
 

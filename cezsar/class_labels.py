@@ -14,11 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cezsar.datasets import normalize_class, read_descriptions
+from cezsar.errors import LabelError
 from cezsar.textio import read_text
-
-
-class LabelError(ValueError):
-    """A label list that cannot be used (empty, only duplicates, unreadable file)."""
 
 
 

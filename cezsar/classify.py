@@ -43,6 +43,7 @@ from cezsar.checkpoints import load_checkpoint, training_manifest
 from cezsar.class_labels import LabelSet, prepare_labels
 from cezsar.encoder_factory import frame_encoder, text_encoder
 from cezsar.config import EvalConfig, ExtractConfig
+from cezsar.errors import CheckpointMismatch
 from cezsar.extraction import extraction_manifest
 from cezsar.objects import object_sentences, topk_from_logits
 from cezsar.progress import progress_bar
@@ -54,10 +55,6 @@ METHOD_NOTES = {
     "objects": "objects-only method (ImageNet objects -> WordNet sentences -> SBERT; no trained model)",
     "cezsar": "CEZSAR Eq. 9 (alpha * VE + beta * SE(O)) with a trained checkpoint",
 }
-
-
-class CheckpointMismatch(ValueError):
-    """A checkpoint whose feature or sentence space does not match the encoders in use."""
 
 
 # --- the loaded models --------------------------------------------------------------------------------------

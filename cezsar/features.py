@@ -25,13 +25,9 @@ from typing import Iterable
 import numpy as np
 
 from cezsar import manifest
+from cezsar.errors import FeatureError
+from cezsar.objects import NO_LABELS
 from cezsar.textio import read_json
-
-
-NO_LABELS = "none"  # features.json label_space of a backbone without an ImageNet head (CLIP): no objects
-
-class FeatureError(ValueError):
-    """A feature file that is unreadable or inconsistent; the message names the file."""
 
 
 # --- validity of finished outputs ------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from cezsar.checks import CheckpointError
+from cezsar.errors import CheckpointError
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.devices import resolve_device
 from cezsar.featurebank import TripletTensors, batch_group, epoch_order

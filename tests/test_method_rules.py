@@ -228,7 +228,7 @@ def test_resume_refuses_another_model_or_an_incomplete_last_checkpoint(tmp_path)
     import torch
     from test_train import TINY, make_toy
 
-    from cezsar.checks import CheckpointError
+    from cezsar.errors import CheckpointError
     from cezsar.config import ModelConfig, TrainConfig
     from cezsar.train import fit
 
