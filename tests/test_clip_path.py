@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 
 from cezsar.cli import main
-from cezsar.pipeline_evaluation import table_protocols
+from cezsar.harness.pipeline_evaluation import table_protocols
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def synth(tmp_path_factory) -> Path:
-    from cezsar.synthetic import generate
+    from cezsar.formats.synthetic import generate
 
     root = tmp_path_factory.mktemp("synth")
     generate(root, seed=0, size="small", workers=1)
@@ -100,7 +100,7 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth: Path, tiny_clip: Path, 
     tables show them computed instead of "needs weights"."""
     import yaml
 
-    from cezsar import clip_stage, params, pipeline, pipeline_evaluation, report
+    from cezsar.harness import clip_stage, params, pipeline, pipeline_evaluation, report
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({
         "data_root": str(synth), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from cezsar import fidelity, fidelity_report
-from cezsar.fidelity_checks import changed
-from cezsar.params import load, stage_configs
+from cezsar.harness import fidelity, fidelity_report
+from cezsar.harness.fidelity_checks import changed
+from cezsar.harness.params import load, stage_configs
 
 T_975_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (a printed table's value)
 

@@ -152,7 +152,7 @@ def test_every_trained_number_is_over_the_training_seeds(tiny_run):
 @pytest.mark.slow
 def test_every_protocol_record_is_the_one_cezsar_evaluate_writes(tiny_run):
     """One results schema (issue 20)."""
-    from cezsar.results import RESULTS_VERSION, protocol_record
+    from cezsar.reporting.results import RESULTS_VERSION, protocol_record
 
     results = tiny_run["results"]
     record = next(iter(results["datasets"]["ucf101"]["methods"]["VE"].values()))

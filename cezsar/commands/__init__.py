@@ -91,7 +91,8 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 def merge_reports(out: str, noun: str) -> int:
     """`--merge-reports` (extract, objects): report.json from the shard reports in `out`; a missing shard's
     report is a DataError naming it (exit 1)."""
-    from cezsar import checks, shards
+    from cezsar.base import checks
+    from cezsar.encoders import shards
 
     checks.require_dir(out, "--out", "output folder")
     try:

@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summarize(kind: str, path: str, splits: list[str] = ()) -> tuple[dict, dict]:
     """Counts and problems of one dataset: ({kind, videos, segments, sentences, classes, problems}, examples)."""
-    from cezsar import datasets as ds
-    from cezsar.captions import read_activitynet
+    from cezsar.formats import datasets as ds
+    from cezsar.formats.captions import read_activitynet
 
     examples: dict = {}
     if kind == "activitynet":
@@ -62,7 +62,7 @@ def summarize(kind: str, path: str, splits: list[str] = ()) -> tuple[dict, dict]
 
 def check_inputs(kind: str, path: str, splits: list[str]) -> None:
     """The path must be what the kind reads (docs/errors.md): a file, a folder, or either; UsageError, exit 2."""
-    from cezsar import checks
+    from cezsar.base import checks
 
     if kind == "activitynet":
         checks.require_file(path, "PATH", "captions JSON file")
@@ -75,8 +75,8 @@ def check_inputs(kind: str, path: str, splits: list[str]) -> None:
 
 
 def _video_ids(kind: str, path: str) -> list[str]:
-    from cezsar import datasets as ds
-    from cezsar.captions import read_activitynet
+    from cezsar.formats import datasets as ds
+    from cezsar.formats.captions import read_activitynet
 
     if kind == "activitynet":
         return sorted(read_activitynet(path).durations)
@@ -84,8 +84,8 @@ def _video_ids(kind: str, path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
-    from cezsar.feature_folder import feature_folder
+    from cezsar.base import checks
+    from cezsar.encoders.feature_folder import feature_folder
 
     check_inputs(args.kind, args.path, args.split)
     if args.features and args.kind == "descriptions":
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
     store = feature_folder(args.features, objects=args.objects) if args.features else None
     out, examples = summarize(args.kind, args.path, args.split)
     if store is not None:
-        from cezsar.features import check_folder
+        from cezsar.encoders.features import check_folder
 
         out["features"] = check_folder(store, _video_ids(args.kind, args.path))
     rc = 0

@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_result(res: dict) -> str:
     """A short readable block for one video's result dict."""
-    from cezsar.classify import METHOD_NOTES
+    from cezsar.evaluation.classify import METHOD_NOTES
 
     head = f"{res['video']}  ({res['seconds']} s decoded; {METHOD_NOTES.get(res['method'], res['method'])})"
     width = max(len(x["label"]) for x in res["labels"])
@@ -68,7 +68,7 @@ def format_result(res: dict) -> str:
 
 def check_inputs(args: argparse.Namespace) -> None:
     """Every argument checked before a model is loaded or a video decoded (docs/errors.md)."""
-    from cezsar import checks
+    from cezsar.base import checks
 
     checks.require_positive(args.top_k, "--top-k")
     checks.require_positive(args.image_size, "--image-size")
@@ -79,7 +79,7 @@ def check_inputs(args: argparse.Namespace) -> None:
         value = getattr(args, name)
         if value is not None and not (value == value and 0 <= value < float("inf")):
             raise checks.UsageError(f"--{name} {value}: must be a finite number >= 0")
-    from cezsar.clip import is_clip
+    from cezsar.encoders.clip import is_clip
 
     if is_clip(args.backbone):  # classify ranks labels through objects (and a checkpoint): CLIP has no objects
         raise checks.UsageError(f"--backbone {args.backbone}: classify needs an ImageNet head (objects); for CLIP "
@@ -94,16 +94,16 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.weights is not None:
         checks.require_file(args.weights, "--weights", "weights file")
     checks.require_device(args.device)
-    from cezsar.devices import resolve_device
+    from cezsar.base.devices import resolve_device
 
     args.device = str(resolve_device(args.device))  # "auto" -> the device it means here
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar.checks import require_path
-    from cezsar.classify import classify_videos, load_classifier
-    from cezsar.class_labels import prepare_labels
-    from cezsar.checkpoints import describe_provenance, is_synthetic
+    from cezsar.base.checks import require_path
+    from cezsar.evaluation.classify import classify_videos, load_classifier
+    from cezsar.evaluation.class_labels import prepare_labels
+    from cezsar.training.checkpoints import describe_provenance, is_synthetic
 
     if args.descriptions is not None:
         require_path(args.descriptions, "--descriptions", "descriptions file or folder")

@@ -25,7 +25,7 @@ EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = EvalConfig()
     parser.add_argument("--dataset", required=True, choices=("ucf101", "kinetics400", "hmdb51"),
-                        help="dataset layout read by cezsar.datasets.load_dataset")
+                        help="dataset layout read by cezsar.formats.datasets.load_dataset")
     parser.add_argument("--root", required=True, help="dataset folder (or the authors' ucf101 JSON / a Kinetics CSV)")
     parser.add_argument("--features", required=True, help="feature folder written by `cezsar extract`")
     parser.add_argument("--objects", default=None,
@@ -93,14 +93,14 @@ def default_descriptions(kind: str, root: str | Path, official: bool) -> Path:
     for p in order:
         if p.exists():
             return p
-    from cezsar.checks import UsageError
+    from cezsar.errors import UsageError
 
     raise UsageError(f"no class descriptions for {kind}: tried {order[0]} and {order[1]}; pass --descriptions")
 
 
 def check_inputs(args: argparse.Namespace) -> None:
     """Every path and number checked before anything is loaded (docs/errors.md): UsageError, exit 2."""
-    from cezsar import checks
+    from cezsar.base import checks
 
     checks.require_path(args.root, "--root", "dataset folder or file")
     checks.require_dir(args.features, "--features", "feature folder", "give the --out folder of `cezsar extract`")
@@ -126,7 +126,7 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.max_seconds is not None and not args.max_seconds > 0:
         raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
     checks.require_device(args.device)
-    from cezsar.devices import resolve_device
+    from cezsar.base.devices import resolve_device
 
     args.device = str(resolve_device(args.device))  # "auto" -> the device it means here
     checks.require_output(args.out, "--out")
@@ -135,9 +135,9 @@ def check_inputs(args: argparse.Namespace) -> None:
 def _clip_for(args: argparse.Namespace, store):
     """--method clip: the CLIP whose image tower made --features (features.json) unless --clip-model names one;
     features of another backbone, or a --clip-model other than theirs, are usage errors."""
-    from cezsar import checks
-    from cezsar.clip import PREFIX, is_clip, model_spec
-    from cezsar.encoder_factory import frame_encoder
+    from cezsar.base import checks
+    from cezsar.encoders.clip import PREFIX, is_clip, model_spec
+    from cezsar.encoders.factory import frame_encoder
 
     if not is_clip(store.backbone):
         raise checks.UsageError(f"--method clip needs CLIP frame features; --features {args.features} holds "
@@ -151,7 +151,7 @@ def _clip_for(args: argparse.Namespace, store):
 
 def _objects_off(args: argparse.Namespace, store) -> None:
     """Features without objects by nature (CLIP): the objects baseline is a usage error, Eq. 9 falls back to VE."""
-    from cezsar.checks import UsageError
+    from cezsar.errors import UsageError
 
     reason = store.objects_off_reason
     if reason is None or args.method == "clip":
@@ -166,7 +166,7 @@ def _objects_off(args: argparse.Namespace, store) -> None:
 def check_model_fits(model_path: str, trained: dict, store, model) -> None:
     """Refuse a checkpoint whose features differ from the ones given (CheckpointMismatch; its sentence space is
     checked by `classify.checkpoint_text_encoder`)."""
-    from cezsar.classify import CheckpointMismatch
+    from cezsar.errors import CheckpointMismatch
 
     if trained["backbone"] not in ("unknown", store.backbone) and store.backbone is not None:
         raise CheckpointMismatch(f"--model {model_path}: trained on {trained['backbone']} features, but --features "
@@ -179,11 +179,11 @@ def check_model_fits(model_path: str, trained: dict, store, model) -> None:
 
 
 def check_manifest(meta: dict, store) -> None:
-    """Refuse test features made another way than the checkpoint's training features (cezsar.manifest: exit 1,
+    """Refuse test features made another way than the checkpoint's training features (cezsar.formats.manifest: exit 1,
     one line naming both values); a folder or checkpoint from before manifests gives a line saying what is
     not checked."""
-    from cezsar import manifest
-    from cezsar.checkpoints import training_manifest
+    from cezsar.formats import manifest
+    from cezsar.training.checkpoints import training_manifest
 
     recorded, here = training_manifest(meta), getattr(store, "manifest", None)
     # a run wholly from before manifests (neither side has one) is a note; one side without it, a warning
@@ -193,14 +193,14 @@ def check_manifest(meta: dict, store) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import protocols
-    from cezsar.atomic import write_json
-    from cezsar.checks import DataError, UsageError
-    from cezsar.encoder_factory import text_encoder
-    from cezsar.feature_folder import feature_folder
-    from cezsar.classify import checkpoint_text_encoder
-    from cezsar.datasets import load_dataset, read_descriptions
-    from cezsar.results import protocol_record
+    from cezsar.evaluation import protocols
+    from cezsar.base.atomic import write_json
+    from cezsar.errors import DataError, UsageError
+    from cezsar.encoders.factory import text_encoder
+    from cezsar.encoders.feature_folder import feature_folder
+    from cezsar.evaluation.classify import checkpoint_text_encoder
+    from cezsar.formats.datasets import load_dataset, read_descriptions
+    from cezsar.reporting.results import protocol_record
 
     check_inputs(args)
     dataset = load_dataset(args.dataset, args.root)
@@ -217,7 +217,7 @@ def run(args: argparse.Namespace) -> int:
     _objects_off(args, store)
     model, ckpt_meta = None, {}
     if args.method == "cezsar":
-        from cezsar.checkpoints import describe_provenance, load_checkpoint
+        from cezsar.training.checkpoints import describe_provenance, load_checkpoint
 
         model, ckpt_meta = load_checkpoint(args.model, option="--model")
         model.to(args.device)

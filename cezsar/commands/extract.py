@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ExtractConfig()
     parser.add_argument("--dataset", choices=KINDS,
                         help="activitynet: <root>/*.json captions + video files under <root> named <video_id>.*; "
-                        "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.datasets); folder: every video "
+                        "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.formats.datasets); folder: every video "
                         "file under --root, id = file name without extension")
     parser.add_argument("--root", help="dataset folder")
     parser.add_argument("--out", required=True, help="output folder for <id>.npy, objects/, report.json")
@@ -56,10 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def collect_videos(kind: str, root: str | Path) -> list:
-    """The videos of a dataset as cezsar.datasets.Video records (path None when the file is absent)."""
-    from cezsar import datasets as ds
-    from cezsar.captions import read_activitynet
-    from cezsar.video import VIDEO_EXTS, video_files
+    """The videos of a dataset as cezsar.formats.datasets.Video records (path None when the file is absent)."""
+    from cezsar.formats import datasets as ds
+    from cezsar.formats.captions import read_activitynet
+    from cezsar.encoders.video import VIDEO_EXTS, video_files
 
     root = Path(root)
     if not root.is_dir() and kind in ("folder", "activitynet"):
@@ -89,7 +89,7 @@ def collect_videos(kind: str, root: str | Path) -> list:
 
 def check_inputs(args: argparse.Namespace) -> None:
     """Options and paths checked before the CNN is loaded (docs/errors.md); UsageError, exit 2."""
-    from cezsar import checks
+    from cezsar.base import checks
 
     missing = [o for o in ("dataset", "root") if getattr(args, o) is None]
     if missing:
@@ -120,7 +120,7 @@ def check_inputs(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import distributed
+    from cezsar.base import distributed
 
     if args.merge_reports:
         return merge_reports(args.out, "video")
@@ -131,10 +131,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def extract_videos(args: argparse.Namespace) -> int:
-    from cezsar import distributed
-    from cezsar.checks import DataError
-    from cezsar.encoder_factory import frame_encoder
-    from cezsar.extraction import extract
+    from cezsar.base import distributed
+    from cezsar.errors import DataError
+    from cezsar.encoders.factory import frame_encoder
+    from cezsar.encoders.extraction import extract
 
     check_inputs(args)
     backbone = args.backbone or ("bit_m_r152x2" if (args.weights or "").endswith(".npz") else "efficientnet_lite0")

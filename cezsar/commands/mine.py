@@ -75,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_inputs(args: argparse.Namespace, cfg) -> None:
     """Options and paths checked before any sentence is encoded (docs/errors.md); UsageError, exit 2."""
-    from cezsar import checks
+    from cezsar.base import checks
 
     checks.require_device(args.device)
     checks.require_positive(cfg.n_negatives, "--negatives")
@@ -92,12 +92,13 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar.checks import DataError, clear_stale_temps
-    from cezsar.encoder_factory import text_encoder
-    from cezsar.feature_folder import feature_folder
-    from cezsar.captions import read_activitynet
-    from cezsar.devices import resolve_device
-    from cezsar.mining import mine
+    from cezsar.base.checks import clear_stale_temps
+    from cezsar.errors import DataError
+    from cezsar.encoders.factory import text_encoder
+    from cezsar.encoders.feature_folder import feature_folder
+    from cezsar.formats.captions import read_activitynet
+    from cezsar.base.devices import resolve_device
+    from cezsar.triplet_mining.mine import mine
 
     cfg = MiningConfig(tau=args.tau, n_negatives=args.negatives, rule=args.rule,
                        object_positives=args.object_positives, object_negatives=not args.no_object_negatives,

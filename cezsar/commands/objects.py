@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks, distributed
+    from cezsar.base import checks, distributed
 
     if args.features is None and not (args.merge_reports and args.out):
         raise checks.UsageError("cezsar objects: give --features (or --merge-reports --out DIR)")
@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def objects(args: argparse.Namespace) -> int:
-    from cezsar import checks, distributed
-    from cezsar.feature_objects import load_head, objects_from_features
-    from cezsar.feature_folder import feature_folder
-    from cezsar.features import FeatureError
+    from cezsar.base import checks, distributed
+    from cezsar.encoders.feature_objects import load_head, objects_from_features
+    from cezsar.encoders.feature_folder import feature_folder
+    from cezsar.errors import FeatureError
 
     checks.require_positive(args.topk, "--top-k")
     checks.require_device(args.device)

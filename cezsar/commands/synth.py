@@ -23,8 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
-    from cezsar.synthetic import generate
+    from cezsar.base import checks
+    from cezsar.formats.synthetic import generate
 
     checks.require_output_dir(args.out, "--out")
     checks.require_positive(args.workers, "--workers")

@@ -24,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
-    from cezsar.report import add_clip_results, write_tables
+    from cezsar.base import checks
+    from cezsar.harness.report import add_clip_results, write_tables
 
     if args.results is None and not args.add:
         raise checks.UsageError("give --results (notebook 05's results.json), --add (evaluate results), or both")

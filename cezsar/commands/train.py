@@ -80,8 +80,8 @@ def check_inputs(args: argparse.Namespace):
 
     Returns (triplets, store); UsageError (exit 2) for the command line, DataError (exit 1) for content.
     """
-    from cezsar import checks, distributed
-    from cezsar.triplets import TripletSet
+    from cezsar.base import checks, distributed
+    from cezsar.formats.triplets import TripletSet
 
     missing = [o for o in ("triplets", "features", "out") if getattr(args, o) is None]
     if missing:
@@ -102,18 +102,18 @@ def check_inputs(args: argparse.Namespace):
         raise checks.UsageError(f"--lr {args.lr}: must be a finite number > 0")
     checks.require_device(args.device)
     path = checks.require_file(args.triplets, "--triplets", "triplet file", "give the --out file of `cezsar mine`")
-    from cezsar.manifest import BUILT_IN
+    from cezsar.formats.manifest import BUILT_IN
 
     if args.features_manifest is not None and args.features_manifest not in BUILT_IN:
         raise checks.UsageError(f"--features-manifest {args.features_manifest}: not a built-in manifest (known: "
                                 f"{', '.join(sorted(BUILT_IN))})")
-    from cezsar.feature_folder import feature_folder
+    from cezsar.encoders.feature_folder import feature_folder
 
     store = feature_folder(args.features, declared_manifest=args.features_manifest)
     out = checks.require_output_dir(args.out, "--out")
     checks.check_feature_bank_cache(out / "cache")
     if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
-        from cezsar.checkpoints import read_checkpoint  # lazy: torch, only when resuming
+        from cezsar.training.checkpoints import read_checkpoint  # lazy: torch, only when resuming
 
         read_checkpoint(out / "last.pt", None, training=True, remedy="delete it to start over, or use another --out")
     try:
@@ -167,7 +167,7 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import distributed
+    from cezsar.base import distributed
 
     try:
         return run_stage(args) if args.params else run_files(args)
@@ -177,13 +177,14 @@ def run(args: argparse.Namespace) -> int:
 
 def run_stage(args: argparse.Namespace) -> int:
     """`--params`: notebook 03's stage (`pipeline_training.train_model`) for that parameter set."""
-    from cezsar import checks, distributed, pipeline, pipeline_training
+    from cezsar.base import checks, distributed
+    from cezsar.harness import pipeline, pipeline_training
 
     given = [o for o in ("triplets", "features", "out") if getattr(args, o) is not None]
     if given:
         raise checks.UsageError(f"--params takes its folders from the parameter set; drop "
                                 f"{', '.join('--' + o for o in given)}")
-    from cezsar.params import ParameterError
+    from cezsar.errors import ParameterError
 
     if not pipeline.resolve(args.params).is_file():  # relative paths resolve against the project root
         raise checks.UsageError(f"--params {args.params}: no such file (e.g. params/paper.yaml)")
@@ -201,12 +202,12 @@ def run_stage(args: argparse.Namespace) -> int:
 
 def run_files(args: argparse.Namespace) -> int:
     """`--triplets/--features/--out`: train on those files."""
-    from cezsar import distributed
-    from cezsar.checks import DataError
-    from cezsar.encoder_factory import text_encoder
-    from cezsar.devices import resolve_device
-    from cezsar.features import FeatureError
-    from cezsar.train import fit
+    from cezsar.base import distributed
+    from cezsar.errors import DataError
+    from cezsar.encoders.factory import text_encoder
+    from cezsar.base.devices import resolve_device
+    from cezsar.errors import FeatureError
+    from cezsar.training.train import fit
 
     triplets, store = check_inputs(args)
     distributed.init(resolve_device(args.device))  # under torchrun: join the group before the shared caches
@@ -227,9 +228,9 @@ def run_files(args: argparse.Namespace) -> int:
                             dropout=args.dropout, max_len=args.max_len)
     bounds = None
     if args.window == "released":
-        from cezsar import checks
-        from cezsar.captions import read_activitynet
-        from cezsar.train_inputs import segment_bounds
+        from cezsar.base import checks
+        from cezsar.formats.captions import read_activitynet
+        from cezsar.training.train_inputs import segment_bounds
 
         if not args.captions:
             raise checks.UsageError("--window released needs --captions (the segments' bounds)")

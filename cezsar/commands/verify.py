@@ -31,9 +31,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks, config, digests, environment
-    from cezsar.layout import layout_from
-    from cezsar.params import ParameterError, settings
+    from cezsar import config
+    from cezsar.base import checks, environment
+    from cezsar.harness import digests
+    from cezsar.harness.layout import layout_from
+    from cezsar.errors import ParameterError
+    from cezsar.harness.params import settings
 
     run_dir = checks.require_dir(args.run_dir, None, "run folder")
     params = Path(args.params) if args.params else config.PROJ_ROOT / "params" / f"{run_dir.name}.yaml"
@@ -52,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     ours = digests.compute(lay, s, stages)
     if args.write:
         target = checks.require_output(args.write, "--write")
-        from cezsar.atomic import write_json
+        from cezsar.base.atomic import write_json
 
         if ours["environment"] is None:  # a run without results.json: record this process's environment
             ours["environment"] = environment.record(str(s.device))
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     reference = checks.read_json_file(ref_path, "--reference", "reference digests")
     verdict = digests.compare(ours, reference, now=environment.record(str(s.device)))
     verdict["reference"] = str(ref_path)
-    from cezsar.atomic import write_json
+    from cezsar.base.atomic import write_json
 
     write_json(run_dir / "digests.json", ours, indent=1)  # the run's own digests, beside its results
     write_json(run_dir / "verify.json", verdict, indent=1)  # the report shows it
