@@ -153,7 +153,10 @@ def test_two_ranks_train_like_one_process(toy, two_ranks, tmp_path):
     for key in ("train_loss", "val_loss", "val_acc"):
         np.testing.assert_allclose([r[key] for r in hb], [r[key] for r in ha], rtol=RTOL, err_msg=key)
     assert ha[-1]["val_loss"] < ha[0]["val_loss"]  # it learned: the comparison is not between two no-ops
-    assert_weights_close(b["model"], a["model"], atol=1e-5)
+    # two summation orders of the same gradients: on an AVX2 CPU one weight of 65,536 in linear1 ended 1.4e-5 apart
+    # (AdamW divides by sqrt(v), so an element whose gradient is rounding noise moves by noise-sized steps); 1e-4
+    # holds that 7-fold and is still 10x below one step of lr = 1e-3, the size a wrong gradient average gives
+    assert_weights_close(b["model"], a["model"], atol=1e-4)
     assert json.loads((two_ranks / "log.json").read_text()) == hb  # rank 0 wrote the logs
     assert one["history"] == ha
 
