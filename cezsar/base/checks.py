@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cezsar.base.atomic import stale_temp
 from cezsar.errors import DataError, UsageError
 from cezsar.base.textio import read_json
@@ -134,7 +136,7 @@ def require_device(name: str, option: str = "--device") -> str:
         return name
     if not (name == "cuda" or name.startswith("cuda:")):
         raise UsageError(f"{option} {name}: unknown device; use cpu, cuda or auto")
-    import torch
+    import torch  # lazy: only a CUDA device needs torch; a usage error is reported before torch loads
 
     if not torch.cuda.is_available():
         raise UsageError(f"{option} {name}: torch sees no CUDA device here; use --device cpu")
@@ -157,8 +159,6 @@ def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
 def check_feature_bank_cache(folder: str | os.PathLike) -> None:
     """The training feature-bank cache (`featurebank-<dtype>.npy` + `.json` in a run's cache/ folder) must be
     readable where it exists; a damaged one is a DataError naming the file (it is rebuilt once deleted)."""
-    import numpy as np
-
     for index in sorted(Path(folder).glob("featurebank-*.json")):
         bank = index.with_suffix(".npy")
         try:

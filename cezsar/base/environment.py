@@ -98,9 +98,9 @@ def _blas(config_text: str) -> str:
 
 
 def _device(device: str | None) -> str:
-    import torch
+    import torch  # lazy: torch, only when the record is taken (the CLI's verify reads records without it)
 
-    from cezsar.base.devices import resolve_device
+    from cezsar.base.devices import resolve_device  # lazy: imports torch, as above
 
     try:
         dev = resolve_device(device or "auto")
@@ -113,7 +113,7 @@ def _device(device: str | None) -> str:
 
 def record(device: str | None = None) -> dict:
     """This process's environment (results.json "environment"): python, packages, cpu, blas, threads, device, lock."""
-    import torch
+    import torch  # lazy: torch, only when the record is taken (the CLI's verify reads records without it)
 
     versions = {}
     for name in PACKAGES:

@@ -49,7 +49,7 @@ def progress_bar(total: int | None, desc: str, unit: str = "it", enabled: bool =
         from tqdm.auto import tqdm  # lazy: tqdm.auto loads ipywidgets, needed only in JupyterLab
 
         return tqdm(total=total, desc=desc, unit=unit, leave=leave, **kwargs)
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: the same name as tqdm.auto's above, which only the widget mode may load
 
     if mode == "log":
         interval = float(os.environ.get("CEZSAR_PROGRESS_INTERVAL", "20"))

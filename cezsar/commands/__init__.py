@@ -9,6 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from cezsar.base import checks
+from cezsar.encoders import shards
+from cezsar.errors import DataError
+
 
 def print_skips(skipped: list[dict], total: int, noun: str, where: str) -> None:
     """A long job's skipped items, one line each, then how many (docs/errors.md: never a silent drop)."""
@@ -91,14 +95,12 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 def merge_reports(out: str, noun: str) -> int:
     """`--merge-reports` (extract, objects): report.json from the shard reports in `out`; a missing shard's
     report is a DataError naming it (exit 1)."""
-    from cezsar.base import checks
-    from cezsar.encoders import shards
 
     checks.require_dir(out, "--out", "output folder")
     try:
         report = shards.merge_reports(out)
     except shards.ShardReportsMissing as err:
-        raise checks.DataError(str(err)) from err
+        raise DataError(str(err)) from err
     print(f"merged {report['shards']} shard reports: {report['done']}/{report['videos']} {noun}s done, "
           f"{len(report['skipped'])} skipped -> {Path(out) / 'report.json'}")
     print_skips(report["skipped"], report["videos"], noun, out)

@@ -20,8 +20,8 @@ EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
 
 
 def _check_pyav() -> str:
-    import av  # lazy: module doc
-    import numpy as np
+    import av  # lazy: module doc (a check imports what it loads, and reports it when broken)
+    import numpy as np  # lazy: module doc
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
@@ -51,7 +51,7 @@ def _check_text(name: str) -> str:
 def _check_efficientnet() -> str:
     import numpy as np  # lazy: module doc
 
-    from cezsar.encoders.backbones import get_encoder
+    from cezsar.encoders.backbones import get_encoder  # lazy: module doc
 
     enc = get_encoder("efficientnet_lite0")
     feats, logits = enc.encode(np.zeros((1, 160, 160, 3), np.uint8))

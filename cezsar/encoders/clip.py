@@ -100,7 +100,8 @@ class ClipEncoder:
     """
 
     def __init__(self, spec: str, device: str = "cpu", batch: int = 32, text_batch: int = 256) -> None:
-        from transformers import CLIPModel  # lazy, as in `_tokenizer`
+        # lazy: transformers takes seconds to import, and only CLIP needs it (as in `_tokenizer`)
+        from transformers import CLIPModel
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # a per-load "Loading weights" bar: noise in every command's output

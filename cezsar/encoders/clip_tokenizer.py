@@ -109,7 +109,7 @@ def prepare_clip_tokenizer(out: Path | None = None, bpe_gz: Path | None = None) 
     out = out or tokenizer_dir()
     if (out / "vocab.json").is_file() and (out / "tokenizer_config.json").is_file():
         return out
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # lazy: transformers takes seconds to import; `cezsar setup` needs it once
 
     merges = read_merges(bpe_gz or fetch_bpe())
     vocab = build_vocab(merges)
@@ -128,6 +128,6 @@ def prepare_clip_tokenizer(out: Path | None = None, bpe_gz: Path | None = None) 
 
 def load_clip_tokenizer(folder: str | Path | None = None):
     """`transformers.CLIPTokenizer` from a folder (default: the one built here, prepared on first use)."""
-    from transformers import CLIPTokenizer
+    from transformers import CLIPTokenizer  # lazy: transformers takes seconds to import, and only CLIP needs it
 
     return CLIPTokenizer.from_pretrained(str(folder or prepare_clip_tokenizer()))

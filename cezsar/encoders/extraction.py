@@ -117,7 +117,7 @@ class _Decoded:
         return len(self.todo)
 
     def __getitem__(self, i: int) -> tuple:
-        import torch  # in a worker process, which the DataLoader started with torch loaded
+        import torch  # lazy: in a worker process, which the DataLoader started with torch loaded
 
         _, frames, reason = _decode_one(self.todo[i], self.cfg, self.size, threads=1)  # one of several processes
         # the index, not the video: only tensors and strings cross to the CNN's process; a uint8 tensor travels
@@ -138,7 +138,7 @@ def _decoded(todo: list, cfg: ExtractConfig, size: tuple[int, int] | None, worke
         for v in todo:
             yield _decode_one(v, cfg, size)
         return
-    import torch.utils.data  # only here: extraction with one decoder (the CPU default) never needs it
+    import torch.utils.data  # lazy: extraction with one decoder (the CPU default) never needs it
 
     loader = torch.utils.data.DataLoader(_Decoded(todo, cfg, size), batch_size=None, shuffle=False,
                                          num_workers=min(workers, len(todo)), collate_fn=_as_is, prefetch_factor=2)

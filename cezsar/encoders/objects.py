@@ -159,7 +159,7 @@ def _released_wordnet(label_space: str) -> tuple[tuple[str, str], ...]:
 
 
 def _wordnet_released(wnids: list[str]) -> list[str]:
-    from nltk.corpus import wordnet as wn  # lazy, as in `_wordnet_sentences`
+    from nltk.corpus import wordnet as wn  # lazy: nltk takes ~1 s to import, as in `_wordnet_sentences`
 
     out = []
     for wnid in wnids:

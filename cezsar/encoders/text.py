@@ -207,10 +207,10 @@ class SentenceEncoder:
             else:  # a hub id the user asked for and does not have yet (e.g. the paper's SBERT): say so
                 print(f"text model {self.path!r} is not cached: downloading it from the Hugging Face hub",
                       file=sys.stderr)
-            from sentence_transformers import SentenceTransformer
+            from sentence_transformers import SentenceTransformer  # lazy: loads torch and transformers (seconds)
 
             try:  # transformers' own "Loading weights" bar: stderr is for messages (docs/errors.md)
-                from transformers.utils import logging as hf_logging
+                from transformers.utils import logging as hf_logging  # lazy: as SentenceTransformer above
 
                 hf_logging.disable_progress_bar()
             except ImportError:

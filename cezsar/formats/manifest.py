@@ -27,6 +27,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from cezsar import __version__
 from cezsar.base.atomic import write_json
 from cezsar.errors import ManifestMismatch
 
@@ -74,8 +75,6 @@ def make(backbone: str, dim: int, image_size: int, preprocess: str, sampling: st
          weights: str | os.PathLike | None = None, dtype: str = "float32") -> dict[str, Any]:
     """A manifest: `preprocess` a `preprocess_name` value, `sampling` a key or value of `SAMPLING`, `weights`
     the weights file (hashed) or None when there is none to hash (a hub model)."""
-    from cezsar import __version__
-
     digest = sha256_of(weights) if weights is not None and Path(weights).is_file() else None
     return {"backbone": backbone, "weights_sha256": digest, "dim": int(dim), "image_size": int(image_size),
             "preprocess": preprocess, "sampling": SAMPLING.get(sampling, sampling), "dtype": dtype,

@@ -26,6 +26,10 @@ import numpy as np
 from cezsar.base import environment
 from cezsar.harness.layout import TEST_SETS, Layout
 from cezsar.harness.params import Settings
+from cezsar import config
+from cezsar.encoders.text import SentenceEncoder
+from cezsar.formats import datasets
+from cezsar.formats.captions import read_activitynet_files
 
 DIGESTS_VERSION = 2  # 2: a triplet file's meta is hashed without its machine paths
 STAGES = ("data", "features", "sbert", "triplets", "first_epoch", "accuracies")
@@ -97,8 +101,6 @@ def stack_summary(folder: Path) -> dict | None:
 def sbert_sample(lay: Layout) -> list[str]:
     """The fixed sentence sample: the first captions of the training file (by video id) and the first class
     descriptions of each test set (by class name)."""
-    from cezsar.formats import datasets
-    from cezsar.formats.captions import read_activitynet_files
 
     out: list[str] = []
     if lay.captions and all(c.is_file() for c in lay.captions):
@@ -116,7 +118,6 @@ def sbert_sample(lay: Layout) -> list[str]:
 def sbert_digest(lay: Layout, s: Settings) -> dict | None:
     """The SBERT vectors of `sbert_sample`, encoded now with the set's text model (no sentence cache): each one's
     norm and its first SBERT_DIMS components."""
-    from cezsar.encoders.text import SentenceEncoder
 
     sentences = sbert_sample(lay)
     if not sentences:
@@ -323,7 +324,6 @@ def verdict_text(verdict: dict) -> str:
 
 def reference_file(params_file: str | Path) -> Path:
     """Where the committed digests of a parameter set live: data/digests/<set>.json."""
-    from cezsar import config
 
     return config.PROJ_ROOT / "data" / "digests" / f"{Path(params_file).stem}.json"
 
@@ -331,7 +331,7 @@ def reference_file(params_file: str | Path) -> Path:
 def early_check(lay: Layout, s: Settings, reference: str | Path | None = None):
     """Notebook 00: before anything is computed, this machine's environment and the generated data against the
     committed run's (data/digests/<set>.json); the full verdict comes at the end of the run (the report)."""
-    from IPython.display import Markdown
+    from IPython.display import Markdown  # lazy: IPython, only in a notebook (verify runs without it)
 
     now = environment.record(str(s.device))
     ref_path = Path(reference) if reference else reference_file(s.params_file)

@@ -17,6 +17,7 @@ from cezsar import config
 from cezsar.harness.params import Settings, resolve, settings
 from cezsar.encoders.features import FeatureStore
 from cezsar.encoders.resources import hub_model_cached
+from cezsar.encoders.stack_origin import check_one_backbone
 
 TEST_SETS = ("ucf101", "kinetics400")
 
@@ -64,7 +65,6 @@ class Layout:
     def store(self, part: str):
         """The FeatureStore of "activitynet" or a test set, with its objects folder; a folder mixing the stacks of
         two backbones is refused (`stack_origin.check_one_backbone`, docs/errors.md)."""
-        from cezsar.encoders.stack_origin import check_one_backbone
 
         declared = self.train_manifest if part == "activitynet" else None  # test folders carry their own file
         store = FeatureStore(*self.folders(part), declared_manifest=declared)

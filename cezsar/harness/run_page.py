@@ -6,6 +6,7 @@ the page opens anywhere without Jupyter) and printed logs; widget panels, which 
 """
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ import nbformat
 from nbconvert import HTMLExporter
 
 from cezsar.base.atomic import write_text
+from cezsar.base.environment import short
+from cezsar.harness.digests import verdict_text
 
 
 def _static(output) -> bool:
@@ -24,10 +27,6 @@ def _static(output) -> bool:
 
 def _verdict(run_dir: Path) -> str:
     """The last section: `cezsar verify`'s verdict on this run against the committed digests (verify.json)."""
-    import json
-
-    from cezsar.harness.digests import verdict_text
-    from cezsar.base.environment import short
 
     head = "<a id='verify'></a>\n\n---\n\n## Verification against the committed run\n\n"
     path = run_dir / "verify.json"

@@ -14,14 +14,14 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import cezsar  # the package itself, for its version (its names load lazily: no cycle)
+from cezsar.config import PROJ_ROOT
+
 RESULTS_VERSION = 3
 
 
 def code_version() -> dict:
     """The package version and, in a git checkout, the commit (with "+dirty" for local changes)."""
-    import cezsar  # the package itself, for its version; here, not at the top, as cezsar imports its modules
-    from cezsar.config import PROJ_ROOT
-
     out = {"package": cezsar.__version__, "commit": None}
     try:
         commit = subprocess.run(["git", "-C", str(PROJ_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,

@@ -221,7 +221,7 @@ def train_one_epoch_static(model: JointEmbedder, data: TripletTensors, optimizer
                            order: np.ndarray, cfg, device: torch.device, t: int, progress: bool = False,
                            limit_steps: int | None = None, desc: str = "train") -> dict:
     """`cezsar.training.eager_step.train_one_epoch` (one process) with the static step; the same dict back."""
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: tqdm.auto loads ipywidgets in a notebook; only a progress bar needs it
 
     model.train()
     t0 = time.perf_counter()

@@ -66,7 +66,7 @@ def _one_blas_thread() -> Any:
     on a loaded 2-core machine), so they run single-threaded when threadpoolctl (a scikit-learn dependency)
     is there."""
     try:
-        from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits  # lazy: optional (a scikit-learn dependency), see above
     except ImportError:
         return contextlib.nullcontext()
     return threadpool_limits(1, user_api="blas")
