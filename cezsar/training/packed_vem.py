@@ -20,8 +20,8 @@ def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor |
     """Eqs. 1-5 of `vem` on packed input: x (N, feat_dim), the valid rows of a padded (U, T) batch in
     row-major order, i.e. `padded[mask]`; mask (U, T) bool, True = valid row; index (N,) int64, the flat
     position u * T + j of each row of x (`mask.reshape(-1).nonzero()`, computed when not given).
-    Returns (U, d_emb). The training fast path uses it (`cezsar.training.train.batch_loss`); zero-shot evaluation and
-    classification keep `forward`.
+    Returns (U, d_emb). The training fast path uses it (the eager step's `cezsar.training.eager_step.batch_loss`);
+    zero-shot evaluation and classification keep `forward`.
 
     `gather` (N,) int64, for a fixed number of rows N (`cezsar.training.static_step`): rows of x that are padding carry
     index U * T, a spare slot past the grid that is written and never read, and gather 0 (any existing slot:
