@@ -3,9 +3,9 @@
 Reference, as the released code feeds its model: the triplets are a pickled list of (video id, start, end,
 positive, negative); a torch Dataset does one `np.load` of the video's feature file per triplet, slices and
 zero-pads its window; a DataLoader (batch 128, shuffled) collates them; every triplet's window goes through
-the VEM. Fast path (`cezsar.training.featurebank` + `cezsar.training.eager_step.train_one_epoch`): one contiguous feature array,
-windows as row-index matrices, each distinct window and sentence forwarded once per batch. Same model, same
-optimiser, same number of steps, in the same process; the ratio is what to read on a noisy machine.
+the VEM. Fast path (`cezsar.training.featurebank` + `cezsar.training.eager_step.train_one_epoch`): one contiguous
+feature array, windows as row-index matrices, each distinct window and sentence forwarded once per batch. Same model,
+same optimiser, same number of steps, in the same process; the ratio is what to read on a noisy machine.
 "fast_iid" is an i.i.d. shuffle (the training default, `batch_makeup: iid`), "fast_g8" chunks of 8 triplets of a
 window (`batch_makeup: grouped`), "fast" all triplets of a window in one batch (group 0). "gemm_floor" says why the
 i.i.d. batches cost more: each step forwards every row of ~128 distinct windows (~6x the rows of a grouped step),

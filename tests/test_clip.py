@@ -1,6 +1,7 @@
-"""CLIP as frame encoder and baseline (cezsar.encoders.clip, cezsar.encoders.clip_tokenizer, cezsar.evaluation.clip_baseline): the tokenizer's
-ids, the preprocessing against transformers' CLIPImageProcessor, the frame-average 1-NN on a case with a known
-answer, and extraction without objects. The whole tiny-CLIP path on SynthActions is tests/test_clip_path.py."""
+"""CLIP as frame encoder and baseline (cezsar.encoders.clip, cezsar.encoders.clip_tokenizer,
+cezsar.evaluation.clip_baseline): the tokenizer's ids, the preprocessing against transformers' CLIPImageProcessor, the
+frame-average 1-NN on a case with a known answer, and extraction without objects. The whole tiny-CLIP path on
+SynthActions is tests/test_clip_path.py."""
 from __future__ import annotations
 
 import gzip

@@ -354,8 +354,8 @@ def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkey
     torch.manual_seed(0)
     model = JointEmbedder(ModelConfig(**{**SMALL, "positional": True})).eval()
     ds = ClassDataset("ucf101", ["a", "b"], [Video("v0", None, "a"), Video("v1", None, "b")], {}, {})
-    emb = cezsar.evaluation.dataset_embedding.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(), model=model,
-                                                 released_objects=True)
+    emb = cezsar.evaluation.dataset_embedding.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(),
+                                                            model=model, released_objects=True)
     # top-3, joined, split on "." and joined again by spaces (the released ZSARDataset's text)
     assert "thing 5: sense a  sense b thing 2: sense a  sense b thing 7: sense a  sense b" in seen
     assert "thing 3: sense a  sense b thing 4: sense a  sense b thing 6: sense a  sense b" in seen

@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ExtractConfig()
     parser.add_argument("--dataset", choices=KINDS,
                         help="activitynet: <root>/*.json captions + video files under <root> named <video_id>.*; "
-                        "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.formats.datasets); folder: every video "
-                        "file under --root, id = file name without extension")
+                        "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.formats.datasets); folder: every "
+                        "video file under --root, id = file name without extension")
     parser.add_argument("--root", help="dataset folder")
     parser.add_argument("--out", required=True, help="output folder for <id>.npy, objects/, report.json")
     parser.add_argument("--backbone", default=None,

@@ -9,7 +9,7 @@ uses `encode_topk` instead, which keeps the logits where the CNN runs and return
 | efficientnet_lite0 (default offline) | 1280 | 1000 | imagenet1k | [-1, 1] | pip package (cezsar.encoders.resources) |
 | bit_m_r152x2 (the released features) | 4096 | 21843 | imagenet21k | [-1, 1] | user's BiT-M-R152x2.npz |
 | resnet152 (the paper's wording) | 2048 | 1000 | imagenet1k | ImageNet mean/std | user's torchvision .pth |
-| clip:<model id or folder> (the modern peer) | projection_dim | 0 | none (no objects) | CLIP's (cezsar.encoders.clip) | hub cache or folder |
+| clip:<model id or folder> (the modern peer) | projection_dim | 0 | none (no objects) | CLIP's (encoders.clip) | hub cache or folder |
 
 Every frame is resized to a square `image_size` x `image_size` (the whole frame, no crop: wide video
 keeps its edges, where actors often are). The colour order is RGB throughout. `preprocess="released"`
@@ -194,7 +194,8 @@ def get_encoder(name: str = "efficientnet_lite0", weights: str | Path | None = N
     """The frame encoder by name (see module table); `weights` is a path or None for the offline default;
     `preprocess` "paper" (RGB, whole frame) or "released" (BGR, resize + centre crop; ExtractConfig.released_preprocess);
     `precision` "auto" (bf16 autocast on a GPU, fp32 on a CPU), "fp32" or "bf16".
-    `clip:<model id or folder>` gives a `cezsar.encoders.clip.ClipEncoder` (same interface, CLIP's preprocessing, no logits)."""
+    `clip:<model id or folder>` gives a `cezsar.encoders.clip.ClipEncoder` (same interface, CLIP's preprocessing, no
+    logits)."""
     if is_clip(name):  # a frozen image-text model: no ImageNet head, its own preprocessing (cezsar.encoders.clip)
         if weights:
             raise ValueError(f"{name}: a CLIP is named by its hub id or folder (clip:<model>), not by a weights file")

@@ -5,11 +5,11 @@ Restartable: every file is written to a temp name and renamed, the .npy last, so
 finished only when both of its files are complete and valid; a rerun skips those and redoes the rest
 (a corrupt file is redone, not trusted). `shard=(k, n)` takes the videos whose position in the id-sorted
 list is k mod n, so n job-array tasks cover a dataset exactly once; under `torchrun` the shard is the rank
-and rank 0 merges the reports at the end (cezsar.encoders.shards, docs/decisions.md §13). Decoders (`ExtractConfig.decoders`)
-decode the next videos while the CNN encodes the current one (§11: decoding overlaps the CNN). A bad video
-never stops the run: it is listed in the report with its reason. An encoder with `encode_topk` (every ImageNet
-FrameEncoder) gets its frames in batches cut across videos (`FrameBatcher`; on a GPU always `batch` frames, the last
-padded) and returns each frame's top-k objects computed where it runs (docs/decisions.md §11).
+and rank 0 merges the reports at the end (cezsar.encoders.shards, docs/decisions.md §13). Decoders
+(`ExtractConfig.decoders`) decode the next videos while the CNN encodes the current one (§11: decoding overlaps the
+CNN). A bad video never stops the run: it is listed in the report with its reason. An encoder with `encode_topk` (every
+ImageNet FrameEncoder) gets its frames in batches cut across videos (`FrameBatcher`; on a GPU always `batch` frames, the
+last padded) and returns each frame's top-k objects computed where it runs (docs/decisions.md §11).
 """
 from __future__ import annotations
 

@@ -5,8 +5,8 @@ The layout (the released features', so those drop in unchanged):
     <out>/<video_id>.npy            float32 (T, D), row i = second i (cezsar.encoders.video sampling rule)
     <out>/objects/<video_id>.npz    {"indices": int32 (T, K), "scores": float16 (T, K) softmax probs}
     <out>/features.json             {"backbone", "dim", "label_space", "topk", "image_size"}
-    <out>/manifest.json             how the vectors were made (cezsar.formats.manifest): backbone, weights SHA-256, image
-                                    size, preprocessing, frame sampling, dtype, package version
+    <out>/manifest.json             how the vectors were made (cezsar.formats.manifest): backbone, weights SHA-256,
+                                    image size, preprocessing, frame sampling, dtype, package version
 
 A backbone without an ImageNet head (CLIP, `label_space` "none") writes no objects/ folder and records topk 0:
 its videos are finished when their stack is (docs/decisions.md §14).

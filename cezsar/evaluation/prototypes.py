@@ -1,6 +1,6 @@
 """Class prototypes, SE(z) of Eq. 8 (paper §3.5): one function from a sentence encoder and each class's
-sentences to a (C, d) prototype matrix, used by every caller — the evaluation protocols (`cezsar.evaluation.protocols`), the
-objects-only baseline (`cezsar.evaluation.baselines`), `cezsar classify` and the figures.
+sentences to a (C, d) prototype matrix, used by every caller — the evaluation protocols (`cezsar.evaluation.protocols`),
+the objects-only baseline (`cezsar.evaluation.baselines`), `cezsar classify` and the figures.
 
 The space is the caller's choice: `project=None` keeps the sentence encoder's space (the "O" baseline scores in
 SBERT space); `project=through_sem(model)` adds the trained SEM of Eq. 6 (CEZSAR). A class with one sentence

@@ -115,7 +115,8 @@ def _load_json(path: Path):
 
 
 def _read_text(path: Path, what: str = "text file") -> str:
-    """A text file's content (`cezsar.base.textio`); DatasetError naming it when it is a folder, unreadable or not text."""
+    """A text file's content (`cezsar.base.textio`); DatasetError naming it when it is a folder, unreadable or not
+    text."""
     return read_text(path, what, DatasetError)
 
 

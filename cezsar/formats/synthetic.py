@@ -3,8 +3,8 @@
 Actors are real photographs shipped with scikit-image (a tabby cat, a coffee cup, a cameraman behind a
 tripod, a moped) so that the ImageNet object branch (Eq. 9) recognises real objects; actions are motions a
 1-frame-per-second stack shows (grow, shrink, rise, fall, appear, vanish, slide left/right). The actors,
-actions and their words are `cezsar.formats.synthetic_world`, the clips `cezsar.formats.synthetic_render`; this module plans
-the dataset from a seed and writes it.
+actions and their words are `cezsar.formats.synthetic_world`, the clips `cezsar.formats.synthetic_render`; this module
+plans the dataset from a seed and writes it.
 
 Zero-shot by construction: the 32 (actor, action) pairs are split so that every actor and every action is
 captioned in training, while the test classes are exactly the pairs never captioned; class names and

@@ -15,7 +15,7 @@ on from the committed record on another; a killed run loses at most the variant 
 seeds' finished epochs resume from their last.pt). A variant that cannot change anything on the data
 (`cezsar.harness.fidelity_checks`) trains nothing and gets its reason in the table. docs/fidelity.md explains each row.
 
-    python -m cezsar.harness.fidelity --params params/embedded.yaml          # fidelity_seeds x fidelity_epochs of the set
+    python -m cezsar.harness.fidelity --params params/embedded.yaml  # fidelity_seeds x fidelity_epochs of the set
 """
 from __future__ import annotations
 

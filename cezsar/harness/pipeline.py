@@ -29,8 +29,8 @@ from cezsar.harness.layout import (TEST_SETS, Layout, _have_objects, _npy_ids, c
 from cezsar.harness.params import Settings, resolve, settings
 from cezsar.formats.synthetic import generate
 
-# Every notebook's first calls, with the stages of 00 and 01: (from cezsar.harness.layout / cezsar.harness.params) the parameter
-# set and its layout.
+# Every notebook's first calls, with the stages of 00 and 01: (from cezsar.harness.layout / cezsar.harness.params)
+# the parameter set and its layout.
 __all__ = ["DATASET_NAMES", "TEST_SETS", "Layout", "check_inputs", "check_test_features", "describe",
            "extract_features", "find_video", "head_weights", "layout_from", "prepare_data", "resolve", "save_json",
            "settings", "test_extract_config", "training_features_manifest", "uses_objects"]

@@ -1,6 +1,7 @@
 """Notebook 03's stage: every training seed of a parameter set trained on the τ triplet file (paper §3.3-§4),
 resumed or reused when a finished run of the same settings is found (docs/interfaces.md). The training itself is
-`cezsar.training.stacked` (the seeds in one process) and `cezsar.training.train` (one seed, data-parallel under torchrun).
+`cezsar.training.stacked` (the seeds in one process) and `cezsar.training.train` (one seed, data-parallel under
+torchrun).
 """
 from __future__ import annotations
 

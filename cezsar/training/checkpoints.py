@@ -1,6 +1,6 @@
 """Checkpoints of the joint embedder, the one place that writes and reads them: an epoch's files (`write_epoch`,
-for `cezsar.training.train.fit` and `cezsar.training.stacked.fit_stacked`), reading one back (`load_checkpoint`) with what it was
-trained on (its provenance), for evaluation, `cezsar classify` and resumed training (`read_resumable`,
+for `cezsar.training.train.fit` and `cezsar.training.stacked.fit_stacked`), reading one back (`load_checkpoint`) with
+what it was trained on (its provenance), for evaluation, `cezsar classify` and resumed training (`read_resumable`,
 `restore_training`), and the checks the notebooks' training stage makes on a run it finds (`resumable_by`).
 
 A checkpoint is a torch dict: {"version", "model_cfg", "model", "optimizer", RNG states, "epoch", history,

@@ -1,6 +1,6 @@
 """The eager training step (paper §3.3-§4) in the MAE engine style: `train_one_epoch` and `evaluate` over a
-`TripletTensors` (`cezsar.training.featurebank`), each distinct window and sentence forwarded once per batch, the windows
-packed (their valid rows only through the VEM, `JointEmbedder.encode_video_packed`).
+`TripletTensors` (`cezsar.training.featurebank`), each distinct window and sentence forwarded once per batch, the
+windows packed (their valid rows only through the VEM, `JointEmbedder.encode_video_packed`).
 
 The reference step: the CPU path, the step of the released model variants and of data-parallel runs (each rank
 takes its `rank_slice` of a global batch, DistributedDataParallel averages the gradients; docs/decisions.md §13).

@@ -32,7 +32,8 @@ WARMUP_STEPS = 3
 
 class GraphedTrainer:
     """Trains `model` with `optimizer` (AdamW with capturable=True, on the model's CUDA device) on `data`, one
-    epoch per `train_epoch` call; `evaluate` is `cezsar.training.eager_step.evaluate` as a graph. t: the run's time axis."""
+    epoch per `train_epoch` call; `evaluate` is `cezsar.training.eager_step.evaluate` as a graph. t: the run's time
+    axis."""
 
     def __init__(self, model: JointEmbedder, data: TripletTensors, optimizer: torch.optim.Optimizer, cfg, t: int,
                  unroll: int = 8) -> None:
@@ -171,8 +172,8 @@ class GraphedTrainer:
         self.val_counter.add_(1)
 
     def evaluate(self, idx: np.ndarray) -> dict:
-        """`cezsar.training.eager_step.evaluate` (one process) as a forward-only graph over the fixed validation triplets
-        (in train mode with `cfg.released_validation`, dropout drawn inside the graph)."""
+        """`cezsar.training.eager_step.evaluate` (one process) as a forward-only graph over the fixed validation
+        triplets (in train mode with `cfg.released_validation`, dropout drawn inside the graph)."""
         if len(idx) == 0:
             return {"loss": float("nan"), "acc": float("nan")}
         self.model.train(self.cfg.released_validation)  # the mode is recorded with the graph; as `evaluate`

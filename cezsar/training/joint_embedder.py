@@ -2,7 +2,8 @@
 (`cezsar.training.train`).
 
 The modules are the paper's (`cezsar.training.model`, Eqs. 1-6) unless the `ModelConfig` turns on a released switch
-(`cezsar.training.released_model.embedders`, docs/fidelity.md); training's packed fast path is `cezsar.training.packed_vem`.
+(`cezsar.training.released_model.embedders`, docs/fidelity.md); training's packed fast path is
+`cezsar.training.packed_vem`.
 """
 from __future__ import annotations
 

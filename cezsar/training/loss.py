@@ -1,8 +1,8 @@
 """The training objective, Eq. 7 (paper §3.3), and the numeric precision every training step computes it in.
 
 A leaf of the training modules: the eager step (`cezsar.training.eager_step`), the static and graphed steps
-(`cezsar.training.static_step`, `cezsar.training.graphed_step`) and the stacked seeds (`cezsar.training.stacked`) all take the loss from
-here, so none of them imports another to reach it.
+(`cezsar.training.static_step`, `cezsar.training.graphed_step`) and the stacked seeds (`cezsar.training.stacked`) all
+take the loss from here, so none of them imports another to reach it.
 """
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ into one 128-d space.
 
 This file is the paper only, read top to bottom: the positional code, then the VEM step by step (Eq. 1, the
 positional code, Eqs. 2-4, the mean and Eq. 5), then the SEM (Eq. 6). The released code's variants
-(docs/fidelity.md) subclass or replace these modules in `cezsar.training.released_model`; `cezsar.training.joint_embedder` joins a
-VEM and a SEM into the `JointEmbedder` a `ModelConfig` names, and `cezsar.training.packed_vem` runs the same VEM steps on
-packed rows (the training fast path).
+(docs/fidelity.md) subclass or replace these modules in `cezsar.training.released_model`;
+`cezsar.training.joint_embedder` joins a VEM and a SEM into the `JointEmbedder` a `ModelConfig` names, and
+`cezsar.training.packed_vem` runs the same VEM steps on packed rows (the training fast path).
 """
 from __future__ import annotations
 

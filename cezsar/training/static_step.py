@@ -2,9 +2,9 @@
 and nothing in it waits for the device, so a step can be traced once (`torch.compile(fullgraph=True)`) or
 captured in a CUDA graph (`cezsar.training.graphed_step`).
 
-The eager step (`cezsar.training.eager_step.batch_loss`) finds a batch's distinct windows and sentences with `torch.unique`,
-its longest window with `.item()` and its valid rows with `nonzero`: four host syncs and shapes that change
-from batch to batch. Here those are computed once per epoch, for every batch at once, into `EpochTables`:
+The eager step (`cezsar.training.eager_step.batch_loss`) finds a batch's distinct windows and sentences with
+`torch.unique`, its longest window with `.item()` and its valid rows with `nonzero`: four host syncs and shapes that
+change from batch to batch. Here those are computed once per epoch, for every batch at once, into `EpochTables`:
 
 - every batch has `batch` triplets; the last, partial one is padded with copies of its first triplet that
   carry weight 0, and the loss is sum(w * l) / n_valid: the same value and gradient as the eager mean;
@@ -198,7 +198,8 @@ def compute_dtype(device: torch.device, autocast: bool) -> torch.dtype:
 def static_batch_loss(model: JointEmbedder, data: TripletTensors, tab: StepTables, margin: float,
                       dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
     """Eq. 7 for one batch of the tables: (per-triplet loss (B,), d_pos < d_neg (B,) bool), padding included
-    (weigh with tab.weight). The same function as `cezsar.training.eager_step.batch_loss` on the batch's real triplets."""
+    (weigh with tab.weight). The same function as `cezsar.training.eager_step.batch_loss` on the batch's real
+    triplets."""
     x = data.bank[tab.rows].to(dtype)  # (Nc, D) one gather, straight into the compute dtype
     ve = forward_packed(model.vem, x, tab.mask, tab.scatter, tab.gather).float()  # (Uc, d_emb)
     se = model.encode_text(data.text[tab.sent]).float()  # (2B, d_emb)
@@ -248,8 +249,8 @@ def train_one_epoch_static(model: JointEmbedder, data: TripletTensors, optimizer
 @torch.no_grad()
 def evaluate_static(model: JointEmbedder, data: TripletTensors, idx: np.ndarray, cfg, device: torch.device,
                     t: int) -> dict:
-    """`cezsar.training.eager_step.evaluate` (one process) with the static step: sums kept on the device, one read at the end.
-    `cfg.released_validation`: in train mode, as `evaluate`."""
+    """`cezsar.training.eager_step.evaluate` (one process) with the static step: sums kept on the device, one read at
+    the end. `cfg.released_validation`: in train mode, as `evaluate`."""
     model.train(cfg.released_validation)
     if len(idx) == 0:
         return {"loss": float("nan"), "acc": float("nan")}

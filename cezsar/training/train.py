@@ -1,9 +1,10 @@
 """Contrastive training of the joint embedder (paper §3.3 and §4): `fit`, a whole run with per-epoch atomic
 checkpoints (`cezsar.training.checkpoints`) that resume bit-for-bit on CPU.
 
-Data arrives through the fast path of `cezsar.training.featurebank` (`cezsar.training.train_inputs.prepare`); each epoch runs one of
-three steps that compute the same batches: the eager step (`cezsar.training.eager_step`), the static-shape step
-(`cezsar.training.static_step`) or its CUDA graphs (`cezsar.training.graphed_step`), chosen by `FastPathConfig` (docs/decisions.md §16).
+Data arrives through the fast path of `cezsar.training.featurebank` (`cezsar.training.train_inputs.prepare`); each epoch
+runs one of three steps that compute the same batches: the eager step (`cezsar.training.eager_step`), the static-shape
+step (`cezsar.training.static_step`) or its CUDA graphs (`cezsar.training.graphed_step`), chosen by `FastPathConfig`
+(docs/decisions.md §16).
 
 Under `torchrun` (docs/decisions.md §13) the same `fit` runs DistributedDataParallel: every rank draws the
 same epoch order, each global batch of `TrainConfig.batch` triplets is cut into one equal slice per rank,

@@ -2,8 +2,8 @@
 
 Which candidates a positive may take as negatives (`admissible`, `rule_mask`), drawing them (`draw_negatives`),
 the random windows of a segment, the validation splits, and the small helpers both mining strategies share:
-`cezsar.triplet_mining.mine` (the exact strategy and the miner) and `cezsar.triplet_mining.sample` (shared random candidate pools)
-build on this module, which imports neither of them.
+`cezsar.triplet_mining.mine` (the exact strategy and the miner) and `cezsar.triplet_mining.sample` (shared random
+candidate pools) build on this module, which imports neither of them.
 """
 from __future__ import annotations
 
