@@ -1,7 +1,8 @@
 """Thin argparse front-ends, one file per `cezsar` subcommand.
 
-A command module imports at its top only what parsing needs (argparse, the config dataclasses); the library is
-imported inside `run` (lazy on purpose), so `cezsar --help` and a usage error answer before torch loads.
+A command module imports at its top what parsing needs and the library modules that load no torch; those that do
+(torch, PyAV, the text models) are imported inside `run`, each marked `# lazy:`, so `cezsar --help` and a usage
+error answer before torch loads.
 """
 from __future__ import annotations
 
