@@ -11,13 +11,13 @@ SETUP_S=$((SECONDS - START))
 PARAMS="${1:-params/embedded.yaml}"
 [ -f "$PARAMS" ] || { echo "run_all: no parameter file $PARAMS" >&2; exit 2; }
 # the whole parameter set is checked first: a misspelt key stops here, naming the nearest known one
-MODELS="$("$PY" -c "import sys; from cezsar.params import load, ParameterError
+MODELS="$("$PY" -c "import sys; from cezsar.harness.params import load, ParameterError
 try: p = load(sys.argv[1]); print(p['text_model']); print(p['clip_model'] or '')
 except ParameterError as err: sys.exit(f'run_all: {err}')" "$PARAMS")" || exit 2
 # offline unless the set asks for a hub model that is not on this machine yet (e.g. the paper's SBERT, or a CLIP
 # for the CLIP rows: clip_model)
 mapfile -t MODEL_LIST <<< "$MODELS"  # one per line: a local path may hold spaces
-UNCACHED="$("$PY" -c "import sys; from cezsar.resources import hub_model_cached
+UNCACHED="$("$PY" -c "import sys; from cezsar.encoders.resources import hub_model_cached
 print(' '.join(m for m in sys.argv[1:] if m and not hub_model_cached(m)))" "${MODEL_LIST[@]}")"
 if [ -z "$UNCACHED" ]; then
   export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -42,7 +42,7 @@ for nb in "${books[@]}"; do
   t0=$SECONDS
   base="$(basename "$nb")"
   echo "[run_all] ($i/${#books[@]}) $base ..."
-  # papermill passes the set's name only: every notebook reads the whole set itself (cezsar.params), exactly as
+  # papermill passes the set's name only: every notebook reads the whole set itself (cezsar.harness.params), exactly as
   # when it is opened in JupyterLab
   if ! "$PY" -m papermill "$nb" "$OUT/$base" -p params_file "$PARAMS" -p run_dir "$OUT" --cwd "$NOTEBOOKS_DIR" \
        --log-output --log-level INFO --no-progress-bar > "$OUT/${base%.ipynb}.log" 2>&1; then
@@ -60,9 +60,9 @@ if [ -f "data/digests/$NAME.json" ]; then
     && echo "[run_all] verify: every stage matches data/digests/$NAME.json" \
     || echo "[run_all] verify: $(grep -m1 '^verdict' "$OUT/verify.log" || tail -n 1 "$OUT/verify.log") (see $OUT/verify.log)"
 fi
-if ! "$PY" -m cezsar.run_page "$OUT" > /dev/null 2> "$OUT/report.log"; then
+if ! "$PY" -m cezsar.harness.run_page "$OUT" > /dev/null 2> "$OUT/report.log"; then
   echo "[run_all] could not render $OUT/report.html (see $OUT/report.log)" >&2
   exit 1
 fi
-FIGS="$("$PY" -c "import sys; from cezsar.params import load; print(load(sys.argv[1])['figures_dir'])" "$PARAMS")"
+FIGS="$("$PY" -c "import sys; from cezsar.harness.params import load; print(load(sys.argv[1])['figures_dir'])" "$PARAMS")"
 echo "[run_all] all ${#books[@]} notebooks done in $((SECONDS - START - SETUP_S)) s (set-up ${SETUP_S} s); executed notebooks and report.html in $OUT/, figures and tables in $FIGS/, results in $OUT/results.json"

@@ -57,9 +57,9 @@ def main() -> None:
 
     import torch
 
-    from cezsar.classify import load_classifier, packaged_video
-    from cezsar.class_labels import prepare_labels
-    from cezsar.video import decode_1fps
+    from cezsar.evaluation.classify import load_classifier, packaged_video
+    from cezsar.evaluation.class_labels import prepare_labels
+    from cezsar.encoders.video import decode_1fps
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -1,7 +1,7 @@
 """Benchmark: data-parallel training on 2 torchrun ranks against 1 process (docs/decisions.md §13).
 
 The same workload (bench_train's "small" one: 40 videos, 1280-d, 9,600 triplets), the same global batch
-(128), the same `cezsar.train.fit`, launched by `python -m torch.distributed.run --standalone`:
+(128), the same `cezsar.training.train.fit`, launched by `python -m torch.distributed.run --standalone`:
 
     one process, T threads      torchrun --nproc-per-node 1, torch.set_num_threads(T)   (all the cores: the baseline)
     2 ranks, T/2 threads each   torchrun --nproc-per-node 2                              (the same cores, DDP over Gloo)
@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE))
 from bench_train import SCALES, workload  # noqa: E402  (a sibling script, not a package)
 
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig  # noqa: E402
-from cezsar.train import fit  # noqa: E402
+from cezsar.training.train import fit  # noqa: E402
 
 
 class MemoryStore:

@@ -22,8 +22,8 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from cezsar import protocols as P  # noqa: E402
-from cezsar import zsar  # noqa: E402
+from cezsar.evaluation import protocols as P  # noqa: E402
+from cezsar.evaluation import zsar  # noqa: E402
 
 
 def fast(vid: np.ndarray, proto: np.ndarray, labels: np.ndarray, classes: list[str], plan: dict) -> dict:

@@ -33,11 +33,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cezsar.backbones import FrameEncoder, get_encoder  # noqa: E402
+from cezsar.encoders.backbones import FrameEncoder, get_encoder  # noqa: E402
 from cezsar.config import ExtractConfig  # noqa: E402
-from cezsar.datasets import Video  # noqa: E402
-from cezsar.extraction import extract  # noqa: E402
-from cezsar.video import decode_1fps, decode_all_then_subsample, write_video  # noqa: E402
+from cezsar.formats.datasets import Video  # noqa: E402
+from cezsar.encoders.extraction import extract  # noqa: E402
+from cezsar.encoders.video import decode_1fps, decode_all_then_subsample, write_video  # noqa: E402
 
 
 def make_clips(root: Path, n: int, seconds: float, fps: int, size: tuple[int, int], gop: int | None,
@@ -78,7 +78,7 @@ def bit_random(device: str, image_size: int, batch: int, units: tuple[int, ...] 
                num_classes: int = 21843) -> FrameEncoder:
     """BiT-M-R152x2 with random weights (speed only: no weights are available here), its weight standardisation
     folded as `backbones.bit_m_r152x2` does; `units`/`width` give a smaller BiT for CPU smoke runs."""
-    from cezsar.bit import R152_UNITS, ResNetV2, fold_standardisation
+    from cezsar.encoders.bit import R152_UNITS, ResNetV2, fold_standardisation
 
     model = fold_standardisation(ResNetV2(units or R152_UNITS, width, num_classes).eval())
     return FrameEncoder("bit_m_r152x2", model, model.features, model.head, model.dim, num_classes,

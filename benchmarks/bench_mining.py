@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from cezsar.config import MiningConfig
-from cezsar.captions import read_activitynet
-from cezsar.mining import mine
-from cezsar.text import SentenceEncoder
+from cezsar.formats.captions import read_activitynet
+from cezsar.triplet_mining.mine import mine
+from cezsar.encoders.text import SentenceEncoder
 
 REF = Path(__file__).resolve().parents[2] / "shared" / "reference-data" / "activitynet_captions" / "train.json"
 

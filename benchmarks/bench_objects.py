@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cezsar.feature_objects import LinearHead, objects_from_features
-from cezsar.objects import topk_from_logits
+from cezsar.encoders.feature_objects import LinearHead, objects_from_features
+from cezsar.encoders.objects import topk_from_logits
 
 FULL_ROWS = 1_763_069
 

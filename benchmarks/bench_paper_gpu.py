@@ -39,19 +39,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_extract import bit_random, cnn_alone_topk, make_clips  # noqa: E402
-from cezsar import protocols as P  # noqa: E402
-from cezsar import zsar  # noqa: E402
-from cezsar.captions import Captions, Segment  # noqa: E402
+from cezsar.evaluation import protocols as P  # noqa: E402
+from cezsar.evaluation import zsar  # noqa: E402
+from cezsar.formats.captions import Captions, Segment  # noqa: E402
 from cezsar.config import ExtractConfig, MiningConfig, ModelConfig, TrainConfig  # noqa: E402
-from cezsar.datasets import Video  # noqa: E402
-from cezsar.devices import resolve_device  # noqa: E402
-from cezsar.feature_objects import objects_from_bank  # noqa: E402
-from cezsar.featurebank import epoch_order, to_tensors, window_index  # noqa: E402
-from cezsar.extraction import extract  # noqa: E402
-from cezsar.mining import mine  # noqa: E402
-from cezsar.joint_embedder import JointEmbedder  # noqa: E402
-from cezsar.eager_step import make_optimizer, train_one_epoch  # noqa: E402
-from cezsar.video import decode_1fps  # noqa: E402
+from cezsar.formats.datasets import Video  # noqa: E402
+from cezsar.base.devices import resolve_device  # noqa: E402
+from cezsar.encoders.feature_objects import objects_from_bank  # noqa: E402
+from cezsar.training.featurebank import epoch_order, to_tensors, window_index  # noqa: E402
+from cezsar.encoders.extraction import extract  # noqa: E402
+from cezsar.triplet_mining.mine import mine  # noqa: E402
+from cezsar.training.joint_embedder import JointEmbedder  # noqa: E402
+from cezsar.training.eager_step import make_optimizer, train_one_epoch  # noqa: E402
+from cezsar.encoders.video import decode_1fps  # noqa: E402
 
 GOAL_S = 15 * 60
 EPOCHS = 25  # paper §4
@@ -122,7 +122,7 @@ def stage_objects(bank: torch.Tensor, spec: dict, device: torch.device) -> dict:
 def stage_sbert(texts: list[str], spec: dict, device: torch.device, tmp: Path) -> tuple[dict, np.ndarray]:
     """SBERT over the distinct sentences with an empty cache; without a model on the machine, clustered random
     vectors stand in (so mining still has related sentences) and the stage says why it was skipped."""
-    from cezsar.text import SentenceEncoder
+    from cezsar.encoders.text import SentenceEncoder
 
     try:
         enc = SentenceEncoder("minilm", cache_dir=tmp / "sentences", device=str(device))
@@ -172,14 +172,14 @@ def epoch_runner(trainer: str, model: JointEmbedder, data, cfg: TrainConfig, dev
     if trainer == "eager":
         opt = make_optimizer(model, cfg)
         return lambda order, limit: train_one_epoch(model, data, opt, order, cfg, device, limit_steps=limit)
-    from cezsar import static_step  # imported only for the trainers that need it
+    from cezsar.training import static_step  # imported only for the trainers that need it
 
     if trainer == "static":
         opt, t = make_optimizer(model, cfg), static_step.run_length(data)
         return lambda order, limit: static_step.train_one_epoch_static(model, data, opt, order, cfg, device, t,
                                                                        limit_steps=limit)
     if trainer in ("graphed", "graphed_tf32"):
-        from cezsar.graphed_step import GraphedTrainer
+        from cezsar.training.graphed_step import GraphedTrainer
 
         if trainer == "graphed_tf32":
             cfg = dataclasses.replace(cfg, autocast=False)

@@ -1,10 +1,11 @@
-"""Benchmark: K training seeds stacked in one process (`cezsar.stacked`) against K sequential single-model runs.
+"""Benchmark: K training seeds stacked in one process (`cezsar.training.stacked`) against K sequential single-model
+runs.
 
 Same data (bench_train's "small" workload: 40 videos x 40-80 s x 1280-d, 9,600 triplets, the paper's
 d_model 512 model, dropout 0.1), same seeds, same batch orders (each seed its own `epoch_order`), same number of
-steps; the sequential path is `cezsar.eager_step.train_one_epoch` (the packed single-model step) once per seed, the
-stacked path `cezsar.stacked._stacked_epoch` once for all. Both in the same process, rounds interleaved, so the
-ratio is what to read on a shared machine.
+steps; the sequential path is `cezsar.training.eager_step.train_one_epoch` (the packed single-model step) once per seed,
+the stacked path `cezsar.training.stacked._stacked_epoch` once for all. Both in the same process, rounds interleaved, so
+the ratio is what to read on a shared machine.
 
     python benchmarks/bench_stacked.py                    # 5 seeds, 2 threads, 30 steps per round
     python benchmarks/bench_stacked.py --seeds 5 --threads 2 --steps 30 --rounds 3 --batch 128
@@ -21,12 +22,12 @@ import numpy as np
 import torch
 
 from cezsar.config import ModelConfig, TrainConfig
-from cezsar.featurebank import epoch_order, to_tensors, window_index
-from cezsar.joint_embedder import JointEmbedder
-from cezsar.stacked import _stacked_epoch, stack_optimizer
-from cezsar.stacked_model import StackedEmbedders
-from cezsar.train import seed_everything
-from cezsar.eager_step import make_optimizer, train_one_epoch
+from cezsar.training.featurebank import epoch_order, to_tensors, window_index
+from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.stacked import _stacked_epoch, stack_optimizer
+from cezsar.training.stacked_model import StackedEmbedders
+from cezsar.training.train import seed_everything
+from cezsar.training.eager_step import make_optimizer, train_one_epoch
 
 SPEC = dict(videos=40, seconds=(40, 80), dim=1280, windows=8, per_window=30, sentences=3000)
 

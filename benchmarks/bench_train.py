@@ -3,9 +3,9 @@
 Reference, as the released code feeds its model: the triplets are a pickled list of (video id, start, end,
 positive, negative); a torch Dataset does one `np.load` of the video's feature file per triplet, slices and
 zero-pads its window; a DataLoader (batch 128, shuffled) collates them; every triplet's window goes through
-the VEM. Fast path (`cezsar.featurebank` + `cezsar.eager_step.train_one_epoch`): one contiguous feature array,
-windows as row-index matrices, each distinct window and sentence forwarded once per batch. Same model, same
-optimiser, same number of steps, in the same process; the ratio is what to read on a noisy machine.
+the VEM. Fast path (`cezsar.training.featurebank` + `cezsar.training.eager_step.train_one_epoch`): one contiguous
+feature array, windows as row-index matrices, each distinct window and sentence forwarded once per batch. Same model,
+same optimiser, same number of steps, in the same process; the ratio is what to read on a noisy machine.
 "fast_iid" is an i.i.d. shuffle (the training default, `batch_makeup: iid`), "fast_g8" chunks of 8 triplets of a
 window (`batch_makeup: grouped`), "fast" all triplets of a window in one batch (group 0). "gemm_floor" says why the
 i.i.d. batches cost more: each step forwards every row of ~128 distinct windows (~6x the rows of a grouped step),
@@ -19,10 +19,10 @@ implementation of that step can reach against the reference.
     python benchmarks/bench_train.py --compare-steps      # the static step against the eager one (same run)
     python benchmarks/bench_train.py --compare-steps --scale paper --videos 300 --limit-steps 60
 
-`--compare-steps` times `cezsar.static_step` (fixed shapes, tables built once per epoch, their build included
+`--compare-steps` times `cezsar.training.static_step` (fixed shapes, tables built once per epoch, their build included
 in its time) against the eager step (`train_one_epoch`) on the same batches from the same weights, in
 interleaved rounds; `ratio_static_vs_eager` > 1 means the static step is faster. On CUDA it also times the
-static step in CUDA graphs (`cezsar.graphed_step`, capture excluded): `ratio_graph_vs_eager`.
+static step in CUDA graphs (`cezsar.training.graphed_step`, capture excluded): `ratio_graph_vs_eager`.
 """
 from __future__ import annotations
 
@@ -39,12 +39,12 @@ import numpy as np
 import torch
 
 from cezsar.config import ModelConfig, TrainConfig
-from cezsar.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
-from cezsar.devices import resolve_device
-from cezsar.joint_embedder import JointEmbedder
-from cezsar.static_step import run_length, train_one_epoch_static
-from cezsar.eager_step import make_optimizer, train_one_epoch
-from cezsar.loss import triplet_loss
+from cezsar.training.featurebank import TripletTensors, build_bank, epoch_order, to_tensors, window_index
+from cezsar.base.devices import resolve_device
+from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.static_step import run_length, train_one_epoch_static
+from cezsar.training.eager_step import make_optimizer, train_one_epoch
+from cezsar.training.loss import triplet_loss
 
 SCALES = {  # videos, seconds (min, max), feature dim, windows per video, triplets per window, sentences
     "small": dict(videos=40, seconds=(40, 80), dim=1280, windows=8, per_window=30, sentences=3000, dtype="float32"),
@@ -123,7 +123,7 @@ def run_step(kind: str, model, opt, data: TripletTensors, cfg: TrainConfig, devi
     """One (possibly limited) epoch over `order` with the eager or the static step, or (CUDA) the static step
     in CUDA graphs: its capture (and one step) before the clock starts."""
     if kind == "graph":
-        from cezsar.graphed_step import GraphedTrainer
+        from cezsar.training.graphed_step import GraphedTrainer
 
         trainer = GraphedTrainer(model, data, make_optimizer(model, cfg, capturable=True), cfg, t)
         trainer.train_epoch(order, limit_steps=1)
@@ -171,7 +171,7 @@ def profile_steps(model, opt, data: TripletTensors, cfg: TrainConfig, device, st
     sentences' rows from the bank, forward = Eqs. 1-7, backward, optimizer), then torch.profiler's top
     operators over the same number of unsynced steps. The synced phases add up to more than a normal step
     (the syncs stop the CPU from queueing ahead); their shares are what to read."""
-    from cezsar.loss import autocast
+    from cezsar.training.loss import autocast
 
     order = torch.as_tensor(epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 7, group)).to(device)
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)

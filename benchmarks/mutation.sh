@@ -5,7 +5,7 @@
 # function while the selection ran once unmutated. A measurement, not a CI check. Needs the dev extra (mutmut).
 #   benchmarks/mutation.sh              run every target mutant without a verdict (kept in mutants/: it resumes)
 #   MUTATION_REDO_SURVIVORS=1 benchmarks/mutation.sh   the same, and the survivors again (after new tests)
-#   benchmarks/mutation.sh 'GLOB' ...   (re)run only these mutants, e.g. 'cezsar.zsar.x_predict__mutmut_*'
+#   benchmarks/mutation.sh 'GLOB' ...   (re)run only these mutants, e.g. 'cezsar.evaluation.zsar.x_predict__mutmut_*'
 #   MUTMUT_CHILDREN=2: mutants tested at once (default 1)
 # Writes mutants/ (scratch, git-ignored) and prints the per-function table and the survivors
 # (benchmarks/mutation_report.py).

@@ -16,19 +16,19 @@ __version__ = "0.1.0"
 
 # public name -> the module that defines it (docs/interfaces.md)
 _API = {
-    "JointEmbedder": "cezsar.joint_embedder",  # VEM + SEM, Eqs. 1-6 (cezsar.model)
-    "TripletSet": "cezsar.triplets",
-    "mine": "cezsar.mining",  # hard negative mining, paper §3.4
-    "fit": "cezsar.train",  # Eq. 7 training
-    "load_checkpoint": "cezsar.checkpoints",
-    "class_prototypes": "cezsar.prototypes",  # SE(z) of Eq. 8
-    "embed_dataset": "cezsar.dataset_embedding",  # Eqs. 8-9 over a dataset
-    "run_evaluation": "cezsar.protocols",  # one protocol's seeded runs
-    "classify_videos": "cezsar.classify",
-    "FeatureStore": "cezsar.features",
-    "extract": "cezsar.extraction",
-    "objects_from_features": "cezsar.feature_objects",
-    "settings": "cezsar.params",
+    "JointEmbedder": "cezsar.training.joint_embedder",  # VEM + SEM, Eqs. 1-6 (cezsar.training.model)
+    "TripletSet": "cezsar.formats.triplets",
+    "mine": "cezsar.triplet_mining.mine",  # hard negative mining, paper §3.4
+    "fit": "cezsar.training.train",  # Eq. 7 training
+    "load_checkpoint": "cezsar.training.checkpoints",
+    "class_prototypes": "cezsar.evaluation.prototypes",  # SE(z) of Eq. 8
+    "embed_dataset": "cezsar.evaluation.dataset_embedding",  # Eqs. 8-9 over a dataset
+    "run_evaluation": "cezsar.evaluation.protocols",  # one protocol's seeded runs
+    "classify_videos": "cezsar.evaluation.classify",
+    "FeatureStore": "cezsar.encoders.features",
+    "extract": "cezsar.encoders.extraction",
+    "objects_from_features": "cezsar.encoders.feature_objects",
+    "settings": "cezsar.harness.params",
 }
 __all__ = sorted(_API) + ["__version__"]
 

@@ -17,7 +17,7 @@ import sys
 import traceback
 import warnings
 
-from cezsar.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_USAGE, LIBRARY_ERRORS, InputError, UsageError
+from cezsar.errors import EXIT_DATA, EXIT_INTERRUPTED, EXIT_USAGE, LIBRARY_ERRORS, USAGE_ERRORS, InputError, UsageError
 
 # subcommand -> module under cezsar.commands (dashes become underscores)
 COMMANDS = [
@@ -69,10 +69,8 @@ def error_line(err: BaseException) -> tuple[str, int]:
     if isinstance(err, InputError):
         code = err.exit_code
         text = str(err)
-    elif _is_known(err):
-        from cezsar.class_labels import LabelError
-
-        code = EXIT_USAGE if isinstance(err, LabelError) else EXIT_DATA
+    elif isinstance(err, LIBRARY_ERRORS):  # the library's typed errors name the input (file, video, class)
+        code = EXIT_USAGE if isinstance(err, USAGE_ERRORS) else EXIT_DATA
         text = str(err)
     elif isinstance(err, OSError) and err.filename is not None:
         text = f"{err.filename}: {err.strerror or err}"
@@ -83,18 +81,6 @@ def error_line(err: BaseException) -> tuple[str, int]:
                 "CEZSAR_DEBUG=1 shows the traceback)")
     return "error: " + _one_line(text), code
 
-
-def _is_known(err: BaseException) -> bool:
-    """The library's own typed errors, whose messages already name the input (file, video, class)."""
-    if isinstance(err, LIBRARY_ERRORS):
-        return True
-    try:
-        from cezsar.class_labels import LabelError
-        from cezsar.classify import CheckpointMismatch
-        from cezsar.features import FeatureError
-    except ImportError:  # a broken install: the caller reports the original error as unexpected
-        return False
-    return isinstance(err, (FeatureError, LabelError, CheckpointMismatch))
 
 
 def main(argv: list[str] | None = None) -> int:

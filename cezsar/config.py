@@ -12,7 +12,7 @@ from pathlib import Path
 
 # --- paths -------------------------------------------------------------------------------------
 # The tracked data folders and the runs folder. Every other path (raw data, interim work, figures) belongs to a
-# parameter set (params/*.yaml, resolved by cezsar.params against PROJ_ROOT).
+# parameter set (params/*.yaml, resolved by cezsar.harness.params against PROJ_ROOT).
 PROJ_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJ_ROOT / "data"
 CLASSES_DIR = DATA_DIR / "classes"  # tracked: official class lists
@@ -46,7 +46,7 @@ class ExtractConfig:
     decoders: int = 0  # videos decoded at once beside the CNN; 0 = auto: 1 on a CPU (the CNN needs the cores), cores - 2 on a GPU
     released_preprocess: bool = False  # paper: –; here RGB, whole frame resized; released: BGR, resize 256 + centre crop 224
     released_sampling: bool = False  # paper §3.2 1 fps; here the frame at each whole second; released: the frames
-    # of a 25-fps re-encode at linspace(0, n-1, n//25) (cezsar.video.decode_released)
+    # of a 25-fps re-encode at linspace(0, n-1, n//25) (cezsar.encoders.video.decode_released)
 
 
 @dataclass
@@ -136,7 +136,7 @@ class FastPathConfig:
     bank_dtype: str = "float16"  # storage of the contiguous feature array: float16 halves memory, float32 exact
     cache_dir: str | None = None  # where the bank .npy lives; None = <out>/cache
     # the training step (docs/decisions.md §16): "static" = fixed shapes, batches padded to `batch` with weight-0
-    # triplets, distinct windows/sentences found once per epoch (`cezsar.static_step`); "eager" = per-batch
+    # triplets, distinct windows/sentences found once per epoch (`cezsar.training.static_step`); "eager" = per-batch
     # torch.unique. Same loss and gradients; the released padded variants and torchrun use "eager"
     step: str = "static"
     graph: bool = False  # CUDA only, step "static": the whole step (forward, backward, AdamW) in CUDA graphs

@@ -93,6 +93,21 @@ class ShardReportsMissing(ValueError):
     """A merge asked for while some shards have no report (not run, still running, or killed)."""
 
 
+class FeatureError(ValueError):
+    """A feature file that is unreadable or inconsistent; the message names the file."""
+
+
+class LabelError(ValueError):
+    """A label list that cannot be used (empty, only duplicates, unreadable file): `cezsar.cli` exits 2."""
+
+
+class CheckpointMismatch(ValueError):
+    """A checkpoint whose feature or sentence space does not match the encoders in use."""
+
+
 # the library's typed errors whose messages already name the input: `cezsar.cli` prints them as they are, exit 1
 LIBRARY_ERRORS: tuple[type[Exception], ...] = (DatasetError, VideoDecodeError, ResourceMissing, DiskFullError,
-                                              ParameterError, TextFileError, ManifestMismatch)
+                                              ParameterError, TextFileError, ManifestMismatch, FeatureError,
+                                              LabelError, CheckpointMismatch)
+# of those, the ones that say the command line was wrong (a label list that is not one): exit 2
+USAGE_ERRORS: tuple[type[Exception], ...] = (LabelError,)

@@ -31,7 +31,7 @@ synth_seed: int | None = None  # SynthActions seed: same seed, byte-identical an
 synth_size: str | None = None  # "default" (the run_all size) or "small" (tests)
 
 # %%
-from cezsar import digests, pipeline, previews, widgets
+from cezsar.harness import digests, pipeline, previews, widgets
 
 # %% [markdown]
 # Retune in JupyterLab: a value set on a control is used by the next Run All of this notebook (and only in

@@ -33,7 +33,7 @@ image_size: int | None = None  # CNN input side in pixels (160 is ~3x faster tha
 device: str | None = None  # auto = CUDA when present, else CPU
 
 # %%
-from cezsar import pipeline, previews, widgets
+from cezsar.harness import pipeline, previews, widgets
 
 # %%
 widgets.tuner(globals(), ["backbone", "image_size"], params_file)

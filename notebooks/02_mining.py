@@ -36,7 +36,7 @@ object_negatives: bool | None = None  # object sentences also serve as negatives
 seed: int | None = None  # windows, negatives and the video split
 
 # %%
-from cezsar import pipeline, pipeline_mining, previews, widgets
+from cezsar.harness import pipeline, pipeline_mining, previews, widgets
 
 # %%
 widgets.tuner(globals(), ["tau", "n_negatives", "seed"], params_file)

@@ -38,7 +38,8 @@ train_seeds: int | None = None  # models per τ, training seeds seed … seed + 
 device: str | None = None  # auto = CUDA when present (bf16 autocast), else CPU
 
 # %%
-from cezsar import pipeline, pipeline_training, plots, widgets
+from cezsar.harness import pipeline, pipeline_training, widgets
+from cezsar.reporting import plots
 
 # %%
 widgets.tuner(globals(), ["epochs", "patience", "batch", "seed", "train_seeds"], params_file)

@@ -18,7 +18,7 @@
 # **Purpose.** Paper §5: how the mining threshold τ changes zero-shot accuracy. For τ = 0.7, 0.8, 0.9: mine, train
 # and evaluate VE + O (Eq. 9; VE alone when the run has no objects) on the UCF-form test set with every class (the
 # paper: UCF-101 0/101; 47.8 %, 50.9 %, 48.3 %). Each τ trains `train_seeds` models and gives their mean ± std;
-# the τ comparisons are paired tests over the seeds (`cezsar.compare`). Each τ reuses its triplet file and
+# the τ comparisons are paired tests over the seeds (`cezsar.reporting.compare`). Each τ reuses its triplet file and
 # checkpoints when they exist.
 #
 # **Inputs.** features (01). **Outputs.** `<figures_dir>/tau_ablation.png`, `<figures_dir>/tau_ablation.md`.
@@ -33,7 +33,7 @@ alpha: float | None = None  # Eq. 9 weight of VE
 beta: float | None = None  # Eq. 9 weight of SE(O(v))
 
 # %%
-from cezsar import paper_figures, pipeline, pipeline_evaluation, widgets
+from cezsar.harness import paper_figures, pipeline, pipeline_evaluation, widgets
 
 # %%
 widgets.tuner(globals(), ["tau_values", "epochs", "train_seeds", "alpha", "beta"], params_file)

@@ -24,7 +24,7 @@
 # CLIP features — are computed when the parameter set names a CLIP (`clip_model`), and read "needs weights" otherwise.
 # Each trained row is the mean over `train_seeds` training seeds ± their std, with the protocol's spread over the
 # subsets of its classes shown apart ("62.5 ± 1.8 (5 seeds), subsets ± 9.3"); every comparison below the tables is a paired
-# test over the seeds (`cezsar.compare`), never written by hand.
+# test over the seeds (`cezsar.reporting.compare`), never written by hand.
 #
 # **Inputs.** the τ checkpoint (03), test features (01). **Outputs.** `runs/<name>/results.json` (every run's
 # seed, classes, accuracy, the split files' hashes, the code version, the parameter set and the training record,
@@ -43,7 +43,7 @@ train_seeds: int | None = None  # trained models per row (mean ± std over them)
 # %%
 from IPython.display import Markdown
 
-from cezsar import pipeline, report, widgets
+from cezsar.harness import pipeline, report, widgets
 
 # %%
 widgets.tuner(globals(), ["tau", "alpha", "beta", "runs"], params_file)

@@ -19,7 +19,7 @@
 # objects-only SBERT space and in CEZSAR's joint space. Fig. 3: confusion matrices of the hard classes, baseline vs
 # CEZSAR VE + O (CEZSAR VE alone when the run has no objects); the figures show the first training seed's model, the
 # hard-class accuracy is given over every training seed and compared with the baseline by a paired test
-# (`cezsar.compare`). Last, `cezsar classify` on a real video shipped by an installed package, against a label list.
+# (`cezsar.reporting.compare`). Last, `cezsar classify` on a real video shipped by an installed package, against a label list.
 #
 # **Inputs.** the τ checkpoint (03), test features (01). **Outputs.** `<figures_dir>/fig1_tsne.png`,
 # `<figures_dir>/fig3_confusion.png`.
@@ -35,7 +35,8 @@ train_seeds: int | None = None  # trained models (the hard-class accuracy over t
 demo_labels: str | None = None  # labels for the classify demo
 
 # %%
-from cezsar import classify, paper_figures, pipeline, previews, widgets
+from cezsar.evaluation import classify
+from cezsar.harness import paper_figures, pipeline, previews, widgets
 
 # %%
 widgets.tuner(globals(), ["alpha", "beta", "seed", "demo_labels"], params_file)

@@ -28,7 +28,7 @@
 # with `fidelity_seeds` seeds, the seeds of a variant together, and takes hours, so it has its own command; this
 # notebook shows the recorded result and runs the measurement only when no record exists:
 #
-#     python -m cezsar.fidelity --params params/embedded.yaml
+#     python -m cezsar.harness.fidelity --params params/embedded.yaml
 #
 # **Inputs.** the recorded measurement `<figures_dir>/fidelity.json` (or the parameter set's data, to measure).
 # **Outputs.** `figures/fidelity.md` (the table), `figures/fidelity.png` (the plot), shown below.
@@ -42,7 +42,7 @@ fidelity_epochs: int | None = None  # epochs per training, when measuring (the s
 # %%
 from IPython.display import Markdown
 
-from cezsar import fidelity, pipeline, widgets
+from cezsar.harness import fidelity, pipeline, widgets
 
 # %%
 widgets.tuner(globals(), ["fidelity_seeds", "fidelity_epochs"], params_file)

@@ -4,8 +4,8 @@ in it is typed by hand: python scripts/readme_results.py [--check]
 The block (between `<!-- embedded-results:begin -->` and `<!-- embedded-results:end -->`) is made of
 figures/table1.md and table2.md (the literature rows of the paper and of [9], then every row computed here but
 the CLIP ones, which need weights this machine cannot download), figures/comparisons.md (paired over training
-seeds, `cezsar.compare`), figures/fig3_hard_classes.md and figures/tau_ablation.md, all written by the notebooks.
-`--check` exits 1 when the README's block differs (tests/test_packaging.py runs it).
+seeds, `cezsar.reporting.compare`), figures/fig3_hard_classes.md and figures/tau_ablation.md, all written by the
+notebooks. `--check` exits 1 when the README's block differs (tests/test_packaging.py runs it).
 """
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def tiny_clip(tmp_path_factory) -> Path:
 def synth_small(tmp_path_factory) -> Path:
     """SynthActions at size "small", seed 0 (real rendered and encoded video), made once per session. Read only:
     a test that changes a file in it works on a copy (shutil.copytree)."""
-    from cezsar.synthetic import generate
+    from cezsar.formats.synthetic import generate
 
     root = tmp_path_factory.mktemp("synth-small") / "raw"
     generate(root, seed=0, size="small", workers=1)

@@ -30,7 +30,7 @@ def write_photo_clip(path: Path, seconds: float, size: tuple[int, int] = (96, 64
     scores are those of real frames; (width, height) `size`, a keyframe every `gop` frames."""
     from skimage import data, transform
 
-    from cezsar.video import write_video
+    from cezsar.encoders.video import write_video
 
     w, h = size
     photo = (transform.resize(data.chelsea(), (h, 2 * w), anti_aliasing=True) * 255).astype(np.uint8)  # (h, 2w, 3)

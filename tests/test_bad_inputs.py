@@ -48,13 +48,13 @@ def no_models(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the inputs were checked")
 
-    monkeypatch.setattr("cezsar.backbones.get_encoder", boom)
-    monkeypatch.setattr("cezsar.text.SentenceEncoder._load", boom)
+    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", boom)
+    monkeypatch.setattr("cezsar.encoders.text.SentenceEncoder._load", boom)
 
 
 def write_clip(path: Path, seconds: int = 2) -> Path:
     """A real H.264 clip: a textured square moving across a gradient, 10 fps."""
-    from cezsar.video import write_video
+    from cezsar.encoders.video import write_video
 
     rng = np.random.default_rng(0)
     tex = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
@@ -80,8 +80,8 @@ def still_image(path: Path) -> Path:
 def save_checkpoint(path: Path, feat_dim: int = 1280, text_dim: int = 384, text_model: str = "minilm-384d",
                     trained_on: dict | None = None, resumable: bool = False) -> Path:
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.checkpoints import CHECKPOINT_VERSION
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.checkpoints import CHECKPOINT_VERSION
+    from cezsar.training.joint_embedder import JointEmbedder
 
     cfg = ModelConfig(feat_dim=feat_dim, text_dim=text_dim, d_model=16, n_heads=2, emb_dim=8)
     ckpt = {"version": CHECKPOINT_VERSION, "model_cfg": to_dict(cfg), "model": JointEmbedder(cfg).state_dict(),
@@ -117,8 +117,8 @@ SYNTH = {"dataset": "SynthActions (synthetic clips)", "captions": "train.json", 
 
 @pytest.fixture(scope="module")
 def minilm_id() -> str:
-    from cezsar.resources import ResourceMissing
-    from cezsar.text import SentenceEncoder
+    from cezsar.errors import ResourceMissing
+    from cezsar.encoders.text import SentenceEncoder
 
     try:
         return SentenceEncoder("minilm").model_id  # reads the model's config only, loads nothing
@@ -337,7 +337,7 @@ def test_classify_refuses_a_backbone_mismatch_before_loading_the_cnn(capsys, tmp
 
 
 def test_classify_refuses_a_text_model_mismatch(capsys, tmp_path, minilm_id, monkeypatch):
-    monkeypatch.setattr("cezsar.backbones.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
+    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
     ckpt = save_checkpoint(tmp_path / "other.pt", text_model="othermodel-384d-0123abcd")
     clip = write_clip(tmp_path / "clip.mp4")
     one_error(*cli(capsys, "classify", clip, "--labels", "a, b", "--model", ckpt, "--text-model", "minilm")[::2], 1,
@@ -355,7 +355,7 @@ def test_classify_bad_option_values(capsys, tmp_path, no_models, option, value, 
 
 
 def test_classify_text_model_that_is_not_a_model(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("cezsar.backbones.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
+    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
     clip = write_clip(tmp_path / "clip.mp4")
     one_error(*cli(capsys, "classify", clip, "--labels", "a, b", "--text-model", tmp_path)[::2], 2,
               f"--text-model {tmp_path}: cannot load this sentence model offline", "use minilm")
@@ -476,7 +476,7 @@ def test_evaluate_says_what_the_model_was_trained_on_and_lists_skips(capsys, tmp
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory) -> dict[str, Path]:
     """A real triplet file (TripletSet.save) over a real feature folder with a features.json."""
-    from cezsar.triplets import TripletSet
+    from cezsar.formats.triplets import TripletSet
 
     root = tmp_path_factory.mktemp("toy")
     feats = root / "feats"
@@ -563,7 +563,7 @@ def test_train_damaged_feature_bank_cache(capsys, tmp_path, toy, no_models):
 
 
 def test_train_records_what_the_model_was_trained_on(capsys, tmp_path, toy, minilm_id):
-    from cezsar.checkpoints import describe_provenance, load_checkpoint
+    from cezsar.training.checkpoints import describe_provenance, load_checkpoint
 
     out = tmp_path / "run"
     rc, _, err = cli(capsys, *train_args(toy, out, "--set-name", "embedded", "--json"))
@@ -576,7 +576,7 @@ def test_train_records_what_the_model_was_trained_on(capsys, tmp_path, toy, mini
 
 
 def test_old_checkpoints_load_with_unknown_provenance(tmp_path):
-    from cezsar.checkpoints import describe_provenance, load_checkpoint
+    from cezsar.training.checkpoints import describe_provenance, load_checkpoint
 
     _, meta = load_checkpoint(save_checkpoint(tmp_path / "old.pt", text_model="minilm-384d-x"))
     assert meta["trained_on"]["dataset"] == "unknown" and meta["trained_on"]["feat_dim"] == 1280
@@ -648,7 +648,7 @@ def test_mine_lists_dropped_captions_and_records_synthactions(capsys, tmp_path, 
     rc, stdout, err = cli(capsys, *mine_args(cap, out))
     assert rc == 0, err
     assert err.strip() == (f"note: {cap}: bad_duration 1 (`cezsar check-data activitynet {cap}` lists examples)")
-    from cezsar.triplets import TripletSet
+    from cezsar.formats.triplets import TripletSet
 
     ts = TripletSet.load(out)
     assert len(ts) > 0 and "v_nan" not in ts.video_ids
@@ -682,7 +682,7 @@ class MockCNN:
 
 
 def test_extract_lists_a_folder_named_like_a_video_and_an_image_as_video(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("cezsar.backbones.get_encoder", lambda *a, **k: MockCNN())
+    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", lambda *a, **k: MockCNN())
     root = tmp_path / "videos"
     root.mkdir()
     write_clip(root / "good.mp4")
@@ -705,9 +705,9 @@ def test_extract_lists_a_folder_named_like_a_video_and_an_image_as_video(capsys,
     ("backbone", 2, "--backbone alexnet: unknown"), ("batch", 2, "--batch 0"), ("features-json", 1, "features.json"),
 ])
 def test_extract_bad_inputs(capsys, tmp_path, monkeypatch, case, code, needle):
-    real = __import__("cezsar.backbones", fromlist=["get_encoder"]).get_encoder
+    real = __import__("cezsar.encoders.backbones", fromlist=["get_encoder"]).get_encoder
     # an unknown name is rejected by the real lookup before anything loads; any other load is a test failure
-    monkeypatch.setattr("cezsar.backbones.get_encoder",
+    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder",
                         lambda name, *a, **k: real(name) if name == "alexnet" else pytest.fail("CNN loaded"))
     root = tmp_path / "videos"
     root.mkdir()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cezsar import atomic, diskspace
+from cezsar.base import atomic, diskspace
 from cezsar.cli import error_line, main
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -78,7 +78,7 @@ def _stacks(n: int = 3, t: int = 5, d: int = 8) -> dict[str, np.ndarray]:
 
 # --- 1. a full disk ------------------------------------------------------------------------------------------
 def test_feature_bank_refuses_before_writing_when_the_disk_has_too_little_room(tmp_path, monkeypatch):
-    from cezsar.featurebank import build_bank
+    from cezsar.training.featurebank import build_bank
 
     monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
     with pytest.raises(diskspace.DiskFullError) as err:
@@ -89,7 +89,7 @@ def test_feature_bank_refuses_before_writing_when_the_disk_has_too_little_room(t
 
 
 def test_feature_bank_is_written_by_ordinary_writes_not_a_memory_map(tmp_path, monkeypatch):
-    from cezsar.featurebank import build_bank
+    from cezsar.training.featurebank import build_bank
 
     real_map = np.lib.format.open_memmap
 
@@ -106,7 +106,7 @@ def test_feature_bank_is_written_by_ordinary_writes_not_a_memory_map(tmp_path, m
 
 
 def test_a_full_disk_while_writing_the_bank_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
-    from cezsar.featurebank import build_bank
+    from cezsar.training.featurebank import build_bank
 
     fill_disk_after(monkeypatch, 200)  # the header and part of the first stack fit
     with pytest.raises(diskspace.DiskFullError) as err:
@@ -139,7 +139,7 @@ def test_a_write_that_runs_out_of_room_names_the_file_and_keeps_the_old_one(tmp_
 
 
 def test_extract_refuses_when_the_rest_of_the_videos_will_not_fit(tmp_path, monkeypatch):
-    from cezsar import extraction
+    from cezsar.encoders import extraction
 
     out = tmp_path / "feats"
     out.mkdir()
@@ -175,7 +175,7 @@ def test_a_null_in_a_parameter_set_names_the_key_and_its_type(tmp_path, capsys):
     ('tau_values: "0.7,5"', "tau_values: '5' is not a tau"),
 ])
 def test_parameter_values_outside_their_allowed_values_are_refused_naming_the_key(tmp_path, line, needle):
-    from cezsar import params
+    from cezsar.harness import params
 
     p = tmp_path / "p.yaml"
     p.write_text(line + "\n")
@@ -205,7 +205,8 @@ def test_option_values_are_checked_where_they_enter(capsys, argv, needle):
 
 # --- 3. messages that name the file ---------------------------------------------------------------------------
 def test_a_truncated_stack_names_the_file_and_what_to_do(tmp_path):
-    from cezsar.features import FeatureError, FeatureStore
+    from cezsar.errors import FeatureError
+    from cezsar.encoders.features import FeatureStore
 
     np.save(tmp_path / "a.npy", np.ones((10, 16), np.float32))
     np.save(tmp_path / "b.npy", np.ones((10, 16), np.float32))
@@ -232,8 +233,8 @@ def _captions(folder: Path) -> Path:
 
 
 def test_a_flat_stack_of_one_second_goes_into_the_bank(tmp_path):
-    from cezsar.featurebank import build_bank
-    from cezsar.features import FeatureStore
+    from cezsar.training.featurebank import build_bank
+    from cezsar.encoders.features import FeatureStore
 
     np.save(tmp_path / "a.npy", np.arange(1280, dtype=np.float32))  # one second saved flat
     np.save(tmp_path / "b.npy", np.ones((3, 1280), np.float32))
@@ -244,7 +245,8 @@ def test_a_flat_stack_of_one_second_goes_into_the_bank(tmp_path):
 
 
 def test_a_flat_stack_of_another_size_says_so(tmp_path):
-    from cezsar.features import FeatureError, FeatureStore
+    from cezsar.errors import FeatureError
+    from cezsar.encoders.features import FeatureStore
 
     np.save(tmp_path / "a.npy", np.ones((3, 1280), np.float32))
     np.save(tmp_path / "b.npy", np.ones(640, np.float32))
@@ -255,7 +257,7 @@ def test_a_flat_stack_of_another_size_says_so(tmp_path):
 # --- 4. results that should have been refusals ---------------------------------------------------------------
 @pytest.mark.parametrize("spec, total", [("0/1", 5), ("0/all", 1)])
 def test_a_protocol_of_fewer_than_two_classes_is_refused(spec, total):
-    from cezsar.protocols import get_protocol
+    from cezsar.evaluation.protocols import get_protocol
 
     with pytest.raises(ValueError, match="at least 2 classes"):
         get_protocol("custom", spec, total)
@@ -270,8 +272,8 @@ def _backbone(seed: int, dim: int):
 
 
 def test_a_feature_folder_mixing_two_backbones_of_equal_width_is_refused(tmp_path):
-    from cezsar import checks
-    from cezsar.feature_folder import feature_folder
+    from cezsar.base import checks
+    from cezsar.encoders.feature_folder import feature_folder
 
     one, other = _backbone(1, 256), _backbone(2, 256)
     for i in range(24):
@@ -281,7 +283,7 @@ def test_a_feature_folder_mixing_two_backbones_of_equal_width_is_refused(tmp_pat
 
 
 def test_a_feature_folder_of_one_backbone_or_of_random_numbers_passes(tmp_path):
-    from cezsar.feature_folder import feature_folder
+    from cezsar.encoders.feature_folder import feature_folder
 
     one = _backbone(1, 256)
     (tmp_path / "net").mkdir()
@@ -296,8 +298,9 @@ def test_a_feature_folder_of_one_backbone_or_of_random_numbers_passes(tmp_path):
 
 
 def test_a_manifest_that_records_two_backbones_is_refused_by_it(tmp_path):
-    from cezsar.features import FeatureStore
-    from cezsar.stack_origin import MixedBackbones, check_one_backbone
+    from cezsar.encoders.features import FeatureStore
+    from cezsar.errors import MixedBackbones
+    from cezsar.encoders.stack_origin import check_one_backbone
 
     rng = np.random.default_rng(0)
     for v in ("a", "b"):
@@ -329,7 +332,7 @@ FORMS = ["bom-crlf", "utf16le", "utf16be"]
 
 @pytest.mark.parametrize("form", FORMS)
 def test_ucf101_class_and_test_lists_read_with_a_bom_and_crlf(tmp_path, form):
-    from cezsar.datasets import load_dataset
+    from cezsar.formats.datasets import load_dataset
 
     (tmp_path / "classInd.txt").write_bytes(_as("1 ApplyEyeMakeup\n2 Archery\n", form))
     (tmp_path / "testlist01.txt").write_bytes(_as("ApplyEyeMakeup/v_ApplyEyeMakeup_g01_c01.avi\n"
@@ -341,7 +344,7 @@ def test_ucf101_class_and_test_lists_read_with_a_bom_and_crlf(tmp_path, form):
 
 @pytest.mark.parametrize("form", FORMS)
 def test_kinetics_csv_reads_with_a_bom_and_crlf(tmp_path, form):
-    from cezsar.datasets import load_dataset
+    from cezsar.formats.datasets import load_dataset
 
     p = tmp_path / "test.csv"
     p.write_bytes(_as("label,youtube_id,time_start,time_end,split\nabseiling,abc,10,20,test\n", form))
@@ -351,8 +354,8 @@ def test_kinetics_csv_reads_with_a_bom_and_crlf(tmp_path, form):
 
 @pytest.mark.parametrize("form", FORMS)
 def test_json_inputs_read_with_a_bom_and_crlf(tmp_path, form):
-    from cezsar.captions import read_activitynet
-    from cezsar.datasets import read_descriptions, read_split
+    from cezsar.formats.captions import read_activitynet
+    from cezsar.formats.datasets import read_descriptions, read_split
 
     caps = tmp_path / "caps.json"
     caps.write_bytes(_as('{"v_a": {"duration": 4,\n "timestamps": [[0, 2]], "sentences": ["a person runs"]}}\n', form))
@@ -367,9 +370,9 @@ def test_json_inputs_read_with_a_bom_and_crlf(tmp_path, form):
 
 @pytest.mark.parametrize("form", FORMS)
 def test_description_folders_label_files_and_parameter_sets_read_with_a_bom_and_crlf(tmp_path, form):
-    from cezsar import params
-    from cezsar.class_labels import parse_labels
-    from cezsar.datasets import read_descriptions
+    from cezsar.harness import params
+    from cezsar.evaluation.class_labels import parse_labels
+    from cezsar.formats.datasets import read_descriptions
 
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "Archery.txt").write_bytes(_as("shooting arrows\nat a target\n", form))
@@ -385,7 +388,8 @@ def test_description_folders_label_files_and_parameter_sets_read_with_a_bom_and_
 def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys):
     p = tmp_path / "labels.txt"
     p.write_bytes("café\nthé\n".encode("latin-1"))
-    from cezsar.class_labels import LabelError, parse_labels
+    from cezsar.evaluation.class_labels import parse_labels
+    from cezsar.errors import LabelError
 
     with pytest.raises(LabelError, match="labels.txt: cannot read the label file .*not a UTF-8 text file.*save it as"):
         parse_labels(str(p))
@@ -398,9 +402,9 @@ def test_a_text_file_in_another_encoding_is_refused_with_a_hint(tmp_path, capsys
 def test_a_checkpoint_write_that_dies_part_way_keeps_last_and_best_loadable(tmp_path, monkeypatch):
     import torch
 
-    from cezsar.checkpoints import read_checkpoint
+    from cezsar.training.checkpoints import read_checkpoint
     from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
     from test_train import TINY, make_toy
 
     torch.set_num_threads(1)
@@ -424,7 +428,7 @@ def test_a_checkpoint_write_that_dies_part_way_keeps_last_and_best_loadable(tmp_
 def test_a_killed_builds_temp_bank_is_removed_before_the_room_is_measured(tmp_path):
     import subprocess
 
-    from cezsar.featurebank import build_bank
+    from cezsar.training.featurebank import build_bank
 
     dead = subprocess.Popen(["true"])  # a process that has ended: its pid is a dead writer's
     dead.wait()
@@ -435,7 +439,7 @@ def test_a_killed_builds_temp_bank_is_removed_before_the_room_is_measured(tmp_pa
 
 
 def test_a_stack_saved_in_fortran_order_still_loads(tmp_path):
-    from cezsar.features import FeatureStore
+    from cezsar.encoders.features import FeatureStore
 
     x = np.asfortranarray(np.arange(24, dtype=np.float32).reshape(3, 8))
     np.save(tmp_path / "a.npy", x)
@@ -444,7 +448,7 @@ def test_a_stack_saved_in_fortran_order_still_loads(tmp_path):
 
 
 def test_few_channels_or_stacks_are_never_taken_for_two_backbones(tmp_path):
-    from cezsar.feature_folder import feature_folder
+    from cezsar.encoders.feature_folder import feature_folder
 
     rng = np.random.default_rng(0)
     for i in range(6):  # 8 channels of noise: chance correlations as large as real agreement

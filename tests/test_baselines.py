@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cezsar import baselines, prototypes, zsar
+from cezsar.evaluation import baselines, prototypes, zsar
 
 KEYWORDS = ["cat", "coffee", "motorcycle", "tripod"]
 
@@ -49,8 +49,8 @@ def test_prototypes_average_several_sentences_and_reject_empty():
 @pytest.mark.slow
 def test_objects_only_with_real_sbert(tmp_path):
     """Real all-MiniLM-L6-v2: WordNet-style object sentences find the matching action description."""
-    from cezsar.resources import ResourceMissing
-    from cezsar.text import SentenceEncoder
+    from cezsar.errors import ResourceMissing
+    from cezsar.encoders.text import SentenceEncoder
 
     try:
         enc = SentenceEncoder("minilm", cache_dir=tmp_path)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import class_labels as L, classify as C
+from cezsar.evaluation import class_labels as L, classify as C
 from cezsar.config import ModelConfig
 
 # --- label parsing ------------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def test_cli_rejects_bad_labels_before_loading_or_decoding(monkeypatch, capsys, 
         raise AssertionError("must not load models or decode before the labels are checked")
 
     monkeypatch.setattr(C, "load_classifier", boom)
-    monkeypatch.setattr("cezsar.video.decode_1fps", boom)
+    monkeypatch.setattr("cezsar.encoders.video.decode_1fps", boom)
     assert main(["classify", str(tmp_path / "missing.mp4"), "--labels", "run, Run ,RUN"]) == 2
     assert "only duplicates of 'run'" in capsys.readouterr().err
 
@@ -122,7 +122,7 @@ def test_objects_method_ranks_and_explains():
 
 def _tiny_model(seed=0):
     torch.manual_seed(seed)
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.joint_embedder import JointEmbedder
 
     return JointEmbedder(ModelConfig(feat_dim=8, text_dim=len(KEYWORDS), d_model=16, n_heads=2, emb_dim=32,
                                      dropout=0.0)).eval()
@@ -159,17 +159,17 @@ def test_cezsar_method_matches_the_model_applied_directly():
 
 def _save_checkpoint(path, text_model, text_dim):
     from cezsar.config import to_dict
-    from cezsar.checkpoints import CHECKPOINT_VERSION
+    from cezsar.training.checkpoints import CHECKPOINT_VERSION
 
     cfg = ModelConfig(feat_dim=1280, text_dim=text_dim, d_model=16, emb_dim=6)
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.joint_embedder import JointEmbedder
 
     torch.save({"version": CHECKPOINT_VERSION, "model_cfg": to_dict(cfg), "model": JointEmbedder(cfg).state_dict(),
                 "feat_dim": 1280, "text_dim": text_dim, "text_model": text_model}, path)
 
 
 def test_checkpoint_with_another_text_model_is_refused(tmp_path):
-    from cezsar.resources import ResourceMissing
+    from cezsar.errors import ResourceMissing
 
     ckpt = tmp_path / "best.pt"
     _save_checkpoint(ckpt, "mpnet-768d-0123abcd", 768)
@@ -239,7 +239,7 @@ def test_cli_with_a_checkpoint_runs_eq9_on_the_real_video(bunny, tmp_path, capsy
     """The checkpoint path end to end (real CNN features into the VEM, MiniLM into the SEM); the weights
     are untrained, so only the wiring is checked, not the ranking."""
     from cezsar.cli import main
-    from cezsar.text import SentenceEncoder
+    from cezsar.encoders.text import SentenceEncoder
 
     ckpt = tmp_path / "best.pt"
     _save_checkpoint(ckpt, SentenceEncoder("minilm").model_id, 384)

@@ -1,6 +1,7 @@
-"""CLIP as frame encoder and baseline (cezsar.clip, cezsar.clip_tokenizer, cezsar.clip_baseline): the tokenizer's
-ids, the preprocessing against transformers' CLIPImageProcessor, the frame-average 1-NN on a case with a known
-answer, and extraction without objects. The whole tiny-CLIP path on SynthActions is tests/test_clip_path.py."""
+"""CLIP as frame encoder and baseline (cezsar.encoders.clip, cezsar.encoders.clip_tokenizer,
+cezsar.evaluation.clip_baseline): the tokenizer's ids, the preprocessing against transformers' CLIPImageProcessor, the
+frame-average 1-NN on a case with a known answer, and extraction without objects. The whole tiny-CLIP path on
+SynthActions is tests/test_clip_path.py."""
 from __future__ import annotations
 
 import gzip
@@ -12,18 +13,19 @@ import pytest
 import regex
 import torch
 
-from cezsar import clip_baseline, dataset_embedding, protocols
-from cezsar.clip import CLIP_MEAN, CLIP_STD, clip_encoder, preprocess_frames
-from cezsar.clip_tokenizer import N_MERGES, fetch_bpe, load_clip_tokenizer
-from cezsar.datasets import ClassDataset, Video
-from cezsar.features import NO_LABELS, FeatureStore
-from cezsar.extraction import extract
+from cezsar.evaluation import clip_baseline, dataset_embedding, protocols
+from cezsar.encoders.clip import CLIP_MEAN, CLIP_STD, clip_encoder, preprocess_frames
+from cezsar.encoders.clip_tokenizer import N_MERGES, fetch_bpe, load_clip_tokenizer
+from cezsar.formats.datasets import ClassDataset, Video
+from cezsar.encoders.features import FeatureStore
+from cezsar.encoders.objects import NO_LABELS
+from cezsar.encoders.extraction import extract
 
 
 # --- tokenizer --------------------------------------------------------------------------------------------
 class _SimpleTokenizer:
     """CLIP's SimpleTokenizer.encode re-implemented on the merges file (the reference the built tokenizer is
-    checked against; written from CLIP's definition, sharing no code with cezsar.clip_tokenizer)."""
+    checked against; written from CLIP's definition, sharing no code with cezsar.encoders.clip_tokenizer)."""
 
     PAT = regex.compile(r"""<\|startoftext\|>|<\|endoftext\|>|'s|'t|'re|'ve|'m|'ll|'d|[\p{L}]+|[\p{N}]|[^\s\p{L}\p{N}]+""",
                         regex.IGNORECASE)
@@ -104,7 +106,7 @@ def test_preprocessing_equals_clip_image_processor(size: int):
 
 
 def test_tiny_clip_loads_through_the_backbone_route(tiny_clip: Path):
-    from cezsar.backbones import get_encoder
+    from cezsar.encoders.backbones import get_encoder
 
     enc = get_encoder(f"clip:{tiny_clip}")
     assert (enc.name, enc.dim, enc.label_space, enc.num_classes, enc.decode_size) == (f"clip:{tiny_clip}", 32,
@@ -209,7 +211,7 @@ def test_clip_extraction_writes_no_objects_and_resumes(tiny_clip: Path, tmp_path
 
 # --- tables -----------------------------------------------------------------------------------------------
 def test_tables_show_the_clip_rows_as_needing_weights_when_not_computed(tmp_path: Path):
-    from cezsar import report
+    from cezsar.harness import report
 
     result = {"protocol": "0/all", "top1_mean": 0.5, "top1_std": None, "runs": [{}], "chance": 0.25}
     results = {"datasets": {k: {"methods": {"VE": {c: result for c in cols}}, "source": "here"}
@@ -252,7 +254,7 @@ def test_clip_features_take_objects_only_from_another_backbones_folder(tmp_path:
 
 
 def test_evaluate_results_of_the_clip_rows_go_to_their_table_columns():
-    from cezsar.report import add_clip_results
+    from cezsar.harness.report import add_clip_results
 
     def res(variant: str, protocol: str, backbone: str = "clip:m") -> dict:
         return {"dataset": "ucf101", "variant": variant, "protocol": protocol, "backbone": backbone, "top1_mean": 0.5,

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from cezsar.cli import main
-from cezsar.pipeline_evaluation import table_protocols
+from cezsar.harness.pipeline_evaluation import table_protocols
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +92,7 @@ def test_the_notebooks_clip_rows_with_a_tiny_clip(synth_small: Path, tiny_clip: 
     tables show them computed instead of "needs weights"."""
     import yaml
 
-    from cezsar import clip_stage, params, pipeline, pipeline_evaluation, report
+    from cezsar.harness import clip_stage, params, pipeline, pipeline_evaluation, report
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({
         "data_root": str(synth_small), "work_dir": str(tmp_path / "work"), "clip_model": str(tiny_clip), "epochs": 1,

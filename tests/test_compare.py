@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from scipy import stats
 
-from cezsar.compare import paired, sentence
-from cezsar.results import seed_record
-from cezsar.tables import format_cell
+from cezsar.reporting.compare import paired, sentence
+from cezsar.reporting.results import seed_record
+from cezsar.reporting.tables import format_cell
 
 
 def test_paired_interval_equals_scipys_paired_t_test():

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from cezsar.config import ExtractConfig, ModelConfig, TrainConfig
-from cezsar.joint_embedder import JointEmbedder
+from cezsar.training.joint_embedder import JointEmbedder
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device (issue 18: GPU machine only)")
 
@@ -83,8 +83,8 @@ def test_packed_equals_padded_on_cuda_bf16_autocast():
 def test_training_on_cuda_lowers_the_loss(tmp_path: Path):
     from test_train import TINY, make_toy
 
-    from cezsar.checkpoints import load_checkpoint
-    from cezsar.train import fit
+    from cezsar.training.checkpoints import load_checkpoint
+    from cezsar.training.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=32, epochs=6, device="cuda", autocast=True),
@@ -115,7 +115,7 @@ def _agree(f_cpu: np.ndarray, f_gpu: np.ndarray, l_cpu: np.ndarray, l_gpu: np.nd
 
 
 def test_efficientnet_features_on_cuda_equal_cpu():
-    from cezsar.backbones import get_encoder
+    from cezsar.encoders.backbones import get_encoder
 
     frames = _frames()
     f_cpu, l_cpu = get_encoder("efficientnet_lite0", device="cpu").encode(frames)
@@ -128,8 +128,8 @@ def test_bit_features_on_cuda_equal_cpu():
     offline, so random ones in a shortened R-x1 layout) on both devices with the same weights."""
     import copy
 
-    from cezsar.backbones import FrameEncoder
-    from cezsar.bit import ResNetV2
+    from cezsar.encoders.backbones import FrameEncoder
+    from cezsar.encoders.bit import ResNetV2
 
     torch.manual_seed(0)
     net = ResNetV2((1, 1, 1, 1), 1, 1000)
@@ -149,9 +149,9 @@ def test_extract_on_cuda_with_parallel_decoders_equals_cpu(tmp_path: Path):
     """The whole extraction (decoding threads + CNN on the GPU + atomic writes) against a CPU run."""
     from test_features import make_corpus
 
-    from cezsar.backbones import get_encoder
+    from cezsar.encoders.backbones import get_encoder
     from cezsar.commands.extract import collect_videos
-    from cezsar.extraction import extract
+    from cezsar.encoders.extraction import extract
 
     videos = collect_videos("folder", make_corpus(tmp_path / "corpus", bad=False))
     rc = extract(videos, tmp_path / "cpu", ExtractConfig(decoders=1), encoder=get_encoder(device="cpu"),
@@ -175,7 +175,7 @@ def _cuda_toy(tmp_path: Path, dropout: float = 0.0):
     from test_train import TINY, make_toy
 
     from cezsar.config import FastPathConfig
-    from cezsar.train_inputs import prepare
+    from cezsar.training.train_inputs import prepare
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -192,9 +192,9 @@ def _rel_close(a: torch.Tensor, b: torch.Tensor, rel: float, what: str) -> None:
 
 
 def test_static_step_on_cuda_equals_the_eager_step(tmp_path: Path):
-    from cezsar.featurebank import epoch_order
-    from cezsar.static_step import epoch_tables, run_length, weighted_loss
-    from cezsar.eager_step import batch_loss
+    from cezsar.training.featurebank import epoch_order
+    from cezsar.training.static_step import epoch_tables, run_length, weighted_loss
+    from cezsar.training.eager_step import batch_loss
 
     _, cfg, data = _cuda_toy(tmp_path)
     order = epoch_order(data.win.cpu().numpy(), np.arange(len(data.win)), 0, 0, 8)
@@ -218,10 +218,10 @@ def test_graphed_epoch_equals_the_eager_epoch_on_cuda(tmp_path: Path):
     AdamW; and the warm-up did not train."""
     import copy
 
-    from cezsar.featurebank import epoch_order
-    from cezsar.graphed_step import GraphedTrainer
-    from cezsar.static_step import run_length
-    from cezsar.eager_step import make_optimizer, train_one_epoch
+    from cezsar.training.featurebank import epoch_order
+    from cezsar.training.graphed_step import GraphedTrainer
+    from cezsar.training.static_step import run_length
+    from cezsar.training.eager_step import make_optimizer, train_one_epoch
 
     trip, cfg, data = _cuda_toy(tmp_path)
     tcfg = TrainConfig(lr=1e-3, batch=32, autocast=False)
@@ -258,9 +258,9 @@ def test_graphed_epoch_equals_the_eager_epoch_on_cuda(tmp_path: Path):
 
 
 def test_graphed_validation_equals_evaluate_on_cuda(tmp_path: Path):
-    from cezsar.graphed_step import GraphedTrainer
-    from cezsar.static_step import run_length
-    from cezsar.eager_step import evaluate, make_optimizer
+    from cezsar.training.graphed_step import GraphedTrainer
+    from cezsar.training.static_step import run_length
+    from cezsar.training.eager_step import evaluate, make_optimizer
 
     trip, cfg, data = _cuda_toy(tmp_path, dropout=0.2)
     tcfg = TrainConfig(batch=32, autocast=False)
@@ -279,7 +279,7 @@ def test_fit_with_cuda_graphs_lowers_the_loss(tmp_path: Path, tf32: bool):
     from test_train import TINY, make_toy
 
     from cezsar.config import FastPathConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     res = fit(trip, store, text, TrainConfig(lr=1e-3, batch=32, epochs=6, device="cuda"),
@@ -300,8 +300,8 @@ def test_fit_with_cuda_graphs_lowers_the_loss(tmp_path: Path, tf32: bool):
 def test_encode_topk_on_cuda_equals_the_float64_path():
     """Top-k + log-sum-exp on the GPU (5 indices and scores copied back per frame, async, behind an event) equal
     the float64 softmax of the same GPU logits."""
-    from cezsar.backbones import get_encoder
-    from cezsar.objects import topk_from_logits
+    from cezsar.encoders.backbones import get_encoder
+    from cezsar.encoders.objects import topk_from_logits
 
     enc = get_encoder("efficientnet_lite0", device="cuda", precision="fp32", batch=8)
     frames = _frames(8)
@@ -319,9 +319,9 @@ def test_bf16_extraction_on_cuda_close_to_fp32(tmp_path: Path):
     """The default GPU extraction (bf16 channels_last, fixed-size batches across videos) against fp32 on the GPU."""
     from test_features import make_corpus
 
-    from cezsar.backbones import get_encoder
+    from cezsar.encoders.backbones import get_encoder
     from cezsar.commands.extract import collect_videos
-    from cezsar.extraction import extract
+    from cezsar.encoders.extraction import extract
 
     videos = collect_videos("folder", make_corpus(tmp_path / "corpus", bad=False))
     r32 = extract(videos, tmp_path / "fp32", ExtractConfig(batch=4),
@@ -343,7 +343,7 @@ def test_bf16_extraction_on_cuda_close_to_fp32(tmp_path: Path):
 
 def test_objects_from_bank_on_cuda_equal_cpu():
     """The bank's objects on the GPU in chunks (64k rows by default; a small chunk here crosses boundaries)."""
-    from cezsar.feature_objects import objects_from_bank
+    from cezsar.encoders.feature_objects import objects_from_bank
 
     gen = torch.Generator().manual_seed(0)
     bank = torch.randn(3000, 256, generator=gen).abs().half()  # (N, D) fp16 as the training bank
@@ -357,7 +357,7 @@ def test_objects_from_bank_on_cuda_equal_cpu():
 def test_folded_bit_on_cuda_equals_unfolded():
     import copy
 
-    from cezsar.bit import ResNetV2, fold_standardisation
+    from cezsar.encoders.bit import ResNetV2, fold_standardisation
 
     torch.manual_seed(0)
     net = ResNetV2((1, 1, 1, 1), 1, 1000).eval().cuda()
@@ -369,7 +369,7 @@ def test_folded_bit_on_cuda_equals_unfolded():
 
 def test_sbert_fp16_on_cuda_close_to_cpu(tmp_path: Path):
     """SBERT at batch 512 in fp16 on the GPU against fp32 on the CPU, each with its own cache."""
-    from cezsar.text import SentenceEncoder
+    from cezsar.encoders.text import SentenceEncoder
 
     try:
         cpu = SentenceEncoder("minilm", cache_dir=tmp_path / "c")

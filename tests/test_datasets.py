@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from cezsar import cli
-from cezsar.captions import read_activitynet
-from cezsar.datasets import (DatasetError, load_dataset, normalize_class, read_descriptions,
-                             read_split)
+from cezsar.formats.captions import read_activitynet
+from cezsar.formats.datasets import load_dataset, normalize_class, read_descriptions, read_split
+from cezsar.errors import DatasetError
 
 from paper_fixture import REFERENCE as REF
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cezsar.datasets import normalize_class, read_descriptions
+from cezsar.formats.datasets import normalize_class, read_descriptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ROOT / "data" / "classes"
@@ -114,8 +114,8 @@ def test_sentences_clean_and_unique(descriptions, name: str) -> None:
 # --- distinctness with the real MiniLM encoder -----------------------------------------------------
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory):
-    from cezsar.resources import ResourceMissing
-    from cezsar.text import SentenceEncoder
+    from cezsar.errors import ResourceMissing
+    from cezsar.encoders.text import SentenceEncoder
 
     try:
         return SentenceEncoder("minilm", cache_dir=tmp_path_factory.mktemp("sbert"))

@@ -13,14 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import distributed
+from cezsar.base import distributed
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.commands.extract import collect_videos
-from cezsar.feature_objects import LinearHead, objects_from_features
-from cezsar.extraction import extract
-from cezsar.shards import ShardReportsMissing, merge_reports
-from cezsar.train import fit
-from cezsar.eager_step import rank_slice
+from cezsar.encoders.feature_objects import LinearHead, objects_from_features
+from cezsar.encoders.extraction import extract
+from cezsar.errors import ShardReportsMissing
+from cezsar.encoders.shards import merge_reports
+from cezsar.training.train import fit
+from cezsar.training.eager_step import rank_slice
 from test_features import MockEncoder, _snapshot, make_corpus
 from test_train import TINY, FakeStore, make_toy
 
@@ -60,8 +61,8 @@ TRAIN_CHILD = textwrap.dedent("""
     import torch
     torch.set_num_threads(1)
     from pathlib import Path
-    import cezsar.eager_step as eager_step
-    import cezsar.train as train
+    import cezsar.training.eager_step as eager_step
+    import cezsar.training.train as train
     from cezsar.config import ModelConfig, TrainConfig
     from test_train import FakeStore, make_toy, TINY
     out, kill_rank, kill_step, resume = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
@@ -121,9 +122,9 @@ def test_alone_every_collective_is_a_no_op(monkeypatch):
 def test_a_rank_takes_its_shard_device_and_decoders(monkeypatch):
     """Under torchrun (env only; no group is joined for an explicit --shard): --shard K/N splits by rank, a GPU
     run's decoders share the machine's cores between its ranks, CUDA means the rank's own GPU."""
-    from cezsar.devices import resolve_device
-    from cezsar.extraction import decoders_for
-    from cezsar.shards import for_this_process
+    from cezsar.base.devices import resolve_device
+    from cezsar.encoders.extraction import decoders_for
+    from cezsar.encoders.shards import for_this_process
 
     assert for_this_process((1, 3)) == ((1, 3), False) and for_this_process(None) == ((0, 1), False)
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -182,7 +183,7 @@ def test_a_rank_killed_mid_epoch_resumes_and_finishes(toy, two_ranks, tmp_path, 
 @pytest.mark.slow
 def test_torchrun_runs_the_train_command(toy, tmp_path):
     """`torchrun -m cezsar train`: real TripletSet file and MiniLM sentences; rank 0 alone prints the summary."""
-    from cezsar.triplets import TripletSet
+    from cezsar.formats.triplets import TripletSet
 
     root, _ = toy
     trip, _, _ = make_toy(tmp_path / "arrays")
@@ -222,8 +223,8 @@ EXTRACT_CHILD = textwrap.dedent("""
     from test_distributed import mock_head
     from test_features import MockEncoder
     from cezsar.commands.extract import collect_videos
-    from cezsar.feature_objects import objects_from_features
-    from cezsar.extraction import extract
+    from cezsar.encoders.feature_objects import objects_from_features
+    from cezsar.encoders.extraction import extract
     corpus, out = sys.argv[1], sys.argv[2]
     extract(collect_videos("folder", corpus), out, encoder=MockEncoder(), progress=False)  # shard = the rank
     objects_from_features(out, mock_head(), out + "_objects", topk=3, progress=False)
@@ -295,7 +296,7 @@ def test_job_array_merge_names_a_missing_shard_then_merges(corpus, tmp_path, cap
 
 def test_temp_clean_up_keeps_another_nodes_files_in_flight(tmp_path):
     """Ranks on several nodes write into one shared folder: a node judges only its own dead writers' temps."""
-    from cezsar.atomic import _HOST, remove_stale_temps, write_bytes
+    from cezsar.base.atomic import _HOST, remove_stale_temps, write_bytes
 
     dead = 2**22 + 12345  # above the default pid_max: no process has it
     mine_dead, old_dead = tmp_path / f".a.npy.{dead}@{_HOST}.tmp", tmp_path / f".b.npy.{dead}.tmp"

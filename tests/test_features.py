@@ -14,9 +14,10 @@ import pytest
 
 from cezsar.commands.extract import collect_videos
 from cezsar.config import ExtractConfig
-from cezsar.features import FeatureError, FeatureStore
-from cezsar.extraction import extract, shard_videos
-from cezsar.video import write_video
+from cezsar.errors import FeatureError
+from cezsar.encoders.features import FeatureStore
+from cezsar.encoders.extraction import extract, shard_videos
+from cezsar.encoders.video import write_video
 from media import write_audio_only
 
 PROJ_ROOT = Path(__file__).resolve().parents[1]
@@ -139,7 +140,7 @@ import sys, time
 sys.path.insert(0, {tests!r})
 from test_features import MockEncoder
 from cezsar.commands.extract import collect_videos
-from cezsar.extraction import extract
+from cezsar.encoders.extraction import extract
 extract(collect_videos("folder", {root!r}), {out!r}, encoder=MockEncoder(delay=0.4), progress=False)
 """
 

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from cezsar import fidelity, fidelity_report
-from cezsar.fidelity_checks import changed
-from cezsar.params import load, stage_configs
+from cezsar.harness import fidelity, fidelity_report
+from cezsar.harness.fidelity_checks import changed
+from cezsar.harness.params import load, stage_configs
 
 T_975_2 = 4.302652729911275  # Student's t, 97.5 % quantile, 2 degrees of freedom (a printed table's value)
 
@@ -118,10 +118,11 @@ def test_an_interrupted_measurement_names_the_variants_it_has_not_reached(tmp_pa
     """A record made of the first variants only (a measurement stopped, to be continued elsewhere) says which
     variants are still missing, instead of reading like the whole table."""
     res = [_result("paper", s, 0.5, 0.4) for s in range(2)] + [_result("window", s, 0.6, 0.4) for s in range(2)]
-    md = fidelity.report(res, tmp_path, {"seeds": 2, "note": "toy", "command": "python -m cezsar.fidelity"})["markdown"]
+    settings = {"seeds": 2, "note": "toy", "command": "python -m cezsar.harness.fidelity"}
+    md = fidelity.report(res, tmp_path, settings)["markdown"]
     line = next(x for x in md.splitlines() if x.startswith("Not yet measured"))
     missing = [v for v in fidelity.VARIANTS if v not in ("paper", "window")]
     assert f"({len(missing)} of {len(fidelity.VARIANTS)} variants" in line
-    assert line.endswith(", ".join(missing) + ".") and "`python -m cezsar.fidelity`" in line
+    assert line.endswith(", ".join(missing) + ".") and "`python -m cezsar.harness.fidelity`" in line
     full = [_result(v, 0, 0.5, 0.4) for v in fidelity.VARIANTS]
     assert "Not yet measured" not in fidelity.report(full, tmp_path / "all", {"seeds": 1, "note": "toy"})["markdown"]

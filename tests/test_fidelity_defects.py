@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import dataset_embedding, protocols as P
+from cezsar.evaluation import dataset_embedding, protocols as P
 from cezsar.config import ModelConfig
-from cezsar.datasets import ClassDataset, Video
+from cezsar.formats.datasets import ClassDataset, Video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,7 +33,7 @@ class _Store:
 
 
 def _model():
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.joint_embedder import JointEmbedder
 
     torch.manual_seed(0)
     return JointEmbedder(ModelConfig(feat_dim=8, text_dim=6, d_model=16, n_heads=2, emb_dim=5)).eval()
@@ -41,10 +41,10 @@ def _model():
 
 def test_released_sum_is_the_raw_sum_of_raw_vem_and_raw_object_sem_outputs(monkeypatch):
     """Defect 1: normalize_terms=False must not L2-normalise the window embeddings or the object embeddings."""
-    import cezsar.dataset_embedding
+    import cezsar.evaluation.dataset_embedding
 
     sentences = [f"object {i}: a thing number {i}" for i in range(10)]
-    monkeypatch.setattr(cezsar.dataset_embedding, "object_sentences", lambda label_space: sentences)
+    monkeypatch.setattr(cezsar.evaluation.dataset_embedding, "object_sentences", lambda label_space: sentences)
     rng = np.random.default_rng(1)
     classes = ["act a", "act b"]
     videos = [Video("v0", None, "act a"), Video("v1", None, "act b")]
@@ -65,8 +65,8 @@ def test_released_sum_is_the_raw_sum_of_raw_vem_and_raw_object_sem_outputs(monke
 
 def test_a_window_takes_the_frames_inside_it_only():
     """Defect 3: frame i is at second i, so [3.4, 13.4) holds the 10 frames 4..13, not 11 rows from 3."""
-    from cezsar.featurebank import window_index
-    from cezsar.objects import window_objects
+    from cezsar.training.featurebank import window_index
+    from cezsar.encoders.objects import window_objects
 
     offsets = np.array([0, 30])
     rows, mask, _, _ = window_index(np.array([0]), np.array([3.4], np.float32), np.array([13.4], np.float32),
@@ -99,8 +99,8 @@ def test_released_window_is_the_first_16_s_of_the_segment_and_trains(tmp_path):
     from test_train import TINY, make_toy
 
     from cezsar.config import TrainConfig
-    from cezsar.train import fit
-    from cezsar.train_inputs import visual_windows
+    from cezsar.training.train import fit
+    from cezsar.training.train_inputs import visual_windows
 
     trip, store, text = make_toy(tmp_path / "feats")
     n = len(trip.video)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import fidelity
-from cezsar.checkpoints import load_checkpoint
+from cezsar.harness import fidelity
+from cezsar.training.checkpoints import load_checkpoint
 from cezsar.config import ModelConfig, TrainConfig
-from cezsar.fidelity_checks import same_visual_input, unmeasurable
-from cezsar.stacked import seed_dir
+from cezsar.harness.fidelity_checks import same_visual_input, unmeasurable
+from cezsar.training.stacked import seed_dir
 from test_train import TINY, make_toy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

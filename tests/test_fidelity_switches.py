@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from cezsar.config import ModelConfig
-from cezsar.joint_embedder import JointEmbedder
+from cezsar.training.joint_embedder import JointEmbedder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -104,7 +104,7 @@ def _corpus_with_objects(monkeypatch, texts=None):
     """test_mining's clustered captions plus a fake object module: every window's objects are classes 0..2."""
     from test_mining import make_corpus
 
-    from cezsar import mining
+    from cezsar.triplet_mining import mine as mining
 
     captions, emb_fn = make_corpus(n_videos=10, seed=6)
     labels = [f"object {i}: a thing" for i in range(8)]
@@ -140,7 +140,7 @@ def test_triplet_level_split_is_leaky_and_video_split_is_not():
     from test_mining import make_corpus
 
     from cezsar.config import MiningConfig
-    from cezsar.mining import mine
+    from cezsar.triplet_mining.mine import mine
 
     captions, emb_fn = make_corpus()
     for split, leaky in (("video", False), ("triplet", True)):
@@ -152,8 +152,8 @@ def test_triplet_level_split_is_leaky_and_video_split_is_not():
 
 def test_released_draw_repeats_negatives_in_proportion_to_their_entries():
     from cezsar.config import MiningConfig
-    from cezsar.captions import Captions, Segment
-    from cezsar.mining import mine
+    from cezsar.formats.captions import Captions, Segment
+    from cezsar.triplet_mining.mine import mine
 
     # one anchor; candidates "heavy" (captions 6 segments) and "light" (1 segment), both similar to the anchor
     segs = [Segment("a", 0, 5, "anchor")] + [Segment(f"h{i}", 0, 5, "heavy") for i in range(6)] + \
@@ -173,7 +173,7 @@ def test_released_draw_repeats_negatives_in_proportion_to_their_entries():
 
 def test_far_from_all_and_object_tau_follow_the_papers_words(monkeypatch):
     from cezsar.config import MiningConfig
-    from cezsar.mining import mine
+    from cezsar.triplet_mining.mine import mine
 
     captions, emb_fn, store, _ = _corpus_with_objects(monkeypatch)
     cfg = MiningConfig(n_negatives=3, tau=0.9, object_negatives=False, object_positives=2)
@@ -207,8 +207,8 @@ def test_far_from_all_and_object_tau_follow_the_papers_words(monkeypatch):
 
 def test_released_object_positives_are_definition_fragments_of_the_10_s_from_int_start(monkeypatch):
     from cezsar.config import MiningConfig
-    from cezsar.mining import mine
-    from cezsar.objects import definition_fragments
+    from cezsar.triplet_mining.mine import mine
+    from cezsar.encoders.objects import definition_fragments
 
     texts = [f"thing {i}: a b c d e f g h. short one. " + " ".join(f"w{j}" for j in range(30)) for i in range(8)]
     assert definition_fragments(texts[0]) == ["thing 0: a b c d e f g h", " ".join(f"w{j}" for j in range(20))]
@@ -222,7 +222,7 @@ def test_released_object_positives_are_definition_fragments_of_the_10_s_from_int
 
 # --- evaluation ----------------------------------------------------------------------------------
 def test_std_ddof_0_is_the_population_std():
-    from cezsar.protocols import summarize
+    from cezsar.evaluation.protocols import summarize
 
     runs = [{"top1": 0.5, "top5": 1.0}, {"top1": 0.7, "top5": 0.9}]
     assert summarize(runs)["top1_std"] == pytest.approx(np.std([0.5, 0.7], ddof=1))
@@ -231,7 +231,7 @@ def test_std_ddof_0_is_the_population_std():
 
 
 def test_released_descriptions_are_cleaned_and_closest_to_the_class_name():
-    from cezsar.dataset_embedding import clean_description, pick_released_descriptions
+    from cezsar.evaluation.dataset_embedding import clean_description, pick_released_descriptions
 
     # . , ! ? kept, spaced; other non-letters one space; "it's" expanded (issue 27: the released cleaning)
     assert clean_description("Apply Eye-Makeup: it's \"eyes\" (etc.)!") == "apply eye makeup it is eyes etc . !"
@@ -247,7 +247,7 @@ def test_released_descriptions_are_cleaned_and_closest_to_the_class_name():
 
 
 def test_released_object_text_mean_over_16_padded_rows_and_one_joined_text():
-    from cezsar.objects import released_object_text, released_video_objects, window_objects
+    from cezsar.encoders.objects import released_object_text, released_video_objects, window_objects
 
     idx = np.array([[4, 1, 2]] * 20, np.int32)
     idx[16:] = [[9, 8, 7]]  # rows after the first 16 never count
@@ -260,7 +260,7 @@ def test_released_object_text_mean_over_16_padded_rows_and_one_joined_text():
 
 # --- extraction ----------------------------------------------------------------------------------
 def test_released_preprocessing_is_bgr_resize_and_centre_crop():
-    from cezsar.backbones import FrameEncoder
+    from cezsar.encoders.backbones import FrameEncoder
 
     ident = torch.nn.Identity()
     kw = dict(dim=3, num_classes=3, label_space="imagenet1k", image_size=224, mean=(0.0,) * 3, std=(1.0,) * 3)
@@ -310,8 +310,8 @@ def test_released_yaml_turns_every_switch_on_and_matches_the_measured_variant():
     import yaml
 
     from cezsar.config import PROJ_ROOT, ExtractConfig
-    from cezsar.fidelity import RELEASED
-    from cezsar.params import CONFIG_KEYS as PARAM_KEYS, stage_configs as configs
+    from cezsar.harness.fidelity import RELEASED
+    from cezsar.harness.params import CONFIG_KEYS as PARAM_KEYS, stage_configs as configs
 
     values = yaml.safe_load((PROJ_ROOT / "params" / "released.yaml").read_text())
     embedded = yaml.safe_load((PROJ_ROOT / "params" / "embedded.yaml").read_text())
@@ -327,11 +327,11 @@ def test_released_yaml_turns_every_switch_on_and_matches_the_measured_variant():
 
 
 def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkeypatch):
-    import cezsar.dataset_embedding
-    from cezsar.datasets import ClassDataset, Video
+    import cezsar.evaluation.dataset_embedding
+    from cezsar.formats.datasets import ClassDataset, Video
 
     texts = [f"thing {i}: sense a. sense b" for i in range(10)]
-    monkeypatch.setattr(cezsar.dataset_embedding, "all_sense_texts", lambda label_space: texts)
+    monkeypatch.setattr(cezsar.evaluation.dataset_embedding, "all_sense_texts", lambda label_space: texts)
     seen = []
 
     class Enc:
@@ -354,8 +354,8 @@ def test_embed_dataset_released_objects_encodes_one_joined_text_per_video(monkey
     torch.manual_seed(0)
     model = JointEmbedder(ModelConfig(**{**SMALL, "positional": True})).eval()
     ds = ClassDataset("ucf101", ["a", "b"], [Video("v0", None, "a"), Video("v1", None, "b")], {}, {})
-    emb = cezsar.dataset_embedding.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(), model=model,
-                                                 released_objects=True)
+    emb = cezsar.evaluation.dataset_embedding.embed_dataset(ds, Store(), {"a": ["do a"], "b": ["do b"]}, Enc(),
+                                                            model=model, released_objects=True)
     # top-3, joined, split on "." and joined again by spaces (the released ZSARDataset's text)
     assert "thing 5: sense a  sense b thing 2: sense a  sense b thing 7: sense a  sense b" in seen
     assert "thing 3: sense a  sense b thing 4: sense a  sense b thing 6: sense a  sense b" in seen
@@ -368,8 +368,8 @@ def test_released_validation_runs_in_train_mode_with_dropout_on(tmp_path):
     from test_train import TINY, make_toy
 
     from cezsar.config import FastPathConfig, TrainConfig
-    from cezsar.train_inputs import prepare
-    from cezsar.eager_step import evaluate
+    from cezsar.training.train_inputs import prepare
+    from cezsar.training.eager_step import evaluate
 
     trip, store, text = make_toy(tmp_path / "feats")
     cfg = ModelConfig(**{**TINY, "dropout": 0.5}, feat_dim=store.dim, text_dim=text.shape[1])

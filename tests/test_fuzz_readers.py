@@ -16,11 +16,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from cezsar import params
-from cezsar.captions import read_activitynet
-from cezsar.class_labels import LabelError, parse_labels
-from cezsar.datasets import DatasetError, load_dataset, read_descriptions, read_split
-from cezsar.features import FeatureError, FeatureStore
+from cezsar.harness import params
+from cezsar.formats.captions import read_activitynet
+from cezsar.evaluation.class_labels import parse_labels
+from cezsar.errors import LabelError
+from cezsar.formats.datasets import load_dataset, read_descriptions, read_split
+from cezsar.errors import DatasetError
+from cezsar.errors import FeatureError
+from cezsar.encoders.features import FeatureStore
 
 FAST, SLOW = 60, int(os.environ.get("CEZSAR_FUZZ_EXAMPLES", "400"))  # examples per reader (CEZSAR_FUZZ_EXAMPLES: more)
 TIERS = [pytest.param(FAST, id="fast"), pytest.param(SLOW, id="slow", marks=pytest.mark.slow)]

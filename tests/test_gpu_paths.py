@@ -16,15 +16,15 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar.backbones import get_encoder
-from cezsar.bit import StdConv2d, fold_standardisation, load_bit_npz, random_bit_npz
+from cezsar.encoders.backbones import get_encoder
+from cezsar.encoders.bit import StdConv2d, fold_standardisation, load_bit_npz, random_bit_npz
 from cezsar.config import ExtractConfig
-from cezsar.datasets import Video
-from cezsar.feature_objects import LinearHead, objects_from_bank, objects_from_features, topk_probs
-from cezsar.features import FeatureStore
-from cezsar.extraction import extract
-from cezsar.objects import topk_from_logits, topk_logsumexp
-from cezsar.video import decode_1fps
+from cezsar.formats.datasets import Video
+from cezsar.encoders.feature_objects import LinearHead, objects_from_bank, objects_from_features, topk_probs
+from cezsar.encoders.features import FeatureStore
+from cezsar.encoders.extraction import extract
+from cezsar.encoders.objects import topk_from_logits, topk_logsumexp
+from cezsar.encoders.video import decode_1fps
 from media import write_photo_clip
 
 LENGTHS = {"a": 3.0, "b": 5.0, "c": 2.0, "d": 1.0}  # seconds: batches of 4 frames cross every video boundary
@@ -113,7 +113,7 @@ def test_batched_extraction_equals_video_by_video(clips, encoder, tmp_path: Path
 def test_padded_fixed_batches_give_each_video_its_own_rows(clips, encoder):
     """The GPU's batching (every forward exactly `size` frames, the last one padded), run here on the CPU: each
     video gets back its own rows, in order, whatever batches they were cut into."""
-    from cezsar.frame_batches import FrameBatcher
+    from cezsar.encoders.frame_batches import FrameBatcher
 
     stacks = {vid: decode_1fps(p, size=(96, 96)) for vid, p in clips.items()}
     seen = []

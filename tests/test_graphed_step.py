@@ -1,4 +1,4 @@
-"""The CUDA-graph trainer's logic on a CPU (issue 28 part 2): `cezsar.graphed_step.GraphedTrainer` with its
+"""The CUDA-graph trainer's logic on a CPU (issue 28 part 2): `cezsar.training.graphed_step.GraphedTrainer` with its
 three CUDA parts (side-stream warm-up, capture, replay) replaced by plain calls, so what remains (the
 epoch's tables in fixed buffers, the step counter read on the device, unrolled and single-step replays, the
 warm-up undone, the validation sums) is checked against the eager step. tests/test_cuda.py checks the real
@@ -12,11 +12,11 @@ import pytest
 import torch
 
 from cezsar.config import TrainConfig
-from cezsar.featurebank import epoch_order
-from cezsar.graphed_step import GraphedTrainer
-from cezsar.joint_embedder import JointEmbedder
-from cezsar.static_step import run_length
-from cezsar.eager_step import evaluate, make_optimizer, train_one_epoch
+from cezsar.training.featurebank import epoch_order
+from cezsar.training.graphed_step import GraphedTrainer
+from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.static_step import run_length
+from cezsar.training.eager_step import evaluate, make_optimizer, train_one_epoch
 from test_train import toy_fast_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

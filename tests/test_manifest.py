@@ -12,15 +12,16 @@ import torch
 import yaml
 
 import paper_fixture as pf
-from cezsar import manifest, pipeline
-from cezsar.backbones import FrameEncoder
-from cezsar.checkpoints import training_manifest
+from cezsar.formats import manifest
+from cezsar.harness import pipeline
+from cezsar.encoders.backbones import FrameEncoder
+from cezsar.training.checkpoints import training_manifest
 from cezsar.config import ExtractConfig
-from cezsar.datasets import Video
-from cezsar.features import FeatureStore
-from cezsar.extraction import extract
-from cezsar.manifest import ManifestMismatch
-from cezsar.video import write_video
+from cezsar.formats.datasets import Video
+from cezsar.encoders.features import FeatureStore
+from cezsar.encoders.extraction import extract
+from cezsar.errors import ManifestMismatch
+from cezsar.encoders.video import write_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -117,9 +118,9 @@ def test_refusal_names_both_values_on_one_line_and_old_folders_warn():
 def test_a_checkpoint_records_its_training_features_manifest(tmp_path):
     from test_train import TINY, make_toy
 
-    from cezsar.checkpoints import load_checkpoint
+    from cezsar.training.checkpoints import load_checkpoint
     from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     store.manifest = manifest.make("mock", store.dim, 32, "rgb-resize", "1fps")
@@ -134,10 +135,10 @@ def test_a_checkpoint_records_its_training_features_manifest(tmp_path):
 def test_cli_evaluate_exits_1_on_other_features_and_warns_on_a_folder_without_manifest(tmp_path, capsys):
     from test_protocols import _write_ucf
 
-    from cezsar.checkpoints import CHECKPOINT_VERSION
+    from cezsar.training.checkpoints import CHECKPOINT_VERSION
     from cezsar.cli import main
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.joint_embedder import JointEmbedder
 
     root, feats, _ = _write_ucf(tmp_path)
     torch.manual_seed(0)
@@ -163,8 +164,8 @@ def test_cli_evaluate_exits_1_on_other_features_and_warns_on_a_folder_without_ma
 # --- the paper-shaped fixture ----------------------------------------------------------------------------
 @pytest.mark.skipif(not pf.available(), reason="reference data (real annotation files) not present")
 def test_paper_mode_extracts_test_features_like_its_released_training_features(tmp_path):
-    from cezsar.layout import layout_from
-    from cezsar.params import settings
+    from cezsar.harness.layout import layout_from
+    from cezsar.harness.params import settings
 
     fx = pf.build(tmp_path / "data", train_videos=6, val_videos=2, ucf_per_class=1, k400_per_class=1)
     pfile = tmp_path / "paper_fixture.yaml"
@@ -202,7 +203,7 @@ def test_paper_mode_extracts_test_features_like_its_released_training_features(t
 @pytest.mark.slow
 def test_cli_extract_records_the_released_preprocessing_and_sampling(tmp_path, capsys):
     from cezsar.cli import main
-    from cezsar.resources import efficientnet_lite0_weights
+    from cezsar.encoders.resources import efficientnet_lite0_weights
 
     clips(tmp_path / "videos", 1)
     out = tmp_path / "out"
@@ -217,11 +218,11 @@ def test_cli_extract_records_the_released_preprocessing_and_sampling(tmp_path, c
 
 @pytest.mark.slow
 def test_cli_classify_refuses_to_make_other_features_than_the_model_was_trained_on(tmp_path, capsys):
-    from cezsar.checkpoints import CHECKPOINT_VERSION
+    from cezsar.training.checkpoints import CHECKPOINT_VERSION
     from cezsar.cli import main
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.joint_embedder import JointEmbedder
-    from cezsar.resources import efficientnet_lite0_weights
+    from cezsar.training.joint_embedder import JointEmbedder
+    from cezsar.encoders.resources import efficientnet_lite0_weights
 
     video = clips(tmp_path / "videos", 1)[0].path
     torch.manual_seed(0)

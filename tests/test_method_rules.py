@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from cezsar.captions import Captions, Segment
+from cezsar.formats.captions import Captions, Segment
 from cezsar.config import MiningConfig
-from cezsar.mining import mine
-from cezsar.mining_rules import admissible, rule_mask
+from cezsar.triplet_mining.mine import mine
+from cezsar.triplet_mining.rules import admissible, rule_mask
 
 # τ = 0.75 makes 1 − τ = 0.25 exactly in binary floating point, and every vector below has dyadic components and
 # unit norm, so float32 cosines land on 0.25 exactly (no rounding hides the boundary).
@@ -93,11 +93,11 @@ def test_mined_negatives_respect_the_boundary(rule, strategy):
     assert all(s.startswith(want) for s in negs), sorted(negs)
 
 
-# --- early stopping and the checkpoint choice (cezsar.train.fit) -----------------------------------------------
+# --- early stopping and the checkpoint choice (cezsar.training.train.fit) ---------------------------------------------
 def _scripted_evaluate(monkeypatch, losses: dict[int, float]) -> list[int]:
     """Replace fit's validation pass by a scripted loss per epoch (the epoch is the number of calls so far plus
     the first epoch of this run); returns the list of epochs evaluated."""
-    from cezsar import train
+    from cezsar.training import train
 
     seen: list[int] = []
 
@@ -126,7 +126,7 @@ def test_best_checkpoint_stays_at_the_best_epoch_when_later_epochs_are_worse(tmp
     from test_train import TINY, make_toy
 
     from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     out = tmp_path / "run"
@@ -170,7 +170,7 @@ def test_early_stopping_stops_after_patience_epochs_without_improvement(tmp_path
     from test_train import TINY, make_toy
 
     from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     seen = _scripted_evaluate(monkeypatch, {0: 2.0, 1: 1.0, 2: 1.0, 3: 1.5, 4: 0.1, 5: 0.1})
@@ -205,7 +205,7 @@ def test_without_validation_triplets_the_training_loss_chooses_the_checkpoint(tm
     from test_train import TINY, make_toy
 
     from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     trip.val = np.zeros_like(trip.val)
@@ -228,9 +228,9 @@ def test_resume_refuses_another_model_or_an_incomplete_last_checkpoint(tmp_path)
     import torch
     from test_train import TINY, make_toy
 
-    from cezsar.checks import CheckpointError
+    from cezsar.errors import CheckpointError
     from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
 
     trip, store, text = make_toy(tmp_path / "feats")
     out = tmp_path / "run"
@@ -256,11 +256,11 @@ def test_resume_refuses_another_model_or_an_incomplete_last_checkpoint(tmp_path)
             progress=False)
 
 
-# --- Eq. 9's object term and the scores' bookkeeping (cezsar.zsar) ---------------------------------------------
+# --- Eq. 9's object term and the scores' bookkeeping (cezsar.evaluation.zsar) -----------------------------------------
 def test_mean_rows_averages_unit_rows_per_video():
     """SE(O(v)) of Eq. 9 is the mean of the video's object-sentence vectors, each L2-normalised first (the
     default); normalize=False averages them as they are (released); a video without objects is an error."""
-    from cezsar.zsar import mean_rows
+    from cezsar.evaluation.zsar import mean_rows
 
     table = np.array([[3.0, 4.0], [0.0, 2.0], [10.0, 0.0]])  # norms 5, 2, 10
     rows = [np.array([0, 1]), np.array([2])]
@@ -276,7 +276,7 @@ def test_mean_rows_averages_unit_rows_per_video():
 def test_metrics_refuses_labels_outside_the_columns():
     """Top-k accuracy is defined for labels 0 <= y < C only: a label equal to C, or below 0, is refused with
     the range in the message; so are score rows and labels of different counts."""
-    from cezsar.zsar import metrics
+    from cezsar.evaluation.zsar import metrics
 
     scores = np.eye(3)
     assert metrics(scores, np.array([0, 1, 2]))["top1"] == 1.0
@@ -287,13 +287,13 @@ def test_metrics_refuses_labels_outside_the_columns():
         metrics(scores, np.array([0, 1]))
 
 
-# --- the protocols' splits (cezsar.protocols) ------------------------------------------------------------------
+# --- the protocols' splits (cezsar.evaluation.protocols) --------------------------------------------------------------
 def test_a_supplied_split_tests_its_testing_classes_in_official_order(tmp_path):
     """TruZe-style protocol: the one run tests exactly the split file's *testing* classes, listed in the
     dataset's official order (not the file's), never its training classes."""
     import json
 
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     classes = ["apply eye makeup", "archery", "baby crawling", "balance beam", "band marching"]
     split = tmp_path / "mysplit.json"
@@ -305,7 +305,7 @@ def test_a_supplied_split_tests_its_testing_classes_in_official_order(tmp_path):
     assert s["n_classes"] == 3 and s["runs"][0]["seed"] == 0
 
 
-# --- Eqs. 1-6: the model's paper path against the equations written out (cezsar.model) -----------------------
+# --- Eqs. 1-6: the model's paper path against the equations written out (cezsar.training.model) -----------------------
 def _sinusoid(length: int, d: int) -> np.ndarray:
     """Vaswani et al.'s table from its formula: PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(same)."""
     pe = np.zeros((length, d))
@@ -325,7 +325,7 @@ def test_vem_and_sem_compute_eqs_1_to_6():
     import torch
 
     from cezsar.config import ModelConfig
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.joint_embedder import JointEmbedder
 
     torch.manual_seed(0)
     cfg = ModelConfig(feat_dim=5, text_dim=7, d_model=8, n_heads=2, emb_dim=4, dropout=0.1)
@@ -359,7 +359,7 @@ def test_the_positional_table_grows_for_long_clips_and_odd_widths():
     `at` gives the code of each step for packed rows."""
     import torch
 
-    from cezsar.model import SinusoidalPositionalEncoding
+    from cezsar.training.model import SinusoidalPositionalEncoding
 
     enc = SinusoidalPositionalEncoding(6, max_len=4)
     out = enc(torch.zeros(1, 9, 6))  # (1, 9, 6)
@@ -371,7 +371,7 @@ def test_the_positional_table_grows_for_long_clips_and_odd_widths():
 def test_eq9_defaults_and_the_unnormalised_visual_term():
     """Eq. 9's weights default to the paper's α = 0.8, β = 0.2 (§4); with no object term and normalize_terms
     off, VidE(v) is VE(v) as given; outputs are float32 whatever the input precision."""
-    from cezsar.zsar import l2_normalize, video_embedding
+    from cezsar.evaluation.zsar import l2_normalize, video_embedding
 
     rng = np.random.default_rng(0)
     ve, obj = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))  # float64 in
@@ -391,7 +391,7 @@ def test_metrics_bookkeeping_on_edge_inputs():
     import math
     import warnings
 
-    from cezsar.zsar import metrics
+    from cezsar.evaluation.zsar import metrics
 
     scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.3, 0.5, 0.2]])
     m = metrics(scores, np.array([0, 1, 2]))
@@ -408,7 +408,7 @@ def test_metrics_bookkeeping_on_edge_inputs():
 def test_encode_per_class_splits_one_call_into_the_classes():
     """Prototypes (Eq. 8) need each class's own sentences: one encoder call, cut back into per-class float32
     arrays in the classes' order."""
-    from cezsar.prototypes import encode_per_class
+    from cezsar.evaluation.prototypes import encode_per_class
 
     calls = []
 
@@ -422,12 +422,12 @@ def test_encode_per_class_splits_one_call_into_the_classes():
     assert all(g.dtype == np.float32 for g in got)
 
 
-# --- object positives come from the window's own seconds (cezsar.mining, paper §3.4) ---------------------------
+# --- object positives come from the window's own seconds (cezsar.triplet_mining.mine, paper §3.4) ---------------------
 def test_object_positives_are_the_top_objects_of_their_own_window(monkeypatch):
     """Paper §3.4: a window's object positives are object sentences of the objects seen *in that window*
     (per-second top-K summed over the window's seconds, the best `objects_per_window` kept), described with the
     store's label space."""
-    from cezsar import mining
+    from cezsar.triplet_mining import mine as mining
 
     labels = [f"object {i}: a thing" for i in range(6)]
     monkeypatch.setattr(mining, "object_sentences", lambda space: {"imagenet1k": labels}[space])
@@ -460,7 +460,7 @@ def test_object_positives_are_the_top_objects_of_their_own_window(monkeypatch):
 def test_one_sentence_prototypes_are_unit_vectors_in_the_encoder_space():
     """Eq. 8 with one sentence per class: a (C, d) array of sentence vectors gives its rows L2-normalised
     (no projection), or the projection's output as it is."""
-    from cezsar.prototypes import class_prototypes
+    from cezsar.evaluation.prototypes import class_prototypes
 
     per_class = np.array([[3.0, 4.0], [0.0, 2.0]])
     assert np.allclose(class_prototypes(per_class), [[0.6, 0.8], [0.0, 1.0]])
@@ -474,7 +474,7 @@ def test_summary_statistics_of_no_run():
     import math
     import warnings
 
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -491,7 +491,7 @@ def _tiny_emb(n_classes: int = 6, per_class: int = 3) -> dict:
 
 def test_evaluate_protocol_statistics_chance_and_ddof(tmp_path):
     """A protocol's result: chance is 1 / (test classes), the std over runs uses the ddof asked for."""
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     emb = _tiny_emb()
     proto = P.get_protocol("mine", "0/3", 6, runs=4)
@@ -508,8 +508,8 @@ def test_a_single_run_confusion_covers_only_its_classes_and_videos(tmp_path):
     classes only, keyed by class name: videos of other classes are not scored, other columns not competed."""
     import json
 
-    from cezsar import protocols as P
-    from cezsar.zsar import metrics
+    from cezsar.evaluation import protocols as P
+    from cezsar.evaluation.zsar import metrics
 
     emb = _tiny_emb()
     split = tmp_path / "s.json"
@@ -535,7 +535,7 @@ def test_evaluate_runs_of_an_empty_run_and_of_classes_without_videos():
     import math
     import warnings
 
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     emb = _tiny_emb(n_classes=4)
     keep = emb["labels"] != 3  # class 3 has no video
@@ -557,7 +557,7 @@ def test_encode_videos_uses_15_second_stacks_and_max_seconds():
     import torch
     from test_zsar import ArrayStore, tiny_model
 
-    from cezsar.zsar import encode_videos, l2_normalize
+    from cezsar.evaluation.zsar import encode_videos, l2_normalize
 
     model = tiny_model()
     x = np.random.default_rng(3).normal(size=(20, 8)).astype(np.float32)
@@ -581,7 +581,7 @@ def test_true_class_rank_counts_ties_as_argmax_does():
     """Eq. 8's 1-NN takes the first maximum: a class beats the true class when it scores higher, or the same
     with a lower index; checked against a brute-force count on scores full of exact ties, and rank 0 is
     exactly `predict == label`."""
-    from cezsar.zsar import predict, topk_correct, true_class_rank
+    from cezsar.evaluation.zsar import predict, topk_correct, true_class_rank
 
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 3, size=(60, 6)).astype(np.float32)  # (V, C) values 0, 1, 2: ties everywhere
@@ -598,7 +598,7 @@ def test_true_class_rank_counts_ties_as_argmax_does():
 
 def test_test_time_stacks_default_to_15_seconds():
     """Paper §4: stacks of up to 15 features; a clip is cut into consecutive stacks of 15 seconds."""
-    from cezsar.zsar import clip_windows
+    from cezsar.evaluation.zsar import clip_windows
 
     assert clip_windows(31) == [(0, 15), (15, 30), (30, 31)]
 
@@ -608,7 +608,7 @@ def test_split_files_are_checked_before_use(tmp_path):
     no runs, or unknown classes (at most five named); a generated one says where its classes came from."""
     import json
 
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     classes = [f"class {i}" for i in range(10)]
     proto = P.get_protocol("mine", "0/3", 10, runs=2)
@@ -643,7 +643,7 @@ def test_admissible_defaults_to_the_released_rule_and_applies_max_sim():
 def test_video_split_holds_out_at_least_one_video_and_never_all():
     """Validation by video (docs/fidelity.md "optimiser"): fraction 0 or a single video holds out nothing;
     otherwise round(fraction x videos) videos, at least one and never every video."""
-    from cezsar.mining_rules import video_split
+    from cezsar.triplet_mining.rules import video_split
 
     assert video_split(10, 0.0, 0).sum() == 0 and video_split(1, 0.5, 0).sum() == 0
     assert video_split(2, 0.1, 0).sum() == 1 and video_split(2, 0.9, 0).sum() == 1
@@ -657,9 +657,9 @@ def test_unit_rows_and_the_vem_keep_the_input_precision():
     import torch
 
     from cezsar.config import ModelConfig
-    from cezsar.joint_embedder import JointEmbedder
-    from cezsar.model import SinusoidalPositionalEncoding
-    from cezsar.zsar import l2_normalize
+    from cezsar.training.joint_embedder import JointEmbedder
+    from cezsar.training.model import SinusoidalPositionalEncoding
+    from cezsar.evaluation.zsar import l2_normalize
 
     assert l2_normalize(np.array([[3.0, 4.0]])).dtype == np.float32
     enc = SinusoidalPositionalEncoding(6)
@@ -685,9 +685,9 @@ def test_batch_loss_is_eq7_on_each_triplets_own_window(tmp_path, released_paddin
     import torch
     from test_train import toy_fast_path
 
-    from cezsar.joint_embedder import JointEmbedder
-    from cezsar.eager_step import batch_loss
-    from cezsar.loss import triplet_loss
+    from cezsar.training.joint_embedder import JointEmbedder
+    from cezsar.training.eager_step import batch_loss
+    from cezsar.training.loss import triplet_loss
 
     trip, store, text, cfg, data = toy_fast_path(tmp_path)
     cfg = dataclasses.replace(cfg, released_padding=released_padding)
@@ -728,7 +728,7 @@ def test_window_index_rows_at_the_edges_of_a_video():
     """Paper §4 stacks: a window [start, end) takes rows ceil(start) .. ceil(end) - 1 of its own video, clipped
     into the video: a start before 0 begins at row 0, a window at or past the end keeps the last second (and is
     counted), an empty window keeps one row; rows are int64 bank rows; a video index outside the bank is refused."""
-    from cezsar.featurebank import window_index
+    from cezsar.training.featurebank import window_index
 
     offsets = np.array([0, 6, 16])  # video 0: rows 0-5 (6 s), video 1: rows 6-15 (10 s)
     video = np.array([1, 1, 1, 0, 1])
@@ -748,7 +748,7 @@ def test_eq7_margin_defaults_to_one():
     """Eq. 7 with the default margin 1: max(d+ - d- + 1, 0)."""
     import torch
 
-    from cezsar.loss import triplet_loss
+    from cezsar.training.loss import triplet_loss
 
     v, p, n = torch.zeros(1, 2), torch.tensor([[3.0, 4.0]]), torch.tensor([[0.0, 4.5]])  # d+ 5, d- 4.5
     assert float(triplet_loss(v, p, n)) == pytest.approx(1.5)
@@ -757,7 +757,7 @@ def test_eq7_margin_defaults_to_one():
 def test_a_supplied_split_is_one_run_named_after_its_file_and_protocol_errors_say_what_is_known(tmp_path):
     """Protocol "truze"/"split": one run over the split file's testing classes, named split:<file stem>; without
     the file, or with an unknown spec, the error says what to give (the known protocols of the dataset)."""
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     p = P.get_protocol("ucf101", "TruZe", 101, split_file=tmp_path / "my_split.json")
     assert (p.dataset, p.name, p.n_classes, p.runs, p.split_file) == \
@@ -774,7 +774,7 @@ def test_a_supplied_split_is_one_run_named_after_its_file_and_protocol_errors_sa
 
 def test_a_generated_split_file_records_how_and_from_how_many_classes(tmp_path):
     """A generated split file says how its classes were drawn and from how many dataset classes."""
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     classes = [f"c{i}" for i in range(10)]
     s = P.load_or_create_splits(P.get_protocol("mine", "0/3", len(classes), runs=2), classes, tmp_path / "s.json")
@@ -789,8 +789,8 @@ def test_the_joint_embedder_refuses_inputs_of_the_wrong_shape():
     import torch
 
     from cezsar.config import ModelConfig
-    from cezsar.joint_embedder import JointEmbedder
-    from cezsar.model import SinusoidalPositionalEncoding
+    from cezsar.training.joint_embedder import JointEmbedder
+    from cezsar.training.model import SinusoidalPositionalEncoding
 
     m = JointEmbedder(ModelConfig(feat_dim=5, text_dim=7, d_model=8, n_heads=2, emb_dim=4)).eval()
     with pytest.raises(ValueError, match=r"encode_text expects \(B, 7\) sentence vectors, got \(2, 5\)"):
@@ -816,7 +816,7 @@ def test_the_joint_embedder_refuses_inputs_of_the_wrong_shape():
 def test_protocol_specs_name_the_classes_and_runs_of_the_paper():
     """0/all and 0/N with N = every class are one run over all classes; 0/N takes the paper's run count for a
     known dataset and protocol (ucf101 0/50: 50 runs); a malformed count is refused saying what is expected."""
-    from cezsar import protocols as P
+    from cezsar.evaluation import protocols as P
 
     a = P.get_protocol("ucf101", "0/all", 101)
     assert (a.dataset, a.name, a.n_classes, a.runs) == ("ucf101", "0/all", 101, 1)

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cezsar import mining
+from cezsar.triplet_mining import mine as mining
 from cezsar.config import MiningConfig
-from cezsar.captions import Captions, Segment
-from cezsar.mining import mine
-from cezsar.triplets import TripletSet
-from cezsar.mining_rules import draw_negatives, random_windows
+from cezsar.formats.captions import Captions, Segment
+from cezsar.triplet_mining.mine import mine
+from cezsar.formats.triplets import TripletSet
+from cezsar.triplet_mining.rules import draw_negatives, random_windows
 
 from paper_fixture import REFERENCE
 
@@ -229,8 +229,8 @@ def test_real_captions_subset():
     """Real ActivityNet captions + real MiniLM on a 2,000-sentence slice (the full 37k run is the benchmark)."""
     if not REF.exists():
         pytest.skip("reference data absent")
-    from cezsar.captions import read_activitynet
-    from cezsar.text import SentenceEncoder
+    from cezsar.formats.captions import read_activitynet
+    from cezsar.encoders.text import SentenceEncoder
 
     n_segments = 2000
     cap = read_activitynet(REF)
@@ -382,7 +382,7 @@ def test_sample_draws_uniformly_from_the_admissible_set(monkeypatch):
 
 
 def test_auto_strategy_threshold(monkeypatch):
-    import cezsar.mining_sample as ms
+    import cezsar.triplet_mining.sample as ms
 
     captions, emb_fn = make_corpus(seed=8)
     assert ms.pick_strategy("auto", ms.AUTO_EXACT_MAX) == "exact"

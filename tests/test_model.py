@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cezsar.config import ModelConfig
-from cezsar.joint_embedder import JointEmbedder
-from cezsar.model import SentenceEmbedder, VisualEmbedder
-from cezsar.packed_vem import dropout_cpu
-from cezsar.released_model import ReleasedSentenceEmbedder, ReleasedVisualEmbedder
+from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.model import SentenceEmbedder, VisualEmbedder
+from cezsar.training.packed_vem import dropout_cpu
+from cezsar.training.released_model import ReleasedSentenceEmbedder, ReleasedVisualEmbedder
 
 TINY = dict(feat_dim=24, text_dim=10, d_model=32, n_heads=2, emb_dim=16, dropout=0.0)
 
@@ -183,7 +183,7 @@ def test_cpu_dropout_keeps_one_minus_p_and_scales_like_f_dropout():
     assert dropout_cpu(x, 0.1, training=False) is x and dropout_cpu(x, 0.0, training=True) is x
 
 
-# --- the paper's modules or the released variants, chosen from the config (cezsar.released_model) -------------
+# --- the paper's modules or the released variants, chosen from the config (cezsar.training.released_model) ------------
 LAYER_KEYS = ["self_attn.in_proj_weight", "self_attn.in_proj_bias", "self_attn.out_proj.weight",
               "self_attn.out_proj.bias", "linear1.weight", "linear1.bias", "linear2.weight", "linear2.bias",
               "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"]
@@ -221,7 +221,7 @@ def test_each_variant_keeps_the_checkpoint_keys_and_reloads_to_the_same_embeddin
     (dict(released_sem=True), False, True), (dict(xavier_init=True), False, False),
 ])
 def test_the_paper_modules_unless_a_released_switch_changes_them(switches, vem_released, sem_released):
-    """Without a released switch the joint embedder is made of cezsar.model's modules exactly; a switch that
+    """Without a released switch the joint embedder is made of cezsar.training.model's modules exactly; a switch that
     changes the VEM or the SEM swaps in that module's released variant, and only that one."""
     model = tiny(**switches)
     assert type(model.vem) is (ReleasedVisualEmbedder if vem_released else VisualEmbedder)

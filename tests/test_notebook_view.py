@@ -27,7 +27,7 @@ def test_a_figure_shows_in_jupyterlab_and_in_the_report_page(tmp_path: Path):
         pytest.skip("Chromium is not installed (apt-get install chromium)")
     from nbclient import NotebookClient
 
-    from cezsar import run_page
+    from cezsar.harness import run_page
 
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})

@@ -162,7 +162,7 @@ def test_every_trained_number_is_over_the_training_seeds(tiny_run):
 @pytest.mark.slow
 def test_every_protocol_record_is_the_one_cezsar_evaluate_writes(tiny_run):
     """One results schema (issue 20)."""
-    from cezsar.results import RESULTS_VERSION, protocol_record
+    from cezsar.reporting.results import RESULTS_VERSION, protocol_record
 
     results = tiny_run["results"]
     record = next(iter(results["datasets"]["ucf101"]["methods"]["VE"].values()))
@@ -213,10 +213,10 @@ def test_notebook_07_shows_the_recorded_fidelity_measurement(tiny_run):
 
 @pytest.mark.slow
 def test_the_fidelity_measurement_trains_evaluates_and_records(tiny_run, one_torch_thread):
-    """`python -m cezsar.fidelity` (notebook 07 when no record exists) on the tiny run's data and features, for a
-    variant and its reference at one seed and one epoch: one model trained per variant, evaluated on both test sets,
+    """`python -m cezsar.harness.fidelity` (notebook 07 when no record exists) on the tiny run's data and features,
+    for a variant and its reference at one seed and one epoch: one model trained per variant, evaluated on both test sets,
     tabulated with the change against the reference, recorded where notebook 07 reads it."""
-    from cezsar import fidelity
+    from cezsar.harness import fidelity
 
     out = tiny_run["tmp"] / "fidelity_figures"
     measured = fidelity.main(["--params", str(tiny_run["tmp"] / "tiny.yaml"), "--seeds", "1", "--epochs", "1",

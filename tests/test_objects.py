@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cezsar.objects import imagenet_wnids, object_sentences, topk_from_logits, window_objects
+from cezsar.encoders.objects import imagenet_wnids, object_sentences, topk_from_logits, window_objects
 
 
 def test_wnid_lists() -> None:
@@ -29,7 +29,7 @@ def test_object_sentences_real_wordnet() -> None:
 
 
 def test_object_sentence_cache_equals_a_fresh_wordnet_build(tmp_path, monkeypatch) -> None:
-    from cezsar import objects
+    from cezsar.encoders import objects
 
     monkeypatch.setenv("CEZSAR_CACHE", str(tmp_path))
     objects._sentences.cache_clear()

@@ -19,7 +19,7 @@ def _name(req: str) -> str:
 
 
 def _pins(path: Path) -> dict[str, str]:
-    from cezsar.environment import read_lock
+    from cezsar.base.environment import read_lock
 
     return read_lock(path)
 

@@ -57,7 +57,7 @@ def test_objects_were_computed_from_the_features_and_used(fixture_run):
     assert json.loads((objects / "objects.json").read_text())["label_space"] == "imagenet1k"
     assert len(list(objects.glob("*.npz"))) == fx["counts"]["train_features"]
     assert not (Path(fx["train_features"]) / "objects").exists()
-    from cezsar.triplets import TripletSet
+    from cezsar.formats.triplets import TripletSet
 
     trip = TripletSet.load(tmp / "work" / "processed" / "triplets_tau0.80.npz")
     assert trip.summary["object_positives"] > 0, trip.summary

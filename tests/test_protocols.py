@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cezsar import protocols as P
-from cezsar import zsar
+from cezsar.evaluation import protocols as P
+from cezsar.evaluation import zsar
 from cezsar.config import SPLITS_DIR
-from cezsar.datasets import ClassDataset, Video
+from cezsar.formats.datasets import ClassDataset, Video
 
 from paper_fixture import REFERENCE as REF
 
@@ -157,7 +157,7 @@ def tiny_model():
     import torch
 
     from cezsar.config import ModelConfig
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.joint_embedder import JointEmbedder
 
     torch.manual_seed(0)
     return JointEmbedder(ModelConfig(feat_dim=8, text_dim=6, d_model=16, n_heads=2, emb_dim=5)).eval()
@@ -267,9 +267,9 @@ def test_cli_evaluate_objects_and_cezsar(tmp_path, capsys):
 
     from cezsar.cli import main
     from cezsar.config import ModelConfig, to_dict
-    from cezsar.joint_embedder import JointEmbedder
-    from cezsar.results import RESULTS_VERSION
-    from cezsar.checkpoints import CHECKPOINT_VERSION
+    from cezsar.training.joint_embedder import JointEmbedder
+    from cezsar.reporting.results import RESULTS_VERSION
+    from cezsar.training.checkpoints import CHECKPOINT_VERSION
 
     root, feats, desc = _write_ucf(tmp_path)
     out = tmp_path / "res" / "objects.json"

@@ -15,10 +15,11 @@ import pytest
 import torch
 import yaml
 
-from cezsar import captions, datasets, params, pipeline, pipeline_evaluation, pipeline_mining, pipeline_training
-from cezsar.feature_objects import load_head, objects_from_features, topk_probs
-from cezsar.features import FeatureStore, ReadOnce
-from cezsar.objects import topk_from_logits
+from cezsar.formats import captions, datasets
+from cezsar.harness import params, pipeline, pipeline_evaluation, pipeline_mining, pipeline_training
+from cezsar.encoders.feature_objects import load_head, objects_from_features, topk_probs
+from cezsar.encoders.features import FeatureStore, ReadOnce
+from cezsar.encoders.objects import topk_from_logits
 from paper_fixture import REFERENCE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -233,7 +234,7 @@ def test_evaluation_reads_each_test_stack_once(tmp_path: Path):
 
 
 def test_a_feature_folder_is_checked_against_the_dataset_list(tmp_path: Path):
-    from cezsar.features import check_folder
+    from cezsar.encoders.features import check_folder
 
     _stacks(tmp_path / "f", 3, 8)
     np.save(tmp_path / "f" / "v_nan.npy", np.full((2, 8), np.nan, np.float32))
@@ -244,7 +245,7 @@ def test_a_feature_folder_is_checked_against_the_dataset_list(tmp_path: Path):
 
 
 def test_a_value_set_on_a_control_survives_run_all_until_reset(tmp_path: Path, monkeypatch):
-    from cezsar import widgets
+    from cezsar.harness import widgets
 
     monkeypatch.setenv("CEZSAR_RUNS_DIR", str(tmp_path))
     monkeypatch.delenv("CEZSAR_HEADLESS", raising=False)
@@ -270,7 +271,7 @@ def test_a_value_set_on_a_control_survives_run_all_until_reset(tmp_path: Path, m
 
 def test_the_released_parameter_set_switches_every_stage_of_the_notebooks():
     """params/released.yaml is a valid set, and the notebooks' stages build their configs from it (issue 16)."""
-    from cezsar.fidelity import RELEASED
+    from cezsar.harness.fidelity import RELEASED
 
     s = params.settings("params/released.yaml")
     mine, model, train, ev = (pipeline_mining.mining_config(s), pipeline_training.model_config(s),

@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cezsar.config import MiningConfig, ModelConfig
-from cezsar.joint_embedder import JointEmbedder
+from cezsar.training.joint_embedder import JointEmbedder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -126,8 +126,8 @@ def _released_rows(start: float, end: float, n_rows: int, input_len: int = 16) -
 
 
 def test_released_window_takes_the_rows_the_released_loader_sliced():
-    from cezsar.featurebank import window_index
-    from cezsar.train_inputs import visual_windows
+    from cezsar.training.featurebank import window_index
+    from cezsar.training.train_inputs import visual_windows
 
     bounds = np.array([[3.7, 25.2], [0.4, 9.9], [12.0, 14.5], [5.99, 6.5], [30.2, 60.0], [7.5, 23.999]])
     n_rows = 40
@@ -182,7 +182,7 @@ def _reference_far(ts_all, emb: np.ndarray, captions, rule: str, tau: float) -> 
 
 @pytest.mark.parametrize("rule", ["released", "different"])
 def test_far_from_all_means_far_from_the_windows_other_positives_under_each_rule(monkeypatch, rule):
-    from cezsar.mining import mine
+    from cezsar.triplet_mining.mine import mine
 
     captions, emb_fn, store = _corpus(monkeypatch)
     tau = 0.9 if rule == "released" else 0.3
@@ -215,7 +215,7 @@ def _released_draw_probabilities(ts_all, emb: np.ndarray, p: int, tau: float) ->
 
 
 def test_released_draw_weights_are_the_released_list_of_positive_entries(monkeypatch):
-    from cezsar.mining import mine
+    from cezsar.triplet_mining.mine import mine
 
     captions, emb_fn, store = _corpus(monkeypatch)
     cfg = MiningConfig(n_negatives=4000, tau=0.8, val_fraction=0.0, draw="released", object_positives=2)
@@ -277,9 +277,9 @@ def _released_pieces(line: str) -> set[str]:
 
 
 def test_released_object_texts_use_every_sense_of_every_lemma_of_the_synset():
-    from cezsar.objects import (all_sense_texts, definition_fragments, imagenet_wnids, released_object_text,
+    from cezsar.encoders.objects import (all_sense_texts, definition_fragments, imagenet_wnids, released_object_text,
                                 released_positive_texts)
-    from cezsar.resources import ensure_wordnet
+    from cezsar.encoders.resources import ensure_wordnet
 
     ensure_wordnet()
     wnids = imagenet_wnids("imagenet1k")
@@ -321,8 +321,8 @@ def _released_sentences(lines: list[str], min_len: int = 3, max_len: int = 300) 
 
 def test_released_descriptions_clean_as_the_released_load_class_sentences():
     from cezsar.config import PROJ_ROOT
-    from cezsar.datasets import read_descriptions
-    from cezsar.dataset_embedding import clean_description, pick_released_descriptions
+    from cezsar.formats.datasets import read_descriptions
+    from cezsar.evaluation.dataset_embedding import clean_description, pick_released_descriptions
 
     desc = read_descriptions(PROJ_ROOT / "data" / "descriptions" / "kinetics400.json")
     lines = [s for sents in desc.values() for s in sents]
@@ -348,7 +348,7 @@ def _released_start_support(start: float, end: float, input_len: int = 10) -> li
 
 
 def test_released_object_windows_start_at_a_whole_second_drawn_as_released():
-    from cezsar.mining_rules import released_starts
+    from cezsar.triplet_mining.rules import released_starts
 
     segs = np.array([[3.7, 25.2], [3.9, 14.1], [2.5, 8.0], [40.0, 51.0], [12.6, 9.2]])
     got = released_starts(segs[:, 0], segs[:, 1], 20_000, 10.0, np.random.default_rng(0))  # (S, 20000)

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from cezsar import resources
+from cezsar.encoders import resources
 
 
 def test_minilm_ranks_a_paraphrase_far_above_an_unrelated_sentence():
@@ -45,7 +45,7 @@ def _topk(logits: np.ndarray, k: int) -> list[int]:
 def test_efficientnet_recognises_real_photographs():
     from skimage import data
 
-    from cezsar.backbones import get_encoder
+    from cezsar.encoders.backbones import get_encoder
 
     enc = get_encoder("efficientnet_lite0")
     cat_feats, cat_logits = enc.encode(_square(data.chelsea())[None])  # (1, H, W, 3): the encoder resizes

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar.checkpoints import load_checkpoint
+from cezsar.training.checkpoints import load_checkpoint
 from cezsar.config import ModelConfig, TrainConfig
-from cezsar.featurebank import epoch_order
-from cezsar.joint_embedder import JointEmbedder
-from cezsar.stacked import fit_stacked, seed_dir, stack_optimizer
-from cezsar.stacked_model import StackedEmbedders, stacked_batch_loss
-from cezsar.train import fit, seed_everything
-from cezsar.eager_step import batch_loss, make_optimizer
+from cezsar.training.featurebank import epoch_order
+from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.stacked import fit_stacked, seed_dir, stack_optimizer
+from cezsar.training.stacked_model import StackedEmbedders, stacked_batch_loss
+from cezsar.training.train import fit, seed_everything
+from cezsar.training.eager_step import batch_loss, make_optimizer
 from test_train import TINY, make_toy, toy_fast_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -134,7 +134,7 @@ CHILD = textwrap.dedent("""
     torch.set_num_threads(1)
     from pathlib import Path
     from cezsar.config import ModelConfig, TrainConfig
-    from cezsar.stacked import fit_stacked
+    from cezsar.training.stacked import fit_stacked
     from test_train import make_toy, TINY
     trip, store, text = make_toy(Path({feats!r}))
     kill_after = int(sys.argv[2])
@@ -171,7 +171,7 @@ def test_sigkill_between_seeds_then_resume_finishes_every_seed(tmp_path):
 def test_a_former_single_seed_run_moves_into_its_seed_folder(tmp_path):
     """The one-seed layout (`tau<τ>/last.pt`, best.pt, logs) is migrated to `tau<τ>/seed<its seed>/`, where
     stacked training resumes it (nothing retrained: its epochs are done)."""
-    from cezsar.pipeline_training import migrate_single_seed
+    from cezsar.harness.pipeline_training import migrate_single_seed
 
     trip, store, text = make_toy(tmp_path / "feats")
     tau_dir = tmp_path / "tau0.80"

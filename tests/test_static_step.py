@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar.background import CheckpointWriter, OrderAhead, snapshot
+from cezsar.training.background import CheckpointWriter, OrderAhead, snapshot
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
-from cezsar.featurebank import epoch_order
-from cezsar.joint_embedder import JointEmbedder
-from cezsar.static_step import (epoch_tables, evaluate_static, run_length,
+from cezsar.training.featurebank import epoch_order
+from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.static_step import (epoch_tables, evaluate_static, run_length,
                                 train_one_epoch_static, weighted_loss, window_cap)
-from cezsar.train import fit
-from cezsar.eager_step import batch_loss, evaluate, make_optimizer, train_one_epoch
+from cezsar.training.train import fit
+from cezsar.training.eager_step import batch_loss, evaluate, make_optimizer, train_one_epoch
 from test_train import TINY, make_toy, toy_fast_path
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -357,7 +357,7 @@ CHILD = textwrap.dedent("""
     torch.set_num_threads(1)
     from pathlib import Path
     from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
     from test_train import make_toy, TINY
     trip, store, text = make_toy(Path({feats!r}))
     kill_after = int(sys.argv[2])

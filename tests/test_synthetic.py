@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from cezsar import cli
-from cezsar.captions import read_activitynet
-from cezsar.datasets import load_dataset, normalize_class, read_descriptions
-from cezsar.synthetic import _plan, generate
-from cezsar.synthetic_world import ACTIONS, ACTORS
-from cezsar.video import decode_1fps
+from cezsar.formats.captions import read_activitynet
+from cezsar.formats.datasets import load_dataset, normalize_class, read_descriptions
+from cezsar.formats.synthetic import _plan, generate
+from cezsar.formats.synthetic_world import ACTIONS, ACTORS
+from cezsar.encoders.video import decode_1fps
 
 ANNOTATIONS = ["activitynet/train.json", "ucf101/classInd.txt", "ucf101/testlist01.txt", "kinetics400/test.csv",
                "descriptions/ucf101.json", "descriptions/kinetics400.json", "groups.json", "synthactions.json"]

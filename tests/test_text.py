@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from cezsar.text import SentenceCache, SentenceEncoder
+from cezsar.encoders.text import SentenceCache, SentenceEncoder
 
 
 class FakeSBERT:

@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar.checkpoints import load_checkpoint
+from cezsar.training.checkpoints import load_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
-from cezsar.featurebank import epoch_order, window_index
-from cezsar.joint_embedder import JointEmbedder
-from cezsar.train import fit
-from cezsar.train_inputs import prepare
-from cezsar.eager_step import batch_loss
-from cezsar.loss import triplet_loss
+from cezsar.training.featurebank import epoch_order, window_index
+from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.train import fit
+from cezsar.training.train_inputs import prepare
+from cezsar.training.eager_step import batch_loss
+from cezsar.training.loss import triplet_loss
 
 TINY = dict(d_model=32, n_heads=2, emb_dim=16, dropout=0.0)
 
@@ -154,8 +154,8 @@ def test_epoch_order_is_a_seeded_permutation_grouping_windows():
 def test_batch_makeup_iid_draws_each_batch_from_many_windows_and_grouped_from_few():
     """Issue 27 part 2: the paper's batches are i.i.d. (paper §4, params/paper.yaml); "grouped" (the embedded set's,
     for speed on CPU) keeps 8 triplets of a window together."""
-    from cezsar.featurebank import batch_group
-    from cezsar.params import load
+    from cezsar.training.featurebank import batch_group
+    from cezsar.harness.params import load
 
     assert load("params/paper.yaml")["batch_makeup"] == "iid" and load("params/released.yaml")["batch_makeup"] == "iid"
     win = np.repeat(np.arange(400), 30)  # 400 windows x 30 triplets, as mined windows carry ~30 triplets
@@ -173,7 +173,7 @@ def test_batch_makeup_iid_draws_each_batch_from_many_windows_and_grouped_from_fe
 
 
 def test_batch_makeup_is_a_parameter_key_and_a_fit_setting(tmp_path):
-    from cezsar.params import stage_configs
+    from cezsar.harness.params import stage_configs
 
     assert stage_configs({"batch_makeup": "grouped"})["train"].batch_makeup == "grouped"
     trip, store, text = make_toy(tmp_path / "feats")
@@ -230,7 +230,7 @@ def test_packed_batch_is_the_padded_batch_without_its_padding(tmp_path):
 
 
 def test_a_training_step_is_seeded(tmp_path):
-    """Dropout on (cezsar.packed_vem.dropout_cpu and the attention's): same seed, same loss and gradients."""
+    """Dropout on (cezsar.training.packed_vem.dropout_cpu and the attention's): same seed, same loss and gradients."""
     _, _, _, cfg, data = toy_fast_path(tmp_path, dropout=0.2)
     torch.manual_seed(1)
     model = JointEmbedder(cfg).train()
@@ -247,7 +247,7 @@ def test_a_training_step_is_seeded(tmp_path):
 
 
 def test_feature_bank_is_reused_and_rebuilt_when_features_change(tmp_path):
-    from cezsar.featurebank import build_bank
+    from cezsar.training.featurebank import build_bank
 
     _, store, _ = make_toy(tmp_path / "feats", classes=2, videos_per_class=2)
     path = tmp_path / "cache" / "bank.npy"
@@ -289,7 +289,7 @@ CHILD = textwrap.dedent("""
     torch.set_num_threads(1)
     from pathlib import Path
     from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
-    from cezsar.train import fit
+    from cezsar.training.train import fit
     from test_train import make_toy, TINY
     trip, store, text = make_toy(Path({feats!r}))
     kill_after = int(sys.argv[2])
@@ -330,7 +330,7 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tmp_path):
 def test_cli_trains_on_real_sentence_vectors_and_resumes_a_finished_run(tmp_path, capsys):
     """`cezsar train` end to end: a real TripletSet file, the real FeatureStore, real MiniLM sentences."""
     from cezsar.cli import main
-    from cezsar.triplets import TripletSet
+    from cezsar.formats.triplets import TripletSet
 
     toy, _, _ = make_toy(tmp_path / "feats")
     actions = ["a man swims laps in a pool", "a woman plays a grand piano", "children ride bicycles down a street",

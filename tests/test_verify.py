@@ -103,7 +103,7 @@ def test_a_changed_first_epoch_loss_is_named_with_its_size(tmp_path: Path, synth
 
 
 def test_stage_comparison_tolerances():
-    from cezsar.digests import compare_stage
+    from cezsar.harness.digests import compare_stage
 
     assert compare_stage("accuracies", {"a": 0.500}, {"a": 0.504})[0]
     same, detail = compare_stage("accuracies", {"a": 0.500}, {"a": 0.506})
@@ -124,7 +124,7 @@ def test_verify_names_a_missing_reference_and_an_unknown_stage(tmp_path: Path, s
 
 
 def test_environment_record_and_differences(tmp_path: Path):
-    from cezsar import environment
+    from cezsar.base import environment
 
     rec = environment.record("cpu")
     import numpy
@@ -151,10 +151,10 @@ def test_environment_record_and_differences(tmp_path: Path):
 
 
 def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_small: Path):
-    from cezsar import digests
-    from cezsar.layout import layout_from
-    from cezsar.params import settings
-    from cezsar.run_page import _verdict
+    from cezsar.harness import digests
+    from cezsar.harness.layout import layout_from
+    from cezsar.harness.params import settings
+    from cezsar.harness.run_page import _verdict
 
     params, run = _fake_run(tmp_path, synth_small)
     s = settings(params)
@@ -179,7 +179,8 @@ def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_sm
 def test_results_json_records_the_environment_and_every_computed_row_shows_it(tmp_path: Path, monkeypatch):
     import torch
 
-    from cezsar import environment, params, pipeline, pipeline_evaluation, report
+    from cezsar.base import environment
+    from cezsar.harness import params, pipeline, pipeline_evaluation, report
 
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"data_root": str(tmp_path / "raw"), "runs": 3,
                                                      "work_dir": str(tmp_path / "work"), "use_objects": "off",
@@ -205,7 +206,7 @@ def test_cpu_vector_units_are_recorded_and_named_as_a_difference():
     torch's CPU capability and the vector flags, and `differences` names them."""
     import torch
 
-    from cezsar import environment
+    from cezsar.base import environment
 
     rec = environment.record("cpu")
     assert rec["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
@@ -214,13 +215,14 @@ def test_cpu_vector_units_are_recorded_and_named_as_a_difference():
     assert rec["cpu_flags"] == [f for f in environment.VECTOR_FLAGS if f in flags]
     other = json.loads(json.dumps(rec))
     other["cpu_capability"] = "AVX512" if rec["cpu_capability"] != "AVX512" else "AVX2"
-    assert f"cpu_capability: {rec['cpu_capability']} vs {other['cpu_capability']}" in environment.differences(rec, other)
+    diffs = environment.differences(rec, other)
+    assert f"cpu_capability: {rec['cpu_capability']} vs {other['cpu_capability']}" in diffs
 
 
 def test_a_triplet_files_digest_ignores_where_the_clone_lives(tmp_path: Path):
     """The same triplets mined in two clones differ only in the absolute paths their meta records: same digest.
     A changed input hash beside the path still changes it."""
-    from cezsar.digests import triplets_digest
+    from cezsar.harness.digests import triplets_digest
 
     def write(folder: Path, path: str, sha: str) -> dict:
         folder.mkdir()

@@ -9,7 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from cezsar.video import VideoDecodeError, decode_1fps, decode_all_then_subsample, decode_released, write_video
+from cezsar.errors import VideoDecodeError
+from cezsar.encoders.video import decode_1fps, decode_all_then_subsample, decode_released, write_video
 from media import write_audio_only
 
 H, W, BITS = 48, 64, 6  # 6 bars of 8 px encode the second's number in binary

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from cezsar import prototypes, zsar
+from cezsar.evaluation import prototypes, zsar
 from cezsar.config import ModelConfig
 
 
 def tiny_model(seed: int = 0):
-    from cezsar.joint_embedder import JointEmbedder
+    from cezsar.training.joint_embedder import JointEmbedder
 
     torch.manual_seed(seed)
     m = JointEmbedder(ModelConfig(feat_dim=8, text_dim=6, d_model=16, n_heads=2, emb_dim=5, max_len=15))
@@ -147,7 +147,7 @@ def test_object_embeddings_mean_of_sem_outputs_and_encoded_once():
 
 
 def test_video_objects_names_a_video_without_objects():
-    pytest.importorskip("cezsar.objects")
+    pytest.importorskip("cezsar.encoders.objects")
     idx = np.array([[5, 1], [5, 2], [5, 1]], np.int32)
     sc = np.array([[0.6, 0.2], [0.5, 0.3], [0.7, 0.1]], np.float16)
     store = ArrayStore({"a": np.zeros((3, 8)), "b": np.zeros((3, 8))}, {"a": (idx, sc)})

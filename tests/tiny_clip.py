@@ -14,8 +14,8 @@ def save_tiny_clip(out: Path, seed: int = 0) -> Path:
     """Write a random CLIPModel (config + weights), CLIP's tokenizer and preprocessor_config.json to `out`."""
     from transformers import CLIPConfig, CLIPModel
 
-    from cezsar.clip import CLIP_MEAN, CLIP_STD
-    from cezsar.clip_tokenizer import VOCAB_SIZE, load_clip_tokenizer
+    from cezsar.encoders.clip import CLIP_MEAN, CLIP_STD
+    from cezsar.encoders.clip_tokenizer import VOCAB_SIZE, load_clip_tokenizer
 
     t = TINY
     cfg = CLIPConfig(

@@ -1,13 +1,18 @@
 """Thin argparse front-ends, one file per `cezsar` subcommand.
 
-A command module imports at its top only what parsing needs (argparse, the config dataclasses); the library is
-imported inside `run` (lazy on purpose), so `cezsar --help` and a usage error answer before torch loads.
+A command module imports at its top what parsing needs and the library modules that load no torch; those that do
+(torch, PyAV, the text models) are imported inside `run`, each marked `# lazy:`, so `cezsar --help` and a usage
+error answer before torch loads.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+from cezsar.base import checks
+from cezsar.encoders import shards
+from cezsar.errors import DataError
 
 
 def print_skips(skipped: list[dict], total: int, noun: str, where: str) -> None:
@@ -91,13 +96,12 @@ def add_progress(parser: argparse.ArgumentParser) -> None:
 def merge_reports(out: str, noun: str) -> int:
     """`--merge-reports` (extract, objects): report.json from the shard reports in `out`; a missing shard's
     report is a DataError naming it (exit 1)."""
-    from cezsar import checks, shards
 
     checks.require_dir(out, "--out", "output folder")
     try:
         report = shards.merge_reports(out)
     except shards.ShardReportsMissing as err:
-        raise checks.DataError(str(err)) from err
+        raise DataError(str(err)) from err
     print(f"merged {report['shards']} shard reports: {report['done']}/{report['videos']} {noun}s done, "
           f"{len(report['skipped'])} skipped -> {Path(out) / 'report.json'}")
     print_skips(report["skipped"], report["videos"], noun, out)

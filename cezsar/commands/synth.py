@@ -6,6 +6,7 @@ import json
 import time
 
 from cezsar.commands import SEED
+from cezsar.base import checks
 
 HELP = "Generate the embedded SynthActions dataset (ActivityNet/UCF-101/Kinetics-400 forms) from a seed."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -23,8 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
-    from cezsar.synthetic import generate
+    from cezsar.formats.synthetic import generate  # lazy: loads PIL; `cezsar --help` runs without it
 
     checks.require_output_dir(args.out, "--out")
     checks.require_positive(args.workers, "--workers")

@@ -6,6 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from cezsar.base import checks
+from cezsar.errors import DataError, UsageError
+
 HELP = "Tables 1/2 from notebook 05's results.json, adding `cezsar evaluate` results of the CLIP rows (--add)."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
     'cezsar tables --results runs/embedded/results.json --out runs/cli/tables',
@@ -24,18 +27,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks
-    from cezsar.report import add_clip_results, write_tables
+    # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.harness.report import add_clip_results, write_tables
 
     if args.results is None and not args.add:
-        raise checks.UsageError("give --results (notebook 05's results.json), --add (evaluate results), or both")
+        raise UsageError("give --results (notebook 05's results.json), --add (evaluate results), or both")
     results = checks.read_json_file(args.results, "--results", "results.json") if args.results else None
     added = [checks.read_json_file(p, "--add", "evaluate results file") for p in args.add]
     checks.require_output_dir(args.out, "--out")
     try:
         merged = add_clip_results(results, added)
     except (ValueError, KeyError) as err:
-        raise checks.DataError(f"--add: {err}") from err
+        raise DataError(f"--add: {err}") from err
     for kind in ("ucf101", "kinetics400"):
         merged["datasets"].setdefault(kind, {"methods": {}, "source": ""})
     md = write_tables(merged, Path(args.out))

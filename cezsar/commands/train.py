@@ -12,6 +12,12 @@ import sys
 
 from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
+from cezsar.base import checks
+from cezsar.encoders.feature_folder import feature_folder
+from cezsar.errors import DataError, FeatureError, ParameterError, UsageError
+from cezsar.formats.captions import read_activitynet
+from cezsar.formats.manifest import BUILT_IN
+from cezsar.formats.triplets import TripletSet
 
 HELP = "Train the joint embedder on mined triplets with the Eq. 7 triplet loss (paper §3.3-§4)."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -80,55 +86,52 @@ def check_inputs(args: argparse.Namespace):
 
     Returns (triplets, store); UsageError (exit 2) for the command line, DataError (exit 1) for content.
     """
-    from cezsar import checks, distributed
-    from cezsar.triplets import TripletSet
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
 
     missing = [o for o in ("triplets", "features", "out") if getattr(args, o) is None]
     if missing:
-        raise checks.UsageError("cezsar train: give " + ", ".join("--" + o for o in missing) +
+        raise UsageError("cezsar train: give " + ", ".join("--" + o for o in missing) +
                                 " (or --params for the notebooks' training stage)")
     checks.require_positive(args.epochs, "--epochs")
     checks.require_positive(args.batch, "--batch")
     if args.batch < distributed.world_size():
-        raise checks.UsageError(f"--batch {args.batch}: the global batch needs at least one triplet for each of "
+        raise UsageError(f"--batch {args.batch}: the global batch needs at least one triplet for each of "
                                 f"the {distributed.world_size()} torchrun processes")
     checks.require_positive(args.patience, "--patience")
     if args.group is not None:
         checks.require_positive(args.group, "--group", minimum=0)
         if args.batch_makeup != "grouped":
-            raise checks.UsageError(f"--group {args.group}: applies to --batch-makeup grouped only "
+            raise UsageError(f"--group {args.group}: applies to --batch-makeup grouped only "
                                     f"(this run's batches are {args.batch_makeup})")
     if not (args.lr == args.lr and 0 < args.lr < float("inf")):
-        raise checks.UsageError(f"--lr {args.lr}: must be a finite number > 0")
+        raise UsageError(f"--lr {args.lr}: must be a finite number > 0")
     checks.require_device(args.device)
     path = checks.require_file(args.triplets, "--triplets", "triplet file", "give the --out file of `cezsar mine`")
-    from cezsar.manifest import BUILT_IN
 
     if args.features_manifest is not None and args.features_manifest not in BUILT_IN:
-        raise checks.UsageError(f"--features-manifest {args.features_manifest}: not a built-in manifest (known: "
+        raise UsageError(f"--features-manifest {args.features_manifest}: not a built-in manifest (known: "
                                 f"{', '.join(sorted(BUILT_IN))})")
-    from cezsar.feature_folder import feature_folder
 
     store = feature_folder(args.features, declared_manifest=args.features_manifest)
     out = checks.require_output_dir(args.out, "--out")
     checks.check_feature_bank_cache(out / "cache")
     if args.resume and (out / "last.pt").is_file():  # a damaged last.pt fails now, not after the set-up
-        from cezsar.checkpoints import read_checkpoint  # lazy: torch, only when resuming
+        from cezsar.training.checkpoints import read_checkpoint  # lazy: torch, only when resuming
 
         read_checkpoint(out / "last.pt", None, training=True, remedy="delete it to start over, or use another --out")
     try:
         triplets = TripletSet.load(path)
     except ValueError as err:
-        raise checks.DataError(f"--triplets {err}; re-create it with `cezsar mine`") from err
+        raise DataError(f"--triplets {err}; re-create it with `cezsar mine`") from err
     if len(triplets) == 0:
-        raise checks.DataError(f"--triplets {path}: holds 0 triplets; mine more captions or a larger --tau")
+        raise DataError(f"--triplets {path}: holds 0 triplets; mine more captions or a larger --tau")
     have = set(store.ids)
     lacking = [v for v in triplets.video_ids if v not in have]
     if lacking:  # a partial feature set still trains: the triplets of those videos are left out, counted
         n = len(triplets)
         triplets = triplets.subset_videos(have)
         if len(triplets) == 0:
-            raise checks.DataError(f"--features {store.root}: none of the {len(lacking)} triplet videos has features; "
+            raise DataError(f"--features {store.root}: none of the {len(lacking)} triplet videos has features; "
                                    "give the folder the triplets were mined from")
         if distributed.is_main():
             print(f"note: {len(lacking)} of {len(lacking) + len(triplets.video_ids)} triplet videos have no features "
@@ -139,7 +142,6 @@ def check_inputs(args: argparse.Namespace):
 
 def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
     """The released code's training behaviours, each a switch, off by default (docs/fidelity.md)."""
-    from cezsar.config import ModelConfig
 
     m = ModelConfig()
     g = parser.add_argument_group("released-code switches (docs/fidelity.md; default: the paper's reading)")
@@ -167,7 +169,7 @@ def add_fidelity_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import distributed
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
 
     try:
         return run_stage(args) if args.params else run_files(args)
@@ -177,20 +179,20 @@ def run(args: argparse.Namespace) -> int:
 
 def run_stage(args: argparse.Namespace) -> int:
     """`--params`: notebook 03's stage (`pipeline_training.train_model`) for that parameter set."""
-    from cezsar import checks, distributed, pipeline, pipeline_training
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.harness import pipeline, pipeline_training  # lazy: loads torch; `cezsar --help` runs without it
 
     given = [o for o in ("triplets", "features", "out") if getattr(args, o) is not None]
     if given:
-        raise checks.UsageError(f"--params takes its folders from the parameter set; drop "
+        raise UsageError(f"--params takes its folders from the parameter set; drop "
                                 f"{', '.join('--' + o for o in given)}")
-    from cezsar.params import ParameterError
 
     if not pipeline.resolve(args.params).is_file():  # relative paths resolve against the project root
-        raise checks.UsageError(f"--params {args.params}: no such file (e.g. params/paper.yaml)")
+        raise UsageError(f"--params {args.params}: no such file (e.g. params/paper.yaml)")
     try:
         s = pipeline.settings(args.params)
     except ParameterError as err:
-        raise checks.DataError(f"--params {' '.join(str(err).split())}") from err
+        raise DataError(f"--params {' '.join(str(err).split())}") from err
     res = pipeline_training.train_model(pipeline.layout_from(s), s, args.tau)
     if distributed.is_main():
         summary = {k: v for k, v in res.items() if k not in ("history", "runs")}
@@ -201,12 +203,10 @@ def run_stage(args: argparse.Namespace) -> int:
 
 def run_files(args: argparse.Namespace) -> int:
     """`--triplets/--features/--out`: train on those files."""
-    from cezsar import distributed
-    from cezsar.checks import DataError
-    from cezsar.encoder_factory import text_encoder
-    from cezsar.devices import resolve_device
-    from cezsar.features import FeatureError
-    from cezsar.train import fit
+    from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.factory import text_encoder  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.base.devices import resolve_device  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.training.train import fit  # lazy: loads torch; `cezsar --help` runs without it
 
     triplets, store = check_inputs(args)
     distributed.init(resolve_device(args.device))  # under torchrun: join the group before the shared caches
@@ -227,12 +227,10 @@ def run_files(args: argparse.Namespace) -> int:
                             dropout=args.dropout, max_len=args.max_len)
     bounds = None
     if args.window == "released":
-        from cezsar import checks
-        from cezsar.captions import read_activitynet
-        from cezsar.train_inputs import segment_bounds
+        from cezsar.training.train_inputs import segment_bounds  # lazy: loads torch; `cezsar --help` runs without it
 
         if not args.captions:
-            raise checks.UsageError("--window released needs --captions (the segments' bounds)")
+            raise UsageError("--window released needs --captions (the segments' bounds)")
         checks.require_file(args.captions, "--captions", "captions JSON file")
         bounds = segment_bounds(read_activitynet(args.captions))  # a DatasetError is one line at the boundary
     fast = FastPathConfig(bank_dtype=args.bank_dtype, step=args.step, graph=args.cuda_graphs)

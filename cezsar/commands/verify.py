@@ -11,6 +11,14 @@ import dataclasses
 import json
 from pathlib import Path
 
+from cezsar import config
+from cezsar.base import checks, environment
+from cezsar.base.atomic import write_json
+from cezsar.errors import ParameterError, UsageError
+from cezsar.harness import digests
+from cezsar.harness.layout import layout_from
+from cezsar.harness.params import settings
+
 HELP = "Compare a run's stage digests (data, features, SBERT, triplets, first epoch, accuracies) with the committed."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
     'cezsar verify runs/embedded',
@@ -31,10 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cezsar import checks, config, digests, environment
-    from cezsar.layout import layout_from
-    from cezsar.params import ParameterError, settings
-
     run_dir = checks.require_dir(args.run_dir, None, "run folder")
     params = Path(args.params) if args.params else config.PROJ_ROOT / "params" / f"{run_dir.name}.yaml"
     checks.require_file(params, "--params", "parameter set")
@@ -43,16 +47,15 @@ def run(args: argparse.Namespace) -> int:
         stages = tuple(x.strip() for x in args.stages.split(",") if x.strip())
         bad = [x for x in stages if x not in digests.STAGES]
         if bad:
-            raise checks.UsageError(f"--stages: unknown stage {bad[0]!r} (known: {', '.join(digests.STAGES)})")
+            raise UsageError(f"--stages: unknown stage {bad[0]!r} (known: {', '.join(digests.STAGES)})")
     try:
         s = settings(params)
     except ParameterError as err:
-        raise checks.UsageError(f"--params: {err}") from err
+        raise UsageError(f"--params: {err}") from err
     lay = dataclasses.replace(layout_from(s), run_dir=run_dir)
     ours = digests.compute(lay, s, stages)
     if args.write:
         target = checks.require_output(args.write, "--write")
-        from cezsar.atomic import write_json
 
         if ours["environment"] is None:  # a run without results.json: record this process's environment
             ours["environment"] = environment.record(str(s.device))
@@ -63,7 +66,6 @@ def run(args: argparse.Namespace) -> int:
     reference = checks.read_json_file(ref_path, "--reference", "reference digests")
     verdict = digests.compare(ours, reference, now=environment.record(str(s.device)))
     verdict["reference"] = str(ref_path)
-    from cezsar.atomic import write_json
 
     write_json(run_dir / "digests.json", ours, indent=1)  # the run's own digests, beside its results
     write_json(run_dir / "verify.json", verdict, indent=1)  # the report shows it

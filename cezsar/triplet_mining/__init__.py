@@ -1,0 +1,1 @@
+"""Hard negative mining of (window, positive sentence, negative sentence) triplets (paper §3.4)."""
