@@ -1,0 +1,170 @@
+"""Properties of the negative draw (paper §3.4, footnote 8; docs/fidelity.md "negative rule") that the mutation run
+of issue 31 (benchmarks/mutation.sh) found unprotected: the exclude_same_video lookups at the edges of their
+tables, the sampled strategy's paraphrase guard (max_sim), and the layout of its candidate pools (each unit scored
+once a round, the units of one sentence on disjoint candidates). Small inputs, fast tier."""
+from __future__ import annotations
+
+import numpy as np
+
+from cezsar.config import MiningConfig
+from cezsar.mining import _ExactMiner
+from cezsar.mining_rules import _pair_member, _ranges, draw_negatives
+from cezsar.mining_sample import KMAX, MIN_DRAWS, _layouts, sample_negatives
+
+
+def _near(anchor: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
+    """A unit vector at exactly `cos` (up to rounding) from the unit vector `anchor`, in a random direction."""
+    noise = rng.normal(size=anchor.shape)
+    noise -= (noise @ anchor) * anchor
+    noise /= np.linalg.norm(noise)
+    return cos * anchor + np.sqrt(1.0 - cos * cos) * noise
+
+
+def _video_table(captions_of_video: list[list[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exclude_same_video structure `mining.mine` builds: csr offsets, caption columns, sorted col * V + video."""
+    nv = len(captions_of_video)
+    offsets = np.r_[0, np.cumsum([len(c) for c in captions_of_video])].astype(np.int64)
+    cols = np.array([c for cs in captions_of_video for c in cs], dtype=np.int64)
+    vid = np.repeat(np.arange(nv), [len(c) for c in captions_of_video])
+    return offsets, cols, np.sort(cols * nv + vid)
+
+
+# --- exclude_same_video: a caption of the anchor's video is never a negative ---------------------------------------
+def test_pair_member_finds_the_largest_key_and_rejects_queries_beyond_it():
+    """The (caption, video) lookup behind exclude_same_video: the last key is a member, a pair above every key
+    is not (and is no error)."""
+    keys = np.array([10, 15, 2000], dtype=np.int64)  # pairs (5, v0), (7, v1), (1000, v0) with nb = 2 videos
+    a = np.array([1000, 5, 7, 1001, 1023, 6, 0])
+    b = np.array([0, 0, 1, 0, 1, 0, 0])
+    assert _pair_member(a, b, keys, 2).tolist() == [True, True, True, False, False, False, False]
+
+
+def test_exclude_same_video_holds_for_the_last_caption_and_for_columns_past_every_caption():
+    """Rejection draws (plentiful admissible candidates): the anchor's video's captions, among them the one with
+    the largest (caption, video) key, are never drawn, while columns above every caption are drawn as usual;
+    the admissible count leaves the video's captions out."""
+    n_cand, n = 1024, 2
+    mask = np.ones((1, n_cand), dtype=bool)  # every column admissible for the one positive row
+    table = _video_table([[5, 1000], [7]])  # video 0 holds captions 5 and 1000 (the largest key), video 1 holds 7
+    units = 3000  # 3000 x 10 draws: column 1000 would come up ~30 times if it were not excluded
+    neg, count = draw_negatives(mask, np.zeros(units, dtype=np.int64), n, np.random.default_rng(0),
+                                videos=np.zeros(units, dtype=np.int64), video_of_cand=table)
+    assert (count == n_cand - 2).all()
+    assert (neg >= 0).all() and (neg[:, 0] != neg[:, 1]).all()
+    drawn = np.bincount(neg.ravel(), minlength=n_cand)
+    assert drawn[5] == drawn[1000] == 0
+    assert drawn[7] > 0 and drawn[1001:].sum() > 0  # another video's caption, and columns past every key
+
+
+def test_exclude_same_video_with_a_video_of_one_caption():
+    """One positive whose video holds a single caption: that caption is out of its admissible set and never drawn
+    (exact path: few admissible, every one of them drawn)."""
+    mask = np.zeros((1, 40), dtype=bool)
+    mask[0, [3, 11, 17, 30]] = True
+    neg, count = draw_negatives(mask, np.zeros(1, dtype=np.int64), 10, np.random.default_rng(0),
+                                videos=np.zeros(1, dtype=np.int64), video_of_cand=_video_table([[17]]))
+    assert count.tolist() == [3]
+    assert sorted(neg[0][neg[0] >= 0].tolist()) == [3, 11, 30] and (neg[0, 3:] == -1).all()
+
+
+def test_ranges_concatenates_aranges_including_empty_and_single_ones():
+    """The caption columns of each unit's video (exclude_same_video): [start, start + len) per unit, in order."""
+    assert _ranges(np.array([4, 9, 2]), np.array([2, 0, 3])).tolist() == [4, 5, 2, 3, 4]
+    assert _ranges(np.array([7]), np.array([1])).tolist() == [7]
+    empty = _ranges(np.array([3, 8]), np.array([0, 0]))
+    assert empty.shape == (0,) and empty.dtype == np.int64
+    assert _ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).shape == (0,)
+
+
+# --- the sampled strategy ------------------------------------------------------------------------------------------
+def _sample(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, cfg: MiningConfig, group: int | None = None,
+            seed: int = 0) -> tuple[np.ndarray, dict]:
+    """sample_negatives on plain units (no banned caption, no video exclusion), the exact miner as its fallback."""
+    banned = np.full(len(u_pos), -1, dtype=np.int64)
+    u_vid = np.arange(len(u_pos), dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    exact = _ExactMiner(emb, n_cand, u_pos, banned, u_vid, None, cfg, rng)
+    return sample_negatives(emb, n_cand, u_pos, banned, u_vid, None, cfg, rng, exact, group=group)
+
+
+def test_sampled_draw_obeys_the_paraphrase_guard():
+    """max_sim (docs/fidelity.md switches) holds on the sampled path too: a candidate with cos >= max_sim is never a
+    negative, though it passes the τ rule (cos > 1 - τ)."""
+    rng = np.random.default_rng(3)
+    d = 16
+    anchor = np.eye(d)[0]
+    cands = [_near(anchor, 0.99 if i % 2 else 0.8, rng) for i in range(400)]  # odd: paraphrases (cos 0.99)
+    emb = np.stack(cands + [anchor]).astype(np.float32)  # the positive is row 400, not a candidate
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    cfg = MiningConfig(tau=0.5, n_negatives=5, max_sim=0.95)
+    u_pos = np.full(200, 400, dtype=np.int64)
+    neg, summary = _sample(emb, 400, u_pos, cfg)
+    assert summary["sample"]["fallback_positives"] == 0  # all took the sampled path
+    assert (neg >= 0).all()
+    assert (neg % 2 == 0).all()  # only the cos 0.8 candidates
+    assert all(len(set(r)) == 5 for r in neg)
+
+
+def _clustered(n_rows: int, d: int = 16, seed: int = 0) -> np.ndarray:
+    """Unit rows around one direction: every pair has cos > 0.5 (admissible at τ = 0.5)."""
+    rng = np.random.default_rng(seed)
+    emb = np.eye(d)[0] + 0.05 * rng.normal(size=(n_rows, d))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    assert (emb @ emb.T).min() > 0.5
+    return emb.astype(np.float32)
+
+
+def test_units_of_one_sentence_draw_disjoint_negatives_in_a_round():
+    """mining_sample: units of one sentence (the windows of a caption) with 2..KMAX units read disjoint parts of
+    one pool, so the negatives they take in a round never coincide; here every unit fills its n in round 1.
+
+    Candidates = KMAX pools of MIN_DRAWS exactly (round 1 draws max(2n, MIN_DRAWS) = MIN_DRAWS per unit), so a
+    sentence of KMAX units still fits one pool; 1-, 2- and 4-unit sentences (none of 3), groups of 2 rows: units
+    dealt one per row instead would read pools from different permutations, which overlap."""
+    n_cand = KMAX * MIN_DRAWS  # 192
+    emb = _clustered(n_cand)
+    sizes = [1] * 3 + [2] * 120 + [KMAX] * 40
+    u_pos = np.repeat(np.arange(len(sizes)), sizes)  # (U,) units of one sentence side by side
+    perm = np.random.default_rng(1).permutation(len(u_pos))  # the dealing must not rely on the input order
+    u_pos = u_pos[perm]
+    n = 20
+    neg, summary = _sample(emb, n_cand, u_pos, MiningConfig(tau=0.5, n_negatives=n), group=2)
+    assert summary["sample"]["rounds_used"] == 1 and summary["sample"]["fallback_positives"] == 0
+    assert (neg >= 0).all() and all(len(set(r)) == n for r in neg)
+    assert (neg != u_pos[:, None]).all()
+    for s in range(len(sizes)):
+        rows = neg[u_pos == s]
+        assert len(np.unique(rows)) == rows.size, f"sentence {s}: its units share a negative"
+
+
+def test_layouts_score_every_unit_once_and_keep_a_sentence_out_of_a_group_twice():
+    """The layouts of a round: every unit in exactly one slot (the scorer's threads and its `+=` counts rely on
+    it), padding negative, a row's units share one sentence, and no group holds two rows of one sentence (they
+    would read the same pool): sentences of 1..KMAX units, one of more than KMAX units, odd counts (padding)."""
+    sizes = [1] * 8 + [2] * 5 + [3] * 3 + [4] * 3 + [KMAX + 3]
+    u_pos = np.repeat(np.arange(len(sizes)), sizes)
+    us = np.arange(len(u_pos))  # in sentence order, as sample_negatives deals them
+    for group in (1, 2, 4, 128):
+        grids = _layouts(us, u_pos, group, MIN_DRAWS, 10_000)
+        slots = np.concatenate([g.ravel() for g in grids])
+        assert sorted(slots[slots >= 0].tolist()) == us.tolist(), f"group {group}"
+        assert (slots[slots < 0] < 0).all()
+        for grid in grids:  # (G, g, K)
+            assert grid.ndim == 3 and grid.shape[1] <= group
+            for grp in grid:  # (g, K) one group: rows sharing a pool
+                sents = []
+                for row in grp:
+                    real = row[row >= 0]
+                    if len(real):
+                        assert len(set(u_pos[real].tolist())) == 1  # a row is one sentence
+                        sents.append(int(u_pos[real[0]]))
+                assert len(sents) == len(set(sents)), f"group {group}: a sentence twice in one group"
+
+
+def test_layouts_deal_a_many_unit_sentence_one_unit_per_group():
+    """A sentence with more than KMAX units (a caption repeated across segments) alone in a round: each unit in a
+    group of its own, so no two of them read one pool."""
+    u_pos = np.zeros(KMAX + 2, dtype=np.int64)
+    grids = _layouts(np.arange(len(u_pos)), u_pos, 128, MIN_DRAWS, 10_000)
+    assert len(grids) == 1 and grids[0].shape == (KMAX + 2, 1, 1)
+    assert sorted(grids[0].ravel().tolist()) == list(range(KMAX + 2))
