@@ -8,7 +8,7 @@ import numpy as np
 
 from cezsar.config import MiningConfig
 from cezsar.mining import _ExactMiner
-from cezsar.mining_rules import _pair_member, _ranges, draw_negatives
+from cezsar.mining_rules import HIST_EDGES, _pair_member, _ranges, draw_negatives
 from cezsar.mining_sample import KMAX, MIN_DRAWS, _layouts, sample_negatives
 
 
@@ -168,3 +168,107 @@ def test_layouts_deal_a_many_unit_sentence_one_unit_per_group():
     grids = _layouts(np.arange(len(u_pos)), u_pos, 128, MIN_DRAWS, 10_000)
     assert len(grids) == 1 and grids[0].shape == (KMAX + 2, 1, 1)
     assert sorted(grids[0].ravel().tolist()) == list(range(KMAX + 2))
+
+
+def test_sampled_summary_counts_every_scored_pair_and_every_negative():
+    """The sampled strategy's summary (mining.mine docstring): every positive with plentiful admissible candidates
+    is served by its first pool (one round, no fallback); pairs_evaluated counts each positive x candidate pair
+    scored (round 1: MIN_DRAWS per positive); with every candidate admissible the admissible estimate is the number
+    of candidates; sim_hist bins each group's first positive against its pool, never a sentence against itself;
+    neg_sim_hist bins every drawn negative at its cosine. 131 positives in groups of 128: padded slots."""
+    n_cand, n_pos = 200, 131
+    emb = _clustered(n_cand + n_pos, seed=4)  # rows >= n_cand: positives that are not candidates
+    u_pos = np.arange(n_cand, n_cand + n_pos)
+    neg, summary = _sample(emb, n_cand, u_pos, MiningConfig(tau=0.5, n_negatives=5))
+    assert summary["sample"]["rounds_used"] == 1 and summary["sample"]["fallback_positives"] == 0
+    assert summary["sample"]["pairs_evaluated"] == n_pos * MIN_DRAWS
+    assert summary["sample"]["pairs_per_positive"] == MIN_DRAWS
+    assert summary["admissible_estimate"]["mean"] == summary["admissible_estimate"]["median"] == n_cand
+    assert (neg >= 0).all()
+    cos = np.einsum("ud,und->un", emb[u_pos], emb[neg])  # (U, n) cosines of the drawn negatives
+    expect = np.histogram(cos, bins=HIST_EDGES)[0]
+    assert summary["neg_sim_hist"]["counts"] == expect.tolist()
+    assert summary["sim_hist"]["edges"] == HIST_EDGES.tolist()
+    # groups of up to 128: 2 groups, so 2 first rows x MIN_DRAWS pairs, every cosine above 0.5
+    hist = np.array(summary["sim_hist"]["counts"])
+    assert hist.sum() == 2 * MIN_DRAWS and hist[HIST_EDGES[:-1] < 0.5].sum() == 0
+
+
+def test_sampled_pair_histogram_leaves_out_a_sentence_against_itself():
+    """sim_hist of the sampled strategy, as the exact strategy's: a positive that is itself a candidate is not
+    paired with itself (cos 1), and every group's first positive counts its whole pool otherwise; here every unit
+    of the one sentence is a group of its own (units of one sentence never share a pool)."""
+    rng = np.random.default_rng(5)
+    d, n_cand, units = 16, 200, 10
+    anchor = np.eye(d)[0]
+    emb = np.stack([anchor] + [_near(anchor, 0.35 if i % 2 else 0.75, rng) for i in range(1, n_cand)])
+    emb = emb.astype(np.float32)
+    neg, summary = _sample(emb, n_cand, np.zeros(units, dtype=np.int64), MiningConfig(tau=0.8, n_negatives=5))
+    assert summary["sample"]["rounds_used"] == 1
+    hist = np.array(summary["sim_hist"]["counts"])  # bins of 0.1 from -1: 0.35 -> 13, 0.75 -> 17, 1.0 -> 19
+    assert hist[19] == 0 and hist.sum() == hist[13] + hist[17]
+    # 10 pools of MIN_DRAWS from permutations of 200: the anchor is in at most one pool of each of 3 permutations
+    assert units * MIN_DRAWS - 3 <= hist.sum() <= units * MIN_DRAWS
+    assert (neg >= 0).all() and (neg != 0).all()
+
+
+def test_sampled_admissible_estimate_is_the_share_over_all_rounds():
+    """admissible_estimate (mining_sample): the admissible share of a positive's draws over all its rounds times
+    the candidates. Every positive admits 500 of 2,000 candidates and needs n = 20, so most need a second round;
+    mean (round 1) and median (all rounds) both estimate 500."""
+    rng = np.random.default_rng(6)
+    d, n_cand, n_pos = 16, 2000, 120
+    anchor = np.eye(d)[0]
+    cands = [_near(anchor, 0.8 if i < 500 else 0.0, rng) for i in range(n_cand)]
+    pos = [_near(anchor, 0.9999, rng) for _ in range(n_pos)]  # distinct sentences, all with the same 500
+    emb = np.stack(cands + pos).astype(np.float32)
+    u_pos = np.arange(n_cand, n_cand + n_pos)
+    neg, summary = _sample(emb, n_cand, u_pos, MiningConfig(tau=0.5, n_negatives=20))
+    assert summary["sample"]["rounds_used"] >= 2 and summary["sample"]["fallback_positives"] == 0
+    assert (neg >= 0).all() and (neg < 500).all() and all(len(set(r)) == 20 for r in neg)
+    est = summary["admissible_estimate"]
+    assert abs(est["mean"] - 500) < 0.15 * 500 and abs(est["median"] - 500) < 0.15 * 500
+
+
+def test_sampled_positive_never_takes_itself_as_its_negative():
+    """Not the same sentence (paper §3.4 τ rule, docs/fidelity.md): a positive that is a candidate, with no other
+    admissible candidate, never draws itself though its cosine 1 passes the rule; it ends with no negative. It is
+    unit 0, the pools hold every candidate, and n = 1 (one wrong hit would complete it on the sampled path)."""
+    rng = np.random.default_rng(7)
+    d = 16
+    e0, e1 = np.eye(d)[0], np.eye(d)[1]
+    others = [_near(e0, 0.9, rng) for _ in range(MIN_DRAWS - 1)]  # candidates 1..47: admissible to each other
+    emb = np.stack([e1] + others).astype(np.float32)  # candidate 0 = unit 0's sentence, cos ~0 to all others
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    u_pos = np.arange(MIN_DRAWS)
+    neg, summary = _sample(emb, MIN_DRAWS, u_pos, MiningConfig(tau=0.5, n_negatives=1))
+    assert summary["sample"]["fallback_positives"] == 1  # unit 0: no admissible candidate, the exact path says so
+    assert (neg[0] == -1).all()
+    assert (neg[1:] >= 0).all() and (neg != u_pos[:, None]).all()
+
+
+def test_sampled_negatives_stay_distinct_across_rounds():
+    """No duplicates (paper §3.4 footnote 8: n distinct negatives): a positive holding one negative after a round
+    never takes it again from a later pool. 20 positives admit exactly two candidates each (their own pair);
+    200 more admit every candidate and keep the corpus-wide hit rate high, so a sparse positive holding one after
+    round 1 stays on the sampled path for round 2 (not dearer than a full row), where its pool often repeats it."""
+    d, n_x, n_common, n_dense = 24, 20, 80, 200
+    e = np.eye(d)
+    n_cand = 2 * n_x + n_common  # candidates: the pairs (2i, 2i + 1 for X_i), then the common ones
+    u_pos = np.arange(n_cand, n_cand + n_x + n_dense)  # X_0..X_19, then the dense positives
+    repeats = 0
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        pairs = [_near((e[0] + e[1 + i]) / np.sqrt(2), 0.98, rng) for i in range(n_x) for _ in range(2)]
+        common = [_near(e[0], 0.98, rng) for _ in range(n_common + n_dense)]  # candidates, then dense positives
+        xs = [e[1 + i] for i in range(n_x)]  # X_i: cos ~0.7 with its own pair, ~0 with everything else
+        emb = np.stack(pairs + common[:n_common] + xs + common[n_common:]).astype(np.float32)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        neg, summary = _sample(emb, n_cand, u_pos, MiningConfig(tau=0.5, n_negatives=2), seed=seed)
+        assert summary["sample"]["rounds_used"] >= 2
+        for i in range(n_x):
+            got = neg[i][neg[i] >= 0]
+            assert set(got.tolist()) <= {2 * i, 2 * i + 1}
+            repeats += len(got) - len(set(got.tolist()))
+        assert (neg[n_x:] >= 0).all() and all(r[0] != r[1] for r in neg[n_x:])
+    assert repeats == 0
