@@ -192,6 +192,10 @@ def test_sampled_summary_counts_every_scored_pair_and_every_negative():
     # groups of up to 128: 2 groups, so 2 first rows x MIN_DRAWS pairs, every cosine above 0.5
     hist = np.array(summary["sim_hist"]["counts"])
     assert hist.sum() == 2 * MIN_DRAWS and hist[HIST_EDGES[:-1] < 0.5].sum() == 0
+    # a lone positive too: served by its first pool, not sent to the exact path
+    neg, summary = _sample(emb, n_cand, u_pos[:1], MiningConfig(tau=0.5, n_negatives=5))
+    assert summary["sample"]["rounds_used"] == 1 and summary["sample"]["fallback_positives"] == 0
+    assert summary["sample"]["pairs_evaluated"] == MIN_DRAWS and (neg >= 0).all()
 
 
 def test_sampled_pair_histogram_leaves_out_a_sentence_against_itself():
