@@ -232,6 +232,8 @@ def test_sampled_admissible_estimate_is_the_share_over_all_rounds():
     assert (neg >= 0).all() and (neg < 500).all() and all(len(set(r)) == 20 for r in neg)
     est = summary["admissible_estimate"]
     assert abs(est["mean"] - 500) < 0.15 * 500 and abs(est["median"] - 500) < 0.15 * 500
+    # sim_hist is round 1's sample, kept over the later rounds: one group (120 <= 128), its first row x its pool
+    assert sum(summary["sim_hist"]["counts"]) == MIN_DRAWS
 
 
 def test_sampled_positive_never_takes_itself_as_its_negative():
