@@ -278,3 +278,69 @@ def test_sampled_negatives_stay_distinct_across_rounds():
             repeats += len(got) - len(set(got.tolist()))
         assert (neg[n_x:] >= 0).all() and all(r[0] != r[1] for r in neg[n_x:])
     assert repeats == 0
+
+
+# --- the exact strategy --------------------------------------------------------------------------------------------
+def _off_edges(cos: np.ndarray) -> None:
+    """Precondition of a histogram comparison: no cosine within float32 rounding of a bin edge."""
+    assert np.abs(cos[..., None] - HIST_EDGES).min() > 1e-5
+
+
+def test_exact_miner_counts_draws_and_histograms_against_brute_force():
+    """The exact strategy (mining._ExactMiner) over blocks of positive sentences: per unit its exact admissible count
+    (τ rule, not itself, not its banned caption), n distinct admissible negatives (all of them when fewer), the
+    pair histogram of every distinct positive sentence against every candidate but itself, and the histogram of
+    the drawn negatives' cosines. Units given out of order, sentences repeated, blocks of 3 sentences."""
+    rng = np.random.default_rng(8)
+    n_cand, n_sent, d, n = 120, 130, 8, 6
+    emb = rng.normal(size=(n_sent, d)) + 1.2 * np.eye(d)[0]
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    cos = emb.astype(np.float64) @ emb[:n_cand].T.astype(np.float64)  # (S, C)
+    u_pos = np.array([3, 3, 3, 17, 40, 40, 125, 126, 126, 5, 77, 99, 0, 0, 64, 128], dtype=np.int64)
+    banned = np.full(len(u_pos), -1, dtype=np.int64)
+    banned[[6, 7, 15]] = [4, 9, 11]  # object positives (rows >= n_cand) never take their segment's caption
+    u_vid = np.arange(len(u_pos), dtype=np.int64)
+    cfg = MiningConfig(tau=0.4, n_negatives=n, block=3)
+    units = np.array([9, 2, 15, 0, 11, 7, 4, 13, 1, 6, 12, 3, 8, 14, 5])  # unit 10 left out
+    miner = _ExactMiner(emb, n_cand, u_pos, banned, u_vid, None, cfg, np.random.default_rng(0))
+    neg, count, hist, neg_hist = miner(units)
+
+    sents = np.unique(u_pos[units])
+    pair_cos = np.concatenate([np.delete(cos[s], s) if s < n_cand else cos[s] for s in sents])
+    _off_edges(pair_cos)
+    assert hist.tolist() == np.histogram(pair_cos, bins=HIST_EDGES)[0].tolist()
+    drawn = []
+    for i, u in enumerate(units):
+        s = u_pos[u]
+        ok = cos[s] > 1 - cfg.tau
+        if s < n_cand:
+            ok[s] = False
+        if banned[u] >= 0:
+            ok[banned[u]] = False
+        assert count[i] == ok.sum(), f"unit {u}"
+        got = neg[i][neg[i] >= 0]
+        assert len(got) == min(n, ok.sum()) and len(set(got.tolist())) == len(got) and ok[got].all()
+        assert (neg[i][len(got):] == -1).all()
+        drawn.append(cos[s, got])
+    assert 0 < count.min() < n < count.max()  # short and plentiful positives both
+    drawn = np.concatenate(drawn)
+    _off_edges(drawn)
+    assert neg_hist.tolist() == np.histogram(drawn, bins=HIST_EDGES)[0].tolist()
+
+
+def test_exact_miner_samples_the_pair_histogram_over_many_candidates():
+    """Beyond 2,047 candidates the exact strategy's pair histogram takes every (C // 1024)-th candidate (a sample;
+    mining._ExactMiner.stride): 2,100 candidates, stride 2, the positive itself (an even column) left out."""
+    rng = np.random.default_rng(9)
+    n_cand, d = 2100, 8
+    emb = rng.normal(size=(n_cand, d))
+    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    u_pos = np.array([10, 11], dtype=np.int64)  # one even (in the sample), one odd (not)
+    cfg = MiningConfig(tau=0.9, n_negatives=3, block=4096)
+    miner = _ExactMiner(emb, n_cand, u_pos, np.full(2, -1), np.arange(2), None, cfg, np.random.default_rng(0))
+    assert miner.stride == 2
+    _, _, hist, _ = miner(np.arange(2))
+    cos = emb[[10, 11]].astype(np.float64) @ emb[::2].T.astype(np.float64)  # (2, 1050)
+    sample = np.r_[np.delete(cos[0], 5), cos[1]]  # column 5 of the sample is candidate 10 itself
+    _off_edges(sample)
+    assert hist.tolist() == np.histogram(sample, bins=HIST_EDGES)[0].tolist()
