@@ -196,6 +196,10 @@ def test_sampled_summary_counts_every_scored_pair_and_every_negative():
     neg, summary = _sample(emb, n_cand, u_pos[:1], MiningConfig(tau=0.5, n_negatives=5))
     assert summary["sample"]["rounds_used"] == 1 and summary["sample"]["fallback_positives"] == 0
     assert summary["sample"]["pairs_evaluated"] == MIN_DRAWS and (neg >= 0).all()
+    # one candidate: every pool is that candidate, and the estimate is exactly 1
+    neg, summary = _sample(emb, 1, u_pos[:3], MiningConfig(tau=0.5, n_negatives=1))
+    assert neg.ravel().tolist() == [0, 0, 0] and summary["sample"]["pairs_evaluated"] == 3
+    assert summary["admissible_estimate"]["mean"] == summary["admissible_estimate"]["median"] == 1
 
 
 def test_sampled_pair_histogram_leaves_out_a_sentence_against_itself():
