@@ -255,6 +255,11 @@ def test_sampled_positive_never_takes_itself_as_its_negative():
     assert summary["sample"]["fallback_positives"] == 1  # unit 0: no admissible candidate, the exact path says so
     assert (neg[0] == -1).all()
     assert (neg[1:] >= 0).all() and (neg != u_pos[:, None]).all()
+    # the summary: unit 0 short with none (exact count 0); the others admit the 46 others of 1..47, all scored
+    assert summary["positives_short"] == summary["positives_none"] == 1
+    assert summary["admissible_fallback"] == {"mean": 0.0, "median": 0.0, "min": 0, "max": 0}
+    assert summary["admissible_estimate"]["mean"] == round(47 * 46 / 48, 1)
+    assert summary["admissible_estimate"]["median"] == 46
 
 
 def test_sampled_negatives_stay_distinct_across_rounds():
@@ -266,7 +271,7 @@ def test_sampled_negatives_stay_distinct_across_rounds():
     e = np.eye(d)
     n_cand = 2 * n_x + n_common  # candidates: the pairs (2i, 2i + 1 for X_i), then the common ones
     u_pos = np.arange(n_cand, n_cand + n_x + n_dense)  # X_0..X_19, then the dense positives
-    repeats = 0
+    repeats = fell_back = 0
     for seed in range(3):
         rng = np.random.default_rng(seed)
         pairs = [_near((e[0] + e[1 + i]) / np.sqrt(2), 0.98, rng) for i in range(n_x) for _ in range(2)]
@@ -281,7 +286,13 @@ def test_sampled_negatives_stay_distinct_across_rounds():
             assert set(got.tolist()) <= {2 * i, 2 * i + 1}
             repeats += len(got) - len(set(got.tolist()))
         assert (neg[n_x:] >= 0).all() and all(r[0] != r[1] for r in neg[n_x:])
-    assert repeats == 0
+        # neg_sim_hist: every drawn negative once, sampled or from the exact fallback
+        got = neg >= 0
+        cos = np.einsum("ud,und->un", emb[u_pos], emb[np.maximum(neg, 0)])[got]
+        _off_edges(cos)
+        assert summary["neg_sim_hist"]["counts"] == np.histogram(cos, bins=HIST_EDGES)[0].tolist()
+        fell_back += summary["sample"]["fallback_positives"]
+    assert repeats == 0 and fell_back > 0
 
 
 # --- the exact strategy --------------------------------------------------------------------------------------------
