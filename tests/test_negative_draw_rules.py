@@ -9,7 +9,7 @@ import numpy as np
 from cezsar.config import MiningConfig
 from cezsar.mining import _ExactMiner
 from cezsar.mining_rules import HIST_EDGES, _pair_member, _ranges, draw_negatives
-from cezsar.mining_sample import KMAX, MIN_DRAWS, _layouts, sample_negatives
+from cezsar.mining_sample import GROUP, KMAX, MIN_DRAWS, _layouts, sample_negatives
 
 
 def _near(anchor: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
@@ -181,6 +181,7 @@ def test_sampled_summary_counts_every_scored_pair_and_every_negative():
     u_pos = np.arange(n_cand, n_cand + n_pos)
     neg, summary = _sample(emb, n_cand, u_pos, MiningConfig(tau=0.5, n_negatives=5))
     assert summary["sample"]["rounds_used"] == 1 and summary["sample"]["fallback_positives"] == 0
+    assert summary["sample"]["group"] == GROUP and summary["positives_short"] == summary["positives_none"] == 0
     assert summary["sample"]["pairs_evaluated"] == n_pos * MIN_DRAWS
     assert summary["sample"]["pairs_per_positive"] == MIN_DRAWS
     assert summary["admissible_estimate"]["mean"] == summary["admissible_estimate"]["median"] == n_cand
@@ -223,7 +224,7 @@ def test_sampled_pair_histogram_leaves_out_a_sentence_against_itself():
 def test_sampled_admissible_estimate_is_the_share_over_all_rounds():
     """admissible_estimate (mining_sample): the admissible share of a positive's draws over all its rounds times
     the candidates. Every positive admits 500 of 2,000 candidates and needs n = 20, so most need a second round;
-    mean (round 1) and median (all rounds) both estimate 500."""
+    mean (round 1) and median (all rounds) both estimate 500; pairs_per_positive is the mean of its pairs."""
     rng = np.random.default_rng(6)
     d, n_cand, n_pos = 16, 2000, 120
     anchor = np.eye(d)[0]
@@ -231,13 +232,16 @@ def test_sampled_admissible_estimate_is_the_share_over_all_rounds():
     pos = [_near(anchor, 0.9999, rng) for _ in range(n_pos)]  # distinct sentences, all with the same 500
     emb = np.stack(cands + pos).astype(np.float32)
     u_pos = np.arange(n_cand, n_cand + n_pos)
-    neg, summary = _sample(emb, n_cand, u_pos, MiningConfig(tau=0.5, n_negatives=20))
+    neg, summary = _sample(emb, n_cand, u_pos, MiningConfig(tau=0.5, n_negatives=20), group=8)  # 15 pools a round
     assert summary["sample"]["rounds_used"] >= 2 and summary["sample"]["fallback_positives"] == 0
     assert (neg >= 0).all() and (neg < 500).all() and all(len(set(r)) == 20 for r in neg)
+    pairs = summary["sample"]["pairs_evaluated"]  # positives scored different numbers of pairs: a fractional mean
+    assert pairs % n_pos and summary["sample"]["pairs_per_positive"] == round(pairs / n_pos, 1)
+    assert round(pairs / n_pos, 1) != round(pairs / n_pos, 2)
     est = summary["admissible_estimate"]
     assert abs(est["mean"] - 500) < 0.15 * 500 and abs(est["median"] - 500) < 0.15 * 500
-    # sim_hist is round 1's sample, kept over the later rounds: one group (120 <= 128), its first row x its pool
-    assert sum(summary["sim_hist"]["counts"]) == MIN_DRAWS
+    # sim_hist is round 1's sample, kept over the later rounds: 15 groups, each one's first row x its pool
+    assert sum(summary["sim_hist"]["counts"]) == 15 * MIN_DRAWS
 
 
 def test_sampled_positive_never_takes_itself_as_its_negative():
