@@ -5,6 +5,7 @@ once a round, the units of one sentence on disjoint candidates). Small inputs, f
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from cezsar.config import MiningConfig
 from cezsar.mining import _ExactMiner
@@ -301,25 +302,30 @@ def test_sampled_negatives_stay_distinct_across_rounds():
 
 # --- the exact strategy --------------------------------------------------------------------------------------------
 def _off_edges(cos: np.ndarray) -> None:
-    """Precondition of a histogram comparison: no cosine within float32 rounding of a bin edge."""
-    assert np.abs(cos[..., None] - HIST_EDGES).min() > 1e-5
+    """Precondition of a histogram comparison: no cosine within float32 rounding of an inner bin edge, none outside
+    [-1, 1] (a cosine of exactly 1 falls in the last bin either way)."""
+    assert np.abs(cos[..., None] - HIST_EDGES[1:-1]).min() > 1e-5 and (np.abs(cos) <= 1.0).all()
 
 
-def test_exact_miner_counts_draws_and_histograms_against_brute_force():
+@pytest.mark.parametrize("max_sim", [None, 0.9])
+def test_exact_miner_counts_draws_and_histograms_against_brute_force(max_sim):
     """The exact strategy (mining._ExactMiner) over blocks of positive sentences: per unit its exact admissible count
-    (τ rule, not itself, not its banned caption), n distinct admissible negatives (all of them when fewer), the
-    pair histogram of every distinct positive sentence against every candidate but itself, and the histogram of
-    the drawn negatives' cosines. Units given out of order, sentences repeated, blocks of 3 sentences."""
+    (τ rule, not itself, not its banned caption, below max_sim when set), n distinct admissible negatives (all of
+    them when fewer), the pair histogram of every distinct positive sentence against every candidate but itself
+    (near-opposite pairs in the first bin included), and the histogram of the drawn negatives' cosines. Units given
+    out of order, sentences repeated, blocks of 3 sentences (the last holds one unit)."""
     rng = np.random.default_rng(8)
     n_cand, n_sent, d, n = 120, 130, 8, 6
     emb = rng.normal(size=(n_sent, d)) + 1.2 * np.eye(d)[0]
-    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[100:103] = [_near(-emb[3], 0.97, rng) for _ in range(3)]  # cos ~ -0.97 with sentence 3: the first bin
+    emb = emb.astype(np.float32)
     cos = emb.astype(np.float64) @ emb[:n_cand].T.astype(np.float64)  # (S, C)
     u_pos = np.array([3, 3, 3, 17, 40, 40, 125, 126, 126, 5, 77, 99, 0, 0, 64, 128], dtype=np.int64)
     banned = np.full(len(u_pos), -1, dtype=np.int64)
     banned[[6, 7, 15]] = [4, 9, 11]  # object positives (rows >= n_cand) never take their segment's caption
     u_vid = np.arange(len(u_pos), dtype=np.int64)
-    cfg = MiningConfig(tau=0.4, n_negatives=n, block=3)
+    cfg = MiningConfig(tau=0.4, n_negatives=n, block=3, max_sim=max_sim)
     units = np.array([9, 2, 15, 0, 11, 7, 4, 13, 1, 6, 12, 3, 8, 14, 5])  # unit 10 left out
     miner = _ExactMiner(emb, n_cand, u_pos, banned, u_vid, None, cfg, np.random.default_rng(0))
     neg, count, hist, neg_hist = miner(units)
@@ -332,6 +338,8 @@ def test_exact_miner_counts_draws_and_histograms_against_brute_force():
     for i, u in enumerate(units):
         s = u_pos[u]
         ok = cos[s] > 1 - cfg.tau
+        if max_sim is not None:
+            ok &= cos[s] < max_sim
         if s < n_cand:
             ok[s] = False
         if banned[u] >= 0:
@@ -342,6 +350,7 @@ def test_exact_miner_counts_draws_and_histograms_against_brute_force():
         assert (neg[i][len(got):] == -1).all()
         drawn.append(cos[s, got])
     assert 0 < count.min() < n < count.max()  # short and plentiful positives both
+    assert (pair_cos < -0.9).sum() == 3 and (pair_cos >= 0.9).sum() > 0  # first bin; above the paraphrase guard
     drawn = np.concatenate(drawn)
     _off_edges(drawn)
     assert neg_hist.tolist() == np.histogram(drawn, bins=HIST_EDGES)[0].tolist()
@@ -349,11 +358,15 @@ def test_exact_miner_counts_draws_and_histograms_against_brute_force():
 
 def test_exact_miner_samples_the_pair_histogram_over_many_candidates():
     """Beyond 2,047 candidates the exact strategy's pair histogram takes every (C // 1024)-th candidate (a sample;
-    mining._ExactMiner.stride): 2,100 candidates, stride 2, the positive itself (an even column) left out."""
+    mining._ExactMiner.stride): 2,100 candidates, stride 2, the positive itself (an even column) left out; a
+    duplicate of it (cos exactly 1) in the last bin, near-opposite and near-equal candidates in the end bins."""
     rng = np.random.default_rng(9)
     n_cand, d = 2100, 8
     emb = rng.normal(size=(n_cand, d))
-    emb = (emb / np.linalg.norm(emb, axis=1, keepdims=True)).astype(np.float32)
+    emb = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    emb[10] = emb[12] = np.eye(d)[0]  # another sentence with the same embedding: cos exactly 1 in float32
+    emb[14], emb[16] = _near(-emb[10], 0.97, rng), _near(emb[10], 0.95, rng)  # cos ~ -0.97 and ~ 0.95
+    emb = emb.astype(np.float32)
     u_pos = np.array([10, 11], dtype=np.int64)  # one even (in the sample), one odd (not)
     cfg = MiningConfig(tau=0.9, n_negatives=3, block=4096)
     miner = _ExactMiner(emb, n_cand, u_pos, np.full(2, -1), np.arange(2), None, cfg, np.random.default_rng(0))
