@@ -68,6 +68,21 @@ def test_exclude_same_video_with_a_video_of_one_caption():
     assert sorted(neg[0][neg[0] >= 0].tolist()) == [3, 11, 30] and (neg[0, 3:] == -1).all()
 
 
+def test_banned_caption_zero_and_a_video_without_captions():
+    """A negative is never the caption of its own segment (mining.mine's `banned`), caption 0 included, and is
+    left out of the admissible count; a unit whose video holds no caption (the last one here) loses nothing."""
+    mask = np.ones((1, 40), dtype=bool)
+    banned = np.array([0, 0, 7, -1])
+    videos = np.array([0, 1, 0, 1])
+    neg, count = draw_negatives(mask, np.zeros(4, dtype=np.int64), 40, np.random.default_rng(0), banned=banned,
+                                videos=videos, video_of_cand=_video_table([[3, 7], []]))
+    assert count.tolist() == [37, 39, 38, 40]  # video 0 takes out 3 and 7; the banned caption 0 unless in it
+    for row, b, v in zip(neg, banned, videos):
+        got = row[row >= 0].tolist()
+        out = ({3, 7} if v == 0 else set()) | ({int(b)} if b >= 0 else set())
+        assert sorted(got) == sorted(set(range(40)) - out)
+
+
 def test_ranges_concatenates_aranges_including_empty_and_single_ones():
     """The caption columns of each unit's video (exclude_same_video): [start, start + len) per unit, in order."""
     assert _ranges(np.array([4, 9, 2]), np.array([2, 0, 3])).tolist() == [4, 5, 2, 3, 4]
