@@ -47,7 +47,7 @@ def test_exclude_same_video_holds_for_the_last_caption_and_for_columns_past_ever
     n_cand, n = 1024, 2
     mask = np.ones((1, n_cand), dtype=bool)  # every column admissible for the one positive row
     table = _video_table([[5, 1000], [7]])  # video 0 holds captions 5 and 1000 (the largest key), video 1 holds 7
-    units = 3000  # 3000 x 10 draws: column 1000 would come up ~30 times if it were not excluded
+    units = 10_000  # 10,000 x 10 draws: column 1000 would come up ~100 times if it were not excluded
     neg, count = draw_negatives(mask, np.zeros(units, dtype=np.int64), n, np.random.default_rng(0),
                                 videos=np.zeros(units, dtype=np.int64), video_of_cand=table)
     assert (count == n_cand - 2).all()
@@ -55,6 +55,7 @@ def test_exclude_same_video_holds_for_the_last_caption_and_for_columns_past_ever
     drawn = np.bincount(neg.ravel(), minlength=n_cand)
     assert drawn[5] == drawn[1000] == 0
     assert drawn[7] > 0 and drawn[1001:].sum() > 0  # another video's caption, and columns past every key
+    assert drawn[0] > 0  # column 0 like any other: ~20 expected
 
 
 def test_exclude_same_video_with_a_video_of_one_caption():
@@ -71,16 +72,29 @@ def test_exclude_same_video_with_a_video_of_one_caption():
 def test_banned_caption_zero_and_a_video_without_captions():
     """A negative is never the caption of its own segment (mining.mine's `banned`), caption 0 included, and is
     left out of the admissible count; a unit whose video holds no caption (the last one here) loses nothing."""
-    mask = np.ones((1, 40), dtype=bool)
-    banned = np.array([0, 0, 7, -1])
-    videos = np.array([0, 1, 0, 1])
-    neg, count = draw_negatives(mask, np.zeros(4, dtype=np.int64), 40, np.random.default_rng(0), banned=banned,
+    mask = np.ones((2, 40), dtype=bool)
+    mask[1, 9] = False  # row 1: caption 9 not admissible anyway
+    banned = np.array([0, 0, 7, -1, 9])
+    videos = np.array([0, 1, 0, 1, 1])
+    neg, count = draw_negatives(mask, np.array([0, 0, 0, 0, 1]), 40, np.random.default_rng(0), banned=banned,
                                 videos=videos, video_of_cand=_video_table([[3, 7], []]))
-    assert count.tolist() == [37, 39, 38, 40]  # video 0 takes out 3 and 7; the banned caption 0 unless in it
-    for row, b, v in zip(neg, banned, videos):
+    # video 0 takes out 3 and 7; the banned caption once, and only when it was admissible
+    assert count.tolist() == [37, 39, 38, 40, 39]
+    for row, b, v, r in zip(neg, banned, videos, [0, 0, 0, 0, 1]):
         got = row[row >= 0].tolist()
         out = ({3, 7} if v == 0 else set()) | ({int(b)} if b >= 0 else set())
-        assert sorted(got) == sorted(set(range(40)) - out)
+        assert sorted(got) == sorted(set(np.flatnonzero(mask[r]).tolist()) - out)
+
+
+def test_rejection_draws_never_take_the_banned_caption():
+    """The rejection path (plentiful admissible candidates) with n = 1: one draw completes a unit, and it is never
+    its segment's caption, while column 0 is drawn like any other (uniform over the admissible columns)."""
+    mask = np.ones((1, 1024), dtype=bool)
+    units = 6000
+    neg, count = draw_negatives(mask, np.zeros(units, dtype=np.int64), 1, np.random.default_rng(2),
+                                banned=np.full(units, 5))
+    assert (count == 1023).all() and (neg >= 0).all() and (neg != 5).all()
+    assert np.bincount(neg.ravel(), minlength=1024)[0] > 0  # ~6 expected
 
 
 def test_ranges_concatenates_aranges_including_empty_and_single_ones():
