@@ -9,7 +9,7 @@ import pytest
 
 from cezsar.config import MiningConfig
 from cezsar.mining import _ExactMiner
-from cezsar.mining_rules import HIST_EDGES, _pair_member, _ranges, draw_negatives
+from cezsar.mining_rules import HIST_EDGES, _pair_member, _rank_in_group, _ranges, draw_negatives
 from cezsar.mining_sample import GROUP, KMAX, MIN_DRAWS, _layouts, sample_negatives
 
 
@@ -98,12 +98,15 @@ def test_rejection_draws_never_take_the_banned_caption():
 
 
 def test_ranges_concatenates_aranges_including_empty_and_single_ones():
-    """The caption columns of each unit's video (exclude_same_video): [start, start + len) per unit, in order."""
+    """The caption columns of each unit's video (exclude_same_video): [start, start + len) per unit, in order; and
+    the rank of each draw within its unit's run (empty input included)."""
     assert _ranges(np.array([4, 9, 2]), np.array([2, 0, 3])).tolist() == [4, 5, 2, 3, 4]
     assert _ranges(np.array([7]), np.array([1])).tolist() == [7]
     empty = _ranges(np.array([3, 8]), np.array([0, 0]))
     assert empty.shape == (0,) and empty.dtype == np.int64
     assert _ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).shape == (0,)
+    assert _rank_in_group(np.array([4, 4, 1, 7, 7, 7])).tolist() == [0, 1, 0, 0, 1, 2]  # draw rank per unit
+    assert _rank_in_group(np.zeros(0, dtype=np.int64)).shape == (0,)
 
 
 # --- the sampled strategy ------------------------------------------------------------------------------------------
@@ -215,6 +218,7 @@ def test_sampled_summary_counts_every_scored_pair_and_every_negative():
     assert summary["sample"]["pairs_evaluated"] == n_pos * MIN_DRAWS
     assert summary["sample"]["pairs_per_positive"] == MIN_DRAWS
     assert summary["admissible_estimate"]["mean"] == summary["admissible_estimate"]["median"] == n_cand
+    assert summary["admissible_estimate"]["note"]  # says what the two estimates are
     assert (neg >= 0).all()
     cos = np.einsum("ud,und->un", emb[u_pos], emb[neg])  # (U, n) cosines of the drawn negatives
     expect = np.histogram(cos, bins=HIST_EDGES)[0]
