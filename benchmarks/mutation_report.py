@@ -5,8 +5,10 @@
     python benchmarks/mutation_report.py [--survivors]       Markdown table per function, score, survivors
 
 A target line is a mutant-name glob, or `GLOB ~ REGEX`: the mutants of GLOB whose changed (original) source line
-matches REGEX. The score is killed / (killed + survived + no tests + timeout + suspicious); "not checked" mutants
-are counted apart. Run from the repository root after mutmut has generated mutants/."""
+matches REGEX. The score is detected / (run - equivalent): run = killed + survived + no tests + timeout +
+suspicious, detected = killed + timeout (a timeout is a caught mutant, see DETECTED), equivalent = the survivors
+a line of benchmarks/mutation_equivalent.txt explains; "not checked" mutants are counted apart. Run from the
+repository root after mutmut has generated mutants/."""
 from __future__ import annotations
 
 import fnmatch
@@ -22,6 +24,13 @@ from mutmut.stats import status_by_exit_code
 from mutmut.utils.file_utils import walk_mutatable_files
 
 CACHE = Path("mutants/changed_lines.json")  # mutant -> [original line, mutated line]; mutants/ is scratch
+# Verdicts that count as detected. A timeout is a mutant that made the tests hang (an endless loop: a pool loop that
+# never advances, a range that never ends): the fast tier would never finish on such a change, so it cannot slip
+# through unnoticed. Mutation tools count it as caught: mutmut's own score (its `badge` command) is (killed +
+# timeout) / tested, and Stryker's documented metrics count a timeout as "detected". Timeouts are therefore neither
+# survivors to explain nor mutants to run again after new tests (each rerun would cost the whole timeout).
+DETECTED = ("killed", "timeout")
+UNDETECTED = ("survived", "no tests", "suspicious")
 
 
 def _targets(path: Path = Path("benchmarks/mutation_targets.txt")) -> list[tuple[str, re.Pattern | None]]:
@@ -71,7 +80,7 @@ def selected() -> list[tuple[str, Path, int | None]]:
 def main() -> None:
     mutants = selected()
     if "--expand" in sys.argv:
-        redo = {"survived", "no tests", "timeout", "suspicious"} if "--survivors" in sys.argv else set()
+        redo = set(UNDETECTED) if "--survivors" in sys.argv else set()
         print("\n".join(n for n, _, code in mutants
                         if code is None or "--all" in sys.argv or status_by_exit_code[code] in redo))
         return
@@ -81,7 +90,7 @@ def main() -> None:
     for name, path, code in mutants:
         status = status_by_exit_code[code]
         by_func[re.sub(r"__mutmut_\d+$", "", name)][status] += 1
-        if status in ("survived", "no tests", "timeout", "suspicious"):
+        if status in UNDETECTED:
             survivors.append((name, status, *_changed(name, path, cache)))
     cols = ["killed", "survived", "no tests", "timeout", "suspicious", "not checked"]
     total: Counter = Counter()
@@ -91,16 +100,17 @@ def main() -> None:
         print(f"| `{func}` | " + " | ".join(str(by_func[func][k]) for k in cols) + " |")
     print("| **all** | " + " | ".join(f"**{total[k]}**" for k in cols) + " |")
     run = sum(total[k] for k in cols[:-1])
-    print(f"\nmutants {len(mutants)}: run {run}, killed {total['killed']}"
-          f" ({100 * total['killed'] / max(run, 1):.1f} % of those run), not run {total['not checked']}")
+    detected = sum(total[k] for k in DETECTED)
+    print(f"\nmutants {len(mutants)}: run {run}, detected {detected} (killed {total['killed']} + timeout "
+          f"{total['timeout']}; {100 * detected / max(run, 1):.1f} % of those run), not run {total['not checked']}")
     if "--survivors" in sys.argv:
         rules = _equivalent()
         reasons = {n: next((why for g, rx, why in rules if fnmatch.fnmatch(n, g) and rx.search(new)), None)
                    for n, _, _, new in survivors}
         equivalent = sum(r is not None for r in reasons.values())
         live = run - equivalent
-        print(f"equivalent (benchmarks/mutation_equivalent.txt): {equivalent}; killed / non-equivalent run: "
-              f"{total['killed']} / {live} = {100 * total['killed'] / max(live, 1):.1f} %\n")
+        print(f"equivalent (benchmarks/mutation_equivalent.txt): {equivalent}; detected / non-equivalent run: "
+              f"{detected} / {live} = {100 * detected / max(live, 1):.1f} %\n")
         for name, status, old, new in sorted(survivors):
             why = f" — equivalent: {reasons[name]}" if reasons[name] else " — **not killed yet**"
             print(f"- `{name}` ({status}): `{old}` → `{new}`{why}")
