@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from cezsar.config import MiningConfig
-from cezsar.mining import _ExactMiner
-from cezsar.mining_rules import HIST_EDGES, _pair_member, _rank_in_group, _ranges, draw_negatives
-from cezsar.mining_sample import GROUP, KMAX, MIN_DRAWS, _layouts, sample_negatives
+from cezsar.triplet_mining.mine import _ExactMiner
+from cezsar.triplet_mining.rules import HIST_EDGES, _pair_member, _rank_in_group, _ranges, draw_negatives
+from cezsar.triplet_mining.sample import GROUP, KMAX, MIN_DRAWS, _layouts, sample_negatives
 
 
 def _near(anchor: np.ndarray, cos: float, rng: np.random.Generator) -> np.ndarray:
