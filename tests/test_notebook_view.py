@@ -32,7 +32,7 @@ def test_a_figure_shows_in_jupyterlab_and_in_the_report_page(tmp_path: Path):
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                            "language": "python"}})
     nb.cells = [nbformat.v4.new_markdown_cell("# 03 · a figure"),
-                nbformat.v4.new_code_cell("from cezsar import plots\n"
+                nbformat.v4.new_code_cell("from cezsar.reporting import plots\n"
                                           "plots.loss_curves([{'epoch': 0, 'train_loss': 0.9, 'val_loss': 0.8},"
                                           " {'epoch': 1, 'train_loss': 0.5, 'val_loss': 0.6}])")]
     env = {**os.environ, "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
