@@ -409,3 +409,44 @@ def test_exact_miner_samples_the_pair_histogram_over_many_candidates():
     sample = np.r_[np.delete(cos[0], 5), cos[1]]  # column 5 of the sample is candidate 10 itself
     _off_edges(sample)
     assert hist.tolist() == np.histogram(sample, bins=HIST_EDGES)[0].tolist()
+
+
+# --- the last survivors of the mutation run -------------------------------------------------------------------------
+def test_each_unit_draws_uniformly_whatever_the_other_units_drew():
+    """Units are independent draws (paper §3.4 footnote 8: each positive's negatives uniform over its admissible
+    set): on the rejection path a draw is dropped only as a repeat of the *same* unit's column, never because
+    another unit drew something. 40 blocks of 128 units, all 128 columns admissible, n = 1: each unit's one
+    negative is uniform on 0..127 (mean 63.5, sd 36.9; sd of the mean of 5,120 draws 0.52). A key that lets
+    unit u + 128 j collide with unit u (e.g. u / C + c instead of u * C + c) drops the later units' low columns
+    and pushes the mean far up."""
+    n_cand, units = 128, 128 * 40
+    mask = np.ones((1, n_cand), dtype=bool)
+    neg, count = draw_negatives(mask, np.zeros(units, dtype=np.int64), 1, np.random.default_rng(11))
+    assert (count == n_cand).all() and (neg >= 0).all()
+    late = neg[units // 2:, 0]  # the half with the most earlier units to collide with
+    assert abs(neg.mean() - 63.5) < 6 * 36.9 / np.sqrt(units)
+    assert abs(late.mean() - 63.5) < 6 * 36.9 / np.sqrt(len(late))
+    counts = np.bincount(neg[:, 0], minlength=n_cand)  # 40 expected per column
+    chi2 = float(((counts - 40.0) ** 2 / 40.0).sum())  # 127 degrees of freedom: mean 127, sd 15.9
+    assert chi2 < 127 + 6 * 15.9
+
+
+def test_sampled_summary_keeps_one_decimal_and_names_the_histogram_edges():
+    """The sampled strategy's summary, as triplets' meta and notebook 02 read it: the admissible estimates are
+    floats rounded to one decimal (not integers, not two decimals), and each histogram carries its bin `edges`
+    (HIST_EDGES) beside its counts, for sim_hist and neg_sim_hist alike."""
+    rng = np.random.default_rng(6)
+    d, n_cand, n_pos = 16, 2000, 120
+    anchor = np.eye(d)[0]
+    cands = [_near(anchor, 0.8 if i < 500 else 0.0, rng) for i in range(n_cand)]
+    pos = [_near(anchor, 0.9999, rng) for _ in range(n_pos)]
+    emb = np.stack(cands + pos).astype(np.float32)
+    _, summary = _sample(emb, n_cand, np.arange(n_cand, n_cand + n_pos), MiningConfig(tau=0.5, n_negatives=20),
+                         group=8)
+    for key in ("mean", "median"):
+        v = summary["admissible_estimate"][key]
+        assert isinstance(v, float) and v == round(v, 1), (key, v)
+        assert v != round(v), (key, v)  # a fractional estimate here: the rounding is visible
+    for hist in ("sim_hist", "neg_sim_hist"):
+        assert summary[hist]["edges"] == HIST_EDGES.tolist()
+        assert len(summary[hist]["counts"]) == len(HIST_EDGES) - 1
