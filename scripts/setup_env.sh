@@ -8,7 +8,12 @@
 # torch; refresh both with ./scripts/lock.sh (README, "A locked environment").
 
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-_deps_ok() { "$1" -c "import cezsar, torch, sentence_transformers, papermill, av, nltk, pytest" >/dev/null 2>&1; }
+# every dependency installed: found, not imported (importing torch and transformers costs ~10 s a call); a package
+# that is present but broken fails at its first use with its own error
+_deps_ok() {
+  "$1" -c "import importlib.util as u, sys; sys.exit(any(u.find_spec(m) is None for m in
+           ('cezsar', 'torch', 'sentence_transformers', 'papermill', 'av', 'nltk', 'pytest')))" >/dev/null 2>&1
+}
 
 PY=""
 if [ -n "${VIRTUAL_ENV:-}${CONDA_PREFIX:-}" ] && [ "${VIRTUAL_ENV:-}" != "$_root/.venv" ]; then

@@ -10,7 +10,24 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
+# Under pytest-xdist (./run_tests.sh runs one worker per core) each worker and the processes its tests start get
+# an equal share of the cores: OpenMP threads that outnumber the cores spin-wait on cores another worker holds.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _share = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, str(_share))
+
 from paper_fixture import REFERENCE as REFERENCE_DATA  # noqa: E402  (one place says where the reference data is)
+
+
+# The files whose module fixtures run a whole pipeline go first: with one worker per core (--dist loadfile) the
+# longest groups start at once instead of leaving one worker alone with them at the end.
+_LONG_FIRST = ("test_paper_fixture.py", "test_notebooks.py")
+
+
+def pytest_collection_modifyitems(items: list) -> None:
+    rank = {name: i for i, name in enumerate(_LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")

@@ -123,3 +123,23 @@ def test_the_readmes_results_are_generated_from_the_committed_figures():
     out = subprocess.run([sys.executable, str(ROOT / "scripts" / "readme_results.py"), "--check"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_setup_finds_every_dependency_without_importing_it(tmp_path):
+    """scripts/setup_env.sh's dependency check (run by every ./run_all.sh and ./run_tests.sh) passes for this
+    environment and fails for an interpreter that lacks torch (the system python3 here, or a bare venv), and it
+    does not import the packages it checks: a `torch` that raises on import still counts as installed."""
+    check = re.search(r"^_deps_ok\(\) \{.*?^\}", (ROOT / "scripts" / "setup_env.sh").read_text(), re.S | re.M)[0]
+
+    def deps_ok(python: str, extra_path: str = "") -> bool:
+        env = {**os.environ, "PYTHONPATH": extra_path}
+        return subprocess.run(["bash", "-c", f"{check}\n_deps_ok {python}"], env=env).returncode == 0
+
+    assert deps_ok(sys.executable)
+    bare = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(bare)], check=True)
+    assert not deps_ok(str(bare / "bin" / "python"))
+    fake = tmp_path / "fake"  # a torch that would fail loudly if the check imported it
+    (fake / "torch").mkdir(parents=True)
+    (fake / "torch" / "__init__.py").write_text("raise SystemExit('imported')\n")
+    assert deps_ok(sys.executable, str(fake))
