@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cezsar import errors
 from cezsar.base import atomic, diskspace
 from cezsar.cli import error_line, main
 
@@ -81,7 +82,7 @@ def test_feature_bank_refuses_before_writing_when_the_disk_has_too_little_room(t
     from cezsar.training.featurebank import build_bank
 
     monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 1000})())
-    with pytest.raises(diskspace.DiskFullError) as err:
+    with pytest.raises(errors.DiskFullError) as err:
         build_bank(_Store(_stacks()), ["v0", "v1", "v2"], tmp_path / "bank.npy", "float32")
     assert "needs ≈" in str(err.value) and f"under {tmp_path}" in str(err.value) and "GB free" in str(err.value)
     assert list(tmp_path.iterdir()) == []
@@ -109,7 +110,7 @@ def test_a_full_disk_while_writing_the_bank_is_one_line_and_leaves_nothing(tmp_p
     from cezsar.training.featurebank import build_bank
 
     fill_disk_after(monkeypatch, 200)  # the header and part of the first stack fit
-    with pytest.raises(diskspace.DiskFullError) as err:
+    with pytest.raises(errors.DiskFullError) as err:
         build_bank(_Store(_stacks()), ["v0", "v1", "v2"], tmp_path / "bank.npy", "float32")
     line, code = error_line(err.value)
     assert code == 1 and str(tmp_path / "bank.npy") in line and "disk full" in line and "\n" not in line
@@ -131,7 +132,7 @@ def test_a_write_that_runs_out_of_room_names_the_file_and_keeps_the_old_one(tmp_
         fh.write(b"new, half")
         raise failure
 
-    with pytest.raises(diskspace.DiskFullError) as err:
+    with pytest.raises(errors.DiskFullError) as err:
         atomic.write_atomic(target, write)
     line, code = error_line(err.value)
     assert code == 1 and line.startswith(f"error: {target}: disk full") and "unexpected" not in line
@@ -146,7 +147,7 @@ def test_extract_refuses_when_the_rest_of_the_videos_will_not_fit(tmp_path, monk
     np.save(out / "a.npy", np.zeros((100, 1280), np.float32))  # a finished video: 0.5 MB
     videos = [type("V", (), {"video_id": v, "path": None, "label": "x"})() for v in ("a", "b", "c")]
     monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 10 << 20})())
-    with pytest.raises(diskspace.DiskFullError, match=r"features of 2 video\(s\): needs ≈ .* GB under .*feats"):
+    with pytest.raises(errors.DiskFullError, match=r"features of 2 video\(s\): needs ≈ .* GB under .*feats"):
         extraction._check_room(out, videos, videos[1:])
 
 
@@ -179,7 +180,7 @@ def test_parameter_values_outside_their_allowed_values_are_refused_naming_the_ke
 
     p = tmp_path / "p.yaml"
     p.write_text(line + "\n")
-    with pytest.raises(params.ParameterError) as err:
+    with pytest.raises(errors.ParameterError) as err:
         params.load(p)
     assert str(p) in str(err.value) and needle in str(err.value)
 
@@ -272,13 +273,12 @@ def _backbone(seed: int, dim: int):
 
 
 def test_a_feature_folder_mixing_two_backbones_of_equal_width_is_refused(tmp_path):
-    from cezsar.base import checks
     from cezsar.encoders.feature_folder import feature_folder
 
     one, other = _backbone(1, 256), _backbone(2, 256)
     for i in range(24):
         np.save(tmp_path / f"v{i:02d}.npy", (other if i % 4 == 0 else one)(6))
-    with pytest.raises(checks.DataError, match="two different backbones of dim 256.*v00"):
+    with pytest.raises(errors.DataError, match="two different backbones of dim 256.*v00"):
         feature_folder(tmp_path)
 
 
@@ -414,7 +414,7 @@ def test_a_checkpoint_write_that_dies_part_way_keeps_last_and_best_loadable(tmp_
     fit(trip, store, text, TrainConfig(lr=1e-3, batch=32, epochs=2, device="cpu"), model_cfg, out, progress=False)
     before = {n: (out / n).read_bytes() for n in ("last.pt", "best.pt")}
     fill_disk_after(monkeypatch, 4096)  # the next checkpoint breaks off after 4 KB
-    with pytest.raises(diskspace.DiskFullError) as err:
+    with pytest.raises(errors.DiskFullError) as err:
         fit(trip, store, text, TrainConfig(lr=1e-3, batch=32, epochs=4, device="cpu"), model_cfg, out,
             resume=True, progress=False)
     assert str(out / "last.pt") in str(err.value)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cezsar import errors
 from cezsar.evaluation import class_labels as L, classify as C
 from cezsar.config import ModelConfig
 
@@ -34,14 +35,14 @@ def test_comma_list_trims_and_dedupes():
                                          ("Swim, swim , SWIM", "only duplicates of 'Swim'"),
                                          ("swim", "single label")])
 def test_unusable_label_lists_are_errors(spec, match):
-    with pytest.raises(L.LabelError, match=match):
+    with pytest.raises(errors.LabelError, match=match):
         L.parse_labels(spec)
 
 
 def test_empty_label_file_names_the_file(tmp_path):
     f = tmp_path / "empty.txt"
     f.write_text("# nothing here\n\n")
-    with pytest.raises(L.LabelError, match="empty.txt: no labels"):
+    with pytest.raises(errors.LabelError, match="empty.txt: no labels"):
         L.parse_labels(str(f))
 
 
@@ -174,7 +175,7 @@ def test_checkpoint_with_another_text_model_is_refused(tmp_path):
     ckpt = tmp_path / "best.pt"
     _save_checkpoint(ckpt, "mpnet-768d-0123abcd", 768)
     try:
-        with pytest.raises(C.CheckpointMismatch, match=r"mpnet-768d-0123abcd.*--text-model"):
+        with pytest.raises(errors.CheckpointMismatch, match=r"mpnet-768d-0123abcd.*--text-model"):
             C.load_classifier(ckpt, text_model="minilm", cache_dir=tmp_path / "cache")
     except ResourceMissing as err:
         pytest.skip(str(err))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
+from cezsar import errors
 from cezsar.harness import params
 from cezsar.formats.captions import read_activitynet
 from cezsar.evaluation.class_labels import parse_labels
@@ -208,7 +209,7 @@ def test_parameter_sets(tmp_path, n):
     @given(st.one_of(_encoded(text), _mutated(b"epochs: 3\nmode: embedded\ntau: 0.8\n"), st.binary(max_size=60)))
     def check(data):
         p = _write(tmp_path / "p.yaml", data)
-        _expect(lambda: params.load(p), p, params.ParameterError)
+        _expect(lambda: params.load(p), p, errors.ParameterError)
 
     check()
 

@@ -1,6 +1,7 @@
 """The package's layers (docs/layout.md, issue 29): the import-linter contracts of pyproject.toml hold, and, read
 from the source itself (function-level imports included): no import cycle, no import from a higher layer, no
-import inside a function without a `# lazy:` comment saying why, no module over 400 lines."""
+import inside a function without a `# lazy:` comment saying why, no import of another module's private
+name, no module over 400 lines."""
 from __future__ import annotations
 
 import ast
@@ -152,6 +153,22 @@ def test_every_function_level_import_says_why_it_is_lazy():
     assert unmarked == []
 
 
+def private_imports(path: Path) -> list[str]:
+    """`module.name` for every underscore name (not dunder) one module imports from another cezsar module."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("cezsar"):
+            out += [f"{node.module}.{a.name}" for a in node.names
+                    if a.name.startswith("_") and not a.name.startswith("__")]
+    return out
+
+
+def test_no_module_imports_another_modules_private_name():
+    """What one module uses of another is that module's public interface (issue 29): no `from cezsar.x import _y`."""
+    found = {str(p.relative_to(ROOT)): names for p in modules().values() if (names := private_imports(p))}
+    assert found == {}
+
+
 def test_no_module_is_over_400_lines():
     long = {str(p.relative_to(ROOT)): n for p in modules().values()
             if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES}
@@ -166,3 +183,5 @@ def test_the_checks_see_a_violation(tmp_path):
     src.write_text("def f():\n    import json\n\n\ndef g():\n    # lazy: why\n    import json\n    import os\n")
     assert [(n.lineno, inner) for n, _, inner in imports("m", src, set())] == [(2, True), (7, True), (8, True)]
     assert unmarked("m", src, set()) == [2]  # g's group is covered by its comment, f's import is not
+    src.write_text("from cezsar.errors import ExitCode, _hidden, __all__\nfrom os import _exit\n")
+    assert private_imports(src) == ["cezsar.errors._hidden"]

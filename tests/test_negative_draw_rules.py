@@ -9,7 +9,7 @@ import pytest
 
 from cezsar.config import MiningConfig
 from cezsar.triplet_mining.mine import _ExactMiner
-from cezsar.triplet_mining.rules import HIST_EDGES, _pair_member, _rank_in_group, _ranges, draw_negatives
+from cezsar.triplet_mining.rules import HIST_EDGES, pair_member, rank_in_group, ranges, draw_negatives
 from cezsar.triplet_mining.sample import GROUP, KMAX, MIN_DRAWS, _layouts, sample_negatives
 
 
@@ -37,7 +37,7 @@ def test_pair_member_finds_the_largest_key_and_rejects_queries_beyond_it():
     keys = np.array([10, 15, 2000], dtype=np.int64)  # pairs (5, v0), (7, v1), (1000, v0) with nb = 2 videos
     a = np.array([1000, 5, 7, 1001, 1023, 6, 0])
     b = np.array([0, 0, 1, 0, 1, 0, 0])
-    assert _pair_member(a, b, keys, 2).tolist() == [True, True, True, False, False, False, False]
+    assert pair_member(a, b, keys, 2).tolist() == [True, True, True, False, False, False, False]
 
 
 def test_exclude_same_video_holds_for_the_last_caption_and_for_columns_past_every_caption():
@@ -100,13 +100,13 @@ def test_rejection_draws_never_take_the_banned_caption():
 def test_ranges_concatenates_aranges_including_empty_and_single_ones():
     """The caption columns of each unit's video (exclude_same_video): [start, start + len) per unit, in order; and
     the rank of each draw within its unit's run (empty input included)."""
-    assert _ranges(np.array([4, 9, 2]), np.array([2, 0, 3])).tolist() == [4, 5, 2, 3, 4]
-    assert _ranges(np.array([7]), np.array([1])).tolist() == [7]
-    empty = _ranges(np.array([3, 8]), np.array([0, 0]))
+    assert ranges(np.array([4, 9, 2]), np.array([2, 0, 3])).tolist() == [4, 5, 2, 3, 4]
+    assert ranges(np.array([7]), np.array([1])).tolist() == [7]
+    empty = ranges(np.array([3, 8]), np.array([0, 0]))
     assert empty.shape == (0,) and empty.dtype == np.int64
-    assert _ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).shape == (0,)
-    assert _rank_in_group(np.array([4, 4, 1, 7, 7, 7])).tolist() == [0, 1, 0, 0, 1, 2]  # draw rank per unit
-    assert _rank_in_group(np.zeros(0, dtype=np.int64)).shape == (0,)
+    assert ranges(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)).shape == (0,)
+    assert rank_in_group(np.array([4, 4, 1, 7, 7, 7])).tolist() == [0, 1, 0, 0, 1, 2]  # draw rank per unit
+    assert rank_in_group(np.zeros(0, dtype=np.int64)).shape == (0,)
 
 
 # --- the sampled strategy ------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 
+from cezsar import errors
 from cezsar.formats import captions, datasets
 from cezsar.harness import params, pipeline, pipeline_evaluation, pipeline_mining, pipeline_training
 from cezsar.encoders.feature_objects import load_head, objects_from_features, topk_probs
@@ -121,7 +122,7 @@ def test_objects_command_killed_midway_then_resumed_equals_one_run(tmp_path: Pat
 # --- parameter sets ---------------------------------------------------------------------------------
 def test_a_misspelt_key_is_an_error_naming_the_nearest(tmp_path: Path):
     (tmp_path / "p.yaml").write_text("mode: paper\nepcohs: 3\n")
-    with pytest.raises(params.ParameterError, match="'epcohs' \\(did you mean 'epochs'\\?\\)"):
+    with pytest.raises(errors.ParameterError, match="'epcohs' \\(did you mean 'epochs'\\?\\)"):
         params.load(tmp_path / "p.yaml")
 
 
@@ -131,7 +132,7 @@ def test_notebook_values_override_the_set_visibly_and_none_does_not():
     s = params.settings("params/paper.yaml", {"epochs": 3})
     assert s.epochs == 3 and s.overrides == {"epochs": (PAPER_EPOCHS, 3)}
     assert "epochs" in s._repr_markdown_() and "**3**" in s._repr_markdown_()
-    with pytest.raises(params.ParameterError, match="epochs: 'many' is not a whole number"):
+    with pytest.raises(errors.ParameterError, match="epochs: 'many' is not a whole number"):
         params.settings("params/paper.yaml", {"epochs": "many"})
 
 

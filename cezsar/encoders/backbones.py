@@ -36,7 +36,7 @@ from cezsar.encoders.resnet import load_resnet152
 from cezsar.encoders.resources import efficientnet_lite0_weights
 
 BACKBONES = ("efficientnet_lite0", "bit_m_r152x2", "resnet152")
-_ALIASES = {"efficientnet": "efficientnet_lite0", "effnet": "efficientnet_lite0", "bit": "bit_m_r152x2",
+BACKBONE_ALIASES = {"efficientnet": "efficientnet_lite0", "effnet": "efficientnet_lite0", "bit": "bit_m_r152x2",
             "bit-m-r152x2": "bit_m_r152x2", "resnet-152": "resnet152"}
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -200,7 +200,7 @@ def get_encoder(name: str = "efficientnet_lite0", weights: str | Path | None = N
         if weights:
             raise ValueError(f"{name}: a CLIP is named by its hub id or folder (clip:<model>), not by a weights file")
         return clip_encoder(name, device=device, batch=batch)
-    key = _ALIASES.get(name.lower(), name.lower())
+    key = BACKBONE_ALIASES.get(name.lower(), name.lower())
     builders = {"efficientnet_lite0": efficientnet_lite0, "bit_m_r152x2": bit_m_r152x2, "resnet152": resnet152}
     if key not in builders:
         raise ValueError(f"unknown backbone {name!r}; choose one of {', '.join(BACKBONES)} or clip:<model>")

@@ -38,7 +38,7 @@ import numpy as np
 
 from cezsar.evaluation import zsar
 from cezsar.formats import manifest
-from cezsar.encoders.backbones import _ALIASES
+from cezsar.encoders.backbones import BACKBONE_ALIASES
 from cezsar.evaluation.baselines import objects_only_scores
 from cezsar.training.checkpoints import load_checkpoint, training_manifest
 from cezsar.evaluation.class_labels import LabelSet, prepare_labels
@@ -78,7 +78,7 @@ class _OneVideoStore:
 def _backbone_key(name: str) -> str:
     """The canonical backbone name `backbones.get_encoder` resolves `name` to (aliases such as "bit")."""
 
-    return _ALIASES.get(name.lower(), name.lower())
+    return BACKBONE_ALIASES.get(name.lower(), name.lower())
 
 
 def text_model_name(text_id: str) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from cezsar.formats.datasets import _MAX_EXAMPLES, _load_json, _number, _Problems
+from cezsar.formats.datasets import MAX_EXAMPLES, load_json, parse_number, Problems
 from cezsar.errors import DatasetError
 
 
@@ -50,10 +50,10 @@ def read_activitynet(path: str | Path) -> Captions:
     negative ("bad_duration"), a segment with a NaN or infinite timestamp ("bad_timestamp").
     """
     path = Path(path)
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected an object of videos, got {type(data).__name__}")
-    probs = _Problems()
+    probs = Problems()
     segments: list[Segment] = []
     durations: dict[str, float] = {}
     for vid, entry in data.items():
@@ -63,7 +63,7 @@ def read_activitynet(path: str | Path) -> Captions:
         missing = [k for k in ("duration", "timestamps", "sentences") if k not in entry]
         if missing:
             raise DatasetError(f"{where}: missing key(s) {', '.join(missing)}")
-        duration = _number(entry["duration"], f"{where} duration")
+        duration = parse_number(entry["duration"], f"{where} duration")
         stamps, sents = entry["timestamps"], entry["sentences"]
         if not isinstance(stamps, list) or not isinstance(sents, list) or len(stamps) != len(sents):
             raise DatasetError(f"{where}: timestamps and sentences must be lists of one length, got "
@@ -79,7 +79,7 @@ def read_activitynet(path: str | Path) -> Captions:
                 raise DatasetError(f"{where}: timestamp #{i} must be [start, end], got {stamp!r}")
             if not isinstance(sent, str):
                 raise DatasetError(f"{where}: sentence #{i} must be a string, got {type(sent).__name__}")
-            start, end = (_number(t, f"{where} timestamp #{i}") for t in stamp)
+            start, end = (parse_number(t, f"{where} timestamp #{i}") for t in stamp)
             if not (math.isfinite(start) and math.isfinite(end)):
                 probs.add("bad_timestamp", f"{item}: [{start}, {end}] dropped")
                 continue
@@ -122,7 +122,7 @@ def read_activitynet_files(paths: str | Path | Iterable[str | Path]) -> Captions
         raise DatasetError("no ActivityNet Captions file given")
     if len(paths) == 1:
         return read_activitynet(paths[0])
-    probs = _Problems()
+    probs = Problems()
     segments: list[Segment] = []
     durations: dict[str, float] = {}
     origin: dict[str, Path] = {}
@@ -131,7 +131,7 @@ def read_activitynet_files(paths: str | Path | Iterable[str | Path]) -> Captions
         caps = read_activitynet(path)
         for name, n in caps.problems.items():
             probs.counts[name] += n
-            probs.examples[name].extend(caps.examples.get(name, [])[:max(0, _MAX_EXAMPLES - len(probs.examples[name]))])
+            probs.examples[name].extend(caps.examples.get(name, [])[:max(0, MAX_EXAMPLES - len(probs.examples[name]))])
         for vid, d in caps.durations.items():
             if vid in durations and abs(durations[vid] - d) > 0.5:
                 raise DatasetError(f"video {vid}: duration {durations[vid]} in {origin[vid]} but {d} in {path}")

@@ -19,7 +19,7 @@ from cezsar.errors import DatasetError
 from cezsar.base.textio import loads_json, read_text
 
 KINDS = ("ucf101", "hmdb51", "kinetics400")
-_MAX_EXAMPLES = 3
+MAX_EXAMPLES = 3
 
 
 @dataclass(frozen=True)
@@ -45,7 +45,7 @@ class ClassDataset:
     examples: dict[str, list[str]]
 
 
-class _Problems:
+class Problems:
     """Counts quirks by name and keeps the first few examples of each."""
 
     def __init__(self) -> None:
@@ -54,7 +54,7 @@ class _Problems:
 
     def add(self, name: str, example: str) -> None:
         self.counts[name] += 1
-        if len(self.examples[name]) < _MAX_EXAMPLES:
+        if len(self.examples[name]) < MAX_EXAMPLES:
             self.examples[name].append(example)
 
 
@@ -109,7 +109,7 @@ def _unique_classes(raw_names: Iterable[str], where: str) -> list[str]:
 
 
 # --- JSON / CSV helpers --------------------------------------------------------------------------------
-def _load_json(path: Path):
+def load_json(path: Path):
     """A JSON file (a BOM, CRLF, UTF-16 with its mark read; a key given twice in one object refused naming it)."""
     return loads_json(_read_text(path, "JSON file"), str(path), DatasetError)
 
@@ -120,7 +120,8 @@ def _read_text(path: Path, what: str = "text file") -> str:
     return read_text(path, what, DatasetError)
 
 
-def _number(value, where: str) -> float:
+def parse_number(value: object, where: str) -> float:
+    """A JSON number as float; a bool, string or null is a DatasetError naming `where` (file and entry)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise DatasetError(f"{where}: expected a number, got {value!r}")
     return float(value)
@@ -147,7 +148,7 @@ def read_descriptions(path: str | Path) -> dict[str, list[str]]:
             raise DatasetError(f"{path}: no <class>.txt description files")
         items = [(f.stem, _read_text(f).splitlines(), str(f)) for f in files]
     else:
-        data = _load_json(path)
+        data = load_json(path)
         if not isinstance(data, dict):
             raise DatasetError(f"{path}: expected an object {{class: [sentences]}}, got {type(data).__name__}")
         items = [(name, [v] if isinstance(v, str) else v, f"{path}: class {name!r}")
@@ -170,10 +171,10 @@ def read_split(path: str | Path, classes: Iterable[str]) -> Split:
     """
     path = Path(path)
     index = _ClassIndex(classes, "the dataset")
-    data = _load_json(path)
+    data = load_json(path)
     if not isinstance(data, dict) or not ({"training", "testing"} & set(data)):
         raise DatasetError(f"{path}: expected an object with 'training' and/or 'testing' lists")
-    probs = _Problems()
+    probs = Problems()
     out: dict[str, list[str]] = {}
     for part in ("training", "testing"):
         names = data.get(part, [])
@@ -206,7 +207,7 @@ def _file_index(folders: Iterable[Path]) -> dict[str, Path]:
     return found
 
 
-def _finish(kind: str, classes: list[str], videos: list[Video], probs: _Problems) -> ClassDataset:
+def _finish(kind: str, classes: list[str], videos: list[Video], probs: Problems) -> ClassDataset:
     unique: dict[str, Video] = {}
     for v in videos:
         if v.video_id in unique:
@@ -224,11 +225,11 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
 
 
 def _load_ucf101(root: Path) -> ClassDataset:
-    probs = _Problems()
+    probs = Problems()
     if root.is_dir() and not list(root.rglob("classInd.txt")) and (root / "ucf101_dataset.json").exists():
         root = root / "ucf101_dataset.json"
     if root.suffix == ".json":  # the authors' {"apply eye makeup": ["v_ApplyEyeMakeup_g04_c06", ...]}
-        data = _load_json(root)
+        data = load_json(root)
         if not isinstance(data, dict):
             raise DatasetError(f"{root}: expected an object {{class: [video ids]}}")
         classes = _unique_classes(data, str(root))
@@ -276,7 +277,7 @@ def _load_ucf101(root: Path) -> ClassDataset:
 
 
 def _load_hmdb51(root: Path) -> ClassDataset:
-    probs = _Problems()
+    probs = Problems()
     by_split: dict[int, list[Path]] = defaultdict(list)
     for f in root.rglob("*_test_split*.txt"):
         m = re.fullmatch(r"(.+)_test_split(\d+)\.txt", f.name)
@@ -308,7 +309,7 @@ def kinetics_clip_name(youtube_id: str, start: int, end: int) -> str:
 
 
 def _load_kinetics400(root: Path) -> ClassDataset:
-    probs = _Problems()
+    probs = Problems()
     if root.is_dir():
         csvs = [root / n for n in ("test.csv", "validate.csv", "val.csv", "train.csv") if (root / n).exists()]
         if not csvs:

@@ -39,7 +39,7 @@ def clip_rows(lay: Layout, s: Settings) -> dict:
     print(f"CLIP rows with {s.clip_model}: features under {clay.work}", flush=True)
     pipeline.extract_features(clay, cs)
     checkpoints: dict[int, Path] = {}
-    if pipeline._npy_ids(clay.train_features):
+    if pipeline.npy_ids(clay.train_features):
         pipeline_mining.mine_triplets(clay, cs)
         trained = pipeline_training.train_model(clay, cs)  # every training seed, as the set's own rows
         checkpoints = {k: Path(c) for k, c in zip(trained["seeds"], trained["checkpoints"])}

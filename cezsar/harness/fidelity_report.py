@@ -23,7 +23,7 @@ from cezsar.base.devices import resolve_device
 from cezsar.harness.digests import data_digest
 from cezsar.harness.layout import TEST_SETS
 from cezsar.harness.params import stage_configs
-from cezsar.reporting.plots import _shown_once
+from cezsar.reporting.plots import shown_once
 
 # parameter-set keys no (variant, seed) result reads: left out of the record's settings key
 NOT_IN_KEY = {"params_file", "run_dir", "figures_dir", "fidelity_seeds", "fidelity_epochs", "epochs", "train_seeds",
@@ -145,7 +145,7 @@ def plot(rows: list[dict]):
     ax.set_title("What each released-code behaviour costs (VE + O, every class)")
     ax.legend(loc="lower right")
     fig.tight_layout()
-    return _shown_once(fig)
+    return shown_once(fig)
 
 
 def report(results: list[dict], figures: str | Path, settings: dict, variants: dict, not_measured: dict[str, str],

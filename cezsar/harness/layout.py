@@ -139,11 +139,14 @@ def describe(lay: Layout) -> dict:
 
 
 # --- inputs ------------------------------------------------------------------------------------
-def _npy_ids(folder: Path) -> set[str]:
+def npy_ids(folder: Path) -> set[str]:
+    """The ids of a feature folder: the stems of its visible .npy files (none when it does not exist)."""
     return {p.stem for p in folder.glob("*.npy") if not p.name.startswith(".")} if folder.is_dir() else set()
 
 
-def _have_objects(lay: Layout, part: str) -> bool:
+def have_objects(lay: Layout, part: str) -> bool:
+    """Whether a part's objects are ready: its features name an ImageNet label space (or an objects.json is there)
+    and every feature file has its objects .npz."""
     feats, folder = lay.folders(part)
     if not feats.is_dir():
         return False
@@ -152,7 +155,7 @@ def _have_objects(lay: Layout, part: str) -> bool:
     if label is None and not (folder / "objects.json").is_file():
         return False
     done = {p.stem for p in folder.glob("*.npz")} if folder.is_dir() else set()
-    return _npy_ids(feats) <= done
+    return npy_ids(feats) <= done
 
 
 def head_weights(lay: Layout, s: Settings) -> Path | str | None:
@@ -173,7 +176,7 @@ def uses_objects(lay: Layout, s: Settings) -> bool:
     if s.use_objects == "on":
         return True
     parts = ["activitynet", *TEST_SETS]
-    return all(_have_objects(lay, p) for p in parts) or head_weights(lay, s) is not None
+    return all(have_objects(lay, p) for p in parts) or head_weights(lay, s) is not None
 
 
 def check_inputs(lay: Layout, s: Settings) -> dict:
@@ -192,7 +195,7 @@ def check_inputs(lay: Layout, s: Settings) -> dict:
             missing.append(f"anet_captions={cap} (stages 00-04, training captions): {where['captions']}")
     if not lay.captions:
         missing.append(f"anet_captions is empty (stages 00-04): {where['captions']}")
-    have_train = bool(_npy_ids(lay.train_features))
+    have_train = bool(npy_ids(lay.train_features))
     if not have_train and not (lay.train_videos and lay.train_videos.is_dir()):
         missing.append(f"anet_features={lay.train_features} or anet_videos (stages 01-04, training features): "
                        f"{where['train']}")
@@ -200,7 +203,7 @@ def check_inputs(lay: Layout, s: Settings) -> dict:
     for kind in TEST_SETS:
         if not lay.roots[kind].exists():
             missing.append(f"{kind}_root={lay.roots[kind]} (stages 00, 04-06, test videos and labels): {where[kind]}")
-        if not _npy_ids(lay.test_features[kind]):
+        if not npy_ids(lay.test_features[kind]):
             need_cnn = True  # test features will be extracted from the videos
         if not lay.descriptions[kind].exists():
             missing.append(f"{kind}_descriptions={lay.descriptions[kind]} (stages 04-06, class descriptions)")
@@ -211,7 +214,7 @@ def check_inputs(lay: Layout, s: Settings) -> dict:
         notices.append(f"text model {s.text_model!r} is not on this machine: it is downloaded from the Hugging "
                        "Face hub on first use (needs the network; offline, set text_model: minilm or mpnet)")
     if s.use_objects == "on" and head_weights(lay, s) is None and not all(
-            _have_objects(lay, p) for p in ("activitynet", *TEST_SETS)):
+            have_objects(lay, p) for p in ("activitynet", *TEST_SETS)):
         missing.append(f"backbone_weights={lay.weights or '(empty)'} (stage 01, objects: use_objects is 'on'): the "
                        "backbone's weights file, whose ImageNet head gives each second's objects")
     elif not uses_objects(lay, s):

@@ -24,7 +24,7 @@ from cezsar.training.checkpoints import training_manifest
 from cezsar.config import ExtractConfig
 from cezsar.encoders.feature_objects import load_head, objects_from_features
 from cezsar.encoders.extraction import extract
-from cezsar.harness.layout import (TEST_SETS, Layout, _have_objects, _npy_ids, check_inputs, describe, head_weights,
+from cezsar.harness.layout import (TEST_SETS, Layout, have_objects, npy_ids, check_inputs, describe, head_weights,
                            layout_from, uses_objects)
 from cezsar.harness.params import Settings, resolve, settings
 from cezsar.formats.synthetic import generate
@@ -89,7 +89,7 @@ def extract_features(lay: Layout, s: Settings) -> dict:
         jobs.append(("activitynet", vids, lay.train_features))
     for kind in TEST_SETS:
         vids = datasets.load_dataset(kind, lay.roots[kind]).videos
-        have = _npy_ids(lay.test_features[kind])
+        have = npy_ids(lay.test_features[kind])
         todo = [v for v in vids if v.video_id not in have and v.path is not None]
         if todo or not have:
             jobs.append((kind, vids, lay.test_features[kind]))
@@ -113,7 +113,7 @@ def extract_features(lay: Layout, s: Settings) -> dict:
         src = head_weights(lay, s)
         head = None
         for part in ("activitynet", *TEST_SETS):
-            if _have_objects(lay, part):
+            if have_objects(lay, part):
                 continue
             if src is None:
                 reports.setdefault(part, {})["objects"] = "off: no head weights (backbone_weights)"

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 # figure in the cell's output; without a display matplotlib falls back to Agg by itself.
 
 
-def _shown_once(fig: Figure) -> Figure:
+def shown_once(fig: Figure) -> Figure:
     """Detach `fig` from pyplot, so a notebook shows it once (as the cell's value), not again at cell end."""
     plt.close(fig)
     return fig
@@ -55,7 +55,7 @@ def fig1_tsne(spaces: dict[str, tuple[np.ndarray, np.ndarray]], labels: np.ndarr
     axes[0][0].legend(fontsize=8, loc="best", markerscale=1.2)
     fig.suptitle("t-SNE of confusable classes: dots are videos, stars are class prototypes", fontsize=10)
     fig.tight_layout()
-    return _shown_once(fig)
+    return shown_once(fig)
 
 
 def fig3_confusion(matrices: dict[str, np.ndarray], class_names: list[str]) -> Figure:
@@ -78,7 +78,7 @@ def fig3_confusion(matrices: dict[str, np.ndarray], class_names: list[str]) -> F
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
         ax.tick_params(axis="y", labelrotation=0, labelsize=7)
     fig.tight_layout()
-    return _shown_once(fig)
+    return shown_once(fig)
 
 
 def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, float] | None = None,
@@ -101,7 +101,7 @@ def tau_ablation(taus: list[float], accuracies: list[float], paper: dict[float, 
     # below the axes: the long labels (dataset, seeds) would cover the error bars inside them
     ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     fig.tight_layout()
-    return _shown_once(fig)
+    return shown_once(fig)
 
 
 # Paper §5: UCF-101 0/101 with Eq. 9; τ = 0.8 is Table 1's VE + O row.
@@ -125,7 +125,7 @@ def loss_curves(history: list[dict] | dict[int, list[dict]]) -> Figure:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    return _shown_once(fig)
+    return shown_once(fig)
 
 
 def similarity_histograms(pairs: dict, negatives: dict, tau: float) -> Figure:
@@ -142,7 +142,7 @@ def similarity_histograms(pairs: dict, negatives: dict, tau: float) -> Figure:
         ax.legend(fontsize=8)
     axes[0].set_ylabel("count")
     fig.tight_layout()
-    return _shown_once(fig)
+    return shown_once(fig)
 
 
 def frames_with_captions(rows: list[tuple[str, list[np.ndarray], str]], starts: list[int] | None = None) -> Figure:
@@ -166,7 +166,7 @@ def frames_with_captions(rows: list[tuple[str, list[np.ndarray], str]], starts: 
                                va="bottom", ha="left")
         text.set_in_layout(False)  # a long caption may run over the row; it must not shrink the frames
     fig.tight_layout(h_pad=1.8, w_pad=0.3)
-    return _shown_once(fig)
+    return shown_once(fig)
 
 
 def objects_strip(names: list[str], probs: np.ndarray, title: str) -> Figure:
@@ -179,4 +179,4 @@ def objects_strip(names: list[str], probs: np.ndarray, title: str) -> Figure:
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, fraction=0.03, label="probability")
     fig.tight_layout()
-    return _shown_once(fig)
+    return shown_once(fig)

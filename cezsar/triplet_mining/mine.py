@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cezsar.config import MiningConfig, to_dict
-from cezsar.triplet_mining.rules import (HIST_EDGES, _embed, _normalise, _ranges, _stats, admissible, draw_negatives,
+from cezsar.triplet_mining.rules import (HIST_EDGES, embed_sentences, normalise_rows, ranges, summary_stats, admissible, draw_negatives,
                                  far_from_others, random_windows, released_starts, triplet_split, video_split)
 from cezsar.triplet_mining.sample import pick_strategy, sample_negatives
 from cezsar.encoders.objects import definition_fragments, object_sentences, released_positive_texts, window_objects
@@ -130,7 +130,7 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
         if video_of_cand is not None:
             offsets, cols, _ = video_of_cand
             lens = offsets[u_vid[ub] + 1] - offsets[u_vid[ub]]
-            mask[np.repeat(rows, lens), cols[_ranges(offsets[u_vid[ub]], lens)]] = False
+            mask[np.repeat(rows, lens), cols[ranges(offsets[u_vid[ub]], lens)]] = False
         if cfg.draw == "released":
             mask &= weights[None, :] > 0  # the released pool: entries of its list of positives only
         count[ub] = mask.sum(1)
@@ -153,7 +153,7 @@ def _switched_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned:
         neg_hist += np.histogram(sim[np.repeat(rows, nb.shape[1]).reshape(-1, nb.shape[1])[got], nb[got]],
                                  bins=HIST_EDGES)[0]
     return neg, {"positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
-                 "admissible": _stats(count), "switched_draw": {"draw": cfg.draw, "far_from_all": cfg.far_from_all},
+                 "admissible": summary_stats(count), "switched_draw": {"draw": cfg.draw, "far_from_all": cfg.far_from_all},
                  "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()}}
 
 
@@ -252,8 +252,8 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     if cfg.object_negatives:
         n_cand = len(sid)  # object sentences (appended after the captions) are candidates too
     t_emb = time.perf_counter()
-    raw, text_model = _embed(sent_emb_fn, sentences)
-    emb = _normalise(raw, sentences)  # (S_all, d) unit rows: dot = cosine
+    raw, text_model = embed_sentences(sent_emb_fn, sentences)
+    emb = normalise_rows(raw, sentences)  # (S_all, d) unit rows: dot = cosine
     t_mine = time.perf_counter()
 
     # positives: (segment, window, sentence); the caption in every window, then its object sentences
@@ -307,7 +307,7 @@ def mine(captions: Any, sent_emb_fn: Callable[[list[str]], np.ndarray] | Any, st
     elif strategy == "exact":
         neg, count, hist, neg_hist = exact(np.arange(n_units))
         stats = {"positives_short": int((count < n).sum()), "positives_none": int((count == 0).sum()),
-                 "admissible": _stats(count),
+                 "admissible": summary_stats(count),
                  "sim_hist": {"edges": HIST_EDGES.tolist(), "counts": hist.tolist(),
                               "candidate_stride": exact.stride},
                  "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()}}

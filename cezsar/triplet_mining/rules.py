@@ -67,7 +67,7 @@ def far_from_others(sim: np.ndarray, pos_ids: np.ndarray, tau: float) -> np.ndar
     return out
 
 
-def _pair_member(a: np.ndarray, b: np.ndarray, keys: np.ndarray, nb: int) -> np.ndarray:
+def pair_member(a: np.ndarray, b: np.ndarray, keys: np.ndarray, nb: int) -> np.ndarray:
     """Whether each (a[i], b[i]) is in `keys` (sorted int64 a * nb + b)."""
     q = a.astype(np.int64) * nb + b
     i = np.minimum(np.searchsorted(keys, q), len(keys) - 1)
@@ -98,14 +98,14 @@ def draw_negatives(mask: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Ge
         nv = len(offsets) - 1
         lens = offsets[videos + 1] - offsets[videos]
         u = np.repeat(np.arange(n_units), lens)  # one entry per (unit, caption of its video)
-        c = cols[_ranges(offsets[videos], lens)]
+        c = cols[ranges(offsets[videos], lens)]
         count -= np.bincount(u, weights=mask[rows[u], c], minlength=n_units).astype(np.int64)
     if banned is not None:
         own = banned >= 0
         hit = np.zeros(n_units, dtype=bool)
         hit[own] = mask[rows[own], banned[own]]
         if video_of_cand is not None:  # already subtracted when the banned caption is in the unit's video
-            hit[own] &= ~_pair_member(banned[own], videos[own], keys, nv)
+            hit[own] &= ~pair_member(banned[own], videos[own], keys, nv)
         count -= hit
     # rejection draws where admissible candidates are plentiful (expected 1.5n + 6 hits per unit); a draw
     # costs ~15x an element of the exact path's row scan, so rows needing more than C/16 draws go exact
@@ -120,12 +120,12 @@ def draw_negatives(mask: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Ge
         if banned is not None:
             ok &= cc != banned[uu]
         if video_of_cand is not None:
-            ok &= ~_pair_member(cc, videos[uu], keys, nv)
+            ok &= ~pair_member(cc, videos[uu], keys, nv)
         uu, cc = uu[ok], cc[ok]
         _, first = np.unique(uu * n_cand + cc, return_index=True)  # first draw of each (unit, column)
         first.sort()  # back to draw order within each unit
         uu, cc = uu[first], cc[first]
-        rank = _rank_in_group(uu)
+        rank = rank_in_group(uu)
         keep = rank < n
         neg[uu[keep], rank[keep]] = cc[keep]
         got = np.bincount(uu[keep], minlength=n_units)
@@ -140,17 +140,17 @@ def draw_negatives(mask: np.ndarray, rows: np.ndarray, n: int, rng: np.random.Ge
             sub[np.flatnonzero(own), banned[eu][own]] = False
         if video_of_cand is not None:
             lens = offsets[videos[eu] + 1] - offsets[videos[eu]]
-            sub[np.repeat(np.arange(len(eu)), lens), cols[_ranges(offsets[videos[eu]], lens)]] = False
+            sub[np.repeat(np.arange(len(eu)), lens), cols[ranges(offsets[videos[eu]], lens)]] = False
         r, c = np.nonzero(sub)
         order = np.lexsort((rng.random(len(r)), r))  # random order within each row
         r, c = r[order], c[order]
-        rank = _rank_in_group(r)
+        rank = rank_in_group(r)
         keep = rank < n
         neg[eu[r[keep]], rank[keep]] = c[keep]
     return neg, count
 
 
-def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+def ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     """Concatenated aranges [starts[i], starts[i] + lens[i]) without a Python loop."""
     total = int(lens.sum())
     if total == 0:
@@ -159,7 +159,7 @@ def _ranges(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
     return np.arange(total) - np.repeat(ends - lens, lens) + np.repeat(starts, lens)
 
 
-def _rank_in_group(groups: np.ndarray) -> np.ndarray:
+def rank_in_group(groups: np.ndarray) -> np.ndarray:
     """Position of each element inside its run of equal values (groups must be contiguous)."""
     if len(groups) == 0:
         return np.zeros(0, dtype=np.int64)
@@ -212,7 +212,9 @@ def triplet_split(n_triplets: int, fraction: float, seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 3]).random(n_triplets) < fraction
 
 
-def _normalise(emb: np.ndarray, sentences: Sequence[str]) -> np.ndarray:
+def normalise_rows(emb: np.ndarray, sentences: Sequence[str]) -> np.ndarray:
+    """Unit-length sentence embeddings (S, d) float32, so that a dot product is the cosine of the τ rule; a
+    zero or non-finite row is an error naming its sentence."""
     emb = np.asarray(emb, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(sentences):
         raise ValueError(f"sentence embeddings have shape {emb.shape}, expected ({len(sentences)}, dim)")
@@ -223,13 +225,16 @@ def _normalise(emb: np.ndarray, sentences: Sequence[str]) -> np.ndarray:
     return emb / norm[:, None]
 
 
-def _embed(fn: Any, sentences: list[str]) -> tuple[np.ndarray, str]:
+def embed_sentences(fn: Any, sentences: list[str]) -> tuple[np.ndarray, str]:
+    """Embed with an encoder object (its .encode) or a plain callable; returns the (S, d) vectors and the
+    model's name for the triplet file's meta."""
     if hasattr(fn, "encode"):
         return fn.encode(sentences), str(getattr(fn, "model_id", type(fn).__name__))
     return fn(sentences), str(getattr(fn, "model_id", getattr(fn, "__name__", "callable")))
 
 
-def _stats(x: np.ndarray) -> dict:
+def summary_stats(x: np.ndarray) -> dict:
+    """Mean, median, min and max of a count per positive, for a mining summary (zeros when empty)."""
     if len(x) == 0:
         return {"mean": 0.0, "median": 0.0, "min": 0, "max": 0}
     return {"mean": round(float(x.mean()), 3), "median": float(np.median(x)), "min": int(x.min()),

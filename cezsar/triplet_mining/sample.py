@@ -35,7 +35,7 @@ from typing import Any, Callable
 import numpy as np
 
 from cezsar.config import MiningConfig
-from cezsar.triplet_mining.rules import HIST_EDGES, _pair_member, _rank_in_group, _stats, rule_mask
+from cezsar.triplet_mining.rules import HIST_EDGES, pair_member, rank_in_group, summary_stats, rule_mask
 
 AUTO_EXACT_MAX = 20_000  # "auto" mines exactly up to this many candidates (SynthActions ~420, ActivityNet 37k)
 GROUP = 128  # positives sharing one pool: one (group x d) x (d x m) GEMM; more sharing leaves candidates unused (below)
@@ -181,7 +181,7 @@ class _Scorer:
         if self.any_banned:
             ok &= c != self.banned[uu]  # not its segment's caption (object positives)
         if self.video_of_cand is not None:
-            ok &= ~_pair_member(c, self.u_vid[uu], self.video_of_cand[2], self.nv)
+            ok &= ~pair_member(c, self.u_vid[uu], self.video_of_cand[2], self.nv)
         if not ok.all():
             flat, slot, col, u, c = flat[ok], slot[ok], col[ok], u[ok], c[ok]
         s = sim.reshape(-1)[flat]
@@ -227,7 +227,7 @@ class _Scorer:
                 at[redo] = n
                 ri = redo[~(neg[u[redo]] == c[redo][:, None]).any(axis=1)]
                 ri = ri[np.lexsort((rank[ri], u[ri]))]
-                at[ri] = got[u[ri]] + _rank_in_group(u[ri])
+                at[ri] = got[u[ri]] + rank_in_group(u[ri])
                 take = np.flatnonzero(at < n)
         flat = u[take] * n + at[take]
         neg.reshape(-1)[flat] = c[take]
@@ -313,7 +313,7 @@ def sample_negatives(emb: np.ndarray, n_cand: int, u_pos: np.ndarray, banned: np
         "admissible_estimate": {"mean": round(float(est1.mean()), 1), "median": round(float(np.median(est)), 1),
                                 "note": "admissible share of the sampled draws x candidates (mean: round-1 "
                                         "draws, median: all draws); exact for the fallback positives"},
-        "admissible_fallback": _stats(count_f),
+        "admissible_fallback": summary_stats(count_f),
         "sim_hist": {"edges": HIST_EDGES.tolist(), "counts": hist.tolist()}, "sim_hist_source": "sampled pairs",
         "neg_sim_hist": {"edges": HIST_EDGES.tolist(), "counts": neg_hist.tolist()},
     }
