@@ -77,7 +77,7 @@ def test_a_score_the_switch_does_not_read_is_identical_not_plus_zero(tmp_path):
 def test_the_record_is_continued_only_under_the_same_settings_and_overrides(tmp_path):
     """A measurement continues from figures/fidelity.json (on any machine) only when the record's settings key and
     each variant's overrides are those of now."""
-    key = {"params_sha256": "abc", "epochs": 25, "data_sha256": "d1", "device": "cpu"}
+    key = {"params_sha256": "abc", "epochs": 25, "data_sha256": "d1", "device": "cpu", "kernels": "cpu AVX512"}
     stale = {**_result("raw_sum", 1, 0.7, 0.3), "overrides": {"normalize_terms": True}}  # the variant changed since
     res = [_result("paper", 0, 0.5, 0.4), _result("raw_sum", 0, 0.7, 0.3), stale]
     fidelity.report(res, tmp_path, {"seeds": 2, "note": "", "key": key}, {"first_16s": "why"})
@@ -86,11 +86,14 @@ def test_the_record_is_continued_only_under_the_same_settings_and_overrides(tmp_
     assert verdicts == {"first_16s": "why"}
     assert fidelity.read_record(tmp_path, {**key, "epochs": 4}, fidelity.VARIANTS) == ([], {})
     assert fidelity.read_record(tmp_path, {**key, "data_sha256": "d2"}, fidelity.VARIANTS) == ([], {})
+    # another CPU family trains another model for the same seed: its paper row cannot pair with ours
+    assert fidelity.read_record(tmp_path, {**key, "kernels": "cpu AVX2"}, fidelity.VARIANTS) == ([], {})
     assert fidelity.read_record(tmp_path / "none", key, fidelity.VARIANTS) == ([], {})
     assert json.loads((tmp_path / "fidelity.json").read_text())["settings"]["key"] == key
     # a run of other settings is told what differs (and `measure` stops rather than overwrite the record)
     assert fidelity_report.other_settings(tmp_path, key) is None
     assert fidelity_report.other_settings(tmp_path, {**key, "epochs": 4}) == "epochs 25, not 4"
+    assert fidelity_report.other_settings(tmp_path, {**key, "kernels": "cpu AVX2"}) == "kernels cpu AVX512, not cpu AVX2"
     assert fidelity_report.other_settings(tmp_path / "none", key) is None
     fidelity.report(res, tmp_path, {"seeds": 2, "note": ""})  # a record made before settings keys
     assert "without settings key" in fidelity_report.other_settings(tmp_path, key)
@@ -126,3 +129,20 @@ def test_an_interrupted_measurement_names_the_variants_it_has_not_reached(tmp_pa
     assert line.endswith(", ".join(missing) + ".") and "`python -m cezsar.harness.fidelity`" in line
     full = [_result(v, 0, 0.5, 0.4) for v in fidelity.VARIANTS]
     assert "Not yet measured" not in fidelity.report(full, tmp_path / "all", {"seeds": 1, "note": "toy"})["markdown"]
+
+
+def test_the_record_key_names_this_machines_kernel_family(tmp_path):
+    """The fidelity record is bound to the float kernels training runs (issue 26's second machine: AVX2 and
+    AVX-512 CPUs train different models for one seed), so a record is continued only on a machine of that family:
+    on a CPU, the vector capability the environment record names."""
+    from pathlib import Path
+
+    from cezsar.base import environment
+    from cezsar.harness import pipeline
+
+    pfile = tmp_path / "cpu.yaml"
+    pfile.write_text(f"data_root: {tmp_path / 'raw'}\nwork_dir: {tmp_path / 'work'}\ndevice: cpu\n")
+    key = fidelity_report.record_key(load(str(pfile)), 25, pipeline.layout_from(str(pfile)))
+    assert key["device"] == "cpu"
+    assert key["kernels"] == f"cpu {environment.record('cpu')['cpu_capability']}"
+    assert Path(tmp_path / "raw").exists() is False  # computing the key reads the data, never makes it

@@ -110,6 +110,18 @@ def _device(device: str | None) -> str:
     return str(dev)
 
 
+def kernel_family(device: str | None = None) -> str:
+    """What decides which float kernels training runs: the CPU's vector capability torch picked (e.g. "cpu AVX512",
+    "cpu AVX2"), or the GPU's name. Two machines of one family give the same trained weights for a seed; across
+    families training parts from the first epoch (benchmarks/RESULTS.md, the second and third machines)."""
+    import torch  # lazy: torch, only when asked (the CLI's verify reads records without it)
+
+    described = _device(device)
+    if described.startswith("cuda"):
+        return described.split(" (", 1)[1].rstrip(")") if " (" in described else described
+    return f"{described} {torch.backends.cpu.get_cpu_capability()}"
+
+
 def record(device: str | None = None) -> dict:
     """This process's environment (results.json "environment"): python, packages, cpu, blas, threads, device, lock."""
     import torch  # lazy: torch, only when the record is taken (the CLI's verify reads records without it)

@@ -20,6 +20,7 @@ import numpy as np
 from cezsar.reporting import compare
 from cezsar.base.atomic import write_json, write_text
 from cezsar.base.devices import resolve_device
+from cezsar.base.environment import kernel_family
 from cezsar.harness.digests import data_digest
 from cezsar.harness.layout import TEST_SETS
 from cezsar.harness.params import stage_configs
@@ -233,7 +234,10 @@ def data_sha256(lay: Any) -> str:
 
 def record_key(values: dict, epochs: int, lay: Any) -> dict:
     """The settings a recorded (variant, seed) result must share to count for this measurement: the parameter
-    values (less NOT_IN_KEY), the epochs, the data's digest and the device kind (bf16 autocast on CUDA)."""
+    values (less NOT_IN_KEY), the epochs, the data's digest, the device kind (bf16 autocast on CUDA) and the
+    machine's kernel family. Each Δ pairs a variant's seed with the paper's same seed, which is only a pairing when
+    both trained on one family: across CPU vector units the same seed trains another model."""
     kept = {k: v for k, v in values.items() if k not in NOT_IN_KEY}
-    device = resolve_device(stage_configs(values)["train"].device).type
-    return {"params_sha256": key_of(kept), "epochs": int(epochs), "data_sha256": data_sha256(lay), "device": device}
+    device = resolve_device(stage_configs(values)["train"].device)
+    return {"params_sha256": key_of(kept), "epochs": int(epochs), "data_sha256": data_sha256(lay),
+            "device": device.type, "kernels": kernel_family(str(device))}
