@@ -246,7 +246,9 @@ def _settings(params_file: str, key: dict, seeds: int, results: list[dict], wher
             "note": f"Each model trained up to {epochs} epoch{'s' if epochs != 1 else ''} with early stopping as "
                     f"the parameter set says (patience, validation split) on {where}' training videos, mining "
                     "seed fixed; the seeds of a variant trained together as stacked weights where the model allows "
-                    "it; evaluation-only variants reuse the paper models of their seeds."}
+                    "it; evaluation-only variants reuse the paper models of their seeds"
+                    + (f"; every model trained on one kernel family ({key['kernels']}), so that a variant's seed "
+                       "pairs with the paper's same seed" if key.get("kernels") else "") + "."}
 
 
 def _merge(figures: Path, key: dict, mine: list[dict], verdicts: dict[str, str]) -> tuple[list[dict], dict]:
