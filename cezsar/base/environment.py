@@ -14,8 +14,12 @@ import platform
 import re
 from importlib import metadata
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cezsar import config
+
+if TYPE_CHECKING:  # the annotation only: torch is imported where a record is taken
+    import torch
 
 PACKAGES = ("torch", "numpy", "transformers", "sentence-transformers", "av", "scikit-learn")
 LOCKS = ("locks/cpu.txt", "locks/cuda.txt")
@@ -110,16 +114,15 @@ def _device(device: str | None) -> str:
     return str(dev)
 
 
-def kernel_family(device: str | None = None) -> str:
-    """What decides which float kernels training runs: the CPU's vector capability torch picked (e.g. "cpu AVX512",
-    "cpu AVX2"), or the GPU's name. Two machines of one family give the same trained weights for a seed; across
-    families training parts from the first epoch (benchmarks/RESULTS.md, the second and third machines)."""
+def kernel_family(device: torch.device) -> str:
+    """What decides which float kernels training runs on `device`: the CPU's vector capability torch picked (e.g.
+    "cpu AVX512", "cpu AVX2"), or the GPU's name. Two machines of one family give the same trained weights for a
+    seed; across families training parts from the first epoch (benchmarks/RESULTS.md, the second and third machines)."""
     import torch  # lazy: torch, only when asked (the CLI's verify reads records without it)
 
-    described = _device(device)
-    if described.startswith("cuda"):
-        return described.split(" (", 1)[1].rstrip(")") if " (" in described else described
-    return f"{described} {torch.backends.cpu.get_cpu_capability()}"
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} {torch.backends.cpu.get_cpu_capability()}"
 
 
 def record(device: str | None = None) -> dict:

@@ -240,4 +240,4 @@ def record_key(values: dict, epochs: int, lay: Any) -> dict:
     kept = {k: v for k, v in values.items() if k not in NOT_IN_KEY}
     device = resolve_device(stage_configs(values)["train"].device)
     return {"params_sha256": key_of(kept), "epochs": int(epochs), "data_sha256": data_sha256(lay),
-            "device": device.type, "kernels": kernel_family(str(device))}
+            "device": device.type, "kernels": kernel_family(device)}
