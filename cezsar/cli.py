@@ -1,7 +1,7 @@
 """The `cezsar` console script (also `python -m cezsar`): one subcommand per pipeline stage.
 
 Each subcommand lives in `cezsar/commands/<name>.py` and exposes `HELP`, `add_arguments(parser)` and
-`run(args) -> int`. Command modules import heavy libraries (torch, av, sentence-transformers) inside
+`run(args) -> int`. Command modules import heavy libraries (numpy, torch, av, sentence-transformers) inside
 `run`, so `cezsar --help` stays fast.
 
 `main` is the one place where errors meet the user (docs/errors.md): a bad argument or input becomes

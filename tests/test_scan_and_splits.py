@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from cezsar.evaluation import protocols as P
 from cezsar.reporting.results import protocol_record
@@ -19,7 +18,7 @@ def test_extract_lists_a_dangling_video_symlink_as_skipped(capsys, tmp_path, mon
     item of the folder, skipped with a reason that says so, and counted among the videos."""
     from test_bad_inputs import MockCNN, cli, write_clip
 
-    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", lambda *a, **k: MockCNN())
+    monkeypatch.setattr("cezsar.encoders.factory.get_encoder", lambda *a, **k: MockCNN())  # where extract looks it up
     root = tmp_path / "videos"
     root.mkdir()
     write_clip(root / "good.mp4")

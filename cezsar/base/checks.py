@@ -14,8 +14,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from cezsar.base.atomic import stale_temp
 from cezsar.errors import DataError, UsageError
 from cezsar.base.textio import read_json
@@ -159,6 +157,8 @@ def clear_stale_temps(path: str | os.PathLike) -> list[Path]:
 def check_feature_bank_cache(folder: str | os.PathLike) -> None:
     """The training feature-bank cache (`featurebank-<dtype>.npy` + `.json` in a run's cache/ folder) must be
     readable where it exists; a damaged one is a DataError naming the file (it is rebuilt once deleted)."""
+    import numpy as np  # lazy: CLI start-up (every command imports this module; only this check reads arrays)
+
     for index in sorted(Path(folder).glob("featurebank-*.json")):
         bank = index.with_suffix(".npy")
         try:

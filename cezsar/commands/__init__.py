@@ -1,8 +1,8 @@
 """Thin argparse front-ends, one file per `cezsar` subcommand.
 
-A command module imports at its top what parsing needs and the library modules that load no torch; those that do
-(torch, PyAV, the text models) are imported inside `run`, each marked `# lazy:`, so `cezsar --help` and a usage
-error answer before torch loads.
+A command module imports at its top what parsing needs and the library modules that load no numpy, yaml or
+torch; those that do (numpy, torch, PyAV, the text models) are imported inside `run`, each marked `# lazy:`, so
+`cezsar --help` and a usage error answer before any of them loads (tests/test_cli_convention.py keeps it so).
 """
 from __future__ import annotations
 

@@ -5,8 +5,6 @@ import argparse
 import json
 
 from cezsar.base import checks
-from cezsar.encoders.feature_folder import feature_folder
-from cezsar.encoders.features import check_folder
 from cezsar.formats import datasets as ds
 from cezsar.formats.captions import read_activitynet
 from cezsar.errors import UsageError
@@ -85,6 +83,9 @@ def _video_ids(kind: str, path: str) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cezsar.encoders.feature_folder import feature_folder  # lazy: loads numpy; `cezsar --help` runs without it
+    from cezsar.encoders.features import check_folder  # lazy: loads numpy; `cezsar --help` runs without it
+
     check_inputs(args.kind, args.path, args.split)
     if args.features and args.kind == "descriptions":
         raise UsageError("--features checks a dataset's videos: use it with activitynet, ucf101, hmdb51 or "

@@ -16,7 +16,6 @@ from cezsar.commands import add_progress, int_at_least
 from cezsar.config import DESCRIPTIONS_DIR, EvalConfig
 from cezsar.base import checks
 from cezsar.base.atomic import write_json
-from cezsar.encoders.feature_folder import feature_folder
 from cezsar.errors import CheckpointMismatch, DataError, UsageError
 from cezsar.formats import manifest
 from cezsar.formats.datasets import load_dataset, read_descriptions
@@ -197,6 +196,7 @@ def run(args: argparse.Namespace) -> int:
     from cezsar.evaluation import protocols  # lazy: loads torch; `cezsar --help` runs without it
     from cezsar.encoders.factory import text_encoder  # lazy: loads torch; `cezsar --help` runs without it
     from cezsar.evaluation.classify import checkpoint_text_encoder  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.feature_folder import feature_folder  # lazy: loads numpy; `cezsar --help` runs without it
 
     check_inputs(args)
     dataset = load_dataset(args.dataset, args.root)

@@ -11,10 +11,8 @@ from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import MiningConfig
 from cezsar.base import checks
 from cezsar.base.checks import clear_stale_temps
-from cezsar.encoders.feature_folder import feature_folder
 from cezsar.errors import DataError
 from cezsar.formats.captions import read_activitynet
-from cezsar.triplet_mining.mine import mine
 
 HELP = "Mine (window, positive, negative) triplets from ActivityNet-form captions with the tau rule (paper §3.4)."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -99,6 +97,8 @@ def check_inputs(args: argparse.Namespace, cfg) -> None:
 def run(args: argparse.Namespace) -> int:
     from cezsar.encoders.factory import text_encoder  # lazy: loads torch; `cezsar --help` runs without it
     from cezsar.base.devices import resolve_device  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.feature_folder import feature_folder  # lazy: loads numpy; `cezsar --help` runs without it
+    from cezsar.triplet_mining.mine import mine  # lazy: loads numpy; `cezsar --help` runs without it
 
     cfg = MiningConfig(tau=args.tau, n_negatives=args.negatives, rule=args.rule,
                        object_positives=args.object_positives, object_negatives=not args.no_object_negatives,

@@ -8,7 +8,6 @@ from pathlib import Path
 from cezsar.commands import add_progress, add_shard_options, merge_reports, print_skips
 from cezsar.base import checks
 from cezsar.config import ExtractConfig
-from cezsar.encoders.feature_folder import feature_folder
 from cezsar.errors import DataError, FeatureError, UsageError
 
 HELP = ("Objects for a folder of pooled features (e.g. the released BiT-M-R152x2 .npy stacks) through the "
@@ -52,6 +51,7 @@ def objects(args: argparse.Namespace) -> int:
     from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
     # lazy: loads torch; `cezsar --help` runs without it
     from cezsar.encoders.feature_objects import load_head, objects_from_features
+    from cezsar.encoders.feature_folder import feature_folder  # lazy: loads numpy; `cezsar --help` runs without it
 
     checks.require_positive(args.topk, "--top-k")
     checks.require_device(args.device)

@@ -13,11 +13,9 @@ import sys
 from cezsar.commands import SEED, add_progress, float_in, int_at_least
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.base import checks
-from cezsar.encoders.feature_folder import feature_folder
 from cezsar.errors import DataError, FeatureError, ParameterError, UsageError
 from cezsar.formats.captions import read_activitynet
 from cezsar.formats.manifest import BUILT_IN
-from cezsar.formats.triplets import TripletSet
 
 HELP = "Train the joint embedder on mined triplets with the Eq. 7 triplet loss (paper §3.3-§4)."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -87,6 +85,8 @@ def check_inputs(args: argparse.Namespace):
     Returns (triplets, store); UsageError (exit 2) for the command line, DataError (exit 1) for content.
     """
     from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
+    from cezsar.encoders.feature_folder import feature_folder  # lazy: loads numpy; `cezsar --help` runs without it
+    from cezsar.formats.triplets import TripletSet  # lazy: loads numpy; `cezsar --help` runs without it
 
     missing = [o for o in ("triplets", "features", "out") if getattr(args, o) is None]
     if missing:

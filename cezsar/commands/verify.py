@@ -15,9 +15,6 @@ from cezsar import config
 from cezsar.base import checks, environment
 from cezsar.base.atomic import write_json
 from cezsar.errors import ParameterError, UsageError
-from cezsar.harness import digests
-from cezsar.harness.layout import layout_from
-from cezsar.harness.params import settings
 
 HELP = "Compare a run's stage digests (data, features, SBERT, triplets, first epoch, accuracies) with the committed."
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -39,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cezsar.harness import digests  # lazy: loads numpy; `cezsar --help` runs without it
+    from cezsar.harness.layout import layout_from  # lazy: loads numpy; `cezsar --help` runs without it
+    from cezsar.harness.params import settings  # lazy: loads yaml; `cezsar --help` runs without it
+
     run_dir = checks.require_dir(args.run_dir, None, "run folder")
     params = Path(args.params) if args.params else config.PROJ_ROOT / "params" / f"{run_dir.name}.yaml"
     checks.require_file(params, "--params", "parameter set")
