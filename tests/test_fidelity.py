@@ -146,3 +146,41 @@ def test_the_record_key_names_this_machines_kernel_family(tmp_path):
     assert key["device"] == "cpu"
     assert key["kernels"] == f"cpu {environment.record('cpu')['cpu_capability']}"
     assert Path(tmp_path / "raw").exists() is False  # computing the key reads the data, never makes it
+
+
+# --- docs/fidelity.md's measured-cost column ------------------------------------------------------------------
+def test_the_docs_cost_column_is_the_committed_record():
+    """Every Δ in docs/fidelity.md's table is generated from figures/fidelity.json (`cezsar.harness.fidelity_doc`):
+    the committed pair agrees, so no cost is typed by hand or left behind by a newer measurement."""
+    from cezsar.config import PROJ_ROOT
+    from cezsar.harness import fidelity_doc
+
+    doc = (PROJ_ROOT / "docs" / "fidelity.md").read_text(encoding="utf-8")
+    record = json.loads((PROJ_ROOT / "figures" / "fidelity.json").read_text())
+    assert fidelity_doc.update(doc, fidelity_doc.cost_cells(record)) == doc, (
+        "docs/fidelity.md is out of date: python -m cezsar.harness.fidelity --report-only --doc docs/fidelity.md")
+    assert set(fidelity_doc.TOPICS) and all(v in fidelity.VARIANTS for vs, _ in fidelity_doc.TOPICS.values()
+                                            for v, _ in vs)
+
+
+def test_a_cost_cell_names_both_intervals_the_seeds_and_the_reference(tmp_path):
+    from cezsar.harness import fidelity_doc
+
+    row = {"variant": "window", "reference": "paper", "seeds": 3,
+           "delta_ucf101_VE+O": {"n": 3, "diff": -0.05, "low": -0.125, "high": 0.025},
+           "delta_kinetics400_VE+O": {"n": 3, "diff": 0.1, "low": 0.02, "high": 0.18}}
+    assert fidelity_doc.variant_cell(row, 25) == ("-5.0 (-12.5 … +2.5) / +10.0 (+2.0 … +18.0) (paired over 3 seeds, "
+                                                  "25 epochs; vs `paper`)")
+    pending = {**row, "delta_ucf101_VE+O": None, "delta_kinetics400_VE+O": None}
+    assert fidelity_doc.variant_cell(pending, 25) == "Δ pending its reference, `paper` (3 seeds recorded)"
+    assert fidelity_doc.variant_cell({"not_measurable": "no clip is longer"}, 25) == "no clip is longer"
+    assert fidelity_doc.variant_cell(None, 25) == "not yet measured"
+    doc = "| topic | x |\n|---|---|\n| SEM | FC | old cost |\n| VEM head | y | z |\n"
+    assert fidelity_doc.update(doc, {"SEM": "new"}) == "| topic | x |\n|---|---|\n| SEM | FC | new |\n| VEM head | y | z |\n"
+    with pytest.raises(ValueError, match="'eval'"):
+        fidelity_doc.update(doc, {"eval": "new"})
+    path = tmp_path / "f.md"
+    path.write_text(doc)
+    record = {"settings": {"epochs": 25}, "rows": [{**row, "variant": "sem"}]}
+    with pytest.raises(ValueError, match="topic"):  # the file has no row for most topics
+        fidelity_doc.write(path, record)

@@ -38,7 +38,7 @@ from cezsar.training.checkpoints import load_checkpoint
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.base.devices import resolve_device
 from cezsar.harness.fidelity_checks import unmeasurable
-from cezsar.harness import fidelity_report
+from cezsar.harness import fidelity_doc, fidelity_report
 from cezsar.harness.fidelity_report import key_of as _key
 from cezsar.harness.fidelity_report import read_record, record_key, recorded
 from cezsar.harness.layout import TEST_SETS
@@ -361,12 +361,18 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--report-only", action="store_true", help="tabulate the finished (variant, seed) pairs only")
     p.add_argument("--replace-record", action="store_true",
                    help="start a new record where the figures folder holds one of other settings")
+    p.add_argument("--doc", default=None, metavar="FILE",
+                   help="also rewrite the measured-cost column of FILE (docs/fidelity.md) from the record")
     args = p.parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    return measure(args.params, args.seeds, args.epochs, args.variants.split(",") if args.variants else None,
-                   figures=args.figures and pipeline.resolve(args.figures), existing_only=args.report_only,
-                   first_seed=args.first_seed, stacked=not args.per_seed, replace=args.replace_record)
+    rep = measure(args.params, args.seeds, args.epochs, args.variants.split(",") if args.variants else None,
+                  figures=args.figures and pipeline.resolve(args.figures), existing_only=args.report_only,
+                  first_seed=args.first_seed, stacked=not args.per_seed, replace=args.replace_record)
+    if args.doc:
+        changed = fidelity_doc.write(pipeline.resolve(args.doc), rep)
+        print(f"[fidelity] {args.doc}: measured-cost column {'rewritten' if changed else 'already up to date'}")
+    return rep
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def table(results: list[dict], variants: dict[str, tuple[str, dict, str]],
     return rows
 
 
-def _delta_cell(d: dict | float | None) -> str:
+def delta_cell(d: dict | float | None) -> str:
     """"+3.3 (−1.2 … +7.8)": the paired mean and its 95 % interval, in p.p. (a bare number in records made
     before the intervals)."""
     if d is None:
@@ -91,7 +91,7 @@ def to_markdown(rows: list[dict], settings: dict, not_measured: dict[str, str], 
             lines.append(f"| {r['variant']} | {r['what']} | {r['not_measurable']} |" + " – |" * 7
                          + f" {r['reference']} | – |")
             continue
-        cells = [f"{100 * r[k][0]:.1f} ± {100 * r[k][1]:.1f} | {_delta_cell(r[f'delta_{k}'])}" for k in SCORES]
+        cells = [f"{100 * r[k][0]:.1f} ± {100 * r[k][1]:.1f} | {delta_cell(r[f'delta_{k}'])}" for k in SCORES]
         lines.append(f"| {r['variant']} | {r['what']} | " + " | ".join(cells) + f" | {r['reference']} | {r['seeds']} |")
     paired = comparisons(rows)
     if paired:
