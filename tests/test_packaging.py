@@ -125,6 +125,24 @@ def test_the_readmes_results_are_generated_from_the_committed_figures():
     assert out.returncode == 0, out.stderr
 
 
+def test_the_readmes_fidelity_block_keeps_only_what_the_intervals_support(tmp_path):
+    """Issue 27: the README states a fidelity cost only where its paired interval excludes 0, and counts the rest."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_results", ROOT / "scripts" / "readme_results.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "fidelity.md").write_text(
+        "| variant | x |\n|---|---|\n| a | 1 |\n\nEach variant against its reference:\n\n"
+        "- a vs paper (UCF-form): -3.0 points (95 % CI -5.0 … -1.0, paired over 5 seeds): a is lower.\n"
+        "- a vs paper (Kinetics-form): -1.0 points (95 % CI -4.0 … +2.0, paired over 5 seeds): not distinguishable "
+        "with 5 seeds.\n- b vs obj2 (UCF-form): +0.5 points (95 % CI -1.0 … +2.0, paired over 5 seeds): not "
+        "distinguishable with 5 seeds.\n\nNot measured here: c (why).\n")
+    block = mod.fidelity_block(tmp_path)
+    assert "- a vs paper (UCF-form): -3.0 points" in block and "not distinguishable with 5" not in block
+    assert "The other 2 of its 3 comparisons are not distinguishable" in block
+
+
 def test_setup_finds_every_dependency_without_importing_it(tmp_path):
     """scripts/setup_env.sh's dependency check (run by every ./run_all.sh and ./run_tests.sh) passes for this
     environment and fails for an interpreter that lacks torch (the system python3 here, or a bare venv), and it
