@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from cezsar import config
-from cezsar.base import checks, environment
+from cezsar.base import checks
 from cezsar.base.atomic import write_json
 from cezsar.errors import ParameterError, UsageError
 
@@ -36,6 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from cezsar.base import environment  # lazy: loads importlib.metadata; `cezsar --help` runs without it
     from cezsar.harness import digests  # lazy: loads numpy; `cezsar --help` runs without it
     from cezsar.harness.layout import layout_from  # lazy: loads numpy; `cezsar --help` runs without it
     from cezsar.harness.params import settings  # lazy: loads yaml; `cezsar --help` runs without it
