@@ -341,7 +341,7 @@ def test_classify_refuses_a_backbone_mismatch_before_loading_the_cnn(capsys, tmp
 
 
 def test_classify_refuses_a_text_model_mismatch(capsys, tmp_path, minilm_id, monkeypatch):
-    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
+    monkeypatch.setattr("cezsar.encoders.factory.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
     ckpt = save_checkpoint(tmp_path / "other.pt", text_model="othermodel-384d-0123abcd")
     clip = write_clip(tmp_path / "clip.mp4")
     one_error(*cli(capsys, "classify", clip, "--labels", "a, b", "--model", ckpt, "--text-model", "minilm")[::2], 1,
@@ -359,7 +359,7 @@ def test_classify_bad_option_values(capsys, tmp_path, no_models, option, value, 
 
 
 def test_classify_text_model_that_is_not_a_model(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
+    monkeypatch.setattr("cezsar.encoders.factory.get_encoder", lambda *a, **k: pytest.fail("CNN loaded"))
     clip = write_clip(tmp_path / "clip.mp4")
     one_error(*cli(capsys, "classify", clip, "--labels", "a, b", "--text-model", tmp_path)[::2], 2,
               f"--text-model {tmp_path}: cannot load this sentence model offline", "use minilm")
@@ -686,7 +686,7 @@ class MockCNN:
 
 
 def test_extract_lists_a_folder_named_like_a_video_and_an_image_as_video(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder", lambda *a, **k: MockCNN())
+    monkeypatch.setattr("cezsar.encoders.factory.get_encoder", lambda *a, **k: MockCNN())
     root = tmp_path / "videos"
     root.mkdir()
     write_clip(root / "good.mp4")
@@ -711,7 +711,7 @@ def test_extract_lists_a_folder_named_like_a_video_and_an_image_as_video(capsys,
 def test_extract_bad_inputs(capsys, tmp_path, monkeypatch, case, code, needle):
     real = __import__("cezsar.encoders.backbones", fromlist=["get_encoder"]).get_encoder
     # an unknown name is rejected by the real lookup before anything loads; any other load is a test failure
-    monkeypatch.setattr("cezsar.encoders.backbones.get_encoder",
+    monkeypatch.setattr("cezsar.encoders.factory.get_encoder",
                         lambda name, *a, **k: real(name) if name == "alexnet" else pytest.fail("CNN loaded"))
     root = tmp_path / "videos"
     root.mkdir()

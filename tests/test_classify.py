@@ -64,7 +64,7 @@ def test_cli_rejects_bad_labels_before_loading_or_decoding(monkeypatch, capsys, 
         raise AssertionError("must not load models or decode before the labels are checked")
 
     monkeypatch.setattr(C, "load_classifier", boom)
-    monkeypatch.setattr("cezsar.encoders.video.decode_1fps", boom)
+    monkeypatch.setattr(C, "decode_1fps", boom)  # where classify looks it up
     assert main(["classify", str(tmp_path / "missing.mp4"), "--labels", "run, Run ,RUN"]) == 2
     assert "only duplicates of 'run'" in capsys.readouterr().err
 
