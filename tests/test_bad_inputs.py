@@ -48,11 +48,13 @@ def no_models(monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a model was loaded before the inputs were checked")
 
-    # the builders, looked up in backbones' own namespace at each call: patching `get_encoder` itself would skip its
-    # name check, and a module first imported under that patch (`from ... import get_encoder`) would keep `boom`
-    # for the rest of the process
-    for builder in ("efficientnet_lite0", "bit_m_r152x2", "resnet152", "clip_encoder"):
-        monkeypatch.setattr(f"cezsar.encoders.backbones.{builder}", boom)
+    # the builders (each named as its backbone), looked up in backbones' own namespace at each call: patching
+    # `get_encoder` itself would skip its name check, and a module first imported under that patch
+    # (`from ... import get_encoder`) would keep `boom` for the rest of the process
+    from cezsar.encoders import backbones
+
+    for builder in (*backbones.BACKBONES, "clip_encoder"):
+        monkeypatch.setattr(backbones, builder, boom)
     monkeypatch.setattr("cezsar.encoders.text.SentenceEncoder._load", boom)
 
 

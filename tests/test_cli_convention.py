@@ -86,7 +86,7 @@ def test_the_cheap_help_examples_run(tmp_path, monkeypatch, capsys):
 
 def test_help_and_a_usage_error_load_no_array_library():
     """`cezsar --help` and a bad flag answer without numpy, yaml or torch: command modules import the library
-    parts that load them inside `run` (a start-up regression, 0.045 s -> 0.145 s, came from moving them to the top)."""
+    parts that load them inside `run` (a start-up regression, 0.055 s -> 0.19 s, came from moving them to the top)."""
     import subprocess
     import sys
 

@@ -159,7 +159,7 @@ def test_the_docs_cost_column_is_the_committed_record():
     record = json.loads((PROJ_ROOT / "figures" / "fidelity.json").read_text())
     assert fidelity_doc.update(doc, fidelity_doc.cost_cells(record)) == doc, (
         "docs/fidelity.md is out of date: python -m cezsar.harness.fidelity --report-only --doc docs/fidelity.md")
-    assert set(fidelity_doc.TOPICS) and all(v in fidelity.VARIANTS for vs, _ in fidelity_doc.TOPICS.values()
+    assert set(fidelity_doc.TOPICS) and all(v in fidelity.VARIANTS for vs in fidelity_doc.TOPICS.values()
                                             for v, _ in vs)
 
 

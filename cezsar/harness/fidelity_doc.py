@@ -15,29 +15,30 @@ from pathlib import Path
 from cezsar.harness.fidelity_report import delta_cell
 
 # topic (the first cell of a row of docs/fidelity.md's table) -> its variants, each with the label it gets when a row
-# holds more than one; a text that follows the measured cells
-TOPICS: dict[str, tuple[tuple[tuple[str, str], ...], str]] = {
-    "negatives drawn": ((("draw", ""),), ""),
-    "a negative and the window's other positives": ((("far_from_all", ""),), ""),
-    "object positives": ((("object_positives", "released"), ("object_tau", "τ rule")), ""),
-    "visual input (windows)": ((("window", ""),), ""),
-    "input length": ((("padding", ""),), ""),
-    "VEM attention": ((("attention", ""),), ""),
-    "positional encoding": ((("no_pe", ""),), ""),
-    "VEM head": ((("head", ""),), ""),
-    "SEM": ((("sem", ""),), ""),
-    "width, dropout, init": ((("width_init", ""),), ""),
-    "batch makeup": ((("iid", ""),), "; speed: benchmarks/RESULTS.md \"Batch makeup\""),
-    "validation split": ((("split", ""),), ""),
-    "validation mode": ((("validation", ""),), ""),
-    "precision": ((("fp32", ""),), ""),
-    "eval": ((("raw_sum", ""),), ""),
-    "objects at eval": ((("objects_eval", ""),), ""),
-    "test clip length": ((("first_16s", ""),), ""),
-    "class descriptions": ((("descriptions", ""),), ""),
-    "all released behaviours at once": ((("released_captions", "captions only"), ("released", "with object positives")),
-                                        ""),
+# holds more than one
+TOPICS: dict[str, tuple[tuple[str, str], ...]] = {
+    "negatives drawn": (("draw", ""),),
+    "a negative and the window's other positives": (("far_from_all", ""),),
+    "object positives": (("object_positives", "released"), ("object_tau", "τ rule")),
+    "visual input (windows)": (("window", ""),),
+    "input length": (("padding", ""),),
+    "VEM attention": (("attention", ""),),
+    "positional encoding": (("no_pe", ""),),
+    "VEM head": (("head", ""),),
+    "SEM": (("sem", ""),),
+    "width, dropout, init": (("width_init", ""),),
+    "batch makeup": (("iid", ""),),
+    "validation split": (("split", ""),),
+    "validation mode": (("validation", ""),),
+    "precision": (("fp32", ""),),
+    "eval": (("raw_sum", ""),),
+    "objects at eval": (("objects_eval", ""),),
+    "test clip length": (("first_16s", ""),),
+    "class descriptions": (("descriptions", ""),),
+    "all released behaviours at once": (("released_captions", "captions only"), ("released", "with object positives")),
 }
+# text that follows a topic's measured cells
+AFTER = {"batch makeup": "; speed: benchmarks/RESULTS.md \"Batch makeup\""}
 
 
 def variant_cell(row: dict | None, epochs: int) -> str:
@@ -59,9 +60,9 @@ def cost_cells(record: dict) -> dict[str, str]:
     rows = {r["variant"]: r for r in record["rows"]}
     epochs = int(record["settings"]["epochs"])
     cells = {}
-    for topic, (variants, tail) in TOPICS.items():
+    for topic, variants in TOPICS.items():
         parts = [((label + ": ") if label else "") + variant_cell(rows.get(name), epochs) for name, label in variants]
-        cells[topic] = "; ".join(parts) + tail
+        cells[topic] = "; ".join(parts) + AFTER.get(topic, "")
     return cells
 
 
