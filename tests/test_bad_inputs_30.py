@@ -425,6 +425,30 @@ def test_a_checkpoint_write_that_dies_part_way_keeps_last_and_best_loadable(tmp_
     assert sorted(p.name for p in out.iterdir() if p.name.endswith(".tmp")) == []
 
 
+def test_stacked_training_refuses_a_full_disk_before_replacing_any_seeds_files(tmp_path, monkeypatch):
+    """Stacked seeds (the notebooks' training) check the room for an epoch's checkpoints as `fit` does: a disk
+    too full for the next last.pt is one DiskFullError naming the seed's folder, and every seed keeps its files."""
+    import torch
+
+    from cezsar.config import ModelConfig, TrainConfig
+    from cezsar.training.stacked import fit_stacked, seed_dir
+    from test_train import TINY, make_toy
+
+    torch.set_num_threads(1)
+    trip, store, text = make_toy(tmp_path / "feats")
+    out, mcfg = tmp_path / "run", ModelConfig(**TINY)
+    fit_stacked(trip, store, text, [0, 1], TrainConfig(lr=1e-3, batch=32, epochs=1, device="cpu"), mcfg, out)
+    names = ("last.pt", "best.pt", "log.json")
+    before = {(s, n): (seed_dir(out, s) / n).read_bytes() for s in (0, 1) for n in names}
+    monkeypatch.setattr(diskspace.shutil, "disk_usage", lambda p: type("U", (), {"free": 1 << 16})())
+    with pytest.raises(errors.DiskFullError, match="checkpoint: needs ≈") as err:
+        fit_stacked(trip, store, text, [0, 1], TrainConfig(lr=1e-3, batch=32, epochs=2, device="cpu"), mcfg, out,
+                    resume=True)
+    assert str(seed_dir(out, 0)) in str(err.value)
+    monkeypatch.undo()
+    assert {(s, n): (seed_dir(out, s) / n).read_bytes() for s in (0, 1) for n in names} == before
+
+
 def test_a_killed_builds_temp_bank_is_removed_before_the_room_is_measured(tmp_path):
     import subprocess
 

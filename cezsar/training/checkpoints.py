@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cezsar.base.atomic import write_atomic, write_json, write_text
+from cezsar.base.atomic import write_bytes, write_json, write_text
 from cezsar.base.checks import first_sentence, require_file
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.errors import CheckpointError
@@ -202,18 +202,24 @@ def write_logs(history: list[dict], out: Path) -> None:
 
 
 def write_epoch(ckpt: dict, out: Path, best: bool) -> None:
-    """An epoch's files, each written atomically: last.pt, best.pt when `best`, the logs."""
-    write_atomic(out / "last.pt", lambda fh: torch.save(ckpt, fh))
+    """An epoch's files, each written atomically: last.pt, best.pt when `best`, the logs. The checkpoint is
+    serialised once; best.pt is its own file with the same bytes (never a link, so a file copied over one of them
+    cannot change the other)."""
+    buf = io.BytesIO()
+    torch.save(ckpt, buf)
+    data = buf.getbuffer()
+    write_bytes(out / "last.pt", data)
     if best:
-        write_atomic(out / "best.pt", lambda fh: torch.save(ckpt, fh))
+        write_bytes(out / "best.pt", data)
     write_logs(ckpt["history"], out)
 
 
-def checkpoint_bytes(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> int:
-    """What one checkpoint takes on disk: the previous last.pt's size, else the weights and optimizer state."""
+def checkpoint_bytes(last: Path, weights: dict[str, torch.Tensor]) -> int:
+    """What one checkpoint takes on disk: the previous last.pt's size, else the weights (a state_dict) and
+    AdamW's state."""
     if last.is_file():
         return last.stat().st_size
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    weights = sum(w.numel() * w.element_size() for w in weights.values())
     return weights * 3  # the weights and AdamW's two moment estimates
 
 

@@ -165,7 +165,7 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
             if world > 1:
                 ckpt.update(world_size=world, rng_ranks=rngs)
             # room for both files before either is replaced: a full disk keeps the previous ones (docs/errors.md)
-            require_space(out, checkpoint_bytes(out / "last.pt", model, optimizer) * (2 if improved else 1),
+            require_space(out, checkpoint_bytes(out / "last.pt", ckpt["model"]) * (2 if improved else 1),
                           "checkpoint")
             if background:  # written while the next epoch trains: a copy the next steps cannot change
                 ckpt = snapshot(ckpt)
