@@ -21,7 +21,9 @@
 # triplets (paper §4). A checkpoint per epoch; a rerun resumes. One line per epoch is printed as it ends.
 # Every trained number is a mean over training seeds: `train_seeds` models (seeds `seed`, `seed` + 1, …) train
 # together in one process as stacked weights, each with its own initialisation, batch order, dropout draws,
-# optimiser state and early stopping (docs/decisions.md, 'Training seeds').
+# optimiser state and early stopping (docs/decisions.md, 'Training seeds'). On a CPU every τ of the ablation
+# (`tau_values`, notebook 04) trains here too, side by side, one process each with `train_threads` threads: the
+# numbers do not depend on the core count, and the cores stay busy (docs/decisions.md, 'Training threads').
 #
 # **Inputs.** triplets (02), features (01). **Outputs.** `<models_dir>/tau<τ>/seed<k>/{best,last}.pt`, `log.csv`,
 # `provenance.json` per training seed, and the loss curves.
@@ -35,6 +37,7 @@ patience: int | None = None  # paper §4: early stopping
 batch: int | None = None  # paper §4
 seed: int | None = None  # mining and t-SNE; the first training seed
 train_seeds: int | None = None  # models per τ, training seeds seed … seed + train_seeds − 1
+train_threads: int | None = None  # CPU threads per training process (0: every core, one τ after another)
 device: str | None = None  # auto = CUDA when present (bf16 autocast), else CPU
 
 # %%
@@ -52,10 +55,10 @@ P
 layout = pipeline.layout_from(P)
 
 # %% [markdown]
-# ## Train every seed (each resumes from its last checkpoint when there is one)
+# ## Train every seed of every τ (each resumes from its last checkpoint when there is one); `tau`'s runs below
 
 # %%
-history = pipeline_training.train_model(layout, P)
+history = pipeline_training.train_taus(layout, P)[P.tau]
 [{k: v for k, v in run.items() if k not in ("history", "data")} for run in history["runs"]]
 
 # %% [markdown]

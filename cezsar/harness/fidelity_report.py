@@ -28,7 +28,7 @@ from cezsar.reporting.plots import shown_once
 
 # parameter-set keys no (variant, seed) result reads: left out of the record's settings key
 NOT_IN_KEY = {"params_file", "run_dir", "figures_dir", "fidelity_seeds", "fidelity_epochs", "epochs", "train_seeds",
-              "tau_values", "runs", "demo_labels", "clip_model"}
+              "train_threads", "tau_values", "runs", "demo_labels", "clip_model"}
 SCORES = ("ucf101_VE+O", "kinetics400_VE+O", "ucf101_VE", "kinetics400_VE")
 SETS = (("ucf101_VE+O", "UCF-form"), ("kinetics400_VE+O", "Kinetics-form"))
 

@@ -5,9 +5,12 @@ torchrun).
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from pathlib import Path
+
+import torch
 
 from cezsar import config
 from cezsar.base import distributed
@@ -18,7 +21,8 @@ from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.base.devices import resolve_device
 from cezsar.harness.layout import Layout
 from cezsar.harness.params import Settings, stage_configs
-from cezsar.harness.pipeline_mining import set_aside, training_captions
+from cezsar.harness.pipeline_mining import mine_triplets, set_aside, training_captions
+from cezsar.harness.side_by_side import run_side_by_side
 from cezsar.base.progress import progress_mode
 from cezsar.training.stacked import fit_stacked, seed_dir
 from cezsar.encoders.text import SentenceEncoder
@@ -80,6 +84,52 @@ def migrate_single_seed(out: Path) -> None:
             (out / name).rename(target / name)
 
 
+def training_threads(s: Settings) -> int:
+    """Torch threads of CPU training (`train_threads`; docs/decisions.md, 'Training threads'): 1 by default, so
+    that the trained numbers do not depend on the machine's core count; 0 leaves torch's own count (every core)."""
+    n = int(s.values.get("train_threads", 1))
+    if n < 0:
+        raise ValueError(f"{s.params_file}: train_threads must be 0 (every core) or more (got {n})")
+    return n
+
+
+def every_tau(s: Settings) -> list[float]:
+    """The τ that notebook 03 trains: `tau` and every τ of the ablation (`tau_values`), ascending."""
+    return sorted({float(s.tau), *(float(t) for t in str(s.tau_values).split(",") if t.strip())})
+
+
+def train_taus(lay: Layout, s: Settings, taus: list[float] | None = None) -> dict[float, dict]:
+    """Notebooks 03-04: mine (or reuse) and train (or resume, or reuse) every training seed of each τ
+    (`every_tau` by default); {τ: `train_model`'s summary}.
+
+    On a CPU the τ train side by side, one process each with `training_threads` threads
+    (`cezsar.harness.side_by_side`): the same numbers as one τ after another, in about 3/4 of the time on 2 cores.
+    On a GPU, under torchrun, or with `train_threads: 0`, they train one after another in this process."""
+    taus = every_tau(s) if taus is None else [float(t) for t in taus]
+    for tau in taus:
+        mine_triplets(lay, s, tau)
+    threads = training_threads(s)
+    if (len(taus) == 1 or threads == 0 or distributed.world_size() > 1
+            or resolve_device(train_config(s).device).type != "cpu"):
+        return {tau: train_model(lay, s, tau) for tau in taus}
+    print(f"training τ {', '.join(f'{t:g}' for t in taus)} side by side: one process each, {threads} thread(s)",
+          flush=True)
+    done = run_side_by_side(train_model, {f"τ {tau:g}": (lay, s, tau) for tau in taus}, threads)
+    return {tau: done[f"τ {tau:g}"] for tau in taus}
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int, device: torch.device):
+    """Torch's CPU thread count set to n (0: unchanged) while CPU training runs, then restored."""
+    before = torch.get_num_threads()
+    if n and device.type == "cpu":
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     """Notebook 03: train (or resume, or reuse finished runs) every training seed on the τ triplet file.
 
@@ -89,10 +139,16 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
     the mining and training settings and the parameter set.
     Under torchrun (`cezsar train --params FILE`, docs/decisions.md §13) each seed is data-parallel training
     in turn: rank 0 encodes the sentences, sets a stale run aside and writes the files; the others follow.
+    On a CPU it trains with `training_threads` threads.
     Returns {"model_dir", "seeds", "checkpoints", "runs" (each seed's training summary), and seed 0's summary
     and "checkpoint" as before}."""
 
     tau = s.tau if tau is None else tau
+    with _torch_threads(training_threads(s), resolve_device(train_config(s).device)):
+        return _train_model(lay, s, tau)
+
+
+def _train_model(lay: Layout, s: Settings, tau: float) -> dict:
     cfg = train_config(s)
     seeds = training_seeds(s)
     trip = _mined_triplets(lay.triplets(tau), tau)
@@ -143,7 +199,8 @@ def train_model(lay: Layout, s: Settings, tau: float | None = None) -> dict:
                   "feature_dim": store.dim, "train_videos": len(trip.video_ids),
                   "videos_without_features": trip.summary.get("videos_without_features", 0) + len(lacking),
                   "dataset": "SynthActions (synthetic clips)" if lay.mode == "embedded" else "ActivityNet Captions",
-                  "train_seeds": seeds, "seconds": round(time.perf_counter() - t0, 1)}
+                  "train_seeds": seeds, "threads": torch.get_num_threads(),
+                  "seconds": round(time.perf_counter() - t0, 1)}
     if main:
         for k in seeds:
             write_json(seed_dir(out, k) / "provenance.json",
