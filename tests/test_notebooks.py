@@ -157,6 +157,10 @@ def test_every_trained_number_is_over_the_training_seeds(tiny_run):
     assert ve["seeds"]["seeds"] == [0, 1] and len(ve["seeds"]["records"]) == 2
     assert "(2 seeds)" in (tiny_run["figs"] / "table1.md").read_text()
     assert "paired over 2 seeds" in (tiny_run["figs"] / "comparisons.md").read_text()
+    # the τ trained side by side at the set's thread count, and the tables say so (docs/decisions.md)
+    assert "2 training seeds (0–1); trained with 1 thread" in (tiny_run["figs"] / "table1.md").read_text()
+    log = (tiny_run["run"] / "03_training.log").read_text()
+    assert "side by side" in log and "[τ 0.9] seed 1, epoch 4/4" in log
 
 
 @pytest.mark.slow

@@ -236,3 +236,26 @@ def test_a_triplet_files_digest_ignores_where_the_clone_lives(tmp_path: Path):
     c = write(tmp_path / "c", "/srv/two/data/raw/train.json", "ffff")
     assert a == b
     assert a["pos"] == c["pos"] and a["meta"] != c["meta"]
+
+
+def test_a_triplet_files_digest_ignores_where_and_when_its_inputs_were_made(tmp_path: Path):
+    """The same triplets mined on another machine (another clone path, feature files written at other times) have
+    the same digest; a changed config value or caption content does not."""
+    from cezsar.harness.digests import triplets_digest
+
+    def meta(root: str, folder_hash: str, tau: float = 0.7, caption_sha: str = "de0b8a03") -> np.ndarray:
+        m = {"summary": {"config": {"tau": tau}, "inputs": {
+            "captions": [{"bytes": 46282, "path": f"{root}/raw/train.json", "sha256": caption_sha}],
+            "features": {"path": f"{root}/features", "files": 150, "hash": folder_hash},
+            "objects": {"path": f"{root}/objects", "files": 150, "hash": folder_hash[::-1]}}}}
+        return np.frombuffer(json.dumps(m).encode(), dtype=np.uint8)
+
+    def digest(name: str, m: np.ndarray) -> dict:
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "triplets_tau0.70.npz", anchor=np.arange(6), meta=m)
+        return triplets_digest(tmp_path / name)["triplets_tau0.70.npz"]
+
+    here = digest("here", meta("/work/main/data", "e4115cd98ebfcfcf"))
+    assert digest("there", meta("/tmp/clone/data", "50095b71467ebca7")) == here
+    assert digest("tau", meta("/work/main/data", "e4115cd98ebfcfcf", tau=0.9))["meta"] != here["meta"]
+    assert digest("caps", meta("/work/main/data", "e4115cd98ebfcfcf", caption_sha="00000000"))["meta"] != here["meta"]

@@ -31,7 +31,8 @@ from cezsar.encoders.text import SentenceEncoder
 from cezsar.formats import datasets
 from cezsar.formats.captions import read_activitynet_files
 
-DIGESTS_VERSION = 2  # 2: a triplet file's meta is hashed without its machine paths
+# 2: a triplet file's meta is hashed without its machine paths; 3: and without its folders' file-time hashes
+DIGESTS_VERSION = 3
 STAGES = ("data", "features", "sbert", "triplets", "first_epoch", "accuracies")
 # what counts as the same, per stage; the verdict prints it beside each difference
 TOLERANCES = {
@@ -147,11 +148,14 @@ def _array_sha(a: np.ndarray) -> str:
 
 
 def _without_paths(meta: np.ndarray) -> np.ndarray:
-    """A triplet file's meta (JSON bytes) without its "path" entries: where a clone lives on disk is not a result,
-    and the inputs' hashes beside each path still say which data was mined."""
+    """A triplet file's meta (JSON bytes) without what only says where and when this machine made its inputs: every
+    "path" entry, and the "hash" of each feature or objects folder (its files' names, sizes and modification times,
+    `pipeline_mining._folder_key`: the reuse key of one machine). The caption files' content hashes, the folders'
+    file counts and every config value stay; the data and features stages check the inputs' content."""
     def strip(v):
         if isinstance(v, dict):
-            return {k: strip(x) for k, x in v.items() if k != "path"}
+            folder = "files" in v and "hash" in v  # a `_folder_key`
+            return {k: strip(x) for k, x in v.items() if k != "path" and not (folder and k == "hash")}
         return [strip(x) for x in v] if isinstance(v, list) else v
     text = json.dumps(strip(json.loads(bytes(meta).decode("utf-8"))), sort_keys=True)
     return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)

@@ -47,6 +47,9 @@ def _source(lay: Layout, kind: str, res: dict, protocols: dict[str, str], proven
     seeds = provenance.get("train_seeds")
     if seeds and len(seeds) > 1:
         parts.append(f"{len(seeds)} training seeds ({seeds[0]}–{seeds[-1]})")
+    threads = provenance.get("threads")  # training's own thread count (docs/decisions.md, 'Training threads')
+    if threads:
+        parts.append(f"trained with {threads} thread{'s' if threads != 1 else ''}")
     return "; ".join(parts)
 
 
