@@ -115,6 +115,22 @@ def test_fit_stacked_equals_fit_per_seed_and_writes_each_seeds_files(tmp_path):
                 assert _rel(p, q) < 1e-4, n
 
 
+def test_the_released_validation_trains_one_fit_per_seed_with_dropout_on_in_validation(tmp_path):
+    """`released_validation` (validation in train mode) is honoured by the notebooks' stacked training: it falls
+    back to `fit` per seed, whose validation losses differ from the eval-mode ones (dropout on)."""
+    trip, store, text = make_toy(tmp_path / "feats")
+    mcfg = ModelConfig(**{**TINY, "dropout": 0.3})
+    tcfg = TrainConfig(lr=1e-3, batch=32, epochs=1, device="cpu", released_validation=True)
+    res = fit_stacked(trip, store, text, [0, 1], tcfg, mcfg, tmp_path / "stacked")
+    for r, s in zip(res, [0, 1]):
+        ref = fit(trip, store, text, TrainConfig(lr=1e-3, batch=32, epochs=1, device="cpu", seed=s,
+                                                 released_validation=True), mcfg, tmp_path / f"fit{s}", progress=False)
+        assert [h["val_loss"] for h in r["history"]] == [h["val_loss"] for h in ref["history"]]
+    eval_mode = fit_stacked(trip, store, text, [0], TrainConfig(lr=1e-3, batch=32, epochs=1, device="cpu"), mcfg,
+                            tmp_path / "eval")
+    assert eval_mode[0]["history"][0]["val_loss"] != res[0]["history"][0]["val_loss"]
+
+
 def test_a_seed_that_stops_early_stops_changing_while_others_train(tmp_path):
     """patience 1 with a learning rate that makes validation worse: a stopped seed's files stop at its stop epoch."""
     trip, store, text = make_toy(tmp_path / "feats")

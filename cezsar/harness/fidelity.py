@@ -44,7 +44,7 @@ from cezsar.harness.fidelity_report import read_record, record_key, recorded
 from cezsar.harness.layout import TEST_SETS
 from cezsar.triplet_mining.mine import mine
 from cezsar.harness.params import load, stage_configs
-from cezsar.training.stacked import fit_stacked, seed_dir, stackable
+from cezsar.training.stacked import fit_stacked, seed_dir, trains_stacked as stacks
 from cezsar.encoders.text import SentenceEncoder
 from cezsar.training.train import fit
 from cezsar.training.train_inputs import segment_bounds
@@ -110,19 +110,12 @@ NOT_MEASURED = {
 }
 
 
-
-def stacks(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
-    """Whether the seeds of this configuration train stacked: the paper's model (`stacked.stackable`) and the
-    validation loss in eval mode (the stacked validation has no train-mode variant, `released_validation`)."""
-    return stackable(model_cfg) and not train_cfg.released_validation
-
-
 def train_seeds(trip: Any, store: Any, text_emb: Any, seeds: list[int], train_cfg: TrainConfig,
                 model_cfg: ModelConfig, out: Path, stacked: bool = True, **common: Any) -> list[dict]:
     """Train (or resume, or reuse) one model per training seed into `<out>/seed<s>/` (paper §4): all seeds at once
     with `fit_stacked` where `stacks` allows it and `stacked` is on, else one `fit` per seed; `common` goes to
     both (fast, text_model, text_model_name, segment_bounds). Returns fit's summary per seed."""
-    if stacked and stacks(model_cfg, train_cfg):
+    if stacked:  # fit_stacked itself trains one fit per seed where the configuration does not stack
         return fit_stacked(trip, store, text_emb, list(seeds), train_cfg, model_cfg, out, resume=True, **common)
     return [fit(trip, store, text_emb, dataclasses.replace(train_cfg, seed=s), model_cfg, seed_dir(out, s),
                 resume=True, progress=False, **common) for s in seeds]

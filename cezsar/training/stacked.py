@@ -12,7 +12,7 @@ runs); a model that stops early leaves the stack.
 The stacked models and their step are `cezsar.training.stacked_model`. Each seed writes `fit`'s files (last.pt, best.pt,
 log.json, log.csv; `checkpoints.write_epoch`) to its own folder, in `fit`'s checkpoint format, so every reader of
 `fit`'s checkpoints reads them, and `fit(resume=True)` could continue one alone. The released-code model variants
-(`released_*`) fall back to one `fit` per seed.
+(`released_*`) and the released validation (`TrainConfig.released_validation`) fall back to one `fit` per seed.
 """
 from __future__ import annotations
 
@@ -135,6 +135,13 @@ def _stacked_evaluate(net: StackedEmbedders, data: TripletTensors, idx: np.ndarr
     return [{"loss": float(total[j]) / len(idx), "acc": int(correct[j]) / len(idx)} for j in range(k)]
 
 
+def trains_stacked(model_cfg: ModelConfig, train_cfg: TrainConfig) -> bool:
+    """Whether `fit_stacked` stacks the seeds of this configuration: the paper's model (`stackable`) with the
+    validation loss in eval mode; the released model variants and the released validation (train mode) train one
+    `fit` per seed."""
+    return stackable(model_cfg) and not train_cfg.released_validation
+
+
 def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_cfg: TrainConfig | None = None,
                 model_cfg: ModelConfig | None = None, out_dir: str | os.PathLike = ".", resume: bool = False, *,
                 fast: FastPathConfig | None = None, text_model: str | None = None, text_model_name: str | None = None,
@@ -150,7 +157,7 @@ def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_c
         raise ValueError(f"training seeds must be distinct and at least one: {seeds}")
     model_cfg = dataclasses.replace(model_cfg or ModelConfig(), feat_dim=int(store.dim), text_dim=int(text_emb.shape[1]))
     out = Path(out_dir)
-    if not stackable(model_cfg):  # the released variants: one fit per seed
+    if not trains_stacked(model_cfg, train_cfg):  # one fit per seed
         return [fit(triplets, store, text_emb, dataclasses.replace(train_cfg, seed=s), model_cfg, seed_dir(out, s),
                     resume, fast=fast, text_model=text_model, text_model_name=text_model_name, params=params,
                     progress=False, segment_bounds=segment_bounds,
