@@ -18,6 +18,8 @@ import traceback
 from collections.abc import Callable
 from contextlib import redirect_stderr, redirect_stdout
 
+import torch
+
 
 class _Lines(io.TextIOBase):
     """A text stream that sends each complete line to a queue, prefixed; progress-bar redraws ('\\r') are dropped
@@ -39,8 +41,6 @@ class _Lines(io.TextIOBase):
 
 
 def _worker(q, name: str, fn: Callable, args: tuple, threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
     out = _Lines(q, f"[{name}] ")
     try:
