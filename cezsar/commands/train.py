@@ -1,5 +1,5 @@
 """`cezsar train --triplets FILE --features DIR --out DIR`: contrastive training of the joint embedder
-(paper §3.3 and §4). `cezsar train --params params/paper.yaml` runs notebook 03's stage instead.
+(paper §3.3 and §4). `cezsar train --params params/paper.yaml` runs notebook 03's training of one τ instead.
 
 Under `torchrun --nproc-per-node N -m cezsar train ...` both forms train data-parallel on N processes
 (docs/decisions.md §13); rank 0 alone prints.
@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_stage(args: argparse.Namespace) -> int:
-    """`--params`: notebook 03's stage (`pipeline_training.train_model`) for that parameter set."""
+    """`--params`: notebook 03's training (`pipeline_training.train_model`) of one τ of that parameter set."""
     from cezsar.base import distributed  # lazy: loads torch; `cezsar --help` runs without it
     from cezsar.harness import pipeline, pipeline_training  # lazy: loads torch; `cezsar --help` runs without it
 
