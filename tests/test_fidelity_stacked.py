@@ -13,7 +13,7 @@ from cezsar.harness import fidelity
 from cezsar.training.checkpoints import load_checkpoint
 from cezsar.config import ModelConfig, TrainConfig
 from cezsar.harness.fidelity_checks import same_visual_input, unmeasurable
-from cezsar.training.stacked import seed_dir
+from cezsar.training.stacked import seed_dir, trains_stacked
 from test_train import TINY, make_toy
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -42,7 +42,7 @@ def test_stacked_seeds_give_each_seed_the_result_of_its_own_training(tmp_path, m
     for name in ("fit", "fit_stacked"):
         real = getattr(fidelity, name)
         monkeypatch.setattr(fidelity, name, lambda *a, _n=name, _f=real, **k: calls.append(_n) or _f(*a, **k))
-    assert fidelity.stacks(mcfg, tcfg)
+    assert trains_stacked(mcfg, tcfg)
     both = fidelity.train_seeds(trip, store, text, [0, 1], tcfg, mcfg, tmp_path / "stacked")
     assert calls == ["fit_stacked"]
     alone = fidelity.train_seeds(trip, store, text, [0, 1], tcfg, mcfg, tmp_path / "alone", stacked=False)
@@ -62,9 +62,9 @@ def test_stacked_seeds_give_each_seed_the_result_of_its_own_training(tmp_path, m
 
 
 def test_variants_the_stacked_path_does_not_compute_train_one_fit_per_seed():
-    assert fidelity.stacks(ModelConfig(), TrainConfig())
-    assert not fidelity.stacks(ModelConfig(released_sem=True), TrainConfig())  # released model variants
-    assert not fidelity.stacks(ModelConfig(), TrainConfig(released_validation=True))  # train-mode validation
+    assert trains_stacked(ModelConfig(), TrainConfig())
+    assert not trains_stacked(ModelConfig(released_sem=True), TrainConfig())  # released model variants
+    assert not trains_stacked(ModelConfig(), TrainConfig(released_validation=True))  # train-mode validation
 
 
 class _Lengths:

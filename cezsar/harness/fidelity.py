@@ -44,7 +44,7 @@ from cezsar.harness.fidelity_report import read_record, record_key, recorded
 from cezsar.harness.layout import TEST_SETS
 from cezsar.triplet_mining.mine import mine
 from cezsar.harness.params import load, stage_configs
-from cezsar.training.stacked import fit_stacked, seed_dir, trains_stacked as stacks
+from cezsar.training.stacked import fit_stacked, seed_dir, trains_stacked
 from cezsar.encoders.text import SentenceEncoder
 from cezsar.training.train import fit
 from cezsar.training.train_inputs import segment_bounds
@@ -113,7 +113,7 @@ NOT_MEASURED = {
 def train_seeds(trip: Any, store: Any, text_emb: Any, seeds: list[int], train_cfg: TrainConfig,
                 model_cfg: ModelConfig, out: Path, stacked: bool = True, **common: Any) -> list[dict]:
     """Train (or resume, or reuse) one model per training seed into `<out>/seed<s>/` (paper §4): all seeds at once
-    with `fit_stacked` where `stacks` allows it and `stacked` is on, else one `fit` per seed; `common` goes to
+    with `fit_stacked` where `trains_stacked` allows it and `stacked` is on, else one `fit` per seed; `common` goes to
     both (fast, text_model, text_model_name, segment_bounds). Returns fit's summary per seed."""
     if stacked:  # fit_stacked itself trains one fit per seed where the configuration does not stack
         return fit_stacked(trip, store, text_emb, list(seeds), train_cfg, model_cfg, out, resume=True, **common)
@@ -210,7 +210,7 @@ def run_variant(data: _Data, name: str, seeds: list[int], base: dict, epochs: in
         model = load_checkpoint(seed_dir(model_dir, s) / "best.pt")[0]
         res = {"variant": name, "seed": s, **data.score(model, cfg["eval"]), "epochs_run": run["epochs_run"],
                "best_epoch": run["best_epoch"], "triplets": len(trip), "overrides": VARIANTS[name][1],
-               "stacked": stacked and stacks(cfg["model"], cfg["train"]),
+               "stacked": stacked and trains_stacked(cfg["model"], cfg["train"]),
                "seconds": {"mine": round(t_mine - t0, 1), "train": round((t_train - t_mine) / len(seeds), 1),
                            "evaluate": round(time.perf_counter() - t_eval, 1)}}
         write_json(results_dir / f"seed{s}.json", res)

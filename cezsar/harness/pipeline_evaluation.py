@@ -22,7 +22,7 @@ from cezsar.harness.layout import Layout, uses_objects
 from cezsar.harness.params import Settings, stage_configs
 from cezsar.harness.pipeline import check_test_features
 from cezsar.harness.pipeline_mining import mine_triplets
-from cezsar.harness.pipeline_training import train_taus
+from cezsar.harness.pipeline_training import ablation_taus, train_taus
 from cezsar.evaluation.protocols import PROTOCOLS
 from cezsar.reporting.results import TRAINED_METHODS, protocol_record, seed_record
 from cezsar.reporting.tables import COLUMNS, FRACTIONS
@@ -126,7 +126,7 @@ def evaluate_seeds(lay: Layout, kind: str, checkpoints: dict[int, Path | None], 
 def tau_ablation(lay: Layout, s: Settings) -> dict:
     """Notebook 04 (paper §5): for each τ, mine, train every training seed and score VE + O (VE without objects)
     on the UCF-form set, every class; each row holds every seed's accuracy."""
-    taus = [float(t) for t in str(s.tau_values).split(",") if t.strip()]
+    taus = ablation_taus(s)
     variant = "VE+O" if uses_objects(lay, s) else "VE"
 
     # every class, as Table 1's first column names it (0/101 on UCF-101, whose split files are tracked)

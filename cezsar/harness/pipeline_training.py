@@ -93,9 +93,14 @@ def training_threads(s: Settings) -> int:
     return n
 
 
+def ablation_taus(s: Settings) -> list[float]:
+    """The τ of the ablation (paper §5; `tau_values`, comma-separated), in the set's order."""
+    return [float(t) for t in str(s.tau_values).split(",") if t.strip()]
+
+
 def every_tau(s: Settings) -> list[float]:
-    """The τ that notebook 03 trains: `tau` and every τ of the ablation (`tau_values`), ascending."""
-    return sorted({float(s.tau), *(float(t) for t in str(s.tau_values).split(",") if t.strip())})
+    """The τ that notebook 03 trains: `tau` and every τ of the ablation, ascending."""
+    return sorted({float(s.tau), *ablation_taus(s)})
 
 
 def train_taus(lay: Layout, s: Settings, taus: list[float] | None = None) -> dict[float, dict]:

@@ -21,6 +21,7 @@ import torch
 
 from cezsar.base.atomic import write_bytes, write_json, write_text
 from cezsar.base.checks import first_sentence, require_file
+from cezsar.base.diskspace import require_space
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig, to_dict
 from cezsar.errors import CheckpointError
 from cezsar.training.joint_embedder import JointEmbedder
@@ -221,6 +222,12 @@ def checkpoint_bytes(last: Path, weights: dict[str, torch.Tensor]) -> int:
         return last.stat().st_size
     weights = sum(w.numel() * w.element_size() for w in weights.values())
     return weights * 3  # the weights and AdamW's two moment estimates
+
+
+def require_checkpoint_room(out: Path, weights: dict[str, torch.Tensor], best: bool) -> None:
+    """Room for an epoch's last.pt (and best.pt when `best`) before either is replaced, so that a full disk keeps
+    the previous ones (docs/errors.md); a DiskFullError naming `out` otherwise."""
+    require_space(out, checkpoint_bytes(out / "last.pt", weights) * (2 if best else 1), "checkpoint")
 
 
 

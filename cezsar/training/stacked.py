@@ -29,10 +29,9 @@ import torch
 from cezsar.errors import CheckpointError
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
 from cezsar.base.devices import resolve_device
-from cezsar.base.diskspace import require_space
 from cezsar.training.featurebank import TripletTensors, batch_group, epoch_order
-from cezsar.training.checkpoints import (RESUME_FIX, checkpoint_bytes, checkpoint_meta, read_resumable, rng_state,
-                                         set_rng_state, write_epoch)
+from cezsar.training.checkpoints import (RESUME_FIX, checkpoint_meta, read_resumable, require_checkpoint_room,
+                                         rng_state, set_rng_state, write_epoch)
 from cezsar.training.joint_embedder import JointEmbedder
 from cezsar.training.loss import autocast
 from cezsar.training.stacked_model import StackedEmbedders, stackable, stacked_batch_loss
@@ -226,9 +225,7 @@ def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_c
                 "triplets_per_s": round(len(train_idx) * len(group) / max(seconds, 1e-9), 1)}]
             r.weights, r.opt_state, r.rng = net.state_dict(j), unstack_optimizer(opt, net, j), rng
             ckpt = {**r.meta, **r.state, "model": r.weights, "optimizer": r.opt_state, "rng": rng}
-            # room for both files before either is replaced: a full disk keeps the previous ones (docs/errors.md)
-            require_space(r.out, checkpoint_bytes(r.out / "last.pt", r.weights) * (2 if improved else 1),
-                          "checkpoint")
+            require_checkpoint_room(r.out, r.weights, improved)
             write_epoch(ckpt, r.out, improved)
             if on_epoch_end is not None:
                 on_epoch_end(r.seed, r.state["history"][-1])

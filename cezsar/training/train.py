@@ -24,10 +24,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from cezsar.base import distributed
 from cezsar.training.background import CheckpointWriter, OrderAhead, snapshot
-from cezsar.training.checkpoints import (checkpoint_bytes, checkpoint_meta, read_resumable, restore_training, rng_state,
-                                write_epoch)
+from cezsar.training.checkpoints import (checkpoint_meta, read_resumable, require_checkpoint_room, restore_training,
+                                         rng_state, write_epoch)
 from cezsar.config import FastPathConfig, ModelConfig, TrainConfig
-from cezsar.base.diskspace import require_space
 from cezsar.base.devices import resolve_device
 from cezsar.training.eager_step import BatchLoss, evaluate, make_optimizer, train_one_epoch
 from cezsar.training.featurebank import batch_group, epoch_order
@@ -164,9 +163,7 @@ def fit(triplets, store, text_emb: np.ndarray, train_cfg: TrainConfig | None = N
             ckpt = {**meta, **state, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rngs[0]}
             if world > 1:
                 ckpt.update(world_size=world, rng_ranks=rngs)
-            # room for both files before either is replaced: a full disk keeps the previous ones (docs/errors.md)
-            require_space(out, checkpoint_bytes(out / "last.pt", ckpt["model"]) * (2 if improved else 1),
-                          "checkpoint")
+            require_checkpoint_room(out, ckpt["model"], improved)
             if background:  # written while the next epoch trains: a copy the next steps cannot change
                 ckpt = snapshot(ckpt)
             writer.submit(lambda ckpt=ckpt, best=improved: write_epoch(ckpt, out, best),
