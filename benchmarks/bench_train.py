@@ -9,8 +9,9 @@ same optimiser, same number of steps, in the same process; the ratio is what to 
 "fast_iid" is an i.i.d. shuffle (the training default, `batch_makeup: iid`), "fast_g8" chunks of 8 triplets of a
 window (`batch_makeup: grouped`), "fast" all triplets of a window in one batch (group 0). "gemm_floor" says why the
 i.i.d. batches cost more: each step forwards every row of ~128 distinct windows (~6x the rows of a grouped step),
-and the row-wise matrix products alone, at the fp32 GEMM rate measured in the same run, bound the ratio any
-implementation of that step can reach against the reference.
+and the row-wise matrix products alone, at the fp32 GEMM rate measured in the same run (oneDNN's for a step of
+`onednn_linear.MIN_ROWS` rows or more, which the fast path's training products then use; torch's own otherwise),
+bound the ratio any fp32 implementation of that step can reach against the reference.
 
     python benchmarks/bench_train.py                      # small workload, both paths, ratio (CPU ok)
     python benchmarks/bench_train.py --scale paper        # ~12,000 videos x ~120 s x 4096-d fp16, ~3 M
@@ -44,6 +45,7 @@ from cezsar.base.devices import resolve_device
 from cezsar.training.joint_embedder import JointEmbedder
 from cezsar.training.static_step import run_length, train_one_epoch_static
 from cezsar.training.eager_step import make_optimizer, train_one_epoch
+from cezsar.training import onednn_linear
 from cezsar.training.loss import triplet_loss
 
 SCALES = {  # videos, seconds (min, max), feature dim, windows per video, triplets per window, sentences
@@ -220,15 +222,22 @@ def profile_steps(model, opt, data: TripletTensors, cfg: TrainConfig, device, st
     return out
 
 
-def gemm_gflops(rows: int = 700, reps: int = 20) -> float:
-    """The fp32 matrix-product rate of this machine now (best of `reps`), at the shape of the FFN's first layer."""
-    a, b = torch.randn(rows, 2048), torch.randn(2048, 512)
+def gemm_gflops(rows: int = 700, reps: int = 20, onednn: bool = False) -> float:
+    """The fp32 matrix-product rate of this machine now (best of `reps`), at the shape of the FFN's first layer:
+    torch's own product (MKL on a CPU), or with `onednn` oneDNN's inner product, which the fast path's large
+    training products use (`cezsar.training.onednn_linear`)."""
+    a, w = torch.randn(rows, 2048), torch.randn(512, 2048)
+    if onednn:
+        a, w = a.to_mkldnn(), w.to_mkldnn()
+        product = lambda: torch.ops.aten.mkldnn_linear(a, w)
+    else:
+        product = lambda: a @ w.t()
     for _ in range(3):
-        a @ b
+        product()
     best = float("inf")
     for _ in range(reps):
         t = time.perf_counter()
-        a @ b
+        product()
         best = min(best, time.perf_counter() - t)
     return 2 * rows * 2048 * 512 / best / 1e9
 
@@ -244,19 +253,23 @@ def rows_per_step(data: TripletTensors, group: int, steps: int, batch: int) -> t
     return float(np.mean(rows)), float(np.mean(wins))
 
 
-def gemm_floor(data: TripletTensors, cfg: ModelConfig, batch: int, ref_step_s: float, gflops: float) -> dict:
+def gemm_floor(data: TripletTensors, cfg: ModelConfig, batch: int, ref_step_s: float, gflops: float,
+               onednn_gflops: float | None = None) -> dict:
     """Matrix-product FLOPs per step of each batch makeup (Eq. 1 projection, q/k/v, W^0, the FFN of Eq. 4; forward
-    and backward, no input gradient for Eq. 1) and the time they take at `gflops`: a lower bound on a step, so
-    `ref_step_s / floor` bounds the ratio against the reference."""
+    and backward, no input gradient for Eq. 1) and the time they take at the rate the fast path's products run at
+    (oneDNN's `onednn_gflops` for a step of at least `onednn_linear.MIN_ROWS` rows, else `gflops`): a lower bound on
+    a step, so `ref_step_s / floor` bounds the ratio against the reference."""
     d, f, dm = cfg.d_model, 2048, cfg.feat_dim
     fwd = dm * d + 3 * d * d + d * d + 2 * d * f  # multiply-adds per row, forward
     per_row = 2 * (3 * fwd - dm * d)  # FLOP per row: forward + backward (weights and inputs, Eq. 1 weights only)
-    out = {"flop_per_row": per_row, "fp32_gemm_gflops": round(gflops, 1)}
+    out = {"flop_per_row": per_row, "fp32_gemm_gflops": round(gflops, 1),
+           "onednn_fp32_gemm_gflops": None if onednn_gflops is None else round(onednn_gflops, 1)}
     for name, group in (("iid", 1), ("grouped_g8", 8)):
         rows, wins = rows_per_step(data, group, 20, batch)
-        floor_s = rows * per_row / (gflops * 1e9)
+        rate = onednn_gflops if onednn_gflops and rows >= onednn_linear.MIN_ROWS else gflops
+        floor_s = rows * per_row / (rate * 1e9)
         out[name] = {"rows_per_step": round(rows, 1), "windows_per_step": round(wins, 1),
-                     "gemm_floor_ms": round(1000 * floor_s, 1),
+                     "gemm_gflops": round(rate, 1), "gemm_floor_ms": round(1000 * floor_s, 1),
                      "max_ratio_vs_reference": round(ref_step_s / floor_s, 2)}
     return out
 
@@ -310,6 +323,8 @@ def small(args, device) -> dict:
                                                    "dim": spec["dim"], "bank_dtype": args.bank_dtype},
                     **compare_steps(args, device, data, cfg, args.limit_steps)}
         gflops_before = gemm_gflops()
+        dnn = device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+        dnn_before = gemm_gflops(onednn=True) if dnn else None
         results = {"reference": [], "fast": [], "fast_g8": [], "fast_iid": []}
         for rnd in range(args.rounds):  # interleaved rounds: machine noise hits both paths alike
             model, opt = fresh(cfg, device)
@@ -323,6 +338,7 @@ def small(args, device) -> dict:
             model, opt = fresh(cfg, device)
             results["fast_iid"].append(run_fast(model, opt, data, tcfg, device, args.steps, 1, rnd))
         gflops = max(gemm_gflops(), gflops_before)  # before and after the timed rounds: the better of the two
+        dnn_gflops = max(gemm_gflops(onednn=True), dnn_before) if dnn else None
     best = {k: max(r["triplets_per_s"] for r in v) for k, v in results.items()}
     best_cpu = {k: max(r["triplets_per_cpu_s"] for r in v) for k, v in results.items()}
     return {"scale": "small", "workload": {**{k: v for k, v in spec.items() if k != "seconds"},
@@ -336,7 +352,8 @@ def small(args, device) -> dict:
             "ratio_fast_g8_vs_reference": round(best["fast_g8"] / best["reference"], 2),
             "cpu_ratio_fast_g8_vs_reference": round(best_cpu["fast_g8"] / best_cpu["reference"], 2),
             "cpu_ratio_fast_iid_vs_reference": round(best_cpu["fast_iid"] / best_cpu["reference"], 2),
-            "gemm_floor": gemm_floor(data, cfg, args.batch, args.batch / best["reference"], gflops)}
+            "gemm_floor": gemm_floor(data, cfg, args.batch, args.batch / best["reference"], gflops,
+                                     dnn_gflops)}
 
 
 def paper(args, device) -> dict:

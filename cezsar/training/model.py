@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cezsar.config import ModelConfig
+from cezsar.training.onednn_linear import Linear
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -67,14 +68,14 @@ class VisualEmbedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.proj = nn.Linear(cfg.feat_dim, cfg.d_model)  # Eq. 1: W, b
+        self.proj = Linear(cfg.feat_dim, cfg.d_model)  # Eq. 1: W, b (nn.Linear; fp32 CPU products via oneDNN)
         self.pe: SinusoidalPositionalEncoding | None = SinusoidalPositionalEncoding(cfg.d_model)  # v_r^PE
         # Eqs. 2-4; batch_first=True: attention runs over time within each clip, never across the batch
         self.layers = nn.ModuleList(
             nn.TransformerEncoderLayer(cfg.d_model, cfg.n_heads, dropout=cfg.dropout, batch_first=True)
             for _ in range(cfg.n_layers)
         )
-        self.out = nn.Linear(cfg.d_model, cfg.emb_dim)  # Eq. 5: W, b
+        self.out = Linear(cfg.d_model, cfg.emb_dim)  # Eq. 5: W, b
         self.cfg = cfg
 
     def reduce(self, v_c: Tensor) -> Tensor:
@@ -133,7 +134,7 @@ class SentenceEmbedder(nn.Module):
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(cfg.text_dim, cfg.emb_dim), nn.ReLU())  # Eq. 6: W, b, ReLU
+        self.net = nn.Sequential(Linear(cfg.text_dim, cfg.emb_dim), nn.ReLU())  # Eq. 6: W, b, ReLU
 
     def forward(self, s: Tensor) -> Tensor:
         """Eq. 6. s (B, text_dim) SBERT vectors -> (B, d_emb)."""

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from cezsar.training.model import VisualEmbedder
+from cezsar.training.onednn_linear import linear
 
 
 def forward_packed(vem: VisualEmbedder, x: Tensor, mask: Tensor, index: Tensor | None = None,
@@ -111,7 +112,7 @@ def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: T
         raise NotImplementedError("packed attention supports the packed q/k/v projection only")
     u, _, _, t = keys.shape
     d, heads = attn.embed_dim, attn.num_heads
-    qkv = F.linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (N, 3 d_model)
+    qkv = linear(h, attn.in_proj_weight, attn.in_proj_bias)  # (N, 3 d_model)
     # only the dot products need the padded layout; padded queries give rows that are dropped below
     spare = 0 if gather is None else 1  # padding rows of a fixed-size batch land in one slot past the grid
     grid = qkv.new_zeros(u * t + spare, 3 * d).index_copy_(0, index, qkv)  # (U T [+ 1], 3 d_model) no clone
@@ -119,10 +120,11 @@ def _self_attention_packed(layer: nn.TransformerEncoderLayer, h: Tensor, keys: T
     p = attn.dropout if layer.training else 0.0  # on the attention weights, as MultiheadAttention does
     o = F.scaled_dot_product_attention(q, k, v, attn_mask=keys, dropout_p=p)  # (U, heads, T, d_head)  Eq. 2
     o = o.transpose(1, 2).reshape(u * t, d)[index if gather is None else gather]  # (N, d_model) valid rows only
-    return attn.out_proj(o)  # (N, d_model)  W^0 of Eq. 3
+    return linear(o, attn.out_proj.weight, attn.out_proj.bias)  # (N, d_model)  W^0 of Eq. 3
 
 
 def _feed_forward_packed(layer: nn.TransformerEncoderLayer, h: Tensor) -> Tensor:
     """The position-wise feed-forward network of Eq. 4 with its inner dropout (the caller applies dropout2)."""
-    f = layer.activation(layer.linear1(h))  # (N, dim_feedforward)
-    return layer.linear2(dropout_cpu(f, layer.dropout.p, layer.training))  # (N, d_model)
+    f = layer.activation(linear(h, layer.linear1.weight, layer.linear1.bias))  # (N, dim_feedforward)
+    f = dropout_cpu(f, layer.dropout.p, layer.training)
+    return linear(f, layer.linear2.weight, layer.linear2.bias)  # (N, d_model)

@@ -22,6 +22,7 @@ from torch.nn import functional as F
 
 from cezsar.config import ModelConfig
 from cezsar.training.model import SentenceEmbedder, VisualEmbedder
+from cezsar.training.onednn_linear import Linear
 
 
 class ReleasedVisualEmbedder(VisualEmbedder):
@@ -107,7 +108,7 @@ class ReleasedSentenceEmbedder(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.train_only_norm = cfg.released_head
-        self.net = nn.Sequential(nn.Dropout(cfg.dropout), nn.Linear(cfg.text_dim, cfg.emb_dim), nn.LayerNorm(cfg.emb_dim))
+        self.net = nn.Sequential(nn.Dropout(cfg.dropout), Linear(cfg.text_dim, cfg.emb_dim), nn.LayerNorm(cfg.emb_dim))
 
     def forward(self, s: Tensor) -> Tensor:
         """s (B, text_dim) -> (B, d_emb)."""

@@ -18,6 +18,7 @@ from cezsar.config import ModelConfig
 from cezsar.training.featurebank import TripletTensors
 from cezsar.training.loss import triplet_loss
 from cezsar.training.joint_embedder import JointEmbedder
+from cezsar.training.onednn_linear import linear, onednn_applies
 from cezsar.training.packed_vem import dropout_cpu
 
 
@@ -73,8 +74,13 @@ class StackedEmbedders:
 
     # --- the batched Eqs. 1-6 ----------------------------------------------------------------------------
     def _linear(self, x: Tensor, name: str, weight: str = ".weight", bias: str = ".bias") -> Tensor:
-        """x (K, N, in) through each model's own Linear `name`: (K, N, out)."""
-        return _StackedLinear.apply(x, self.params[name + weight], self.params[name + bias])
+        """x (K, N, in) through each model's own Linear `name`: (K, N, out). Where fp32 products go through oneDNN
+        (`onednn_linear.onednn_applies`), one inner product per model: on a CPU that is faster than MKL's batched
+        product."""
+        w, b = self.params[name + weight], self.params[name + bias]  # (K, out, in), (K, out)
+        if onednn_applies(x[0]):
+            return torch.stack([linear(x[i], w[i], b[i]) for i in range(self.k)])  # (K, N, out)
+        return _StackedLinear.apply(x, w, b)
 
     def _norm(self, x: Tensor, name: str) -> Tensor:
         """LayerNorm with each model's own affine weights: (K, N, d)."""
