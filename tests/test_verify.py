@@ -259,3 +259,31 @@ def test_a_triplet_files_digest_ignores_where_and_when_its_inputs_were_made(tmp_
     assert digest("there", meta("/tmp/clone/data", "50095b71467ebca7")) == here
     assert digest("tau", meta("/work/main/data", "e4115cd98ebfcfcf", tau=0.9))["meta"] != here["meta"]
     assert digest("caps", meta("/work/main/data", "e4115cd98ebfcfcf", caption_sha="00000000"))["meta"] != here["meta"]
+
+
+def test_a_triplet_files_meta_difference_is_named_and_its_statistics_have_a_tolerance(tmp_path: Path):
+    """Digests v4: the meta is compared part by part, so the verdict names the entry that differs (a sentence list,
+    a setting); a mining statistic that a last-bit SBERT difference moves by a count passes, a larger move does
+    not. A reference of another digest version is named as such."""
+    from cezsar.harness.digests import compare, compare_stage, triplets_digest
+
+    def digest(name: str, sentences: list[str], counts: list[int], tau: float = 0.7) -> dict:
+        m = {"sentences": sentences, "video_ids": ["v1", "v2"], "summary": {
+            "config": {"tau": tau}, "sim_hist": {"counts": counts}, "admissible": {"mean": 141.38}}}
+        (tmp_path / name).mkdir()
+        np.savez(tmp_path / name / "triplets_tau0.70.npz", pos=np.arange(6),
+                 meta=np.frombuffer(json.dumps(m).encode(), dtype=np.uint8))
+        return triplets_digest(tmp_path / name)
+
+    ref = digest("ref", ["a cat", "a dog"], [18, 4364])
+    same, detail = compare_stage("triplets", digest("one_count", ["a cat", "a dog"], [19, 4363]), ref)
+    assert same and "sim_hist/counts[0]" in detail
+    same, detail = compare_stage("triplets", digest("moved", ["a cat", "a dog"], [18, 4380]), ref)
+    assert not same and "sim_hist/counts[1]" in detail
+    same, detail = compare_stage("triplets", digest("sentences", ["a cat", "a bird"], [18, 4364]), ref)
+    assert not same and "meta/sentences differs" in detail
+    same, detail = compare_stage("triplets", digest("tau", ["a cat", "a dog"], [18, 4364], tau=0.8), ref)
+    assert not same and "summary/config/tau differs" in detail
+    verdict = compare({"digests_version": 4, "stages": {"triplets": ref}},
+                      {"digests_version": 3, "stages": {"triplets": ref}})
+    assert verdict["first_divergence"]["stage"] == "digests" and "version 4" in verdict["first_divergence"]["detail"]

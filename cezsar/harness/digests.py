@@ -6,7 +6,9 @@
 - features: per feature stack (training corpus, each test set) its shape, mean, std, quantiles, and each file's
   mean and std;
 - sbert: the SBERT vectors of a fixed sample of captions and class descriptions, encoded afresh;
-- triplets: the SHA-256 of every array of every mined triplet file;
+- triplets: the SHA-256 of every array of every mined triplet file, and its meta's parts: the sentence list's and
+  video list's SHA-256, the text model, and every entry of the mining summary (its statistics within 1e-3 ×
+  max(|value|, 1000));
 - first_epoch: the losses and accuracies of every trained model's first epoch;
 - accuracies: every top-1 of results.json (each seed's where results.json keeps them).
 
@@ -31,20 +33,23 @@ from cezsar.encoders.text import SentenceEncoder
 from cezsar.formats import datasets
 from cezsar.formats.captions import read_activitynet_files
 
-# 2: a triplet file's meta is hashed without its machine paths; 3: and without its folders' file-time hashes
-DIGESTS_VERSION = 3
+# 2: a triplet file's meta is hashed without its machine paths; 3: and without its folders' file-time hashes;
+# 4: the meta as its parts (sentences, video ids, text model, every summary entry), so a difference is named
+DIGESTS_VERSION = 4
 STAGES = ("data", "features", "sbert", "triplets", "first_epoch", "accuracies")
 # what counts as the same, per stage; the verdict prints it beside each difference
 TOLERANCES = {
     "data": "identical bytes",
     "features": "difference ≤ 1e-4 × max(|value|, 1) of every statistic",
     "sbert": "absolute difference ≤ 1e-4 of every vector component",
-    "triplets": "identical arrays",
+    "triplets": "identical arrays, sentences and settings; mining statistics within 1e-3 × max(|value|, 1000)",
     "first_epoch": "difference ≤ 1e-4 × max(|value|, 1) of every loss",
     "accuracies": "absolute difference ≤ 0.005 (half a point) of every top-1",
 }
 _REL = {"features": 1e-4, "first_epoch": 1e-4}
 _ABS = {"sbert": 1e-4, "accuracies": 0.005}
+# the triplet files' mining statistics (`_mining_statistic`): within 1e-3 of max(|value|, 1000)
+_STAT_REL, _STAT_SCALE = 1e-3, 1000.0
 SAMPLE = 8  # captions and descriptions per test set in the SBERT sample
 SBERT_DIMS = 64  # leading components kept of each sample vector (with its norm, over every component)
 QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
@@ -132,14 +137,14 @@ def sbert_digest(lay: Layout, s: Settings) -> dict | None:
 
 
 def triplets_digest(folder: Path) -> dict | None:
-    """SHA-256 of each array (dtype, shape, bytes) of every triplet file `*.npz` under `folder`."""
-    paths = sorted(folder.glob("*.npz")) if folder.is_dir() else []
+    """Per triplet file under `folder`: every array's SHA-256 and its meta's parts (`_meta_parts`)."""
+    paths = sorted(folder.glob("triplets_tau*.npz")) if folder.is_dir() else []
     if not paths:
         return None
     out = {}
     for p in paths:
         with np.load(p, allow_pickle=False) as z:
-            out[p.name] = {k: _array_sha(_without_paths(z[k]) if k == "meta" else z[k]) for k in sorted(z.files)}
+            out[p.name] = {k: _meta_parts(z[k]) if k == "meta" else _array_sha(z[k]) for k in sorted(z.files)}
     return out
 
 
@@ -147,18 +152,24 @@ def _array_sha(a: np.ndarray) -> str:
     return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest()
 
 
-def _without_paths(meta: np.ndarray) -> np.ndarray:
-    """A triplet file's meta (JSON bytes) without what only says where and when this machine made its inputs: every
-    "path" entry, and the "hash" of each feature or objects folder (its files' names, sizes and modification times,
-    `pipeline_mining._folder_key`: the reuse key of one machine). The caption files' content hashes, the folders'
-    file counts and every config value stay; the data and features stages check the inputs' content."""
+def _meta_parts(meta: np.ndarray) -> dict:
+    """A triplet file's meta (JSON bytes) as comparable parts: the SHA-256 of each list (the sentences the arrays
+    index, the video ids) and every other entry as it is, so that `compare_stage` names the entry that differs.
+
+    Left out is what only says where and when this machine made its inputs: every "path" entry, and the "hash" of
+    each feature or objects folder (its files' names, sizes and modification times, `pipeline_mining._folder_key`:
+    the reuse key of one machine). The caption files' content hashes, the folders' file counts and every config
+    value stay; the data and features stages check the inputs' content."""
     def strip(v):
         if isinstance(v, dict):
             folder = "files" in v and "hash" in v  # a `_folder_key`
             return {k: strip(x) for k, x in v.items() if k != "path" and not (folder and k == "hash")}
         return [strip(x) for x in v] if isinstance(v, list) else v
-    text = json.dumps(strip(json.loads(bytes(meta).decode("utf-8"))), sort_keys=True)
-    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    parts = strip(json.loads(bytes(meta).decode("utf-8")))
+    for key in ("sentences", "video_ids"):
+        if isinstance(parts.get(key), list):
+            parts[key] = hashlib.sha256(json.dumps(parts[key]).encode("utf-8")).hexdigest()
+    return parts
 
 
 def first_epoch_digest(models: Path) -> dict | None:
@@ -263,6 +274,14 @@ def _flatten(obj, prefix: str = "") -> dict[str, object]:
     return {prefix: obj}
 
 
+def _mining_statistic(key: str) -> bool:
+    """Whether a flattened triplets-stage key is one of the mining summary's statistics (similarity histograms,
+    admissible counts, ...): numbers that summarise float similarities, which a last-bit difference in SBERT moves by
+    a count or two, while the arrays they describe stay identical. The summary's config and inputs are settings."""
+    _, sep, rest = key.partition("/meta/summary/")
+    return bool(sep) and not rest.startswith(("config/", "inputs/"))
+
+
 def compare_stage(stage: str, ours, ref) -> tuple[bool, str]:
     """(same, what differs) for one stage under its tolerance; the text names the worst entry and its size."""
     if ours is None and ref is None:
@@ -274,9 +293,17 @@ def compare_stage(stage: str, ours, ref) -> tuple[bool, str]:
     if only:
         return False, f"{len(only)} entries on one side only, e.g. {only[0]}"
     worst, where = 0.0, ""
+    stat_worst, stat_where = 0.0, ""  # the triplet files' mining statistics
     for key in sorted(a):
         x, y = a[key], b[key]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+        if numeric and stage == "triplets" and _mining_statistic(key):
+            diff = abs(float(x) - float(y)) / max(abs(float(y)), _STAT_SCALE)  # a count of 18 may move by 1
+            if diff > _STAT_REL:
+                return False, f"{key}: relative difference {diff:.3g} (tolerance {_STAT_REL:g})"
+            if diff > stat_worst:
+                stat_worst, stat_where = diff, key
+            continue
         if not numeric or stage not in _REL and stage not in _ABS:
             if x != y:
                 return False, f"{key} differs ({str(x)[:16]} vs {str(y)[:16]})"
@@ -290,6 +317,8 @@ def compare_stage(stage: str, ours, ref) -> tuple[bool, str]:
     kind = "relative" if stage in _REL else "absolute"
     if worst > limit:
         return False, f"{where}: {kind} difference {worst:.3g} (tolerance {limit:g})"
+    if stat_worst:
+        return True, f"identical arrays; largest relative difference {stat_worst:.3g} of a statistic at {stat_where}"
     if stage not in _REL and stage not in _ABS:
         return True, "identical"
     return True, f"largest {kind} difference {worst:.3g}" + (f" at {where}" if where else "")
@@ -299,6 +328,11 @@ def compare(run: dict, reference: dict, now: dict | None = None) -> dict:
     """The verdict of a run's digests against the reference ones: every stage's check, the first that diverges
     (None: all hold) and the environment differences between the run (else `now`) and the reference's."""
     checks = []
+    versions = run.get("digests_version"), reference.get("digests_version")
+    if versions[0] != versions[1]:  # another digest layout: stage entries would differ in form, not in content
+        checks.append({"stage": "digests", "same": False, "tolerance": "the same digest version",
+                       "detail": f"this run's digests are version {versions[0]}, the reference's {versions[1]}: "
+                                 f"compare with a reference written by this version (cezsar verify --write)"})
     for stage in STAGES:
         if stage not in run.get("stages", {}) or stage not in reference.get("stages", {}):
             continue
