@@ -9,9 +9,9 @@ same optimiser, same number of steps, in the same process; the ratio is what to 
 "fast_iid" is an i.i.d. shuffle (the training default, `batch_makeup: iid`), "fast_g8" chunks of 8 triplets of a
 window (`batch_makeup: grouped`), "fast" all triplets of a window in one batch (group 0). "gemm_floor" says why the
 i.i.d. batches cost more: each step forwards every row of ~128 distinct windows (~6x the rows of a grouped step),
-and the row-wise matrix products alone, at the fp32 GEMM rate measured in the same run (oneDNN's for a step of
-`onednn_linear.MIN_ROWS` rows or more, which the fast path's training products then use; torch's own otherwise),
-bound the ratio any fp32 implementation of that step can reach against the reference.
+and the row-wise matrix products alone, at the fp32 GEMM rate measured in the same run (oneDNN's, which the fast
+path's training products use on a CPU, `cezsar.training.onednn_linear`), bound the ratio any fp32 implementation of
+that step can reach against the reference.
 
     python benchmarks/bench_train.py                      # small workload, both paths, ratio (CPU ok)
     python benchmarks/bench_train.py --scale paper        # ~12,000 videos x ~120 s x 4096-d fp16, ~3 M
@@ -45,8 +45,8 @@ from cezsar.base.devices import resolve_device
 from cezsar.training.joint_embedder import JointEmbedder
 from cezsar.training.static_step import run_length, train_one_epoch_static
 from cezsar.training.eager_step import make_optimizer, train_one_epoch
-from cezsar.training import onednn_linear
 from cezsar.training.loss import triplet_loss
+from cezsar.training.onednn_linear import onednn_applies
 
 SCALES = {  # videos, seconds (min, max), feature dim, windows per video, triplets per window, sentences
     "small": dict(videos=40, seconds=(40, 80), dim=1280, windows=8, per_window=30, sentences=3000, dtype="float32"),
@@ -228,8 +228,7 @@ def gemm_gflops(rows: int = 700, reps: int = 20, onednn: bool = False) -> float:
     training products use (`cezsar.training.onednn_linear`)."""
     a, w = torch.randn(rows, 2048), torch.randn(512, 2048)
     if onednn:
-        a, w = a.to_mkldnn(), w.to_mkldnn()
-        product = lambda: torch.ops.aten.mkldnn_linear(a, w)
+        product = lambda: torch.ops.mkldnn._linear_pointwise(a, w, None, "none", [], "")
     else:
         product = lambda: a @ w.t()
     for _ in range(3):
@@ -257,8 +256,8 @@ def gemm_floor(data: TripletTensors, cfg: ModelConfig, batch: int, ref_step_s: f
                onednn_gflops: float | None = None) -> dict:
     """Matrix-product FLOPs per step of each batch makeup (Eq. 1 projection, q/k/v, W^0, the FFN of Eq. 4; forward
     and backward, no input gradient for Eq. 1) and the time they take at the rate the fast path's products run at
-    (oneDNN's `onednn_gflops` for a step of at least `onednn_linear.MIN_ROWS` rows, else `gflops`): a lower bound on
-    a step, so `ref_step_s / floor` bounds the ratio against the reference."""
+    (oneDNN's `onednn_gflops` where the path uses it, else torch's `gflops`): a lower bound on a step, so
+    `ref_step_s / floor` bounds the ratio against the reference."""
     d, f, dm = cfg.d_model, 2048, cfg.feat_dim
     fwd = dm * d + 3 * d * d + d * d + 2 * d * f  # multiply-adds per row, forward
     per_row = 2 * (3 * fwd - dm * d)  # FLOP per row: forward + backward (weights and inputs, Eq. 1 weights only)
@@ -266,7 +265,7 @@ def gemm_floor(data: TripletTensors, cfg: ModelConfig, batch: int, ref_step_s: f
            "onednn_fp32_gemm_gflops": None if onednn_gflops is None else round(onednn_gflops, 1)}
     for name, group in (("iid", 1), ("grouped_g8", 8)):
         rows, wins = rows_per_step(data, group, 20, batch)
-        rate = onednn_gflops if onednn_gflops and rows >= onednn_linear.MIN_ROWS else gflops
+        rate = onednn_gflops or gflops
         floor_s = rows * per_row / (rate * 1e9)
         out[name] = {"rows_per_step": round(rows, 1), "windows_per_step": round(wins, 1),
                      "gemm_gflops": round(rate, 1), "gemm_floor_ms": round(1000 * floor_s, 1),
@@ -323,7 +322,7 @@ def small(args, device) -> dict:
                                                    "dim": spec["dim"], "bank_dtype": args.bank_dtype},
                     **compare_steps(args, device, data, cfg, args.limit_steps)}
         gflops_before = gemm_gflops()
-        dnn = device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+        dnn = device.type == "cpu" and onednn_applies(torch.ones(1, requires_grad=True))
         dnn_before = gemm_gflops(onednn=True) if dnn else None
         results = {"reference": [], "fast": [], "fast_g8": [], "fast_iid": []}
         for rnd in range(args.rounds):  # interleaved rounds: machine noise hits both paths alike

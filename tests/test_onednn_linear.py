@@ -1,6 +1,6 @@
-"""fp32 training products through oneDNN (issue 27 part 2, `cezsar.training.onednn_linear`): the same function and
-gradients as torch's own product on large batches, and torch's own product, bit for bit, everywhere else
-(small batches such as the embedded set's grouped ones, validation and evaluation)."""
+"""fp32 training products through oneDNN (issues 26-27, `cezsar.training.onednn_linear`): the same function and
+gradients as torch's own product, for one model and for stacked models; torch's own product, bit for bit, where
+autograd is off (validation, evaluation)."""
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from cezsar.config import ModelConfig
 from cezsar.training import onednn_linear
 from cezsar.training.joint_embedder import JointEmbedder
-from cezsar.training.onednn_linear import MIN_ROWS, linear, onednn_applies
+from cezsar.training.onednn_linear import linear, onednn_applies
 from cezsar.training.stacked_model import StackedEmbedders
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
@@ -28,13 +28,14 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 @contextmanager
 def torch_products():
-    """oneDNN off: every product is torch's own (MKL on a CPU)."""
-    before = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
+    """The oneDNN path off: every product `onednn_linear` would take is torch's own (MKL on a CPU); torch's other
+    uses of oneDNN stay as they are."""
+    before = onednn_linear._pointwise
+    onednn_linear._pointwise = None
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = before
+        onednn_linear._pointwise = before
 
 
 @pytest.fixture
@@ -47,35 +48,49 @@ def counted(monkeypatch):
 
 
 @pytest.mark.parametrize("bias", [True, False])
-def test_linear_equals_torch_product_and_gradients(counted, bias):
-    """700 rows (not a multiple of the row bucket, so the zero padding is exercised), 3-d input: output and the
-    gradients of input, weight and bias within 1e-5 relative of `F.linear`'s."""
+@pytest.mark.parametrize("rows", [7, 700])
+def test_linear_equals_torch_product_and_gradients(counted, bias, rows):
+    """3-d input of 7 and 700 rows: output and the gradients of input, weight and bias within 1e-5 relative of
+    `F.linear`'s."""
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(7, 100, 96, generator=g, requires_grad=True)  # 700 rows
+    x = torch.randn(rows, 1, 96, generator=g, requires_grad=True)
     w = torch.randn(80, 96, generator=g, requires_grad=True)
     b = torch.randn(80, generator=g, requires_grad=True) if bias else None
-    up = torch.randn(7, 100, 80, generator=g)
+    up = torch.randn(rows, 1, 80, generator=g)
     leaves = [t for t in (x, w, b) if t is not None]
     ref = F.linear(x, w, b)
     ref_grads = torch.autograd.grad(ref, leaves, up)
     out = linear(x, w, b)
     grads = torch.autograd.grad(out, leaves, up)
-    assert counted, "700 rows in training should take the oneDNN path"
+    assert counted, "a training product should take the oneDNN path"
     assert out.shape == ref.shape
     assert _rel(out, ref) < 1e-5
     for got, want in zip(grads, ref_grads):
         assert got.shape == want.shape and _rel(got, want) < 1e-5
 
 
-def test_path_is_taken_only_for_large_fp32_training_products():
-    big = torch.randn(MIN_ROWS, 8)
-    assert onednn_applies(big)
-    assert not onednn_applies(big[:MIN_ROWS - 1])  # a grouped batch's few rows: MKL is as fast
-    assert not onednn_applies(big.double())
+def test_path_is_taken_only_for_fp32_training_products():
+    x = torch.randn(16, 8)
+    assert onednn_applies(x)
+    assert not onednn_applies(x.double())
+    assert not onednn_applies(x[:0])
     with torch.no_grad():  # validation and evaluation
-        assert not onednn_applies(big)
+        assert not onednn_applies(x)
     with torch_products():
-        assert not onednn_applies(big)
+        assert not onednn_applies(x)
+
+
+def test_evaluation_is_torch_product_bit_for_bit(counted):
+    """Autograd off (validation, zero-shot evaluation): the model embeds exactly as with torch's own product."""
+    torch.manual_seed(0)
+    model = JointEmbedder(ModelConfig(**CFG)).eval()
+    x, s = torch.randn(5, 9, CFG["feat_dim"]), torch.randn(4, CFG["text_dim"])
+    with torch.no_grad():
+        got = model.encode_video(x), model.encode_text(s)
+    assert not counted
+    with torch.no_grad(), torch_products():
+        want = model.encode_video(x), model.encode_text(s)
+    assert all(torch.equal(a, b) for a, b in zip(got, want))
 
 
 def _packed_step(cfg: ModelConfig, windows: int, seed: int = 0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -95,48 +110,38 @@ def _packed_step(cfg: ModelConfig, windows: int, seed: int = 0) -> tuple[torch.T
     return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
-def test_large_packed_step_equals_torch_products(counted):
-    """A step of ~64 windows (~600 rows, the size of an i.i.d. batch's): loss and every gradient within 1e-5
-    relative of the same step with torch's own products."""
+@pytest.mark.parametrize("windows", [16, 64])
+def test_packed_step_equals_torch_products(counted, windows):
+    """A grouped-size step (16 windows, ~150 rows) and an i.i.d.-size one (64 windows, ~600 rows): loss and every
+    gradient within 1e-5 relative of the same step with torch's own products."""
     cfg = ModelConfig(**CFG)
-    loss, grads = _packed_step(cfg, 64)
+    loss, grads = _packed_step(cfg, windows)
     assert counted
     with torch_products():
-        ref_loss, ref_grads = _packed_step(cfg, 64)
+        ref_loss, ref_grads = _packed_step(cfg, windows)
     assert _rel(loss, ref_loss) < 1e-5
     for name, want in ref_grads.items():
         assert _rel(grads[name], want) < 1e-5, name
 
 
-def test_small_packed_step_is_torch_products_bit_for_bit(counted):
-    """A grouped-size step (16 windows, fewer than MIN_ROWS rows) never reaches oneDNN: identical bits."""
-    cfg = ModelConfig(**CFG)
-    loss, grads = _packed_step(cfg, 16)
-    assert not counted
-    with torch_products():
-        ref_loss, ref_grads = _packed_step(cfg, 16)
-    assert torch.equal(loss, ref_loss)
-    assert all(torch.equal(grads[n], ref_grads[n]) for n in ref_grads)
-
-
-def test_stacked_models_take_one_product_each(counted):
+def test_stacked_models_take_one_product_each():
     """Stacked seeds (K = 3) on 600 rows each: each model's own oneDNN product equals the batched product, output
-    and gradients within 1e-5 relative."""
+    and the gradients of input, weights and biases within 1e-5 relative."""
     cfg = ModelConfig(**CFG)
     models = []
     for s in range(3):
         torch.manual_seed(s)
         models.append(JointEmbedder(cfg))
     net = StackedEmbedders(models)
-    x = torch.randn(3, 600, cfg.feat_dim, generator=torch.Generator().manual_seed(5))
+    x = torch.randn(3, 600, cfg.feat_dim, generator=torch.Generator().manual_seed(5), requires_grad=True)
     up = torch.randn(3, 600, cfg.d_model, generator=torch.Generator().manual_seed(6))
     w, b = net.params["vem.proj.weight"], net.params["vem.proj.bias"]
     out = net._linear(x, "vem.proj")  # (K, 600, d_model)
-    grads = torch.autograd.grad(out, [w, b], up)
-    assert len(counted) == 3
+    assert out.grad_fn.name() == "_OneDnnStackedLinearBackward"
+    grads = torch.autograd.grad(out, [x, w, b], up)
     with torch_products():
         ref = net._linear(x, "vem.proj")
-    ref_grads = torch.autograd.grad(ref, [w, b], up)
+    ref_grads = torch.autograd.grad(ref, [x, w, b], up)
     assert _rel(out, ref) < 1e-5
     for got, want in zip(grads, ref_grads):
         assert _rel(got, want) < 1e-5

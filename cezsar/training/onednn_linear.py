@@ -5,8 +5,8 @@ torch's CPU `F.linear` and `bmm` call MKL, which on a non-Intel CPU keeps to its
 also carries, runs its AVX-512 kernels wherever the CPU has them: about twice MKL's fp32 rate on the AMD EPYC that
 made the committed numbers (benchmarks/RESULTS.md, 'fp32 products through oneDNN'). Same arithmetic (fp32 inputs,
 products and sums), another summation order, so the bits differ from MKL's as they differ between two BLAS builds;
-one thread gives the same bits run after run. Everywhere else (CUDA, bf16, a torch without oneDNN, a traced
-step) these are `F.linear` and `baddbmm`.
+one thread gives the same bits run after run. Everywhere else (autograd off, CUDA, bf16, a torch without oneDNN, a
+traced step) these are `F.linear` and `baddbmm`.
 """
 from __future__ import annotations
 
@@ -14,70 +14,43 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-_ops = torch.ops.aten
 
-
-# below this many rows MKL's product is as fast (benchmarks/RESULTS.md): a grouped batch (~120 rows per step) keeps MKL
-MIN_ROWS = 512
-ROW_BUCKET = 64  # rows are padded to a multiple of this, so that few distinct shapes reach oneDNN
+_pointwise = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # oneDNN's inner product on dense tensors
 
 
 def onednn_applies(x: Tensor) -> bool:
-    """Whether `linear` takes the oneDNN path for x (..., in): a training product (autograd on) in fp32 on a CPU, at
-    least `MIN_ROWS` rows, oneDNN built and enabled, not traced. Validation and zero-shot evaluation (autograd off)
-    keep torch's product, so a checkpoint embeds clips and sentences exactly as a plain `nn.Linear` model would."""
-    return (torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32
-            and x.numel() >= MIN_ROWS * x.shape[-1]
-            and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
-            and not torch.compiler.is_compiling())
+    """Whether `linear` takes the oneDNN path for x (..., in): a training product (autograd on) in fp32 on a CPU,
+    oneDNN built and enabled, not traced. Validation and zero-shot evaluation (autograd off) keep torch's product,
+    so a checkpoint embeds clips and sentences exactly as a plain `nn.Linear` model would."""
+    if torch.compiler.is_compiling():  # first: a traced step (tests/test_static_step.py) sees no oneDNN query
+        return False
+    return (torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0
+            and _pointwise is not None and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
 
 
-def _to_onednn(t: Tensor) -> Tensor:
-    """A dense fp32 tensor as a oneDNN (mkldnn-layout) tensor: one copy."""
-    return t.contiguous().to_mkldnn()
+def _product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """a b^T (+ bias) as one oneDNN inner product: a (M, K), b (N, K) -> (M, N), dense in and out."""
+    return _pointwise(a.contiguous(), b.contiguous(), bias, "none", [], "")
 
 
 class _OneDnnLinear(torch.autograd.Function):
-    """y = x W^T + b, forward and backward as oneDNN inner products: x (N, in), W (out, in), b (out,) or None.
-
-    The rows are zero padded to a multiple of `ROW_BUCKET` inside: oneDNN builds a kernel per shape, and a batch's
-    row count changes from step to step. Zero rows add nothing to the weight's gradient and are cut from y."""
+    """y = x W^T + b and its backward as three oneDNN inner products: x (N, in), W (out, in), b (out,) or None.
+    The weight's gradient g^T x is itself computed as an inner product of the transposed operands: oneDNN's own
+    backward-weights primitive is slower than MKL's product at a grouped batch's ~120 rows."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-        n = x.shape[0]
-        x_dnn = _padded(x).to_mkldnn()  # (N', in)
-        y = _ops.mkldnn_linear(x_dnn, _to_onednn(weight), None if bias is None else _to_onednn(bias))  # (N', out)
-        ctx.x_dnn, ctx.n_in = x_dnn, x.shape[1]  # the backward's weight product reads x in oneDNN form again
+        ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        ctx.save_for_backward(weight)
-        return y.to_dense()[:n]  # (N, out)
+        return _product(x, weight, bias)  # (N, out)
 
     @staticmethod
     def backward(ctx, g: Tensor):
-        (weight,) = ctx.saved_tensors
-        n = g.shape[0]
-        g_dnn = _padded(g).to_mkldnn()  # (N', out)
-        gx = gw = gb = None
-        if ctx.needs_input_grad[0]:
-            gx = _ops.mkldnn_linear_backward_input([g_dnn.shape[0], ctx.n_in], g_dnn, weight.contiguous())
-            gx = (gx.to_dense() if gx.is_mkldnn else gx)[:n]  # (N, in)
-        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
-            gw, gb = _ops.mkldnn_linear_backward_weights(g_dnn, ctx.x_dnn, weight.contiguous(), ctx.has_bias)
-            gb = gb if ctx.has_bias else None  # (out, in), (out,)
-        del ctx.x_dnn
+        x, weight = ctx.saved_tensors
+        gx = _product(g, weight.t()) if ctx.needs_input_grad[0] else None  # (N, in) = g W
+        gw = _product(g.t(), x.t()) if ctx.needs_input_grad[1] else None  # (out, in) = g^T x
+        gb = g.sum(dim=0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (out,)
         return gx, gw, gb
-
-
-def _padded(x: Tensor) -> Tensor:
-    """x (N, d) with zero rows up to the next multiple of `ROW_BUCKET`: (N', d), contiguous."""
-    n = x.shape[0]
-    n_pad = -(-n // ROW_BUCKET) * ROW_BUCKET
-    if n_pad == n:
-        return x.contiguous()
-    out = x.new_zeros(n_pad, x.shape[1])  # (N', d)
-    out[:n] = x
-    return out
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
@@ -94,3 +67,30 @@ class Linear(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
+
+
+class _OneDnnStackedLinear(torch.autograd.Function):
+    """y_k = x_k W_k^T + b_k for K models, each its own oneDNN inner product: x (K, N, in), W (K, out, in),
+    b (K, out) -> (K, N, out). One autograd node for all K: indexing the stacked weights per model instead would
+    make autograd build a zero (K, out, in) gradient for every model and sum them, which costs more than the
+    products."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return torch.stack([_product(x[k], weight[k], bias[k]) for k in range(x.shape[0])])  # (K, N, out)
+
+    @staticmethod
+    def backward(ctx, g: Tensor):
+        x, weight = ctx.saved_tensors
+        k = range(x.shape[0])
+        gx = torch.stack([_product(g[i], weight[i].t()) for i in k]) if ctx.needs_input_grad[0] else None
+        gw = torch.stack([_product(g[i].t(), x[i].t()) for i in k])  # (K, out, in) = g_k^T x_k
+        return gx, gw, g.sum(dim=1)  # (K, N, in), (K, out, in), (K, out)
+
+
+def stacked_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """K models' affine layers through oneDNN (`onednn_applies`): x (K, N, in), weight (K, out, in), bias (K, out)
+    -> (K, N, out). `cezsar.training.stacked_model` uses it where it applies, batched products elsewhere."""
+    return _OneDnnStackedLinear.apply(x, weight, bias)
+
