@@ -187,19 +187,23 @@ def fit_stacked(triplets, store, text_emb: np.ndarray, seeds: list[int], train_c
         run.out.mkdir(parents=True, exist_ok=True)
         runs.append(run)
     base = JointEmbedder(model_cfg)  # holds the shapes; its weights are replaced below
+    net, opt, members = None, None, None
     while True:
         todo = [r for r in runs if not r.done(train_cfg)]
         if not todo:
             break
         epoch = min(r.state["epoch"] for r in todo) + 1
         group = [r for r in todo if r.state["epoch"] + 1 == epoch]  # seeds resumed from one epoch train together
-        models = []
-        for r in group:
-            m = copy.deepcopy(base)
-            m.load_state_dict(r.weights)
-            models.append(m.to(device))
-        net = StackedEmbedders(models)
-        opt = stack_optimizer(net, train_cfg, [r.opt_state for r in group])
+        if [r.seed for r in group] != members:  # the first epoch, or a seed stopped: stack the group's own states
+            models = []
+            for r in group:
+                m = copy.deepcopy(base)
+                m.load_state_dict(r.weights)
+                models.append(m.to(device))
+            net = StackedEmbedders(models)
+            opt = stack_optimizer(net, train_cfg, [r.opt_state for r in group])
+            members = [r.seed for r in group]
+        # else the same seeds go on in the same stacked weights and optimiser: restacking would copy the same values
         if group[0].rng is not None:
             set_rng_state(group[0].rng)  # the dropout draws continue where the group's last epoch left them
         elif epoch == 0:
