@@ -15,40 +15,50 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 
-_pointwise = getattr(torch.ops.mkldnn, "_linear_pointwise", None)  # oneDNN's inner product on dense tensors
+# oneDNN's inner product on dense tensors (None: this torch has no oneDNN, and every product is torch's)
+_pointwise = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
 
 
 def onednn_applies(x: Tensor) -> bool:
     """Whether `linear` takes the oneDNN path for x (..., in): a training product (autograd on) in fp32 on a CPU,
-    oneDNN built and enabled, not traced. Validation and zero-shot evaluation (autograd off) keep torch's product,
+    oneDNN present and enabled, not traced. Validation and zero-shot evaluation (autograd off) keep torch's product,
     so a checkpoint embeds clips and sentences exactly as a plain `nn.Linear` model would."""
     if torch.compiler.is_compiling():  # first: a traced step (tests/test_static_step.py) sees no oneDNN query
         return False
     return (torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0
-            and _pointwise is not None and torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled)
+            and _pointwise is not None and torch.backends.mkldnn.enabled)
 
 
-def _product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+def inner_product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
     """a b^T (+ bias) as one oneDNN inner product: a (M, K), b (N, K) -> (M, N), dense in and out."""
     return _pointwise(a.contiguous(), b.contiguous(), bias, "none", [], "")
 
 
+def _input_grad(g: Tensor, weight: Tensor) -> Tensor:
+    """dL/dx = g W: g (N, out), W (out, in) -> (N, in)."""
+    return inner_product(g, weight.t())
+
+
+def _weight_grad(g: Tensor, x: Tensor) -> Tensor:
+    """dL/dW = g^T x as an inner product of the transposed operands (oneDNN's own backward-weights primitive is
+    slower than MKL's product at a grouped batch's ~120 rows): g (N, out), x (N, in) -> (out, in)."""
+    return inner_product(g.t(), x.t())
+
+
 class _OneDnnLinear(torch.autograd.Function):
-    """y = x W^T + b and its backward as three oneDNN inner products: x (N, in), W (out, in), b (out,) or None.
-    The weight's gradient g^T x is itself computed as an inner product of the transposed operands: oneDNN's own
-    backward-weights primitive is slower than MKL's product at a grouped batch's ~120 rows."""
+    """y = x W^T + b and its backward as three oneDNN inner products: x (N, in), W (out, in), b (out,) or None."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        return _product(x, weight, bias)  # (N, out)
+        return inner_product(x, weight, bias)  # (N, out)
 
     @staticmethod
     def backward(ctx, g: Tensor):
         x, weight = ctx.saved_tensors
-        gx = _product(g, weight.t()) if ctx.needs_input_grad[0] else None  # (N, in) = g W
-        gw = _product(g.t(), x.t()) if ctx.needs_input_grad[1] else None  # (out, in) = g^T x
+        gx = _input_grad(g, weight) if ctx.needs_input_grad[0] else None  # (N, in)
+        gw = _weight_grad(g, x) if ctx.needs_input_grad[1] else None  # (out, in)
         gb = g.sum(dim=0) if ctx.has_bias and ctx.needs_input_grad[2] else None  # (out,)
         return gx, gw, gb
 
@@ -78,14 +88,14 @@ class _OneDnnStackedLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
         ctx.save_for_backward(x, weight)
-        return torch.stack([_product(x[k], weight[k], bias[k]) for k in range(x.shape[0])])  # (K, N, out)
+        return torch.stack([inner_product(x[k], weight[k], bias[k]) for k in range(x.shape[0])])  # (K, N, out)
 
     @staticmethod
     def backward(ctx, g: Tensor):
         x, weight = ctx.saved_tensors
         k = range(x.shape[0])
-        gx = torch.stack([_product(g[i], weight[i].t()) for i in k]) if ctx.needs_input_grad[0] else None
-        gw = torch.stack([_product(g[i].t(), x[i].t()) for i in k])  # (K, out, in) = g_k^T x_k
+        gx = torch.stack([_input_grad(g[i], weight[i]) for i in k]) if ctx.needs_input_grad[0] else None
+        gw = torch.stack([_weight_grad(g[i], x[i]) for i in k])  # (K, out, in)
         return gx, gw, g.sum(dim=1)  # (K, N, in), (K, out, in), (K, out)
 
 
@@ -93,4 +103,3 @@ def stacked_linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     """K models' affine layers through oneDNN (`onednn_applies`): x (K, N, in), weight (K, out, in), bias (K, out)
     -> (K, N, out). `cezsar.training.stacked_model` uses it where it applies, batched products elsewhere."""
     return _OneDnnStackedLinear.apply(x, weight, bias)
-
