@@ -21,6 +21,13 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
 CFG = dict(feat_dim=48, text_dim=24, d_model=32, n_heads=2, emb_dim=16, dropout=0.0)
 
 
+@pytest.fixture(autouse=True)
+def onednn_chosen(monkeypatch):
+    """The oneDNN path chosen whatever this CPU is (on a CPU without AVX-512 training keeps torch's product), so
+    these tests check it on every machine."""
+    monkeypatch.setattr(onednn_linear, "_use_onednn", True)
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.detach(), b.detach()
     return float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp(min=1e-12))
@@ -78,6 +85,22 @@ def test_path_is_taken_only_for_fp32_training_products():
         assert not onednn_applies(x)
     with torch_products():
         assert not onednn_applies(x)
+
+
+def test_products_are_chosen_by_the_cpus_vector_capability(monkeypatch):
+    """oneDNN where torch runs AVX-512 kernels (about twice MKL's fp32 rate on the AMD EPYC of the committed run),
+    torch's own product on AVX2 (MKL faster there: benchmarks/RESULTS.md); CEZSAR_CPU_PRODUCTS overrides; a
+    misspelt value is an error naming the variable."""
+    from cezsar.training.onednn_linear import _choose, cpu_products
+
+    assert _choose("", "AVX512") and _choose("auto", "AVX512")
+    assert not _choose("", "AVX2") and not _choose("", "DEFAULT")
+    assert _choose("onednn", "AVX2") and not _choose("torch", "AVX512") and _choose(" OneDNN ", "AVX2")
+    with pytest.raises(ValueError, match="CEZSAR_CPU_PRODUCTS='mkl'"):
+        _choose("mkl", "AVX512")
+    assert cpu_products() == "onednn"
+    monkeypatch.setattr(onednn_linear, "_use_onednn", False)
+    assert cpu_products() == "torch" and not onednn_applies(torch.randn(4, 4))
 
 
 def test_evaluation_is_torch_product_bit_for_bit(counted):

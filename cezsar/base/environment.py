@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # the annotation only: torch is imported where a record is ta
 PACKAGES = ("torch", "numpy", "transformers", "sentence-transformers", "av", "scikit-learn")
 LOCKS = ("locks/cpu.txt", "locks/cuda.txt")
 # fields compared by `differences`, in the order a reader checks them (packages follow, one by one)
-FIELDS = ("python", "cpu", "cpu_capability", "cpu_flags", "blas", "threads", "device", "lock")
+FIELDS = ("python", "cpu", "cpu_capability", "cpu_flags", "blas", "cpu_products", "threads", "device", "lock")
 
 
 def _norm(name: str) -> str:
@@ -126,8 +126,11 @@ def kernel_family(device: torch.device) -> str:
 
 
 def record(device: str | None = None) -> dict:
-    """This process's environment (results.json "environment"): python, packages, cpu, blas, threads, device, lock."""
+    """This process's environment (results.json "environment"): python, packages, cpu, blas, the product CPU training
+    uses (`onednn_linear.cpu_products`), threads, device, lock."""
     import torch  # lazy: torch, only when the record is taken (the CLI's verify reads records without it)
+
+    from cezsar.training.onednn_linear import cpu_products  # lazy: imports torch, as above
 
     versions = {}
     for name in PACKAGES:
@@ -140,7 +143,8 @@ def record(device: str | None = None) -> dict:
     # float sums round differently (benchmarks/RESULTS.md, "The embedded run on a second machine")
     return {"python": platform.python_version(), "packages": versions, "cpu": _cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_flags": _cpu_flags(),
-            "blas": _blas(torch.__config__.show()), "threads": torch.get_num_threads(),
+            "blas": _blas(torch.__config__.show()), "cpu_products": cpu_products(),
+            "threads": torch.get_num_threads(),
             "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "device": _device(device), "platform": platform.platform(),
             "lock": {"file": lock["file"], "sha256": lock["sha256"], "exact": not lock["differs"],
