@@ -91,16 +91,16 @@ def test_products_are_chosen_by_the_cpus_vector_capability(monkeypatch):
     """oneDNN where torch runs AVX-512 kernels (about twice MKL's fp32 rate on the AMD EPYC of the committed run),
     torch's own product on AVX2 (MKL faster there: benchmarks/RESULTS.md); CEZSAR_CPU_PRODUCTS overrides; a
     misspelt value is an error naming the variable."""
-    from cezsar.training.onednn_linear import _choose, cpu_products
+    from cezsar.base.devices import choose_cpu_products as choose
 
-    assert _choose("", "AVX512") and _choose("auto", "AVX512")
-    assert not _choose("", "AVX2") and not _choose("", "DEFAULT")
-    assert _choose("onednn", "AVX2") and not _choose("torch", "AVX512") and _choose(" OneDNN ", "AVX2")
+    assert choose("", "AVX512") == "onednn" and choose("auto", "AVX512") == "onednn"
+    assert choose("", "AVX2") == "torch" and choose("", "DEFAULT") == "torch"
+    assert choose("onednn", "AVX2") == "onednn" and choose("torch", "AVX512") == "torch"
+    assert choose(" OneDNN ", "AVX2") == "onednn"
     with pytest.raises(ValueError, match="CEZSAR_CPU_PRODUCTS='mkl'"):
-        _choose("mkl", "AVX512")
-    assert cpu_products() == "onednn"
+        choose("mkl", "AVX512")
     monkeypatch.setattr(onednn_linear, "_use_onednn", False)
-    assert cpu_products() == "torch" and not onednn_applies(torch.randn(4, 4))
+    assert not onednn_applies(torch.randn(4, 4))
 
 
 def test_evaluation_is_torch_product_bit_for_bit(counted):

@@ -1,4 +1,5 @@
-"""Which torch device a stage runs on: one resolver for extraction, objects, training and classification."""
+"""Which torch device a stage runs on: one resolver for extraction, objects, training and classification; and which
+matrix product fp32 CPU training uses (docs/decisions.md, 'CPU matrix products')."""
 from __future__ import annotations
 
 import os
@@ -21,3 +22,26 @@ def resolve_device(name: str | torch.device = "auto") -> torch.device:
     if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0") or 0))
     return torch.device(name)
+
+
+PRODUCTS_ENV = "CEZSAR_CPU_PRODUCTS"  # onednn | torch | auto (unset): the product fp32 CPU training uses
+
+
+def choose_cpu_products(setting: str, capability: str) -> str:
+    """"onednn" or "torch" for a `PRODUCTS_ENV` setting and torch's CPU capability: "auto" takes oneDNN where torch
+    runs AVX-512 kernels (about twice MKL's fp32 rate there) and torch's own product (MKL) below, where MKL is the
+    faster (benchmarks/RESULTS.md, "An AVX2-only machine")."""
+    setting = setting.strip().lower() or "auto"
+    if setting not in ("auto", "onednn", "torch"):
+        raise ValueError(f"{PRODUCTS_ENV}={setting!r}: expected onednn, torch or auto")
+    if setting == "auto":
+        return "onednn" if capability.startswith("AVX512") else "torch"
+    return setting
+
+
+def cpu_products() -> str:
+    """The product fp32 CPU training uses in this process ("onednn" or "torch"; results.json's environment):
+    `choose_cpu_products` of this machine, "torch" where this torch has no oneDNN inner product."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+        return "torch"
+    return choose_cpu_products(os.environ.get(PRODUCTS_ENV, ""), torch.backends.cpu.get_cpu_capability())

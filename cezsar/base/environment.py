@@ -127,10 +127,10 @@ def kernel_family(device: torch.device) -> str:
 
 def record(device: str | None = None) -> dict:
     """This process's environment (results.json "environment"): python, packages, cpu, blas, the product CPU training
-    uses (`onednn_linear.cpu_products`), threads, device, lock."""
+    uses (`devices.cpu_products`), threads, device, lock."""
     import torch  # lazy: torch, only when the record is taken (the CLI's verify reads records without it)
 
-    from cezsar.training.onednn_linear import cpu_products  # lazy: imports torch, as above
+    from cezsar.base.devices import cpu_products  # lazy: imports torch, as above
 
     versions = {}
     for name in PACKAGES:

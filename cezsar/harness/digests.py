@@ -49,9 +49,7 @@ TOLERANCES = {
 }
 _REL = {"features": 1e-4, "first_epoch": 1e-4}
 _ABS = {"sbert": 1e-4, "accuracies": 0.005}
-# the triplet files' mining statistics (`_mining_statistic`): within 1e-3 of max(|value|, 1000), or of the total of
-# the histogram a count belongs to (`_statistic_scales`)
-_STAT_REL, _STAT_SCALE = 1e-3, 1000.0
+_STAT_REL, _STAT_SCALE = 1e-3, 1000.0  # mining statistics: within 1e-3 of `_statistic_scales`
 SAMPLE = 8  # captions and descriptions per test set in the SBERT sample
 SBERT_DIMS = 64  # leading components kept of each sample vector (with its norm, over every component)
 QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
@@ -285,18 +283,15 @@ def _mining_statistic(key: str) -> bool:
 
 
 def _statistic_scales(ref: dict) -> dict[str, float]:
-    """What each mining statistic of a flattened reference is measured against: max(|value|, 1000), and for an
-    entry of a list of counts (a similarity histogram's bins) the list's total. A last-bit SBERT difference moves a
-    few similarities that lie on a bin edge into the next bin, so a small bin may change by a larger share of
-    itself (2 of a 0.8-0.9 bin of 1786 on an AVX2 machine against the AVX-512 reference) while the histogram, and
-    the mined arrays, stay the same."""
+    """Each mining statistic's scale: max(|value|, 1000, a histogram bin's histogram total); a last-bit SBERT
+    difference moves similarities on a bin edge to the next bin (2 of a bin of 1786 on an AVX2 machine)."""
+    stats = {k: abs(float(v)) for k, v in ref.items()
+             if _mining_statistic(k) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    group = lambda k: k.rpartition("[")[0] or k  # noqa: E731 - a histogram's bins `<name>[i]` share `<name>`
     totals: dict[str, float] = {}
-    for key, v in ref.items():
-        head, bracket, _ = key.rpartition("[")
-        if bracket and _mining_statistic(key) and isinstance(v, (int, float)) and not isinstance(v, bool):
-            totals[head] = totals.get(head, 0.0) + abs(float(v))
-    return {key: max(abs(float(v)), totals.get(key.rpartition("[")[0], 0.0), _STAT_SCALE) for key, v in ref.items()
-            if _mining_statistic(key) and isinstance(v, (int, float)) and not isinstance(v, bool)}
+    for key, v in stats.items():
+        totals[group(key)] = totals.get(group(key), 0.0) + v
+    return {k: max(v, totals[group(k)], _STAT_SCALE) for k, v in stats.items()}
 
 
 def compare_stage(stage: str, ours, ref) -> tuple[bool, str]:

@@ -5,49 +5,29 @@ torch's CPU `F.linear` and `bmm` call MKL, which on a non-Intel CPU keeps to its
 also carries, runs its AVX-512 kernels wherever the CPU has them: about twice MKL's fp32 rate on the AMD EPYC that
 made the committed numbers (benchmarks/RESULTS.md, 'fp32 products through oneDNN'). On a CPU without AVX-512,
 oneDNN's AVX2 kernels are slower than MKL's and need transposed copies for the backward, so there training keeps
-torch's product (`cpu_products`). Same arithmetic (fp32 inputs, products and sums), another summation order, so the
-bits differ from MKL's as they differ between two BLAS builds; one thread gives the same bits run after run, and
-the choice follows the CPU's vector capability, which already decides the bits (`environment.kernel_family`).
-Everywhere else (autograd off, CUDA, bf16, a torch without oneDNN, a traced step) these are `F.linear` and
-`baddbmm`.
+torch's product (`cezsar.base.devices.cpu_products`). Same arithmetic (fp32 inputs, products and sums), another
+summation order, so the bits differ from MKL's as they differ between two BLAS builds; one thread gives the same
+bits run after run, and the choice follows the CPU's vector capability, which already decides the bits
+(`environment.kernel_family`). Everywhere else (autograd off, CUDA, bf16, a torch without oneDNN, a traced step)
+these are `F.linear` and `baddbmm`.
 """
 from __future__ import annotations
-
-import os
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from cezsar.base.devices import cpu_products
+
 
 # oneDNN's inner product on dense tensors (None: this torch has no oneDNN, and every product is torch's)
 _pointwise = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
-PRODUCTS_ENV = "CEZSAR_CPU_PRODUCTS"  # onednn | torch | auto (unset): which product fp32 CPU training uses
-
-
-def _choose(setting: str, capability: str) -> bool:
-    """Whether training products go through oneDNN, for a `PRODUCTS_ENV` setting and torch's CPU capability:
-    "auto" where torch runs AVX-512 kernels (oneDNN about 2x MKL there), torch's own product below (MKL faster)."""
-    setting = setting.strip().lower() or "auto"
-    if setting not in ("auto", "onednn", "torch"):
-        raise ValueError(f"{PRODUCTS_ENV}={setting!r}: expected onednn, torch or auto")
-    if setting == "auto":
-        return capability.startswith("AVX512")
-    return setting == "onednn"
-
-
-_use_onednn = _pointwise is not None and _choose(os.environ.get(PRODUCTS_ENV, ""),
-                                                  torch.backends.cpu.get_cpu_capability())
-
-
-def cpu_products() -> str:
-    """Which product fp32 CPU training uses in this process: "onednn" or "torch" (results.json's environment)."""
-    return "onednn" if _use_onednn and _pointwise is not None else "torch"
+_use_onednn = _pointwise is not None and cpu_products() == "onednn"  # this CPU's choice (`devices.cpu_products`)
 
 
 def onednn_applies(x: Tensor) -> bool:
     """Whether `linear` takes the oneDNN path for x (..., in): a training product (autograd on) in fp32 on a CPU,
-    oneDNN present, enabled and chosen for this CPU (`cpu_products`), not traced. Validation and zero-shot
+    oneDNN present, enabled and chosen for this CPU (`devices.cpu_products`), not traced. Validation and zero-shot
     evaluation (autograd off) keep torch's product, so a checkpoint embeds clips and sentences exactly as a plain
     `nn.Linear` model would."""
     if torch.compiler.is_compiling():  # first: a traced step (tests/test_static_step.py) sees no oneDNN query
