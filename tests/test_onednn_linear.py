@@ -37,12 +37,12 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
 def torch_products():
     """The oneDNN path off: every product `onednn_linear` would take is torch's own (MKL on a CPU); torch's other
     uses of oneDNN stay as they are."""
-    before = onednn_linear._pointwise
-    onednn_linear._pointwise = None
+    before = onednn_linear._use_onednn
+    onednn_linear._use_onednn = False
     try:
         yield
     finally:
-        onednn_linear._pointwise = before
+        onednn_linear._use_onednn = before
 
 
 @pytest.fixture

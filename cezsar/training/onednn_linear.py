@@ -20,9 +20,9 @@ from torch.nn import functional as F
 from cezsar.base.devices import cpu_products
 
 
-# oneDNN's inner product on dense tensors (None: this torch has no oneDNN, and every product is torch's)
+# oneDNN's inner product on dense tensors (None: this torch has no oneDNN, and `cpu_products` is "torch")
 _pointwise = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
-_use_onednn = _pointwise is not None and cpu_products() == "onednn"  # this CPU's choice (`devices.cpu_products`)
+_use_onednn = cpu_products() == "onednn"  # this CPU's choice, made once (`devices.cpu_products`)
 
 
 def onednn_applies(x: Tensor) -> bool:
@@ -33,7 +33,7 @@ def onednn_applies(x: Tensor) -> bool:
     if torch.compiler.is_compiling():  # first: a traced step (tests/test_static_step.py) sees no oneDNN query
         return False
     return (torch.is_grad_enabled() and x.device.type == "cpu" and x.dtype == torch.float32 and x.numel() > 0
-            and _use_onednn and _pointwise is not None and torch.backends.mkldnn.enabled)
+            and _use_onednn and torch.backends.mkldnn.enabled)
 
 
 def inner_product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
