@@ -162,10 +162,12 @@ def test_notebook_00_and_the_report_show_the_comparison(tmp_path: Path, synth_sm
     ref = digests.compute(lay, s, ("data", "features"))
     ref["environment"] = dict(digests.environment.record("cpu"), threads=99)
     (tmp_path / "ref.json").write_text(json.dumps(ref))
-    shown = digests.early_check(lay, s, tmp_path / "ref.json").data
-    assert "identical to the committed run's" in shown and "threads:" in shown and "99" in shown
+    (tmp_path / "fake.json").write_text(json.dumps(ref))  # the committed run of the parameter set fake.yaml
+    shown = digests.early_check(lay, s, tmp_path / "fake.json").data
+    assert "**Committed run (fake.json):**" in shown
+    assert "identical to that of the committed run" in shown and "threads:" in shown and "99" in shown
     (lay.data_root / "groups.json").write_text("{}")
-    assert "differs from the committed run's" in digests.early_check(lay, s, tmp_path / "ref.json").data
+    assert "differs from that of the committed run" in digests.early_check(lay, s, tmp_path / "fake.json").data
     assert "No committed digests" in digests.early_check(lay, s, tmp_path / "none.json").data
 
     assert "Not verified" in _verdict(run)
@@ -294,3 +296,81 @@ def test_a_triplet_files_meta_difference_is_named_and_its_statistics_have_a_tole
     verdict = compare({"digests_version": 4, "stages": {"triplets": ref}},
                       {"digests_version": 3, "stages": {"triplets": ref}})
     assert verdict["first_divergence"]["stage"] == "digests" and "version 4" in verdict["first_divergence"]["detail"]
+
+
+def _kernels(capability: str, products: str, device: str = "cpu") -> dict:
+    return {"device": device, "cpu_capability": capability, "cpu_products": products, "threads": 2}
+
+
+def test_the_reference_is_the_one_of_the_runs_training_kernels(tmp_path: Path):
+    """A run is compared with the committed reference of its own training kernels where one exists, else with the
+    committed run (<set>.json)."""
+    from cezsar.harness import references
+
+    folder = tmp_path / "digests"
+    folder.mkdir()
+    main, avx2 = folder / "embedded.json", folder / "embedded.avx2.json"
+    main.write_text(json.dumps({"environment": _kernels("AVX512", "onednn")}))
+    avx2.write_text(json.dumps({"environment": _kernels("AVX2", "torch")}))
+    (folder / "paper.avx2.json").write_text(json.dumps({"environment": _kernels("AVX2", "torch")}))
+
+    assert references.reference_files("params/embedded.yaml", folder) == [main, avx2]
+    assert references.choose("params/embedded.yaml", _kernels("AVX2", "torch"), folder) == avx2
+    assert references.choose("params/embedded.yaml", _kernels("AVX512", "onednn"), folder) == main
+    # the same vector family with the other product library trains other bits: the committed run
+    assert references.choose("params/embedded.yaml", _kernels("AVX2", "onednn"), folder) == main
+    assert references.choose("params/embedded.yaml", _kernels("", "", "cuda:0 (NVIDIA H100)"), folder) == main
+    assert references.choose("params/embedded.yaml", None, folder) == main
+    assert references.role(avx2, "params/embedded.yaml") != references.role(main, "params/embedded.yaml")
+    # a set with only a family reference: that one for its kernels, the absent <set>.json otherwise
+    assert references.choose("paper.yaml", _kernels("AVX2", "torch"), folder).name == "paper.avx2.json"
+    assert references.choose("paper.yaml", _kernels("AVX512", "onednn"), folder).name == "paper.avx2.json"
+    assert references.choose("other.yaml", _kernels("AVX2", "torch"), folder) == folder / "other.json"
+
+
+def test_verify_picks_the_reference_of_this_machines_kernels(tmp_path: Path, synth_small: Path, capsys,
+                                                            monkeypatch):
+    from cezsar import config
+    from cezsar.base import environment
+
+    params, run = _fake_run(tmp_path, synth_small)
+    ours = tmp_path / "ours.json"
+    assert _verify(capsys, str(run), "--params", str(params), "--write", str(ours),
+                   "--stages", "data,accuracies").returncode == 0
+    digest = json.loads(ours.read_text())
+    here = environment.record("cpu")
+    other = dict(here, cpu_capability="SOME_OTHER_FAMILY")
+    folder = tmp_path / "project" / "data" / "digests"
+    folder.mkdir(parents=True)
+    committed = json.loads(json.dumps(digest))  # the committed run: other kernels, another accuracy
+    committed["environment"] = other
+    committed["stages"]["accuracies"]["ucf101/VE/16/seed_top1[1]"] += 0.1
+    (folder / "fake.json").write_text(json.dumps(committed))
+    (folder / "fake.here.json").write_text(json.dumps(dict(digest, environment=here)))
+    monkeypatch.setattr(config, "PROJ_ROOT", tmp_path / "project")
+
+    out = _verify(capsys, str(run), "--params", str(params), "--stages", "data,accuracies")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[0] == ("reference: data/digests/fake.here.json "
+                                          "(the reference run of these training kernels)")
+    # no reference of these kernels: the committed run, which parts at the accuracies and names the family
+    (folder / "fake.here.json").unlink()
+    out = _verify(capsys, str(run), "--params", str(params), "--stages", "data,accuracies")
+    assert out.returncode == 1
+    assert out.stdout.splitlines()[0] == "reference: data/digests/fake.json (the committed run)"
+    assert "cpu_capability:" in out.stdout and "SOME_OTHER_FAMILY" in out.stdout
+
+
+def test_the_committed_references_are_current_and_one_per_kernel_family():
+    from cezsar.harness import digests, references
+
+    for stem in {p.name.split(".")[0] for p in (ROOT / "data" / "digests").glob("*.json")}:
+        files = references.reference_files(f"{stem}.yaml", ROOT / "data" / "digests")
+        assert files[0].name == f"{stem}.json", f"{stem}: a family reference without the committed run"
+        kernels = []
+        for path in files:
+            ref = json.loads(path.read_text())
+            assert ref["digests_version"] == digests.DIGESTS_VERSION, path.name
+            assert set(ref["stages"]) == set(digests.STAGES) and all(ref["stages"].values()), path.name
+            kernels.append(references.training_kernels(ref["environment"]))
+        assert all(kernels) and len(set(kernels)) == len(kernels), f"{stem}: two references of the same kernels"

@@ -27,7 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--params", default=None,
                         help="its parameter set (default: params/<run folder name>.yaml)")
     parser.add_argument("--reference", default=None,
-                        help="the reference digests (default: data/digests/<parameter set name>.json)")
+                        help="the reference digests (default: data/digests/<set>.<name>.json of the run's "
+                             "training kernels where one is committed, else data/digests/<set>.json)")
     parser.add_argument("--write", default=None, metavar="FILE",
                         help="write the run's digests to FILE and compare nothing (refreshes a reference)")
     parser.add_argument("--stages", default=None,
@@ -38,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from cezsar.base import environment  # lazy: loads importlib.metadata; `cezsar --help` runs without it
     from cezsar.harness import digests  # lazy: loads numpy; `cezsar --help` runs without it
+    from cezsar.harness import references  # lazy: with digests, as above
     from cezsar.harness.layout import layout_from  # lazy: loads numpy; `cezsar --help` runs without it
     from cezsar.harness.params import settings  # lazy: loads yaml; `cezsar --help` runs without it
 
@@ -64,10 +66,13 @@ def run(args: argparse.Namespace) -> int:
         write_json(target, ours, indent=1)
         print(f"wrote the digests of {run_dir} to {target}")
         return 0
-    ref_path = Path(args.reference) if args.reference else digests.reference_file(params)
+    now = environment.record(str(s.device))
+    # the run's own record decides its kernels (it may have been trained elsewhere); this process's when it has none
+    ref_path = Path(args.reference) if args.reference else references.choose(params, ours["environment"] or now)
     reference = checks.read_json_file(ref_path, "--reference", "reference digests")
-    verdict = digests.compare(ours, reference, now=environment.record(str(s.device)))
-    verdict["reference"] = str(ref_path)
+    verdict = digests.compare(ours, reference, now=now)
+    verdict["reference"] = references.shown(ref_path)
+    verdict["reference_role"] = references.role(ref_path, params)
 
     write_json(run_dir / "digests.json", ours, indent=1)  # the run's own digests, beside its results
     write_json(run_dir / "verify.json", verdict, indent=1)  # the report shows it

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from cezsar.base import environment
+from cezsar.harness import references
 from cezsar.harness.layout import TEST_SETS, Layout
 from cezsar.harness.params import Settings
-from cezsar import config
 from cezsar.encoders.text import SentenceEncoder
 from cezsar.formats import datasets
 from cezsar.formats.captions import read_activitynet_files
@@ -359,7 +359,8 @@ def compare(run: dict, reference: dict, now: dict | None = None) -> dict:
 
 def verdict_text(verdict: dict) -> str:
     """The verdict as a few lines of text (the command's output, the report's section)."""
-    lines = []
+    lines = [f"reference: {verdict['reference']} ({verdict.get('reference_role', 'the committed run')})"
+             ] if verdict.get("reference") else []
     for c in verdict["checks"]:
         lines.append(f"{'ok  ' if c['same'] else 'DIFF'} {c['stage']:<12} {c['detail']} [{c['tolerance']}]")
     first = verdict["first_divergence"]
@@ -373,28 +374,24 @@ def verdict_text(verdict: dict) -> str:
     return "\n".join(lines)
 
 
-def reference_file(params_file: str | Path) -> Path:
-    """Where the committed digests of a parameter set live: data/digests/<set>.json."""
-
-    return config.PROJ_ROOT / "data" / "digests" / f"{Path(params_file).stem}.json"
-
-
 def early_check(lay: Layout, s: Settings, reference: str | Path | None = None):
     """Notebook 00: before anything is computed, this machine's environment and the generated data against the
-    committed run's (data/digests/<set>.json); the full verdict comes at the end of the run (the report)."""
+    reference run's (`references.choose`: the committed run, or the one of this machine's training kernels); the
+    full verdict comes at the end of the run (the report)."""
     from IPython.display import Markdown  # lazy: IPython, only in a notebook (verify runs without it)
 
     now = environment.record(str(s.device))
-    ref_path = Path(reference) if reference else reference_file(s.params_file)
+    ref_path = Path(reference) if reference else references.choose(s.params_file, now)
     lines = [f"**This machine:** {environment.short(now)}", ""]
     if not ref_path.is_file():
         return Markdown("\n".join(lines + [f"No committed digests for this parameter set ({ref_path.name}): "
                                            "nothing to compare with."]))
     ref = json.loads(ref_path.read_text())
-    lines += [f"**Committed run ({ref_path.name}):** {environment.short(ref.get('environment'))}", ""]
+    who = references.role(ref_path, s.params_file)
+    lines += [f"**{who[4].upper() + who[5:]} ({ref_path.name}):** {environment.short(ref.get('environment'))}", ""]
     diffs = environment.differences(now, ref.get("environment"))
     lines.append("**Environment differences:** " + ("; ".join(diffs) if diffs else "none") + "")
     lines.append("")
     same, detail = compare_stage("data", data_digest(lay.data_root), ref.get("stages", {}).get("data"))
-    lines.append(f"**Generated data:** {'identical to' if same else 'differs from'} the committed run's ({detail}).")
+    lines.append(f"**Generated data:** {'identical to' if same else 'differs from'} that of {who} ({detail}).")
     return Markdown("\n".join(lines))

@@ -28,7 +28,7 @@ def _static(output) -> bool:
 def _verdict(run_dir: Path) -> str:
     """The last section: `cezsar verify`'s verdict on this run against the committed digests (verify.json)."""
 
-    head = "<a id='verify'></a>\n\n---\n\n## Verification against the committed run\n\n"
+    head = "<a id='verify'></a>\n\n---\n\n## Verification against the committed digests\n\n"
     path = run_dir / "verify.json"
     if not path.is_file():
         return head + "Not verified: run `cezsar verify " + run_dir.name + "` (docs/interfaces.md, \"verify\")."
@@ -37,8 +37,7 @@ def _verdict(run_dir: Path) -> str:
     results = run_dir / "results.json"
     if results.is_file():
         env = f"Computed on: {short(json.loads(results.read_text()).get('environment'))}\n\n"
-    ref = Path(verdict.get("reference", "")).name
-    return head + env + f"Reference: `{ref}`\n\n```\n" + verdict_text(verdict) + "\n```"
+    return head + env + "```\n" + verdict_text(verdict) + "\n```"
 
 
 def build(run_dir: str | Path, out: str | Path | None = None) -> Path:
