@@ -62,7 +62,8 @@ summary
 # %% [markdown]
 # ## This machine and these data against the committed run
 # The environment that runs this set (Python, packages, CPU, BLAS, threads, device, lock file) beside the one that
-# made the committed figures, and whether the generated data are byte-identical to theirs. The report of
+# made the committed figures (or, where this machine's training kernels have a reference run of their own, such as
+# an AVX2-only CPU, beside that one), and whether the generated data are byte-identical to theirs. The report of
 # `./run_all.sh` ends with the full verdict of `cezsar verify` over every stage (README, "A locked environment").
 
 # %%
