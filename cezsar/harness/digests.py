@@ -388,7 +388,8 @@ def early_check(lay: Layout, s: Settings, reference: str | Path | None = None):
                                            "nothing to compare with."]))
     ref = json.loads(ref_path.read_text())
     who = references.role(ref_path, s.params_file)
-    lines += [f"**{who[4].upper() + who[5:]} ({ref_path.name}):** {environment.short(ref.get('environment'))}", ""]
+    title = who.removeprefix("the ").capitalize()
+    lines += [f"**{title} ({ref_path.name}):** {environment.short(ref.get('environment'))}", ""]
     diffs = environment.differences(now, ref.get("environment"))
     lines.append("**Environment differences:** " + ("; ".join(diffs) if diffs else "none") + "")
     lines.append("")

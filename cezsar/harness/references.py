@@ -28,25 +28,28 @@ def training_kernels(env: dict | None) -> tuple:
     return tuple(env.get(k) for k in TRAINING_KERNELS)
 
 
+def _committed(params_file: str | Path, folder: Path | None) -> Path:
+    """data/digests/<set>.json (or <set>.json in `folder`): the committed run's digests, present or not."""
+    return (folder or config.PROJ_ROOT / "data" / "digests") / f"{Path(params_file).stem}.json"
+
+
 def reference_files(params_file: str | Path, folder: Path | None = None) -> list[Path]:
     """The committed digests of a parameter set: <set>.json (the committed run) first, then each <set>.<name>.json
     by name. Only files that exist."""
-    folder = folder or config.PROJ_ROOT / "data" / "digests"
-    stem = Path(params_file).stem
-    main = folder / f"{stem}.json"
-    return ([main] if main.is_file() else []) + sorted(folder.glob(f"{stem}.*.json"))
+    main = _committed(params_file, folder)
+    return ([main] if main.is_file() else []) + sorted(main.parent.glob(f"{main.stem}.*.json"))
 
 
 def choose(params_file: str | Path, env: dict | None, folder: Path | None = None) -> Path:
     """The reference a run made in `env` is compared with: the first of `reference_files` recorded with the same
-    `training_kernels`, else the committed run's <set>.json (which may not exist: the caller says so)."""
+    `training_kernels`, else the first of them (the committed run where it exists), else the absent <set>.json
+    (the caller says there is nothing to compare with)."""
     files = reference_files(params_file, folder)
     want = training_kernels(env)
     for path in files:
         if want and training_kernels(json.loads(path.read_text()).get("environment")) == want:
             return path
-    folder = folder or config.PROJ_ROOT / "data" / "digests"
-    return files[0] if files else folder / f"{Path(params_file).stem}.json"
+    return files[0] if files else _committed(params_file, folder)
 
 
 def role(path: Path, params_file: str | Path) -> str:
