@@ -359,6 +359,14 @@ def test_verify_picks_the_reference_of_this_machines_kernels(tmp_path: Path, syn
     assert out.returncode == 1
     assert out.stdout.splitlines()[0] == "reference: data/digests/fake.json (the committed run)"
     assert "cpu_capability:" in out.stdout and "SOME_OTHER_FAMILY" in out.stdout
+    # a run trained elsewhere is judged by the kernels its results.json recorded, not by this process's
+    elsewhere = dict(here, cpu_capability="THE_RUNS_FAMILY")
+    (folder / "fake.theirs.json").write_text(json.dumps(dict(digest, environment=elsewhere)))
+    results = json.loads((run / "results.json").read_text())
+    (run / "results.json").write_text(json.dumps(dict(results, environment=elsewhere)))
+    out = _verify(capsys, str(run), "--params", str(params), "--stages", "data,accuracies")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines()[0].startswith("reference: data/digests/fake.theirs.json ")
 
 
 def test_the_committed_references_are_current_and_one_per_kernel_family():
