@@ -370,6 +370,7 @@ def test_verify_picks_the_reference_of_this_machines_kernels(tmp_path: Path, syn
 
 
 def test_the_committed_references_are_current_and_one_per_kernel_family():
+    from cezsar.base import environment
     from cezsar.harness import digests, references
 
     for stem in {p.name.split(".")[0] for p in (ROOT / "data" / "digests").glob("*.json")}:
@@ -380,5 +381,5 @@ def test_the_committed_references_are_current_and_one_per_kernel_family():
             ref = json.loads(path.read_text())
             assert ref["digests_version"] == digests.DIGESTS_VERSION, path.name
             assert set(ref["stages"]) == set(digests.STAGES) and all(ref["stages"].values()), path.name
-            kernels.append(references.training_kernels(ref["environment"]))
+            kernels.append(environment.training_kernels(ref["environment"]))
         assert all(kernels) and len(set(kernels)) == len(kernels), f"{stem}: two references of the same kernels"

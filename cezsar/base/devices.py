@@ -39,9 +39,17 @@ def choose_cpu_products(setting: str, capability: str) -> str:
     return setting
 
 
+def onednn_inner_product():
+    """oneDNN's inner product on dense tensors (`torch.ops.mkldnn._linear_pointwise`), or None where this torch has
+    none."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    return getattr(torch.ops.mkldnn, "_linear_pointwise", None)
+
+
 def cpu_products() -> str:
     """The product fp32 CPU training uses in this process ("onednn" or "torch"; results.json's environment):
     `choose_cpu_products` of this machine, "torch" where this torch has no oneDNN inner product."""
-    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")):
+    if onednn_inner_product() is None:
         return "torch"
     return choose_cpu_products(os.environ.get(PRODUCTS_ENV, ""), torch.backends.cpu.get_cpu_capability())

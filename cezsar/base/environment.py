@@ -125,6 +125,21 @@ def kernel_family(device: torch.device) -> str:
     return f"{device.type} {torch.backends.cpu.get_cpu_capability()}"
 
 
+# the fields of a record that decide a CPU training's bits (`training_kernels`)
+TRAINING_KERNELS = ("device", "cpu_capability", "cpu_products")
+
+
+def training_kernels(rec: dict | None) -> tuple:
+    """`kernel_family` read from a record, with the product library CPU training used: the GPU (its device line names
+    it), else the CPU's vector capability and `cpu_products`. () for a missing record. Two runs with the same
+    kernels train the same bits (`cezsar.harness.references` picks a reference by them)."""
+    if not rec:
+        return ()
+    if str(rec.get("device", "")).startswith("cuda"):
+        return (rec["device"],)
+    return tuple(rec.get(k) for k in TRAINING_KERNELS)
+
+
 def record(device: str | None = None) -> dict:
     """This process's environment (results.json "environment"): python, packages, cpu, blas, the product CPU training
     uses (`devices.cpu_products`), threads, device, lock."""

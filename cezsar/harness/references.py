@@ -13,20 +13,7 @@ import json
 from pathlib import Path
 
 from cezsar import config
-
-# the environment fields (cezsar.base.environment.record) that decide a CPU training's bits
-TRAINING_KERNELS = ("device", "cpu_capability", "cpu_products")
-
-
-def training_kernels(env: dict | None) -> tuple:
-    """What decides the bits of a training run, from an environment record: the GPU (its device line names it),
-    else the CPU's vector capability and its matrix-product library. () for a missing record."""
-    if not env:
-        return ()
-    if str(env.get("device", "")).startswith("cuda"):
-        return (env["device"],)
-    return tuple(env.get(k) for k in TRAINING_KERNELS)
-
+from cezsar.base.environment import training_kernels
 
 def _committed(params_file: str | Path, folder: Path | None) -> Path:
     """data/digests/<set>.json (or <set>.json in `folder`): the committed run's digests, present or not."""
@@ -42,8 +29,8 @@ def reference_files(params_file: str | Path, folder: Path | None = None) -> list
 
 def choose(params_file: str | Path, env: dict | None, folder: Path | None = None) -> Path:
     """The reference a run made in `env` is compared with: the first of `reference_files` recorded with the same
-    `training_kernels`, else the first of them (the committed run where it exists), else the absent <set>.json
-    (the caller says there is nothing to compare with)."""
+    `environment.training_kernels`, else the first of them (the committed run where it exists), else the absent
+    <set>.json (the caller says there is nothing to compare with)."""
     files = reference_files(params_file, folder)
     want = training_kernels(env)
     for path in files:

@@ -17,11 +17,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from cezsar.base.devices import cpu_products
+from cezsar.base.devices import cpu_products, onednn_inner_product
 
 
 # oneDNN's inner product on dense tensors (None: this torch has no oneDNN, and `cpu_products` is "torch")
-_pointwise = getattr(torch.ops.mkldnn, "_linear_pointwise", None) if torch.backends.mkldnn.is_available() else None
+_pointwise = onednn_inner_product()
 _use_onednn = cpu_products() == "onednn"  # this CPU's choice, made once (`devices.cpu_products`)
 
 
