@@ -161,3 +161,23 @@ def test_setup_finds_every_dependency_without_importing_it(tmp_path):
     (fake / "torch").mkdir(parents=True)
     (fake / "torch" / "__init__.py").write_text("raise SystemExit('imported')\n")
     assert deps_ok(sys.executable, str(fake))
+
+
+def test_citation_file_agrees_with_the_package_the_readme_and_the_license():
+    """CITATION.cff is valid CFF 1.2.0 in shape, names the paper the README cites (title, authors, arXiv id in its
+    BibTeX) and the package's own version and license (pyproject.toml, LICENSE)."""
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert cff["cff-version"] == "1.2.0" and cff["message"] and cff["authors"]
+    assert str(cff["version"]) == project["version"] and cff["license"] == project["license"]["text"]
+    assert (ROOT / "LICENSE").read_text().startswith(f"{cff['license']} License")
+    paper = cff["preferred-citation"]
+    readme = (ROOT / "README.md").read_text()
+    bib = re.search(r"```bibtex\n(.*?)```", readme, re.S).group(1)
+    title = re.search(r"title\s*=\s*\{(.*)\},", bib).group(1).replace("{", "").replace("}", "")
+    assert title == paper["title"]
+    assert title.lower() in readme.split("```bibtex")[0].replace("**", "").lower()  # the README's opening names it
+    authors = re.search(r"author\s*=\s*\{(.*)\},", bib).group(1).split(" and ")
+    assert authors == [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
+    arxiv = next(i["value"] for i in paper["identifiers"]).removeprefix("arXiv:")
+    assert arxiv in bib and arxiv in paper["url"] and str(paper["year"]) in bib
