@@ -35,7 +35,6 @@ train_seeds: int | None = None  # trained models (the hard-class accuracy over t
 demo_labels: str | None = None  # labels for the classify demo
 
 # %%
-from cezsar.evaluation import classify
 from cezsar.harness import paper_figures, pipeline, previews, widgets
 
 # %%
