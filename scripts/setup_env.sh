@@ -49,6 +49,17 @@ if [ -z "$PY" ]; then
     # cezsar itself, editable, with nothing more: every dependency (setuptools included) is the lock's
     "$_venv/bin/python" -m pip install --disable-pip-version-check -q --no-deps --no-build-isolation -e "$_root" \
       || { echo "[setup] pip install -e . failed" >&2; return 1 2>/dev/null || exit 1; }
+    # pip leaves an installed build whose version differs only in its local label (2.13.0+cpu meets torch==2.13.0):
+    # replace each such package with exactly the lock's build, e.g. after switching to CEZSAR_LOCK=locks/cuda.txt
+    _replace="$("$_venv/bin/python" -c "import sys; from cezsar.base.environment import builds_to_replace
+print(' '.join(builds_to_replace(sys.argv[1])))" "$_lock")" \
+      || { echo "[setup] could not compare the installed packages with ${_lock#$_root/}" >&2; return 1 2>/dev/null || exit 1; }
+    if [ -n "$_replace" ]; then
+      echo "[setup] installing the lock's own builds of: $_replace"
+      # shellcheck disable=SC2086  # one argument per package
+      "$_venv/bin/python" -m pip install --disable-pip-version-check -q --force-reinstall --no-deps $_replace \
+        || { echo "[setup] pip install $_replace failed" >&2; return 1 2>/dev/null || exit 1; }
+    fi
     echo "$_want" > "$_stamp"
   fi
   PY="$_venv/bin/python"

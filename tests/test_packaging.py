@@ -181,3 +181,23 @@ def test_citation_file_agrees_with_the_package_the_readme_and_the_license():
     assert authors == [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
     arxiv = next(i["value"] for i in paper["identifiers"]).removeprefix("arXiv:")
     assert arxiv in bib and arxiv in paper["url"] and str(paper["year"]) in bib
+
+
+def test_the_set_up_replaces_a_build_that_only_the_local_label_tells_apart(tmp_path):
+    """A venv set up from locks/cpu.txt holds torch 2.13.0+cpu, which pip takes as meeting locks/cuda.txt's
+    torch==2.13.0. The set-up then force-reinstalls `torch===2.13.0`: the spec `===` matches the lock's build only."""
+    from packaging.specifiers import SpecifierSet
+
+    from cezsar.base.environment import builds_to_replace
+
+    lock = tmp_path / "cuda.txt"
+    lock.write_text("torch==2.13.0\n    # via cezsar\nnumpy==2.4.6\nnot-installed==1.0\n")
+    installed = {"torch": "2.13.0+cpu", "NumPy": "2.4.6", "other": "1"}
+    assert SpecifierSet("==2.13.0").contains("2.13.0+cpu")  # why pip alone keeps the CPU build
+    assert builds_to_replace(lock, installed) == ["torch===2.13.0"]
+    assert not SpecifierSet("===2.13.0").contains("2.13.0+cpu") and SpecifierSet("===2.13.0").contains("2.13.0")
+    lock.write_text("torch==2.13.0+cpu\nnumpy==2.4.6\n")  # and back: the CPU lock over a CUDA build
+    assert builds_to_replace(lock, {"torch": "2.13.0", "numpy": "2.4.6"}) == ["torch===2.13.0+cpu"]
+    assert builds_to_replace(lock, {"torch": "2.13.0+cpu", "numpy": "2.4.6"}) == []
+    setup = (ROOT / "scripts" / "setup_env.sh").read_text()
+    assert "builds_to_replace" in setup and "--force-reinstall --no-deps $_replace" in setup

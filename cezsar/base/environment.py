@@ -51,6 +51,15 @@ def _installed() -> dict[str, str]:
     return out
 
 
+def builds_to_replace(lock: str | Path, installed: dict[str, str] | None = None) -> list[str]:
+    """`name===version` for each pin of `lock` installed at another version string. pip takes `torch==2.13.0` as
+    met by an installed 2.13.0+cpu (PEP 440 ignores the local label), so switching a set-up from locks/cpu.txt to
+    locks/cuda.txt would keep the CPU build; `===` asks for exactly the lock's build (the set-up force-reinstalls
+    these). Pins not installed at all are pip's own error, not listed here."""
+    have = _installed() if installed is None else {_norm(k): v for k, v in installed.items()}
+    return [f"{n}==={v}" for n, v in sorted(read_lock(lock).items()) if n in have and have[n] != v]
+
+
 def lock_status(root: Path | None = None) -> dict:
     """Which lock file the installed packages match: {"file", "sha256", "differs"} for the closest lock, where
     "differs" lists `name installed (lock version)` for every pin not installed at its version (empty: exact)."""
