@@ -72,3 +72,24 @@ def test_doctor_json_reports_every_required_resource_ok():
     assert all(v["ok"] for v in required.values()), required
     assert out.returncode == 0
     assert report["torch"].startswith("2.13.0")
+
+
+def test_doctor_names_each_fix_once(monkeypatch):
+    """A missing resource's own message already ends with its fix command; any other failure gets the table's."""
+    from cezsar.commands import doctor
+    from cezsar.errors import ResourceMissing
+
+    def missing():
+        raise ResourceMissing("parts not installed. Fix: pip install thing")
+
+    def broken():
+        raise ValueError("bad file")
+
+    monkeypatch.setattr(doctor, "CHECKS", {"a": (missing, True, "pip install thing"), "b": (broken, False, "redo it")})
+    res = doctor.doctor()["resources"]
+    assert res["a"]["detail"] == "ResourceMissing: parts not installed. Fix: pip install thing"
+    assert res["b"]["detail"] == "ValueError: bad file -- fix: redo it"
+    # the real mpnet check, absent unless its extra is installed, says its fix once either way
+    monkeypatch.undo()
+    detail = doctor.doctor(include=("mpnet",))["resources"]["mpnet"]["detail"]
+    assert detail.lower().count("fix:") <= 1

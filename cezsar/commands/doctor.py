@@ -11,6 +11,7 @@ import tempfile
 
 from cezsar.encoders.clip_tokenizer import load_clip_tokenizer
 from cezsar.encoders.resources import SETUP_CMD, efficientnet_lite0_weights, ensure_wordnet, text_model_path
+from cezsar.errors import ResourceMissing
 
 HELP = "check every offline resource (loads it, runs one tiny inference); exit 1 if a required one is missing"
 EXAMPLES = [  # shown by --help; tests/test_cli_convention.py parses each one
@@ -97,8 +98,10 @@ def doctor(include: tuple[str, ...] | None = None) -> dict:
         try:
             report["resources"][name] = {"ok": True, "required": required, "detail": check()}
         except Exception as err:  # doctor reports every failure, whatever its type, with the fix
+            # a ResourceMissing message already ends with its own fix command: say it once
+            tail = "" if isinstance(err, ResourceMissing) else f" -- fix: {fix}"
             report["resources"][name] = {"ok": False, "required": required,
-                                         "detail": f"{type(err).__name__}: {err} -- fix: {fix}"}
+                                         "detail": f"{type(err).__name__}: {err}{tail}"}
     report["ok"] = all(r["ok"] for r in report["resources"].values() if r["required"])
     return report
 
