@@ -51,13 +51,19 @@ def _installed() -> dict[str, str]:
     return out
 
 
+def _mismatches(pins: dict[str, str], have: dict[str, str]) -> list[tuple[str, str | None, str]]:
+    """(name, installed version or None, pinned version) for each pin not installed at exactly its version string,
+    by name."""
+    return [(n, have.get(n), v) for n, v in sorted(pins.items()) if have.get(n) != v]
+
+
 def builds_to_replace(lock: str | Path, installed: dict[str, str] | None = None) -> list[str]:
     """`name===version` for each pin of `lock` installed at another version string. pip takes `torch==2.13.0` as
     met by an installed 2.13.0+cpu (PEP 440 ignores the local label), so switching a set-up from locks/cpu.txt to
     locks/cuda.txt would keep the CPU build; `===` asks for exactly the lock's build (the set-up force-reinstalls
     these). Pins not installed at all are pip's own error, not listed here."""
     have = _installed() if installed is None else {_norm(k): v for k, v in installed.items()}
-    return [f"{n}==={v}" for n, v in sorted(read_lock(lock).items()) if n in have and have[n] != v]
+    return [f"{n}==={v}" for n, got, v in _mismatches(read_lock(lock), have) if got is not None]
 
 
 def lock_status(root: Path | None = None) -> dict:
@@ -71,7 +77,7 @@ def lock_status(root: Path | None = None) -> dict:
         if not path.is_file():
             continue
         pins = read_lock(path)
-        differs = sorted(f"{n} {have.get(n, 'missing')} (lock {v})" for n, v in pins.items() if have.get(n) != v)
+        differs = [f"{n} {got or 'missing'} (lock {v})" for n, got, v in _mismatches(pins, have)]
         if best["file"] is None or len(differs) < len(best["differs"]):
             best = {"file": rel, "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "differs": differs}
     return best

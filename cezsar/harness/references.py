@@ -15,6 +15,7 @@ from pathlib import Path
 from cezsar import config
 from cezsar.base.environment import training_kernels
 
+
 def _committed(params_file: str | Path, folder: Path | None) -> Path:
     """data/digests/<set>.json (or <set>.json in `folder`): the committed run's digests, present or not."""
     return (folder or config.PROJ_ROOT / "data" / "digests") / f"{Path(params_file).stem}.json"
